@@ -1,0 +1,247 @@
+"""``rag ingest``: plan the incremental run, execute the Ray Data pipeline, merge with what is reused, write atomically."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, plan_run
+from rag.config import Settings
+from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE, MANIFEST_FILE, build_index
+from rag.ray_runtime import ensure_ray
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(Exception):
+    """The job cannot start or cannot write its output; the message says why."""
+
+
+@dataclass
+class PipelineOutput:
+    chunks: pd.DataFrame
+    vectors: np.ndarray | None  # None when no chunk was embedded
+    pages: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    workers: Counter = field(default_factory=Counter)  # (worker, device) -> chunks embedded
+
+
+@dataclass
+class Previous:
+    manifest: Manifest
+    chunks: pd.DataFrame
+    vectors: np.ndarray
+
+
+@dataclass
+class IngestResult:
+    manifest: Manifest
+    plan: Plan
+
+    @property
+    def chunks_total(self) -> int:
+        return int(self.manifest.index["vectors"])
+
+
+def _load_previous(index_dir: Path) -> Previous | None:
+    if not (index_dir / MANIFEST_FILE).is_file():
+        if index_dir.exists() and any(index_dir.iterdir()):
+            raise IngestError(f"{index_dir} exists, is not empty and holds no {MANIFEST_FILE}: refusing to replace it")
+        return None
+    try:
+        return Previous(
+            Manifest.read(index_dir / MANIFEST_FILE),
+            pd.read_parquet(index_dir / CHUNKS_FILE),
+            np.load(index_dir / EMBEDDINGS_FILE),
+        )
+    except Exception as err:  # an unreadable old index costs a full re-embed, not the run
+        log.warning("previous index in %s is unreadable (%s); re-ingesting everything", index_dir, err)
+        return None
+
+
+def _check_capacity(settings: Settings) -> None:
+    """Fail at once where a pool would hold every CPU (or more GPUs than exist): Ray would wait forever."""
+    import ray
+
+    total = ray.cluster_resources()
+    pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
+    cpus_needed = pool.actors * pool.num_cpus + parse
+    if cpus_needed > total.get("CPU", 0):
+        raise IngestError(
+            f"{pool.actors} embedding actors x {pool.num_cpus} CPUs plus {parse} CPU for a parsing task need "
+            f"{cpus_needed:g} CPUs, the cluster has {total.get('CPU', 0):g}: lower ingest.embed.actors, "
+            "ingest.embed.num_cpus or ingest.parse_num_cpus"
+        )
+    gpus_needed = pool.actors * pool.num_gpus
+    if gpus_needed > total.get("GPU", 0):
+        raise IngestError(
+            f"{pool.actors} embedding actors x {pool.num_gpus} GPUs need {gpus_needed:g} GPUs, the cluster has "
+            f"{total.get('GPU', 0):g}: lower ingest.embed.actors or ingest.embed.num_gpus"
+        )
+
+
+def run_pipeline(files: list[SourceFile], settings: Settings) -> PipelineOutput:
+    from ingest.pipeline import build_dataset
+
+    ensure_ray(settings.ray)
+    _check_capacity(settings)
+    columns: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
+    vectors: list[np.ndarray] = []
+    out = PipelineOutput(pd.DataFrame(), None)
+    for batch in build_dataset(files, settings).iter_batches(batch_size=1024, batch_format="numpy"):
+        for file, n_pages, note in zip(batch["file"], batch["n_pages"], batch["note"]):
+            out.pages[file] = int(n_pages)
+            if note:
+                out.notes[file] = note
+        for file, error in zip(batch["file"], batch["error"]):
+            if error:
+                out.failures[file] = error
+        ok = batch["chunk_index"] >= 0
+        for worker, device in zip(batch["worker"][ok], batch["device"][ok]):
+            out.workers[(worker, device)] += 1
+        batch["chunk_id"] = np.array(
+            [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"])]
+        )
+        for column in CHUNK_COLUMNS:
+            columns[column].extend(batch[column][ok].tolist())
+        vectors.append(batch["embedding"][ok])
+    out.chunks = pd.DataFrame(columns)
+    if len(out.chunks):
+        out.vectors = np.concatenate(vectors).astype(np.float32)
+    return out
+
+
+def _merge(
+    previous: Previous | None, keep_files: set[str], new: PipelineOutput, dim: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Reused chunks plus new ones, in (file, page, chunk) order so FAISS ids are stable for the same input."""
+    parts, vecs = [new.chunks], [np.zeros((0, dim), dtype=np.float32) if new.vectors is None else new.vectors]
+    if previous is not None and keep_files:
+        kept = previous.chunks["file"].isin(keep_files).to_numpy()
+        parts.insert(0, previous.chunks[kept])
+        vecs.insert(0, previous.vectors[kept])
+    chunks = pd.concat([p for p in parts if len(p)] or [new.chunks], ignore_index=True)
+    vectors = np.concatenate(vecs)
+    order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
+    return chunks.iloc[order].reset_index(drop=True)[CHUNK_COLUMNS], np.ascontiguousarray(vectors[order])
+
+
+def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks: pd.DataFrame) -> list[FileEntry]:
+    per_file = chunks["file"].value_counts().to_dict()
+    old = previous.manifest.entries() if previous else {}
+    entries = []
+    for src in plan.to_process:
+        base = {"file": src.file, "doc_hash": src.doc_hash, "size_bytes": src.size_bytes}
+        if src.file in new.failures:
+            entries.append(FileEntry(**base, status="failed", reason=new.failures[src.file]))
+        else:
+            entries.append(
+                FileEntry(
+                    **base,
+                    status="indexed",
+                    pages=new.pages.get(src.file, 0),
+                    chunks=int(per_file.get(src.file, 0)),
+                    note=new.notes.get(src.file),
+                )
+            )
+    for src in plan.unchanged:
+        entries.append(old[src.file].model_copy(update={"status": "skipped_unchanged"}))
+    for name in plan.missing:
+        note = "source file is gone; its chunks stay until a run with --prune"
+        entries.append(old[name].model_copy(update={"status": "skipped_unchanged", "note": note}))
+    return sorted(entries, key=lambda e: e.file)
+
+
+def _write_atomically(index_dir: Path, write) -> None:
+    """Write into a sibling temporary directory, then swap it in: a crash leaves the old index or the new one."""
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
+    try:
+        write(tmp)
+        if index_dir.exists():
+            old = index_dir.parent / f".{index_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            index_dir.rename(old)
+            tmp.rename(index_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(index_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, prune: bool = False) -> IngestResult:
+    started = time.perf_counter()
+    docs_dir, index_dir = Path(docs_dir), Path(index_dir)
+    if not docs_dir.is_dir():
+        raise IngestError(f"documents folder not found: {docs_dir}")
+    sources = discover(docs_dir)
+    if not sources:
+        raise IngestError(f"no files in {docs_dir}")
+    previous = _load_previous(index_dir)
+    fp = fingerprint(settings)
+    plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
+    for src in plan.to_process:
+        log.info("to process: %s (%s)", src.file, plan.reasons[src.file])
+    log.info(
+        "%d files to process, %d unchanged, %d gone (%s)",
+        len(plan.to_process),
+        len(plan.unchanged),
+        len(plan.missing) + len(plan.pruned),
+        "pruned" if prune else "kept",
+    )
+
+    new = run_pipeline(plan.to_process, settings) if plan.to_process else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None)
+    dim = new.vectors.shape[1] if new.vectors is not None else _embedding_dim(settings, previous, fp)
+    chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
+    index, built_on = build_index(vectors, settings.index)
+    seconds = time.perf_counter() - started
+    pages_processed = sum(new.pages.values())
+    manifest = Manifest(
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        docs_dir=str(docs_dir.resolve()),
+        fingerprint=fp,
+        settings=settings.model_dump(exclude={"ray"}),
+        embedding={"model": settings.embedding.model, "dim": dim, "normalize": settings.embedding.normalize},
+        index={"kind": settings.index.kind, "built_on": built_on, "vectors": int(index.ntotal)},
+        files=_entries(plan, previous, new, chunks),
+        run=RunStats(
+            seconds=round(seconds, 2),
+            files_processed=len(plan.to_process),
+            pages_processed=pages_processed,
+            chunks_embedded=len(new.chunks),
+            pages_per_s=round(pages_processed / seconds, 2),
+            chunks_per_s=round(len(new.chunks) / seconds, 2),
+            embed_workers=[EmbedWorker(worker=w, device=d, chunks=n) for (w, d), n in sorted(new.workers.items())],
+        ),
+    )
+
+    def write(tmp: Path) -> None:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        chunks.to_parquet(tmp / CHUNKS_FILE, index=False)
+        np.save(tmp / EMBEDDINGS_FILE, vectors)
+        manifest.write(tmp / MANIFEST_FILE)
+
+    _write_atomically(index_dir, write)
+    return IngestResult(manifest, plan)
+
+
+def _embedding_dim(settings: Settings, previous: Previous | None, fp: str) -> int:
+    """The model's dimension, from the previous manifest when it used the same settings, else from the model."""
+    if previous is not None and previous.manifest.fingerprint == fp:
+        return int(previous.manifest.embedding["dim"])
+    from rag.models import load_sentence_encoder
+
+    return int(load_sentence_encoder(settings.embedding.model, "cpu").get_embedding_dimension())

@@ -1,0 +1,139 @@
+"""What an ingestion run read, what it produced, and what the next run may reuse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from rag.config import Settings
+
+Status = Literal["indexed", "skipped_unchanged", "failed"]
+
+
+class FileEntry(BaseModel):
+    file: str  # path relative to the documents folder
+    status: Status
+    doc_hash: str
+    size_bytes: int
+    pages: int = 0
+    chunks: int = 0
+    reason: str | None = None  # why a file failed
+    note: str | None = None  # anything unusual about how it was read, or that its source is gone
+
+
+class EmbedWorker(BaseModel):
+    worker: str  # node id prefix and pid of the embedding actor
+    device: str
+    chunks: int
+
+
+class RunStats(BaseModel):
+    seconds: float
+    files_processed: int
+    pages_processed: int
+    chunks_embedded: int
+    pages_per_s: float
+    chunks_per_s: float
+    embed_workers: list[EmbedWorker] = []
+
+
+class Manifest(BaseModel):
+    version: int = 1
+    created_at: str
+    docs_dir: str
+    fingerprint: str
+    settings: dict
+    embedding: dict  # model, dim, normalize
+    index: dict  # kind, built_on, vectors
+    files: list[FileEntry]
+    run: RunStats
+
+    def entries(self) -> dict[str, FileEntry]:
+        return {e.file: e for e in self.files}
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        return cls.model_validate_json(path.read_text())
+
+
+def fingerprint(settings: Settings) -> str:
+    """Changes exactly when the settings that decide chunks and vectors change: then nothing can be reused."""
+    relevant = {
+        "pdf": settings.pdf.model_dump(),
+        "chunking": settings.chunking.model_dump(),
+        "embedding": settings.embedding.model_dump(exclude={"device", "dtype", "encode_batch_size"}),
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # absolute, for the workers
+    file: str  # relative to the documents folder, as stored
+    doc_hash: str
+    size_bytes: int
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def discover(docs_dir: Path) -> list[SourceFile]:
+    """Every regular, non-hidden file under ``docs_dir``: non-PDFs are reported as failed, not silently ignored."""
+    files = []
+    for path in sorted(docs_dir.rglob("*")):
+        rel = path.relative_to(docs_dir)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        files.append(SourceFile(str(path.resolve()), rel.as_posix(), hash_file(path), path.stat().st_size))
+    return files
+
+
+@dataclass
+class Plan:
+    to_process: list[SourceFile]  # new, changed, previously failed, or everything after a settings change
+    unchanged: list[SourceFile]  # chunks and vectors reused from the previous index
+    missing: list[str]  # indexed before, gone from the folder now, kept because --prune was not given
+    pruned: list[str]  # indexed before, gone from the folder now, dropped
+    reasons: dict[str, str] = field(default_factory=dict)  # file -> why it is processed
+
+
+def plan_run(sources: list[SourceFile], previous: Manifest | None, fp: str, prune: bool) -> Plan:
+    old = previous.entries() if previous else {}
+    if previous is not None and previous.fingerprint != fp:
+        old = {}
+        everything_reason = "settings that shape chunks or vectors changed"
+    else:
+        everything_reason = None
+    plan = Plan([], [], [], [])
+    for src in sources:
+        entry = old.get(src.file)
+        if entry and entry.status != "failed" and entry.doc_hash == src.doc_hash:
+            plan.unchanged.append(src)
+            continue
+        plan.to_process.append(src)
+        if everything_reason:
+            plan.reasons[src.file] = everything_reason
+        elif entry is None:
+            plan.reasons[src.file] = "new"
+        elif entry.status == "failed":
+            plan.reasons[src.file] = "failed before"
+        else:
+            plan.reasons[src.file] = "changed"
+    present = {s.file for s in sources}
+    for name, entry in old.items():
+        if name not in present and entry.status != "failed":
+            (plan.pruned if prune else plan.missing).append(name)
+    return plan

