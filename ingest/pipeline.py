@@ -67,7 +67,10 @@ class EmbedChunks:
     def __init__(self, embedding: dict, gpu_fraction: float, num_cpus: float):
         set_cpu_threads(num_cpus)
         self.encoder = TextEncoder(EmbeddingConfig.model_validate(embedding), gpu_fraction=gpu_fraction)
-        self.worker = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
+        context = ray.get_runtime_context()
+        gpus = ",".join(context.get_accelerator_ids().get("GPU", [])) or "-"
+        # node:pid:gpu ids, so the manifest shows where the work ran and which actors shared a GPU
+        self.worker = f"{context.get_node_id()[:8]}:{os.getpid()}:gpu={gpus}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["text"])

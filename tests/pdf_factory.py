@@ -1,0 +1,63 @@
+"""Small PDFs made on the spot: good ones with known text, and every kind of bad input a user meets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pypdf
+from reportlab.lib.pagesizes import LETTER
+from reportlab.pdfgen import canvas
+
+
+def text_pdf(path: Path, pages: list[str]) -> Path:
+    """One page per string; long strings wrap at 90 characters a line."""
+    c = canvas.Canvas(str(path), pagesize=LETTER, invariant=1)
+    for text in pages:
+        y = 740
+        words, line = text.split(), ""
+        for word in words:
+            if len(line) + len(word) > 90:
+                c.drawString(40, y, line)
+                y, line = y - 14, ""
+            line = f"{line} {word}".strip()
+        c.drawString(40, y, line)
+        c.showPage()
+    c.save()
+    return path
+
+
+def bad_files(folder: Path, good_pdf: Path) -> dict[str, str]:
+    """Write one file per failure kind into ``folder``; returns file name -> a word its reason must contain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.pdf").write_bytes(b"")
+    (folder / "notes.txt").write_text("plain text, not a PDF\n")
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n")
+    data = good_pdf.read_bytes()
+    (folder / "truncated.pdf").write_bytes(data[: len(data) // 2])
+
+    writer = pypdf.PdfWriter(clone_from=good_pdf)
+    writer.encrypt(user_password="secret", owner_password="owner")
+    with (folder / "encrypted.pdf").open("wb") as f:
+        writer.write(f)
+
+    blank = pypdf.PdfWriter()
+    for _ in range(2):
+        blank.add_blank_page(width=612, height=792)
+    with (folder / "scanned.pdf").open("wb") as f:
+        blank.write(f)
+    return {
+        "empty.pdf": "empty",
+        "notes.txt": "not a PDF",
+        "corrupt.pdf": "corrupt",
+        "truncated.pdf": "truncated",
+        "encrypted.pdf": "encrypted",
+        "scanned.pdf": "no extractable text",
+    }
+
+
+def copy_docs(names: list[str], source: Path, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(source / name, target / name)
+    return target

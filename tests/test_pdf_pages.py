@@ -1,0 +1,37 @@
+import pypdf
+import pytest
+
+from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from rag.config import PdfConfig
+from tests.pdf_factory import bad_files, text_pdf
+
+
+def test_pages_of_a_real_filing(sec_docs):
+    doc = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig())
+    assert len(doc.texts) == 29
+    assert "Apple Inc." in doc.texts[0]
+    assert doc.note is None
+
+
+@pytest.mark.parametrize("name", ["2023 Q1 MSFT.pdf", "2023 Q2 MSFT.pdf"])
+def test_pypdf_limit_is_raised_deliberately(sec_docs, name):
+    with pytest.raises(pypdf.errors.LimitReachedError):
+        [p.extract_text() for p in pypdf.PdfReader(sec_docs / name).pages]
+    doc = read_pdf_pages(sec_docs / name, PdfConfig())
+    assert len(doc.texts) in (72, 74)
+    assert "MICROSOFT CORPORATION" in doc.texts[0].upper()
+    assert "raised pypdf limits" in doc.note
+
+
+def test_limit_error_is_a_failure_when_raising_is_off(sec_docs):
+    with pytest.raises(UnreadableDocument, match="safety limit"):
+        read_pdf_pages(sec_docs / "2023 Q1 MSFT.pdf", PdfConfig(raise_limits_on_error=False))
+
+
+def test_each_bad_file_gets_its_reason(tmp_path):
+    good = text_pdf(tmp_path / "good.pdf", ["Quarterly revenue grew by four percent. " * 20] * 3)
+    expected = bad_files(tmp_path / "bad", good)
+    for name, word in expected.items():
+        with pytest.raises(UnreadableDocument, match=word):
+            read_pdf_pages(tmp_path / "bad" / name, PdfConfig())
+    assert len(read_pdf_pages(good, PdfConfig()).texts) == 3
