@@ -36,6 +36,7 @@ class PipelineOutput:
     failures: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     workers: Counter = field(default_factory=Counter)  # (worker, device) -> chunks embedded
+    busy: Counter = field(default_factory=Counter)  # (worker, device) -> seconds spent encoding
 
 
 @dataclass
@@ -109,8 +110,9 @@ def run_pipeline(files: list[SourceFile], settings: Settings) -> PipelineOutput:
             if error:
                 out.failures[file] = error
         ok = batch["chunk_index"] >= 0
-        for worker, device in zip(batch["worker"][ok], batch["device"][ok]):
+        for worker, device, seconds in zip(batch["worker"][ok], batch["device"][ok], batch["embed_seconds"][ok]):
             out.workers[(worker, device)] += 1
+            out.busy[(worker, device)] += float(seconds)
         batch["chunk_id"] = np.array(
             [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"])]
         )
@@ -224,7 +226,10 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
             chunks_embedded=len(new.chunks),
             pages_per_s=round(pages_processed / seconds, 2),
             chunks_per_s=round(len(new.chunks) / seconds, 2),
-            embed_workers=[EmbedWorker(worker=w, device=d, chunks=n) for (w, d), n in sorted(new.workers.items())],
+            embed_workers=[
+                EmbedWorker(worker=w, device=d, chunks=n, busy_seconds=round(new.busy[(w, d)], 2))
+                for (w, d), n in sorted(new.workers.items())
+            ],
         ),
     )
 

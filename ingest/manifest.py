@@ -30,6 +30,7 @@ class EmbedWorker(BaseModel):
     worker: str  # node id prefix and pid of the embedding actor
     device: str
     chunks: int
+    busy_seconds: float  # time spent encoding, for throughput against the hardware's limit
 
 
 class RunStats(BaseModel):

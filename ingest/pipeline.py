@@ -7,6 +7,7 @@ a single streaming pass yields both the chunks and every failure, and nothing is
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -76,7 +77,10 @@ class EmbedChunks:
         n = len(batch["text"])
         has_text = batch["chunk_index"] >= 0
         vectors = np.zeros((n, self.encoder.dim), dtype=np.float32)
+        started = time.perf_counter()
         vectors[has_text] = self.encoder.encode(batch["text"][has_text].tolist())
+        # spread over the batch's chunks and summed per worker by the driver
+        batch["embed_seconds"] = np.where(has_text, (time.perf_counter() - started) / max(1, has_text.sum()), 0.0)
         batch["embedding"] = vectors
         batch["worker"] = np.full(n, self.worker)
         batch["device"] = np.full(n, self.encoder.device)

@@ -44,7 +44,7 @@ def _print_summary(result) -> None:
             print(f"  note {entry.file}: {entry.note}")
     print(f"seconds    {run.seconds:.1f}  ({run.pages_per_s:.1f} pages/s, {run.chunks_per_s:.1f} chunks/s)")
     if run.embed_workers:
-        workers = ", ".join(f"{w.worker} on {w.device}: {w.chunks}" for w in run.embed_workers)
+        workers = ", ".join(f"{w.worker} on {w.device}: {w.chunks} in {w.busy_seconds:.0f}s" for w in run.embed_workers)
         print(f"embedded by {workers}")
     print(f"index      {m.index['kind']} ({m.index['built_on']}), {m.embedding['model']} dim {m.embedding['dim']}")
 

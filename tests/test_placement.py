@@ -21,21 +21,38 @@ def many_small_docs(tmp_path_factory):
 
 
 def test_four_actors_share_one_logical_gpu_and_fall_back_to_cpu(ray_cluster, many_small_docs, tmp_path):
+    import threading
+    import time
+
+    import ray
+
     settings = load_settings(
         None,
         ["ingest.embed.actors=4", "ingest.embed.num_gpus=0.25", "ingest.embed.num_cpus=0.25", "ingest.embed.batch_size=8"],
     )
-    result = run_ingest(many_small_docs, tmp_path / "index", settings)
+    assert ray.available_resources().get("GPU", 0) == 1
+    outcome = {}
+    job = threading.Thread(target=lambda: outcome.update(result=run_ingest(many_small_docs, tmp_path / "index", settings)))
+    job.start()
+    free_gpu = []
+    while job.is_alive():
+        free_gpu.append(ray.available_resources().get("GPU", 0))
+        time.sleep(0.2)
+    job.join()
+    result = outcome["result"]
+    # At some moment the whole GPU was held: the four 0.25 actors were placed at once, nothing else uses GPUs.
+    assert min(free_gpu) == 0
     workers = result.manifest.run.embed_workers
-    assert len(workers) == 4
-    # All four were placed on the one GPU at the same time (4 x 0.25), and ran on the CPU: no CUDA here.
+    assert len(workers) >= 2
     assert {w.worker.split(":gpu=")[1] for w in workers} == {"0"}
+    # CUDA is absent here, so each actor fell back to the CPU.
     assert {w.device for w in workers} == {"cpu"}
     assert sum(w.chunks for w in workers) == result.chunks_total
 
 
 def test_work_spreads_over_both_nodes(ray_cluster, many_small_docs, tmp_path):
-    settings = load_settings(None, ["ingest.embed.actors=3", "ingest.embed.num_cpus=1", "ingest.embed.batch_size=8"])
+    # 1.5 CPUs each: no node of two CPUs holds both actors, so Ray must place one on each node.
+    settings = load_settings(None, ["ingest.embed.actors=2", "ingest.embed.num_cpus=1.5", "ingest.embed.batch_size=8"])
     result = run_ingest(many_small_docs, tmp_path / "index", settings)
     nodes = {w.worker.split(":")[0] for w in result.manifest.run.embed_workers}
     assert len(nodes) == 2, result.manifest.run.embed_workers
@@ -46,3 +63,25 @@ def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_do
         run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.num_gpus=1", "ingest.embed.actors=2"]))
     with pytest.raises(IngestError, match="CPUs"):
         run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.actors=8", "ingest.embed.num_cpus=1"]))
+
+
+def test_cli_joins_an_existing_cluster(ray_cluster, many_small_docs, tmp_path):
+    """`rag ingest --address` runs its work on the cluster it is pointed at, not on a Ray of its own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import ray
+
+    index_dir = tmp_path / "index"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", str(many_small_docs), "--index", str(index_dir),
+         "--address", ray_cluster.address, "--set", "ingest.embed.batch_size=8"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    workers = json.loads((index_dir / "manifest.json").read_text())["run"]["embed_workers"]
+    cluster_nodes = {node["NodeID"][:8] for node in ray.nodes() if node["Alive"]}
+    assert workers and {w["worker"].split(":")[0] for w in workers} <= cluster_nodes
