@@ -196,8 +196,9 @@ def main() -> None:
             print(f"scale-{n} ...", flush=True)
             results["runs"][f"scale-{n}"] = pipeline_run(subset(args.docs, work, n), work, f"scale-{n}", [])
 
-        for run in results["runs"].values():
-            run["ratio_to_baseline"] = base["wall_seconds"] / run["wall_seconds"]
+        for name, run in results["runs"].items():
+            if not name.startswith("scale-"):  # a subset has no baseline of its own size
+                run["ratio_to_baseline"] = base["wall_seconds"] / run["wall_seconds"]
 
         print("compute limit ...", flush=True)
         rates = matmul_rates()
@@ -239,7 +240,8 @@ def main() -> None:
 def summary(results: dict) -> str:
     lines = [f"{'run':<15}{'wall s':>8}{'pages/s':>9}{'chunks/s':>10}{'x baseline':>12}"]
     for name, r in results["runs"].items():
-        lines.append(f"{name:<15}{r['wall_seconds']:>8.1f}{r['pages_per_s']:>9.2f}{r['chunks_per_s']:>10.2f}{r['ratio_to_baseline']:>12.2f}")
+        ratio = f"{r['ratio_to_baseline']:.2f}" if "ratio_to_baseline" in r else "-"
+        lines.append(f"{name:<15}{r['wall_seconds']:>8.1f}{r['pages_per_s']:>9.2f}{r['chunks_per_s']:>10.2f}{ratio:>12}")
     c, s = results["compute"], results["scaling"]
     lines.append(f"matmul GFLOP/s: {', '.join(f'{k} {v:.0f}' for k, v in c['matmul_gflops'].items())}")
     lines.append(

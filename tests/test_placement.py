@@ -20,7 +20,7 @@ def many_small_docs(tmp_path_factory):
     return folder
 
 
-def test_four_actors_share_one_logical_gpu_and_fall_back_to_cpu(ray_cluster, many_small_docs, tmp_path):
+def test_four_actors_share_one_gpu_and_fall_back_to_cpu(ray_cluster, many_small_docs, tmp_path):
     import threading
     import time
 
@@ -30,7 +30,7 @@ def test_four_actors_share_one_logical_gpu_and_fall_back_to_cpu(ray_cluster, man
         None,
         ["ingest.embed.actors=4", "ingest.embed.num_gpus=0.25", "ingest.embed.num_cpus=0.25", "ingest.embed.batch_size=8"],
     )
-    assert ray.available_resources().get("GPU", 0) == 1
+    total_gpus = ray.available_resources().get("GPU", 0)
     outcome = {}
     job = threading.Thread(target=lambda: outcome.update(result=run_ingest(many_small_docs, tmp_path / "index", settings)))
     job.start()
@@ -40,11 +40,11 @@ def test_four_actors_share_one_logical_gpu_and_fall_back_to_cpu(ray_cluster, man
         time.sleep(0.2)
     job.join()
     result = outcome["result"]
-    # At some moment the whole GPU was held: the four 0.25 actors were placed at once, nothing else uses GPUs.
-    assert min(free_gpu) == 0
+    # At some moment one whole GPU was held: the four 0.25 actors were placed at once, nothing else uses GPUs.
+    assert min(free_gpu) == total_gpus - 1
     workers = result.manifest.run.embed_workers
     assert len(workers) >= 2
-    assert {w.worker.split(":gpu=")[1] for w in workers} == {"0"}
+    assert all(len(w.worker.split(":gpu=")[1].split(",")) == 1 for w in workers)  # a share of one GPU each
     # CUDA is absent here, so each actor fell back to the CPU.
     assert {w.device for w in workers} == {"cpu"}
     assert sum(w.chunks for w in workers) == result.chunks_total
@@ -60,7 +60,7 @@ def test_work_spreads_over_both_nodes(ray_cluster, many_small_docs, tmp_path):
 
 def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_docs, tmp_path):
     with pytest.raises(IngestError, match="GPUs"):
-        run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.num_gpus=1", "ingest.embed.actors=2"]))
+        run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.num_gpus=1", "ingest.embed.actors=3"]))
     with pytest.raises(IngestError, match="CPUs"):
         run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.actors=8", "ingest.embed.num_cpus=1"]))
 

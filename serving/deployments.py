@@ -1,0 +1,85 @@
+"""The retriever and generator deployments: thin Serve wrappers around the shared core's Retriever and engines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+from ray import serve
+
+from rag.config import Settings
+from rag.engines import load_engine
+from rag.models import set_cpu_threads
+from rag.retrieval import Retriever
+
+_END = object()
+
+
+def _replica_resources() -> tuple[float, float]:
+    """(num_cpus, num_gpus) this replica reserved, read from Ray so the Serve config stays the only source."""
+    import ray
+
+    context = ray.get_runtime_context()
+    resources = context.get_assigned_resources()
+    return resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+
+
+@serve.deployment(name="Retriever")
+class RetrieverDeployment:
+    """Query embedding batched across concurrent requests, then FAISS search."""
+
+    def __init__(self, index_dir: str, settings_json: str):
+        settings = Settings.model_validate_json(settings_json)
+        num_cpus, num_gpus = _replica_resources()
+        set_cpu_threads(num_cpus)
+        self.retriever = Retriever.from_index_dir(index_dir, settings.embedding, gpu_fraction=num_gpus)
+        self._embed.set_max_batch_size(settings.serve.retriever.max_batch_size)
+        self._embed.set_batch_wait_timeout_s(settings.serve.retriever.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
+    async def _embed(self, queries: list[str]) -> list:
+        return list(await asyncio.to_thread(self.retriever.encoder.encode, queries))
+
+    async def retrieve(self, query: str, k: int, file_glob: str | None = None) -> list[dict]:
+        vector = await self._embed(query)
+        hits = self.retriever.search_vectors(vector[None, :], k, file_glob)[0]
+        return [asdict(h) for h in hits]
+
+    def info(self) -> dict:
+        store = self.retriever.store
+        return {"chunks": len(store.chunks), "model": store.embedding_model, "device": self.retriever.encoder.device}
+
+
+@serve.deployment(name="Generator")
+class GeneratorDeployment:
+    """The LLM. Concurrent requests join one batch and each streams its own answer out of it."""
+
+    def __init__(self, settings_json: str):
+        settings = Settings.model_validate_json(settings_json)
+        num_cpus, num_gpus = _replica_resources()
+        set_cpu_threads(num_cpus)
+        self.engine = load_engine(settings.llm, num_gpus)
+        self.node_pid = f"{os.uname().nodename}:{os.getpid()}"
+        self._generate_batch.set_max_batch_size(settings.serve.generator.max_batch_size)
+        self._generate_batch.set_batch_wait_timeout_s(settings.serve.generator.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def _generate_batch(self, requests: list[tuple[list[dict], int]]) -> AsyncIterator[list]:
+        steps = self.engine.stream_batch([r[0] for r in requests], [r[1] for r in requests])
+        while True:
+            # The engine is synchronous: step it in a thread so the replica keeps answering health checks.
+            deltas = await asyncio.to_thread(next, steps, _END)
+            if deltas is _END:
+                return
+            # Serve ends a caller's stream when its slot holds StopIteration; the batch runs on for the rest.
+            yield [StopIteration if delta is None else delta for delta in deltas]
+
+    async def stream(self, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
+        async for delta in self._generate_batch((messages, max_tokens)):
+            if delta:
+                yield delta
+
+    def info(self) -> dict:
+        return {"model": self.engine.model_name, "device": self.engine.device, "replica": self.node_pid}
