@@ -60,6 +60,10 @@ def _load_causal_lm(model: str, device_map, dtype):
             log.info("dequantizing %s once into %s", path.name, cache)
             tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
             lm = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+            # The weights are plain floats now; without the GGUF marker they save as an ordinary checkpoint.
+            lm.hf_quantizer = None
+            if hasattr(lm.config, "quantization_config"):
+                del lm.config.quantization_config
             tmp = cache.with_name(cache.name + f".tmp-{os.getpid()}")
             tokenizer.save_pretrained(tmp)
             lm.save_pretrained(tmp)

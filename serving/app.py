@@ -1,10 +1,11 @@
 """The HTTP ingress and the application graph: Ingress -> Retriever -> Generator, composed with deployment handles.
 
+No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at runtime.
+
 Deploy with ``rag serve --index DIR``, or the Ray way with ``serve run configs/serve.yaml``; both
 build the graph with ``build_app``, from the one typed config.
 """
 
-from __future__ import annotations
 
 import json
 import os
@@ -63,6 +64,36 @@ def _check_api_key(request: Request) -> None:
 
 def _citations(chunks: list[RetrievedChunk]) -> list[Citation]:
     return [Citation(index=i, file=c.file, page=c.page, score=c.score, text=c.text) for i, c in enumerate(chunks, 1)]
+
+
+async def _sse(
+    completion_id: str,
+    created: int,
+    model: str,
+    first: str,
+    deltas: AsyncIterator[str],
+    chunks: list[RetrievedChunk],
+    citations: list[Citation],
+) -> AsyncIterator[str]:
+    def event(delta: dict, finish: str | None = None, **extra) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield event({"role": "assistant", "content": first})
+    answer = first
+    async for delta in deltas:
+        answer += delta
+        yield event({"content": delta})
+    sources = with_source_list(answer, chunks)[len(answer) :]
+    yield event({"content": sources}, "stop", citations=[c.model_dump() for c in citations])
+    yield "data: [DONE]\n\n"
 
 
 @serve.deployment(name="Ingress")
@@ -186,36 +217,6 @@ class Ingress:
         return StreamingResponse(
             _sse(completion_id, created, model, first, deltas, chunks, citations), media_type="text/event-stream"
         )
-
-
-async def _sse(
-    completion_id: str,
-    created: int,
-    model: str,
-    first: str,
-    deltas: AsyncIterator[str],
-    chunks: list[RetrievedChunk],
-    citations: list[Citation],
-) -> AsyncIterator[str]:
-    def event(delta: dict, finish: str | None = None, **extra) -> str:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(body)}\n\n"
-
-    yield event({"role": "assistant", "content": first})
-    answer = first
-    async for delta in deltas:
-        answer += delta
-        yield event({"content": delta})
-    sources = with_source_list(answer, chunks)[len(answer) :]
-    yield event({"content": sources}, "stop", citations=[c.model_dump() for c in citations])
-    yield "data: [DONE]\n\n"
 
 
 def build_app(args: dict) -> serve.Application:
