@@ -123,6 +123,7 @@ class BatchedDeploymentSettings(DeploymentSettings):
 class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Bind address; open it wider only with an API key")
     port: int = 8000
+    api_key: str | None = Field(None, description="Bearer token clients must send; the environment variable below wins")
     api_key_env: str = Field("RAG_API_KEY", description="Environment variable holding the bearer token, if any")
     top_k: int = Field(5, gt=0)
     max_top_k: int = Field(20, gt=0)

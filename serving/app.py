@@ -103,7 +103,7 @@ class Ingress:
         self.settings = Settings.model_validate_json(settings_json)
         self.retriever = retriever
         self.generator = generator
-        app.state.api_key = os.environ.get(self.settings.serve.api_key_env) or None
+        app.state.api_key = os.environ.get(self.settings.serve.api_key_env) or self.settings.serve.api_key
         app.state.retry_after_s = self.settings.serve.retry_after_s
 
     # ---- validation shared by both APIs -------------------------------------------------------

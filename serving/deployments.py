@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
+import ray
 from ray import serve
 
 from rag.config import Settings
@@ -19,8 +20,6 @@ _END = object()
 
 def _replica_resources() -> tuple[float, float]:
     """(num_cpus, num_gpus) this replica reserved, read from Ray so the Serve config stays the only source."""
-    import ray
-
     context = ray.get_runtime_context()
     resources = context.get_assigned_resources()
     return resources.get("CPU", 1.0), resources.get("GPU", 0.0)
@@ -61,7 +60,7 @@ class GeneratorDeployment:
         num_cpus, num_gpus = _replica_resources()
         set_cpu_threads(num_cpus)
         self.engine = load_engine(settings.llm, num_gpus)
-        self.node_pid = f"{os.uname().nodename}:{os.getpid()}"
+        self.replica = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
         self._generate_batch.set_max_batch_size(settings.serve.generator.max_batch_size)
         self._generate_batch.set_batch_wait_timeout_s(settings.serve.generator.batch_wait_timeout_s)
 
@@ -82,4 +81,5 @@ class GeneratorDeployment:
                 yield delta
 
     def info(self) -> dict:
-        return {"model": self.engine.model_name, "device": self.engine.device, "replica": self.node_pid}
+        gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+        return {"model": self.engine.model_name, "device": self.engine.device, "replica": self.replica, "gpu_ids": gpus}

@@ -37,3 +37,48 @@ def ray_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_index(ray_cluster, sec_docs, tmp_path_factory):
+    """Two Apple filings ingested once for the serving tests."""
+    from ingest.job import run_ingest
+    from rag.config import load_settings
+    from tests.pdf_factory import copy_docs
+
+    docs = copy_docs(["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"], sec_docs, tmp_path_factory.mktemp("serve-docs"))
+    index_dir = tmp_path_factory.mktemp("serve-index") / "index"
+    run_ingest(docs, index_dir, load_settings(None, ["ingest.embed.actors=2", "ingest.embed.num_cpus=0.5"]))
+    return index_dir
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(index_dir, overrides: list[str]) -> str:
+    """Deploy the application graph with Serve on this machine's loopback; returns its base URL once ready."""
+    import time
+
+    import httpx
+    from ray import serve
+
+    from serving.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+    serve.run(build_app({"index": str(index_dir), "set": overrides}), name="rag", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the service at {url} did not become ready")
