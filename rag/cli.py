@@ -15,14 +15,19 @@ from rag.config import Settings, load_settings
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _config_sources(args: argparse.Namespace) -> tuple[Path | None, list[str]]:
+    """The YAML file (``--config``, else the repository's default when present) and the overrides."""
     config = args.config
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
     overrides = list(args.set)
     if getattr(args, "address", None):
         overrides.append(f"ray.address={args.address}")
-    return load_settings(config, overrides)
+    return config, overrides
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(*_config_sources(args))
 
 
 def _print_summary(result) -> None:
@@ -85,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     cfg = settings.serve
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(cfg.api_key_env):
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not (os.environ.get(cfg.api_key_env) or cfg.api_key):
         logging.getLogger(__name__).warning(
             "binding %s without an API key: anyone who reaches this port can query the index (set %s)",
             cfg.host,
@@ -93,8 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     ensure_ray(settings.ray)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
-    overrides = list(args.set) + ([f"ray.address={args.address}"] if args.address else [])
-    config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    config, overrides = _config_sources(args)
     application = build_app({"index": str(args.index), "config": config and str(config), "set": overrides})
     serve.run(application, name="rag", route_prefix="/", blocking=False)
     print(f"serving {args.index} on http://{cfg.host}:{cfg.port} (POST /query, /v1/chat/completions); Ctrl-C stops")
@@ -141,6 +145,28 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print("\nretrieved:")
     for file, page, score in citations:
         print(f"  {file} p.{page} ({score:.3f})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.datasets import DatasetError
+    from eval.job import run_eval
+
+    try:
+        report = run_eval(
+            args.dataset, args.index, args.out, _settings(args), endpoint=args.endpoint,
+            kinds=tuple(args.retrievers.split(",")), answer_kind=args.answer_retriever, generate=not args.no_generate,
+            limit=args.limit, concurrency=args.concurrency, api_key=os.environ.get(args.api_key_env),
+        )
+    except (DatasetError, ConnectionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    overall = report["overall"]
+    for kind, scores in overall["retrieval"].items():
+        print(f"{kind:<7} recall@5 {scores.get('recall@5', 0):.3f}  MRR {scores.get('mrr', 0):.3f}")
+    if "answers" in overall:
+        print(f"answers token F1 {overall['answers']['token_f1']:.3f}")
+    print(f"{report['failures']} failed; report: {Path(args.out) / 'report.md'} ({report['meta']['seconds']:.0f} s)")
     return 0
 
 
@@ -203,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--api-key-env", default="RAG_API_KEY")
     _common(ask)
     ask.set_defaults(func=cmd_ask)
+
+    ev = sub.add_parser("eval", help="score retrieval and answers on a question set")
+    ev.add_argument("--dataset", required=True, help="the SEC qna_data.csv, or a JSONL of question/answer/gold_files")
+    ev.add_argument("--index", type=Path, required=True)
+    ev.add_argument("--out", type=Path, required=True)
+    ev.add_argument("--endpoint", help="evaluate a running service (online mode) instead of a Ray Data job")
+    ev.add_argument("--retrievers", default="dense,bm25,hybrid", help="batch mode: retrieval kinds to compare")
+    ev.add_argument("--answer-retriever", default="dense", help="the kind whose chunks the answers are generated from")
+    ev.add_argument("--no-generate", action="store_true", help="score retrieval only")
+    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("--concurrency", type=int, default=8, help="online mode: requests in flight")
+    ev.add_argument("--api-key-env", default="RAG_API_KEY")
+    ev.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    _common(ev)
+    ev.set_defaults(func=cmd_eval)
 
     demo = sub.add_parser("demo", help="build the embedded demo corpus, ingest it, search it")
     demo.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "rag-demo"), help="where docs/ and index/ go")

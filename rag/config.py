@@ -65,7 +65,7 @@ class EmbeddingConfig(_Section):
 class EmbedPoolConfig(_Section):
     actors: int = Field(2, ge=1, description="Embedding actors in the pool")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor: 0, a fraction such as 0.25, or whole")
-    num_cpus: float = Field(0.5, gt=0, description="CPUs per actor; its torch thread count is this rounded down, at least 1")
+    num_cpus: float = Field(0.5, gt=0, description="CPUs per actor; its torch thread count is this rounded up")
     batch_size: int = Field(256, gt=0, description="Chunks per map_batches call")
 
 
@@ -91,6 +91,9 @@ class LLMConfig(_Section):
     max_new_tokens: int = Field(128, gt=0)
     max_prompt_tokens: int = Field(2048, gt=0, description="Longer prompts are cut from the end")
     temperature: float = Field(0.0, ge=0, description="0: greedy")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="transformers engine; auto as for embeddings: bfloat16 where the device has it natively"
+    )
     openai_base_url: str | None = Field(None, description="For engine openai, e.g. http://host:8000/v1")
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the remote key")
     request_timeout_s: float = Field(120.0, gt=0)
@@ -131,10 +134,16 @@ class ServeConfig(_Section):
     max_messages: int = Field(32, gt=0)
     max_tokens_limit: int = Field(512, gt=0, description="Largest max_tokens a request may ask for")
     retry_after_s: float = Field(2.0, ge=0, description="Retry-After sent with 503s when over capacity")
-    ingress: DeploymentSettings = DeploymentSettings(max_ongoing_requests=256, max_queued_requests=512)
-    retriever: BatchedDeploymentSettings = BatchedDeploymentSettings(max_ongoing_requests=64, max_batch_size=32)
+    # The ingress only awaits and the retriever embeds one short query per request: most of a small
+    # machine's CPUs go to the generator, whose torch thread count follows its num_cpus.
+    ingress: DeploymentSettings = DeploymentSettings(
+        max_ongoing_requests=256, max_queued_requests=512, ray_actor_options={"num_cpus": 0.1}
+    )
+    retriever: BatchedDeploymentSettings = BatchedDeploymentSettings(
+        max_ongoing_requests=64, max_batch_size=32, ray_actor_options={"num_cpus": 0.4}
+    )
     generator: BatchedDeploymentSettings = BatchedDeploymentSettings(
-        max_ongoing_requests=16, max_queued_requests=32, ray_actor_options={"num_cpus": 1}
+        max_ongoing_requests=16, max_queued_requests=32, ray_actor_options={"num_cpus": 1.5}
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rag.config import LLMConfig
-from rag.models import cap_gpu_memory, pick_device, resolve_model
+from rag.models import cap_gpu_memory, pick_device, pick_dtype, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ class TransformersEngine(Engine):
         cap_gpu_memory(self.device, num_gpus)
         # A whole-number GPU slot above one splits the model over the replica's GPUs.
         device_map = "auto" if self.device == "cuda" and num_gpus >= 2 else None
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.tokenizer, self.model = _load_causal_lm(cfg.model, device_map, dtype)
+        self.dtype = pick_dtype(cfg.dtype, self.device)
+        self.tokenizer, self.model = _load_causal_lm(cfg.model, device_map, getattr(torch, self.dtype))
         if device_map is None:
             self.model.to(self.device)
         self.model.eval()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def set_cpu_threads(num_cpus: float) -> None:
     """Match torch's thread pool to the CPUs Ray reserved, so actors sharing a node do not oversubscribe it."""
     import torch
 
-    threads = max(1, int(num_cpus))
+    threads = max(1, math.ceil(num_cpus))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 

@@ -1,0 +1,272 @@
+"""Serving benchmark: closed-loop load on /query, the Serve graph against a one-request-at-a-time baseline.
+
+(No `from __future__ import annotations`: FastAPI must resolve the baseline's local request model.)
+
+    python bench/serve.py --index INDEX_DIR [--out bench/results] [--seconds 15]
+
+Runs, each against a fresh server process on loopback:
+  baseline      one FastAPI process calling the same Retriever and engine code (rag.qa), one request at a time
+  serve-batch   `rag serve` with its defaults (dynamic batching in the generator)
+  serve-nobatch `rag serve` with generator max_batch_size 1
+At concurrency 1, 4, 16 and 64, each of N clients sends its next request as soon as the last one
+ends, for --seconds; a 503 is counted as rejected and retried after a short pause. Time to first
+token is measured with streamed chat completions on the Serve runs. Writes serve.json and serve.png.
+"""
+
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+QUESTIONS = [
+    "What were Apple's total net sales for the three months ended July 1, 2023?",
+    "How much did Amazon spend on technology and infrastructure?",
+    "What risks does Intel describe about its manufacturing?",
+    "What was NVIDIA's data center revenue?",
+    "How much cash did Microsoft return to shareholders?",
+    "What are Apple's research and development expenses?",
+    "How did Amazon's operating income change?",
+    "What does Intel say about restructuring?",
+]
+CONCURRENCY = [1, 4, 16, 64]
+
+
+def baseline_app(index: str, default_tokens: int):
+    """The single-process version: the same core code, a lock so requests run strictly one at a time."""
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    from rag.config import Settings
+    from rag.engines import load_engine
+    from rag.qa import answer_question
+    from rag.retrieval import Retriever
+
+    settings = Settings()
+    retriever = Retriever.from_index_dir(index, settings.embedding)
+    engine = load_engine(settings.llm)
+    lock = threading.Lock()
+    app = FastAPI()
+
+    class Query(BaseModel):
+        question: str
+        max_tokens: int = default_tokens
+
+    @app.get("/readyz")
+    def ready() -> dict:
+        return {"status": "ready"}
+
+    @app.post("/query")
+    def query(q: Query) -> dict:
+        with lock:
+            a = answer_question(retriever, engine, q.question, max_tokens=q.max_tokens)
+        return {"answer": a.text, "citations": [c.file for c in a.chunks]}
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(kind: str, index: str, port: int, max_tokens: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if kind == "baseline":
+        cmd = [sys.executable, __file__, "--baseline-server", str(port), "--index", index, "--max-tokens", str(max_tokens)]
+    else:
+        overrides = [f"serve.port={port}", f"llm.max_new_tokens={max_tokens}"]
+        if kind == "serve-nobatch":
+            overrides.append("serve.generator.max_batch_size=1")
+        cmd = [sys.executable, "-m", "rag.cli", "serve", "--index", index]
+        for o in overrides:
+            cmd += ["--set", o]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(url)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool = False) -> dict:
+    """N clients, each sending its next request when the last ends, until ``seconds`` have passed."""
+    import httpx
+
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    rejected = errors = 0
+    stop_at = time.monotonic() + seconds
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        nonlocal rejected, errors
+        n = i
+        while time.monotonic() < stop_at:
+            question = QUESTIONS[n % len(QUESTIONS)]
+            n += concurrency
+            started = time.perf_counter()
+            try:
+                if stream:
+                    body = {"messages": [{"role": "user", "content": question}], "stream": True}
+                    async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+                        if r.status_code != 200:
+                            rejected += r.status_code == 503
+                            errors += r.status_code != 503
+                            await asyncio.sleep(0.5)
+                            continue
+                        first = None
+                        async for line in r.aiter_lines():
+                            if first is None and line.startswith("data: {"):
+                                first = time.perf_counter() - started
+                        ttfts.append(first)
+                else:
+                    r = await http.post(f"{url}/query", json={"question": question})
+                    if r.status_code != 200:
+                        rejected += r.status_code == 503
+                        errors += r.status_code != 503
+                        await asyncio.sleep(0.5)
+                        continue
+            except httpx.HTTPError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as http:
+        await asyncio.gather(*(client(i, http) for i in range(concurrency)))
+    wall = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "completed": len(latencies),
+        "rejected_503": rejected,
+        "errors": errors,
+        "wall_s": wall,
+        "rps": len(latencies) / wall,
+        "p50_s": percentile(latencies, 50),
+        "p95_s": percentile(latencies, 95),
+        "p99_s": percentile(latencies, 99),
+        **({"ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95)} if stream else {}),
+    }
+
+
+def bench_server(kind: str, index: str, seconds: float, max_tokens: int) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(kind, index, port, max_tokens)
+    try:
+        wait_ready(url, proc)
+        asyncio.run(closed_loop(url, 2, 5))  # warm-up: first batches, caches
+        result = {"query": []}
+        for c in CONCURRENCY:
+            row = asyncio.run(closed_loop(url, c, seconds))
+            print(f"  {kind} c={c}: {row['rps']:.2f} req/s, p95 {row['p95_s']}, 503s {row['rejected_503']}, errors {row['errors']}", flush=True)
+            result["query"].append(row)
+        if kind != "baseline":
+            result["stream"] = [asyncio.run(closed_loop(url, c, seconds, stream=True)) for c in (1, 16)]
+        return result
+    finally:
+        stop_server(proc)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for kind, data in results["runs"].items():
+        xs = [r["concurrency"] for r in data["query"]]
+        ax1.plot(xs, [r["rps"] for r in data["query"]], "o-", label=kind)
+        ax2.plot(xs, [r["p95_s"] or float("nan") for r in data["query"]], "o-", label=kind)
+    for ax, label in ((ax1, "requests / s"), (ax2, "p95 latency (s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
+        ax.set_xlabel("concurrent clients (closed loop)")
+        ax.set_ylabel(label)
+        ax.legend()
+    ax1.set_title(f"/query throughput, {results['max_tokens']} new tokens, {results['cpus']} CPUs")
+    ax2.set_title("/query p95 latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)  # internal: serve the baseline
+    args = parser.parse_args()
+
+    if args.baseline_server:
+        import uvicorn
+
+        uvicorn.run(baseline_app(args.index, args.max_tokens), host="127.0.0.1", port=args.baseline_server, log_level="warning")
+        return
+
+    results = {"cpus": os.cpu_count(), "seconds": args.seconds, "max_tokens": args.max_tokens, "runs": {}}
+    for kind in ("baseline", "serve-batch", "serve-nobatch"):
+        print(f"{kind} ...", flush=True)
+        results["runs"][kind] = bench_server(kind, args.index, args.seconds, args.max_tokens)
+    base = {r["concurrency"]: r for r in results["runs"]["baseline"]["query"]}
+    for kind, data in results["runs"].items():
+        for row in data["query"]:
+            row["rps_ratio_to_baseline"] = row["rps"] / base[row["concurrency"]]["rps"] if base[row["concurrency"]]["rps"] else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / "serve.png")
+    print(f"{'run':<15}{'c':>4}{'req/s':>8}{'x base':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'503s':>6}")
+    for kind, data in results["runs"].items():
+        for r in data["query"]:
+            ratio = r["rps_ratio_to_baseline"]
+            print(
+                f"{kind:<15}{r['concurrency']:>4}{r['rps']:>8.2f}{ratio:>8.2f}{r['p50_s'] or 0:>8.2f}"
+                f"{r['p95_s'] or 0:>8.2f}{r['p99_s'] or 0:>8.2f}{r['rejected_503']:>6}"
+            )
+        for r in data.get("stream", []):
+            print(f"{kind:<15}{r['concurrency']:>4}  streamed: TTFT p50 {r['ttft_p50_s']:.2f} s, p95 {r['ttft_p95_s']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``rag eval``: load the questions, run them (batch or online), score them, write the report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from eval.datasets import Question, load_dataset
+from eval.report import score_row, write_report
+from eval.retrievers import available_kinds
+from eval.runner import run_batch, run_online
+from rag.config import Settings
+from rag.index import IndexStore
+
+log = logging.getLogger(__name__)
+
+
+def run_eval(
+    dataset: str | Path,
+    index_dir: str | Path,
+    out_dir: str | Path,
+    settings: Settings,
+    endpoint: str | None = None,
+    kinds: tuple[str, ...] = ("dense", "bm25", "hybrid"),
+    answer_kind: str = "dense",
+    generate: bool = True,
+    limit: int | None = None,
+    concurrency: int = 8,
+    api_key: str | None = None,
+) -> dict:
+    started = time.perf_counter()
+    questions: list[Question] = load_dataset(dataset)[:limit]
+    indexed_files = set(IndexStore(index_dir).chunks["file"])
+    missing = [q.id for q in questions if not any(q.is_gold_file(f) for f in indexed_files)]
+    if missing:
+        log.warning("%d question(s) have no gold file in the index; they are scored as failures: %s",
+                    len(missing), ", ".join(missing[:10]))
+    if endpoint:
+        rows = run_online(questions, endpoint, concurrency, api_key, k=10)
+        mode, kinds_run = "online", ["dense"]
+    else:
+        kinds_run = available_kinds(kinds)
+        if answer_kind not in kinds_run:
+            raise ValueError(f"answers are generated from {answer_kind!r}, which is not among {kinds_run}")
+        rows = run_batch(questions, str(index_dir), settings, kinds_run, answer_kind, generate)
+        mode = "batch"
+    by_id = {r["id"]: r for r in rows}
+    scored = [score_row(q, by_id.get(q.id, {"error": "no result"}), indexed_files, answer_kind) for q in questions]
+    meta = {
+        "dataset": str(dataset), "index": str(index_dir), "mode": mode, "retrievers": kinds_run,
+        "answer_retriever": answer_kind if generate else None, "llm": settings.llm.model,
+        "max_new_tokens": settings.llm.max_new_tokens, "questions": len(questions),
+        "seconds": time.perf_counter() - started,
+    }
+    return write_report(Path(out_dir), scored, meta)

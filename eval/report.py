@@ -1,0 +1,166 @@
+"""Scores per question, aggregates by retrieval kind, question type and chunk type, and the files people read."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from eval import metrics
+from eval.datasets import Question
+
+_SOURCE_LINE = re.compile(r"^\[\d+\] (.+), p\. (\d+)$", re.M)
+
+
+def cited_files(answer: str) -> list[str]:
+    """Files named in the answer's Sources block (what it cited, or everything it was grounded in)."""
+    _, _, sources = answer.rpartition("\nSources:\n")
+    return [m.group(1) for m in _SOURCE_LINE.finditer(sources)]
+
+
+def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str) -> dict:
+    gold_in_index = {f for f in indexed_files if q.is_gold_file(f)}
+    scored = {
+        "id": q.id, "question": q.question, "gold_answer": q.answer, "gold_files": q.gold_files,
+        "question_type": q.question_type, "chunk_type": q.chunk_type, "answer": row.get("answer", ""),
+        "error": row.get("error", "") or ("" if gold_in_index else "no gold file is in the index"),
+        "latency_s": row.get("latency_s"), "retrieve_s": row.get("retrieve_s"), "generate_s": row.get("generate_s"),
+        "retrieval": {},
+    }
+    for kind, hits in (row.get("retrieved") or {}).items():
+        files = [h["file"] for h in hits]
+        pages = [f"{h['file']}#{h['page']}" for h in hits]
+        scores = {"files": files, "pages": [h["page"] for h in hits]}
+        if gold_in_index:
+            for k in metrics.K_VALUES:
+                scores[f"recall@{k}"] = metrics.recall_at_k(files, q.is_gold_file, len(gold_in_index), k)
+                scores[f"hit@{k}"] = metrics.hit_at_k(files, q.is_gold_file, k)
+            scores["mrr"] = metrics.reciprocal_rank(files, q.is_gold_file)
+        if q.gold_pages:
+            gold = {f"{f}#{p}" for f, p in q.gold_pages}
+            for k in metrics.K_VALUES:
+                scores[f"page_recall@{k}"] = metrics.recall_at_k(pages, gold.__contains__, len(gold), k)
+        scored["retrieval"][kind] = scores
+    if scored["answer"]:
+        scored["answer_scores"] = {
+            "token_f1": metrics.token_f1(scored["answer"].partition("\nSources:\n")[0], q.answer),
+            "number_recall": metrics.number_recall(scored["answer"], q.answer),
+            "citation_precision": metrics.citation_precision(cited_files(scored["answer"]), q.is_gold_file),
+            "refusal": float(metrics.is_refusal(scored["answer"])),
+            "answered_from": answer_kind,
+        }
+    return scored
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(mean(values), 4) if values else None
+
+
+def _percentiles(values: list[float]) -> dict:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return {}
+    pick = lambda q: values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]  # noqa: E731
+    return {"p50": round(pick(50), 3), "p95": round(pick(95), 3), "p99": round(pick(99), 3)}
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """Means over the questions that have each score, overall and per question type and chunk type."""
+    def summarise(group: list[dict]) -> dict:
+        out: dict = {"questions": len(group), "retrieval": {}}
+        kinds = sorted({k for r in group for k in r["retrieval"]})
+        for kind in kinds:
+            keys = sorted({key for r in group for key, v in r["retrieval"].get(kind, {}).items() if isinstance(v, float)})
+            out["retrieval"][kind] = {key: _mean(r["retrieval"].get(kind, {}).get(key) for r in group) for key in keys}
+        answered = [r["answer_scores"] for r in group if "answer_scores" in r]
+        if answered:
+            out["answers"] = {key: _mean(a[key] for a in answered)
+                              for key in ("token_f1", "number_recall", "citation_precision", "refusal")}
+        return out
+
+    report = {"overall": summarise(rows), "by_question_type": {}, "by_chunk_type": {}}
+    for field, target in (("question_type", "by_question_type"), ("chunk_type", "by_chunk_type")):
+        groups = defaultdict(list)
+        for r in rows:
+            groups[r[field]].append(r)
+        report[target] = {name: summarise(group) for name, group in sorted(groups.items())}
+    report["failures"] = sum(bool(r["error"]) for r in rows)
+    latency = {stage: _percentiles([r.get(f"{stage}_s") for r in rows]) for stage in ("latency", "retrieve", "generate")}
+    report["latency_s"] = {k: v for k, v in latency.items() if v}
+    return report
+
+
+def _table(title: str, summary: dict) -> list[str]:
+    lines = [f"### {title} ({summary['questions']} questions)", ""]
+    kinds = list(summary["retrieval"])
+    if kinds:
+        cols = [c for c in ("recall@1", "recall@3", "recall@5", "recall@10", "hit@5", "mrr", "page_recall@5")
+                if any(c in summary["retrieval"][k] for k in kinds)]
+        lines += ["| retriever | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
+        for kind in kinds:
+            values = [summary["retrieval"][kind].get(c) for c in cols]
+            lines.append(f"| {kind} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in values) + " |")
+        lines.append("")
+    if "answers" in summary:
+        a = summary["answers"]
+        lines += ["| answer token F1 | numbers recalled | citation precision | refusal rate |", "| ---: | ---: | ---: | ---: |",
+                  " | ".join(["", *("-" if a[k] is None else f"{a[k]:.3f}" for k in
+                                    ("token_f1", "number_recall", "citation_precision", "refusal")), ""]).strip(), ""]
+    return lines
+
+
+def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"meta": meta, **aggregate(rows)}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    with (out_dir / "rows.jsonl").open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    lines = [f"# Evaluation: {meta['dataset']}", "",
+             f"{len(rows)} questions, index `{meta['index']}`, mode {meta['mode']}, {meta['seconds']:.0f} s, "
+             f"{report['failures']} failed (see rows.jsonl).", ""]
+    lines += _table("All questions", report["overall"])
+    for group in ("by_question_type", "by_chunk_type"):
+        for name, summary in report[group].items():
+            lines += _table(f"{group.removeprefix('by_').replace('_', ' ')}: {name}", summary)
+    if report["latency_s"]:
+        lines += ["### Latency (s)", "", "| stage | p50 | p95 | p99 |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {k} | {v['p50']} | {v['p95']} | {v['p99']} |" for k, v in report["latency_s"].items()]
+        lines.append("")
+    lines += ["![recall@k](recall_at_k.png)", ""]
+    (out_dir / "report.md").write_text("\n".join(lines))
+    _plot(out_dir, report, rows)
+    return report
+
+
+def _plot(out_dir: Path, report: dict, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, scores in report["overall"]["retrieval"].items():
+        ks = [k for k in metrics.K_VALUES if f"recall@{k}" in scores]
+        ax.plot(ks, [scores[f"recall@{k}"] for k in ks], "o-", label=kind)
+    ax.set_xlabel("k")
+    ax.set_ylabel("gold-file recall@k")
+    ax.set_ylim(0, 1)
+    ax.set_title("Retrieval: gold-file recall@k")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "recall_at_k.png", dpi=110)
+    plt.close(fig)
+    latencies = [r["latency_s"] for r in rows if r.get("latency_s")]
+    if latencies:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.hist(latencies, bins=30)
+        ax.set_xlabel("request latency (s)")
+        ax.set_ylabel("questions")
+        ax.set_title("Online latency")
+        fig.tight_layout()
+        fig.savefig(out_dir / "latency.png", dpi=110)
+        plt.close(fig)

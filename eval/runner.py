@@ -1,0 +1,118 @@
+"""Run a question set through the pipeline: in batch as a Ray Data job, or online against a running service."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import ray
+
+from eval.datasets import Question
+from eval.retrievers import Bm25Index, search
+from rag.config import Settings
+from rag.engines import load_engine
+from rag.models import set_cpu_threads
+from rag.prompts import build_messages, with_source_list
+from rag.ray_runtime import ensure_ray
+from rag.retrieval import Retriever
+
+RETRIEVE_K = 10  # enough for recall@10; the answer is generated from the first top_k
+
+
+class EvalActor:
+    """Holds the retriever, a BM25 index over the same chunks and the LLM; answers a batch of questions."""
+
+    def __init__(self, index_dir: str, settings_json: str, kinds: list[str], answer_kind: str, generate: bool,
+                 gpu_fraction: float, num_cpus: float):
+        set_cpu_threads(num_cpus)
+        self.settings = Settings.model_validate_json(settings_json)
+        self.retriever = Retriever.from_index_dir(index_dir, self.settings.embedding, gpu_fraction=gpu_fraction)
+        self.bm25 = Bm25Index(self.retriever) if set(kinds) - {"dense"} else None
+        self.engine = load_engine(self.settings.llm, gpu_fraction) if generate else None
+        self.kinds, self.answer_kind = kinds, answer_kind
+
+    def __call__(self, batch: dict) -> dict:
+        questions = list(batch["question"])
+        out: dict[str, list] = {"id": list(batch["id"]), "retrieved": [], "answer": [], "error": [],
+                                "retrieve_s": [], "generate_s": []}
+        started = time.perf_counter()
+        by_kind = {kind: search(kind, self.retriever, self.bm25, questions, RETRIEVE_K) for kind in self.kinds}
+        retrieve_s = (time.perf_counter() - started) / max(1, len(questions))
+        for i, question in enumerate(questions):
+            out["retrieved"].append({k: [asdict(c) for c in hits[i]] for k, hits in by_kind.items()})
+            out["retrieve_s"].append(retrieve_s)
+            answer, error, gen_started = "", "", time.perf_counter()
+            if self.engine is not None:
+                chunks = by_kind[self.answer_kind][i][: self.settings.serve.top_k]
+                try:
+                    answer = with_source_list(
+                        self.engine.generate(build_messages(question, chunks), self.settings.llm.max_new_tokens), chunks
+                    )
+                except Exception as err:  # one failed question is a recorded row, not a failed run
+                    error = f"{type(err).__name__}: {err}"
+            out["answer"].append(answer)
+            out["error"].append(error)
+            out["generate_s"].append(time.perf_counter() - gen_started)
+        return out
+
+
+def run_batch(questions: Sequence[Question], index_dir: str, settings: Settings, kinds: list[str],
+              answer_kind: str, generate: bool) -> list[dict]:
+    """Every question through retrieval (each kind) and generation, as a Ray Data job over an actor pool."""
+    ensure_ray(settings.ray)
+    pool = settings.ingest.embed
+    ds = ray.data.from_items([{"id": q.id, "question": q.question} for q in questions])
+    ds = ds.map_batches(
+        EvalActor,
+        fn_constructor_kwargs={
+            "index_dir": str(index_dir), "settings_json": settings.model_dump_json(), "kinds": kinds,
+            "answer_kind": answer_kind, "generate": generate, "gpu_fraction": pool.num_gpus, "num_cpus": pool.num_cpus,
+        },
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        batch_size=8,
+        batch_format="pandas",
+        num_gpus=pool.num_gpus,
+        num_cpus=pool.num_cpus,
+    )
+    return ds.take_all()
+
+
+async def _ask(http, url: str, q: Question, k: int, headers: dict) -> dict:
+    started = time.perf_counter()
+    try:
+        r = await http.post(f"{url}/query", json={"question": q.question, "top_k": k}, headers=headers)
+    except Exception as err:
+        return {"id": q.id, "error": f"{type(err).__name__}: {err}", "latency_s": time.perf_counter() - started}
+    latency = time.perf_counter() - started
+    if r.status_code != 200:
+        return {"id": q.id, "error": f"HTTP {r.status_code}: {r.text[:200]}", "latency_s": latency}
+    data = r.json()
+    retrieved = [{"file": c["file"], "page": c["page"], "score": c["score"], "text": c["text"]}
+                 for c in sorted(data["citations"], key=lambda c: c["index"])]
+    return {
+        "id": q.id, "error": "", "answer": data["answer"], "retrieved": {"dense": retrieved}, "latency_s": latency,
+        "retrieve_s": data["timings"]["retrieve_ms"] / 1000, "generate_s": data["timings"]["generate_ms"] / 1000,
+    }
+
+
+def run_online(questions: Sequence[Question], url: str, concurrency: int, api_key: str | None, k: int) -> list[dict]:
+    """Questions sent to a running service, at most ``concurrency`` at a time; latency recorded per request."""
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=10).raise_for_status()
+    except httpx.HTTPError as err:
+        raise ConnectionError(f"the service at {url} is not reachable: {err}") from err
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def main() -> list[dict]:
+        limit = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(timeout=600) as http:
+            async def one(q: Question) -> dict:
+                async with limit:
+                    return await _ask(http, url.rstrip("/"), q, k, headers)
+            return await asyncio.gather(*(one(q) for q in questions))
+
+    return asyncio.run(main())

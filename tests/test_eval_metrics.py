@@ -1,0 +1,72 @@
+"""Metric functions against cases worked out by hand, and the SEC adapter on the real CSV."""
+
+import json
+
+import pytest
+
+from eval import metrics
+from eval.datasets import DatasetError, load_dataset
+from eval.report import cited_files
+
+
+def test_token_f1_by_hand():
+    # pred tokens: net sales were 81,797 (4); gold: total net sales were 81,797 million (6); common 4
+    assert metrics.token_f1("Net sales were $81,797.", "Total net sales were $81,797 million") == pytest.approx(2 * 1 * (4 / 6) / (1 + 4 / 6))
+    assert metrics.token_f1("", "something") == 0.0
+    assert metrics.token_f1("apple", "banana") == 0.0
+
+
+def test_number_recall_by_hand():
+    gold = "iPhone net sales were $39,669 million, down 2% from $40,665 million."
+    assert metrics.numbers(gold) == {"39669", "2", "40665"}
+    assert metrics.number_recall("It was 39669 million and 40,665 before.", gold) == pytest.approx(2 / 3)
+    assert metrics.number_recall("no numbers", "no numbers either") is None
+
+
+def test_ranking_metrics_by_hand():
+    retrieved = ["a.pdf", "b.pdf", "a.pdf", "c.pdf"]
+    gold = {"b.pdf", "c.pdf"}.__contains__
+    assert metrics.recall_at_k(retrieved, gold, 2, 1) == 0.0
+    assert metrics.recall_at_k(retrieved, gold, 2, 2) == 0.5
+    assert metrics.recall_at_k(retrieved, gold, 2, 4) == 1.0
+    assert metrics.hit_at_k(retrieved, gold, 1) == 0.0 and metrics.hit_at_k(retrieved, gold, 2) == 1.0
+    assert metrics.reciprocal_rank(retrieved, gold) == 0.5
+    assert metrics.reciprocal_rank(["a.pdf"], gold) == 0.0
+
+
+def test_citation_precision_and_refusal():
+    answer = "Sales rose [1].\n\nSources:\n[1] 2023 Q3 AAPL.pdf, p. 4\n[2] 2023 Q3 MSFT.pdf, p. 9"
+    files = cited_files(answer)
+    assert files == ["2023 Q3 AAPL.pdf", "2023 Q3 MSFT.pdf"]
+    assert metrics.citation_precision(files, lambda f: "AAPL" in f) == 0.5
+    assert metrics.citation_precision([], lambda f: True) is None
+    assert metrics.is_refusal("I don't know based on the sources.")
+    assert not metrics.is_refusal("Net sales were $81,797 million.")
+
+
+def test_sec_csv_adapter(sec_docs):
+    questions = load_dataset(sec_docs.parent / "qna_data.csv")
+    assert len(questions) == 195
+    assert questions[0].question.startswith("How has Apple's total net sales changed")  # no byte-order mark
+    assert questions[0].gold_files == ["*AAPL*"]
+    assert "\n" in questions[0].answer and "SOURCE(S):" in questions[0].answer  # multi-line answers kept whole
+    assert {q.question_type for q in questions} == {"Single-Doc Single-Chunk RAG", "Single-Doc Multi-Chunk RAG", "Multi-Doc RAG"}
+    assert sum(q.chunk_type == "Table" for q in questions) == 114
+    assert questions[0].is_gold_file("2023 Q3 AAPL.pdf") and not questions[0].is_gold_file("2023 Q3 MSFT.pdf")
+
+
+def test_bad_datasets_are_named(tmp_path):
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("Question,Answer\nq,a\n")
+    with pytest.raises(DatasetError, match="missing column"):
+        load_dataset(bad_csv)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DatasetError, match="no questions"):
+        load_dataset(empty)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(DatasetError, match="missing field"):
+        load_dataset(broken)
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(tmp_path / "nope.jsonl")
