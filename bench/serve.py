@@ -224,6 +224,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel("concurrent clients (closed loop)")
         ax.set_ylabel(label)
         ax.legend()
+    ax1.set_ylim(bottom=0)
     ax1.set_title(f"/query throughput, {results['max_tokens']} new tokens, {results['cpus']} CPUs")
     ax2.set_title("/query p95 latency")
     fig.tight_layout()

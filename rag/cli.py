@@ -152,6 +152,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from eval.datasets import DatasetError
     from eval.job import run_eval
 
+    if args.sweep:
+        from eval.sweep import run_sweep
+
+        config, overrides = _config_sources(args)
+        points = run_sweep(args.sweep, args.dataset, args.out, config, overrides, limit=args.limit)
+        print(f"{len(points)} points; table: {Path(args.out) / 'sweep.md'}")
+        return 0
+    if args.index is None:
+        print("error: give --index DIR (or --sweep FILE)", file=sys.stderr)
+        return 2
     try:
         report = run_eval(
             args.dataset, args.index, args.out, _settings(args), endpoint=args.endpoint,
@@ -232,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score retrieval and answers on a question set")
     ev.add_argument("--dataset", required=True, help="the SEC qna_data.csv, or a JSONL of question/answer/gold_files")
-    ev.add_argument("--index", type=Path, required=True)
+    ev.add_argument("--index", type=Path, help="the index to evaluate (not with --sweep)")
     ev.add_argument("--out", type=Path, required=True)
+    ev.add_argument("--sweep", type=Path, help="a grid file (configs/sweep.yaml): re-ingests where needed")
     ev.add_argument("--endpoint", help="evaluate a running service (online mode) instead of a Ray Data job")
     ev.add_argument("--retrievers", default="dense,bm25,hybrid", help="batch mode: retrieval kinds to compare")
     ev.add_argument("--answer-retriever", default="dense", help="the kind whose chunks the answers are generated from")

@@ -36,3 +36,31 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
     md = (out / "report.md").read_text()
     assert "| dense |" in md and "| bm25 |" in md and "| hybrid |" in md
     assert (out / "recall_at_k.png").stat().st_size > 0
+
+
+def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_path):
+    from eval.sweep import run_sweep
+    from tests.pdf_factory import copy_docs
+
+    docs = copy_docs(["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"], sec_docs, tmp_path / "docs")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"docs: {docs}\ngenerate: false\ngrid:\n  chunking.chunk_size: [600, 1000]\n  retriever: [dense, bm25]\n"
+    )
+    dataset = tmp_path / "q.jsonl"
+    dataset.write_text("".join(
+        json.dumps({"question": q, "answer": "a", "gold_files": ["*2023 Q3 AAPL*"]}) + "\n"
+        for q in ("What were total net sales for the quarter ended July 1, 2023?", "iPhone net sales in the third quarter of 2023")
+    ))
+    out = tmp_path / "sweep"
+    points = run_sweep(sweep, dataset, out, None, ["ingest.embed.actors=1", "ingest.embed.num_cpus=1"])
+    assert [(p["chunking.chunk_size"], p["retriever"]) for p in points] == [
+        (600, "dense"), (600, "bm25"), (1000, "dense"), (1000, "bm25")
+    ]
+    # Two chunk sizes, two indexes: the retriever kinds share them.
+    assert len({p["index"] for p in points}) == 2
+    assert len(list((out / "indexes").iterdir())) == 2
+    assert all(0 <= p["recall@5"] <= 1 for p in points)
+    table = (out / "sweep.md").read_text()
+    assert "| 600 | dense |" in table and "| 1000 | bm25 |" in table
+    assert (out / "sweep.png").stat().st_size > 0
