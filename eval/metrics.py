@@ -13,6 +13,15 @@ _NUMBER = re.compile(r"(?<![\w.])\$?\(?-?\d[\d,]*(?:\.\d+)?%?")
 _REFUSAL = re.compile(r"\b(i (do not|don't) know|not (mentioned|provided|available) in|cannot (find|answer)|no information)\b", re.I)
 
 
+_SOURCES_BLOCK = re.compile(r"\n\s*SOURCES?(\(S\))?:.*", re.I | re.S)
+_FILE_NAME = re.compile(r"\(*\"*\s*(SOURCE:\s*)?(\b\d{4} Q[1-4] [A-Z]{2,5}|[\w\-]+)\.pdf\"*\)*", re.I)
+
+
+def strip_sources(text: str) -> str:
+    """The answer without its source list and file names: their years and quarters are not the answer's numbers."""
+    return _FILE_NAME.sub(" ", _SOURCES_BLOCK.sub("", text))
+
+
 def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 

@@ -44,9 +44,10 @@ def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str)
                 scores[f"page_recall@{k}"] = metrics.recall_at_k(pages, gold.__contains__, len(gold), k)
         scored["retrieval"][kind] = scores
     if scored["answer"]:
+        answer, gold = metrics.strip_sources(scored["answer"]), metrics.strip_sources(q.answer)
         scored["answer_scores"] = {
-            "token_f1": metrics.token_f1(scored["answer"].partition("\nSources:\n")[0], q.answer),
-            "number_recall": metrics.number_recall(scored["answer"], q.answer),
+            "token_f1": metrics.token_f1(answer, gold),
+            "number_recall": metrics.number_recall(answer, gold),
             "citation_precision": metrics.citation_precision(cited_files(scored["answer"]), q.is_gold_file),
             "refusal": float(metrics.is_refusal(scored["answer"])),
             "answered_from": answer_kind,

@@ -23,6 +23,14 @@ def test_number_recall_by_hand():
     assert metrics.number_recall("no numbers", "no numbers either") is None
 
 
+def test_sources_are_not_scored_as_answer_text():
+    gold = 'Net sales were $81,797 million. (SOURCE: 2023 Q3 AAPL.pdf)\nSOURCE(S): 2023 Q3 AAPL.pdf, 2022 Q3 AAPL.pdf'
+    ours = "Net sales were $81,797 million [1].\n\nSources:\n[1] 2023 Q3 AAPL.pdf, p. 4"
+    assert metrics.numbers(metrics.strip_sources(gold)) == {"81797"}
+    assert metrics.numbers(metrics.strip_sources(ours)) == {"81797", "1"}
+    assert metrics.number_recall(metrics.strip_sources("It was 2023."), metrics.strip_sources(gold)) == 0.0
+
+
 def test_ranking_metrics_by_hand():
     retrieved = ["a.pdf", "b.pdf", "a.pdf", "c.pdf"]
     gold = {"b.pdf", "c.pdf"}.__contains__

@@ -165,3 +165,32 @@ def test_killed_generator_replica_is_replaced(url):
     assert status == 200
     after = httpx.get(f"{url}/readyz").json()["generator"]["replica"]
     assert after != before
+
+
+def test_eval_online_mode_against_the_service(url, small_index, tmp_path):
+    import json
+
+    from eval.job import run_eval
+    from rag.config import Settings
+
+    dataset = tmp_path / "q.jsonl"
+    dataset.write_text("".join(
+        json.dumps({"question": q, "answer": "$81,797 million", "gold_files": ["*2023 Q3 AAPL*"]}) + "\n"
+        for q in ("What were Apple's total net sales for the three months ended July 1, 2023?", "Apple net sales Q3 2023")
+    ))
+    report = run_eval(dataset, small_index, tmp_path / "out", Settings(), endpoint=url, concurrency=2, api_key=API_KEY)
+    assert report["meta"]["mode"] == "online"
+    assert report["failures"] == 0
+    assert report["latency_s"]["latency"]["p50"] > 0 and report["latency_s"]["generate"]["p50"] > 0
+    assert report["overall"]["retrieval"]["dense"]["hit@10"] == 1.0
+    assert (tmp_path / "out" / "latency.png").is_file()
+
+
+def test_eval_online_mode_names_an_unreachable_endpoint(small_index, tmp_path):
+    from eval.job import run_eval
+    from rag.config import Settings
+
+    dataset = tmp_path / "q.jsonl"
+    dataset.write_text('{"question": "q", "answer": "a", "gold_files": ["*AAPL*"]}\n')
+    with pytest.raises(ConnectionError, match="not reachable"):
+        run_eval(dataset, small_index, tmp_path / "out", Settings(), endpoint="http://127.0.0.1:9")
