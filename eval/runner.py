@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -17,6 +18,8 @@ from rag.models import set_cpu_threads
 from rag.prompts import build_messages, with_source_list
 from rag.ray_runtime import ensure_ray
 from rag.retrieval import Retriever
+
+log = logging.getLogger(__name__)
 
 RETRIEVE_K = 10  # enough for recall@10; the answer is generated from the first top_k
 
@@ -109,10 +112,16 @@ def run_online(questions: Sequence[Question], url: str, concurrency: int, api_ke
 
     async def main() -> list[dict]:
         limit = asyncio.Semaphore(concurrency)
+        done = 0
         async with httpx.AsyncClient(timeout=600) as http:
             async def one(q: Question) -> dict:
+                nonlocal done
                 async with limit:
-                    return await _ask(http, url.rstrip("/"), q, k, headers)
+                    row = await _ask(http, url.rstrip("/"), q, k, headers)
+                done += 1
+                if done % 10 == 0 or done == len(questions):
+                    log.info("online eval: %d/%d questions answered", done, len(questions))
+                return row
             return await asyncio.gather(*(one(q) for q in questions))
 
     return asyncio.run(main())
