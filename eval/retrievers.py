@@ -30,11 +30,6 @@ class Bm25Index:
         return [[(int(r), float(s)) for r, s in zip(rr, ss) if s > 0] for rr, ss in zip(rows, scores)]
 
 
-def _chunk(retriever: Retriever, row: int, score: float) -> RetrievedChunk:
-    c = retriever.store.chunks.iloc[row]
-    return RetrievedChunk(c["chunk_id"], c["file"], int(c["page"]), score, c["text"])
-
-
 def search(kind: str, retriever: Retriever, bm25: Bm25Index | None, queries: Sequence[str], k: int) -> list[list[RetrievedChunk]]:
     """Top-k chunks per query for one retrieval kind."""
     if kind == "dense":
@@ -43,7 +38,7 @@ def search(kind: str, retriever: Retriever, bm25: Bm25Index | None, queries: Seq
         raise ValueError(f"retrieval kind {kind!r} needs the BM25 index")
     lexical = bm25.search(queries, _HYBRID_DEPTH if kind == "hybrid" else k)
     if kind == "bm25":
-        return [[_chunk(retriever, r, s) for r, s in hits] for hits in lexical]
+        return [[retriever.chunk_at(r, s) for r, s in hits] for hits in lexical]
     dense = retriever.store.search(retriever.encoder.encode(list(queries)), _HYBRID_DEPTH)
     fused = []
     for lex_hits, dense_hits in zip(lexical, dense):
@@ -53,7 +48,7 @@ def search(kind: str, retriever: Retriever, bm25: Bm25Index | None, queries: Seq
         for rank, hit in enumerate(dense_hits):
             scores[hit.row] = scores.get(hit.row, 0.0) + 1.0 / (_RRF_K + rank + 1)
         best = sorted(scores.items(), key=lambda item: -item[1])[:k]
-        fused.append([_chunk(retriever, row, score) for row, score in best])
+        fused.append([retriever.chunk_at(row, score) for row, score in best])
     return fused
 
 

@@ -15,7 +15,7 @@ from eval.retrievers import Bm25Index, search
 from rag.config import Settings
 from rag.engines import load_engine
 from rag.models import set_cpu_threads
-from rag.prompts import build_messages, with_source_list
+from rag.qa import generate_answer
 from rag.ray_runtime import ensure_ray
 from rag.retrieval import Retriever
 
@@ -50,9 +50,7 @@ class EvalActor:
             if self.engine is not None:
                 chunks = by_kind[self.answer_kind][i][: self.settings.serve.top_k]
                 try:
-                    answer = with_source_list(
-                        self.engine.generate(build_messages(question, chunks), self.settings.llm.max_new_tokens), chunks
-                    )
+                    answer = generate_answer(self.engine, question, chunks, max_tokens=self.settings.llm.max_new_tokens)
                 except Exception as err:  # one failed question is a recorded row, not a failed run
                     error = f"{type(err).__name__}: {err}"
             out["answer"].append(answer)

@@ -19,6 +19,12 @@ class Answer:
     generate_s: float
 
 
+def generate_answer(engine: Engine, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict] = (),
+                    max_tokens: int = 128) -> str:
+    """The engine's answer grounded in ``chunks``, followed by the file and page of its sources."""
+    return with_source_list(engine.generate(build_messages(question, chunks, history), max_tokens), chunks)
+
+
 def answer_question(
     retriever: Retriever,
     engine: Engine,
@@ -31,5 +37,5 @@ def answer_question(
     started = time.perf_counter()
     chunks = retriever.retrieve(retrieval_query(question, history), top_k, file_glob)
     retrieved = time.perf_counter()
-    text = engine.generate(build_messages(question, chunks, history), max_tokens)
-    return Answer(with_source_list(text, chunks), chunks, retrieved - started, time.perf_counter() - retrieved)
+    text = generate_answer(engine, question, chunks, history, max_tokens)
+    return Answer(text, chunks, retrieved - started, time.perf_counter() - retrieved)

@@ -38,16 +38,21 @@ class Retriever:
         cfg = embedding.model_copy(update={"model": used["model"], "normalize": used["normalize"]})
         return cls(store, TextEncoder(cfg, gpu_fraction=gpu_fraction))
 
+    def chunk_at(self, row: int, score: float) -> RetrievedChunk:
+        """The chunk at position ``row`` of the store, with the score it was retrieved by."""
+        c = self.store.chunks.iloc[row]
+        return RetrievedChunk(c["chunk_id"], c["file"], int(c["page"]), score, c["text"])
+
     def search_vectors(self, vectors: np.ndarray, k: int, file_glob: str | None = None) -> list[list[RetrievedChunk]]:
         fetch = k * _FILTER_OVERFETCH if file_glob else k
         results = []
         for hits in self.store.search(vectors, fetch):
             chunks = []
             for hit in hits:
-                row = self.store.chunks.iloc[hit.row]
-                if file_glob and not fnmatch.fnmatch(row["file"], file_glob):
+                chunk = self.chunk_at(hit.row, hit.score)
+                if file_glob and not fnmatch.fnmatch(chunk.file, file_glob):
                     continue
-                chunks.append(RetrievedChunk(row["chunk_id"], row["file"], int(row["page"]), hit.score, row["text"]))
+                chunks.append(chunk)
                 if len(chunks) == k:
                     break
             results.append(chunks)
