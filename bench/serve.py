@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -40,22 +39,27 @@ QUESTIONS = [
     "What does Intel say about restructuring?",
 ]
 CONCURRENCY = [1, 4, 16, 64]
+RUNS = ("baseline", "serve-batch", "serve-nobatch")
 
 
 def baseline_app(index: str, default_tokens: int):
-    """The single-process version: the same core code, a lock so requests run strictly one at a time."""
+    """The single-process version: the same core code on one worker thread, so requests run strictly one at a time.
+
+    The models are loaded on that thread too (rag.models.model_thread explains why).
+    """
     from fastapi import FastAPI
     from pydantic import BaseModel
 
     from rag.config import Settings
     from rag.engines import load_engine
+    from rag.models import model_thread
     from rag.qa import answer_question
     from rag.retrieval import Retriever
 
     settings = Settings()
-    retriever = Retriever.from_index_dir(index, settings.embedding)
-    engine = load_engine(settings.llm)
-    lock = threading.Lock()
+    worker = model_thread("baseline")
+    retriever = worker.submit(Retriever.from_index_dir, index, settings.embedding).result()
+    engine = worker.submit(load_engine, settings.llm).result()
     app = FastAPI()
 
     class Query(BaseModel):
@@ -67,9 +71,10 @@ def baseline_app(index: str, default_tokens: int):
         return {"status": "ready"}
 
     @app.post("/query")
-    def query(q: Query) -> dict:
-        with lock:
-            a = answer_question(retriever, engine, q.question, max_tokens=q.max_tokens)
+    async def query(q: Query) -> dict:
+        a = await asyncio.get_running_loop().run_in_executor(
+            worker, lambda: answer_question(retriever, engine, q.question, max_tokens=q.max_tokens)
+        )
         return {"answer": a.text, "citations": [c.file for c in a.chunks]}
 
     return app
@@ -118,7 +123,8 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    # Through this interpreter, so it works without the virtual environment on PATH.
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -188,7 +194,7 @@ async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool =
     }
 
 
-def bench_server(kind: str, index: str, seconds: float, max_tokens: int) -> dict:
+def bench_server(kind: str, index: str, seconds: float, max_tokens: int, levels: list[int]) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_server(kind, index, port, max_tokens)
@@ -196,12 +202,12 @@ def bench_server(kind: str, index: str, seconds: float, max_tokens: int) -> dict
         wait_ready(url, proc)
         asyncio.run(closed_loop(url, 2, 5))  # warm-up: first batches, caches
         result = {"query": []}
-        for c in CONCURRENCY:
+        for c in levels:
             row = asyncio.run(closed_loop(url, c, seconds))
             print(f"  {kind} c={c}: {row['rps']:.2f} req/s, p95 {row['p95_s']}, 503s {row['rejected_503']}, errors {row['errors']}", flush=True)
             result["query"].append(row)
         if kind != "baseline":
-            result["stream"] = [asyncio.run(closed_loop(url, c, seconds, stream=True)) for c in (1, 16)]
+            result["stream"] = [asyncio.run(closed_loop(url, c, seconds, stream=True)) for c in (1, 16) if c in levels]
         return result
     finally:
         stop_server(proc)
@@ -220,7 +226,7 @@ def plot(results: dict, path: Path) -> None:
         ax2.plot(xs, [r["p95_s"] or float("nan") for r in data["query"]], "o-", label=kind)
     for ax, label in ((ax1, "requests / s"), (ax2, "p95 latency (s)")):
         ax.set_xscale("log", base=2)
-        ax.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
+        ax.set_xticks(xs, [str(c) for c in xs])
         ax.set_xlabel("concurrent clients (closed loop)")
         ax.set_ylabel(label)
         ax.legend()
@@ -237,6 +243,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=CONCURRENCY, help="closed-loop levels to run")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which servers to measure")
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)  # internal: serve the baseline
     args = parser.parse_args()
 
@@ -247,20 +255,20 @@ def main() -> None:
         return
 
     results = {"cpus": os.cpu_count(), "seconds": args.seconds, "max_tokens": args.max_tokens, "runs": {}}
-    for kind in ("baseline", "serve-batch", "serve-nobatch"):
+    for kind in args.runs:
         print(f"{kind} ...", flush=True)
-        results["runs"][kind] = bench_server(kind, args.index, args.seconds, args.max_tokens)
-    base = {r["concurrency"]: r for r in results["runs"]["baseline"]["query"]}
+        results["runs"][kind] = bench_server(kind, args.index, args.seconds, args.max_tokens, args.concurrency)
+    base = {r["concurrency"]: r["rps"] for r in results["runs"].get("baseline", {}).get("query", [])}
     for kind, data in results["runs"].items():
         for row in data["query"]:
-            row["rps_ratio_to_baseline"] = row["rps"] / base[row["concurrency"]]["rps"] if base[row["concurrency"]]["rps"] else None
+            row["rps_ratio_to_baseline"] = row["rps"] / base[row["concurrency"]] if base.get(row["concurrency"]) else None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "serve.png")
     print(f"{'run':<15}{'c':>4}{'req/s':>8}{'x base':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'503s':>6}")
     for kind, data in results["runs"].items():
         for r in data["query"]:
-            ratio = r["rps_ratio_to_baseline"]
+            ratio = r["rps_ratio_to_baseline"] or float("nan")
             print(
                 f"{kind:<15}{r['concurrency']:>4}{r['rps']:>8.2f}{ratio:>8.2f}{r['p50_s'] or 0:>8.2f}"
                 f"{r['p95_s'] or 0:>8.2f}{r['p99_s'] or 0:>8.2f}{r['rejected_503']:>6}"

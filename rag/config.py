@@ -119,8 +119,10 @@ class DeploymentSettings(_Section):
 
 
 class BatchedDeploymentSettings(DeploymentSettings):
-    max_batch_size: int = Field(8, gt=0, description="Concurrent requests joined into one forward pass")
-    batch_wait_timeout_s: float = Field(0.02, ge=0, description="How long a batch waits to fill")
+    max_batch_size: int = Field(8, gt=0, description="Most requests sharing one forward pass; 1 turns batching off")
+    batch_wait_timeout_s: float = Field(
+        0.02, ge=0, description="How long a fixed batch waits to fill (not used by continuous batching, which never waits)"
+    )
 
 
 class ServeConfig(_Section):
@@ -143,7 +145,7 @@ class ServeConfig(_Section):
         max_ongoing_requests=64, max_batch_size=32, ray_actor_options={"num_cpus": 0.4}
     )
     generator: BatchedDeploymentSettings = BatchedDeploymentSettings(
-        max_ongoing_requests=16, max_queued_requests=32, ray_actor_options={"num_cpus": 1.5}
+        max_ongoing_requests=16, max_queued_requests=32, max_batch_size=16, ray_actor_options={"num_cpus": 1.5}
     )
 
 

@@ -1,8 +1,10 @@
 """LLM engines behind one interface: transformers (default, CPU or GPU), vLLM (GPU extra), OpenAI-compatible remote.
 
-Each engine streams a batch of conversations: every step yields one text delta per conversation
-("" while it has nothing new, None once it has finished), so a Serve replica can batch requests into one forward pass and still
-stream each answer back as it is produced.
+Every engine streams a batch of conversations (``stream_batch``): each step yields one text delta per
+conversation ("" while it has nothing new, None once it has finished). The transformers engine also
+exposes its steps, ``prefill`` (one prompt) and ``decode`` (one token for a whole DecodeBatch), so
+that ``rag.batching.ContinuousBatcher`` lets requests join and leave its batch between steps. vLLM
+and remote servers batch on their side and are handed Serve's fixed batches.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rag.config import LLMConfig
+from rag.decoding import DecodeBatch, Decoding, Prefilled
 from rag.models import cap_gpu_memory, pick_device, pick_dtype, resolve_model
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 class Engine(ABC):
     model_name: str
     device: str = "remote"
+    # True where the engine has prefill() and decode(), so requests can join its batch between steps (rag.batching).
+    continuous_batching: bool = False
 
     @abstractmethod
     def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
@@ -77,6 +82,8 @@ def _load_causal_lm(model: str, device_map, dtype):
 class TransformersEngine(Engine):
     """Batched greedy or sampled decoding with a KV cache, on a GPU share, several GPUs, or the CPU."""
 
+    continuous_batching = True
+
     def __init__(self, cfg: LLMConfig, num_gpus: float = 0.0):
         import torch
 
@@ -91,9 +98,6 @@ class TransformersEngine(Engine):
         if device_map is None:
             self.model.to(self.device)
         self.model.eval()
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.stop_ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids()}
 
     def _extra_stop_ids(self) -> set[int]:
@@ -104,64 +108,61 @@ class TransformersEngine(Engine):
                 ids.add(tid)
         return ids
 
-    def _encode(self, conversations: list[list[dict]]):
-        texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+    def _encode(self, conversation: list[dict]):
+        text = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         enc = self.tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.cfg.max_prompt_tokens,
-            add_special_tokens=False,
+            text, return_tensors="pt", truncation=True, max_length=self.cfg.max_prompt_tokens, add_special_tokens=False
         )
         return enc["input_ids"].to(self.model.device), enc["attention_mask"].to(self.model.device)
 
-    def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
+    def prefill(self, conversation: list[dict], max_new_tokens: int) -> tuple[Prefilled, str]:
+        """Run one prompt alone (no padding to waste compute on) and pick its first token."""
         import torch
 
-        input_ids, attention = self._encode(conversations)
-        n = len(conversations)
-        generated: list[list[int]] = [[] for _ in range(n)]
-        emitted = [""] * n
-        done = [False] * n
-        past = None
-        # Left padding: positions count real tokens only, or padded prompts would be shifted.
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        step_input, step_positions = input_ids, positions
+        input_ids, attention = self._encode(conversation)
         with torch.inference_mode():
-            for step in range(max(max_new_tokens)):
-                out = self.model(
-                    input_ids=step_input,
-                    attention_mask=attention,
-                    position_ids=step_positions,
-                    past_key_values=past,
-                    use_cache=True,
-                )
-                past = out.past_key_values
-                next_ids = self._pick(out.logits[:, -1, :])
-                deltas: list[str | None] = [None if done[i] else "" for i in range(n)]
-                for i in range(n):
-                    if done[i]:
-                        continue
-                    token = int(next_ids[i])
-                    if token in self.stop_ids:
-                        done[i] = True
-                        continue
-                    generated[i].append(token)
-                    text = self.tokenizer.decode(generated[i], skip_special_tokens=True)
-                    # Hold back an incomplete multi-byte character until the next token completes it.
-                    if not text.endswith("\ufffd"):
-                        deltas[i], emitted[i] = text[len(emitted[i]) :], text
-                    if len(generated[i]) >= max_new_tokens[i]:
-                        done[i] = True
-                yield deltas
-                if all(done):
-                    return
-                finished = torch.tensor(done, device=next_ids.device)
-                next_ids = torch.where(finished, torch.full_like(next_ids, self.tokenizer.pad_token_id), next_ids)
-                step_input = next_ids[:, None]
-                attention = torch.cat([attention, (~finished).long()[:, None]], dim=1)
-                step_positions = step_positions[:, -1:] + 1
+            # Logits for the last position only: the full [prompt, vocabulary] matrix was a sixth of a prefill.
+            out = self.model(input_ids=input_ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
+        sequence, token = Decoding(max_new_tokens), int(self._pick(out.logits[:, -1, :])[0])
+        delta = self._advance([sequence], [token])[0]
+        return Prefilled(sequence, out.past_key_values, token, input_ids.shape[1]), delta
+
+    def decode(self, batch: DecodeBatch) -> list[str]:
+        """One token for every sequence in the batch; returns each one's new text ("" while a character is incomplete)."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(**batch.step_inputs())
+        next_ids = self._pick(out.logits[:, -1, :])
+        batch.stepped(next_ids)
+        return self._advance(batch.sequences, next_ids.tolist())
+
+    def _advance(self, sequences: list[Decoding], tokens: list[int]) -> list[str]:
+        deltas = []
+        for seq, token in zip(sequences, tokens):
+            deltas.append("")
+            if token in self.stop_ids:
+                seq.done = True
+                continue
+            seq.tokens.append(token)
+            seq.done = len(seq.tokens) >= seq.max_new_tokens
+            text = self.tokenizer.decode(seq.tokens, skip_special_tokens=True)
+            # Hold back an incomplete multi-byte character until the next token completes it.
+            if not text.endswith("\ufffd"):
+                deltas[-1], seq.emitted = text[len(seq.emitted) :], text
+        return deltas
+
+    def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
+        batch, sequences, first = DecodeBatch(), [], []
+        for conversation, limit in zip(conversations, max_new_tokens):
+            prefilled, delta = self.prefill(conversation, limit)
+            batch.add(prefilled)
+            sequences.append(prefilled.sequence)
+            first.append(delta)
+        yield first
+        while batch.drop_finished():
+            step = dict(zip(map(id, batch.sequences), self.decode(batch)))
+            yield [step.get(id(seq)) for seq in sequences]
 
     def _pick(self, logits):
         import torch

@@ -143,7 +143,11 @@ class Ingress:
             raise Overloaded() from err
 
     async def _answer(self, messages: list[dict], max_tokens: int) -> str:
-        return "".join([d async for d in self._stream_answer(messages, max_tokens)])
+        # Whole answers come back in one reply: a stream would cost a message between replicas per token.
+        try:
+            return await self.generator.complete.remote(messages, max_tokens)
+        except BackPressureError as err:
+            raise Overloaded() from err
 
     # ---- endpoints --------------------------------------------------------------------------------
 

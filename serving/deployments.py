@@ -10,9 +10,10 @@ from dataclasses import asdict
 import ray
 from ray import serve
 
-from rag.config import Settings
-from rag.engines import load_engine
-from rag.models import set_cpu_threads
+from rag.batching import ContinuousBatcher
+from rag.config import LLMConfig, Settings
+from rag.engines import Engine, load_engine
+from rag.models import model_thread, set_cpu_threads
 from rag.retrieval import Retriever
 
 _END = object()
@@ -25,6 +26,16 @@ def _replica_resources() -> tuple[float, float]:
     return resources.get("CPU", 1.0), resources.get("GPU", 0.0)
 
 
+def _load_retriever(index_dir: str, settings: Settings, num_cpus: float, num_gpus: float) -> Retriever:
+    set_cpu_threads(num_cpus)
+    return Retriever.from_index_dir(index_dir, settings.embedding, gpu_fraction=num_gpus)
+
+
+def _load_engine(cfg: LLMConfig, num_cpus: float, num_gpus: float) -> Engine:
+    set_cpu_threads(num_cpus)
+    return load_engine(cfg, num_gpus)
+
+
 @serve.deployment(name="Retriever")
 class RetrieverDeployment:
     """Query embedding batched across concurrent requests, then FAISS search."""
@@ -32,14 +43,15 @@ class RetrieverDeployment:
     def __init__(self, index_dir: str, settings_json: str):
         settings = Settings.model_validate_json(settings_json)
         num_cpus, num_gpus = _replica_resources()
-        set_cpu_threads(num_cpus)
-        self.retriever = Retriever.from_index_dir(index_dir, settings.embedding, gpu_fraction=num_gpus)
+        self._model_thread = model_thread("retriever")
+        self.retriever = self._model_thread.submit(_load_retriever, index_dir, settings, num_cpus, num_gpus).result()
         self._embed.set_max_batch_size(settings.serve.retriever.max_batch_size)
         self._embed.set_batch_wait_timeout_s(settings.serve.retriever.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
     async def _embed(self, queries: list[str]) -> list:
-        return list(await asyncio.to_thread(self.retriever.encoder.encode, queries))
+        loop = asyncio.get_running_loop()
+        return list(await loop.run_in_executor(self._model_thread, self.retriever.encoder.encode, queries))
 
     async def retrieve(self, query: str, k: int, file_glob: str | None = None) -> list[dict]:
         vector = await self._embed(query)
@@ -53,33 +65,49 @@ class RetrieverDeployment:
 
 @serve.deployment(name="Generator")
 class GeneratorDeployment:
-    """The LLM. Concurrent requests join one batch and each streams its own answer out of it."""
+    """The LLM. Concurrent requests share each forward pass, and each streams its own answer out of it."""
 
     def __init__(self, settings_json: str):
         settings = Settings.model_validate_json(settings_json)
         num_cpus, num_gpus = _replica_resources()
-        set_cpu_threads(num_cpus)
-        self.engine = load_engine(settings.llm, num_gpus)
+        self._model_thread = model_thread("generator")
+        self.engine = self._model_thread.submit(_load_engine, settings.llm, num_cpus, num_gpus).result()
         self.replica = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
-        self._generate_batch.set_max_batch_size(settings.serve.generator.max_batch_size)
-        self._generate_batch.set_batch_wait_timeout_s(settings.serve.generator.batch_wait_timeout_s)
+        batching = settings.serve.generator
+        # An engine that decodes step by step takes new requests between steps, its loop on the model's thread;
+        # the others get Serve's fixed batches.
+        self.batcher = (
+            ContinuousBatcher(self.engine, batching.max_batch_size, self._model_thread)
+            if self.engine.continuous_batching
+            else None
+        )
+        self._serve_batch.set_max_batch_size(batching.max_batch_size)
+        self._serve_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _generate_batch(self, requests: list[tuple[list[dict], int]]) -> AsyncIterator[list]:
+    async def _serve_batch(self, requests: list[tuple[list[dict], int]]) -> AsyncIterator[list]:
         steps = self.engine.stream_batch([r[0] for r in requests], [r[1] for r in requests])
         while True:
-            # The engine is synchronous: step it in a thread so the replica keeps answering health checks.
-            deltas = await asyncio.to_thread(next, steps, _END)
+            # The engine is synchronous: step it on its thread so the replica keeps answering health checks.
+            deltas = await asyncio.get_running_loop().run_in_executor(self._model_thread, next, steps, _END)
             if deltas is _END:
                 return
             # Serve ends a caller's stream when its slot holds StopIteration; the batch runs on for the rest.
             yield [StopIteration if delta is None else delta for delta in deltas]
 
     async def stream(self, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
-        async for delta in self._generate_batch((messages, max_tokens)):
+        request = (messages, max_tokens)
+        deltas = self.batcher.stream(*request) if self.batcher else self._serve_batch(request)
+        async for delta in deltas:
             if delta:
                 yield delta
 
+    async def complete(self, messages: list[dict], max_tokens: int) -> str:
+        return "".join([delta async for delta in self.stream(messages, max_tokens)])
+
     def info(self) -> dict:
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
-        return {"model": self.engine.model_name, "device": self.engine.device, "replica": self.replica, "gpu_ids": gpus}
+        info = {"model": self.engine.model_name, "device": self.engine.device, "replica": self.replica, "gpu_ids": gpus}
+        if self.batcher:
+            info["batching"] = asdict(self.batcher.stats)
+        return info

@@ -143,6 +143,21 @@ def test_overload_gives_503_with_retry_after_then_recovers(url):
     assert _query(url, body).status_code == 200
 
 
+def test_concurrent_requests_share_decode_steps(url):
+    def batching() -> dict:
+        return httpx.get(f"{url}/readyz").json()["generator"]["batching"]
+
+    before = batching()
+    body = {"question": "What were Apple's total net sales?", "max_tokens": 24}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        assert [r.status_code for r in pool.map(lambda _: _query(url, body), range(2))] == [200, 200]
+    after = batching()
+    assert after["prefills"] == before["prefills"] + 2
+    # Some steps decoded both answers at once; none ever held more than serve.generator.max_batch_size.
+    assert after["decoded"] - before["decoded"] > after["steps"] - before["steps"]
+    assert after["peak_batch"] == 2
+
+
 def test_killed_generator_replica_is_replaced(url):
     import ray
 
