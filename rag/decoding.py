@@ -55,7 +55,7 @@ class RowLayer(DynamicLayer):
         super().__init__()
         self.span = span
         self.dtype, self.device, self.is_initialized = like.dtype, like.device, True
-        batch, heads, _, dim = like.shape
+        _, heads, _, dim = like.shape
         self._keys = like.new_zeros(rows, heads, columns, dim)
         self._values = like.new_zeros(rows, heads, columns, dim)
         self.refresh()
