@@ -45,19 +45,19 @@ RUNS = ("baseline", "serve-batch", "serve-nobatch")
 def baseline_app(index: str, default_tokens: int):
     """The single-process version: the same core code on one worker thread, so requests run strictly one at a time.
 
-    The models are loaded on that thread too (rag.models.model_thread explains why).
+    The models are loaded on that thread too (rag.models.ModelThread explains why).
     """
     from fastapi import FastAPI
     from pydantic import BaseModel
 
     from rag.config import Settings
     from rag.engines import load_engine
-    from rag.models import model_thread
+    from rag.models import ModelThread
     from rag.qa import answer_question
     from rag.retrieval import Retriever
 
     settings = Settings()
-    worker = model_thread("baseline")
+    worker = ModelThread("baseline")
     retriever = worker.submit(Retriever.from_index_dir, index, settings.embedding).result()
     engine = worker.submit(load_engine, settings.llm).result()
     app = FastAPI()

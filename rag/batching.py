@@ -12,10 +12,10 @@ import logging
 import queue
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rag.decoding import DecodeBatch
+from rag.models import ModelThread
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ class BatcherStats:
 class ContinuousBatcher:
     """Drives an engine that has ``prefill`` and ``decode`` (the transformers engine) from a thread of its own."""
 
-    def __init__(self, engine, max_batch_size: int, thread: ThreadPoolExecutor | None = None):
-        """``thread``: the single-thread executor the engine was loaded on (see rag.models.model_thread); the loop takes it over."""
+    def __init__(self, engine, max_batch_size: int, thread: ModelThread | None = None):
+        """``thread``: the ModelThread the engine was loaded on, which the loop then takes over."""
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.stats = BatcherStats()
         self._waiting: queue.Queue[_Request] = queue.Queue()
-        (thread or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batcher")).submit(self._loop)
+        (thread or ModelThread("batcher")).submit(self._loop)
 
     async def stream(self, conversation: list[dict], max_new_tokens: int) -> AsyncIterator[str]:
         out: asyncio.Queue = asyncio.Queue()

@@ -13,7 +13,7 @@ from ray import serve
 from rag.batching import ContinuousBatcher
 from rag.config import LLMConfig, Settings
 from rag.engines import Engine, load_engine
-from rag.models import model_thread, set_cpu_threads
+from rag.models import ModelThread, set_cpu_threads
 from rag.retrieval import Retriever
 
 _END = object()
@@ -43,7 +43,7 @@ class RetrieverDeployment:
     def __init__(self, index_dir: str, settings_json: str):
         settings = Settings.model_validate_json(settings_json)
         num_cpus, num_gpus = _replica_resources()
-        self._model_thread = model_thread("retriever")
+        self._model_thread = ModelThread("retriever")
         self.retriever = self._model_thread.submit(_load_retriever, index_dir, settings, num_cpus, num_gpus).result()
         self._embed.set_max_batch_size(settings.serve.retriever.max_batch_size)
         self._embed.set_batch_wait_timeout_s(settings.serve.retriever.batch_wait_timeout_s)
@@ -70,7 +70,7 @@ class GeneratorDeployment:
     def __init__(self, settings_json: str):
         settings = Settings.model_validate_json(settings_json)
         num_cpus, num_gpus = _replica_resources()
-        self._model_thread = model_thread("generator")
+        self._model_thread = ModelThread("generator")
         self.engine = self._model_thread.submit(_load_engine, settings.llm, num_cpus, num_gpus).result()
         self.replica = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
         batching = settings.serve.generator
