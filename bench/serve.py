@@ -2,7 +2,7 @@
 
 (No `from __future__ import annotations`: FastAPI must resolve the baseline's local request model.)
 
-    python bench/serve.py --index INDEX_DIR [--out bench/results] [--seconds 15]
+    python bench/serve.py --index INDEX_DIR [--out bench/results] [--seconds 45] [--concurrency 1 4 16 64] [--runs ...]
 
 Runs, each against a fresh server process on loopback:
   baseline      one FastAPI process calling the same Retriever and engine code (rag.qa), one request at a time
@@ -241,7 +241,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, nargs="+", default=CONCURRENCY, help="closed-loop levels to run")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which servers to measure")
