@@ -120,12 +120,11 @@ class DecodeBatch:
         layers = prefilled.cache.layers
         if not self.sequences:
             self._start(prefilled)
-            if not self.joinable:
-                return
         s, row, length = self.span, len(self.sequences), prefilled.length
         self._reserve(row + 1, shift=max(0, length - s.end), columns=s.end + 1)
-        for layer, source in zip(self.cache.layers, layers):
-            layer.put(row, source.keys, source.values)
+        if self.joinable:
+            for layer, source in zip(self.cache.layers, layers):
+                layer.put(row, source.keys, source.values)
         self.mask[row] = 0
         self.mask[row, s.end - length : s.end] = 1
         self.lengths[row], self.next_ids[row] = length, prefilled.next_id
@@ -142,17 +141,11 @@ class DecodeBatch:
         self.next_ids = torch.zeros(1, dtype=torch.long, device=self.mask.device)
         self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
         self.span = _Span(rows=0, start=length, end=length)
-        if not self.joinable:
-            self.cache = cache
-            self.mask[0, :length] = 1
-            self.lengths[0], self.next_ids[0] = length, prefilled.next_id
-            self.span.rows, self.span.start = 1, 0
-            self.sequences.append(prefilled.sequence)
-            return
-        # The first prefill's cache object carries the model's cache settings; its layers become row layers.
+        # The first prefill's cache object carries the model's cache settings. A plain one's layers become row
+        # layers; any other is kept as the model made it and grows itself.
         self.cache = cache
-        first = [layer.keys for layer in cache.layers]
-        cache.layers = [RowLayer(self.span, keys, 1, room) for keys in first]
+        if self.joinable:
+            cache.layers = [RowLayer(self.span, layer.keys, 1, room) for layer in cache.layers]
 
     def _reserve(self, rows: int, shift: int, columns: int) -> None:
         """Make room for ``rows`` rows and ``columns`` columns, moving the span ``shift`` columns right first."""
