@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from statistics import mean
 
@@ -142,31 +144,35 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
     return report
 
 
-def _plot(out_dir: Path, report: dict, rows: list[dict]) -> None:
+@contextmanager
+def figure(path: Path, size: tuple[float, float] = (6, 4)) -> Iterator:
+    """Axes to draw on; the figure is laid out and saved to ``path`` on exit (headless: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for kind, scores in report["overall"]["retrieval"].items():
-        ks = [k for k in metrics.K_VALUES if f"recall@{k}" in scores]
-        ax.plot(ks, [scores[f"recall@{k}"] for k in ks], "o-", label=kind)
-    ax.set_xlabel("k")
-    ax.set_ylabel("gold-file recall@k")
-    ax.set_ylim(0, 1)
-    ax.set_title("Retrieval: gold-file recall@k")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=size)
+    yield ax
     fig.tight_layout()
-    fig.savefig(out_dir / "recall_at_k.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot(out_dir: Path, report: dict, rows: list[dict]) -> None:
+    with figure(out_dir / "recall_at_k.png") as ax:
+        for kind, scores in report["overall"]["retrieval"].items():
+            ks = [k for k in metrics.K_VALUES if f"recall@{k}" in scores]
+            ax.plot(ks, [scores[f"recall@{k}"] for k in ks], "o-", label=kind)
+        ax.set_xlabel("k")
+        ax.set_ylabel("gold-file recall@k")
+        ax.set_ylim(0, 1)
+        ax.set_title("Retrieval: gold-file recall@k")
+        ax.legend()
     latencies = [r["latency_s"] for r in rows if r.get("latency_s")]
     if latencies:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.hist(latencies, bins=30)
-        ax.set_xlabel("request latency (s)")
-        ax.set_ylabel("questions")
-        ax.set_title("Online latency")
-        fig.tight_layout()
-        fig.savefig(out_dir / "latency.png", dpi=110)
-        plt.close(fig)
+        with figure(out_dir / "latency.png") as ax:
+            ax.hist(latencies, bins=30)
+            ax.set_xlabel("request latency (s)")
+            ax.set_ylabel("questions")
+            ax.set_title("Online latency")

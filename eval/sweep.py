@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from eval.job import run_eval
+from eval.report import figure
 from ingest.job import run_ingest
 from ingest.manifest import fingerprint
 from rag.config import load_settings
@@ -65,21 +66,13 @@ def _write(out_dir: Path, points: list[dict]) -> None:
     lines += ["", "![sweep](sweep.png)", ""]
     (out_dir / "sweep.md").write_text("\n".join(lines))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = ["\n".join(f"{k.split('.')[-1]}={p[k]}" for k in p if k not in ("index", "recall@1", "recall@5", "recall@10", "mrr", "token_f1"))
               for p in points]
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(points)), 4.5))
-    xs = range(len(points))
-    ax.bar([x - 0.2 for x in xs], [p["recall@5"] or 0 for p in points], width=0.4, label="recall@5")
-    ax.bar([x + 0.2 for x in xs], [p["mrr"] or 0 for p in points], width=0.4, label="MRR")
-    ax.set_xticks(list(xs), labels, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_title("Sweep: gold-file retrieval")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "sweep.png", dpi=110)
-    plt.close(fig)
+    with figure(out_dir / "sweep.png", size=(max(6, 1.3 * len(points)), 4.5)) as ax:
+        xs = range(len(points))
+        ax.bar([x - 0.2 for x in xs], [p["recall@5"] or 0 for p in points], width=0.4, label="recall@5")
+        ax.bar([x + 0.2 for x in xs], [p["mrr"] or 0 for p in points], width=0.4, label="MRR")
+        ax.set_xticks(list(xs), labels, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title("Sweep: gold-file retrieval")
+        ax.legend()
