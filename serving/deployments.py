@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
+from typing import TypeVar
 
 import ray
 from ray import serve
 
 from rag.batching import ContinuousBatcher
-from rag.config import LLMConfig, Settings
-from rag.engines import Engine, load_engine
+from rag.config import Settings
+from rag.engines import load_engine
 from rag.models import ModelThread, set_cpu_threads
 from rag.retrieval import Retriever
 
 _END = object()
+T = TypeVar("T")
 
 
 def _replica_resources() -> tuple[float, float]:
@@ -26,14 +28,16 @@ def _replica_resources() -> tuple[float, float]:
     return resources.get("CPU", 1.0), resources.get("GPU", 0.0)
 
 
-def _load_retriever(index_dir: str, settings: Settings, num_cpus: float, num_gpus: float) -> Retriever:
-    set_cpu_threads(num_cpus)
-    return Retriever.from_index_dir(index_dir, settings.embedding, gpu_fraction=num_gpus)
+def _load_on_model_thread(name: str, load: Callable[[float], T]) -> tuple[ModelThread, T]:
+    """A model thread for this replica, and ``load(num_gpus)`` run on it with torch's threads set to the replica's CPUs."""
+    num_cpus, num_gpus = _replica_resources()
+    thread = ModelThread(name)
 
+    def run() -> T:
+        set_cpu_threads(num_cpus)
+        return load(num_gpus)
 
-def _load_engine(cfg: LLMConfig, num_cpus: float, num_gpus: float) -> Engine:
-    set_cpu_threads(num_cpus)
-    return load_engine(cfg, num_gpus)
+    return thread, thread.submit(run).result()
 
 
 @serve.deployment(name="Retriever")
@@ -42,9 +46,9 @@ class RetrieverDeployment:
 
     def __init__(self, index_dir: str, settings_json: str):
         settings = Settings.model_validate_json(settings_json)
-        num_cpus, num_gpus = _replica_resources()
-        self._model_thread = ModelThread("retriever")
-        self.retriever = self._model_thread.submit(_load_retriever, index_dir, settings, num_cpus, num_gpus).result()
+        self._model_thread, self.retriever = _load_on_model_thread(
+            "retriever", lambda num_gpus: Retriever.from_index_dir(index_dir, settings.embedding, gpu_fraction=num_gpus)
+        )
         self._embed.set_max_batch_size(settings.serve.retriever.max_batch_size)
         self._embed.set_batch_wait_timeout_s(settings.serve.retriever.batch_wait_timeout_s)
 
@@ -69,9 +73,9 @@ class GeneratorDeployment:
 
     def __init__(self, settings_json: str):
         settings = Settings.model_validate_json(settings_json)
-        num_cpus, num_gpus = _replica_resources()
-        self._model_thread = ModelThread("generator")
-        self.engine = self._model_thread.submit(_load_engine, settings.llm, num_cpus, num_gpus).result()
+        self._model_thread, self.engine = _load_on_model_thread(
+            "generator", lambda num_gpus: load_engine(settings.llm, num_gpus)
+        )
         self.replica = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
         batching = settings.serve.generator
         # An engine that decodes step by step takes new requests between steps, its loop on the model's thread;
