@@ -122,7 +122,7 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
 
 def pipeline_run(docs: Path, work: Path, name: str, overrides: list[str], cores: str | None = None) -> dict:
     index_dir = work / name
-    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(docs), "--index", str(index_dir)]
+    cmd = [sys.executable, "-m", "cli.main", "ingest", str(docs), "--index", str(index_dir)]
     for o in overrides:
         cmd += ["--set", o]
     if cores:

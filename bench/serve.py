@@ -5,7 +5,7 @@
     python bench/serve.py --index INDEX_DIR [--out bench/results] [--seconds 45] [--concurrency 1 4 16 64] [--runs ...]
 
 Runs, each against a fresh server process on loopback:
-  baseline      one FastAPI process calling the same Retriever and engine code (rag.qa), one request at a time
+  baseline      one FastAPI process calling the same answer pipeline in-process (rag.answering), one request at a time
   serve-batch   `rag serve` with its defaults (dynamic batching in the generator)
   serve-nobatch `rag serve` with generator max_batch_size 1
 At concurrency 1, 4, 16 and 64, each of N clients sends its next request as soon as the last one
@@ -50,16 +50,16 @@ def baseline_app(index: str, default_tokens: int):
     from fastapi import FastAPI
     from pydantic import BaseModel
 
+    from rag.answering import AnswerRequest, local_pipeline
     from rag.config import Settings
     from rag.engines import load_engine
     from rag.models import ModelThread
-    from rag.qa import answer_question
-    from rag.retrieval import Retriever
+    from rag.search import Searcher
 
     settings = Settings()
     worker = ModelThread("baseline")
-    retriever = worker.submit(Retriever.from_index_dir, index, settings.embedding).result()
-    engine = worker.submit(load_engine, settings.llm).result()
+    searcher = worker.submit(Searcher.from_index_dir, index, settings).result()
+    pipeline = local_pipeline(searcher, worker.submit(load_engine, settings.llm).result())
     app = FastAPI()
 
     class Query(BaseModel):
@@ -72,9 +72,8 @@ def baseline_app(index: str, default_tokens: int):
 
     @app.post("/query")
     async def query(q: Query) -> dict:
-        a = await asyncio.get_running_loop().run_in_executor(
-            worker, lambda: answer_question(retriever, engine, q.question, max_tokens=q.max_tokens)
-        )
+        request = AnswerRequest(q.question, max_tokens=q.max_tokens)
+        a = await asyncio.get_running_loop().run_in_executor(worker, lambda: asyncio.run(pipeline.answer(request)))
         return {"answer": a.text, "citations": [c.file for c in a.chunks]}
 
     return app
@@ -94,7 +93,7 @@ def start_server(kind: str, index: str, port: int, max_tokens: int) -> subproces
         overrides = [f"serve.port={port}", f"llm.max_new_tokens={max_tokens}"]
         if kind == "serve-nobatch":
             overrides.append("serve.generator.max_batch_size=1")
-        cmd = [sys.executable, "-m", "rag.cli", "serve", "--index", index]
+        cmd = [sys.executable, "-m", "cli.main", "serve", "--index", index]
         for o in overrides:
             cmd += ["--set", o]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 from eval.datasets import Question, load_dataset
 from eval.judge import judge_rows
 from eval.report import score_row, write_report
-from eval.retrievers import available_kinds
 from eval.runner import run_batch, run_online
 from rag.config import Settings
 from rag.index import IndexStore
+from rag.search import MODES
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +23,18 @@ def run_eval(
     out_dir: str | Path,
     settings: Settings,
     endpoint: str | None = None,
-    kinds: tuple[str, ...] = ("dense", "bm25", "hybrid"),
-    answer_kind: str = "dense",
+    kinds: tuple[str, ...] = MODES,
+    answer_kind: str | None = None,
     generate: bool = True,
     limit: int | None = None,
     concurrency: int = 8,
     api_key: str | None = None,
     judge: dict | None = None,
 ) -> dict:
-    """``judge``: ``{"base_url", "model", "api_key"}`` of an OpenAI-compatible endpoint; off when None."""
+    """``judge``: ``{"base_url", "model", "api_key"}`` of an OpenAI-compatible endpoint; off when None.
+    ``answer_kind``: the retrieval mode answers are generated from (default: the config's ``retrieval.mode``)."""
     started = time.perf_counter()
+    answer_kind = answer_kind or settings.retrieval.mode
     questions: list[Question] = load_dataset(dataset)[:limit]
     indexed_files = set(IndexStore(index_dir).chunks["file"])
     missing = [q.id for q in questions if not any(q.is_gold_file(f) for f in indexed_files)]
@@ -41,9 +43,15 @@ def run_eval(
                     len(missing), ", ".join(missing[:10]))
     if endpoint:
         rows = run_online(questions, endpoint, concurrency, api_key, k=10)
-        mode, kinds_run = "online", ["dense"]
+        mode = "online"
+        kinds_run = sorted({kind for r in rows for kind in (r.get("retrieved") or {})})
     else:
-        kinds_run = available_kinds(kinds)
+        unknown = [k for k in kinds if k not in MODES]
+        if unknown:
+            raise ValueError(f"unknown retrieval mode(s) {unknown}; choose from {list(MODES)}")
+        kinds_run = list(kinds)
+        if answer_kind not in kinds_run and not generate:
+            answer_kind = kinds_run[0]  # only its filters are recorded
         if answer_kind not in kinds_run:
             raise ValueError(f"answers are generated from {answer_kind!r}, which is not among {kinds_run}")
         rows = run_batch(questions, str(index_dir), settings, kinds_run, answer_kind, generate)
@@ -55,6 +63,7 @@ def run_eval(
     meta = {
         "dataset": str(dataset), "index": str(index_dir), "mode": mode, "retrievers": kinds_run,
         "answer_retriever": answer_kind if generate else None, "llm": settings.llm.model,
+        "retrieval": settings.retrieval.model_dump(),
         "max_new_tokens": settings.llm.max_new_tokens, "questions": len(questions),
         "judge": judge and {"base_url": judge["base_url"], "model": judge["model"]},
         "seconds": time.perf_counter() - started,

@@ -26,7 +26,8 @@ def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str)
     gold_in_index = {f for f in indexed_files if q.is_gold_file(f)}
     scored = {
         "id": q.id, "question": q.question, "gold_answer": q.answer, "gold_files": q.gold_files,
-        "question_type": q.question_type, "chunk_type": q.chunk_type, "answer": row.get("answer", ""),
+        "question_type": q.question_type, "chunk_type": q.chunk_type, "split": q.split, "answer": row.get("answer", ""),
+        "filters": row.get("filters", {}),
         "error": row.get("error", "") or ("" if gold_in_index else "no gold file is in the index"),
         "latency_s": row.get("latency_s"), "retrieve_s": row.get("retrieve_s"), "generate_s": row.get("generate_s"),
         "retrieval": {},
@@ -87,8 +88,8 @@ def aggregate(rows: list[dict]) -> dict:
             out.setdefault("answers", {})["judge_score"] = _mean(judged)
         return out
 
-    report = {"overall": summarise(rows), "by_question_type": {}, "by_chunk_type": {}}
-    for field, target in (("question_type", "by_question_type"), ("chunk_type", "by_chunk_type")):
+    report = {"overall": summarise(rows), "by_split": {}, "by_question_type": {}, "by_chunk_type": {}}
+    for field, target in (("split", "by_split"), ("question_type", "by_question_type"), ("chunk_type", "by_chunk_type")):
         groups = defaultdict(list)
         for r in rows:
             groups[r[field]].append(r)
@@ -103,7 +104,7 @@ def _table(title: str, summary: dict) -> list[str]:
     lines = [f"### {title} ({summary['questions']} questions)", ""]
     kinds = list(summary["retrieval"])
     if kinds:
-        cols = [c for c in ("recall@1", "recall@3", "recall@5", "recall@10", "hit@5", "mrr", "page_recall@5")
+        cols = [c for c in ("hit@1", "hit@5", "recall@1", "recall@5", "recall@10", "mrr", "page_recall@5")
                 if any(c in summary["retrieval"][k] for k in kinds)]
         lines += ["| retriever | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
         for kind in kinds:
@@ -131,7 +132,7 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
              f"{len(rows)} questions, index `{meta['index']}`, mode {meta['mode']}, {meta['seconds']:.0f} s, "
              f"{report['failures']} failed (see rows.jsonl).", ""]
     lines += _table("All questions", report["overall"])
-    for group in ("by_question_type", "by_chunk_type"):
+    for group in ("by_split", "by_question_type", "by_chunk_type"):
         for name, summary in report[group].items():
             lines += _table(f"{group.removeprefix('by_').replace('_', ' ')}: {name}", summary)
     if report["latency_s"]:

@@ -6,18 +6,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import ray
 
 from eval.datasets import Question
-from eval.retrievers import Bm25Index, search
+from rag.answering import AnswerRequest, local_pipeline
 from rag.config import Settings
 from rag.engines import load_engine
 from rag.models import set_cpu_threads
-from rag.qa import generate_answer
 from rag.ray_runtime import ensure_ray
-from rag.retrieval import Retriever
+from rag.search import Searcher
 
 log = logging.getLogger(__name__)
 
@@ -25,32 +24,32 @@ RETRIEVE_K = 10  # enough for recall@10; the answer is generated from the first 
 
 
 class EvalActor:
-    """Holds the retriever, a BM25 index over the same chunks and the LLM; answers a batch of questions."""
+    """Holds the searcher and the LLM; retrieves a batch of questions in each mode and answers them from one."""
 
     def __init__(self, index_dir: str, settings_json: str, kinds: list[str], answer_kind: str, generate: bool,
                  gpu_fraction: float, num_cpus: float):
         set_cpu_threads(num_cpus)
         self.settings = Settings.model_validate_json(settings_json)
-        self.retriever = Retriever.from_index_dir(index_dir, self.settings.embedding, gpu_fraction=gpu_fraction)
-        self.bm25 = Bm25Index(self.retriever) if set(kinds) - {"dense"} else None
-        self.engine = load_engine(self.settings.llm, gpu_fraction) if generate else None
+        self.searcher = Searcher.from_index_dir(index_dir, self.settings, gpu_fraction=gpu_fraction)
+        engine = load_engine(self.settings.llm, gpu_fraction) if generate else None
+        self.pipeline = engine and local_pipeline(self.searcher, engine)
         self.kinds, self.answer_kind = kinds, answer_kind
 
     def __call__(self, batch: dict) -> dict:
-        questions = list(batch["question"])
-        out: dict[str, list] = {"id": list(batch["id"]), "retrieved": [], "answer": [], "error": [],
+        out: dict[str, list] = {"id": list(batch["id"]), "retrieved": [], "filters": [], "answer": [], "error": [],
                                 "retrieve_s": [], "generate_s": []}
-        started = time.perf_counter()
-        by_kind = {kind: search(kind, self.retriever, self.bm25, questions, RETRIEVE_K) for kind in self.kinds}
-        retrieve_s = (time.perf_counter() - started) / max(1, len(questions))
-        for i, question in enumerate(questions):
-            out["retrieved"].append({k: [asdict(c) for c in hits[i]] for k, hits in by_kind.items()})
-            out["retrieve_s"].append(retrieve_s)
+        for question in batch["question"]:
+            started = time.perf_counter()
+            found = {kind: self.searcher.search(question, RETRIEVE_K, mode=kind) for kind in self.kinds}
+            out["retrieve_s"].append((time.perf_counter() - started) / len(self.kinds))
+            out["retrieved"].append({k: [asdict(c) for c in f.chunks] for k, f in found.items()})
+            out["filters"].append(found[self.answer_kind].filters)
             answer, error, gen_started = "", "", time.perf_counter()
-            if self.engine is not None:
-                chunks = by_kind[self.answer_kind][i][: self.settings.serve.top_k]
+            if self.pipeline is not None:
+                top = found[self.answer_kind]
+                request = AnswerRequest(question, top_k=self.settings.serve.top_k, max_tokens=self.settings.llm.max_new_tokens)
                 try:
-                    answer = generate_answer(self.engine, question, chunks, max_tokens=self.settings.llm.max_new_tokens)
+                    answer = asyncio.run(self.pipeline.answer(request, replace(top, chunks=top.chunks[: request.top_k]))).text
                 except Exception as err:  # one failed question is a recorded row, not a failed run
                     error = f"{type(err).__name__}: {err}"
             out["answer"].append(answer)
@@ -93,7 +92,8 @@ async def _ask(http, url: str, q: Question, k: int, headers: dict) -> dict:
     retrieved = [{"file": c["file"], "page": c["page"], "score": c["score"], "text": c["text"]}
                  for c in sorted(data["citations"], key=lambda c: c["index"])]
     return {
-        "id": q.id, "error": "", "answer": data["answer"], "retrieved": {"dense": retrieved}, "latency_s": latency,
+        "id": q.id, "error": "", "answer": data["answer"], "retrieved": {data["retrieval"]["mode"]: retrieved},
+        "filters": data["retrieval"]["filters"], "latency_s": latency,
         "retrieve_s": data["timings"]["retrieve_ms"] / 1000, "generate_s": data["timings"]["generate_ms"] / 1000,
     }
 

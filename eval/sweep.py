@@ -1,17 +1,18 @@
-"""``rag eval --sweep FILE``: a grid over chunking, top_k and retriever kind, one comparison table and plot.
+"""``rag eval --sweep FILE``: retrieval settings side by side, the development and held-back splits apart.
 
-The sweep file::
+The sweep file names the points by a grid over config keys, a list of named points, or both::
 
-    docs: ../shared/datasets/sec-10q/docs     # re-ingested where the grid changes chunking or the model
+    docs: ../shared/datasets/sec-10q/docs     # re-ingested where a point changes chunking or the model
     generate: false                           # retrieval metrics only (answers cost minutes per point)
     grid:
       chunking.chunk_size: [500, 1000]
-      chunking.chunk_overlap: [100]
-      serve.top_k: [5]
-      retriever: [dense, bm25, hybrid]
+      retrieval.mode: [dense, hybrid]
+    points:
+      dense, no headers: {chunking.contextual_headers: false, retrieval.mode: dense, retrieval.auto_filters: false}
 
 Points that share chunking and embedding settings share one index: ingestion's own incremental
-planning reuses an index whose fingerprint matches, so each distinct index is built once.
+planning reuses an index whose fingerprint matches, so each distinct index is built once. Defaults
+are chosen on the ``dev`` split; the ``test`` split is what they are reported by.
 """
 
 from __future__ import annotations
@@ -28,51 +29,66 @@ from ingest.job import run_ingest
 from ingest.manifest import fingerprint
 from rag.config import load_settings
 
+METRICS = ("hit@1", "hit@5", "recall@5", "mrr")
+SPLITS = ("dev", "test")
+
+
+def sweep_points(spec: dict) -> list[tuple[str, dict]]:
+    """(name, {config key: value}) for every point the sweep file names."""
+    points = list((spec.get("points") or {}).items())
+    grid: dict[str, list] = spec.get("grid") or {}
+    for values in itertools.product(*grid.values()) if grid else ():
+        point = dict(zip(grid, values))
+        points.append((", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()), point))
+    return points
+
+
 def run_sweep(sweep_file: str | Path, dataset: str | Path, out_dir: str | Path, config: str | Path | None,
               overrides: list[str], limit: int | None = None) -> list[dict]:
     spec = yaml.safe_load(Path(sweep_file).read_text()) or {}
-    if "grid" not in spec or "docs" not in spec:
-        raise ValueError(f"{sweep_file}: a sweep needs 'docs' and 'grid'")
-    grid: dict[str, list] = spec["grid"]
+    points = sweep_points(spec)
+    if "docs" not in spec or not points:
+        raise ValueError(f"{sweep_file}: a sweep needs 'docs' and a 'grid' or 'points'")
     out_dir = Path(out_dir)
-    keys = list(grid)
-    points = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        point = dict(zip(keys, values))
-        retriever = point.pop("retriever", "dense")
+    rows = []
+    for name, point in points:
         settings = load_settings(config, overrides + [f"{k}={json.dumps(v)}" for k, v in point.items()])
         index_dir = out_dir / "indexes" / fingerprint(settings)
         if not (index_dir / "manifest.json").is_file():
             run_ingest(spec["docs"], index_dir, settings)
-        name = "_".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) + f"_{retriever}"
-        report = run_eval(dataset, index_dir, out_dir / "points" / name, settings, kinds=(retriever,),
-                          answer_kind=retriever, generate=bool(spec.get("generate", False)), limit=limit)
-        overall = report["overall"]
-        row = {**point, "retriever": retriever, "index": index_dir.name,
-               **{m: overall["retrieval"][retriever].get(m) for m in ("recall@1", "recall@5", "recall@10", "mrr")}}
-        if "answers" in overall:
-            row["token_f1"] = overall["answers"]["token_f1"]
-        points.append(row)
-    _write(out_dir, points)
-    return points
+        mode = settings.retrieval.mode
+        folder = "".join(c if c.isalnum() or c in "=.-" else "_" for c in name)
+        report = run_eval(dataset, index_dir, out_dir / "points" / folder, settings, kinds=(mode,),
+                          answer_kind=mode, generate=bool(spec.get("generate", False)), limit=limit)
+        row = {"point": name, **point, "index": index_dir.name}
+        for split in SPLITS:
+            scores = report["by_split"].get(split, {}).get("retrieval", {}).get(mode, {})
+            row.update({f"{split} {m}": scores.get(m) for m in METRICS})
+        if "answers" in report["overall"]:
+            row["token_f1"] = report["overall"]["answers"]["token_f1"]
+        rows.append(row)
+    _write(out_dir, rows)
+    return rows
 
 
-def _write(out_dir: Path, points: list[dict]) -> None:
-    (out_dir / "sweep.json").write_text(json.dumps(points, indent=2) + "\n")
-    columns = list(points[0])
-    lines = ["# Sweep", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    for p in points:
-        lines.append("| " + " | ".join(f"{p[c]:.3f}" if isinstance(p[c], float) else str(p[c]) for c in columns) + " |")
+def _write(out_dir: Path, rows: list[dict]) -> None:
+    (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    columns = ["point"] + [c for c in rows[0] if c.startswith(SPLITS)] + (["token_f1"] if "token_f1" in rows[0] else [])
+    lines = ["# Sweep", "", "Defaults are chosen on `dev`; `test` is held back.", "",
+             "| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
+    for r in rows:
+        lines.append("| " + " | ".join("-" if r.get(c) is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
+                                       for c in columns) + " |")
     lines += ["", "![sweep](sweep.png)", ""]
     (out_dir / "sweep.md").write_text("\n".join(lines))
 
-    labels = ["\n".join(f"{k.split('.')[-1]}={p[k]}" for k in p if k not in ("index", "recall@1", "recall@5", "recall@10", "mrr", "token_f1"))
-              for p in points]
-    with figure(out_dir / "sweep.png", size=(max(6, 1.3 * len(points)), 4.5)) as ax:
-        xs = range(len(points))
-        ax.bar([x - 0.2 for x in xs], [p["recall@5"] or 0 for p in points], width=0.4, label="recall@5")
-        ax.bar([x + 0.2 for x in xs], [p["mrr"] or 0 for p in points], width=0.4, label="MRR")
-        ax.set_xticks(list(xs), labels, fontsize=8)
+    with figure(out_dir / "sweep.png", size=(max(6, 1.4 * len(rows)), 4.8)) as ax:
+        xs = range(len(rows))
+        bars = [(f"{s} {m}", offset) for (s, m), offset in zip(itertools.product(SPLITS, ("recall@5", "mrr")),
+                                                               (-0.3, -0.1, 0.1, 0.3))]
+        for label, offset in bars:
+            ax.bar([x + offset for x in xs], [r.get(label) or 0 for r in rows], width=0.2, label=label)
+        ax.set_xticks(list(xs), [r["point"].replace(", ", "\n") for r in rows], fontsize=7)
         ax.set_ylim(0, 1)
-        ax.set_title("Sweep: gold-file retrieval")
-        ax.legend()
+        ax.set_title("Sweep: gold-file retrieval, dev and held-back test")
+        ax.legend(fontsize=7, loc="lower right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -16,8 +17,10 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from ingest.metadata import read_sidecar
 from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, plan_run
 from rag.config import Settings
+from rag.metadata import FIELDS
 from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE, MANIFEST_FILE, build_index
 from rag.ray_runtime import ensure_ray
 
@@ -35,6 +38,7 @@ class PipelineOutput:
     pages: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, dict] = field(default_factory=dict)  # file -> DocMetadata fields
     workers: Counter = field(default_factory=Counter)  # (worker, device) -> chunks embedded
     busy: Counter = field(default_factory=Counter)  # (worker, device) -> seconds spent encoding
 
@@ -93,7 +97,7 @@ def _check_capacity(settings: Settings) -> None:
         )
 
 
-def run_pipeline(files: list[SourceFile], settings: Settings) -> PipelineOutput:
+def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict]) -> PipelineOutput:
     from ingest.pipeline import build_dataset
 
     ensure_ray(settings.ray)
@@ -101,11 +105,13 @@ def run_pipeline(files: list[SourceFile], settings: Settings) -> PipelineOutput:
     columns: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
     vectors: list[np.ndarray] = []
     out = PipelineOutput(pd.DataFrame(), None)
-    for batch in build_dataset(files, settings).iter_batches(batch_size=1024, batch_format="numpy"):
-        for file, n_pages, note in zip(batch["file"], batch["n_pages"], batch["note"]):
+    for batch in build_dataset(files, settings, sidecar).iter_batches(batch_size=1024, batch_format="numpy"):
+        for file, n_pages, note, meta in zip(batch["file"], batch["n_pages"], batch["note"], batch["metadata"]):
             out.pages[file] = int(n_pages)
             if note:
                 out.notes[file] = note
+            if file not in out.metadata:
+                out.metadata[file] = {k: v for k, v in json.loads(meta).items() if v is not None}
         for file, error in zip(batch["file"], batch["error"]):
             if error:
                 out.failures[file] = error
@@ -117,7 +123,11 @@ def run_pipeline(files: list[SourceFile], settings: Settings) -> PipelineOutput:
             [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"])]
         )
         for column in CHUNK_COLUMNS:
-            columns[column].extend(batch[column][ok].tolist())
+            if column not in FIELDS:
+                columns[column].extend(batch[column][ok].tolist())
+        for file in batch["file"][ok]:
+            for name in FIELDS:
+                columns[name].append(out.metadata[file].get(name))
         vectors.append(batch["embedding"][ok])
     out.chunks = pd.DataFrame(columns)
     if len(out.chunks):
@@ -145,7 +155,8 @@ def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks:
     old = previous.manifest.entries() if previous else {}
     entries = []
     for src in plan.to_process:
-        base = {"file": src.file, "doc_hash": src.doc_hash, "size_bytes": src.size_bytes}
+        base = {"file": src.file, "doc_hash": src.doc_hash, "size_bytes": src.size_bytes,
+                "overrides_hash": src.overrides_hash, "metadata": new.metadata.get(src.file, {})}
         if src.file in new.failures:
             entries.append(FileEntry(**base, status="failed", reason=new.failures[src.file]))
         else:
@@ -189,7 +200,8 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
     docs_dir, index_dir = Path(docs_dir), Path(index_dir)
     if not docs_dir.is_dir():
         raise IngestError(f"documents folder not found: {docs_dir}")
-    sources = discover(docs_dir)
+    sidecar = read_sidecar(docs_dir)
+    sources = discover(docs_dir, sidecar)
     if not sources:
         raise IngestError(f"no files in {docs_dir}")
     previous = _load_previous(index_dir)
@@ -205,7 +217,7 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         "pruned" if prune else "kept",
     )
 
-    new = run_pipeline(plan.to_process, settings) if plan.to_process else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None)
+    new = run_pipeline(plan.to_process, settings, sidecar) if plan.to_process else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None)
     dim = new.vectors.shape[1] if new.vectors is not None else _embedding_dim(settings, previous, fp)
     chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
     index, built_on = build_index(vectors, settings.index)

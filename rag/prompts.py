@@ -1,11 +1,11 @@
-"""Grounded prompts: numbered sources in, answers that cite them as [n] out, and follow-ups resolved against history."""
+"""Grounded prompts within a token budget: numbered sources in, answers that cite them as [n] out."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from rag.retrieval import RetrievedChunk
+from rag.search import RetrievedChunk
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources below. Cite the sources you use as [1], [2]. "
@@ -13,27 +13,75 @@ SYSTEM_PROMPT = (
 )
 
 _CITATION = re.compile(r"\[(\d+)\]")
+_SOURCES_HEADING = "\n\nSources:\n"
+# Tokens a chat template adds: per message (role markers), once (generation prompt), between sources.
+# Generous for the templates of common instruct models, so the budget holds without rendering twice.
+_MESSAGE_TOKENS = 8
+_TEMPLATE_TOKENS = 16
+_SEPARATOR_TOKENS = 2
+_MIN_SOURCE_TOKENS = 24  # a trimmed source shorter than this says nothing
 
 
 def source_label(chunk: RetrievedChunk) -> str:
     return f"{chunk.file}, p. {chunk.page}"
 
 
-def format_sources(chunks: Sequence[RetrievedChunk], max_chars_per_source: int) -> str:
-    return "\n\n".join(
-        f"[{i}] ({source_label(c)})\n{' '.join(c.text.split())[:max_chars_per_source]}" for i, c in enumerate(chunks, 1)
-    )
+def _source(i: int, chunk: RetrievedChunk, text: str) -> str:
+    return f"[{i}] ({source_label(chunk)})\n{text}"
+
+
+def _fit_text(text: str, tokens: int, count_tokens: Callable[[str], int]) -> str:
+    """The longest prefix of ``text`` (cut at a word) that counts at most ``tokens``."""
+    low, high = 0, len(text)
+    while low < high:  # binary search on characters: a dozen tokenizer calls for a 1,200-character source
+        mid = (low + high + 1) // 2
+        if count_tokens(text[:mid]) <= tokens:
+            low = mid
+        else:
+            high = mid - 1
+    cut = text[:low]
+    return cut[: cut.rfind(" ")] if " " in cut and low < len(text) else cut
 
 
 def build_messages(
     question: str,
     chunks: Sequence[RetrievedChunk],
-    history: Sequence[dict] = (),
+    history: Sequence[dict],
+    count_tokens: Callable[[str], int],
+    budget: int,
     max_chars_per_source: int = 1200,
 ) -> list[dict]:
-    """Chat messages for the LLM: system rules with the sources, earlier turns, then the question."""
-    system = f"{SYSTEM_PROMPT}\n\nSources:\n{format_sources(chunks, max_chars_per_source)}"
-    return [{"role": "system", "content": system}, *history, {"role": "user", "content": question}]
+    """Chat messages for the LLM within ``budget`` tokens, built so that the question is never the part that is lost.
+
+    The rules and the question are always kept. Earlier turns are kept newest first within a quarter
+    of what remains (the follow-up the question leans on is the newest); sources fill the rest in
+    rank order, the last one trimmed to fit; a source or turn that does not fit is dropped whole.
+    """
+    messages = 2 + len(history)
+    left = budget - _TEMPLATE_TOKENS - _MESSAGE_TOKENS * messages
+    left -= count_tokens(SYSTEM_PROMPT) + count_tokens(_SOURCES_HEADING) + count_tokens(question)
+    kept: list[dict] = []
+    history_budget = max(0, left) // 4
+    for turn in reversed(history):
+        cost = count_tokens(turn["content"])
+        if cost > history_budget:
+            break
+        history_budget -= cost
+        left -= cost
+        kept.insert(0, turn)
+    sources = []
+    for i, chunk in enumerate(chunks, 1):
+        text = " ".join(chunk.text.split())[:max_chars_per_source]
+        cost = count_tokens(_source(i, chunk, text)) + _SEPARATOR_TOKENS
+        if cost > left:
+            room = left - count_tokens(_source(i, chunk, "")) - _SEPARATOR_TOKENS
+            if room >= _MIN_SOURCE_TOKENS:
+                sources.append(_source(i, chunk, _fit_text(text, room, count_tokens)))
+            break
+        left -= cost
+        sources.append(_source(i, chunk, text))
+    system = f"{SYSTEM_PROMPT}{_SOURCES_HEADING}" + "\n\n".join(sources)
+    return [{"role": "system", "content": system}, *kept, {"role": "user", "content": question}]
 
 
 def cited_indices(answer: str, n_sources: int) -> list[int]:
@@ -53,13 +101,3 @@ def with_source_list(answer: str, chunks: Sequence[RetrievedChunk]) -> str:
     cited = cited_indices(answer, len(chunks)) or list(range(1, len(chunks) + 1))
     lines = "\n".join(f"[{i}] {source_label(chunks[i - 1])}" for i in cited)
     return f"{answer.rstrip()}\n\nSources:\n{lines}"
-
-
-def retrieval_query(question: str, history: Sequence[dict], turns: int = 2) -> str:
-    """The question a follow-up stands for, for retrieval: it joined with the previous user turns.
-
-    A follow-up such as "and in the next quarter?" embeds to nothing useful alone; the earlier user
-    questions carry its subject. Embedding them together is robust where a small LLM's rewrite is not.
-    """
-    earlier = [m["content"] for m in history if m.get("role") == "user"][-turns:]
-    return " ".join([*earlier, question])

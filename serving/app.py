@@ -17,17 +17,18 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
-from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
+from rag.answering import AnswerPipeline, AnswerRequest
 from rag.config import Settings, load_settings
-from rag.prompts import build_messages, cited_indices, retrieval_query, with_source_list
-from rag.retrieval import RetrievedChunk
+from rag.filters import FilterError, parse_filters
+from rag.prompts import cited_indices, with_source_list
+from rag.search import RetrievedChunk, SearchResult
+from serving.clients import Overloaded, ServeGenerator, ServeRetriever
 from serving.deployments import GeneratorDeployment, RetrieverDeployment
 from serving.schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatMessage,
     Choice,
     ChoiceMessage,
     Citation,
@@ -35,14 +36,12 @@ from serving.schemas import (
     ModelList,
     QueryRequest,
     QueryResponse,
+    RetrievalInfo,
+    RetrievalOptions,
     Timings,
 )
 
 app = FastAPI(title="ray-rag", description="Question answering over PDFs, with citations to file and page")
-
-
-class Overloaded(Exception):
-    """A downstream deployment's queue is full."""
 
 
 @app.exception_handler(Overloaded)
@@ -66,14 +65,18 @@ def _citations(chunks: list[RetrievedChunk]) -> list[Citation]:
     return [Citation(index=i, file=c.file, page=c.page, score=c.score, text=c.text) for i, c in enumerate(chunks, 1)]
 
 
+def _retrieval_info(found: SearchResult) -> RetrievalInfo:
+    return RetrievalInfo(mode=found.mode, filters=found.filters, boosts=found.boosts, matched=found.matched,
+                         timings_ms=found.timings_ms)
+
+
 async def _sse(
     completion_id: str,
     created: int,
     model: str,
     first: str,
     deltas: AsyncIterator[str],
-    chunks: list[RetrievedChunk],
-    citations: list[Citation],
+    found: SearchResult,
 ) -> AsyncIterator[str]:
     def event(delta: dict, finish: str | None = None, **extra) -> str:
         body = {
@@ -91,8 +94,9 @@ async def _sse(
     async for delta in deltas:
         answer += delta
         yield event({"content": delta})
-    sources = with_source_list(answer, chunks)[len(answer) :]
-    yield event({"content": sources}, "stop", citations=[c.model_dump() for c in citations])
+    sources = with_source_list(answer, found.chunks)[len(answer) :]
+    yield event({"content": sources}, "stop", citations=[c.model_dump() for c in _citations(found.chunks)],
+                retrieval=_retrieval_info(found).model_dump())
     yield "data: [DONE]\n\n"
 
 
@@ -103,6 +107,7 @@ class Ingress:
         self.settings = Settings.model_validate_json(settings_json)
         self.retriever = retriever
         self.generator = generator
+        self.pipeline = AnswerPipeline(ServeRetriever(retriever), ServeGenerator(generator))
         app.state.api_key = os.environ.get(self.settings.serve.api_key_env) or self.settings.serve.api_key
         app.state.retry_after_s = self.settings.serve.retry_after_s
 
@@ -126,28 +131,18 @@ class Ingress:
             raise HTTPException(status_code=400, detail=f"max_tokens {tokens} is above the limit of {cfg.max_tokens_limit}")
         return k, tokens
 
-    # ---- the pipeline ---------------------------------------------------------------------------
-
-    async def _retrieve(self, question: str, history: list[dict], k: int, file_glob: str | None) -> list[RetrievedChunk]:
+    def _request(self, question: str, history: list[dict], options: RetrievalOptions, max_tokens: int | None,
+                 turns: int) -> AnswerRequest:
+        """The pipeline's request, with the limits and filters checked (400/413 naming what is wrong)."""
+        k, tokens = self._limits(question, options.top_k, max_tokens, turns)
+        raw = dict(options.filters or {})
+        if options.file_glob:
+            raw.setdefault("file_glob", options.file_glob)
         try:
-            hits = await self.retriever.retrieve.remote(retrieval_query(question, history), k, file_glob)
-        except BackPressureError as err:
-            raise Overloaded() from err
-        return [RetrievedChunk(**h) for h in hits]
-
-    async def _stream_answer(self, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
-        try:
-            async for delta in self.generator.options(stream=True).stream.remote(messages, max_tokens):
-                yield delta
-        except BackPressureError as err:
-            raise Overloaded() from err
-
-    async def _answer(self, messages: list[dict], max_tokens: int) -> str:
-        # Whole answers come back in one reply: a stream would cost a message between replicas per token.
-        try:
-            return await self.generator.complete.remote(messages, max_tokens)
-        except BackPressureError as err:
-            raise Overloaded() from err
+            filters = parse_filters(raw)
+        except FilterError as err:
+            raise HTTPException(status_code=400, detail=str(err)) from err
+        return AnswerRequest(question, history, k, tokens, filters, options.retrieval_mode, options.auto_filters)
 
     # ---- endpoints --------------------------------------------------------------------------------
 
@@ -171,18 +166,18 @@ class Ingress:
     @app.post("/query", dependencies=[Depends(_check_api_key)])
     async def query(self, req: QueryRequest) -> QueryResponse:
         history = [m.model_dump() for m in req.history]
-        k, max_tokens = self._limits(req.question, req.top_k, req.max_tokens, len(history) + 1)
+        request = self._request(req.question, history, req, req.max_tokens, len(history) + 1)
         started = time.perf_counter()
-        chunks = await self._retrieve(req.question, history, k, req.file_glob)
+        found = await self.pipeline.search(request)
         retrieved = time.perf_counter()
-        answer = await self._answer(build_messages(req.question, chunks, history), max_tokens)
+        answer = await self.pipeline.answer(request, found)
         done = time.perf_counter()
-        citations = _citations(chunks)
-        cited = set(cited_indices(answer, len(chunks)))
+        cited = set(cited_indices(answer.raw, len(found.chunks)))
         return QueryResponse(
-            answer=with_source_list(answer, chunks),
+            answer=answer.text,
             # What the answer cited first, then the rest of what it was grounded in.
-            citations=sorted(citations, key=lambda c: c.index not in cited),
+            citations=sorted(_citations(found.chunks), key=lambda c: c.index not in cited),
+            retrieval=_retrieval_info(found),
             timings=Timings(
                 retrieve_ms=(retrieved - started) * 1000, generate_ms=(done - retrieved) * 1000, total_ms=(done - started) * 1000
             ),
@@ -194,33 +189,30 @@ class Ingress:
         messages = [m for m in req.messages if m.role != "system"]
         if not messages or messages[-1].role != "user":
             raise HTTPException(status_code=400, detail="the last message must come from the user")
-        question = messages[-1].content
         history = [m.model_dump() for m in messages[:-1]]
-        k, max_tokens = self._limits(question, req.top_k, req.max_completion_tokens or req.max_tokens, len(req.messages))
-        chunks = await self._retrieve(question, history, k, req.file_glob)
-        prompt = build_messages(question, chunks, history)
+        request = self._request(messages[-1].content, history, req, req.max_completion_tokens or req.max_tokens,
+                                len(req.messages))
+        found = await self.pipeline.search(request)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         model = self.settings.llm.model
-        citations = _citations(chunks)
         if not req.stream:
-            answer = with_source_list(await self._answer(prompt, max_tokens), chunks)
+            answer = await self.pipeline.answer(request, found)
             return ChatCompletionResponse(
                 id=completion_id,
                 created=created,
                 model=model,
-                choices=[Choice(message=ChoiceMessage(content=answer))],
-                citations=citations,
+                choices=[Choice(message=ChoiceMessage(content=answer.text))],
+                citations=_citations(found.chunks),
+                retrieval=_retrieval_info(found),
             )
-        deltas = self._stream_answer(prompt, max_tokens)
+        deltas = self.pipeline.stream(request, found)
         # Pull the first token before answering 200, so overload still becomes a 503 and not a broken stream.
         try:
             first = await deltas.__anext__()
         except StopAsyncIteration:
             first = ""
-        return StreamingResponse(
-            _sse(completion_id, created, model, first, deltas, chunks, citations), media_type="text/event-stream"
-        )
+        return StreamingResponse(_sse(completion_id, created, model, first, deltas, found), media_type="text/event-stream")
 
 
 def build_app(args: dict) -> serve.Application:

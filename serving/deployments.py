@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import TypeVar
@@ -14,8 +15,9 @@ from ray import serve
 from rag.batching import ContinuousBatcher
 from rag.config import Settings
 from rag.engines import load_engine
+from rag.filters import Filters
 from rag.models import ModelThread, set_cpu_threads
-from rag.retrieval import Retriever
+from rag.search import RetrievedChunk, Searcher, retrieval_query
 
 _END = object()
 T = TypeVar("T")
@@ -42,29 +44,45 @@ def _load_on_model_thread(name: str, load: Callable[[float], T]) -> tuple[ModelT
 
 @serve.deployment(name="Retriever")
 class RetrieverDeployment:
-    """Query embedding batched across concurrent requests, then FAISS search."""
+    """Query embedding batched across concurrent requests, then the shared search (filters, dense/BM25/hybrid, rerank)."""
 
     def __init__(self, index_dir: str, settings_json: str):
         settings = Settings.model_validate_json(settings_json)
-        self._model_thread, self.retriever = _load_on_model_thread(
-            "retriever", lambda num_gpus: Retriever.from_index_dir(index_dir, settings.embedding, gpu_fraction=num_gpus)
-        )
+
+        def load(num_gpus: float) -> Searcher:
+            searcher = Searcher.from_index_dir(index_dir, settings, gpu_fraction=num_gpus)
+            if settings.retrieval.mode != "dense":
+                searcher.bm25  # built now, not on the first request
+            return searcher
+
+        self._model_thread, self.searcher = _load_on_model_thread("retriever", load)
         self._embed.set_max_batch_size(settings.serve.retriever.max_batch_size)
         self._embed.set_batch_wait_timeout_s(settings.serve.retriever.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
     async def _embed(self, queries: list[str]) -> list:
         loop = asyncio.get_running_loop()
-        return list(await loop.run_in_executor(self._model_thread, self.retriever.encoder.encode, queries))
+        return list(await loop.run_in_executor(self._model_thread, self.searcher.encoder.encode, queries))
 
-    async def retrieve(self, query: str, k: int, file_glob: str | None = None) -> list[dict]:
-        vector = await self._embed(query)
-        hits = self.retriever.search_vectors(vector[None, :], k, file_glob)[0]
-        return [asdict(h) for h in hits]
+    async def search(self, request: dict) -> dict:
+        """``request``: an AnswerRequest's fields (serving.clients.request_payload); returns a SearchResult's."""
+        mode = request["mode"] or self.searcher.cfg.mode
+        started = time.perf_counter()
+        vector = await self._embed(retrieval_query(request["question"], request["history"])) if mode != "bm25" else None
+        embed_ms = (time.perf_counter() - started) * 1000
+        found = self.searcher.search(
+            request["question"], request["top_k"], request["history"], Filters.model_validate(request["filters"]),
+            mode, request["auto_filters"], vector=vector,
+        )
+        if vector is not None:
+            found.timings_ms = {"embed_ms": round(embed_ms, 2), **found.timings_ms}
+            found.timings_ms["total_ms"] = round(found.timings_ms["total_ms"] + embed_ms, 2)
+        return asdict(found)
 
     def info(self) -> dict:
-        store = self.retriever.store
-        return {"chunks": len(store.chunks), "model": store.embedding_model, "device": self.retriever.encoder.device}
+        store = self.searcher.store
+        return {"chunks": len(store.chunks), "files": len(store.files), "model": store.embedding_model,
+                "device": self.searcher.encoder.device, "mode": self.searcher.cfg.mode}
 
 
 @serve.deployment(name="Generator")
@@ -99,15 +117,18 @@ class GeneratorDeployment:
             # Serve ends a caller's stream when its slot holds StopIteration; the batch runs on for the rest.
             yield [StopIteration if delta is None else delta for delta in deltas]
 
-    async def stream(self, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
+    async def stream(self, question: str, chunks: list[dict], history: list[dict], max_tokens: int) -> AsyncIterator[str]:
+        """The answer to ``question`` grounded in ``chunks`` (RetrievedChunk fields), the prompt fitted to the budget here,
+        where the model's tokenizer is."""
+        messages = self.engine.prompt(question, [RetrievedChunk(**c) for c in chunks], history)
         request = (messages, max_tokens)
         deltas = self.batcher.stream(*request) if self.batcher else self._serve_batch(request)
         async for delta in deltas:
             if delta:
                 yield delta
 
-    async def complete(self, messages: list[dict], max_tokens: int) -> str:
-        return "".join([delta async for delta in self.stream(messages, max_tokens)])
+    async def complete(self, question: str, chunks: list[dict], history: list[dict], max_tokens: int) -> str:
+        return "".join([delta async for delta in self.stream(question, chunks, history, max_tokens)])
 
     def info(self) -> dict:
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])

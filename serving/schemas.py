@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
+_FILTERS = (
+    "Metadata filters, e.g. {\"company\": \"Apple\", \"fiscal_year\": 2023, \"fiscal_quarter\": [2, 3]}; fields: "
+    "company, ticker, form, fiscal_year, fiscal_quarter, period_end, file, file_glob"
+)
 
 
 class ChatMessage(BaseModel):
@@ -26,12 +32,30 @@ class Timings(BaseModel):
     total_ms: float
 
 
-class QueryRequest(BaseModel):
+class RetrievalInfo(BaseModel):
+    mode: RetrievalMode
+    filters: dict[str, Any] = Field(description="Filters applied: the request's own and those read from the question")
+    boosts: dict[str, Any] = Field(description="Uncertain mentions (a bare year) that raised matching chunks")
+    matched: list[str] = Field(description="What the question named that the filters and boosts came from")
+    timings_ms: dict[str, float] = Field(description="The retriever's stages: filter, embed, dense, bm25, rerank, rank")
+
+
+class RetrievalOptions(BaseModel):
+    """Search options shared by /query and chat completions (there as extra body fields)."""
+
+    top_k: int | None = Field(None, gt=0, description="Chunks to retrieve (default from config)")
+    file_glob: str | None = Field(None, description="Only chunks from files matching this glob, e.g. '*AAPL*'")
+    filters: dict[str, Any] | None = Field(None, description=_FILTERS)
+    retrieval_mode: RetrievalMode | None = Field(None, description="Default: the config's retrieval.mode")
+    auto_filters: bool | None = Field(
+        None, description="Turn companies, tickers, forms and periods the question names into filters (default: config)"
+    )
+
+
+class QueryRequest(RetrievalOptions):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(min_length=1)
-    top_k: int | None = Field(None, gt=0, description="Chunks to retrieve (default from config)")
-    file_glob: str | None = Field(None, description="Only chunks from files matching this glob, e.g. '*AAPL*'")
     history: list[ChatMessage] = Field(default_factory=list, description="Earlier turns, oldest first")
     max_tokens: int | None = Field(None, gt=0)
 
@@ -39,21 +63,20 @@ class QueryRequest(BaseModel):
 class QueryResponse(BaseModel):
     answer: str
     citations: list[Citation]
+    retrieval: RetrievalInfo
     timings: Timings
     model: str
 
 
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's request; unknown fields are accepted and ignored, as OpenAI clients send many."""
+class ChatCompletionRequest(RetrievalOptions):
+    """OpenAI's request; unknown fields are accepted and ignored, as OpenAI clients send many. The retrieval
+    options are extensions, passed by the openai client through extra_body."""
 
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     max_tokens: int | None = Field(None, gt=0)
     max_completion_tokens: int | None = Field(None, gt=0)
-    # Extensions, passed by the openai client through extra_body.
-    top_k: int | None = Field(None, gt=0)
-    file_glob: str | None = None
 
 
 class ChoiceMessage(BaseModel):
@@ -74,6 +97,7 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[Choice]
     citations: list[Citation] = Field(description="The sources the answer was grounded in")
+    retrieval: RetrievalInfo
 
 
 class ModelCard(BaseModel):

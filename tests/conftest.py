@@ -8,6 +8,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SEC_DIR = REPO.parent / "shared" / "datasets" / "sec-10q"
 SEC_DOCS = SEC_DIR / "docs"
+SMALL_INDEX_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf", "2022 Q3 NVDA.pdf"]
 
 
 @pytest.fixture(scope="session")
@@ -41,12 +42,12 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def small_index(ray_cluster, sec_docs, tmp_path_factory):
-    """Two Apple filings ingested once for the serving tests."""
+    """Two Apple filings and one of NVIDIA's ingested once, for the search, serving and eval tests."""
     from ingest.job import run_ingest
     from rag.config import load_settings
     from tests.pdf_factory import copy_docs
 
-    docs = copy_docs(["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"], sec_docs, tmp_path_factory.mktemp("serve-docs"))
+    docs = copy_docs(SMALL_INDEX_FILES, sec_docs, tmp_path_factory.mktemp("serve-docs"))
     index_dir = tmp_path_factory.mktemp("serve-index") / "index"
     run_ingest(docs, index_dir, load_settings(None, ["ingest.embed.actors=2", "ingest.embed.num_cpus=0.5"]))
     return index_dir

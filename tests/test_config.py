@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from rag.cli import DEFAULT_CONFIG
+from cli.main import DEFAULT_CONFIG
 from rag.config import Settings, load_settings
 
 

@@ -16,7 +16,7 @@ def test_all_twenty_filings_are_indexed(sec_docs, tmp_path):
     index_dir = tmp_path / "index"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ingest", str(sec_docs), "--index", str(index_dir)],
+        [sys.executable, "-m", "cli.main", "ingest", str(sec_docs), "--index", str(index_dir)],
         capture_output=True,
         text=True,
         env=env,

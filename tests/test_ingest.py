@@ -10,15 +10,18 @@ import pytest
 
 from ingest.job import IngestError, run_ingest
 from ingest.pdf_pages import read_pdf_pages
-from rag.cli import main as rag_main
-from rag.config import EmbeddingConfig, PdfConfig, load_settings
+from cli.main import main as rag_main
+from rag.config import PdfConfig, load_settings
+from rag.filters import Filters
 from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, MANIFEST_FILE, IndexStore
-from rag.retrieval import Retriever
+from rag.search import Searcher
 from tests.pdf_factory import bad_files, copy_docs
 
 SEC_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"]
 # Small batches and one CPU-light actor pair keep the test quick on two cores.
 FAST = ["ingest.embed.batch_size=64", "ingest.embed.actors=2", "ingest.embed.num_cpus=0.5"]
+# Plain nearest-neighbour search, to test what the index itself returns.
+DENSE = load_settings(None, ["retrieval.mode=dense", "retrieval.auto_filters=false", "retrieval.diverse_files=false"])
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +76,11 @@ def test_phrase_from_a_page_finds_that_page_first(sec_docs, first_run):
     pages = read_pdf_pages(sec_docs / "2023 Q2 AAPL.pdf", PdfConfig()).texts
     page = 12
     phrase = " ".join(pages[page - 1].split())[200:500]
-    retriever = Retriever.from_index_dir(index_dir, EmbeddingConfig())
-    best = retriever.retrieve(phrase, 3)[0]
+    searcher = Searcher.from_index_dir(index_dir, DENSE)
+    best = searcher.search(phrase, 3).chunks[0]
     assert (best.file, best.page) == ("2023 Q2 AAPL.pdf", page)
-    filtered = retriever.retrieve(phrase, 3, file_glob="*Q3*")
-    assert filtered and all(hit.file == "2023 Q3 AAPL.pdf" for hit in filtered)
+    filtered = searcher.search(phrase, 3, filters=Filters(file_glob="*Q3*")).chunks
+    assert len(filtered) == 3 and all(hit.file == "2023 Q3 AAPL.pdf" for hit in filtered)
 
 
 def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_path, sec_docs):
@@ -126,16 +129,16 @@ def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_
 def test_index_kinds(ray_cluster, docs, first_run, tmp_path):
     """IVF and HNSW indexes return the same best page as the exact index for a copied phrase."""
     folder, _ = docs
-    exact = Retriever.from_index_dir(first_run[0], EmbeddingConfig())
+    exact = Searcher.from_index_dir(first_run[0], DENSE)
     query = " ".join(exact.store.chunks.iloc[40]["text"].split())[:300]
-    expected = exact.retrieve(query, 1)[0]
+    expected = exact.search(query, 1).chunks[0]
     for kind in ("ivf", "hnsw"):
         index_dir = tmp_path / kind
         shutil.copytree(first_run[0], index_dir)  # same vectors: nothing is re-embedded, the index is rebuilt
         result = run_ingest(folder, index_dir, load_settings(None, FAST + [f"index.kind={kind}"]))
         assert result.manifest.run.chunks_embedded == 0
         assert result.manifest.index["kind"] == kind
-        got = Retriever.from_index_dir(index_dir, EmbeddingConfig()).retrieve(query, 1)[0]
+        got = Searcher.from_index_dir(index_dir, DENSE).search(query, 1).chunks[0]
         assert (got.file, got.page) == (expected.file, expected.page)
 
 

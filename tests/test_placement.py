@@ -77,7 +77,7 @@ def test_cli_joins_an_existing_cluster(ray_cluster, many_small_docs, tmp_path):
     index_dir = tmp_path / "index"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ingest", str(many_small_docs), "--index", str(index_dir),
+        [sys.executable, "-m", "cli.main", "ingest", str(many_small_docs), "--index", str(index_dir),
          "--address", ray_cluster.address, "--set", "ingest.embed.batch_size=8"],
         capture_output=True, text=True, env=env, timeout=600,
     )

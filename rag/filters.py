@@ -1,0 +1,117 @@
+"""Metadata filters: which files a search may return chunks from.
+
+A filter names values per field; a file matches when, for every field given, its value is one of
+them (fields AND, values OR). Companies match by name with or without their legal suffix ("Apple"
+matches "Apple Inc."), tickers and forms case-insensitively, ``file_glob`` as a shell glob over the
+file's path. Search applies the resulting file set inside the vector and BM25 searches (see
+``rag.search``), so a selective filter still returns k chunks whenever k exist.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rag.metadata import validation_problems
+
+MAX_VALUES = 64  # values per field
+MAX_VALUE_CHARS = 256  # characters per value, and of a file glob
+
+_LEGAL_SUFFIXES = {
+    "inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "llc", "plc", "lp",
+    "sa", "ag", "nv", "se", "holdings", "group", "the",
+}
+
+
+class FilterError(ValueError):
+    """A filter a client sent cannot be used; the message names the field."""
+
+
+def company_key(name: str) -> str:
+    """A company's name without case, punctuation or legal suffix: "AMAZON.COM, INC." -> "amazon"."""
+    words = re.sub(r"\.com\b", "", name.lower())
+    words = re.findall(r"[a-z0-9&]+", words)
+    core = [w for w in words if w not in _LEGAL_SUFFIXES]
+    return " ".join(core or words)
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    company: list[str] | None = None
+    ticker: list[str] | None = None
+    form: list[str] | None = None
+    fiscal_year: list[int] | None = None
+    fiscal_quarter: list[int] | None = None
+    period_end: list[str] | None = Field(None, description="ISO dates, e.g. 2023-07-01")
+    file: list[str] | None = Field(None, description="Exact file paths as indexed")
+    file_glob: str | None = Field(None, max_length=MAX_VALUE_CHARS, description="e.g. '*AAPL*'")
+
+    @field_validator("company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "file", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if value is None or isinstance(value, list):
+            values = value
+        else:
+            values = [value]
+        if values is not None:
+            if len(values) > MAX_VALUES:
+                raise ValueError(f"at most {MAX_VALUES} values")
+            if any(isinstance(v, str) and len(v) > MAX_VALUE_CHARS for v in values):
+                raise ValueError(f"values are at most {MAX_VALUE_CHARS} characters")
+        return values
+
+    def given(self) -> dict[str, Any]:
+        """The fields that constrain anything, as a plain dict (what responses report)."""
+        return self.model_dump(exclude_none=True)
+
+    def merged(self, other: "Filters") -> "Filters":
+        """These filters, with ``other``'s fields filled in where these have none."""
+        return Filters.model_validate({**other.given(), **self.given()})
+
+
+def parse_filters(raw: dict | None) -> Filters:
+    """A client's filter object, with unknown fields and bad values named in the error."""
+    if raw is None:
+        return Filters()
+    if not isinstance(raw, dict):
+        raise FilterError("filters must be an object of field: value or [values]")
+    unknown = sorted(set(raw) - set(Filters.model_fields))
+    if unknown:
+        raise FilterError(f"unknown filter field(s) {unknown}; known fields: {sorted(Filters.model_fields)}")
+    try:
+        return Filters.model_validate(raw)
+    except ValidationError as err:
+        raise FilterError(f"bad filter value(s): {validation_problems(err)}") from err
+
+
+def _isin(column: pd.Series, values: list, key=lambda v: v) -> np.ndarray:
+    wanted = {key(v) for v in values}
+    return column.map(lambda v: v is not None and not pd.isna(v) and key(v) in wanted).to_numpy(dtype=bool)
+
+
+def matching_files(files: pd.DataFrame, filters: Filters) -> np.ndarray:
+    """Boolean mask over ``files`` (one row per file: ``file`` and the metadata columns) of the files that match."""
+    mask = np.ones(len(files), dtype=bool)
+    if filters.company:
+        mask &= _isin(files["company"], filters.company, company_key)
+    if filters.ticker:
+        mask &= _isin(files["ticker"], filters.ticker, lambda v: str(v).upper())
+    if filters.form:
+        mask &= _isin(files["form"], filters.form, lambda v: str(v).upper())
+    if filters.fiscal_year:
+        mask &= _isin(files["fiscal_year"], filters.fiscal_year, int)
+    if filters.fiscal_quarter:
+        mask &= _isin(files["fiscal_quarter"], filters.fiscal_quarter, int)
+    if filters.period_end:
+        mask &= _isin(files["period_end"], filters.period_end, str)
+    if filters.file:
+        mask &= files["file"].isin(filters.file).to_numpy()
+    if filters.file_glob:
+        mask &= np.array([fnmatch.fnmatchcase(f, filters.file_glob) for f in files["file"]], dtype=bool)
+    return mask

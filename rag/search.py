@@ -1,0 +1,259 @@
+"""The one search: dense, BM25 or hybrid over one index, inside metadata filters, optionally reranked.
+
+The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Searcher.search``:
+
+1. the retrieval query is the question first, then the earlier user turns (the embedding model
+   reads 256 tokens, so the question must not be the part that is cut);
+2. filters: the request's own, plus those read from the question (``rag.mentions``), become a set
+   of chunk rows; dense search runs inside it (a FAISS ID selector) and BM25 scores only it;
+3. candidates (``retrieval.depth`` from each method) are fused by a weighted sum of min-max
+   normalised scores (or reciprocal-rank fusion), uncertain mentions add ``retrieval.boost``;
+4. an optional cross-encoder rescores the first ``rerank.depth``;
+5. each file's best chunk is listed before second chunks of files already listed (``diverse_files``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.config import RetrievalConfig, Settings
+from rag.embedding import TextEncoder
+from rag.filters import Filters, matching_files
+from rag.index import IndexStore
+from rag.mentions import MentionMatcher
+from rag.models import pick_device, resolve_model
+
+log = logging.getLogger(__name__)
+
+MODES = ("dense", "bm25", "hybrid")
+_RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)
+_QUERY_CHARS = 1000  # about the embedding model's 256-token window
+_SELECTION_CACHE = 256
+
+
+@dataclass
+class RetrievedChunk:
+    chunk_id: str
+    file: str
+    page: int
+    score: float
+    text: str
+
+
+@dataclass
+class SearchResult:
+    chunks: list[RetrievedChunk]
+    mode: str
+    filters: dict = field(default_factory=dict)  # applied: the request's and those read from the question
+    boosts: dict = field(default_factory=dict)  # uncertain mentions that raised matching chunks
+    matched: list[str] = field(default_factory=list)  # words of the question the filters came from
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
+
+
+def retrieval_query(question: str, history: Sequence[dict] = (), turns: int = 2) -> str:
+    """The question first, then the previous user turns that a follow-up ("and the quarter before?") leans on."""
+    earlier = [m["content"] for m in history if m.get("role") == "user"][-turns:][::-1]
+    return " ".join([question, *earlier])[:_QUERY_CHARS]
+
+
+def _normalised(scores: dict[int, float]) -> dict[int, float]:
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    span = high - low
+    return {row: (s - low) / span if span > 0 else 1.0 for row, s in scores.items()}
+
+
+def _tokens(text: str) -> list[str]:
+    """Words and numbers ("81,797" whole), without English stopwords: they say nothing about which chunk."""
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    return [t for t in re.findall(r"[a-z0-9]+(?:[.,][0-9]+)*", text.lower()) if t not in STOPWORDS_EN_PLUS]
+
+
+class Bm25:
+    """BM25 (bm25s) over each chunk's header and text: the same text the dense index embedded."""
+
+    def __init__(self, store: IndexStore):
+        import bm25s
+
+        self.model = bm25s.BM25()
+        corpus = [_tokens(store.search_text(row)) for row in range(len(store.chunks))]
+        self.model.index(corpus, show_progress=False)
+        self.vocabulary = set(self.model.vocab_dict)
+
+    def scores(self, query: str) -> np.ndarray:
+        known = [t for t in _tokens(query) if t in self.vocabulary]
+        if not known:
+            return np.zeros(self.model.scores["num_docs"], dtype=np.float32)
+        return self.model.get_scores(known)
+
+
+class Searcher:
+    def __init__(self, store: IndexStore, encoder: TextEncoder, cfg: RetrievalConfig):
+        self.store, self.encoder, self.cfg = store, encoder, cfg
+        self.matcher = MentionMatcher(store.files)
+        self._bm25: Bm25 | None = None
+        self._reranker = None
+        self._selections: OrderedDict[str, np.ndarray] = OrderedDict()
+        if cfg.rerank.model:
+            from sentence_transformers import CrossEncoder
+
+            self._reranker = CrossEncoder(resolve_model(cfg.rerank.model), device=pick_device(encoder.cfg.device))
+
+    @classmethod
+    def from_index_dir(cls, index_dir: str | Path, settings: Settings, gpu_fraction: float | None = None) -> "Searcher":
+        """Queries must be embedded by the model that embedded the chunks, so the index's manifest names it."""
+        store = IndexStore(index_dir)
+        used = store.manifest["embedding"]
+        cfg = settings.embedding.model_copy(update={"model": used["model"], "normalize": used["normalize"]})
+        return cls(store, TextEncoder(cfg, gpu_fraction=gpu_fraction), settings.retrieval)
+
+    @property
+    def bm25(self) -> Bm25:
+        if self._bm25 is None:  # built on first use: a dense-only service never pays for it
+            self._bm25 = Bm25(self.store)
+        return self._bm25
+
+    def chunk_at(self, row: int, score: float) -> RetrievedChunk:
+        c = self.store.chunks.iloc[row]
+        return RetrievedChunk(c["chunk_id"], c["file"], int(c["page"]), float(score), c["text"])
+
+    # ---- filters ------------------------------------------------------------------------------
+
+    def _rows(self, filters: Filters) -> np.ndarray | None:
+        """Chunk rows the filters allow (None: all), cached per distinct filter."""
+        if not filters.given():
+            return None
+        key = filters.model_dump_json()
+        if key not in self._selections:
+            files = self.store.files["file"][matching_files(self.store.files, filters)]
+            self._selections[key] = np.flatnonzero(self.store.chunks["file"].isin(files).to_numpy())
+            if len(self._selections) > _SELECTION_CACHE:
+                self._selections.popitem(last=False)
+        self._selections.move_to_end(key)
+        return self._selections[key]
+
+    def plan(self, question: str, history: Sequence[dict], filters: Filters, auto: bool) -> tuple[Filters, Filters, list[str]]:
+        """(filters to apply, boosts, matched words): the request's filters win over those read from the question."""
+        if not auto:
+            return filters, Filters(), []
+        detected = self.matcher.detect(question, history)
+        return filters.merged(detected.filters), detected.boosts, detected.matched
+
+    # ---- search ---------------------------------------------------------------------------------
+
+    def search(
+        self,
+        question: str,
+        k: int,
+        history: Sequence[dict] = (),
+        filters: Filters | None = None,
+        mode: str | None = None,
+        auto_filters: bool | None = None,
+        vector: np.ndarray | None = None,
+    ) -> SearchResult:
+        """Top-k chunks for a question; ``vector``: its query embedding when the caller batched the encoding."""
+        mode = mode or self.cfg.mode
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; choose from {list(MODES)}")
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = round((now - clock) * 1000, 2)
+            clock = now
+
+        auto = self.cfg.auto_filters if auto_filters is None else auto_filters
+        applied, boosts, matched = self.plan(question, history, filters or Filters(), auto)
+        rows = self._rows(applied)
+        lap("filter_ms")
+        query = retrieval_query(question, history)
+        depth = max(self.cfg.depth, k, self.cfg.rerank.depth if self._reranker else 0)
+        dense: dict[int, float] = {}
+        lexical: dict[int, float] = {}
+        if mode in ("dense", "hybrid"):
+            if vector is None:
+                vector = self.encoder.encode([query])[0]
+                lap("embed_ms")
+            dense = {h.row: h.score for h in self.store.search(vector, depth, rows)}
+            lap("dense_ms")
+        if mode in ("bm25", "hybrid"):
+            lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25")
+            lap("bm25_ms")
+        ranked = self._fuse(dense, lexical, mode)
+        ranked = self._boost(ranked, boosts)
+        if self._reranker is not None and ranked:
+            ranked = self._rerank(query, ranked)
+            lap("rerank_ms")
+        if self.cfg.diverse_files:
+            ranked = self._diverse(ranked)
+        chunks = [self.chunk_at(row, score) for row, score in ranked[:k]]
+        lap("rank_ms")
+        timings["total_ms"] = round(sum(timings.values()), 2)
+        return SearchResult(chunks, mode, applied.given(), boosts.given(), matched, timings)
+
+    def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool) -> dict[int, float]:
+        """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to
+        dense search; alone (``fill``) they complete the list, so a filter with k rows still returns k."""
+        scores = self.bm25.scores(query)
+        if rows is not None:
+            allowed = np.full(len(scores), -np.inf, dtype=np.float64)
+            allowed[rows] = scores[rows]
+            scores = allowed
+        depth = min(depth, len(scores) if rows is None else len(rows))
+        if depth == 0:
+            return {}
+        top = np.argpartition(-scores, depth - 1)[:depth]
+        return {int(r): float(scores[r]) for r in top[np.argsort(-scores[top], kind="stable")]
+                if scores[r] > 0 or (fill and scores[r] > -np.inf)}
+
+    def _fuse(self, dense: dict[int, float], lexical: dict[int, float], mode: str) -> list[tuple[int, float]]:
+        if mode == "dense" or not lexical:
+            fused = dict(dense) if mode != "bm25" else {}
+        elif mode == "bm25":
+            fused = _normalised(lexical)
+        elif self.cfg.fusion == "rrf":
+            fused = {}
+            for ranking in (dense, lexical):
+                for rank, row in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
+                    fused[row] = fused.get(row, 0.0) + 1.0 / (_RRF_K + rank + 1)
+        else:
+            w = self.cfg.dense_weight
+            d, b = _normalised(dense), _normalised(lexical)
+            fused = {row: w * d.get(row, 0.0) + (1 - w) * b.get(row, 0.0) for row in d.keys() | b.keys()}
+        return sorted(fused.items(), key=lambda item: -item[1])
+
+    def _boost(self, ranked: list[tuple[int, float]], boosts: Filters) -> list[tuple[int, float]]:
+        if not boosts.given() or not ranked:
+            return ranked
+        rows = set(self._rows(boosts).tolist())
+        # A share of the best score, so the boost means the same for cosine, normalised and reciprocal-rank scores.
+        bonus = self.cfg.boost * abs(ranked[0][1])
+        boosted = [(row, score + bonus * (row in rows)) for row, score in ranked]
+        return sorted(boosted, key=lambda item: -item[1])
+
+    def _rerank(self, query: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        head, tail = ranked[: self.cfg.rerank.depth], ranked[self.cfg.rerank.depth :]
+        scores = self._reranker.predict([(query, self.store.search_text(row)) for row, _ in head], show_progress_bar=False)
+        rescored = sorted(zip((row for row, _ in head), map(float, scores)), key=lambda item: -item[1])
+        return rescored + tail
+
+    def _diverse(self, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        files = self.store.chunks["file"].to_numpy()
+        seen: set[str] = set()
+        first, rest = [], []
+        for row, score in ranked:
+            (rest if files[row] in seen else first).append((row, score))
+            seen.add(files[row])
+        return first + rest

