@@ -216,6 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             limit=args.limit, concurrency=args.concurrency, api_key=os.environ.get(args.api_key_env),
             judge=args.judge_url and {"base_url": args.judge_url, "model": args.judge_model,
                                       "api_key": os.environ.get(args.judge_api_key_env)},
+            filters=_filters(args),
         )
     except (DatasetError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -242,6 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if status != 0:
         return status
     args.query, args.top_k = "What happens to a file that is encrypted?", 3
+    args.filter, args.mode, args.no_auto_filters = [], None, False
     print(f"\nsearch: {args.query}")
     return cmd_search(args)
 
@@ -320,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--judge-url", help="OpenAI-compatible endpoint (…/v1) of an LLM judge scoring answers 1-5; off by default")
     ev.add_argument("--judge-model", help="the judge's model name at that endpoint")
     ev.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
+    ev.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
+                    help="metadata filter sent with every question (a JSONL question's own 'filters' win)")
     ev.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     _common(ev)
     ev.set_defaults(func=cmd_eval)

@@ -23,6 +23,7 @@ class Question:
     gold_pages: list[tuple[str, int]] = field(default_factory=list)  # (file, 1-based page), where known
     question_type: str = "all"
     chunk_type: str = "all"
+    filters: dict = field(default_factory=dict)  # metadata filters sent with the question (rag.filters)
 
     def is_gold_file(self, file: str) -> bool:
         return any(fnmatch.fnmatch(file, pattern) for pattern in self.gold_files)
@@ -60,7 +61,7 @@ def load_sec_csv(path: Path) -> list[Question]:
 
 def load_jsonl(path: Path) -> list[Question]:
     """One object per line: ``question``, ``answer``, optional ``gold_files`` (names or globs), ``gold_pages``
-    (``[{"file": ..., "page": N}]``), ``question_type``, ``chunk_type``."""
+    (``[{"file": ..., "page": N}]``), ``question_type``, ``chunk_type``, ``filters`` (``{"company": "Apple"}``)."""
     questions = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -81,6 +82,7 @@ def load_jsonl(path: Path) -> list[Question]:
                 gold_pages=[(p["file"], int(p["page"])) for p in row.get("gold_pages", [])],
                 question_type=row.get("question_type", "all"),
                 chunk_type=row.get("chunk_type", "all"),
+                filters=dict(row.get("filters") or {}),
             )
         )
     return questions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from eval.datasets import Question, load_dataset
@@ -11,6 +12,7 @@ from eval.judge import judge_rows
 from eval.report import score_row, write_report
 from eval.runner import run_batch, run_online
 from rag.config import Settings
+from rag.filters import parse_filters
 from rag.index import IndexStore
 from rag.search import MODES
 
@@ -30,12 +32,17 @@ def run_eval(
     concurrency: int = 8,
     api_key: str | None = None,
     judge: dict | None = None,
+    filters: dict | None = None,
 ) -> dict:
     """``judge``: ``{"base_url", "model", "api_key"}`` of an OpenAI-compatible endpoint; off when None.
-    ``answer_kind``: the retrieval mode answers are generated from (default: the config's ``retrieval.mode``)."""
+    ``answer_kind``: the retrieval mode answers are generated from (default: the config's ``retrieval.mode``).
+    ``filters``: metadata filters sent with every question, under each question's own."""
     started = time.perf_counter()
     answer_kind = answer_kind or settings.retrieval.mode
     questions: list[Question] = load_dataset(dataset)[:limit]
+    if filters:
+        parse_filters(filters)  # a typo stops the run here, not in every actor
+        questions = [replace(q, filters={**filters, **q.filters}) for q in questions]
     indexed_files = set(IndexStore(index_dir).chunks["file"])
     missing = [q.id for q in questions if not any(q.is_gold_file(f) for f in indexed_files)]
     if missing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from eval.datasets import Question
 from rag.answering import AnswerRequest, local_pipeline
 from rag.config import Settings
 from rag.engines import load_engine
+from rag.filters import parse_filters
 from rag.models import set_cpu_threads
 from rag.ray_runtime import ensure_ray
 from rag.search import Searcher
@@ -38,16 +40,18 @@ class EvalActor:
     def __call__(self, batch: dict) -> dict:
         out: dict[str, list] = {"id": list(batch["id"]), "retrieved": [], "filters": [], "answer": [], "error": [],
                                 "retrieve_s": [], "generate_s": []}
-        for question in batch["question"]:
+        for question, filters in zip(batch["question"], batch["filters"]):
             started = time.perf_counter()
-            found = {kind: self.searcher.search(question, RETRIEVE_K, mode=kind) for kind in self.kinds}
+            filters = parse_filters(json.loads(filters))
+            found = {kind: self.searcher.search(question, RETRIEVE_K, filters=filters, mode=kind) for kind in self.kinds}
             out["retrieve_s"].append((time.perf_counter() - started) / len(self.kinds))
             out["retrieved"].append({k: [asdict(c) for c in f.chunks] for k, f in found.items()})
             out["filters"].append(found[self.answer_kind].filters)
             answer, error, gen_started = "", "", time.perf_counter()
             if self.pipeline is not None:
                 top = found[self.answer_kind]
-                request = AnswerRequest(question, top_k=self.settings.serve.top_k, max_tokens=self.settings.llm.max_new_tokens)
+                request = AnswerRequest(question, top_k=self.settings.serve.top_k, max_tokens=self.settings.llm.max_new_tokens,
+                                        filters=filters)
                 try:
                     answer = asyncio.run(self.pipeline.answer(request, replace(top, chunks=top.chunks[: request.top_k]))).text
                 except Exception as err:  # one failed question is a recorded row, not a failed run
@@ -63,7 +67,7 @@ def run_batch(questions: Sequence[Question], index_dir: str, settings: Settings,
     """Every question through retrieval (each kind) and generation, as a Ray Data job over an actor pool."""
     ensure_ray(settings.ray)
     pool = settings.ingest.embed
-    ds = ray.data.from_items([{"id": q.id, "question": q.question} for q in questions])
+    ds = ray.data.from_items([{"id": q.id, "question": q.question, "filters": json.dumps(q.filters)} for q in questions])
     ds = ds.map_batches(
         EvalActor,
         fn_constructor_kwargs={
@@ -82,7 +86,7 @@ def run_batch(questions: Sequence[Question], index_dir: str, settings: Settings,
 async def _ask(http, url: str, q: Question, k: int, headers: dict) -> dict:
     started = time.perf_counter()
     try:
-        r = await http.post(f"{url}/query", json={"question": q.question, "top_k": k}, headers=headers)
+        r = await http.post(f"{url}/query", json={"question": q.question, "top_k": k, "filters": q.filters}, headers=headers)
     except Exception as err:
         return {"id": q.id, "error": f"{type(err).__name__}: {err}", "latency_s": time.perf_counter() - started}
     latency = time.perf_counter() - started

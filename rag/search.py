@@ -14,7 +14,6 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections import OrderedDict
@@ -30,8 +29,6 @@ from rag.filters import Filters, matching_files
 from rag.index import IndexStore
 from rag.mentions import MentionMatcher
 from rag.models import pick_device, resolve_model
-
-log = logging.getLogger(__name__)
 
 MODES = ("dense", "bm25", "hybrid")
 _RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)

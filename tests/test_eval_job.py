@@ -17,11 +17,14 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
                                 "question_type": q.question_type, "chunk_type": q.chunk_type}) + "\n")
         # A gold file that is not in the index is recorded and counted, not fatal.
         f.write(json.dumps({"question": "What did Intel report?", "answer": "x", "gold_files": ["*INTC*"]}) + "\n")
+        # Filters given with a question are applied inside every mode's search.
+        f.write(json.dumps({"question": "What were total net sales?", "answer": "x", "gold_files": ["*2023 Q2 AAPL*"],
+                            "filters": {"fiscal_quarter": 2}}) + "\n")
     out = tmp_path / "report"
     settings = load_settings(None, ["llm.max_new_tokens=12", "ingest.embed.actors=1", "ingest.embed.num_cpus=1"])
     report = run_eval(dataset, small_index, out, settings)
 
-    assert report["meta"]["questions"] == 4
+    assert report["meta"]["questions"] == 5
     assert report["failures"] == 1
     overall = report["overall"]
     assert set(overall["retrieval"]) == {"dense", "bm25", "hybrid"}
@@ -31,8 +34,10 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
     assert overall["retrieval"]["dense"]["hit@10"] == 1.0
     assert 0 <= overall["answers"]["token_f1"] <= 1
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and all(r["answer"] for r in rows)
-    assert "gold file" in rows[-1]["error"]
+    assert len(rows) == 5 and all(r["answer"] for r in rows)
+    assert "gold file" in rows[3]["error"]
+    assert rows[4]["filters"] == {"fiscal_quarter": [2]}
+    assert all(set(r["files"]) == {"2023 Q2 AAPL.pdf"} for r in rows[4]["retrieval"].values())
     md = (out / "report.md").read_text()
     assert "| dense |" in md and "| bm25 |" in md and "| hybrid |" in md
     assert (out / "recall_at_k.png").stat().st_size > 0

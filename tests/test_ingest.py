@@ -162,3 +162,13 @@ def test_cli_exit_status(ray_cluster, docs, tmp_path, capsys):
     for name in expected_failures:
         assert name.removeprefix("bad/") in out.out
     assert rag_main(["ingest", str(tmp_path / "missing"), "--index", str(tmp_path / "i")]) == 2
+
+
+def test_demo_command_indexes_and_searches_the_embedded_corpus(ray_cluster, tmp_path, capsys):
+    """The README's first command, in-process."""
+    assert rag_main(["demo", "--out", str(tmp_path), *sum((["--set", s] for s in FAST), [])]) == 0
+    out = capsys.readouterr().out
+    assert "search: What happens to a file that is encrypted?" in out
+    first = next(line for line in out.split("search:")[1].splitlines() if line.startswith("1. "))
+    assert first.split()[1] in ("ingestion.pdf", "operations.pdf"), out
+    assert (tmp_path / "index" / "manifest.json").is_file()
