@@ -46,7 +46,8 @@ class EvalActor:
             found = {kind: self.searcher.search(question, RETRIEVE_K, filters=filters, mode=kind) for kind in self.kinds}
             out["retrieve_s"].append((time.perf_counter() - started) / len(self.kinds))
             out["retrieved"].append({k: [asdict(c) for c in f.chunks] for k, f in found.items()})
-            out["filters"].append(found[self.answer_kind].filters)
+            # JSON: Arrow would merge the rows' filter objects into one struct, adding every field to every row.
+            out["filters"].append(json.dumps(found[self.answer_kind].filters))
             answer, error, gen_started = "", "", time.perf_counter()
             if self.pipeline is not None:
                 top = found[self.answer_kind]
@@ -80,7 +81,7 @@ def run_batch(questions: Sequence[Question], index_dir: str, settings: Settings,
         num_gpus=pool.num_gpus,
         num_cpus=pool.num_cpus,
     )
-    return ds.take_all()
+    return [{**row, "filters": json.loads(row["filters"])} for row in ds.take_all()]
 
 
 async def _ask(http, url: str, q: Question, k: int, headers: dict) -> dict:

@@ -37,9 +37,10 @@ def sweep_points(spec: dict) -> list[tuple[str, dict]]:
     """(name, {config key: value}) for every point the sweep file names."""
     points = list((spec.get("points") or {}).items())
     grid: dict[str, list] = spec.get("grid") or {}
+    varied = [k for k, values in grid.items() if len(values) > 1] or list(grid)[:1]
     for values in itertools.product(*grid.values()) if grid else ():
-        point = dict(zip(grid, values))
-        points.append((", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()), point))
+        point = dict(zip(grid, values))  # named by the keys that vary; the rest are the same for every point
+        points.append((", ".join(f"{k.split('.')[-1]}={point[k]}" for k in varied), point))
     return points
 
 
@@ -88,7 +89,7 @@ def _write(out_dir: Path, rows: list[dict]) -> None:
                                                                (-0.3, -0.1, 0.1, 0.3))]
         for label, offset in bars:
             ax.bar([x + offset for x in xs], [r.get(label) or 0 for r in rows], width=0.2, label=label)
-        ax.set_xticks(list(xs), [r["point"].replace(", ", "\n") for r in rows], fontsize=7)
+        ax.set_xticks(list(xs), [r["point"].replace(", ", "\n").replace(" + ", "\n+ ") for r in rows], fontsize=7)
         ax.set_ylim(0, 1)
         ax.set_title("Sweep: gold-file retrieval, dev and held-back test")
         ax.legend(fontsize=7, loc="lower right")
