@@ -144,7 +144,10 @@ class Searcher:
         if not auto:
             return filters, Filters(), []
         detected = self.matcher.detect(question, history)
-        return filters.merged(detected.filters), detected.boosts, detected.matched
+        merged = filters.merged(detected.filters)
+        if not matching_files(self.store.files, merged).any():  # the question contradicts the request: the request wins
+            return filters, detected.boosts, []
+        return merged, detected.boosts, detected.matched
 
     # ---- search ---------------------------------------------------------------------------------
 

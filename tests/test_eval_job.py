@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from eval.datasets import load_dataset
 from eval.job import run_eval
 from rag.config import load_settings
@@ -43,6 +45,7 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
     assert (out / "recall_at_k.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # two ingestions end to end: about a minute on two cores
 def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_path):
     from eval.sweep import run_sweep
     from tests.pdf_factory import copy_docs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pypdf
 import pytest
 
 from ingest.metadata import SidecarError, extract_metadata, read_sidecar, section_at
@@ -18,11 +19,11 @@ from tests.pdf_factory import text_pdf
 
 @pytest.fixture(scope="module")
 def covers(sec_docs):
-    """Two filings' first pages, read as ingestion reads them, under names that carry no label."""
+    """Two filings' first pages and info titles (what extract_metadata reads of a file), extracted by pypdf."""
     out = {}
     for name in ("2023 Q3 AAPL.pdf", "2023 Q3 MSFT.pdf"):
-        doc = read_pdf_pages(sec_docs / name, PdfConfig())
-        out[name] = (doc.texts[:6], doc.title)
+        reader = pypdf.PdfReader(sec_docs / name)
+        out[name] = ([page.extract_text() for page in reader.pages[:6]], reader.metadata.get("/Title"))
     return out
 
 

@@ -43,9 +43,11 @@ def test_a_selective_filter_still_returns_k(searcher, mode):
     found = searcher.search("NVIDIA data center revenue", k, filters=Filters(file=["2023 Q2 AAPL.pdf"]), mode=mode,
                             auto_filters=False)
     assert len(found.chunks) == k and {c.file for c in found.chunks} == {"2023 Q2 AAPL.pdf"}
-    # The request's filter wins over what the question names.
+    # The request's filter wins over what the question names, also where the two together would match nothing.
     found = searcher.search("NVIDIA data center revenue", 3, filters=Filters(company="Apple"), mode=mode)
     assert {c.file for c in found.chunks} <= {"2023 Q2 AAPL.pdf", "2023 Q3 AAPL.pdf"}
+    found = searcher.search("Apple's revenue", 3, filters=Filters(fiscal_year=2022), mode=mode)
+    assert found.filters == {"fiscal_year": [2022]} and {c.file for c in found.chunks} == {"2022 Q3 NVDA.pdf"}
 
 
 def test_selector_inside_approximate_indexes(searcher):
