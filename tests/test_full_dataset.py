@@ -13,8 +13,11 @@ pytestmark = pytest.mark.slow
 
 
 def _rag(*args: str) -> subprocess.CompletedProcess:
+    """The command in a fresh local Ray of its own: a bare ray.init() would join the test session's cluster where
+    one is running (ray.address=local starts a new one, as on a user's machine with no cluster)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env, timeout=900)
+    command = [sys.executable, "-m", "cli.main", *args, "--set", "ray.address=local"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
 
 
 def test_all_twenty_filings_are_indexed_and_retrieved(sec_docs, tmp_path):
