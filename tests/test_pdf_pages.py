@@ -13,6 +13,7 @@ def test_pages_of_a_real_filing(sec_docs):
     assert doc.note is None
 
 
+@pytest.mark.slow  # parses two 70-page filings twice each: 24 s
 @pytest.mark.parametrize("name", ["2023 Q1 MSFT.pdf", "2023 Q2 MSFT.pdf"])
 def test_pypdf_limit_is_raised_deliberately(sec_docs, name):
     with pytest.raises(pypdf.errors.LimitReachedError):

@@ -65,6 +65,7 @@ def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_do
         run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.actors=8", "ingest.embed.num_cpus=1"]))
 
 
+@pytest.mark.slow  # a second process joining the cluster: 19 s
 def test_cli_joins_an_existing_cluster(ray_cluster, many_small_docs, tmp_path):
     """`rag ingest --address` runs its work on the cluster it is pointed at, not on a Ray of its own."""
     import json
