@@ -145,7 +145,8 @@ class Searcher:
             return filters, Filters(), []
         detected = self.matcher.detect(question, history)
         merged = filters.merged(detected.filters)
-        if not matching_files(self.store.files, merged).any():  # the question contradicts the request: the request wins
+        rows = self._rows(merged)  # cached: search() reads the same selection next
+        if rows is not None and len(rows) == 0:  # the question contradicts the request: the request wins
             return filters, detected.boosts, []
         return merged, detected.boosts, detected.matched
 
