@@ -3,6 +3,7 @@
 (No `from __future__ import annotations`: FastAPI must resolve the baseline's local request model.)
 
     python bench/serve.py --index INDEX_DIR [--out bench/results] [--seconds 45] [--concurrency 1 4 16 64] [--runs ...]
+                          [--repeat 3] [--label NAME]
 
 Runs, each against a fresh server process on loopback:
   baseline      one FastAPI process calling the same answer pipeline in-process (rag.answering), one request at a time
@@ -10,7 +11,10 @@ Runs, each against a fresh server process on loopback:
   serve-nobatch `rag serve` with generator max_batch_size 1
 At concurrency 1, 4, 16 and 64, each of N clients sends its next request as soon as the last one
 ends, for --seconds; a 503 is counted as rejected and retried after a short pause. Time to first
-token is measured with streamed chat completions on the Serve runs. Writes serve.json and serve.png.
+token and the gaps between streamed tokens (inter-token latency) are measured with streamed chat
+completions on the Serve runs. The whole set runs --repeat times (each against fresh servers); the
+summary gives each figure's median and range over the repeats, and ratios to the baseline are taken
+within each repeat. Writes serve[-LABEL].json and serve[-LABEL].png.
 """
 
 
@@ -139,6 +143,7 @@ async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool =
 
     latencies: list[float] = []
     ttfts: list[float] = []
+    gaps: list[float] = []  # between consecutive streamed deltas of one answer
     rejected = errors = 0
     stop_at = time.monotonic() + seconds
 
@@ -158,11 +163,13 @@ async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool =
                             errors += r.status_code != 503
                             await asyncio.sleep(0.5)
                             continue
-                        first = None
+                        arrivals = []
                         async for line in r.aiter_lines():
-                            if first is None and line.startswith("data: {"):
-                                first = time.perf_counter() - started
-                        ttfts.append(first)
+                            if line.startswith("data: {") and '"content": ""' not in line:
+                                arrivals.append(time.perf_counter())
+                        ttfts.append(arrivals[0] - started)
+                        # The last event carries the source list, sent at once after the answer: not a token gap.
+                        gaps.extend(b - a for a, b in zip(arrivals, arrivals[1:-1]))
                 else:
                     r = await http.post(f"{url}/query", json={"question": question})
                     if r.status_code != 200:
@@ -189,7 +196,8 @@ async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool =
         "p50_s": percentile(latencies, 50),
         "p95_s": percentile(latencies, 95),
         "p99_s": percentile(latencies, 99),
-        **({"ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95)} if stream else {}),
+        **({"ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95),
+            "itl_p50_s": percentile(gaps, 50), "itl_p95_s": percentile(gaps, 95)} if stream else {}),
     }
 
 
@@ -207,9 +215,36 @@ def bench_server(kind: str, index: str, seconds: float, max_tokens: int, levels:
             result["query"].append(row)
         if kind != "baseline":
             result["stream"] = [asyncio.run(closed_loop(url, c, seconds, stream=True)) for c in (1, 16) if c in levels]
+            for row in result["stream"]:
+                print(f"  {kind} c={row['concurrency']} streamed: TTFT p95 {row['ttft_p95_s']}, "
+                      f"inter-token p95 {row['itl_p95_s']}", flush=True)
         return result
     finally:
         stop_server(proc)
+
+
+def spread(values: list[float]) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None, "runs": 0}
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return {"median": median, "min": ordered[0], "max": ordered[-1], "runs": len(ordered)}
+
+
+def summarize(repeats: list[dict]) -> dict:
+    """Each figure's median and range over the repeats, per run and concurrency."""
+    summary: dict = {}
+    for kind in repeats[0]:
+        summary[kind] = {}
+        for section, keys in (("query", ("rps", "rps_ratio_to_baseline", "p50_s", "p95_s")),
+                              ("stream", ("ttft_p50_s", "ttft_p95_s", "itl_p50_s", "itl_p95_s"))):
+            for i, row in enumerate(repeats[0][kind].get(section, [])):
+                rows = [r[kind][section][i] for r in repeats]
+                entry = summary[kind].setdefault(f"c{row['concurrency']}", {})
+                entry.update({key: spread([r.get(key) for r in rows]) for key in keys})
+    return summary
 
 
 def plot(results: dict, path: Path) -> None:
@@ -219,10 +254,14 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for kind, data in results["runs"].items():
-        xs = [r["concurrency"] for r in data["query"]]
-        ax1.plot(xs, [r["rps"] for r in data["query"]], "o-", label=kind)
-        ax2.plot(xs, [r["p95_s"] or float("nan") for r in data["query"]], "o-", label=kind)
+    for kind, levels in results["summary"].items():
+        xs = sorted(int(c[1:]) for c in levels)
+        for ax, key in ((ax1, "rps"), (ax2, "p95_s")):
+            figures = [levels[f"c{x}"][key] for x in xs]
+            medians = [f["median"] or float("nan") for f in figures]
+            errors = [[m - (f["min"] or m) for m, f in zip(medians, figures)],
+                      [(f["max"] or m) - m for m, f in zip(medians, figures)]]
+            ax.errorbar(xs, medians, yerr=errors, fmt="o-", capsize=4, label=kind)
     for ax, label in ((ax1, "requests / s"), (ax2, "p95 latency (s)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(c) for c in xs])
@@ -230,7 +269,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel(label)
         ax.legend()
     ax1.set_ylim(bottom=0)
-    ax1.set_title(f"/query throughput, {results['max_tokens']} new tokens, {results['cpus']} CPUs")
+    ax1.set_title(f"/query throughput, {results['max_tokens']} new tokens, {results['cpus']} CPUs "
+                  f"(median, range of {results['repeat']})")
     ax2.set_title("/query p95 latency")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -244,6 +284,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, nargs="+", default=CONCURRENCY, help="closed-loop levels to run")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which servers to measure")
+    parser.add_argument("--repeat", type=int, default=3, help="times to run the whole set, for a median and a range")
+    parser.add_argument("--label", help="results go to serve-LABEL.json/png (e.g. before, after)")
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)  # internal: serve the baseline
     args = parser.parse_args()
 
@@ -253,27 +295,34 @@ def main() -> None:
         uvicorn.run(baseline_app(args.index, args.max_tokens), host="127.0.0.1", port=args.baseline_server, log_level="warning")
         return
 
-    results = {"cpus": os.cpu_count(), "seconds": args.seconds, "max_tokens": args.max_tokens, "runs": {}}
-    for kind in args.runs:
-        print(f"{kind} ...", flush=True)
-        results["runs"][kind] = bench_server(kind, args.index, args.seconds, args.max_tokens, args.concurrency)
-    base = {r["concurrency"]: r["rps"] for r in results["runs"].get("baseline", {}).get("query", [])}
-    for kind, data in results["runs"].items():
-        for row in data["query"]:
-            row["rps_ratio_to_baseline"] = row["rps"] / base[row["concurrency"]] if base.get(row["concurrency"]) else None
+    results = {"cpus": os.cpu_count(), "seconds": args.seconds, "max_tokens": args.max_tokens, "repeat": args.repeat,
+               "repeats": []}
+    for i in range(args.repeat):
+        runs = {}
+        for kind in args.runs:
+            print(f"repeat {i + 1}/{args.repeat}: {kind} ...", flush=True)
+            runs[kind] = bench_server(kind, args.index, args.seconds, args.max_tokens, args.concurrency)
+        base = {r["concurrency"]: r["rps"] for r in runs.get("baseline", {}).get("query", [])}
+        for data in runs.values():
+            for row in data["query"]:
+                row["rps_ratio_to_baseline"] = row["rps"] / base[row["concurrency"]] if base.get(row["concurrency"]) else None
+        results["repeats"].append(runs)
+    results["summary"] = summarize(results["repeats"])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.out / "serve.png")
-    print(f"{'run':<15}{'c':>4}{'req/s':>8}{'x base':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'503s':>6}")
-    for kind, data in results["runs"].items():
-        for r in data["query"]:
-            ratio = r["rps_ratio_to_baseline"] or float("nan")
-            print(
-                f"{kind:<15}{r['concurrency']:>4}{r['rps']:>8.2f}{ratio:>8.2f}{r['p50_s'] or 0:>8.2f}"
-                f"{r['p95_s'] or 0:>8.2f}{r['p99_s'] or 0:>8.2f}{r['rejected_503']:>6}"
-            )
-        for r in data.get("stream", []):
-            print(f"{kind:<15}{r['concurrency']:>4}  streamed: TTFT p50 {r['ttft_p50_s']:.2f} s, p95 {r['ttft_p95_s']:.2f} s")
+    name = f"serve-{args.label}" if args.label else "serve"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / f"{name}.png")
+
+    def fmt(figure: dict) -> str:
+        if figure["median"] is None:
+            return "-"
+        return f"{figure['median']:.2f} [{figure['min']:.2f}-{figure['max']:.2f}]"
+
+    print(f"median [min-max] over {args.repeat} runs")
+    for kind, levels in results["summary"].items():
+        for level, figures in levels.items():
+            line = ", ".join(f"{key} {fmt(figure)}" for key, figure in figures.items())
+            print(f"{kind:<15}{level:>5}  {line}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 import tempfile
 from pathlib import Path
 
-from rag.config import Settings, load_settings
+from rag.config import Settings, load_settings, resolve_api_key
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
@@ -128,14 +128,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     cfg = settings.serve
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not (os.environ.get(cfg.api_key_env) or cfg.api_key):
-        logging.getLogger(__name__).warning(
-            "binding %s without an API key: anyone who reaches this port can query the index (set %s)",
-            cfg.host,
-            cfg.api_key_env,
-        )
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not resolve_api_key(cfg):
+        if not args.insecure:
+            print(f"error: binding {cfg.host} without an API key would let anyone who reaches the port query the index; "
+                  f"set {cfg.api_key_env} (or serve.api_key), or pass --insecure", file=sys.stderr)
+            return 2
+        logging.getLogger(__name__).warning("binding %s without an API key (--insecure)", cfg.host)
     ensure_ray(settings.ray)
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    serve.start(http_options={"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.request_timeout_s})
     config, overrides = _config_sources(args)
     application = build_app({"index": str(args.index), "config": config and str(config), "set": overrides})
     serve.run(application, name="rag", route_prefix="/", blocking=False)
@@ -293,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd = sub.add_parser("serve", help="run the online service (Ray Serve) over an index")
     serve_cmd.add_argument("--index", type=Path, required=True)
     serve_cmd.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    serve_cmd.add_argument("--insecure", action="store_true", help="allow a non-loopback host without an API key")
     _common(serve_cmd)
     serve_cmd.set_defaults(func=cmd_serve)
 

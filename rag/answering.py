@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rag.decoding import Sampling, Usage
 from rag.engines import Engine
 from rag.filters import Filters
 from rag.prompts import with_source_list
@@ -29,6 +30,13 @@ class AnswerRequest:
     filters: Filters = field(default_factory=Filters)
     mode: str | None = None  # None: the configured retrieval.mode
     auto_filters: bool | None = None  # None: the configured retrieval.auto_filters
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these
+    temperature: float | None = None  # None: the configured llm.temperature
+    instructions: str = ""  # the client's own system message, placed after the grounding rules
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.max_tokens, tuple(self.stop), self.temperature)
 
 
 @dataclass
@@ -37,6 +45,7 @@ class Answer:
     raw: str  # the model's own words
     search: SearchResult
     generate_ms: float
+    usage: Usage
 
     @property
     def chunks(self) -> list[RetrievedChunk]:
@@ -48,9 +57,21 @@ class Retriever(Protocol):
 
 
 class Generator(Protocol):
-    def stream(self, question: str, chunks: list[RetrievedChunk], history: list[dict], max_tokens: int) -> AsyncIterator[str]: ...
+    def stream(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> AsyncIterator[str | Usage]:
+        """The answer's text deltas, then one Usage."""
 
-    async def complete(self, question: str, chunks: list[RetrievedChunk], history: list[dict], max_tokens: int) -> str: ...
+    async def complete(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> tuple[str, Usage]: ...
+
+
+async def collect(deltas: AsyncIterator[str | Usage]) -> tuple[str, Usage]:
+    """A streamed answer as its whole text and its Usage."""
+    parts, usage = [], None
+    async for item in deltas:
+        if isinstance(item, Usage):
+            usage = item
+        else:
+            parts.append(item)
+    return "".join(parts), usage
 
 
 class AnswerPipeline:
@@ -63,12 +84,13 @@ class AnswerPipeline:
     async def answer(self, request: AnswerRequest, found: SearchResult | None = None) -> Answer:
         found = found or await self.search(request)
         started = time.perf_counter()
-        raw = await self.generator.complete(request.question, found.chunks, request.history, request.max_tokens)
-        return Answer(with_source_list(raw, found.chunks), raw, found, (time.perf_counter() - started) * 1000)
+        raw, usage = await self.generator.complete(request, found.chunks)
+        return Answer(with_source_list(raw, found.chunks), raw, found, (time.perf_counter() - started) * 1000, usage)
 
-    def stream(self, request: AnswerRequest, found: SearchResult) -> AsyncIterator[str]:
-        """The answer's deltas for chunks already found; the caller appends the sources (``with_source_list``)."""
-        return self.generator.stream(request.question, found.chunks, request.history, request.max_tokens)
+    def stream(self, request: AnswerRequest, found: SearchResult) -> AsyncIterator[str | Usage]:
+        """The answer's deltas, then its Usage, for chunks already found; the caller appends the sources
+        (``with_source_list``)."""
+        return self.generator.stream(request, found.chunks)
 
 
 class LocalRetriever:
@@ -88,16 +110,18 @@ class LocalGenerator:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    async def stream(self, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict],
-                     max_tokens: int) -> AsyncIterator[str]:
-        for step in self.engine.stream_batch([self.engine.prompt(question, chunks, history)], [max_tokens]):
+    async def stream(self, request: AnswerRequest, chunks: Sequence[RetrievedChunk]) -> AsyncIterator[str | Usage]:
+        conversation = self.engine.prompt(request.question, chunks, request.history, request.instructions)
+        parts = []
+        for step in self.engine.stream_batch([conversation], [request.sampling]):
             if step[0]:
+                parts.append(step[0])
                 yield step[0]
             await asyncio.sleep(0)
+        yield self.engine.usage(conversation, "".join(parts), request.sampling)
 
-    async def complete(self, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict],
-                       max_tokens: int) -> str:
-        return "".join([delta async for delta in self.stream(question, chunks, history, max_tokens)])
+    async def complete(self, request: AnswerRequest, chunks: Sequence[RetrievedChunk]) -> tuple[str, Usage]:
+        return await collect(self.stream(request, chunks))
 
 
 def local_pipeline(searcher: Searcher, engine: Engine) -> AnswerPipeline:

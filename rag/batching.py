@@ -1,8 +1,11 @@
 """Continuous batching: one decode loop per engine, which requests join between steps and leave as they finish.
 
-A request is prefilled on its own as soon as it arrives, then decodes alongside every other
-request in flight, one forward pass per step for all of them. Nothing waits for a batch to fill or
-for the longest answer in it to end (which is what a fixed batch, e.g. Serve's @serve.batch, does).
+A request is tokenized on the caller's side, then prefilled on the loop a chunk at a time: at most
+``prefill_chunk_tokens`` of prompt between two decode steps, so a burst of arrivals delays the
+answers already streaming by one chunk's time per step, not by every newcomer's whole prompt. Once
+its prompt is in, it decodes alongside every other request in flight, one forward pass per step for
+all of them. Nothing waits for a batch to fill or for the longest answer in it to end (which is
+what a fixed batch, e.g. Serve's @serve.batch, does).
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import asyncio
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from rag.decoding import DecodeBatch
+from rag.decoding import DecodeBatch, Prefill, Sampling, Usage
 from rag.models import ModelThread
 
 log = logging.getLogger(__name__)
@@ -22,11 +26,20 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
+class DeadlineExceeded(TimeoutError):
+    """A request was still being answered when its deadline passed; its place in the batch is freed."""
+
+
+class DecodeLoopStopped(RuntimeError):
+    """The decode loop is gone: nothing this replica holds or receives will be answered."""
+
+
 @dataclass
 class _Request:
-    conversation: list[dict]
-    max_new_tokens: int
-    send: Callable[[object], None]  # thread-safe: hands a delta, an exception or _END to the caller
+    ids: list[int]  # the prompt, tokenized before it reached the loop
+    sampling: Sampling
+    send: Callable[[object], None]  # thread-safe: hands a delta, a Usage, an exception or _END to the caller
+    deadline: float  # time.monotonic() past which the request is failed
     cancelled: bool = False
 
 
@@ -37,25 +50,44 @@ class BatcherStats:
     steps: int = 0
     decoded: int = 0  # tokens from decode steps: above ``steps`` when sequences shared them
     prefills: int = 0
+    prefill_tokens: int = 0
     peak_batch: int = 0
+    timed_out: int = 0
     busy_s: float = 0.0  # time spent prefilling and decoding, against wall time for utilisation
 
 
 class ContinuousBatcher:
-    """Drives an engine that has ``prefill`` and ``decode`` (the transformers engine) from a thread of its own."""
+    """Drives an engine that has ``encode``, ``prefill`` and ``decode`` (the transformers engine) from a thread of its own."""
 
-    def __init__(self, engine, max_batch_size: int, thread: ModelThread | None = None):
+    def __init__(self, engine, max_batch_size: int, prefill_chunk_tokens: int = 512, deadline_s: float = 300.0,
+                 thread: ModelThread | None = None):
         """``thread``: the ModelThread the engine was loaded on, which the loop then takes over."""
         self.engine = engine
         self.max_batch_size = max_batch_size
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.deadline_s = deadline_s
         self.stats = BatcherStats()
+        self.failure: BaseException | None = None  # why the loop stopped, once it has
         self._waiting: queue.Queue[_Request] = queue.Queue()
-        (thread or ModelThread("batcher")).submit(self._loop)
+        self._prefilling: deque[tuple[_Request, Prefill]] = deque()
+        self._owners: dict[int, _Request] = {}  # id of a sequence in the batch -> the request it answers
+        (thread or ModelThread("batcher")).submit(self._run)
 
-    async def stream(self, conversation: list[dict], max_new_tokens: int) -> AsyncIterator[str]:
+    def check(self) -> None:
+        """Raise if the decode loop has stopped (a replica's health check)."""
+        if self.failure is not None:
+            raise DecodeLoopStopped(f"the decode loop stopped: {self.failure!r}")
+
+    async def stream(self, conversation: list[dict], sampling: Sampling) -> AsyncIterator[str | Usage]:
+        """The answer's text deltas, then its Usage."""
+        self.check()
+        loop = asyncio.get_running_loop()
+        # Tokenizing a long prompt takes milliseconds that the decode loop's running answers would wait for.
+        ids = await loop.run_in_executor(None, self.engine.encode, conversation)
         out: asyncio.Queue = asyncio.Queue()
-        request = _Request(conversation, max_new_tokens, _sender(asyncio.get_running_loop(), out))
+        request = _Request(ids, sampling, _sender(loop, out), time.monotonic() + self.deadline_s)
         self._waiting.put(request)
+        self.check()  # stopped meanwhile: the loop's last act was to fail what was queued, which may predate this
         try:
             while True:
                 items = [await out.get()]
@@ -68,56 +100,89 @@ class ContinuousBatcher:
                 for item in items:
                     if isinstance(item, BaseException):
                         raise item
+                    if isinstance(item, Usage):
+                        yield item
                 if items[-1] is _END:
                     return
         finally:
             # The caller went away (or finished): its place in the batch is freed at the next step.
             request.cancelled = True
 
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as error:
+            self.failure = error
+            log.critical("the decode loop stopped; failing every request it held", exc_info=True)
+            stopped = DecodeLoopStopped(f"the decode loop stopped: {error!r}")
+            held = [*self._owners.values(), *(request for request, _ in self._prefilling)]
+            while not self._waiting.empty():
+                held.append(self._waiting.get_nowait())
+            for request in held:
+                request.send(stopped)
+            raise
+
     def _loop(self) -> None:
         batch = DecodeBatch()
-        owners: dict[int, _Request] = {}  # id of a sequence in the batch -> the request it answers
         while True:
-            started = None
+            self._take_arrivals(batch)
+            started = time.monotonic()
             try:
-                # Block only when idle; otherwise take whoever is waiting (and fits) and decode on.
-                while len(batch) < self.max_batch_size and batch.can_add():
-                    try:
-                        request = self._waiting.get(block=not batch)
-                    except queue.Empty:
-                        break
-                    started = started or time.monotonic()
-                    self._admit(request, batch, owners)
-                started = started or time.monotonic()
+                self._prefill(batch)
                 if batch:
-                    self._step(batch, owners)
+                    self._step(batch)
             except Exception as error:  # e.g. out of memory: fail the requests in flight, keep serving new ones
-                log.exception("decoding failed for %d requests", len(owners))
-                for request in owners.values():
+                log.exception("decoding failed for %d requests", len(self._owners) + len(self._prefilling))
+                for request in [*self._owners.values(), *(request for request, _ in self._prefilling)]:
                     request.send(error)
-                owners.clear()
+                self._owners.clear()
+                self._prefilling.clear()
                 batch = DecodeBatch()
             self.stats.busy_s += time.monotonic() - started
-            self.stats.waiting, self.stats.running = self._waiting.qsize(), len(owners)
+            self.stats.waiting, self.stats.running = self._waiting.qsize(), len(self._owners) + len(self._prefilling)
 
-    def _admit(self, request: _Request, batch: DecodeBatch, owners: dict[int, _Request]) -> None:
-        if request.cancelled:
-            return
-        try:
-            prefilled, delta = self.engine.prefill(request.conversation, request.max_new_tokens)
-        except Exception as error:  # a prompt that cannot be run fails its own request, not the batch
-            request.send(error)
-            return
-        self.stats.prefills += 1
-        if delta:
-            request.send(delta)
-        # Registered before joining, so a failure while joining reaches this request with the rest.
-        owners[id(prefilled.sequence)] = request
-        batch.add(prefilled)
-        self._retire(batch, owners)
+    def _take_arrivals(self, batch: DecodeBatch) -> None:
+        """Waiting requests into prefill, as far as the batch has room; blocks only when there is nothing else to do."""
+        limit = self.max_batch_size if batch.joinable else 1
+        while len(batch) + len(self._prefilling) < limit:
+            try:
+                request = self._waiting.get(block=not batch and not self._prefilling)
+            except queue.Empty:
+                return
+            if not request.cancelled:
+                self._prefilling.append((request, self.engine.start(request.ids, request.sampling)))
 
-    def _step(self, batch: DecodeBatch, owners: dict[int, _Request]) -> None:
-        self._retire(batch, owners)
+    def _prefill(self, batch: DecodeBatch) -> None:
+        """Prompt chunks up to the budget; a prompt that is all in joins the batch. With nobody decoding, the first
+        prompt in line runs whole, so that decoding starts."""
+        budget = self.prefill_chunk_tokens
+        while self._prefilling and (budget > 0 or not batch):
+            request, prefill = self._prefilling[0]
+            if request.cancelled or time.monotonic() > request.deadline:
+                self._prefilling.popleft()
+                self._end(request, None)
+                continue
+            try:
+                used, delta = self.engine.prefill(prefill, budget if batch else prefill.remaining)
+            except Exception as error:  # a prompt that cannot be run fails its own request, not the batch
+                self._prefilling.popleft()
+                request.send(error)
+                continue
+            budget -= used
+            self.stats.prefill_tokens += used
+            if prefill.remaining:
+                continue
+            self._prefilling.popleft()
+            self.stats.prefills += 1
+            if delta:
+                request.send(delta)
+            # Registered before joining, so a failure while joining reaches this request with the rest.
+            self._owners[id(prefill.sequence)] = request
+            batch.add(prefill)
+            self._retire(batch)
+
+    def _step(self, batch: DecodeBatch) -> None:
+        self._retire(batch)
         if not batch:
             return
         self.stats.steps += 1
@@ -125,19 +190,28 @@ class ContinuousBatcher:
         self.stats.peak_batch = max(self.stats.peak_batch, len(batch))
         for sequence, delta in zip(batch.sequences, self.engine.decode(batch)):
             if delta:
-                owners[id(sequence)].send(delta)
-        self._retire(batch, owners)
+                self._owners[id(sequence)].send(delta)
+        self._retire(batch)
 
-    @staticmethod
-    def _retire(batch: DecodeBatch, owners: dict[int, _Request]) -> None:
-        """End the streams of finished or abandoned requests and drop them from the batch."""
+    def _retire(self, batch: DecodeBatch) -> None:
+        """End the streams of finished, abandoned or overdue requests and drop them from the batch."""
+        now = time.monotonic()
         for sequence in batch.sequences:
-            request = owners[id(sequence)]
-            if request.cancelled or sequence.done:
+            request = self._owners[id(sequence)]
+            if sequence.done or request.cancelled or now > request.deadline:
+                self._end(request, sequence.usage if sequence.done else None)
                 sequence.done = True
-                request.send(_END)
-                del owners[id(sequence)]
+                del self._owners[id(sequence)]
         batch.drop_finished()
+
+    def _end(self, request: _Request, usage: Usage | None) -> None:
+        """A finished request gets its usage; one past its deadline, the error that says so."""
+        if usage is not None:
+            request.send(usage)
+        elif not request.cancelled:
+            self.stats.timed_out += 1
+            request.send(DeadlineExceeded(f"the answer took longer than the deadline of {self.deadline_s:g} s"))
+        request.send(_END)
 
 
 def _sender(loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> Callable[[object], None]:

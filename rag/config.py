@@ -6,11 +6,12 @@ first: the defaults below, a YAML file, then ``--set section.key=value`` overrid
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class _Section(BaseModel):
@@ -139,7 +140,8 @@ class DeploymentSettings(_Section):
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
 
     def serve_options(self) -> dict[str, Any]:
-        options = self.model_dump(exclude={"max_batch_size", "batch_wait_timeout_s"})
+        """Serve's own keys only: subclasses add settings their deployment reads itself."""
+        options = self.model_dump(include=set(DeploymentSettings.model_fields))
         if self.autoscaling_config:
             options.pop("num_replicas")
         else:
@@ -154,15 +156,32 @@ class BatchedDeploymentSettings(DeploymentSettings):
     )
 
 
+class GeneratorSettings(BatchedDeploymentSettings):
+    prefill_chunk_tokens: int = Field(
+        512, gt=0, description="Continuous batching: most prompt tokens prefilled between two decode steps, so a burst of "
+        "arrivals does not stall the answers already streaming"
+    )
+    deadline_s: float = Field(
+        240.0, gt=0, description="A request still being answered this long after it reached the generator is failed "
+        "(504, or an error event on a stream) and leaves the batch"
+    )
+
+
 class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Bind address; open it wider only with an API key")
     port: int = 8000
-    api_key: str | None = Field(None, description="Bearer token clients must send; the environment variable below wins")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer token clients must send; the environment variable below wins. Never written out"
+    )
     api_key_env: str = Field("RAG_API_KEY", description="Environment variable holding the bearer token, if any")
     top_k: int = Field(5, gt=0)
     max_top_k: int = Field(20, gt=0)
     max_question_chars: int = Field(4000, gt=0)
     max_messages: int = Field(32, gt=0)
+    max_message_chars: int = Field(16000, gt=0, description="Longest earlier turn, or client system message, accepted")
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="Serve's end-to-end HTTP timeout (408); the generator's deadline_s should end requests first"
+    )
     max_tokens_limit: int = Field(512, gt=0, description="Largest max_tokens a request may ask for")
     retry_after_s: float = Field(2.0, ge=0, description="Retry-After sent with 503s when over capacity")
     # The ingress only awaits and the retriever embeds one short query per request: most of a small
@@ -173,9 +192,14 @@ class ServeConfig(_Section):
     retriever: BatchedDeploymentSettings = BatchedDeploymentSettings(
         max_ongoing_requests=64, max_batch_size=32, ray_actor_options={"num_cpus": 0.4}
     )
-    generator: BatchedDeploymentSettings = BatchedDeploymentSettings(
+    generator: GeneratorSettings = GeneratorSettings(
         max_ongoing_requests=16, max_queued_requests=32, max_batch_size=16, ray_actor_options={"num_cpus": 1.5}
     )
+
+
+def resolve_api_key(cfg: ServeConfig) -> str | None:
+    """The bearer token clients must send: the environment variable named in the config, else the config's own."""
+    return os.environ.get(cfg.api_key_env) or (cfg.api_key.get_secret_value() if cfg.api_key else None)
 
 
 class Settings(_Section):

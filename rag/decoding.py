@@ -7,6 +7,10 @@ row's own tokens. Joining copies only the newcomer's cache into its row; leaving
 last row into the gap. (transformers' DynamicCache copies the whole cache to append a token, and
 re-padding the batch on every join and leave cost as much again: together most of a step's time
 at 16 sequences of 2,000 tokens.)
+
+The columns in use only move right while sequences keep joining, so whenever the buffers run out
+of room they are reallocated to fit what is live, the span re-based to the left edge: their size
+follows the longest sequence in the batch, never the time the batch has been running.
 """
 
 from __future__ import annotations
@@ -20,23 +24,69 @@ _GROW_COLUMNS = 64  # spare columns added whenever the buffers are reallocated
 
 
 @dataclass
-class Decoding:
-    """One answer in progress: its tokens so far and the text already streamed."""
+class Sampling:
+    """What a request asks of its answer."""
 
-    max_new_tokens: int
-    tokens: list[int] = field(default_factory=list)
-    emitted: str = ""
-    done: bool = False
+    max_tokens: int
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these, which is not sent
+    temperature: float | None = None  # None: the engine's configured temperature; 0: greedy
 
 
 @dataclass
-class Prefilled:
-    """A prompt run alone: its sequence, the model's KV cache for it, the token to feed next and the cached length."""
+class Usage:
+    """Tokens a request cost and why its answer ended: "stop" (the model ended it, or a stop sequence) or "length"."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+
+
+@dataclass
+class Decoding:
+    """One answer in progress: its tokens so far, its incremental detokenizer, and text held back for stop sequences."""
+
+    sampling: Sampling
+    prompt_tokens: int
+    decoder: object  # tokenizers.decoders.DecodeStream: each token's text without decoding the answer again
+    tokens: list[int] = field(default_factory=list)
+    held: str = ""  # decoded text that may be the start of a stop sequence
+    done: bool = False
+    finish_reason: str = "stop"
+
+    def release(self, text: str) -> str:
+        """What of ``text`` (newly decoded) can be sent: all but a tail that may begin a stop sequence.
+
+        On a stop sequence the answer ends there; once the answer has ended, nothing is held back.
+        """
+        held = self.held + text
+        for stop in self.sampling.stop:
+            at = held.find(stop)
+            if at >= 0:
+                self.held, self.done, self.finish_reason = "", True, "stop"
+                return held[:at]
+        keep = 0 if self.done else max((n for stop in self.sampling.stop for n in range(len(stop) - 1, 0, -1)
+                                        if held.endswith(stop[:n])), default=0)
+        self.held = held[len(held) - keep :]
+        return held[: len(held) - keep]
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.prompt_tokens, len(self.tokens), self.finish_reason)
+
+
+@dataclass
+class Prefill:
+    """A prompt on its way into the model, a chunk at a time; once all of it is cached, its sequence joins a batch."""
 
     sequence: Decoding
-    cache: object
-    next_id: int
-    length: int
+    ids: list[int]
+    cache: object = None
+    length: int = 0  # prompt tokens cached so far
+    next_id: int | None = None  # the first answer token, once the whole prompt is in
+
+    @property
+    def remaining(self) -> int:
+        return len(self.ids) - self.length
 
 
 @dataclass
@@ -61,7 +111,7 @@ class RowLayer(DynamicLayer):
         self.refresh()
 
     def reallocate(self, rows: int, columns: int, shift: int) -> None:
-        """Bigger buffers; the span's columns move ``shift`` to the right."""
+        """New buffers of ``rows`` x ``columns``; the span's columns move by ``shift`` (negative: to the left)."""
         s = self.span
         for name in ("_keys", "_values"):
             old = getattr(self, name)
@@ -114,14 +164,14 @@ class DecodeBatch:
         return not self.sequences or self.joinable
 
     @torch.inference_mode()
-    def add(self, prefilled: Prefilled) -> None:
+    def add(self, prefilled: Prefill) -> None:
         if not self.can_add():
             raise NotImplementedError("this model's KV cache is not plain full attention: one sequence at a time")
         layers = prefilled.cache.layers
         if not self.sequences:
             self._start(prefilled)
         s, row, length = self.span, len(self.sequences), prefilled.length
-        self._reserve(row + 1, shift=max(0, length - s.end), columns=s.end + 1)
+        self._reserve(row + 1, length)
         if self.joinable:
             for layer, source in zip(self.cache.layers, layers):
                 layer.put(row, source.keys, source.values)
@@ -133,9 +183,9 @@ class DecodeBatch:
         self.sequences.append(prefilled.sequence)
         self._refresh()
 
-    def _start(self, prefilled: Prefilled) -> None:
+    def _start(self, prefilled: Prefill) -> None:
         cache, length = prefilled.cache, prefilled.length
-        room = length + prefilled.sequence.max_new_tokens + _GROW_COLUMNS
+        room = length + prefilled.sequence.sampling.max_tokens + _GROW_COLUMNS
         self.mask = torch.zeros(1, room, dtype=torch.long, device=cache.layers[0].keys.device)
         self.lengths = torch.zeros(1, dtype=torch.long, device=self.mask.device)
         self.next_ids = torch.zeros(1, dtype=torch.long, device=self.mask.device)
@@ -147,18 +197,28 @@ class DecodeBatch:
         if self.joinable:
             cache.layers = [RowLayer(self.span, layer.keys, 1, room) for layer in cache.layers]
 
-    def _reserve(self, rows: int, shift: int, columns: int) -> None:
-        """Make room for ``rows`` rows and ``columns`` columns, moving the span ``shift`` columns right first."""
+    @property
+    def columns(self) -> int:
+        """Columns the buffers hold (live ones and room to grow): what the batch's memory scales with."""
+        return self.mask.shape[1] if self.mask is not None else 0
+
+    def _reserve(self, rows: int, length: int = 0) -> None:
+        """Room for ``rows`` rows, a sequence of ``length`` tokens ending at the span's end, and the next step's column.
+
+        When that does not fit, the buffers are reallocated to the live width plus spare columns, the
+        span moved to start at the left edge: the columns left of it hold nothing anyone still needs.
+        """
+        s = self.span
         have_rows, have_columns = self.mask.shape
-        columns += shift
-        if rows <= have_rows and columns <= have_columns and not shift:
+        width = max(s.end - s.start if s.rows else 0, length)
+        if rows <= have_rows and s.end >= width and s.end + 1 <= have_columns:
             return
         rows = max(rows, have_rows * 2 if rows > have_rows else have_rows)
-        columns = max(columns + _GROW_COLUMNS, have_columns)
+        columns = width + 1 + _GROW_COLUMNS
+        shift = width - s.end  # the span's new end is ``width``: its start lands on column 0 (or right of it)
         if self.joinable:
             for layer in self.cache.layers:
                 layer.reallocate(rows, columns, shift)
-        s = self.span
         mask = self.mask.new_zeros(rows, columns)
         mask[: s.rows, s.start + shift : s.end + shift] = self.mask[: s.rows, s.start : s.end]
         self.mask = mask
@@ -170,7 +230,7 @@ class DecodeBatch:
     def step_inputs(self) -> dict:
         """The model's arguments for one decode step (the step's column is reserved and unmasked)."""
         s = self.span
-        self._reserve(s.rows, shift=0, columns=s.end + 1)
+        self._reserve(s.rows)
         self.mask[: s.rows, s.end] = 1
         return {
             "input_ids": self.next_ids[: s.rows, None],

@@ -2,23 +2,25 @@
 
 Every engine streams a batch of conversations (``stream_batch``): each step yields one text delta per
 conversation ("" while it has nothing new, None once it has finished). The transformers engine also
-exposes its steps, ``prefill`` (one prompt) and ``decode`` (one token for a whole DecodeBatch), so
-that ``rag.batching.ContinuousBatcher`` lets requests join and leave its batch between steps. vLLM
-and remote servers batch on their side and are handed Serve's fixed batches.
+exposes its steps, ``encode`` (tokenize, from any thread), ``prefill`` (a chunk of one prompt) and
+``decode`` (one token for a whole DecodeBatch), so that ``rag.batching.ContinuousBatcher`` lets
+requests join and leave its batch between steps. vLLM and remote servers batch on their side and
+are handed Serve's fixed batches.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
-import threading
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rag.config import LLMConfig
-from rag.decoding import DecodeBatch, Decoding, Prefilled
+from rag.decoding import DecodeBatch, Decoding, Prefill, Sampling, Usage
 from rag.models import cap_gpu_memory, pick_device, pick_dtype, resolve_model
 from rag.prompts import build_messages
 from rag.search import RetrievedChunk
@@ -29,25 +31,38 @@ log = logging.getLogger(__name__)
 class Engine(ABC):
     model_name: str
     device: str = "remote"
-    # True where the engine has prefill() and decode(), so requests can join its batch between steps (rag.batching).
+    # True where the engine has encode(), prefill() and decode(), so requests join its batch between steps (rag.batching).
     continuous_batching: bool = False
 
     cfg: LLMConfig
 
     @abstractmethod
-    def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
         """Per step, one text delta per conversation: "" when it has nothing new, None once it has finished."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs this model; engines without a local tokenizer estimate (4 characters a token)."""
         return len(text) // 4 + 1
 
-    def prompt(self, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict] = ()) -> list[dict]:
+    def prompt(self, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict] = (),
+               instructions: str = "") -> list[dict]:
         """The grounded conversation for a question, fitted to ``llm.max_prompt_tokens`` of this model's tokens."""
-        return build_messages(question, chunks, history, self.count_tokens, self.cfg.max_prompt_tokens)
+        return build_messages(question, chunks, history, self.count_tokens, self.cfg.max_prompt_tokens, instructions)
+
+    def usage(self, conversation: list[dict], text: str, sampling: Sampling) -> Usage:
+        """Tokens an answer cost, counted after the fact (engines that do not count as they decode)."""
+        prompt = sum(self.count_tokens(m["content"]) for m in conversation)
+        return _counted_usage(prompt, self.count_tokens(text), sampling)
+
+    def _temperature(self, sampling: Sampling) -> float:
+        return self.cfg.temperature if sampling.temperature is None else sampling.temperature
 
     def generate(self, conversation: list[dict], max_new_tokens: int) -> str:
-        return "".join(step[0] or "" for step in self.stream_batch([conversation], [max_new_tokens]))
+        return "".join(step[0] or "" for step in self.stream_batch([conversation], [Sampling(max_new_tokens)]))
+
+
+def _counted_usage(prompt_tokens: int, completion_tokens: int, sampling: Sampling) -> Usage:
+    return Usage(prompt_tokens, completion_tokens, "length" if completion_tokens >= sampling.max_tokens else "stop")
 
 
 def _gguf_cache_dir(gguf_path: Path) -> Path:
@@ -58,37 +73,51 @@ def _gguf_cache_dir(gguf_path: Path) -> Path:
     return root / "dequantized" / f"{gguf_path.stem}-{key}"
 
 
-_cache_lock = threading.Lock()
-
-
 def _load_causal_lm(model: str, device_map, dtype):
     """A hub id, a local folder, or a GGUF file; a GGUF file is dequantized once and cached (about 25 s saved)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(resolve_model(model))
-    if path.suffix != ".gguf":
-        return (
-            AutoTokenizer.from_pretrained(str(path)),
-            AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, device_map=device_map),
-        )
-    cache = _gguf_cache_dir(path)
-    with _cache_lock:
-        if not (cache / "config.json").is_file():
-            log.info("dequantizing %s once into %s", path.name, cache)
-            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-            lm = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
-            # The weights are plain floats now; without the GGUF marker they save as an ordinary checkpoint.
-            lm.hf_quantizer = None
-            if hasattr(lm.config, "quantization_config"):
-                del lm.config.quantization_config
-            tmp = cache.with_name(cache.name + f".tmp-{os.getpid()}")
-            tokenizer.save_pretrained(tmp)
-            lm.save_pretrained(tmp)
-            tmp.rename(cache)
+    if path.suffix == ".gguf":
+        path = _dequantized(path)
     return (
-        AutoTokenizer.from_pretrained(str(cache)),
-        AutoModelForCausalLM.from_pretrained(str(cache), dtype=dtype, device_map=device_map),
+        AutoTokenizer.from_pretrained(str(path)),
+        AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, device_map=device_map),
     )
+
+
+def _dequantized(path: Path) -> Path:
+    """The cached plain checkpoint of a GGUF file, made by whichever process gets there first.
+
+    Replicas start together: a file lock lets one dequantize while the others wait, then read its copy.
+    """
+    cache = _gguf_cache_dir(path)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_name(cache.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "config.json").is_file():
+            _dequantize(path, cache)
+    return cache
+
+
+def _dequantize(path: Path, cache: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantizing %s once into %s", path.name, cache)
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    lm = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    # The weights are plain floats now; without the GGUF marker they save as an ordinary checkpoint.
+    lm.hf_quantizer = None
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+    try:
+        tokenizer.save_pretrained(tmp)
+        lm.save_pretrained(tmp)
+        shutil.rmtree(cache, ignore_errors=True)  # what a process killed part-way left
+        tmp.rename(cache)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class TransformersEngine(Engine):
@@ -111,11 +140,9 @@ class TransformersEngine(Engine):
             self.model.to(self.device)
         self.model.eval()
         self.stop_ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids()}
-        # Prompts are built to the budget (rag.prompts); should one still run over, its start goes, never the question.
-        self.tokenizer.truncation_side = "left"
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _extra_stop_ids(self) -> set[int]:
         ids = set()
@@ -125,24 +152,38 @@ class TransformersEngine(Engine):
                 ids.add(tid)
         return ids
 
-    def _encode(self, conversation: list[dict]):
+    def encode(self, conversation: list[dict]) -> list[int]:
+        """The prompt's token ids, from any thread (callers keep it off the decode loop's). Prompts are built to the
+        budget (rag.prompts); should one still run over, its start goes, never the question."""
         text = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-        enc = self.tokenizer(
-            text, return_tensors="pt", truncation=True, max_length=self.cfg.max_prompt_tokens, add_special_tokens=False
-        )
-        return enc["input_ids"].to(self.model.device), enc["attention_mask"].to(self.model.device)
+        return self.tokenizer.encode(text, add_special_tokens=False)[-self.cfg.max_prompt_tokens :]
 
-    def prefill(self, conversation: list[dict], max_new_tokens: int) -> tuple[Prefilled, str]:
-        """Run one prompt alone (no padding to waste compute on) and pick its first token."""
+    def start(self, ids: list[int], sampling: Sampling) -> Prefill:
+        from tokenizers.decoders import DecodeStream
+
+        return Prefill(Decoding(sampling, len(ids), DecodeStream(skip_special_tokens=True)), ids)
+
+    def prefill(self, prefill: Prefill, budget: int) -> tuple[int, str]:
+        """Run up to ``budget`` more prompt tokens through the model (no padding computed); once the whole prompt is in,
+        pick the first token. Returns the tokens run and the first text ("" until then)."""
         import torch
 
-        input_ids, attention = self._encode(conversation)
+        chunk = prefill.ids[prefill.length : prefill.length + budget]
+        device = self.model.device
         with torch.inference_mode():
             # Logits for the last position only: the full [prompt, vocabulary] matrix was a sixth of a prefill.
-            out = self.model(input_ids=input_ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
-        sequence, token = Decoding(max_new_tokens), int(self._pick(out.logits[:, -1, :])[0])
-        delta = self._advance([sequence], [token])[0]
-        return Prefilled(sequence, out.past_key_values, token, input_ids.shape[1]), delta
+            out = self.model(
+                input_ids=torch.tensor([chunk], device=device),
+                attention_mask=torch.ones(1, prefill.length + len(chunk), dtype=torch.long, device=device),
+                past_key_values=prefill.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        prefill.cache, prefill.length = out.past_key_values, prefill.length + len(chunk)
+        if prefill.remaining:
+            return len(chunk), ""
+        prefill.next_id = int(self._pick(out.logits[:, -1, :], [prefill.sequence])[0])
+        return len(chunk), self._advance([prefill.sequence], [prefill.next_id])[0]
 
     def decode(self, batch: DecodeBatch) -> list[str]:
         """One token for every sequence in the batch; returns each one's new text ("" while a character is incomplete)."""
@@ -150,44 +191,51 @@ class TransformersEngine(Engine):
 
         with torch.inference_mode():
             out = self.model(**batch.step_inputs())
-        next_ids = self._pick(out.logits[:, -1, :])
+        next_ids = self._pick(out.logits[:, -1, :], batch.sequences)
         batch.stepped(next_ids)
         return self._advance(batch.sequences, next_ids.tolist())
 
     def _advance(self, sequences: list[Decoding], tokens: list[int]) -> list[str]:
         deltas = []
         for seq, token in zip(sequences, tokens):
-            deltas.append("")
+            text = ""
             if token in self.stop_ids:
                 seq.done = True
-                continue
-            seq.tokens.append(token)
-            seq.done = len(seq.tokens) >= seq.max_new_tokens
-            text = self.tokenizer.decode(seq.tokens, skip_special_tokens=True)
-            # Hold back an incomplete multi-byte character until the next token completes it.
-            if not text.endswith("\ufffd"):
-                deltas[-1], seq.emitted = text[len(seq.emitted) :], text
+            else:
+                seq.tokens.append(token)
+                if len(seq.tokens) >= seq.sampling.max_tokens:
+                    seq.done, seq.finish_reason = True, "length"
+                # The new token's text alone (None while it ends inside a multi-byte character): never the whole answer.
+                text = seq.decoder.step(self.tokenizer.backend_tokenizer, token) or ""
+            deltas.append(seq.release(text))
         return deltas
 
-    def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
         batch, sequences, first = DecodeBatch(), [], []
-        for conversation, limit in zip(conversations, max_new_tokens):
-            prefilled, delta = self.prefill(conversation, limit)
-            batch.add(prefilled)
-            sequences.append(prefilled.sequence)
-            first.append(delta)
+        for conversation, params in zip(conversations, sampling):
+            prefill = self.start(self.encode(conversation), params)
+            first.append(self.prefill(prefill, prefill.remaining)[1])
+            batch.add(prefill)
+            sequences.append(prefill.sequence)
         yield first
         while batch.drop_finished():
             step = dict(zip(map(id, batch.sequences), self.decode(batch)))
             yield [step.get(id(seq)) for seq in sequences]
 
-    def _pick(self, logits):
+    def _pick(self, logits, sequences: list[Decoding]):
+        """Each row's next token: greedy where its temperature is 0, sampled at its temperature elsewhere."""
         import torch
 
-        if self.cfg.temperature <= 0:
-            return logits.argmax(-1)
-        probs = torch.softmax(logits.float() / self.cfg.temperature, dim=-1)
-        return torch.multinomial(probs, 1)[:, 0]
+        greedy = logits.argmax(-1)
+        temperatures = [self._temperature(seq.sampling) for seq in sequences]
+        if not any(temperatures):
+            return greedy
+        t = torch.tensor(temperatures, device=logits.device)
+        sampled = torch.multinomial(torch.softmax(logits.float() / t.clamp(min=1e-5)[:, None], dim=-1), 1)[:, 0]
+        return torch.where(t > 0, sampled, greedy)
+
+    def usage(self, conversation: list[dict], text: str, sampling: Sampling) -> Usage:
+        return _counted_usage(len(self.encode(conversation)), self.count_tokens(text), sampling)
 
 
 class OpenAIEngine(Engine):
@@ -201,14 +249,15 @@ class OpenAIEngine(Engine):
         api_key = os.environ.get(cfg.openai_api_key_env) or "none"
         self.client = OpenAI(base_url=cfg.openai_base_url, api_key=api_key, timeout=cfg.request_timeout_s)
 
-    def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
         n = len(conversations)
-        for i, (conversation, limit) in enumerate(zip(conversations, max_new_tokens)):
+        for i, (conversation, params) in enumerate(zip(conversations, sampling)):
             stream = self.client.chat.completions.create(
                 model=self.cfg.model,
                 messages=conversation,
-                max_tokens=limit,
-                temperature=self.cfg.temperature,
+                max_tokens=params.max_tokens,
+                temperature=self._temperature(params),
+                stop=list(params.stop) or None,
                 stream=True,
             )
             for event in stream:
@@ -238,8 +287,9 @@ class VLLMEngine(Engine):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
-    def stream_batch(self, conversations: list[list[dict]], max_new_tokens: list[int]) -> Iterator[list[str]]:
-        params = [self._sampling(max_tokens=m, temperature=self.cfg.temperature) for m in max_new_tokens]
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
+        params = [self._sampling(max_tokens=p.max_tokens, stop=list(p.stop), temperature=self._temperature(p))
+                  for p in sampling]
         outputs = self.llm.chat(conversations, params, use_tqdm=False)
         yield [o.outputs[0].text for o in outputs]
 

@@ -20,6 +20,9 @@ _MESSAGE_TOKENS = 8
 _TEMPLATE_TOKENS = 16
 _SEPARATOR_TOKENS = 2
 _MIN_SOURCE_TOKENS = 24  # a trimmed source shorter than this says nothing
+# No token spans more characters than this: a turn this many times longer than the budget cannot fit, and is
+# dropped without being tokenized (a 5 MB message must not cost seconds of tokenizer time).
+_MAX_CHARS_PER_TOKEN = 32
 
 
 def source_label(chunk: RetrievedChunk) -> str:
@@ -49,20 +52,25 @@ def build_messages(
     history: Sequence[dict],
     count_tokens: Callable[[str], int],
     budget: int,
+    instructions: str = "",
     max_chars_per_source: int = 1200,
 ) -> list[dict]:
     """Chat messages for the LLM within ``budget`` tokens, built so that the question is never the part that is lost.
 
-    The rules and the question are always kept. Earlier turns are kept newest first within a quarter
-    of what remains (the follow-up the question leans on is the newest); sources fill the rest in
-    rank order, the last one trimmed to fit; a source or turn that does not fit is dropped whole.
+    The rules, the client's own ``instructions`` (its system message, after the rules) and the
+    question are always kept. Earlier turns are kept newest first within a quarter of what remains
+    (the follow-up the question leans on is the newest); sources fill the rest in rank order, the
+    last one trimmed to fit; a source or turn that does not fit is dropped whole.
     """
+    rules = f"{SYSTEM_PROMPT}\n\n{instructions.strip()}" if instructions.strip() else SYSTEM_PROMPT
     messages = 2 + len(history)
     left = budget - _TEMPLATE_TOKENS - _MESSAGE_TOKENS * messages
-    left -= count_tokens(SYSTEM_PROMPT) + count_tokens(_SOURCES_HEADING) + count_tokens(question)
+    left -= count_tokens(rules) + count_tokens(_SOURCES_HEADING) + count_tokens(question)
     kept: list[dict] = []
     history_budget = max(0, left) // 4
     for turn in reversed(history):
+        if len(turn["content"]) > history_budget * _MAX_CHARS_PER_TOKEN:
+            break
         cost = count_tokens(turn["content"])
         if cost > history_budget:
             break
@@ -80,7 +88,7 @@ def build_messages(
             break
         left -= cost
         sources.append(_source(i, chunk, text))
-    system = f"{SYSTEM_PROMPT}{_SOURCES_HEADING}" + "\n\n".join(sources)
+    system = f"{rules}{_SOURCES_HEADING}" + "\n\n".join(sources)
     return [{"role": "system", "content": system}, *kept, {"role": "user", "content": question}]
 
 

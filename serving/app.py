@@ -7,7 +7,9 @@ build the graph with ``build_app``, from the one typed config.
 """
 
 
+import asyncio
 import json
+import logging
 import os
 import secrets
 import time
@@ -20,7 +22,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from rag.answering import AnswerPipeline, AnswerRequest
-from rag.config import Settings, load_settings
+from rag.batching import DeadlineExceeded, DecodeLoopStopped
+from rag.config import Settings, load_settings, resolve_api_key
+from rag.decoding import Usage
 from rag.filters import FilterError, parse_filters
 from rag.prompts import cited_indices, with_source_list
 from rag.search import RetrievedChunk, SearchResult
@@ -39,7 +43,10 @@ from serving.schemas import (
     RetrievalInfo,
     RetrievalOptions,
     Timings,
+    UsageInfo,
 )
+
+log = logging.getLogger(__name__)
 
 app = FastAPI(title="ray-rag", description="Question answering over PDFs, with citations to file and page")
 
@@ -52,12 +59,33 @@ async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
     )
 
 
-def _check_api_key(request: Request) -> None:
+@app.exception_handler(DeadlineExceeded)
+async def _deadline(request: Request, exc: DeadlineExceeded) -> JSONResponse:
+    return JSONResponse({"detail": _first_line(exc)}, status_code=504)
+
+
+@app.exception_handler(DecodeLoopStopped)
+async def _stopped(request: Request, exc: DecodeLoopStopped) -> JSONResponse:
+    return JSONResponse({"detail": "the generator replica failed and is being replaced; retry"}, status_code=503,
+                        headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))})
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's own message, without the remote traceback Ray puts around one raised in another replica."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
+
+
+def _authorized(request: Request) -> bool:
     expected = request.app.state.api_key
     if expected is None:
-        return
+        return True
     header = request.headers.get("authorization", "")
-    if not secrets.compare_digest(header.encode(), f"Bearer {expected}".encode()):
+    return secrets.compare_digest(header.encode(), f"Bearer {expected}".encode())
+
+
+def _check_api_key(request: Request) -> None:
+    if not _authorized(request):
         raise HTTPException(status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -70,13 +98,24 @@ def _retrieval_info(found: SearchResult) -> RetrievalInfo:
                          timings_ms=found.timings_ms)
 
 
+def _usage(usage: Usage) -> UsageInfo:
+    return UsageInfo(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                     total_tokens=usage.prompt_tokens + usage.completion_tokens)
+
+
+async def _prepend(first, rest: AsyncIterator) -> AsyncIterator:
+    yield first
+    async for item in rest:
+        yield item
+
+
 async def _sse(
     completion_id: str,
     created: int,
     model: str,
-    first: str,
-    deltas: AsyncIterator[str],
+    deltas: AsyncIterator,
     found: SearchResult,
+    include_usage: bool,
 ) -> AsyncIterator[str]:
     def event(delta: dict, finish: str | None = None, **extra) -> str:
         body = {
@@ -85,18 +124,32 @@ async def _sse(
             "created": created,
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **({"usage": None} if include_usage else {}),
             **extra,
         }
         return f"data: {json.dumps(body)}\n\n"
 
-    yield event({"role": "assistant", "content": first})
-    answer = first
-    async for delta in deltas:
-        answer += delta
-        yield event({"content": delta})
+    yield event({"role": "assistant", "content": ""})
+    answer, usage = "", None
+    try:
+        async for item in deltas:
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                answer += item
+                yield event({"content": item})
+    except Exception as err:  # the status line has gone out: the stream ends with an error event instead
+        status = 504 if isinstance(err, DeadlineExceeded) else 500
+        log.warning("stream %s ended by %s", completion_id, type(err).__name__)
+        yield f"data: {json.dumps({'error': {'message': _first_line(err), 'type': type(err).__name__, 'code': status}})}\n\n"
+        return
     sources = with_source_list(answer, found.chunks)[len(answer) :]
-    yield event({"content": sources}, "stop", citations=[c.model_dump() for c in _citations(found.chunks)],
+    yield event({"content": sources}, usage.finish_reason, citations=[c.model_dump() for c in _citations(found.chunks)],
                 retrieval=_retrieval_info(found).model_dump())
+    if include_usage:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [], "usage": _usage(usage).model_dump()}
+        yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"
 
 
@@ -108,12 +161,13 @@ class Ingress:
         self.retriever = retriever
         self.generator = generator
         self.pipeline = AnswerPipeline(ServeRetriever(retriever), ServeGenerator(generator))
-        app.state.api_key = os.environ.get(self.settings.serve.api_key_env) or self.settings.serve.api_key
+        # The key reaches this replica through its runtime environment (build_app), wherever the replica runs.
+        app.state.api_key = os.environ.get(self.settings.serve.api_key_env)
         app.state.retry_after_s = self.settings.serve.retry_after_s
 
     # ---- validation shared by both APIs -------------------------------------------------------
 
-    def _limits(self, question: str, top_k: int | None, max_tokens: int | None, turns: int) -> tuple[int, int]:
+    def _limits(self, question: str, top_k: int | None, max_tokens: int | None, turns: list[dict]) -> tuple[int, int]:
         cfg = self.settings.serve
         if not question.strip():
             raise HTTPException(status_code=400, detail="the question is empty")
@@ -121,8 +175,13 @@ class Ingress:
             raise HTTPException(
                 status_code=413, detail=f"the question has {len(question)} characters; the limit is {cfg.max_question_chars}"
             )
-        if turns > cfg.max_messages:
-            raise HTTPException(status_code=400, detail=f"{turns} messages; the limit is {cfg.max_messages}")
+        if len(turns) + 1 > cfg.max_messages:
+            raise HTTPException(status_code=400, detail=f"{len(turns) + 1} messages; the limit is {cfg.max_messages}")
+        longest = max((len(t["content"]) for t in turns), default=0)
+        if longest > cfg.max_message_chars:
+            raise HTTPException(
+                status_code=413, detail=f"a message has {longest} characters; the limit is {cfg.max_message_chars}"
+            )
         k = top_k or cfg.top_k
         if k > cfg.max_top_k:
             raise HTTPException(status_code=400, detail=f"top_k {k} is above the limit of {cfg.max_top_k}")
@@ -132,9 +191,13 @@ class Ingress:
         return k, tokens
 
     def _request(self, question: str, history: list[dict], options: RetrievalOptions, max_tokens: int | None,
-                 turns: int) -> AnswerRequest:
-        """The pipeline's request, with the limits and filters checked (400/413 naming what is wrong)."""
-        k, tokens = self._limits(question, options.top_k, max_tokens, turns)
+                 **generation) -> AnswerRequest:
+        """The pipeline's request, with the limits and filters checked (400/413 naming what is wrong).
+
+        ``generation``: AnswerRequest's stop, temperature and instructions, where the API has them."""
+        instructions = generation.get("instructions", "")
+        k, tokens = self._limits(question, options.top_k, max_tokens,
+                                 [*history, *([{"content": instructions}] if instructions else [])])
         raw = dict(options.filters or {})
         if options.file_glob:
             raw.setdefault("file_glob", options.file_glob)
@@ -142,7 +205,8 @@ class Ingress:
             filters = parse_filters(raw)
         except FilterError as err:
             raise HTTPException(status_code=400, detail=str(err)) from err
-        return AnswerRequest(question, history, k, tokens, filters, options.retrieval_mode, options.auto_filters)
+        return AnswerRequest(question, history, k, tokens, filters, options.retrieval_mode, options.auto_filters,
+                             **generation)
 
     # ---- endpoints --------------------------------------------------------------------------------
 
@@ -151,13 +215,25 @@ class Ingress:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(self) -> JSONResponse:
-        try:
-            retriever = await self.retriever.info.remote()
-            generator = await self.generator.info.remote()
-        except Exception as err:  # not ready is an answer, not an error
-            return JSONResponse({"status": "not ready", "reason": str(err)}, status_code=503)
-        return JSONResponse({"status": "ready", "retriever": retriever, "generator": generator})
+    async def readyz(self, request: Request, verbose: bool = False) -> JSONResponse:
+        """Ready when every deployment of this application is healthy, as Serve's controller knows it: never through the
+        request queues, so a busy service stays ready. Details (replicas, devices, batching) only for ``verbose`` and a
+        valid key."""
+        ready = await asyncio.to_thread(self._all_healthy)
+        body: dict = {"status": "ready" if ready else "not ready"}
+        if verbose and _authorized(request):
+            for name, handle in (("retriever", self.retriever), ("generator", self.generator)):
+                try:
+                    body[name] = await asyncio.wait_for(handle.info.remote(), timeout=10)
+                except Exception as err:  # details are best effort; readiness is decided above
+                    body[name] = {"error": type(err).__name__}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @staticmethod
+    def _all_healthy() -> bool:
+        app_name = serve.get_replica_context().app_name
+        status = serve.status().applications.get(app_name)
+        return status is not None and all(d.status == "HEALTHY" for d in status.deployments.values())
 
     @app.get("/v1/models", dependencies=[Depends(_check_api_key)])
     async def models(self) -> ModelList:
@@ -165,8 +241,8 @@ class Ingress:
 
     @app.post("/query", dependencies=[Depends(_check_api_key)])
     async def query(self, req: QueryRequest) -> QueryResponse:
-        history = [m.model_dump() for m in req.history]
-        request = self._request(req.question, history, req, req.max_tokens, len(history) + 1)
+        history = [m.turn() for m in req.history]
+        request = self._request(req.question, history, req, req.max_tokens)
         started = time.perf_counter()
         found = await self.pipeline.search(request)
         retrieved = time.perf_counter()
@@ -181,17 +257,25 @@ class Ingress:
             timings=Timings(
                 retrieve_ms=(retrieved - started) * 1000, generate_ms=(done - retrieved) * 1000, total_ms=(done - started) * 1000
             ),
+            usage=_usage(answer.usage),
+            finish_reason=answer.usage.finish_reason,
             model=self.settings.llm.model,
         )
 
     @app.post("/v1/chat/completions", dependencies=[Depends(_check_api_key)])
     async def chat(self, req: ChatCompletionRequest):
-        messages = [m for m in req.messages if m.role != "system"]
-        if not messages or messages[-1].role != "user":
+        unsupported = req.unsupported()
+        if unsupported:
+            raise HTTPException(status_code=400, detail=f"unsupported parameter(s): {', '.join(unsupported)}")
+        if len(req.stops) > 4:
+            raise HTTPException(status_code=400, detail="at most 4 stop sequences")
+        # System (and developer) messages are the client's instructions: they follow the service's grounding rules.
+        instructions = "\n\n".join(m.text for m in req.messages if m.role in ("system", "developer"))
+        messages = [m.turn() for m in req.messages if m.role not in ("system", "developer")]
+        if not messages or messages[-1]["role"] != "user":
             raise HTTPException(status_code=400, detail="the last message must come from the user")
-        history = [m.model_dump() for m in messages[:-1]]
-        request = self._request(messages[-1].content, history, req, req.max_completion_tokens or req.max_tokens,
-                                len(req.messages))
+        request = self._request(messages[-1]["content"], messages[:-1], req, req.max_completion_tokens or req.max_tokens,
+                                stop=req.stops, temperature=req.temperature, instructions=instructions)
         found = await self.pipeline.search(request)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -202,28 +286,36 @@ class Ingress:
                 id=completion_id,
                 created=created,
                 model=model,
-                choices=[Choice(message=ChoiceMessage(content=answer.text))],
+                choices=[Choice(message=ChoiceMessage(content=answer.text), finish_reason=answer.usage.finish_reason)],
+                usage=_usage(answer.usage),
                 citations=_citations(found.chunks),
                 retrieval=_retrieval_info(found),
             )
         deltas = self.pipeline.stream(request, found)
-        # Pull the first token before answering 200, so overload still becomes a 503 and not a broken stream.
-        try:
-            first = await deltas.__anext__()
-        except StopAsyncIteration:
-            first = ""
-        return StreamingResponse(_sse(completion_id, created, model, first, deltas, found), media_type="text/event-stream")
+        # Pull the first item before answering 200, so overload (503) and a deadline (504) are still status codes.
+        first = await deltas.__anext__()
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(_sse(completion_id, created, model, _prepend(first, deltas), found, include_usage),
+                                 media_type="text/event-stream")
 
 
 def build_app(args: dict) -> serve.Application:
-    """The application graph. ``args``: ``index`` (required), ``config`` (YAML path), ``set`` (list of overrides)."""
+    """The application graph. ``args``: ``index`` (required), ``config`` (YAML path), ``set`` (list of overrides).
+
+    The API key is resolved here, where the user's environment is, and handed to the ingress replica through its
+    runtime environment: never inside the settings every replica receives."""
     if "index" not in args:
         raise ValueError("build_app needs args.index: the index directory to serve")
     settings = load_settings(args.get("config"), args.get("set", []))
-    settings_json = settings.model_dump_json()
+    settings_json = settings.model_dump_json(exclude={"serve": {"api_key"}})
     cfg = settings.serve
     retriever = RetrieverDeployment.options(**cfg.retriever.serve_options()).bind(str(args["index"]), settings_json)
     generator = GeneratorDeployment.options(**cfg.generator.serve_options()).bind(settings_json)
     ingress_options = cfg.ingress.serve_options()
     ingress_options["backpressure_config"] = {"status_code": 503, "retry_after_s": cfg.retry_after_s}
+    api_key = resolve_api_key(cfg)
+    if api_key:
+        actor = ingress_options["ray_actor_options"]
+        runtime_env = actor.setdefault("runtime_env", {})
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), cfg.api_key_env: api_key}
     return Ingress.options(**ingress_options).bind(retriever, generator, settings_json)

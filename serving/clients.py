@@ -9,6 +9,8 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from rag.answering import AnswerRequest
+from rag.decoding import Usage
+from rag.filters import Filters
 from rag.search import RetrievedChunk, SearchResult
 
 
@@ -19,6 +21,10 @@ class Overloaded(Exception):
 def request_payload(request: AnswerRequest) -> dict:
     """An AnswerRequest as plain data for a replica in another process."""
     return {**asdict(request), "filters": request.filters.given()}
+
+
+def request_from_payload(payload: dict) -> AnswerRequest:
+    return AnswerRequest(**{**payload, "filters": Filters.model_validate(payload["filters"])})
 
 
 class ServeRetriever:
@@ -37,19 +43,18 @@ class ServeGenerator:
     def __init__(self, handle: DeploymentHandle):
         self.handle = handle
 
-    async def stream(self, question: str, chunks: list[RetrievedChunk], history: list[dict],
-                     max_tokens: int) -> AsyncIterator[str]:
+    async def stream(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> AsyncIterator[str | Usage]:
         try:
-            async for delta in self.handle.options(stream=True).stream.remote(
-                question, [asdict(c) for c in chunks], history, max_tokens
+            async for item in self.handle.options(stream=True).stream.remote(
+                request_payload(request), [asdict(c) for c in chunks]
             ):
-                yield delta
+                yield item
         except BackPressureError as err:
             raise Overloaded() from err
 
-    async def complete(self, question: str, chunks: list[RetrievedChunk], history: list[dict], max_tokens: int) -> str:
+    async def complete(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> tuple[str, Usage]:
         # Whole answers come back in one reply: a stream would cost a message between replicas per token.
         try:
-            return await self.handle.complete.remote(question, [asdict(c) for c in chunks], history, max_tokens)
+            return await self.handle.complete.remote(request_payload(request), [asdict(c) for c in chunks])
         except BackPressureError as err:
             raise Overloaded() from err

@@ -12,12 +12,15 @@ from typing import TypeVar
 import ray
 from ray import serve
 
+from rag.answering import collect
 from rag.batching import ContinuousBatcher
 from rag.config import Settings
+from rag.decoding import Sampling, Usage
 from rag.engines import load_engine
 from rag.filters import Filters
 from rag.models import ModelThread, set_cpu_threads
 from rag.search import RetrievedChunk, Searcher, retrieval_query
+from serving.clients import request_from_payload
 
 _END = object()
 T = TypeVar("T")
@@ -99,15 +102,21 @@ class GeneratorDeployment:
         # An engine that decodes step by step takes new requests between steps, its loop on the model's thread;
         # the others get Serve's fixed batches.
         self.batcher = (
-            ContinuousBatcher(self.engine, batching.max_batch_size, self._model_thread)
+            ContinuousBatcher(self.engine, batching.max_batch_size, batching.prefill_chunk_tokens, batching.deadline_s,
+                              self._model_thread)
             if self.engine.continuous_batching
             else None
         )
         self._serve_batch.set_max_batch_size(batching.max_batch_size)
         self._serve_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
+    def check_health(self) -> None:
+        """Serve's periodic probe: a replica whose decode loop has died is replaced, not left holding requests."""
+        if self.batcher:
+            self.batcher.check()
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _serve_batch(self, requests: list[tuple[list[dict], int]]) -> AsyncIterator[list]:
+    async def _serve_batch(self, requests: list[tuple[list[dict], Sampling]]) -> AsyncIterator[list]:
         steps = self.engine.stream_batch([r[0] for r in requests], [r[1] for r in requests])
         while True:
             # The engine is synchronous: step it on its thread so the replica keeps answering health checks.
@@ -117,18 +126,32 @@ class GeneratorDeployment:
             # Serve ends a caller's stream when its slot holds StopIteration; the batch runs on for the rest.
             yield [StopIteration if delta is None else delta for delta in deltas]
 
-    async def stream(self, question: str, chunks: list[dict], history: list[dict], max_tokens: int) -> AsyncIterator[str]:
-        """The answer to ``question`` grounded in ``chunks`` (RetrievedChunk fields), the prompt fitted to the budget here,
-        where the model's tokenizer is."""
-        messages = self.engine.prompt(question, [RetrievedChunk(**c) for c in chunks], history)
-        request = (messages, max_tokens)
-        deltas = self.batcher.stream(*request) if self.batcher else self._serve_batch(request)
-        async for delta in deltas:
-            if delta:
-                yield delta
+    async def _fixed_batch(self, messages: list[dict], sampling: Sampling) -> AsyncIterator[str | Usage]:
+        parts = []
+        async for delta in self._serve_batch((messages, sampling)):
+            parts.append(delta)
+            yield delta
+        yield self.engine.usage(messages, "".join(parts), sampling)
 
-    async def complete(self, question: str, chunks: list[dict], history: list[dict], max_tokens: int) -> str:
-        return "".join([delta async for delta in self.stream(question, chunks, history, max_tokens)])
+    async def stream(self, payload: dict, chunks: list[dict]) -> AsyncIterator[str | Usage]:
+        """The answer (text deltas, then its Usage) to an AnswerRequest's fields grounded in ``chunks`` (RetrievedChunk
+        fields); the prompt is fitted to the budget here, where the model's tokenizer is."""
+        request = request_from_payload(payload)
+        # Counting tokens is tokenizer work: on a worker thread, so this replica's event loop goes on streaming.
+        messages = await asyncio.get_running_loop().run_in_executor(
+            None, self.engine.prompt, request.question, [RetrievedChunk(**c) for c in chunks], request.history,
+            request.instructions,
+        )
+        if self.batcher:
+            deltas = self.batcher.stream(messages, request.sampling)
+        else:
+            deltas = self._fixed_batch(messages, request.sampling)
+        async for item in deltas:
+            if item:
+                yield item
+
+    async def complete(self, payload: dict, chunks: list[dict]) -> tuple[str, Usage]:
+        return await collect(self.stream(payload, chunks))
 
     def info(self) -> dict:
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])

@@ -13,9 +13,21 @@ _FILTERS = (
 )
 
 
+class TextPart(BaseModel):
+    type: Literal["text"] = Field(description="Only text parts: the service answers from documents, not images or audio")
+    text: str
+
+
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] = Field(description="A string, or a list of text parts (joined)")
+
+    @property
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+    def turn(self) -> dict:
+        return {"role": self.role, "content": self.text}
 
 
 class Citation(BaseModel):
@@ -24,6 +36,12 @@ class Citation(BaseModel):
     page: int = Field(description="1-based page number")
     score: float
     text: str
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 class Timings(BaseModel):
@@ -65,18 +83,48 @@ class QueryResponse(BaseModel):
     citations: list[Citation]
     retrieval: RetrievalInfo
     timings: Timings
+    usage: UsageInfo
+    finish_reason: Literal["stop", "length"]
     model: str
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+# OpenAI parameters a client may send at their neutral values (some clients always do); any other value is refused.
+NEUTRAL_PARAMETERS: dict[str, Any] = {
+    "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "logit_bias": {}, "tools": [],
+    "parallel_tool_calls": True, "store": False, "metadata": {},
+}
+
+
 class ChatCompletionRequest(RetrievalOptions):
-    """OpenAI's request; unknown fields are accepted and ignored, as OpenAI clients send many. The retrieval
-    options are extensions, passed by the openai client through extra_body."""
+    """OpenAI's request. Parameters the service does not support are refused by name (``unsupported``) rather than
+    silently ignored; the retrieval options are extensions, passed by the openai client through extra_body."""
+
+    model_config = ConfigDict(extra="allow")
 
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, gt=0)
     max_completion_tokens: int | None = Field(None, gt=0)
+    stop: str | list[str] | None = Field(None, description="Up to 4 sequences; the answer ends before the first")
+    n: int = Field(1, ge=1, description="Only 1: one answer per request")
+    temperature: float | None = Field(None, ge=0, le=2, description="Default: the config's llm.temperature")
+    user: str | None = Field(None, description="Accepted and not used")
+
+    def unsupported(self) -> list[str]:
+        """Names of the parameters given that the service cannot honour."""
+        names = [k for k, v in (self.model_extra or {}).items()
+                 if v is not None and (k not in NEUTRAL_PARAMETERS or NEUTRAL_PARAMETERS[k] != v)]
+        return sorted(names + (["n"] if self.n > 1 else []))
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
 
 class ChoiceMessage(BaseModel):
@@ -96,6 +144,7 @@ class ChatCompletionResponse(BaseModel):
     created: int
     model: str
     choices: list[Choice]
+    usage: UsageInfo
     citations: list[Citation] = Field(description="The sources the answer was grounded in")
     retrieval: RetrievalInfo
 

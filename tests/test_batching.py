@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 
-from rag.batching import ContinuousBatcher
+from rag.batching import ContinuousBatcher, DeadlineExceeded, DecodeLoopStopped
 from rag.config import LLMConfig
+from rag.decoding import DecodeBatch, Sampling, Usage
 from rag.engines import load_engine
 
 QUESTIONS = [
@@ -36,7 +38,7 @@ def alone(engine) -> list[str]:
 
 
 def test_prompts_of_different_lengths_decode_together_as_alone(engine, alone):
-    limits = [24, 12, 24]
+    limits = [Sampling(24), Sampling(12), Sampling(24)]
     steps = list(engine.stream_batch([chat(q) for q in QUESTIONS], limits))
     together = ["".join(step[i] or "" for step in steps) for i in range(len(QUESTIONS))]
     assert together[0] == alone[0] and together[2] == alone[2]
@@ -50,18 +52,24 @@ def test_a_sequence_outgrowing_the_room_first_reserved_decodes_as_alone(engine):
     # The batch reserves columns for its first sequence (one token here); the second's 80 make it grow mid-decode.
     long_answer = chat("Tell me a long story about a lighthouse keeper and a storm.")
     alone = engine.generate(long_answer, 80)
-    steps = list(engine.stream_batch([chat("Hi"), long_answer], [1, 80]))
+    steps = list(engine.stream_batch([chat("Hi"), long_answer], [Sampling(1), Sampling(80)]))
     assert "".join(step[1] or "" for step in steps) == alone
     assert len(steps) > 70
 
 
-async def _collect(batcher: ContinuousBatcher, conversation: list[dict], delay: float = 0, keep: int = 0) -> str:
-    """The streamed answer, or its first ``keep`` deltas when the caller walks away after them."""
+async def _collect(batcher: ContinuousBatcher, conversation: list[dict], delay: float = 0, keep: int = 0,
+                   tokens: int = 24, arrivals: list | None = None) -> str:
+    """The streamed answer, or its first ``keep`` deltas when the caller walks away after them; ``arrivals`` gets the
+    time each delta came."""
     await asyncio.sleep(delay)
     parts = []
-    async with contextlib.aclosing(batcher.stream(conversation, 24)) as deltas:
+    async with contextlib.aclosing(batcher.stream(conversation, Sampling(tokens))) as deltas:
         async for delta in deltas:
+            if isinstance(delta, Usage):
+                continue
             parts.append(delta)
+            if arrivals is not None:
+                arrivals.append(time.monotonic())
             if len(parts) == keep:
                 break
     return "".join(parts)
@@ -98,3 +106,107 @@ def test_an_abandoned_request_frees_its_place_and_a_bad_one_fails_alone(engine, 
     assert answered == alone[0]
     # One place in the batch: the last request could only start once the abandoned one had left it.
     assert batcher.stats.steps <= len(engine.tokenizer(alone[0])["input_ids"]) + 4
+
+
+def test_buffers_stay_the_size_of_what_is_live_while_requests_keep_joining(engine):
+    """Sequences join and leave without the batch ever running empty: the columns in use only move right, and the
+    buffers must follow the live width, not the total number of steps run."""
+    batch, steps, widest = DecodeBatch(), 0, 0
+    prompts = [engine.encode(chat(q)) for q in QUESTIONS]
+    for i in range(40):
+        while len(batch) < 2:  # a newcomer whenever one has finished
+            prefill = engine.start(prompts[i % len(prompts)], Sampling(6))
+            engine.prefill(prefill, prefill.remaining)
+            batch.add(prefill)
+        engine.decode(batch)
+        steps += 1
+        batch.drop_finished()
+        widest = max(widest, batch.columns)
+    # Some 120 steps ran; the buffers never held much more than two prompts and their answers, plus the spare room.
+    longest = max(map(len, prompts)) + 6
+    assert steps >= 40 and widest <= 2 * longest + 64 + 1, (steps, widest)
+
+
+def test_a_burst_of_long_prompts_does_not_stall_a_running_answer(engine, alone):
+    """With a prefill budget of 16 tokens a step, the running answer keeps streaming while a 300-token prompt goes in."""
+    batcher = ContinuousBatcher(engine, max_batch_size=4, prefill_chunk_tokens=16)
+    long_question = "Summarise this: " + "The harbour master logs every ship that enters the bay. " * 25
+    running, newcomer = [], []
+
+    async def run():
+        return await asyncio.gather(
+            _collect(batcher, chat(QUESTIONS[1]), tokens=60, arrivals=running),
+            _collect(batcher, chat(long_question), delay=0.3, keep=1, arrivals=newcomer),
+        )
+
+    answer, _ = asyncio.run(run())
+    assert len(engine.encode(chat(long_question))) > 300
+    assert answer.startswith(alone[1])  # chunked prefill of the newcomer changes nothing for the running answer
+    newcomer_joined = newcomer[0]
+    during = [t for t in running if t < newcomer_joined and t > running[0] + 0.3]
+    assert len(during) >= 5, (len(during), batcher.stats)
+
+
+def test_chunked_prefill_answers_as_a_whole_prefill(engine, alone):
+    batcher = ContinuousBatcher(engine, max_batch_size=4, prefill_chunk_tokens=5)
+
+    async def run():
+        return await asyncio.gather(*(_collect(batcher, chat(q), 0.2 * i) for i, q in enumerate(QUESTIONS)))
+
+    assert asyncio.run(run()) == alone
+    assert batcher.stats.prefill_tokens == sum(len(engine.encode(chat(q))) for q in QUESTIONS)
+
+
+def test_streamed_text_is_the_tokens_decoded_at_once_multibyte_included(engine):
+    """Each step decodes only its new token; the concatenation must equal decoding the whole answer."""
+    text = "Prix: 5 € — naïve café, 价格 上涨 🚀🌊 and ☃ done."
+    tokens = engine.tokenizer.encode(text, add_special_tokens=False)
+    sequence = engine.start([], Sampling(len(tokens) + 1)).sequence
+    streamed = "".join(engine._advance([sequence], [token])[0] for token in tokens)
+    assert streamed.encode() == engine.tokenizer.decode(tokens, skip_special_tokens=True).encode() == text.encode()
+
+
+def test_stop_sequences_end_the_answer_before_them(engine, alone):
+    # A stop that spans tokens: the text before it goes out, the stop itself never does.
+    cut = len(alone[1]) // 3
+    stop = alone[1][cut : cut + 6]
+    steps = list(engine.stream_batch([chat(QUESTIONS[1])], [Sampling(24, stop=(stop, "never appears"))]))
+    assert "".join(step[0] or "" for step in steps) == alone[1][: alone[1].index(stop)]
+
+    batcher = ContinuousBatcher(engine, max_batch_size=2)
+
+    async def usage(sampling: Sampling) -> Usage:
+        items = [item async for item in batcher.stream(chat(QUESTIONS[1]), sampling)]
+        return items[-1]
+
+    stopped, capped = asyncio.run(usage(Sampling(24, stop=(stop,)))), asyncio.run(usage(Sampling(5)))
+    assert stopped.finish_reason == "stop" and 0 < stopped.completion_tokens < 24
+    assert capped == Usage(len(engine.encode(chat(QUESTIONS[1]))), 5, "length")
+
+
+def test_a_request_past_its_deadline_fails_and_leaves_the_batch(engine, alone):
+    batcher = ContinuousBatcher(engine, max_batch_size=2, deadline_s=0.5)
+    with pytest.raises(DeadlineExceeded, match="deadline of 0.5 s"):
+        asyncio.run(_collect(batcher, chat("Tell me a long story about a lighthouse keeper and a storm."), tokens=400))
+    assert batcher.stats.timed_out == 1
+    batcher.deadline_s = 60
+    assert asyncio.run(_collect(batcher, chat(QUESTIONS[0]))) == alone[0]
+    assert batcher.stats.running == 0
+
+
+def test_a_dead_decode_loop_fails_what_it_held_and_says_so(engine, monkeypatch):
+    batcher = ContinuousBatcher(engine, max_batch_size=2)
+    batcher.check()  # alive
+
+    def die(batch):  # anything the loop does not survive: it is not an Exception, so nothing catches it per request
+        raise SystemExit("decode thread killed")
+
+    monkeypatch.setattr(engine, "decode", die)
+    started = time.monotonic()
+    with pytest.raises(DecodeLoopStopped, match="decode thread killed"):
+        asyncio.run(_collect(batcher, chat(QUESTIONS[0])))
+    assert time.monotonic() - started < 10
+    with pytest.raises(DecodeLoopStopped):
+        batcher.check()  # what the Serve replica's check_health calls: Serve replaces the replica
+    with pytest.raises(DecodeLoopStopped):
+        asyncio.run(_collect(batcher, chat(QUESTIONS[0])))

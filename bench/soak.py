@@ -1,0 +1,138 @@
+"""Soak test: steady closed-loop load on the service, the generator replica's resident memory sampled throughout.
+
+    python bench/soak.py --index INDEX_DIR [--minutes 20] [--concurrency 16] [--out bench/results]
+
+Starts `rag serve` on loopback, finds the generator replica's process (from /readyz?verbose=true),
+then keeps --concurrency clients busy for --minutes (each sends its next question, half /query and
+half streamed chat, as soon as its last answer ends) while sampling that process's resident memory
+every few seconds. Passes when the memory at the end is within 10% of its level after the first two
+minutes and every response was a 200. Writes soak.json and soak.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.serve import QUESTIONS, free_port, start_server, stop_server, wait_ready  # noqa: E402
+
+WARM_S = 120  # memory after this is the reference: model loaded, buffers at their working size
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def load(url: str, concurrency: int, seconds: float, pid: int, sample_s: float) -> dict:
+    import httpx
+
+    statuses: Counter = Counter()
+    samples: list[dict] = []
+    started = time.monotonic()
+    stop_at = started + seconds
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        n = i
+        while time.monotonic() < stop_at:
+            question = QUESTIONS[n % len(QUESTIONS)]
+            try:
+                if n % 2:
+                    body = {"messages": [{"role": "user", "content": question}], "stream": True}
+                    async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+                        async for _ in r.aiter_lines():
+                            pass
+                        status = r.status_code
+                else:
+                    status = (await http.post(f"{url}/query", json={"question": question})).status_code
+            except httpx.HTTPError as err:
+                status = type(err).__name__
+            statuses[status] += 1
+            n += concurrency
+
+    async def sampler() -> None:
+        while time.monotonic() < stop_at:
+            samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(pid), 1),
+                            "answers": sum(statuses.values())})
+            await asyncio.sleep(sample_s)
+
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as http:
+        await asyncio.gather(sampler(), *(client(i, http) for i in range(concurrency)))
+    samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(pid), 1),
+                    "answers": sum(statuses.values())})
+    return {"samples": samples, "statuses": {str(k): v for k, v in statuses.items()}}
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = result["samples"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot([s["t_s"] / 60 for s in samples], [s["rss_mb"] for s in samples], "-", label="generator replica RSS")
+    reference = result["rss_after_warmup_mb"]
+    ax.axhline(reference, color="grey", linestyle=":", label=f"after {WARM_S // 60} min: {reference:.0f} MB")
+    ax.axhline(reference * 1.1, color="red", linestyle="--", label="+10%")
+    ax.set_xlabel("minutes of closed-loop load")
+    ax.set_ylabel("resident memory (MB)")
+    ax.set_title(f"Soak: {result['concurrency']} clients for {result['minutes']:g} min, {result['answers']} answers, "
+                 f"statuses {result['statuses']}")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--minutes", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--sample-s", type=float, default=5)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server("serve-batch", args.index, port, args.max_tokens)
+    try:
+        wait_ready(url, proc)
+        replica = httpx.get(f"{url}/readyz", params={"verbose": "true"}, timeout=30).json()["generator"]["replica"]
+        pid = int(replica.split(":")[1])
+        print(f"generator replica pid {pid}; {args.concurrency} clients for {args.minutes:g} min", flush=True)
+        result = asyncio.run(load(url, args.concurrency, args.minutes * 60, pid, args.sample_s))
+    finally:
+        stop_server(proc)
+    samples = result["samples"]
+    reference = next(s["rss_mb"] for s in samples if s["t_s"] >= WARM_S)
+    end = samples[-1]["rss_mb"]
+    result.update(
+        concurrency=args.concurrency, minutes=args.minutes, max_tokens=args.max_tokens, answers=samples[-1]["answers"],
+        rss_after_warmup_mb=reference, rss_end_mb=end, rss_peak_mb=max(s["rss_mb"] for s in samples),
+        end_over_warmup=round(end / reference, 4),
+        passed=end <= reference * 1.1 and set(result["statuses"]) == {"200"},
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.out / "soak.png")
+    print(f"RSS after {WARM_S} s {reference:.0f} MB, at the end {end:.0f} MB ({end / reference - 1:+.1%}), "
+          f"peak {result['rss_peak_mb']:.0f} MB; {result['answers']} answers, statuses {result['statuses']}; "
+          f"{'PASS' if result['passed'] else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
