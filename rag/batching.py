@@ -1,11 +1,12 @@
 """Continuous batching: one decode loop per engine, which requests join between steps and leave as they finish.
 
-A request is tokenized on the caller's side, then prefilled on the loop a chunk at a time: at most
-``prefill_chunk_tokens`` of prompt between two decode steps, so a burst of arrivals delays the
-answers already streaming by one chunk's time per step, not by every newcomer's whole prompt. Once
-its prompt is in, it decodes alongside every other request in flight, one forward pass per step for
-all of them. Nothing waits for a batch to fill or for the longest answer in it to end (which is
-what a fixed batch, e.g. Serve's @serve.batch, does).
+A request is tokenized on the caller's side, then prefilled on the loop within a budget of
+``prefill_tokens`` between two decode steps: whole prompts while they fit, a prompt longer than the
+budget a budget-sized chunk at a time. A burst of arrivals thus delays the answers already
+streaming by about one prompt per step, not by every newcomer's prompt at once; a lone arrival is
+prefilled whole, as fast as ever. Once its prompt is in, a request decodes alongside every other
+request in flight, one forward pass per step for all of them. Nothing waits for a batch to fill or
+for the longest answer in it to end (which is what a fixed batch, e.g. Serve's @serve.batch, does).
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ class BatcherStats:
 class ContinuousBatcher:
     """Drives an engine that has ``encode``, ``prefill`` and ``decode`` (the transformers engine) from a thread of its own."""
 
-    def __init__(self, engine, max_batch_size: int, prefill_chunk_tokens: int = 512, deadline_s: float = 300.0,
+    def __init__(self, engine, max_batch_size: int, prefill_tokens: int = 2048, deadline_s: float = 300.0,
                  thread: ModelThread | None = None):
         """``thread``: the ModelThread the engine was loaded on, which the loop then takes over."""
         self.engine = engine
         self.max_batch_size = max_batch_size
-        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.prefill_tokens = prefill_tokens
         self.deadline_s = deadline_s
         self.stats = BatcherStats()
         self.failure: BaseException | None = None  # why the loop stopped, once it has
@@ -153,22 +154,29 @@ class ContinuousBatcher:
                 self._prefilling.append((request, self.engine.start(request.ids, request.sampling)))
 
     def _prefill(self, batch: DecodeBatch) -> None:
-        """Prompt chunks up to the budget; a prompt that is all in joins the batch. With nobody decoding, the first
-        prompt in line runs whole, so that decoding starts."""
-        budget = self.prefill_chunk_tokens
-        while self._prefilling and (budget > 0 or not batch):
+        """Prompts into the model within the budget; a prompt that is all in joins the batch.
+
+        A prompt is begun only where it fits whole in what is left of the budget (split across steps it
+        would cost the running streams twice), unless nothing has run yet this step: then a prompt longer
+        than the budget runs a budget-sized chunk. With nobody decoding, the first prompt in line runs whole.
+        """
+        spent = 0
+        while self._prefilling:
             request, prefill = self._prefilling[0]
             if request.cancelled or time.monotonic() > request.deadline:
                 self._prefilling.popleft()
                 self._end(request, None)
                 continue
+            room = self.prefill_tokens - spent if batch else prefill.remaining
+            if room <= 0 or (spent and prefill.remaining > room):
+                return
             try:
-                used, delta = self.engine.prefill(prefill, budget if batch else prefill.remaining)
+                used, delta = self.engine.prefill(prefill, room)
             except Exception as error:  # a prompt that cannot be run fails its own request, not the batch
                 self._prefilling.popleft()
                 request.send(error)
                 continue
-            budget -= used
+            spent += used
             self.stats.prefill_tokens += used
             if prefill.remaining:
                 continue

@@ -157,9 +157,10 @@ class BatchedDeploymentSettings(DeploymentSettings):
 
 
 class GeneratorSettings(BatchedDeploymentSettings):
-    prefill_chunk_tokens: int = Field(
-        512, gt=0, description="Continuous batching: most prompt tokens prefilled between two decode steps, so a burst of "
-        "arrivals does not stall the answers already streaming"
+    prefill_tokens: int = Field(
+        2048, gt=0, description="Continuous batching: most prompt tokens prefilled between two decode steps (whole "
+        "prompts while they fit, longer ones in chunks this size), so a burst of arrivals does not stall the answers "
+        "already streaming"
     )
     deadline_s: float = Field(
         240.0, gt=0, description="A request still being answered this long after it reached the generator is failed "

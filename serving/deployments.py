@@ -102,7 +102,7 @@ class GeneratorDeployment:
         # An engine that decodes step by step takes new requests between steps, its loop on the model's thread;
         # the others get Serve's fixed batches.
         self.batcher = (
-            ContinuousBatcher(self.engine, batching.max_batch_size, batching.prefill_chunk_tokens, batching.deadline_s,
+            ContinuousBatcher(self.engine, batching.max_batch_size, batching.prefill_tokens, batching.deadline_s,
                               self._model_thread)
             if self.engine.continuous_batching
             else None

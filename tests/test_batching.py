@@ -129,7 +129,7 @@ def test_buffers_stay_the_size_of_what_is_live_while_requests_keep_joining(engin
 
 def test_a_burst_of_long_prompts_does_not_stall_a_running_answer(engine, alone):
     """With a prefill budget of 16 tokens a step, the running answer keeps streaming while a 300-token prompt goes in."""
-    batcher = ContinuousBatcher(engine, max_batch_size=4, prefill_chunk_tokens=16)
+    batcher = ContinuousBatcher(engine, max_batch_size=4, prefill_tokens=16)
     long_question = "Summarise this: " + "The harbour master logs every ship that enters the bay. " * 25
     running, newcomer = [], []
 
@@ -148,7 +148,7 @@ def test_a_burst_of_long_prompts_does_not_stall_a_running_answer(engine, alone):
 
 
 def test_chunked_prefill_answers_as_a_whole_prefill(engine, alone):
-    batcher = ContinuousBatcher(engine, max_batch_size=4, prefill_chunk_tokens=5)
+    batcher = ContinuousBatcher(engine, max_batch_size=4, prefill_tokens=5)
 
     async def run():
         return await asyncio.gather(*(_collect(batcher, chat(q), 0.2 * i) for i, q in enumerate(QUESTIONS)))

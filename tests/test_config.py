@@ -41,3 +41,21 @@ def test_override_without_equals_is_rejected():
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_the_api_key_never_shows_in_dumps_or_reprs(monkeypatch):
+    from rag.config import resolve_api_key
+
+    settings = load_settings(None, ["serve.api_key=hunter2"])
+    assert "hunter2" not in settings.model_dump_json() and "hunter2" not in repr(settings)
+    assert resolve_api_key(settings.serve) == "hunter2"
+    monkeypatch.setenv("RAG_API_KEY", "from-env")
+    assert resolve_api_key(settings.serve) == "from-env"
+
+
+def test_serve_refuses_an_open_port_without_a_key(tmp_path, capsys, monkeypatch):
+    from cli.main import main
+
+    monkeypatch.delenv("RAG_API_KEY", raising=False)
+    assert main(["serve", "--index", str(tmp_path), "--set", "serve.host=0.0.0.0"]) == 2
+    assert "--insecure" in capsys.readouterr().err

