@@ -10,7 +10,6 @@ build the graph with ``build_app``, from the one typed config.
 import asyncio
 import json
 import logging
-import os
 import secrets
 import time
 import uuid
@@ -156,13 +155,14 @@ async def _sse(
 @serve.deployment(name="Ingress")
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, settings_json: str):
+    def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, settings_json: str,
+                 api_key: str | None):
+        """``api_key``: resolved by build_app where the user's environment is, so it holds wherever this replica runs."""
         self.settings = Settings.model_validate_json(settings_json)
         self.retriever = retriever
         self.generator = generator
         self.pipeline = AnswerPipeline(ServeRetriever(retriever), ServeGenerator(generator))
-        # The key reaches this replica through its runtime environment (build_app), wherever the replica runs.
-        app.state.api_key = os.environ.get(self.settings.serve.api_key_env)
+        app.state.api_key = api_key
         app.state.retry_after_s = self.settings.serve.retry_after_s
 
     # ---- validation shared by both APIs -------------------------------------------------------
@@ -302,8 +302,9 @@ class Ingress:
 def build_app(args: dict) -> serve.Application:
     """The application graph. ``args``: ``index`` (required), ``config`` (YAML path), ``set`` (list of overrides).
 
-    The API key is resolved here, where the user's environment is, and handed to the ingress replica through its
-    runtime environment: never inside the settings every replica receives."""
+    The API key is resolved here, where the user's environment is, and handed to the ingress replica as an argument:
+    not inside the settings every replica receives, and not through a runtime environment, which Ray writes to its
+    logs."""
     if "index" not in args:
         raise ValueError("build_app needs args.index: the index directory to serve")
     settings = load_settings(args.get("config"), args.get("set", []))
@@ -313,9 +314,4 @@ def build_app(args: dict) -> serve.Application:
     generator = GeneratorDeployment.options(**cfg.generator.serve_options()).bind(settings_json)
     ingress_options = cfg.ingress.serve_options()
     ingress_options["backpressure_config"] = {"status_code": 503, "retry_after_s": cfg.retry_after_s}
-    api_key = resolve_api_key(cfg)
-    if api_key:
-        actor = ingress_options["ray_actor_options"]
-        runtime_env = actor.setdefault("runtime_env", {})
-        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), cfg.api_key_env: api_key}
-    return Ingress.options(**ingress_options).bind(retriever, generator, settings_json)
+    return Ingress.options(**ingress_options).bind(retriever, generator, settings_json, resolve_api_key(cfg))

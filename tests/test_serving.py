@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import os
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -178,6 +179,15 @@ def test_api_key_and_probes(url):
     ready = _details(url)
     assert ready["status"] == "ready"
     assert ready["retriever"]["chunks"] > 100 and ready["generator"]["device"] == "cpu"
+
+
+def test_the_key_is_in_no_log(url):
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    files = [f for f in logs.rglob("*") if f.is_file()]
+    assert len(files) > 10
+    assert not [f.name for f in files if API_KEY.encode() in f.read_bytes()]
 
 
 def test_overload_gives_503_with_retry_after_then_recovers(url):
