@@ -314,10 +314,11 @@ def plot(labelled: dict[str, dict], path: Path) -> None:
             xs = sorted(int(c[1:]) for c in levels if c.startswith("c"))
             figures = [levels[f"c{x}"]["rps"] for x in xs]
             medians = [f["median"] for f in figures]
-            ax1.errorbar(xs, medians, fmt="o-", capsize=4, label=name,
-                         yerr=[[m - f["min"] for m, f in zip(medians, figures)], [f["max"] - m for m, f in zip(medians, figures)]])
-            top = {**levels[f"c{xs[-1]}"], **levels.get("burst", {})}
-            if "ttft_p95_s" in top:
+            if xs:
+                ax1.errorbar(xs, medians, fmt="o-", capsize=4, label=name, yerr=[
+                    [m - f["min"] for m, f in zip(medians, figures)], [f["max"] - m for m, f in zip(medians, figures)]])
+            top = {**(levels[f"c{xs[-1]}"] if xs else {}), **levels.get("burst", {})}
+            if kind != "baseline":
                 bars.append((name, [top.get(key, {}).get("median") or 0 for key, _ in LATENCIES]))
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("concurrent clients (closed loop)")
@@ -343,7 +344,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=CONCURRENCY, help="closed-loop levels to run")
+    parser.add_argument("--concurrency", type=int, nargs="*", default=CONCURRENCY,
+                        help="closed-loop levels to run (none: only the burst, on the Serve runs)")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which servers to measure")
     parser.add_argument("--repeat", type=int, default=3, help="times to run the whole set, for a median and a range")
     parser.add_argument("--label", help="results go to serve-LABEL.json/png (e.g. before, after)")
