@@ -36,30 +36,39 @@ def conversations(index: str, engine) -> list[list[dict]]:
     return [engine.prompt(question, f.chunks) for question, f in zip(QUESTIONS, found)]
 
 
-def ours(engine, thread, batch: list[list[dict]], max_tokens: int) -> int:
+def ours(engine, thread, max_batch_size: int):
+    """Answers a batch of prompts with one ContinuousBatcher, whose decode loop then holds ``thread`` for good."""
     from rag.batching import ContinuousBatcher
     from rag.decoding import Sampling, Usage
 
-    batcher = ContinuousBatcher(engine, max_batch_size=len(batch), thread=thread)
+    batcher = ContinuousBatcher(engine, max_batch_size, thread=thread)
 
-    async def answer(conversation: list[dict]) -> int:
+    def run(batch: list[list[dict]], max_tokens: int) -> int:
+        return asyncio.run(answer_all(batch, max_tokens))
+
+    async def answer(conversation: list[dict], max_tokens: int) -> int:
         items = [item async for item in batcher.stream(conversation, Sampling(max_tokens))]
         return next(i for i in items if isinstance(i, Usage)).completion_tokens
 
-    async def run() -> int:
-        return sum(await asyncio.gather(*(answer(ids) for ids in batch)))
+    async def answer_all(batch: list[list[dict]], max_tokens: int) -> int:
+        return sum(await asyncio.gather(*(answer(c, max_tokens) for c in batch)))
 
-    return asyncio.run(run())
+    return run
 
 
-def library(engine, thread, batch: list[list[dict]], max_tokens: int) -> int:
+def library(engine, thread, max_batch_size: int):
+    """Answers a batch of prompts with transformers' generate_batch, run on ``thread``; its manager sizes its own
+    batches and paged cache (``max_batch_size`` is ours to set only)."""
     from transformers import GenerationConfig
 
-    ids = [engine.encode(conversation) for conversation in batch]
-    config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=sorted(engine.stop_ids),
-                              pad_token_id=engine.tokenizer.pad_token_id or engine.tokenizer.eos_token_id)
-    outputs = thread.submit(engine.model.generate_batch, ids, config, progress_bar=False).result()
-    return sum(len(out.generated_tokens) for out in outputs.values())
+    def run(batch: list[list[dict]], max_tokens: int) -> int:
+        ids = [engine.encode(conversation) for conversation in batch]
+        config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=sorted(engine.stop_ids),
+                                  pad_token_id=engine.tokenizer.pad_token_id or engine.tokenizer.eos_token_id)
+        outputs = thread.submit(engine.model.generate_batch, ids, config, progress_bar=False).result()
+        return sum(len(out.generated_tokens) for out in outputs.values())
+
+    return run
 
 
 def main() -> None:
@@ -76,18 +85,19 @@ def main() -> None:
     from rag.models import ModelThread
 
     results: dict = {"max_tokens": args.max_tokens, "repeat": args.repeat, "levels": {}}
-    for name, run in (("ours", ours), ("transformers", library)):
+    for name, contender in (("ours", ours), ("transformers", library)):
         # A fresh model per contender: transformers' manager switches the model's attention to its paged kernels.
         thread = ModelThread(name)
         engine = thread.submit(load_engine, LLMConfig()).result()
         prompts = conversations(args.index, engine)
-        run(engine, thread, prompts[:1], 4)  # warm-up
+        run = contender(engine, thread, max(args.levels))
+        run(prompts[:1], 4)  # warm-up
         for c in args.levels:
             batch = [prompts[i % len(prompts)] for i in range(c)]
             rates = []
             for r in range(args.repeat):
                 started = time.perf_counter()
-                tokens = run(engine, thread, batch, args.max_tokens)
+                tokens = run(batch, args.max_tokens)
                 seconds = time.perf_counter() - started
                 rates.append(tokens / seconds)
                 print(f"{name} c={c} run {r + 1}: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.1f} tok/s",

@@ -60,14 +60,17 @@ async def load(url: str, concurrency: int, seconds: float, pid: int, sample_s: f
             statuses[status] += 1
             n += concurrency
 
-    async def sampler() -> None:
+    async def sampler(http: httpx.AsyncClient) -> None:
         while time.monotonic() < stop_at:
+            # The KV buffers' width beside the memory: what the cache's share of it should follow.
+            details = (await http.get(f"{url}/readyz", params={"verbose": "true"})).json()
             samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(pid), 1),
-                            "answers": sum(statuses.values())})
+                            "answers": sum(statuses.values()),
+                            "kv_columns": details.get("generator", {}).get("batching", {}).get("columns")})
             await asyncio.sleep(sample_s)
 
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as http:
-        await asyncio.gather(sampler(), *(client(i, http) for i in range(concurrency)))
+        await asyncio.gather(sampler(http), *(client(i, http) for i in range(concurrency)))
     samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(pid), 1),
                     "answers": sum(statuses.values())})
     return {"samples": samples, "statuses": {str(k): v for k, v in statuses.items()}}
@@ -90,6 +93,12 @@ def plot(result: dict, path: Path) -> None:
     ax.set_title(f"Soak: {result['concurrency']} clients for {result['minutes']:g} min, {result['answers']} answers, "
                  f"statuses {result['statuses']}")
     ax.legend(loc="lower right")
+    columns = [(s["t_s"] / 60, s["kv_columns"]) for s in samples if s.get("kv_columns") is not None]
+    if columns:
+        width = ax.twinx()
+        width.plot(*zip(*columns), color="tab:orange", alpha=0.5, linewidth=0.8)
+        width.set_ylabel("KV buffer columns (orange)")
+        width.set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

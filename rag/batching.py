@@ -53,6 +53,7 @@ class BatcherStats:
     prefills: int = 0
     prefill_tokens: int = 0
     peak_batch: int = 0
+    columns: int = 0  # the KV buffers' width now: with the batch size, what the cache's memory follows
     timed_out: int = 0
     busy_s: float = 0.0  # time spent prefilling and decoding, against wall time for utilisation
 
@@ -141,6 +142,7 @@ class ContinuousBatcher:
                 batch = DecodeBatch()
             self.stats.busy_s += time.monotonic() - started
             self.stats.waiting, self.stats.running = self._waiting.qsize(), len(self._owners) + len(self._prefilling)
+            self.stats.columns = batch.columns
 
     def _take_arrivals(self, batch: DecodeBatch) -> None:
         """Waiting requests into prefill, as far as the batch has room; blocks only when there is nothing else to do."""

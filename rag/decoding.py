@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from rag.models import release_freed_memory
+
 _GROW_COLUMNS = 64  # spare columns added whenever the buffers are reallocated
 
 
@@ -225,6 +227,7 @@ class DecodeBatch:
         self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(rows - len(self.lengths))])
         self.next_ids = torch.cat([self.next_ids, self.next_ids.new_zeros(rows - len(self.next_ids))])
         s.start, s.end = s.start + shift, s.end + shift
+        release_freed_memory(self.mask.device.type)  # the old buffers' memory, which the allocator would keep
 
     @torch.inference_mode()
     def step_inputs(self) -> dict:

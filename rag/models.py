@@ -7,6 +7,9 @@ hub id or local path, so users who have other models change config, not code.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import importlib.util
 import logging
 import math
@@ -89,6 +92,24 @@ def cap_gpu_memory(device: str, fraction: float) -> None:
     import torch
 
     torch.cuda.set_per_process_memory_fraction(fraction)
+
+
+@functools.cache
+def _libc_malloc_trim():
+    """glibc's malloc_trim, or None (another C library, another OS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory(device: str) -> None:
+    """Hand memory the process has freed back to the OS. glibc keeps freed heap blocks for reuse, and tensors of a
+    few MB come from its heap: after buffers are replaced by larger or smaller ones, the resident size would otherwise
+    stay at the highest it has ever been. (CUDA memory has its own caching allocator, left alone here.)"""
+    trim = _libc_malloc_trim() if device == "cpu" else None
+    if trim is not None:
+        trim(0)
 
 
 def set_cpu_threads(num_cpus: float) -> None:
