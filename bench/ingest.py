@@ -129,7 +129,9 @@ def pipeline_run(docs: Path, work: Path, name: str, overrides: list[str], cores:
         cmd = ["taskset", "-c", cores, *cmd]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     wall = timed(cmd, env)
-    manifest = json.loads((index_dir / "manifest.json").read_text())
+    from rag.versions import current_manifest
+
+    manifest = current_manifest(index_dir)
     pages = sum(e["pages"] for e in manifest["files"])
     chunks = manifest["index"]["vectors"]
     return {

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 DEFAULT_DOCS = REPO.parent / "shared" / "datasets" / "sec-10q" / "docs"
 
 
@@ -37,7 +38,9 @@ def ingest_once(tree: Path, docs: Path, index_dir: Path) -> dict:
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} in {tree} failed:\n{proc.stderr[-3000:]}")
-    manifest = json.loads((index_dir / "manifest.json").read_text())
+    from rag.versions import current_manifest  # reads an older tree's unversioned index too
+
+    manifest = current_manifest(index_dir)
     pages = sum(e["pages"] for e in manifest["files"])
     return {"wall_seconds": round(wall, 2), "pages": pages, "chunks": manifest["index"]["vectors"],
             "pages_per_s": round(pages / wall, 3)}

@@ -60,14 +60,15 @@ def _print_summary(result) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.job import IngestError, run_ingest
+    from rag.versions import IndexBusy
 
     try:
-        result = run_ingest(args.docs_dir, args.index, _settings(args), prune=args.prune)
-    except IngestError as err:
+        result = run_ingest(args.docs_dir, args.index, _settings(args), prune=args.prune, wait_s=args.wait)
+    except (IngestError, IndexBusy) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     _print_summary(result)
-    print(f"wrote {args.index}")
+    print(f"wrote {args.index}, version {result.version} (now current)")
     if result.chunks_total == 0:
         print("error: nothing could be indexed", file=sys.stderr)
         return 1
@@ -107,17 +108,139 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_docs(args: argparse.Namespace) -> int:
-    from rag.index import IndexStore
+def cmd_index_versions(args: argparse.Namespace) -> int:
+    import json
 
-    files = IndexStore(args.index).files
+    from rag.index import MANIFEST_FILE
+    from rag.versions import IndexDir
+
+    versions = IndexDir(args.index).versions()
+    for version in versions:
+        m = json.loads((version.path / MANIFEST_FILE).read_text())
+        indexed = sum(e["status"] != "failed" for e in m["files"])
+        print(f"{'*' if version.current else ' '} {version.name}  {m['created_at']}  {indexed} files  "
+              f"{m['index']['vectors']} chunks")
+    if not versions:
+        print(f"{args.index} holds no index versions")
+    return 0
+
+
+def cmd_index_rollback(args: argparse.Namespace) -> int:
+    from rag.versions import IndexBusy, IndexDir
+
+    index = IndexDir(args.index)
+    try:
+        with index.writing(args.wait, purpose="a rollback") as writer:
+            names = [v.name for v in index.versions()]
+            current = index.current_name()
+            earlier = names[:names.index(current)] if current in names else []
+            target = args.to or (earlier[-1] if earlier else None)
+            if target is None:
+                print(f"error: {args.index} has no version before {current} to roll back to", file=sys.stderr)
+                return 2
+            writer.point_to(target)
+    except IndexBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.index}: {current} -> {target} (current); a running service follows within serve.reload_interval_s")
+    return 0
+
+
+def cmd_docs_list(args: argparse.Namespace) -> int:
+    if args.endpoint:
+        response = _call(args, "GET", f"/v1/collections/{args.collection}/documents")
+        if response is None:
+            return 1
+        rows = [[d["file"], d["status"], str(d.get("pages") or "-"), str(d.get("chunks") or "-"),
+                 d.get("reason") or d.get("note") or ""] for d in response.json()["data"]]
+        _table(["file", "status", "pages", "chunks", "reason"], rows)
+        return 0
+    if args.index is None:
+        print("error: give --endpoint URL of a running service, or --index DIR", file=sys.stderr)
+        return 2
+    from rag.versions import open_index
+
+    files = open_index(args.index).files
     columns = ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "title"]
-    rows = [["-" if v is None else str(v) for v in row] for row in files[columns].itertuples(index=False)]
+    _table(columns, [["-" if v is None else str(v) for v in row] for row in files[columns].itertuples(index=False)])
+    return 0
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     for row in [columns, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
     print(f"{len(rows)} files")
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **kwargs):
+    """A request to the running service at ``--endpoint``; None (after saying why) unless it succeeded."""
+    import httpx
+
+    key = os.environ.get(args.api_key_env)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.request(method, f"{args.endpoint.rstrip('/')}{path}", headers=headers, timeout=300, **kwargs)
+    except httpx.HTTPError as err:
+        print(f"error: {args.endpoint}: {err}", file=sys.stderr)
+        return None
+    if response.status_code >= 400:
+        detail = response.json().get("detail") if "json" in response.headers.get("content-type", "") else response.text
+        print(f"error: {response.status_code} {detail}", file=sys.stderr)
+        return None
+    return response
+
+
+def _follow_job(args: argparse.Namespace, job: dict) -> int:
+    """Print the job's progress until it ends; 0 when it succeeded."""
+    shown = None
+    while job["state"] in ("queued", "running"):
+        line = f"{job['id']} {job['state']}"
+        if job["progress"]:
+            line += f": {job['progress']['files_seen']}/{job['progress']['files_total']} files, " \
+                    f"{job['progress']['chunks_embedded']} chunks embedded"
+        if line != shown:
+            print(line, flush=True)
+            shown = line
+        time.sleep(1)
+        response = _call(args, "GET", f"/v1/jobs/{job['id']}")
+        if response is None:
+            return 1
+        job = response.json()
+    if job["state"] == "failed":
+        print(f"error: {job['id']} failed: {job['error']}", file=sys.stderr)
+        return 1
+    result = job["result"]
+    print(f"{job['id']} succeeded: version {job['version']} is live within serve.reload_interval_s; "
+          f"{result['indexed']} documents, {result['chunks']} chunks")
+    for file, reason in result["failed"].items():
+        print(f"  failed {file}: {reason}")
     return 0
+
+
+def cmd_docs_add(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        files = [("files", (path.name, stack.enter_context(path.open("rb")), "application/pdf")) for path in args.files]
+        response = _call(args, "POST", f"/v1/collections/{args.collection}/documents", files=files)
+    return _changed(args, response, f"added {len(args.files)} files to")
+
+
+def cmd_docs_rm(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    response = _call(args, "DELETE", f"/v1/collections/{args.collection}/documents/{quote(args.file)}")
+    return _changed(args, response, f"removed {args.file} from")
+
+
+def _changed(args: argparse.Namespace, response, what: str) -> int:
+    """Report a change the service accepted (202 with its job), and follow the job with --wait."""
+    if response is None:
+        return 1
+    job = response.json()["job"]
+    print(f"{what} {args.collection}; job {job['id']}")
+    return _follow_job(args, job) if args.wait else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -126,26 +249,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from rag.ray_runtime import ensure_ray
     from serving.app import build_app
 
+    for text in args.collection:
+        name, sep, root = text.partition("=")
+        if not sep:
+            print(f"error: --collection {text!r} is not of the form NAME=FOLDER", file=sys.stderr)
+            return 2
+        args.set += [f"serve.collections.{name}.index={Path(root) / 'index'}",
+                     f"serve.collections.{name}.docs={Path(root) / 'docs'}"]
     settings = _settings(args)
     cfg = settings.serve
+    if not cfg.collections and args.index is None:
+        print("error: nothing to serve: give --index DIR, --collection NAME=FOLDER or serve.collections in the config",
+              file=sys.stderr)
+        return 2
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not resolve_api_key(cfg):
         if not args.insecure:
             print(f"error: binding {cfg.host} without an API key would let anyone who reaches the port query the index; "
                   f"set {cfg.api_key_env} (or serve.api_key), or pass --insecure", file=sys.stderr)
             return 2
         logging.getLogger(__name__).warning("binding %s without an API key (--insecure)", cfg.host)
-    ensure_ray(settings.ray)
+    ensure_ray(settings.ray, min_cpus=_service_cpus(settings))
     serve.start(http_options={"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.request_timeout_s})
     config, overrides = _config_sources(args)
-    application = build_app({"index": str(args.index), "config": config and str(config), "set": overrides})
+    application = build_app({"index": args.index and str(args.index), "docs": args.docs and str(args.docs),
+                             "config": config and str(config), "set": overrides})
     serve.run(application, name="rag", route_prefix="/", blocking=False)
-    print(f"serving {args.index} on http://{cfg.host}:{cfg.port} (POST /query, /v1/chat/completions); Ctrl-C stops")
+    names = ", ".join(settings.serve.collections) or "default"
+    print(f"serving {names}: the page at http://{cfg.host}:{cfg.port}/ (API: POST /query, /v1/chat/completions, "
+          "/v1/collections); Ctrl-C stops")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         serve.shutdown()
     return 0
+
+
+def _service_cpus(settings: Settings) -> float:
+    """CPUs the service's replicas reserve, plus one ingestion job's pool: what a local Ray must declare for a job
+    started through the documents API to be placed beside the service."""
+    serve_cfg, pool = settings.serve, settings.ingest.embed
+    replicas = sum(d.ray_actor_options.get("num_cpus", 1) * (d.num_replicas if isinstance(d.num_replicas, int) else 1)
+                   for d in (serve_cfg.ingress, serve_cfg.retriever, serve_cfg.generator))
+    return replicas + pool.actors * pool.num_cpus + settings.ingest.parse_num_cpus
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -273,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("docs_dir", type=Path)
     ingest.add_argument("--index", type=Path, required=True, help="index directory to create or update")
     ingest.add_argument("--prune", action="store_true", help="drop chunks of files that are gone from DOCS_DIR")
+    ingest.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                        help="wait this long for another ingestion writing the same index (default: fail at once)")
     ingest.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     _common(ingest)
     ingest.set_defaults(func=cmd_ingest)
@@ -285,13 +433,39 @@ def build_parser() -> argparse.ArgumentParser:
     _common(search)
     search.set_defaults(func=cmd_search)
 
-    docs = sub.add_parser("docs", help="list an index's files with their metadata (company, form, period)")
-    docs.add_argument("--index", type=Path, required=True)
-    _common(docs)
-    docs.set_defaults(func=cmd_docs)
+    index_cmd = sub.add_parser("index", help="an index's versions: list them, roll back to one")
+    index_sub = index_cmd.add_subparsers(dest="index_command", required=True)
+    versions = index_sub.add_parser("versions", help="list the versions kept, * marks the current one")
+    versions.add_argument("--index", type=Path, required=True)
+    versions.set_defaults(func=cmd_index_versions)
+    rollback = index_sub.add_parser("rollback", help="make an earlier version current again")
+    rollback.add_argument("--index", type=Path, required=True)
+    rollback.add_argument("--to", help="the version to make current (default: the one before the current)")
+    rollback.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running ingestion")
+    rollback.set_defaults(func=cmd_index_rollback)
 
-    serve_cmd = sub.add_parser("serve", help="run the online service (Ray Serve) over an index")
-    serve_cmd.add_argument("--index", type=Path, required=True)
+    docs = sub.add_parser("docs", help="a collection's documents: list them, or add and remove them in a running service")
+    docs_sub = docs.add_subparsers(dest="docs_command", required=True)
+    docs_list = docs_sub.add_parser("list", help="each document with its status, or (--index) its metadata")
+    docs_list.add_argument("--index", type=Path, help="read this index directly instead of asking a service")
+    docs_add = docs_sub.add_parser("add", help="upload PDFs; a job indexes them and the service goes on to the new version")
+    docs_add.add_argument("files", type=Path, nargs="+")
+    docs_rm = docs_sub.add_parser("rm", help="remove a document; a job takes its chunks out")
+    docs_rm.add_argument("file")
+    for command, func in ((docs_list, cmd_docs_list), (docs_add, cmd_docs_add), (docs_rm, cmd_docs_rm)):
+        command.add_argument("--endpoint", required=command is not docs_list, help="URL of a running service")
+        command.add_argument("--collection", default="default")
+        command.add_argument("--api-key-env", default="RAG_API_KEY")
+        if command is not docs_list:
+            command.add_argument("--wait", action="store_true", help="follow the job until the new version is live")
+        command.set_defaults(func=func)
+
+    serve_cmd = sub.add_parser("serve", help="run the online service (Ray Serve) over one or more collections")
+    serve_cmd.add_argument("--index", type=Path, help="serve this index as the collection named default")
+    serve_cmd.add_argument("--docs", type=Path, help="with --index: its documents folder, for uploads through the API")
+    serve_cmd.add_argument("--collection", action="append", default=[], metavar="NAME=FOLDER",
+                           help="a collection kept in FOLDER (FOLDER/docs, FOLDER/index; created empty when new); "
+                                "repeatable, beside serve.collections in the config")
     serve_cmd.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     serve_cmd.add_argument("--insecure", action="store_true", help="allow a non-loopback host without an API key")
     _common(serve_cmd)

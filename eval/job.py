@@ -13,7 +13,7 @@ from eval.report import score_row, write_report
 from eval.runner import run_batch, run_online
 from rag.config import Settings
 from rag.filters import parse_filters
-from rag.index import IndexStore
+from rag.versions import open_index
 from rag.search import MODES
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def run_eval(
     if filters:
         parse_filters(filters)  # a typo stops the run here, not in every actor
         questions = [replace(q, filters={**filters, **q.filters}) for q in questions]
-    indexed_files = set(IndexStore(index_dir).chunks["file"])
+    indexed_files = set(open_index(index_dir).chunks["file"])
     missing = [q.id for q in questions if not any(q.is_gold_file(f) for f in indexed_files)]
     if missing:
         log.warning("%d question(s) have no gold file in the index; they are scored as failures: %s",

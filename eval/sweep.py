@@ -28,6 +28,7 @@ from eval.report import figure
 from ingest.job import run_ingest
 from ingest.manifest import fingerprint
 from rag.config import load_settings
+from rag.versions import IndexDir
 
 METRICS = ("hit@1", "hit@5", "recall@5", "mrr")
 SPLITS = ("dev", "test")
@@ -55,7 +56,7 @@ def run_sweep(sweep_file: str | Path, dataset: str | Path, out_dir: str | Path, 
     for name, point in points:
         settings = load_settings(config, overrides + [f"{k}={json.dumps(v)}" for k, v in point.items()])
         index_dir = out_dir / "indexes" / fingerprint(settings)
-        if not (index_dir / "manifest.json").is_file():
+        if IndexDir(index_dir).current_name() is None:
             run_ingest(spec["docs"], index_dir, settings)
         mode = settings.retrieval.mode
         folder = "".join(c if c.isalnum() or c in "=.-" else "_" for c in name)

@@ -1,14 +1,13 @@
-"""``rag ingest``: plan the incremental run, execute the Ray Data pipeline, merge with what is reused, write atomically."""
+"""``rag ingest``: plan the incremental run, execute the Ray Data pipeline, merge with what is reused, publish a new
+index version (rag.versions) under the index's lock."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
-import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from rag.config import Settings
 from rag.metadata import FIELDS
 from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE, MANIFEST_FILE, build_index
 from rag.ray_runtime import ensure_ray
+from rag.versions import VERSIONS, IndexDir, NoIndex
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +51,48 @@ class Previous:
 
 
 @dataclass
+class Progress:
+    """How far a run has come, for whoever watches it (the CLI's log, the service's job status)."""
+
+    files_total: int
+    files_seen: int = 0  # files whose first chunk (or failure) came out of the pipeline
+    chunks_embedded: int = 0
+
+
+@dataclass
 class IngestResult:
     manifest: Manifest
     plan: Plan
+    version: str
 
     @property
     def chunks_total(self) -> int:
         return int(self.manifest.index["vectors"])
 
 
-def _load_previous(index_dir: Path) -> Previous | None:
-    if not (index_dir / MANIFEST_FILE).is_file():
-        if index_dir.exists() and any(index_dir.iterdir()):
-            raise IngestError(f"{index_dir} exists, is not empty and holds no {MANIFEST_FILE}: refusing to replace it")
+def _refuse_strangers(index: IndexDir) -> None:
+    """A folder that holds no index but other files is someone's folder, given as --index by mistake."""
+    if index.current_name() is not None or not index.root.exists():
+        return
+    strangers = [p.name for p in index.root.iterdir() if p.name != VERSIONS and not p.name.startswith(".")]
+    if strangers:
+        raise IngestError(f"{index.root} holds no index but other files ({', '.join(sorted(strangers)[:3])}): "
+                          "refusing to write an index among them")
+
+
+def _load_previous(index: IndexDir) -> Previous | None:
+    try:
+        version = index.current()
+    except NoIndex:
         return None
     try:
         return Previous(
-            Manifest.read(index_dir / MANIFEST_FILE),
-            pd.read_parquet(index_dir / CHUNKS_FILE),
-            np.load(index_dir / EMBEDDINGS_FILE),
+            Manifest.read(version.path / MANIFEST_FILE),
+            pd.read_parquet(version.path / CHUNKS_FILE),
+            np.load(version.path / EMBEDDINGS_FILE),
         )
     except Exception as err:  # an unreadable old index costs a full re-embed, not the run
-        log.warning("previous index in %s is unreadable (%s); re-ingesting everything", index_dir, err)
+        log.warning("previous index version %s is unreadable (%s); re-ingesting everything", version.path, err)
         return None
 
 
@@ -97,7 +117,8 @@ def _check_capacity(settings: Settings) -> None:
         )
 
 
-def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict]) -> PipelineOutput:
+def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict],
+                 progress: Callable[[Progress], None] | None = None) -> PipelineOutput:
     from ingest.pipeline import build_dataset
 
     ensure_ray(settings.ray)
@@ -105,6 +126,7 @@ def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str,
     columns: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
     vectors: list[np.ndarray] = []
     out = PipelineOutput(pd.DataFrame(), None)
+    done = Progress(len(files))
     for batch in build_dataset(files, settings, sidecar).iter_batches(batch_size=1024, batch_format="numpy"):
         for file, n_pages, note, meta in zip(batch["file"], batch["n_pages"], batch["note"], batch["metadata"]):
             out.pages[file] = int(n_pages)
@@ -129,6 +151,10 @@ def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str,
             for name in FIELDS:
                 columns[name].append(out.metadata[file].get(name))
         vectors.append(batch["embedding"][ok])
+        done.files_seen = len(out.pages)  # failed files too: their one row carries n_pages 0
+        done.chunks_embedded += int(ok.sum())
+        if progress:
+            progress(done)
     out.chunks = pd.DataFrame(columns)
     if len(out.chunks):
         out.vectors = np.concatenate(vectors).astype(np.float32)
@@ -177,49 +203,52 @@ def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks:
     return sorted(entries, key=lambda e: e.file)
 
 
-def _write_atomically(index_dir: Path, write) -> None:
-    """Write into a sibling temporary directory, then swap it in: a crash leaves the old index or the new one."""
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
-    try:
-        write(tmp)
-        if index_dir.exists():
-            old = index_dir.parent / f".{index_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            index_dir.rename(old)
-            tmp.rename(index_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(index_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, prune: bool = False,
+               wait_s: float | None = 0, progress: Callable[[Progress], None] | None = None) -> IngestResult:
+    """Index ``docs_dir`` into a new version of ``index_dir``, reusing what did not change, and make it current.
 
-
-def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, prune: bool = False) -> IngestResult:
+    One ingestion writes an index at a time: ``wait_s`` is how long to wait for another (None: as long as it
+    takes), past which IndexBusy. ``progress`` is called as chunks come out of the pipeline."""
     started = time.perf_counter()
     docs_dir, index_dir = Path(docs_dir), Path(index_dir)
     if not docs_dir.is_dir():
         raise IngestError(f"documents folder not found: {docs_dir}")
-    sidecar = read_sidecar(docs_dir)
-    sources = discover(docs_dir, sidecar)
-    if not sources:
-        raise IngestError(f"no files in {docs_dir}")
-    previous = _load_previous(index_dir)
-    fp = fingerprint(settings)
-    plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
-    for src in plan.to_process:
-        log.info("to process: %s (%s)", src.file, plan.reasons[src.file])
-    log.info(
-        "%d files to process, %d unchanged, %d gone (%s)",
-        len(plan.to_process),
-        len(plan.unchanged),
-        len(plan.missing) + len(plan.pruned),
-        "pruned" if prune else "kept",
-    )
+    _refuse_strangers(IndexDir(index_dir))  # before the lock, which would leave its file in that folder
+    with IndexDir(index_dir).writing(wait_s, purpose=f"an ingestion of {docs_dir}") as writer:
+        sidecar = read_sidecar(docs_dir)
+        sources = discover(docs_dir, sidecar)
+        previous = _load_previous(writer.index)
+        if not sources and previous is None:
+            raise IngestError(f"no files in {docs_dir}")
+        fp = fingerprint(settings)
+        plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
+        for src in plan.to_process:
+            log.info("to process: %s (%s)", src.file, plan.reasons[src.file])
+        log.info(
+            "%d files to process, %d unchanged, %d gone (%s)",
+            len(plan.to_process),
+            len(plan.unchanged),
+            len(plan.missing) + len(plan.pruned),
+            "pruned" if prune else "kept",
+        )
+        new = (run_pipeline(plan.to_process, settings, sidecar, progress) if plan.to_process
+               else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None))
+        dim = new.vectors.shape[1] if new.vectors is not None else _embedding_dim(settings, previous, fp)
+        chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
+        manifest, index = _finish(docs_dir, settings, fp, plan, previous, new, chunks, vectors, started)
+        with writer.staging() as staged:
+            faiss.write_index(index, str(staged / INDEX_FILE))
+            chunks.to_parquet(staged / CHUNKS_FILE, index=False)
+            np.save(staged / EMBEDDINGS_FILE, vectors)
+            manifest.write(staged / MANIFEST_FILE)
+            version = writer.publish(staged, settings.index.keep_versions)
+    log.info("published %s as version %s", index_dir, version)
+    return IngestResult(manifest, plan, version)
 
-    new = run_pipeline(plan.to_process, settings, sidecar) if plan.to_process else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None)
-    dim = new.vectors.shape[1] if new.vectors is not None else _embedding_dim(settings, previous, fp)
-    chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
+
+def _finish(docs_dir: Path, settings: Settings, fp: str, plan: Plan, previous: Previous | None, new: PipelineOutput,
+            chunks: pd.DataFrame, vectors: np.ndarray, started: float) -> tuple[Manifest, faiss.Index]:
+    """The FAISS index over ``vectors`` and the manifest that describes the run."""
     index, built_on = build_index(vectors, settings.index)
     seconds = time.perf_counter() - started
     pages_processed = sum(new.pages.values())
@@ -229,7 +258,7 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         fingerprint=fp,
         # No secret is ever written out: the API key is left out (and would read as asterisks anyway).
         settings=settings.model_dump(mode="json", exclude={"ray": True, "serve": {"api_key"}}),
-        embedding={"model": settings.embedding.model, "dim": dim, "normalize": settings.embedding.normalize},
+        embedding={"model": settings.embedding.model, "dim": int(vectors.shape[1]), "normalize": settings.embedding.normalize},
         index={"kind": settings.index.kind, "built_on": built_on, "vectors": int(index.ntotal)},
         files=_entries(plan, previous, new, chunks),
         run=RunStats(
@@ -245,15 +274,7 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
             ],
         ),
     )
-
-    def write(tmp: Path) -> None:
-        faiss.write_index(index, str(tmp / INDEX_FILE))
-        chunks.to_parquet(tmp / CHUNKS_FILE, index=False)
-        np.save(tmp / EMBEDDINGS_FILE, vectors)
-        manifest.write(tmp / MANIFEST_FILE)
-
-    _write_atomically(index_dir, write)
-    return IngestResult(manifest, plan)
+    return manifest, index
 
 
 def _embedding_dim(settings: Settings, previous: Previous | None, fp: str) -> int:

@@ -100,18 +100,20 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def discover(docs_dir: Path, sidecar: dict[str, dict]) -> list[SourceFile]:
-    """Every regular, non-hidden file under ``docs_dir`` but the metadata sidecar: non-PDFs are reported as failed,
-    not silently ignored."""
-    files = []
+def document_paths(docs_dir: Path) -> dict[str, Path]:
+    """Every regular, non-hidden file under ``docs_dir`` but the metadata sidecar, by its name relative to the folder
+    (non-PDFs included: ingestion reports them as failed rather than ignoring them)."""
+    found = {}
     for path in sorted(docs_dir.rglob("*")):
         rel = path.relative_to(docs_dir)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts) or rel.as_posix() == SIDECAR_FILE:
-            continue
-        file = rel.as_posix()
-        files.append(SourceFile(str(path.resolve()), file, hash_file(path), path.stat().st_size,
-                                overrides_hash(sidecar.get(file))))
-    return files
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts) and rel.as_posix() != SIDECAR_FILE:
+            found[rel.as_posix()] = path
+    return found
+
+
+def discover(docs_dir: Path, sidecar: dict[str, dict]) -> list[SourceFile]:
+    return [SourceFile(str(path.resolve()), file, hash_file(path), path.stat().st_size, overrides_hash(sidecar.get(file)))
+            for file, path in document_paths(docs_dir).items()]
 
 
 @dataclass

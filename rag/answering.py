@@ -33,6 +33,7 @@ class AnswerRequest:
     stop: tuple[str, ...] = ()  # the answer ends before the first of these
     temperature: float | None = None  # None: the configured llm.temperature
     instructions: str = ""  # the client's own system message, placed after the grounding rules
+    collection: str = ""  # which of the service's collections to search; "": its default
 
     @property
     def sampling(self) -> Sampling:

@@ -7,6 +7,7 @@ first: the defaults below, a YAML file, then ``--set section.key=value`` overrid
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,6 +88,7 @@ class IndexConfig(_Section):
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_search: int = Field(64, gt=0)
     use_gpu: Literal["auto", "never"] = Field("auto", description="auto: build on the GPU when faiss has one")
+    keep_versions: int = Field(3, ge=1, description="Index versions kept on disk for rollback (the current one always)")
 
 
 class RerankConfig(_Section):
@@ -168,6 +170,22 @@ class GeneratorSettings(BatchedDeploymentSettings):
     )
 
 
+COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class CollectionConfig(_Section):
+    index: str = Field(description="Its versioned index directory (rag.versions); empty until the first ingestion")
+    docs: str | None = Field(
+        None, description="Its documents folder: uploads go here and its ingestions read it; None: read-only through "
+        "the API"
+    )
+
+
+class ScopedKey(_Section):
+    key_env: str = Field(description="Environment variable holding the key: a key is never written into a config")
+    collections: list[str] = Field(min_length=1, description="The only collections this key may read, list or change")
+
+
 class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Bind address; open it wider only with an API key")
     port: int = 8000
@@ -175,6 +193,17 @@ class ServeConfig(_Section):
         None, description="Bearer token clients must send; the environment variable below wins. Never written out"
     )
     api_key_env: str = Field("RAG_API_KEY", description="Environment variable holding the bearer token, if any")
+    scoped_keys: list[ScopedKey] = Field(
+        default_factory=list, description="Further keys, each limited to some collections (the key above reaches all)"
+    )
+    collections: dict[str, CollectionConfig] = Field(
+        default_factory=dict, description="Named collections served; `rag serve --index DIR` adds one named default"
+    )
+    default_collection: str | None = Field(None, description="Answers requests that name none; None: the first")
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest PDF accepted by the documents API")
+    reload_interval_s: float = Field(
+        5.0, gt=0, description="How often each retriever replica checks its index for a new current version"
+    )
     top_k: int = Field(5, gt=0)
     max_top_k: int = Field(20, gt=0)
     max_question_chars: int = Field(4000, gt=0)
@@ -198,9 +227,43 @@ class ServeConfig(_Section):
     )
 
 
+    @model_validator(mode="after")
+    def _collections_named_well(self) -> "ServeConfig":
+        for name in self.collections:
+            if not re.match(COLLECTION_NAME, name):
+                raise ValueError(f"collection name {name!r}: letters, digits, '_', '.', '-', at most 64")
+        named = {self.default_collection} if self.default_collection else set()
+        for key in self.scoped_keys:
+            named |= set(key.collections)
+        unknown = named - set(self.collections)
+        if self.collections and unknown:
+            raise ValueError(f"serve: collections {sorted(unknown)} are named but not configured")
+        return self
+
+    def default(self) -> str:
+        """The collection a request that names none is answered from."""
+        return self.default_collection or next(iter(self.collections))
+
+
 def resolve_api_key(cfg: ServeConfig) -> str | None:
     """The bearer token clients must send: the environment variable named in the config, else the config's own."""
     return os.environ.get(cfg.api_key_env) or (cfg.api_key.get_secret_value() if cfg.api_key else None)
+
+
+def resolve_keys(cfg: ServeConfig) -> dict[str, list[str] | None]:
+    """Every bearer token the service accepts, with the collections it reaches (None: all); empty: the service is open.
+
+    A scoped key whose variable is unset is an error, not a key skipped: skipping it could leave the service open."""
+    keys: dict[str, list[str] | None] = {}
+    admin = resolve_api_key(cfg)
+    if admin:
+        keys[admin] = None
+    for scoped in cfg.scoped_keys:
+        value = os.environ.get(scoped.key_env)
+        if not value:
+            raise ValueError(f"serve.scoped_keys names {scoped.key_env}, which is not set in the environment")
+        keys.setdefault(value, scoped.collections)
+    return keys
 
 
 class Settings(_Section):

@@ -10,7 +10,6 @@ are handed Serve's fixed batches.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from rag.config import LLMConfig
 from rag.decoding import DecodeBatch, Decoding, Prefill, Sampling, Usage
+from rag.locks import exclusive
 from rag.models import cap_gpu_memory, pick_device, pick_dtype, resolve_model
 from rag.prompts import build_messages
 from rag.search import RetrievedChunk
@@ -93,8 +93,7 @@ def _dequantized(path: Path) -> Path:
     """
     cache = _gguf_cache_dir(path)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache.with_name(cache.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(cache.with_name(cache.name + ".lock"), purpose=f"dequantizing {path.name}"):
         if not (cache / "config.json").is_file():
             _dequantize(path, cache)
     return cache

@@ -30,6 +30,7 @@ INDEX_FILE = "faiss.index"
 CHUNKS_FILE = "chunks.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
+INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)
 
 CHUNK_COLUMNS = ["chunk_id", "file", "page", "chunk_index", "text", "char_start", "char_end", "doc_hash", "header", *FIELDS]
 
@@ -82,10 +83,12 @@ class Hit:
 
 
 class IndexStore:
-    """A loaded index directory: search vectors, read chunks and the manifest."""
+    """One loaded index version (rag.versions.open_index finds the current one): search vectors, read chunks and the
+    manifest. Its three parts are checked against each other before it serves."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, version: str = ""):
         self.root = Path(root)
+        self.version = version
         manifest_path = self.root / MANIFEST_FILE
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{self.root} is not an index directory: {MANIFEST_FILE} is missing")
@@ -95,19 +98,15 @@ class IndexStore:
             if column not in self.chunks:
                 self.chunks[column] = "" if column == "header" else None
         self.index = faiss.read_index(str(self.root / INDEX_FILE))
-        if self.index.ntotal != len(self.chunks):
-            raise ValueError(f"{self.root}: {self.index.ntotal} vectors but {len(self.chunks)} chunks")
+        counts = {"manifest": self.manifest["index"]["vectors"], "faiss": self.index.ntotal, "chunks": len(self.chunks)}
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"{self.root} is inconsistent, not serving it: {counts}")
         # One row per file with its metadata: filters and question matching work on files, not chunks.
         self.files = self.chunks.drop_duplicates("file")[["file", *FIELDS]].reset_index(drop=True)
         self.files = self.files.astype(object).where(self.files.notna(), None)
-        self._vectors: np.ndarray | None = None
-
-    @property
-    def vectors(self) -> np.ndarray:
-        """The stored embeddings, memory-mapped: exact search over a filtered subset reads only its rows."""
-        if self._vectors is None:
-            self._vectors = np.load(self.root / EMBEDDINGS_FILE, mmap_mode="r")
-        return self._vectors
+        # The stored embeddings, memory-mapped: exact search over a filtered subset reads only its rows. Mapped now, so
+        # a version pruned from disk while it is still being served stays readable.
+        self.vectors = np.load(self.root / EMBEDDINGS_FILE, mmap_mode="r")
 
     def search_text(self, row: int) -> str:
         """What was embedded for a chunk: its header, then its text."""

@@ -28,6 +28,7 @@ from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
 from rag.index import IndexStore
 from rag.mentions import MentionMatcher
+from rag.versions import open_index
 from rag.models import pick_device, resolve_model
 
 MODES = ("dense", "bm25", "hybrid")
@@ -53,6 +54,7 @@ class SearchResult:
     boosts: dict = field(default_factory=dict)  # uncertain mentions that raised matching chunks
     matched: list[str] = field(default_factory=list)  # words of the question the filters came from
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
+    version: str = ""  # of the index searched (rag.versions)
 
 
 def retrieval_query(question: str, history: Sequence[dict] = (), turns: int = 2) -> str:
@@ -109,10 +111,17 @@ class Searcher:
     @classmethod
     def from_index_dir(cls, index_dir: str | Path, settings: Settings, gpu_fraction: float | None = None) -> "Searcher":
         """Queries must be embedded by the model that embedded the chunks, so the index's manifest names it."""
-        store = IndexStore(index_dir)
+        return cls.over(open_index(index_dir), settings, gpu_fraction)
+
+    @classmethod
+    def over(cls, store: IndexStore, settings: Settings, gpu_fraction: float | None = None,
+             encoders: Sequence[TextEncoder] = ()) -> "Searcher":
+        """A searcher over a loaded index; one of ``encoders`` is reused when it is the model the index was embedded
+        with."""
         used = store.manifest["embedding"]
         cfg = settings.embedding.model_copy(update={"model": used["model"], "normalize": used["normalize"]})
-        return cls(store, TextEncoder(cfg, gpu_fraction=gpu_fraction), settings.retrieval)
+        encoder = next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction=gpu_fraction)
+        return cls(store, encoder, settings.retrieval)
 
     @property
     def bm25(self) -> Bm25:
@@ -202,7 +211,7 @@ class Searcher:
         chunks = [self.chunk_at(row, score) for row, score in ranked[:k]]
         lap("rank_ms")
         timings["total_ms"] = round(sum(timings.values()), 2)
-        return SearchResult(chunks, mode, applied.given(), boosts.given(), matched, timings)
+        return SearchResult(chunks, mode, applied.given(), boosts.given(), matched, timings, self.store.version)
 
     def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool) -> dict[int, float]:
         """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to

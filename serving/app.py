@@ -14,20 +14,25 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile as StarletteUpload
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from rag.answering import AnswerPipeline, AnswerRequest
 from rag.batching import DeadlineExceeded, DecodeLoopStopped
-from rag.config import Settings, load_settings, resolve_api_key
+from rag.config import Settings, load_settings, resolve_keys
 from rag.decoding import Usage
 from rag.filters import FilterError, parse_filters
 from rag.prompts import cited_indices, source_list
 from rag.search import RetrievedChunk, SearchResult
+from rag.versions import NoIndex
 from serving.clients import Overloaded, ServeGenerator, ServeRetriever
+from serving.collections import CollectionsDeployment, NotFound, UploadRefused
 from serving.deployments import GeneratorDeployment, RetrieverDeployment
 from serving.schemas import (
     ChatCompletionRequest,
@@ -35,6 +40,7 @@ from serving.schemas import (
     Choice,
     ChoiceMessage,
     Citation,
+    DocumentInfo,
     ModelCard,
     ModelList,
     QueryRequest,
@@ -47,7 +53,12 @@ from serving.schemas import (
 
 log = logging.getLogger(__name__)
 
+_MAX_FILES_PER_UPLOAD = 20
+
 app = FastAPI(title="ray-rag", description="Question answering over PDFs, with citations to file and page")
+# The page for people (serving/static): plain files, served by the ingress beside the API.
+_STATIC = Path(__file__).resolve().parent / "static"
+app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
 
 @app.exception_handler(Overloaded)
@@ -75,12 +86,37 @@ def _first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
 
 
+@app.exception_handler(UploadRefused)
+async def _refused(request: Request, exc: UploadRefused) -> JSONResponse:
+    return JSONResponse({"detail": _first_line(exc)}, status_code=exc.status)
+
+
+@app.exception_handler(NotFound)
+async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+    return JSONResponse({"detail": _first_line(exc)}, status_code=404)
+
+
+@app.exception_handler(NoIndex)
+async def _empty(request: Request, exc: NoIndex) -> JSONResponse:
+    return JSONResponse({"detail": _first_line(exc)}, status_code=409)
+
+
+_UNKNOWN = object()
+
+
+def _key_scope(request: Request):
+    """The collections the request's bearer token reaches: None for all, ``_UNKNOWN`` for no valid token."""
+    keys = request.app.state.keys
+    if not keys:
+        return None
+    header = request.headers.get("authorization", "").encode()
+    # Every key is compared, so the time taken says nothing about which one came close.
+    matches = [scope for key, scope in keys.items() if secrets.compare_digest(header, f"Bearer {key}".encode())]
+    return (None if matches[0] is None else frozenset(matches[0])) if matches else _UNKNOWN
+
+
 def _authorized(request: Request) -> bool:
-    expected = request.app.state.api_key
-    if expected is None:
-        return True
-    header = request.headers.get("authorization", "")
-    return secrets.compare_digest(header.encode(), f"Bearer {expected}".encode())
+    return _key_scope(request) is not _UNKNOWN
 
 
 def _check_api_key(request: Request) -> None:
@@ -94,7 +130,7 @@ def _citations(chunks: list[RetrievedChunk]) -> list[Citation]:
 
 def _retrieval_info(found: SearchResult) -> RetrievalInfo:
     return RetrievalInfo(mode=found.mode, filters=found.filters, boosts=found.boosts, matched=found.matched,
-                         timings_ms=found.timings_ms)
+                         timings_ms=found.timings_ms, index_version=found.version)
 
 
 def _usage(usage: Usage) -> UsageInfo:
@@ -155,15 +191,31 @@ async def _sse(
 @serve.deployment(name="Ingress")
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, settings_json: str,
-                 api_key: str | None):
-        """``api_key``: resolved by build_app where the user's environment is, so it holds wherever this replica runs."""
+    def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, collections: DeploymentHandle,
+                 settings_json: str, keys: dict[str, list[str] | None]):
+        """``keys``: every accepted bearer token and the collections it reaches (rag.config.resolve_keys), resolved by
+        build_app where the user's environment is, so they hold wherever this replica runs."""
         self.settings = Settings.model_validate_json(settings_json)
         self.retriever = retriever
         self.generator = generator
+        self.collections = collections
         self.pipeline = AnswerPipeline(ServeRetriever(retriever), ServeGenerator(generator))
-        app.state.api_key = api_key
+        app.state.keys = keys
         app.state.retry_after_s = self.settings.serve.retry_after_s
+
+    # ---- collections a request may reach ---------------------------------------------------------
+
+    def _visible(self, request: Request) -> list[str]:
+        scope = _key_scope(request)
+        return [name for name in self.settings.serve.collections if scope is None or name in scope]
+
+    def _collection(self, request: Request, name: str | None) -> str:
+        """The collection a request names (its default when none), if its key may read it; else the same 404 as for
+        a collection that does not exist, so a key learns nothing of collections beyond its reach."""
+        name = name or self.settings.serve.default()
+        if name not in self._visible(request):
+            raise HTTPException(status_code=404, detail=f"collection {name!r} not found")
+        return name
 
     # ---- validation shared by both APIs -------------------------------------------------------
 
@@ -191,7 +243,7 @@ class Ingress:
         return k, tokens
 
     def _request(self, question: str, history: list[dict], options: RetrievalOptions, max_tokens: int | None,
-                 **generation) -> AnswerRequest:
+                 collection: str, **generation) -> AnswerRequest:
         """The pipeline's request, with the limits and filters checked (400/413 naming what is wrong).
 
         ``generation``: AnswerRequest's stop, temperature and instructions, where the API has them."""
@@ -206,9 +258,13 @@ class Ingress:
         except FilterError as err:
             raise HTTPException(status_code=400, detail=str(err)) from err
         return AnswerRequest(question, history, k, tokens, filters, options.retrieval_mode, options.auto_filters,
-                             **generation)
+                             collection=collection, **generation)
 
     # ---- endpoints --------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def page(self) -> FileResponse:
+        return FileResponse(_STATIC / "index.html")
 
     @app.get("/healthz")
     async def healthz(self) -> dict:
@@ -236,13 +292,72 @@ class Ingress:
         return status is not None and all(d.status == "HEALTHY" for d in status.deployments.values())
 
     @app.get("/v1/models", dependencies=[Depends(_check_api_key)])
-    async def models(self) -> ModelList:
-        return ModelList(data=[ModelCard(id=self.settings.llm.model)])
+    async def models(self, request: Request) -> ModelList:
+        """The collections this key may read: a chat completion's ``model`` names one (others get the default)."""
+        return ModelList(data=[ModelCard(id=name) for name in self._visible(request)])
+
+    # ---- collections and their documents ---------------------------------------------------------
+
+    @app.get("/v1/collections", dependencies=[Depends(_check_api_key)])
+    async def list_collections(self, request: Request) -> dict:
+        """Each collection the key may read: its current version, documents, chunks, the version each retriever
+        replica serves, and the jobs under way."""
+        return {"object": "list", "data": await self.collections.overview.remote(self._visible(request))}
+
+    @app.get("/v1/collections/{name}", dependencies=[Depends(_check_api_key)])
+    async def get_collection(self, name: str, request: Request) -> dict:
+        return (await self.collections.overview.remote([self._collection(request, name)]))[0]
+
+    @app.get("/v1/collections/{name}/documents", dependencies=[Depends(_check_api_key)])
+    async def list_documents(self, name: str, request: Request) -> dict:
+        documents = await self.collections.documents.remote(self._collection(request, name))
+        return {"object": "list", "data": [DocumentInfo(**d) for d in documents]}
+
+    @app.post("/v1/collections/{name}/documents", dependencies=[Depends(_check_api_key)], status_code=202)
+    async def add_documents(self, name: str, request: Request) -> dict:
+        """Multipart upload of one or more PDFs (fields named ``files``); 202 with the job that will index them."""
+        name = self._collection(request, name)
+        cfg = self.settings.serve
+        limit = cfg.max_upload_mb * 2**20
+        # Refused before the body is read when it cannot fit: the form parser would otherwise spool it all to disk.
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit * _MAX_FILES_PER_UPLOAD + 2**20:
+            raise HTTPException(status_code=413, detail=f"the upload has {int(length) / 2**20:.0f} MB; the limit is "
+                                f"{cfg.max_upload_mb:g} MB a file, {_MAX_FILES_PER_UPLOAD} files a request")
+        # A malformed form, or one with too many parts, is a 400 from Starlette itself.
+        form = await request.form(max_files=_MAX_FILES_PER_UPLOAD, max_fields=_MAX_FILES_PER_UPLOAD)
+        uploads = []
+        for item in form.getlist("files"):
+            if not isinstance(item, StarletteUpload):
+                raise HTTPException(status_code=400, detail="the 'files' fields must be files")
+            if item.size is not None and item.size > limit:
+                raise HTTPException(status_code=413, detail=f"{item.filename!r} is over the limit of "
+                                    f"{cfg.max_upload_mb:g} MB")
+            uploads.append((item.filename or "", await item.read()))
+        return await self.collections.add.remote(name, uploads)
+
+    @app.delete("/v1/collections/{name}/documents/{file:path}", dependencies=[Depends(_check_api_key)],
+                status_code=202)
+    async def remove_document(self, name: str, file: str, request: Request) -> dict:
+        return await self.collections.remove.remote(self._collection(request, name), file)
+
+    @app.get("/v1/collections/{name}/documents/{file:path}/pdf", dependencies=[Depends(_check_api_key)])
+    async def document_pdf(self, name: str, file: str, request: Request) -> FileResponse:
+        """The document itself, for the browser's PDF viewer (``#page=N``): only a name the folder listing holds."""
+        path = await self.collections.document_path.remote(self._collection(request, name), file)
+        return FileResponse(path, media_type="application/pdf", filename=Path(path).name,
+                            content_disposition_type="inline")
+
+    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(_check_api_key)])
+    async def get_job(self, job_id: str, request: Request) -> dict:
+        job = await self.collections.job.remote(job_id)
+        self._collection(request, job["collection"])  # a job of a collection beyond the key's reach does not exist
+        return job
 
     @app.post("/query", dependencies=[Depends(_check_api_key)])
-    async def query(self, req: QueryRequest) -> QueryResponse:
+    async def query(self, req: QueryRequest, http: Request) -> QueryResponse:
         history = [m.turn() for m in req.history]
-        request = self._request(req.question, history, req, req.max_tokens)
+        request = self._request(req.question, history, req, req.max_tokens, self._collection(http, req.collection))
         started = time.perf_counter()
         found = await self.pipeline.search(request)
         retrieved = time.perf_counter()
@@ -260,10 +375,11 @@ class Ingress:
             usage=_usage(answer.usage),
             finish_reason=answer.usage.finish_reason,
             model=self.settings.llm.model,
+            collection=request.collection,
         )
 
     @app.post("/v1/chat/completions", dependencies=[Depends(_check_api_key)])
-    async def chat(self, req: ChatCompletionRequest):
+    async def chat(self, req: ChatCompletionRequest, http: Request):
         unsupported = req.unsupported()
         if unsupported:
             raise HTTPException(status_code=400, detail=f"unsupported parameter(s): {', '.join(unsupported)}")
@@ -274,8 +390,11 @@ class Ingress:
         messages = [m.turn() for m in req.messages if m.role not in ("system", "developer")]
         if not messages or messages[-1]["role"] != "user":
             raise HTTPException(status_code=400, detail="the last message must come from the user")
+        # The collection: the extra body field, else a model name that is one, else the default.
+        named = req.collection or (req.model if req.model in self.settings.serve.collections else None)
         request = self._request(messages[-1]["content"], messages[:-1], req, req.max_completion_tokens or req.max_tokens,
-                                stop=req.stops, temperature=req.temperature, instructions=instructions)
+                                self._collection(http, named), stop=req.stops, temperature=req.temperature,
+                                instructions=instructions)
         found = await self.pipeline.search(request)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -300,18 +419,29 @@ class Ingress:
 
 
 def build_app(args: dict) -> serve.Application:
-    """The application graph. ``args``: ``index`` (required), ``config`` (YAML path), ``set`` (list of overrides).
+    """The application graph. ``args``: ``config`` (YAML path), ``set`` (list of overrides), and optionally ``index``
+    (with ``docs``): a collection named default, beside those the config names.
 
-    The API key is resolved here, where the user's environment is, and handed to the ingress replica as an argument:
+    The API keys are resolved here, where the user's environment is, and handed to the ingress replica as an argument:
     not inside the settings every replica receives, and not through a runtime environment, which Ray writes to its
     logs."""
-    if "index" not in args:
-        raise ValueError("build_app needs args.index: the index directory to serve")
-    settings = load_settings(args.get("config"), args.get("set", []))
-    settings_json = settings.model_dump_json(exclude={"serve": {"api_key"}})
+    overrides = list(args.get("set", []))
+    if args.get("index"):
+        overrides.append(f"serve.collections.default.index={json.dumps(str(args['index']))}")
+        if args.get("docs"):
+            overrides.append(f"serve.collections.default.docs={json.dumps(str(args['docs']))}")
+    settings = load_settings(args.get("config"), overrides)
     cfg = settings.serve
-    retriever = RetrieverDeployment.options(**cfg.retriever.serve_options()).bind(str(args["index"]), settings_json)
+    if not cfg.collections:
+        raise ValueError("nothing to serve: give args.index (rag serve --index DIR) or serve.collections in the config")
+    for collection in cfg.collections.values():
+        # Relative to where the application is built: replicas may start in another working directory.
+        collection.index = str(Path(collection.index).resolve())
+        collection.docs = collection.docs and str(Path(collection.docs).resolve())
+    settings_json = settings.model_dump_json(exclude={"serve": {"api_key"}})
+    collections = CollectionsDeployment.bind(settings_json)
+    retriever = RetrieverDeployment.options(**cfg.retriever.serve_options()).bind(settings_json, collections)
     generator = GeneratorDeployment.options(**cfg.generator.serve_options()).bind(settings_json)
     ingress_options = cfg.ingress.serve_options()
     ingress_options["backpressure_config"] = {"status_code": 503, "retry_after_s": cfg.retry_after_s}
-    return Ingress.options(**ingress_options).bind(retriever, generator, settings_json, resolve_api_key(cfg))
+    return Ingress.options(**ingress_options).bind(retriever, generator, collections, settings_json, resolve_keys(cfg))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from typing import TypeVar
 
 import ray
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from rag.answering import collect
 from rag.batching import ContinuousBatcher
@@ -20,8 +22,11 @@ from rag.engines import load_engine
 from rag.filters import Filters
 from rag.models import ModelThread, set_cpu_threads
 from rag.search import RetrievedChunk, Searcher, retrieval_query
+from rag.embedding import TextEncoder
+from rag.versions import IndexDir, NoIndex, open_index
 from serving.clients import request_from_payload
 
+log = logging.getLogger(__name__)
 _END = object()
 T = TypeVar("T")
 
@@ -47,33 +52,97 @@ def _load_on_model_thread(name: str, load: Callable[[float], T]) -> tuple[ModelT
 
 @serve.deployment(name="Retriever")
 class RetrieverDeployment:
-    """Query embedding batched across concurrent requests, then the shared search (filters, dense/BM25/hybrid, rerank)."""
+    """Every collection's search: query embedding batched across concurrent requests, then the shared search (filters,
+    dense/BM25/hybrid, rerank).
 
-    def __init__(self, index_dir: str, settings_json: str):
-        settings = Settings.model_validate_json(settings_json)
+    Each collection is served at its index's current version and followed there (rag.versions): every
+    ``serve.reload_interval_s`` the replica reads the version pointers, loads a new version beside the one
+    serving and swaps it in; requests already running finish on the version they started with. It reports
+    what it serves to ``registry`` (the Collections deployment), for /v1/collections."""
 
-        def load(num_gpus: float) -> Searcher:
-            searcher = Searcher.from_index_dir(index_dir, settings, gpu_fraction=num_gpus)
-            if settings.retrieval.mode != "dense":
-                searcher.bm25  # built now, not on the first request
-            return searcher
+    def __init__(self, settings_json: str, registry: DeploymentHandle | None = None):
+        self.settings = Settings.model_validate_json(settings_json)
+        self.registry = registry
+        self.replica = serve.get_replica_context().replica_id.unique_id
+        self.searchers: dict[str, Searcher | None] = {}  # None: no version yet, or an empty one
+        self.loaded: dict[str, str | None] = {}  # the version each collection serves
+        self._unloadable: dict[str, str] = {}  # collection -> a version that failed to load, until the pointer moves
+        num_cpus, self._num_gpus = _replica_resources()
+        self._model_thread = ModelThread("retriever")
+        self._model_thread.submit(set_cpu_threads, num_cpus).result()
+        for name in self.settings.serve.collections:
+            self.loaded[name], self.searchers[name] = self._load(name)
+        self._embed.set_max_batch_size(self.settings.serve.retriever.max_batch_size)
+        self._embed.set_batch_wait_timeout_s(self.settings.serve.retriever.batch_wait_timeout_s)
+        # Serve runs the constructor on the replica's event loop: the follower lives as long as the replica.
+        self._follower = asyncio.get_running_loop().create_task(self._follow(self.settings.serve.reload_interval_s))
 
-        self._model_thread, self.searcher = _load_on_model_thread("retriever", load)
-        self._embed.set_max_batch_size(settings.serve.retriever.max_batch_size)
-        self._embed.set_batch_wait_timeout_s(settings.serve.retriever.batch_wait_timeout_s)
+    def _load(self, name: str) -> tuple[str | None, Searcher | None]:
+        """The collection's current version and a searcher over it, checked, with its BM25 built now rather than on
+        the first request; no searcher while it has no version or an empty one. A query encoder already loaded for the
+        same model is shared."""
+        try:
+            store = open_index(self.settings.serve.collections[name].index)
+        except NoIndex:
+            return None, None
+        if not len(store.chunks):
+            return store.version, None
+        encoders = [s.encoder for s in self.searchers.values() if s is not None]
+        searcher = self._model_thread.submit(Searcher.over, store, self.settings, self._num_gpus, encoders).result()
+        if self.settings.retrieval.mode != "dense":
+            searcher.bm25
+        return store.version, searcher
+
+    async def _follow(self, interval_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            for name, collection in self.settings.serve.collections.items():
+                current = await loop.run_in_executor(None, IndexDir(collection.index).current_name)
+                if current in (self.loaded[name], self._unloadable.get(name)):
+                    continue
+                started = time.perf_counter()
+                try:
+                    version, searcher = await loop.run_in_executor(None, self._load, name)
+                except Exception:  # a broken version must not take the serving one down with it
+                    log.exception("collection %s: could not load version %s; still serving %s", name, current,
+                                  self.loaded[name])
+                    self._unloadable[name] = current
+                    continue
+                old = self.loaded[name]
+                self.loaded[name], self.searchers[name] = version, searcher
+                log.info("collection %s: now serving version %s (was %s; loaded in %.1f s)", name, version, old,
+                         time.perf_counter() - started)
+            if self.registry is not None:
+                try:
+                    await self.registry.report.remote(self.replica, dict(self.loaded))
+                except Exception as err:  # the registry restarting costs a report, not the follower
+                    log.warning("could not report versions: %r", err)
+            await asyncio.sleep(interval_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
-    async def _embed(self, queries: list[str]) -> list:
+    async def _embed(self, queries: list[tuple[TextEncoder, str]]) -> list:
+        """Queries to vectors, each by its collection's encoder (collections indexed with one model share a pass)."""
         loop = asyncio.get_running_loop()
-        return list(await loop.run_in_executor(self._model_thread, self.searcher.encoder.encode, queries))
+        vectors: list = [None] * len(queries)
+        for encoder in {id(e): e for e, _ in queries}.values():
+            mine = [i for i, (e, _) in enumerate(queries) if e is encoder]
+            encoded = await loop.run_in_executor(self._model_thread, encoder.encode, [queries[i][1] for i in mine])
+            for i, vector in zip(mine, encoded):
+                vectors[i] = vector
+        return vectors
 
     async def search(self, request: dict) -> dict:
         """``request``: an AnswerRequest's fields (serving.clients.request_payload); returns a SearchResult's."""
-        mode = request["mode"] or self.searcher.cfg.mode
+        name = request["collection"] or self.settings.serve.default()
+        searcher = self.searchers[name]  # one version for the whole request, whatever is swapped in meanwhile
+        if searcher is None:
+            raise NoIndex(f"collection {name!r} has no documents indexed yet")
+        mode = request["mode"] or searcher.cfg.mode
         started = time.perf_counter()
-        vector = await self._embed(retrieval_query(request["question"], request["history"])) if mode != "bm25" else None
+        query = retrieval_query(request["question"], request["history"])
+        vector = await self._embed((searcher.encoder, query)) if mode != "bm25" else None
         embed_ms = (time.perf_counter() - started) * 1000
-        found = self.searcher.search(
+        found = searcher.search(
             request["question"], request["top_k"], request["history"], Filters.model_validate(request["filters"]),
             mode, request["auto_filters"], vector=vector,
         )
@@ -83,9 +152,12 @@ class RetrieverDeployment:
         return asdict(found)
 
     def info(self) -> dict:
-        store = self.searcher.store
-        return {"chunks": len(store.chunks), "files": len(store.files), "model": store.embedding_model,
-                "device": self.searcher.encoder.device, "mode": self.searcher.cfg.mode}
+        collections = {
+            name: {"version": self.loaded[name], "chunks": len(s.store.chunks), "files": len(s.store.files),
+                   "model": s.store.embedding_model, "device": s.encoder.device} if s else {"version": self.loaded[name]}
+            for name, s in self.searchers.items()
+        }
+        return {"replica": self.replica, "mode": self.settings.retrieval.mode, "collections": collections}
 
 
 @serve.deployment(name="Generator")

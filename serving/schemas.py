@@ -56,6 +56,7 @@ class RetrievalInfo(BaseModel):
     boosts: dict[str, Any] = Field(description="Uncertain mentions (a bare year) that raised matching chunks")
     matched: list[str] = Field(description="What the question named that the filters and boosts came from")
     timings_ms: dict[str, float] = Field(description="The retriever's stages: filter, embed, dense, bm25, rerank, rank")
+    index_version: str = Field(description="The index version searched: every source of one answer comes from one")
 
 
 class RetrievalOptions(BaseModel):
@@ -68,6 +69,8 @@ class RetrievalOptions(BaseModel):
     auto_filters: bool | None = Field(
         None, description="Turn companies, tickers, forms and periods the question names into filters (default: config)"
     )
+    collection: str | None = Field(None, max_length=64, description="The collection to answer from (default: the "
+                                   "service's default; in chat completions a model naming a collection also selects it)")
 
 
 class QueryRequest(RetrievalOptions):
@@ -86,6 +89,7 @@ class QueryResponse(BaseModel):
     usage: UsageInfo
     finish_reason: Literal["stop", "length"]
     model: str
+    collection: str
 
 
 class StreamOptions(BaseModel):
@@ -159,3 +163,15 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class DocumentInfo(BaseModel):
+    file: str
+    status: Literal["indexed", "failed", "pending"] = Field(
+        description="pending: added, changed or removed since the current version; a job is making the next one")
+    reason: str | None = Field(None, description="Why a document failed")
+    pages: int | None = None
+    chunks: int | None = None
+    size_bytes: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Company, form, period as read from the document")
+    note: str | None = None

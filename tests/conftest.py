@@ -62,7 +62,8 @@ def free_port() -> int:
 
 
 def start_app(index_dir, overrides: list[str]) -> str:
-    """Deploy the application graph with Serve on this machine's loopback; returns its base URL once ready."""
+    """Deploy the application graph with Serve on this machine's loopback; returns its base URL once ready.
+    ``index_dir``: served as the collection named default; None when the overrides configure the collections."""
     import time
 
     import httpx
@@ -72,7 +73,7 @@ def start_app(index_dir, overrides: list[str]) -> str:
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    serve.run(build_app({"index": str(index_dir), "set": overrides}), name="rag", route_prefix="/")
+    serve.run(build_app({"index": index_dir and str(index_dir), "set": overrides}), name="rag", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -59,3 +59,37 @@ def test_serve_refuses_an_open_port_without_a_key(tmp_path, capsys, monkeypatch)
     monkeypatch.delenv("RAG_API_KEY", raising=False)
     assert main(["serve", "--index", str(tmp_path), "--set", "serve.host=0.0.0.0"]) == 2
     assert "--insecure" in capsys.readouterr().err
+
+
+def test_collections_and_scoped_keys(monkeypatch):
+    from rag.config import resolve_keys
+
+    two = ["serve.collections.a.index=/x/a", "serve.collections.b.index=/x/b", "serve.collections.b.docs=/x/docs"]
+    settings = load_settings(None, [*two, "serve.scoped_keys=[{key_env: KEY_A, collections: [a]}]"])
+    assert settings.serve.default() == "a" and settings.serve.collections["b"].docs == "/x/docs"
+    monkeypatch.delenv("RAG_API_KEY", raising=False)
+    monkeypatch.delenv("KEY_A", raising=False)
+    with pytest.raises(ValueError, match="KEY_A, which is not set"):  # never a service left open by a missing key
+        resolve_keys(settings.serve)
+    monkeypatch.setenv("KEY_A", "ka")
+    monkeypatch.setenv("RAG_API_KEY", "admin")
+    assert resolve_keys(settings.serve) == {"admin": None, "ka": ["a"]}
+    with pytest.raises(ValidationError, match=r"\['c'\] are named but not configured"):
+        load_settings(None, [*two, "serve.default_collection=c"])
+    with pytest.raises(ValidationError, match="collection name"):
+        load_settings(None, ["serve.collections.bad name.index=/x"])
+
+
+@pytest.mark.parametrize("name", ["../x.pdf", "a/b.pdf", "a\\b.pdf", ".hidden.pdf", "x..pdf", "", "x" * 201 + ".pdf",
+                                  "tab\there.pdf", "metadata.jsonl", "notes.txt"])
+def test_document_names_that_are_refused(name):
+    from serving.collections import UploadRefused, check_document_name
+
+    with pytest.raises(UploadRefused):
+        check_document_name(name)
+
+
+def test_document_names_that_are_taken():
+    from serving.collections import check_document_name
+
+    assert check_document_name("2023 Q3 AAPL (final).PDF") == "2023 Q3 AAPL (final).PDF"

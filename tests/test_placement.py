@@ -6,6 +6,7 @@ import pytest
 
 from ingest.job import IngestError, run_ingest
 from rag.config import load_settings
+from rag.versions import current_manifest
 from tests.pdf_factory import text_pdf
 
 TOPICS = ["revenue", "inventory", "leases", "goodwill", "taxes", "dividends", "litigation", "segments"]
@@ -68,7 +69,6 @@ def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_do
 @pytest.mark.slow  # a second process joining the cluster: 19 s
 def test_cli_joins_an_existing_cluster(ray_cluster, many_small_docs, tmp_path):
     """`rag ingest --address` runs its work on the cluster it is pointed at, not on a Ray of its own."""
-    import json
     import os
     import subprocess
     import sys
@@ -83,6 +83,6 @@ def test_cli_joins_an_existing_cluster(ray_cluster, many_small_docs, tmp_path):
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    workers = json.loads((index_dir / "manifest.json").read_text())["run"]["embed_workers"]
+    workers = current_manifest(index_dir)["run"]["embed_workers"]
     cluster_nodes = {node["NodeID"][:8] for node in ray.nodes() if node["Alive"]}
     assert workers and {w["worker"].split(":")[0] for w in workers} <= cluster_nodes

@@ -106,7 +106,7 @@ def test_cross_encoder_reranks_inside_the_filters(small_index, tmp_path):
 def test_rag_docs_and_rag_search_show_metadata_and_filters(small_index, capsys):
     from cli.main import main as rag_main
 
-    assert rag_main(["docs", "--index", str(small_index)]) == 0
+    assert rag_main(["docs", "list", "--index", str(small_index)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:7] == ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end"]
     nvda = next(line for line in lines if line.startswith("2022 Q3 NVDA.pdf"))

@@ -178,7 +178,7 @@ def test_api_key_and_probes(url):
     assert httpx.get(f"{url}/readyz", params={"verbose": "true"}).json() == {"status": "ready"}
     ready = _details(url)
     assert ready["status"] == "ready"
-    assert ready["retriever"]["chunks"] > 100 and ready["generator"]["device"] == "cpu"
+    assert ready["retriever"]["collections"]["default"]["chunks"] > 100 and ready["generator"]["device"] == "cpu"
 
 
 def test_the_key_is_in_no_log(url):

@@ -1,0 +1,184 @@
+"""An index directory of immutable versions and a pointer to the current one.
+
+    INDEX_DIR/
+      CURRENT              the current version's name; replaced whole (os.replace), never absent once written
+      versions/v000007/    one complete index (rag.index: faiss.index, chunks.parquet, embeddings.npy, manifest.json)
+      .lock                held by the one writer (an ingestion, a rollback) for as long as it writes
+      .staging-*/          a version being written; a writer that died left it, the next writer removes it
+
+A reader resolves CURRENT once and opens that version as a whole, so it never sees a mix of two runs;
+a writer builds a new version beside the others and then flips CURRENT. An index written before
+versions existed (the four files at the top level) is read as it is and becomes version v000000 on
+the next write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.index import INDEX_FILES, MANIFEST_FILE
+from rag.locks import LockBusy, exclusive
+
+if TYPE_CHECKING:
+    from rag.index import IndexStore
+
+log = logging.getLogger(__name__)
+
+POINTER = "CURRENT"
+VERSIONS = "versions"
+LOCK = ".lock"
+_STAGING = ".staging-"
+_LEGACY = "v000000"
+
+
+class IndexBusy(Exception):
+    """Another writer holds the index; the message says who."""
+
+
+class NoIndex(FileNotFoundError):
+    """The directory holds no version yet."""
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str
+    path: Path
+    current: bool
+
+
+class IndexDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def current_name(self) -> str | None:
+        """The current version's name; None when there is none. An unversioned index reads as v000000."""
+        try:
+            return (self.root / POINTER).read_text().strip()
+        except FileNotFoundError:
+            return _LEGACY if (self.root / MANIFEST_FILE).is_file() else None
+
+    def current(self) -> Version:
+        name = self.current_name()
+        if name is None:
+            raise NoIndex(f"{self.root} holds no index yet: run `rag ingest DOCS --index {self.root}` first")
+        path = self.root if name == _LEGACY and not (self.root / POINTER).exists() else self.root / VERSIONS / name
+        return Version(name, path, True)
+
+    def versions(self) -> list[Version]:
+        """Every complete version, oldest first."""
+        current = self.current_name()
+        found = sorted(p for p in (self.root / VERSIONS).glob("v*") if (p / MANIFEST_FILE).is_file())
+        versions = [Version(p.name, p, p.name == current) for p in found]
+        if current == _LEGACY and not (self.root / POINTER).exists():
+            versions.insert(0, Version(_LEGACY, self.root, True))
+        return versions
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self, wait_s: float | None = 0, purpose: str = "an ingestion") -> Iterator["Writer"]:
+        """The index for writing, one writer at a time. ``wait_s``: how long to wait for another writer
+        (None: as long as it takes); past it, IndexBusy."""
+        try:
+            with exclusive(self.root / LOCK, wait_s, purpose):
+                writer = Writer(self)
+                writer.clean_staging()
+                yield writer
+        except LockBusy as busy:
+            raise IndexBusy(f"{self.root} is being written: {busy}. Wait for it to finish, or wait for it "
+                            "(rag ingest --wait SECONDS)") from None
+
+
+class Writer:
+    """What the holder of an index's lock may do."""
+
+    def __init__(self, index: IndexDir):
+        self.index = index
+        self.root = index.root
+
+    def clean_staging(self) -> None:
+        for stale in self.root.glob(_STAGING + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A directory to write a version into; removed if writing fails."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=_STAGING, dir=self.root))
+        try:
+            yield path
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    def publish(self, staged: Path, keep: int) -> str:
+        """Make ``staged`` the next version and the current one; keep the newest ``keep`` versions (and the current)."""
+        self._adopt_legacy()
+        versions = self.root / VERSIONS
+        versions.mkdir(exist_ok=True)
+        taken = [int(p.name[1:]) for p in versions.glob("v*") if p.name[1:].isdigit()]
+        name = f"v{max(taken, default=0) + 1:06d}"
+        staged.rename(versions / name)
+        self.point_to(name)
+        self.prune(keep)
+        return name
+
+    def point_to(self, name: str) -> None:
+        if not (self.root / VERSIONS / name / MANIFEST_FILE).is_file():
+            raise FileNotFoundError(f"{self.root} has no version {name}: `rag index versions` lists them")
+        tmp = self.root / f".{POINTER}.tmp-{os.getpid()}"
+        tmp.write_text(name + "\n")
+        tmp.replace(self.root / POINTER)  # atomic: a reader sees the old name or the new one
+
+    def prune(self, keep: int) -> None:
+        current = self.index.current_name()
+        found = sorted(p for p in (self.root / VERSIONS).glob("v*") if p.is_dir())
+        for old in found[:-keep] if keep else found:
+            if old.name != current:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _adopt_legacy(self) -> None:
+        """An unversioned index becomes v000000: linked in, pointed to, and only then removed from the top level,
+        so a reader finds one or the other at every moment."""
+        if (self.root / POINTER).exists() or not (self.root / MANIFEST_FILE).is_file():
+            return
+        target = self.root / VERSIONS / _LEGACY
+        target.mkdir(parents=True, exist_ok=True)
+        for name in INDEX_FILES:
+            if (self.root / name).exists() and not (target / name).exists():
+                os.link(self.root / name, target / name)
+        self.point_to(_LEGACY)
+        for name in INDEX_FILES:
+            (self.root / name).unlink(missing_ok=True)
+
+
+def open_index(root: str | Path) -> "IndexStore":
+    """The current version of the index at ``root``, loaded and checked. A version pruned between reading the pointer
+    and opening it (several versions published in that moment) is followed to the new current one."""
+    from rag.index import IndexStore
+
+    index = IndexDir(root)
+    while True:
+        version = index.current()
+        try:
+            return IndexStore(version.path, version.name)
+        except Exception:
+            if index.current_name() == version.name and version.path.exists():
+                raise  # no race: this version itself cannot be read
+            log.info("version %s of %s went while being opened; opening the current one", version.name, root)
+
+
+def current_manifest(root: str | Path) -> dict:
+    """The current version's manifest (what was indexed, how, and the run's figures)."""
+    return json.loads((IndexDir(root).current().path / MANIFEST_FILE).read_text())

@@ -1,0 +1,287 @@
+"""The Collections deployment: each collection's documents, the ingestion jobs that turn them into index versions,
+and which version each retriever replica serves.
+
+One replica (it holds the job queue). Documents go into the collection's folder and a job runs the same
+``ingest.job.run_ingest`` as ``rag ingest`` (the Ray Data pipeline, on the cluster), pruning what left the
+folder. While a job runs, further changes wait for one more job, so a burst of uploads costs two runs at
+most, never a queue of full ones. The folder is the truth: documents changed while no service ran are
+picked up when this replica starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ray import serve
+
+from ingest.job import Progress, run_ingest
+from ingest.manifest import document_paths, hash_file
+from ingest.metadata import SIDECAR_FILE
+from rag.config import CollectionConfig, Settings
+from rag.versions import IndexDir, NoIndex, current_manifest
+
+log = logging.getLogger(__name__)
+
+_JOBS_KEPT = 200
+_MAX_NAME = 200
+
+
+class UploadRefused(ValueError):
+    """An upload or deletion that is not acceptable; ``status`` is the HTTP status it deserves."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(LookupError):
+    """No such document or job (or one the caller may not see)."""
+
+
+def check_document_name(name: str) -> str:
+    """A new document's file name, as stored in the collection's folder: one plain name ending in .pdf."""
+    if not name or len(name) > _MAX_NAME:
+        raise UploadRefused(f"a file name must have 1 to {_MAX_NAME} characters")
+    if "/" in name or "\\" in name or ".." in name:
+        raise UploadRefused(f"{name!r}: a file name may not contain path separators or '..'")
+    if name.startswith(".") or any(ord(c) < 32 or ord(c) == 127 for c in name) or name == SIDECAR_FILE:
+        raise UploadRefused(f"{name!r}: hidden names, control characters and {SIDECAR_FILE} are not accepted")
+    if not name.lower().endswith(".pdf"):
+        raise UploadRefused(f"{name!r}: only PDF files (.pdf) are accepted", 415)
+    return name
+
+
+def _store(folder: Path, uploads: list[tuple[str, bytes]]) -> None:
+    for filename, data in uploads:
+        # Written beside its final name and renamed: a job never reads half a file (hidden names are not read).
+        tmp = folder / f".upload-{uuid.uuid4().hex}"
+        tmp.write_bytes(data)
+        os.replace(tmp, folder / filename)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Job:
+    collection: str
+    changes: list[str]  # "+name" added or replaced, "-name" removed, "*" picked up at start
+    id: str = field(default_factory=lambda: f"job-{uuid.uuid4().hex[:12]}")
+    state: str = "queued"  # queued, running, succeeded, failed
+    created_at: str = field(default_factory=_now)
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: dict = field(default_factory=dict)  # files_total, files_seen, chunks_embedded
+    version: str | None = None  # published by this job
+    result: dict | None = None  # files indexed and failed, chunks, seconds
+    error: str | None = None
+
+
+# No CPU reserved: it mostly waits, and the jobs it starts reserve their own for their tasks and actors.
+@serve.deployment(name="Collections", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+class CollectionsDeployment:
+    def __init__(self, settings_json: str):
+        self.settings = Settings.model_validate_json(settings_json)
+        self.collections: dict[str, CollectionConfig] = self.settings.serve.collections
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self._running: dict[str, Job] = {}
+        self._queued: dict[str, Job] = {}
+        self._replicas: dict[str, tuple[float, dict]] = {}  # retriever replica -> (when it reported, its versions)
+        self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> content hash
+        self._tasks: set[asyncio.Task] = set()
+        for name, collection in self.collections.items():
+            if collection.docs:
+                Path(collection.docs).mkdir(parents=True, exist_ok=True)
+                if any(d["status"] == "pending" for d in self._documents(name)):
+                    self._schedule(name, "*")
+
+    # ---- what retriever replicas serve ---------------------------------------------------------
+
+    # Every method is a coroutine: Serve then runs it on the replica's event loop, where the job queue lives, rather than
+    # on a thread of its pool; file work is handed to threads explicitly.
+
+    async def report(self, replica: str, versions: dict[str, str | None]) -> None:
+        self._replicas[replica] = (time.monotonic(), versions)
+
+    def _serving(self, name: str) -> dict[str, str | None]:
+        """The version each live retriever replica serves (one that stopped reporting has gone)."""
+        fresh = 3 * self.settings.serve.reload_interval_s + 30
+        now = time.monotonic()
+        return {replica: versions.get(name) for replica, (seen, versions) in sorted(self._replicas.items())
+                if now - seen < fresh}
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    async def overview(self, names: list[str]) -> list[dict]:
+        on_disk = await asyncio.to_thread(lambda: [self._on_disk(name) for name in names])
+        return [{"name": name, **disk, "writable": self.collections[name].docs is not None,
+                 "replicas": self._serving(name),
+                 "jobs": [job.id for job in (self._running.get(name), self._queued.get(name)) if job]}
+                for name, disk in zip(names, on_disk)]
+
+    def _on_disk(self, name: str) -> dict:
+        """The collection's current version as its manifest describes it."""
+        index = self.collections[name].index
+        try:
+            manifest = current_manifest(index)
+        except NoIndex:
+            return {"version": None, "updated_at": None, "documents": 0, "failed": 0, "chunks": 0}
+        files = manifest["files"]
+        return {"version": IndexDir(index).current_name(), "updated_at": manifest["created_at"],
+                "documents": sum(e["status"] != "failed" for e in files),
+                "failed": sum(e["status"] == "failed" for e in files), "chunks": manifest["index"]["vectors"]}
+
+    async def documents(self, name: str) -> list[dict]:
+        return await asyncio.to_thread(self._documents, name)
+
+    def _documents(self, name: str) -> list[dict]:
+        """Each document with its status: indexed, failed (with the reason) or pending (changed since the current
+        version, waiting for a job)."""
+        collection = self.collections[name]
+        try:
+            entries = {e["file"]: e for e in current_manifest(collection.index)["files"]}
+        except NoIndex:
+            entries = {}
+        present = document_paths(Path(collection.docs)) if collection.docs else None
+        rows = []
+        for file, path in (present or {}).items():
+            entry = entries.get(file)
+            if entry and entry["doc_hash"] == self._hash(path):
+                rows.append(self._indexed(entry))
+            else:
+                rows.append({"file": file, "status": "pending", "size_bytes": path.stat().st_size})
+        for file, entry in entries.items():
+            if present is None:
+                rows.append(self._indexed(entry))
+            elif file not in present and entry["status"] != "failed":
+                rows.append({**self._indexed(entry), "status": "pending",
+                             "note": "removed from the folder: its chunks leave with the next version"})
+        return sorted(rows, key=lambda row: row["file"])
+
+    @staticmethod
+    def _indexed(entry: dict) -> dict:
+        return {"file": entry["file"], "status": "failed" if entry["status"] == "failed" else "indexed",
+                "reason": entry.get("reason"), "pages": entry["pages"], "chunks": entry["chunks"],
+                "size_bytes": entry["size_bytes"], "metadata": entry.get("metadata", {}), "note": entry.get("note")}
+
+    def _hash(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = hash_file(path)
+        return self._hashes[key]
+
+    async def document_path(self, name: str, file: str) -> str:
+        """Where a document of the collection lies: its documents folder, or for a read-only collection the folder
+        its current version was made from. Only names the folder listing holds are answered."""
+        collection = self.collections[name]
+        folder = collection.docs
+        if folder is None:
+            try:
+                folder = (await asyncio.to_thread(current_manifest, collection.index))["docs_dir"]
+            except NoIndex:
+                folder = None
+        present = await asyncio.to_thread(document_paths, Path(folder)) if folder else {}
+        if file not in present:
+            raise NotFound(f"document {file!r} not found in collection {name!r}")
+        return str(present[file])
+
+    async def job(self, job_id: str) -> dict:
+        if job_id not in self.jobs:
+            raise NotFound(f"job {job_id!r} not found")
+        return asdict(self.jobs[job_id])
+
+    # ---- changing -----------------------------------------------------------------------------
+
+    def _folder(self, name: str) -> Path:
+        docs = self.collections[name].docs
+        if docs is None:
+            raise UploadRefused(f"collection {name!r} is read-only here: it has no documents folder configured", 409)
+        return Path(docs)
+
+    async def add(self, name: str, uploads: list[tuple[str, bytes]]) -> dict:
+        """Store the PDFs (all of them or, if one is refused, none) and schedule the job that indexes them."""
+        folder = self._folder(name)
+        limit = self.settings.serve.max_upload_mb * 1024 * 1024
+        if not uploads:
+            raise UploadRefused("no files in the upload: send them as multipart form fields named 'files'")
+        for filename, data in uploads:
+            check_document_name(filename)
+            if len(data) > limit:
+                raise UploadRefused(f"{filename!r} has {len(data) / 2**20:.1f} MB; the limit is "
+                                    f"{self.settings.serve.max_upload_mb:g} MB", 413)
+            if not data.startswith(b"%PDF-"):
+                raise UploadRefused(f"{filename!r} is not a PDF (it does not start with %PDF-)", 415)
+        await asyncio.to_thread(_store, folder, uploads)
+        job = self._schedule(name, *(f"+{filename}" for filename, _ in uploads))
+        digests = {filename: hashlib.sha256(data).hexdigest() for filename, data in uploads}
+        return {"job": asdict(job), "files": [{"file": f, "status": "pending", "doc_hash": h} for f, h in digests.items()]}
+
+    async def remove(self, name: str, file: str) -> dict:
+        """Take a document out of the folder and schedule the job that takes its chunks out of the index."""
+        folder = self._folder(name)
+        present = await asyncio.to_thread(document_paths, folder)
+        if file not in present:  # only a name listed in the folder is ever removed: no path from outside is used
+            raise NotFound(f"document {file!r} not found in collection {name!r}")
+        await asyncio.to_thread(present[file].unlink)
+        return {"job": asdict(self._schedule(name, f"-{file}")), "file": file, "status": "pending"}
+
+    def _schedule(self, name: str, *changes: str) -> Job:
+        """The job that will include ``changes``: the queued one if there is one, else a new one, started now unless
+        one is running."""
+        job = self._queued.get(name)
+        if job is not None:
+            job.changes.extend(changes)
+            return job
+        job = Job(name, list(changes))
+        self.jobs[job.id] = job
+        while len(self.jobs) > _JOBS_KEPT:
+            self.jobs.popitem(last=False)
+        if name in self._running:
+            self._queued[name] = job
+        else:
+            self._start(job)
+        return job
+
+    def _start(self, job: Job) -> None:
+        self._running[job.collection] = job
+        task = asyncio.get_running_loop().create_task(self._run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: Job) -> None:
+        collection = self.collections[job.collection]
+        job.state, job.started_at = "running", _now()
+
+        def progress(done: Progress) -> None:
+            job.progress = asdict(done)
+
+        try:
+            # The lock in run_ingest waits for a `rag ingest` of the same index from outside, rather than failing.
+            result = await asyncio.to_thread(run_ingest, collection.docs, collection.index, self.settings, True, None,
+                                             progress)
+        except Exception as err:  # the job fails with its reason; the current version goes on serving
+            log.exception("job %s for collection %s failed", job.id, job.collection)
+            job.state, job.error = "failed", str(err) or type(err).__name__
+        else:
+            files = result.manifest.files
+            job.state, job.version = "succeeded", result.version
+            job.result = {"indexed": sum(e.status != "failed" for e in files),
+                          "failed": {e.file: e.reason for e in files if e.status == "failed"},
+                          "chunks": result.chunks_total, "seconds": result.manifest.run.seconds}
+        finally:
+            job.finished_at = _now()
+            del self._running[job.collection]
+            queued = self._queued.pop(job.collection, None)
+            if queued is not None:
+                self._start(queued)

@@ -1,0 +1,351 @@
+"use strict";
+// The service's page: plain JavaScript over its own HTTP API (chat completions, collections, documents, jobs).
+// No build step and nothing loaded from anywhere else.
+
+const $ = (id) => document.getElementById(id);
+const state = { collection: null, writable: false, history: [], controller: null };
+const MAX_TURNS = 10; // earlier turns sent with a question: the service caps messages anyway
+
+// ---- the API key: asked for once, kept for this tab, or on this computer if the user ticks "remember" -------------
+
+function storedKey() {
+  return sessionStorage.getItem("rag-key") || localStorage.getItem("rag-key");
+}
+
+function askForKey() {
+  const dialog = $("key-dialog");
+  $("key").value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    const done = (given) => {
+      $("key-form").onsubmit = null;
+      $("key-cancel").onclick = null;
+      dialog.close();
+      resolve(given);
+    };
+    $("key-form").onsubmit = (event) => {
+      event.preventDefault();
+      sessionStorage.setItem("rag-key", $("key").value);
+      if ($("remember").checked) localStorage.setItem("rag-key", $("key").value);
+      else localStorage.removeItem("rag-key");
+      done(true);
+    };
+    $("key-cancel").onclick = () => done(false);
+  });
+}
+
+// ---- requests ---------------------------------------------------------------------------------------------------
+
+async function problem(response) {
+  let detail = response.statusText;
+  try {
+    const body = await response.json();
+    detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+  } catch (_) { /* not JSON: the status text says enough */ }
+  if (response.status === 503) {
+    const wait = response.headers.get("Retry-After");
+    return new Error(`The service is busy (503): ${detail}.` + (wait ? ` Retry in ${wait} s.` : ""));
+  }
+  return new Error(`${response.status}: ${detail}`);
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  const key = storedKey();
+  if (key) headers.set("Authorization", `Bearer ${key}`);
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    sessionStorage.removeItem("rag-key");
+    localStorage.removeItem("rag-key");
+    if (await askForKey()) return api(path, options);
+  }
+  if (!response.ok) throw await problem(response);
+  return response;
+}
+
+function say(element, text, isError = false) {
+  element.textContent = text;
+  element.classList.toggle("error", isError);
+}
+
+// ---- collections ------------------------------------------------------------------------------------------------
+
+async function loadCollections() {
+  const { data } = await (await api("/v1/collections")).json();
+  const select = $("collection");
+  select.replaceChildren(...data.map((c) => new Option(`${c.name} (${c.documents} documents)`, c.name)));
+  const wanted = sessionStorage.getItem("rag-collection");
+  state.collection = data.some((c) => c.name === wanted) ? wanted : data[0] && data[0].name;
+  select.value = state.collection;
+  state.writable = Boolean(data.find((c) => c.name === state.collection)?.writable);
+  await loadDocuments();
+}
+
+// ---- chat -------------------------------------------------------------------------------------------------------
+
+function addMessage(role, text) {
+  const item = document.createElement("li");
+  item.className = role;
+  const label = document.createElement("div");
+  label.className = "role";
+  label.textContent = role === "user" ? "You" : "Answer";
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  item.append(label, body);
+  $("messages").append(item);
+  return item;
+}
+
+function showSources(item, citations, retrieval) {
+  const list = document.createElement("ol");
+  list.className = "sources";
+  list.setAttribute("aria-label", "Sources");
+  for (const citation of citations) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = `${citation.file}, p. ${citation.page} (score ${citation.score.toFixed(3)})`;
+    button.onclick = () => openSource(citation);
+    const entry = document.createElement("li");
+    entry.append(button);
+    list.append(entry);
+  }
+  item.append(list);
+  const applied = Object.entries(retrieval.filters || {}).map(([k, v]) => `${k}=${[].concat(v).join("|")}`);
+  const note = document.createElement("p");
+  note.className = "applied";
+  note.textContent = `Searched ${retrieval.mode}` + (applied.length ? `, filtered by ${applied.join(", ")}` : "") +
+    (retrieval.index_version ? ` (index ${retrieval.index_version})` : "");
+  item.append(note);
+}
+
+async function* serverEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+      if (data === "[DONE]") return;
+      if (data) yield JSON.parse(data);
+    }
+  }
+}
+
+async function ask(question) {
+  addMessage("user", question);
+  const item = addMessage("assistant", "");
+  const text = item.querySelector(".text");
+  const messages = [...state.history.slice(-2 * MAX_TURNS), { role: "user", content: question }];
+  state.controller = new AbortController();
+  $("stop").disabled = false;
+  $("send").disabled = true;
+  say($("status"), "Searching and answering…");
+  try {
+    const response = await api("/v1/chat/completions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: state.collection, collection: state.collection, messages, stream: true }),
+      signal: state.controller.signal,
+    });
+    for await (const event of serverEvents(response)) {
+      if (event.error) throw new Error(`${event.error.code}: ${event.error.message}`);
+      const delta = event.choices[0] && event.choices[0].delta;
+      if (delta && delta.content) text.textContent += delta.content;
+      if (event.citations) showSources(item, event.citations, event.retrieval);
+    }
+    state.history.push({ role: "user", content: question }, { role: "assistant", content: text.textContent });
+    say($("status"), "");
+  } catch (error) {
+    if (error.name === "AbortError") {
+      text.textContent += " [stopped]";
+      say($("status"), "Stopped.");
+    } else {
+      item.querySelector(".role").classList.add("error");
+      say($("status"), error.message, true);
+    }
+  } finally {
+    state.controller = null;
+    $("stop").disabled = true;
+    $("send").disabled = false;
+  }
+}
+
+// ---- a source: its passage, and the PDF at its page ---------------------------------------------------------------
+
+function selectTab(name) {
+  for (const tab of ["source", "documents"]) {
+    $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+    $(tab).hidden = tab !== name;
+  }
+}
+
+async function openSource(citation) {
+  selectTab("source");
+  const panel = $("source");
+  const title = document.createElement("h2");
+  title.textContent = `${citation.file}, page ${citation.page}`;
+  const passage = document.createElement("blockquote");
+  passage.textContent = citation.text;
+  const status = document.createElement("p");
+  status.setAttribute("role", "status");
+  panel.replaceChildren(title, passage, status);
+  const path = `/v1/collections/${encodeURIComponent(state.collection)}/documents/${encodeURIComponent(citation.file)}/pdf`;
+  try {
+    // Fetched with the key (a frame cannot send it), then shown by the browser's own viewer at the page.
+    const blob = await (await api(path)).blob();
+    const url = `${URL.createObjectURL(blob)}#page=${citation.page}`;
+    const frame = document.createElement("iframe");
+    frame.title = `${citation.file}, page ${citation.page}`;
+    frame.src = url;
+    const link = document.createElement("a");
+    link.href = url;
+    link.target = "_blank";
+    link.textContent = "Open the PDF in a new tab";
+    panel.append(link, frame);
+  } catch (error) {
+    say(status, error.message, true);
+  }
+}
+
+// ---- documents --------------------------------------------------------------------------------------------------
+
+async function loadDocuments() {
+  if (!state.collection) return;
+  const path = `/v1/collections/${encodeURIComponent(state.collection)}/documents`;
+  const { data } = await (await api(path)).json();
+  $("documents-caption").textContent = `Documents in ${state.collection} (${data.length})`;
+  $("drop").hidden = !state.writable;
+  $("document-rows").replaceChildren(...data.map((doc) => {
+    const row = document.createElement("tr");
+    const cells = [doc.file, doc.status + (doc.reason ? `: ${doc.reason}` : ""), doc.pages ?? "", doc.chunks ?? ""];
+    for (const value of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.append(cell);
+    }
+    row.children[1].className = doc.status;
+    const actions = document.createElement("td");
+    if (state.writable) {
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "Delete";
+      remove.setAttribute("aria-label", `Delete ${doc.file}`);
+      remove.onclick = () => removeDocument(doc.file);
+      actions.append(remove);
+    }
+    row.append(actions);
+    return row;
+  }));
+}
+
+async function followJob(job) {
+  const line = $("job");
+  while (job.state === "queued" || job.state === "running") {
+    const progress = job.progress && job.progress.files_total
+      ? `: ${job.progress.files_seen} of ${job.progress.files_total} files read, ${job.progress.chunks_embedded} chunks embedded`
+      : "";
+    say(line, `Indexing (${job.state})${progress}…`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    job = await (await api(`/v1/jobs/${encodeURIComponent(job.id)}`)).json();
+    await loadDocuments();
+  }
+  if (job.state === "failed") {
+    say(line, `Indexing failed: ${job.error}`, true);
+    return;
+  }
+  say(line, `Version ${job.version} published; waiting for the service to serve it…`);
+  for (;;) {
+    const view = await (await api(`/v1/collections/${encodeURIComponent(job.collection)}`)).json();
+    const versions = Object.values(view.replicas);
+    if (versions.length && versions.every((v) => v === job.version)) break;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const failed = Object.keys(job.result.failed);
+  say(line, `Live: version ${job.version}, ${job.result.indexed} documents, ${job.result.chunks} chunks.` +
+    (failed.length ? ` Not indexed: ${failed.join(", ")} (see the reasons below).` : ""));
+  await loadCollections();
+}
+
+async function upload(files) {
+  const form = new FormData();
+  for (const file of files) form.append("files", file, file.name);
+  try {
+    const path = `/v1/collections/${encodeURIComponent(state.collection)}/documents`;
+    const { job } = await (await api(path, { method: "POST", body: form })).json();
+    await loadDocuments();
+    await followJob(job);
+  } catch (error) {
+    say($("job"), error.message, true);
+  }
+}
+
+async function removeDocument(file) {
+  if (!confirm(`Delete ${file} from ${state.collection}? Its passages leave the answers once the new version is live.`)) {
+    return;
+  }
+  try {
+    const path = `/v1/collections/${encodeURIComponent(state.collection)}/documents/${encodeURIComponent(file)}`;
+    const { job } = await (await api(path, { method: "DELETE" })).json();
+    await loadDocuments();
+    await followJob(job);
+  } catch (error) {
+    say($("job"), error.message, true);
+  }
+}
+
+// ---- wiring -----------------------------------------------------------------------------------------------------
+
+$("ask").onsubmit = (event) => {
+  event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question || state.controller) return;
+  $("question").value = "";
+  ask(question);
+};
+$("question").onkeydown = (event) => {
+  if (event.key === "Enter" && !event.shiftKey) {
+    event.preventDefault();
+    $("ask").requestSubmit();
+  }
+};
+$("stop").onclick = () => state.controller && state.controller.abort();
+$("clear").onclick = () => {
+  state.history = [];
+  $("messages").replaceChildren();
+};
+$("collection").onchange = async (event) => {
+  state.collection = event.target.value;
+  sessionStorage.setItem("rag-collection", state.collection);
+  state.history = [];
+  $("messages").replaceChildren();
+  await loadCollections();
+};
+$("key-button").onclick = async () => {
+  if (await askForKey()) await loadCollections();
+};
+$("tab-source").onclick = () => selectTab("source");
+$("tab-documents").onclick = () => selectTab("documents");
+$("files").onchange = (event) => upload([...event.target.files]);
+const drop = $("drop");
+drop.ondragover = (event) => { event.preventDefault(); drop.classList.add("over"); };
+drop.ondragleave = () => drop.classList.remove("over");
+drop.ondrop = (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  upload([...event.dataTransfer.files]);
+};
+drop.onkeydown = (event) => {
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    $("files").click();
+  }
+};
+
+loadCollections().catch((error) => say($("status"), error.message, true));

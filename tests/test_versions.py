@@ -1,0 +1,150 @@
+"""Versioned index directories: one writer at a time, readers that never see a mix, rollback, and the old layout."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import threading
+import time
+
+import faiss
+import numpy as np
+import pandas as pd
+import pytest
+
+from cli.main import main as rag_main
+from rag.config import IndexConfig
+from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE, MANIFEST_FILE, build_index
+from rag.versions import LOCK, IndexBusy, IndexDir, open_index
+
+
+def write_version(path, tag: str, n: int) -> None:
+    """A small complete index whose every chunk says which version it belongs to."""
+    chunks = pd.DataFrame({c: [None] * n for c in CHUNK_COLUMNS})
+    chunks["file"], chunks["page"], chunks["chunk_index"] = f"{tag}.pdf", 1, range(n)
+    chunks["text"], chunks["header"] = tag, ""
+    vectors = np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
+    faiss.write_index(build_index(vectors, IndexConfig())[0], str(path / INDEX_FILE))
+    chunks.to_parquet(path / CHUNKS_FILE, index=False)
+    np.save(path / EMBEDDINGS_FILE, vectors)
+    (path / MANIFEST_FILE).write_text(json.dumps({"index": {"vectors": n}, "embedding": {}, "created_at": tag,
+                                                  "files": [], "run": {}}))
+
+
+def publish(root, tag: str, n: int, keep: int = 3) -> str:
+    with IndexDir(root).writing() as writer, writer.staging() as staged:
+        write_version(staged, tag, n)
+        return writer.publish(staged, keep)
+
+
+def test_publish_points_to_the_new_version_and_keeps_a_few(tmp_path):
+    root = tmp_path / "index"
+    names = [publish(root, f"t{i}", 5 + i, keep=2) for i in range(4)]
+    assert names == ["v000001", "v000002", "v000003", "v000004"]
+    assert [(v.name, v.current) for v in IndexDir(root).versions()] == [("v000003", False), ("v000004", True)]
+    store = open_index(root)
+    assert (store.version, len(store.chunks), set(store.chunks["text"])) == ("v000004", 8, {"t3"})
+    assert not list(root.glob(".staging-*"))
+
+
+def _publish_forever(root: str, stop) -> None:
+    i = 0
+    while not stop.is_set():
+        publish(root, f"tag{i}", 3 + i % 7, keep=2)
+        i += 1
+
+
+def test_readers_see_one_version_whole_while_another_process_publishes(tmp_path):
+    root = tmp_path / "index"
+    publish(root, "first", 3)
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or locks inherited from pytest
+    stop = spawn.Event()
+    writer = spawn.Process(target=_publish_forever, args=(str(root), stop))
+    writer.start()
+    seen, errors = set(), []
+
+    def read() -> None:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            try:
+                store = open_index(root)
+            except Exception as err:  # noqa: BLE001 - any failure to read is what this test looks for
+                errors.append(repr(err))
+                continue
+            tags = set(store.chunks["text"])
+            n = len(store.chunks)
+            # One version's chunks, FAISS rows and manifest, never parts of two.
+            if len(tags) != 1 or store.index.ntotal != n or store.manifest["created_at"] not in tags:
+                errors.append(f"mixed: {tags}, {n} chunks, {store.index.ntotal} vectors")
+            seen.add(store.version)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    writer.join(30)
+    assert errors == []
+    assert len(seen) > 3, seen  # the readers really raced the publisher
+
+
+HOLD = """
+import sys, time
+from rag.versions import IndexDir
+with IndexDir(sys.argv[1]).writing(purpose="a test holding the lock"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_writer_is_refused_or_waits_and_a_killed_one_leaves_no_lock(tmp_path):
+    root = tmp_path / "index"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(root), "60"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(IndexBusy, match=f"a test holding the lock \\(pid {holder.pid}"):
+        publish(root, "refused", 3)
+    assert rag_main(["index", "rollback", "--index", str(root)]) == 2  # rollbacks take the same lock
+    holder.kill()  # the kernel releases a dead holder's lock: nobody has to delete a stale file
+    holder.wait()
+    assert publish(root, "after", 3) == "v000001"
+    assert (root / LOCK).exists()
+
+    short = subprocess.Popen([sys.executable, "-c", HOLD, str(root), "2"], stdout=subprocess.PIPE, text=True)
+    assert short.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    with IndexDir(root).writing(wait_s=30):
+        assert time.monotonic() - started > 0.5  # it waited for the holder, then went on
+    short.wait()
+
+
+def test_an_unversioned_index_is_read_then_adopted(tmp_path):
+    root = tmp_path / "index"
+    root.mkdir()
+    write_version(root, "legacy", 4)
+    assert open_index(root).version == "v000000"
+    assert publish(root, "new", 6) == "v000001"
+    assert [v.name for v in IndexDir(root).versions()] == ["v000000", "v000001"]
+    assert not (root / MANIFEST_FILE).exists()
+    assert set(open_index(root).chunks["text"]) == {"new"}
+
+
+def test_versions_and_rollback_commands(tmp_path, capsys):
+    root = tmp_path / "index"
+    for i in range(3):
+        publish(root, f"t{i}", 3 + i)
+    assert rag_main(["index", "versions", "--index", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out] == [["v000001", "t0"], ["v000002", "t1"], ["*", "v000003"]]
+    assert rag_main(["index", "rollback", "--index", str(root)]) == 0
+    assert open_index(root).version == "v000002"
+    assert rag_main(["index", "rollback", "--index", str(root), "--to", "v000003"]) == 0
+    assert open_index(root).version == "v000003"
+    assert rag_main(["index", "rollback", "--index", str(root), "--to", "v000009"]) == 2
+    assert "no version v000009" in capsys.readouterr().err
+    # The next ingestion builds on the version rolled back to, and never deletes the current one.
+    assert rag_main(["index", "rollback", "--index", str(root), "--to", "v000001"]) == 0
+    publish(root, "t3", 9, keep=1)
+    assert [v.name for v in IndexDir(root).versions()] == ["v000004"]
