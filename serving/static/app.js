@@ -224,7 +224,10 @@ async function loadDocuments() {
   $("drop").hidden = !state.writable;
   $("document-rows").replaceChildren(...data.map((doc) => {
     const row = document.createElement("tr");
-    const cells = [doc.file, doc.status + (doc.reason ? `: ${doc.reason}` : ""), doc.pages ?? "", doc.chunks ?? ""];
+    const meta = doc.metadata || {};
+    const about = [meta.company || meta.title, meta.form, meta.period_end && `period ended ${meta.period_end}`]
+      .filter(Boolean).join(", ");
+    const cells = [doc.file, doc.status + (doc.reason ? `: ${doc.reason}` : ""), about, doc.pages ?? "", doc.chunks ?? ""];
     for (const value of cells) {
       const cell = document.createElement("td");
       cell.textContent = value;
