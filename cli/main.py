@@ -384,7 +384,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     docs = out / "docs"
     for path in build_demo_corpus(docs):
         print(f"demo corpus: {path}")
-    args.docs_dir, args.index, args.prune = docs, out / "index", True
+    args.docs_dir, args.index, args.prune, args.wait = docs, out / "index", True, 0
     status = cmd_ingest(args)
     if status != 0:
         return status
