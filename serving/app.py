@@ -61,6 +61,46 @@ _STATIC = Path(__file__).resolve().parent / "static"
 app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
 
+# One JSON line per request in the ingress replica's Serve log: ids, route, status, collection, stage timings and
+# tokens; never the question, the documents' text or a key.
+_access = logging.getLogger("ray.serve")
+
+
+class _RequestLog:
+    """The request's line, under the id Serve's proxy gives every request: the client's X-Request-ID, or one it made
+    up, returned in the response either way. Plain ASGI, so a streamed answer and a client going away pass through
+    untouched."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        request_id = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["log"] = {}
+        started, status = time.perf_counter(), 500
+
+        async def send_and_see(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, send_and_see)
+        finally:
+            route = scope.get("route")
+            # json.dumps quotes whatever the client sent as its id: no line can be forged into the log.
+            _access.info(json.dumps({"request_id": request_id[:128], "method": scope["method"],
+                                     "route": getattr(route, "path", scope["path"]), "status": status,
+                                     "ms": round((time.perf_counter() - started) * 1000, 1), **state["log"]}))
+
+
+app.add_middleware(_RequestLog)
+
+
 @app.exception_handler(Overloaded)
 async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
     retry_after = str(max(1, round(request.app.state.retry_after_s)))
@@ -363,6 +403,10 @@ class Ingress:
         retrieved = time.perf_counter()
         answer = await self.pipeline.answer(request, found)
         done = time.perf_counter()
+        http.state.log = {"collection": request.collection, "index_version": found.version,
+                          "retrieve_ms": round((retrieved - started) * 1000, 1),
+                          "generate_ms": round((done - retrieved) * 1000, 1),
+                          "prompt_tokens": answer.usage.prompt_tokens, "completion_tokens": answer.usage.completion_tokens}
         cited = set(cited_indices(answer.raw, len(found.chunks)))
         return QueryResponse(
             answer=answer.text,
@@ -396,6 +440,7 @@ class Ingress:
                                 self._collection(http, named), stop=req.stops, temperature=req.temperature,
                                 instructions=instructions)
         found = await self.pipeline.search(request)
+        http.state.log = {"collection": request.collection, "index_version": found.version, "stream": req.stream}
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         model = self.settings.llm.model

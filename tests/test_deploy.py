@@ -4,8 +4,6 @@ drop it without a word. The service's serveConfigV2 must be a config Serve and t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jsonschema
 import pytest
 import yaml

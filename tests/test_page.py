@@ -74,6 +74,19 @@ def wait(browser, condition, timeout: float = 180):
     return WebDriverWait(browser, timeout, poll_frequency=0.3).until(condition)
 
 
+def open_page(browser, url: str) -> None:
+    """Load the page; give the key if it asks (a tab that already has it does not ask again)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    wait(browser, lambda b: b.find_element(By.ID, "key").is_displayed()
+         or "filings" in b.find_element(By.ID, "collection").text)
+    if browser.find_element(By.ID, "key").is_displayed():
+        browser.find_element(By.ID, "key").send_keys(KEY)
+        browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    wait(browser, lambda b: "filings" in b.find_element(By.ID, "collection").text)
+
+
 def ask(browser, question: str):
     """Type a question and press Enter; returns the answer's list item once its sources are listed."""
     from selenium.webdriver.common.by import By
@@ -146,6 +159,7 @@ def test_stop_cancels_the_answer_and_frees_its_place(service, browser, tmp_path)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
+    open_page(browser, service)
     box = browser.find_element(By.ID, "question")
     box.send_keys("Describe NVIDIA's data center business in detail")
     box.send_keys(Keys.ENTER)
@@ -169,8 +183,7 @@ def test_phone_width_and_keyboard_only(service, browser, tmp_path):
 
     browser.set_window_size(390, 844)
     try:
-        browser.get(service)  # the key is still in this tab's session storage: no prompt
-        wait(browser, lambda b: "filings" in b.find_element(By.ID, "collection").text)
+        open_page(browser, service)
         # Nothing wider than the screen: the panes stack.
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
         # Keyboard only: Tab reaches the question box, Enter asks.

@@ -191,6 +191,29 @@ def test_the_key_is_in_no_log(url):
     assert not [f.name for f in files if API_KEY.encode() in f.read_bytes()]
 
 
+def test_each_request_gets_an_id_and_one_log_line_without_its_text(url):
+    import ray
+
+    question = "What were Apple's total net sales in the quarter?"
+    r = httpx.post(f"{url}/query", json={"question": question, "max_tokens": 4}, timeout=120,
+                   headers={**AUTH, "X-Request-ID": "trace-abc.123"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "trace-abc.123"
+    assert len(httpx.get(f"{url}/healthz").headers["x-request-id"]) >= 16  # none given: one is made up
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve"
+    deadline = time.monotonic() + 30
+    while True:
+        lines = [line for f in logs.glob("*Ingress*") for line in f.read_text(errors="replace").splitlines()
+                 if '"request_id": "trace-abc.123"' in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(lines) == 1, lines
+    entry = json.loads(lines[0][lines[0].index('{"request_id"'):])
+    assert entry["route"] == "/query" and entry["status"] == 200 and entry["collection"] == "default"
+    assert entry["prompt_tokens"] > 0 and entry["retrieve_ms"] > 0 and entry["ms"] >= entry["generate_ms"]
+    assert question not in lines[0] and "net sales" not in lines[0]
+
+
 def test_overload_gives_503_with_retry_after_then_recovers(url):
     body = {"question": "What were Apple's total net sales?", "max_tokens": 24}
     with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
