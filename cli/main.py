@@ -59,14 +59,19 @@ def _print_summary(result) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from cli.progress import ProgressLine
     from ingest.job import IngestError, run_ingest
     from rag.versions import IndexBusy
 
+    progress = ProgressLine()
     try:
-        result = run_ingest(args.docs_dir, args.index, _settings(args), prune=args.prune, wait_s=args.wait)
+        result = run_ingest(args.docs_dir, args.index, _settings(args), prune=args.prune, wait_s=args.wait,
+                            progress=progress)
     except (IngestError, IndexBusy) as err:
+        progress.close()
         print(f"error: {err}", file=sys.stderr)
         return 2
+    progress.close()
     _print_summary(result)
     print(f"wrote {args.index}, version {result.version} (now current)")
     if result.chunks_total == 0:

@@ -16,6 +16,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from ingest.cluster import ClusterShrank, PoolDoesNotFit, RunWatch, alive_resources, check_fits, \
+    cpus_needed, fit_pool
 from ingest.metadata import read_sidecar
 from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, plan_run
 from rag.config import Settings
@@ -25,6 +27,8 @@ from rag.ray_runtime import ensure_ray
 from rag.versions import VERSIONS, IndexDir, NoIndex
 
 log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # runs of the pipeline when the cluster shrinks under it
 
 
 class IngestError(Exception):
@@ -96,69 +100,92 @@ def _load_previous(index: IndexDir) -> Previous | None:
         return None
 
 
-def _check_capacity(settings: Settings) -> None:
-    """Fail at once where a pool would hold every CPU (or more GPUs than exist): Ray would wait forever."""
-    import ray
-
-    total = ray.cluster_resources()
-    pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
-    cpus_needed = pool.actors * pool.num_cpus + parse
-    if cpus_needed > total.get("CPU", 0):
-        raise IngestError(
-            f"{pool.actors} embedding actors x {pool.num_cpus} CPUs plus {parse} CPU for a parsing task need "
-            f"{cpus_needed:g} CPUs, the cluster has {total.get('CPU', 0):g}: lower ingest.embed.actors, "
-            "ingest.embed.num_cpus or ingest.parse_num_cpus"
-        )
-    gpus_needed = pool.actors * pool.num_gpus
-    if gpus_needed > total.get("GPU", 0):
-        raise IngestError(
-            f"{pool.actors} embedding actors x {pool.num_gpus} GPUs need {gpus_needed:g} GPUs, the cluster has "
-            f"{total.get('GPU', 0):g}: lower ingest.embed.actors or ingest.embed.num_gpus"
-        )
-
-
 def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict],
                  progress: Callable[[Progress], None] | None = None) -> PipelineOutput:
-    from ingest.pipeline import build_dataset
+    """The pipeline's output over ``files``. A cluster that loses nodes mid-run gets the run again with a pool
+    fitted to what is left (up to MAX_ATTEMPTS); a run that cannot fit or stalls ends in IngestError."""
+    from ray.data.exceptions import ExecutionTimeoutError
 
     ensure_ray(settings.ray)
-    _check_capacity(settings)
+    try:
+        check_fits(settings, alive_resources())
+    except PoolDoesNotFit as err:
+        raise IngestError(str(err)) from None
+    attempt = 1
+    while True:
+        try:
+            return _run_once(files, settings, sidecar, progress)
+        except ClusterShrank as err:
+            if attempt == MAX_ATTEMPTS:
+                raise IngestError(f"{err}: the cluster kept losing resources, gave up after {attempt} runs of the "
+                                  "pipeline") from None
+            try:
+                settings = fit_pool(settings, alive_resources())
+            except PoolDoesNotFit as no_fit:
+                raise IngestError(f"{err}, and {no_fit}") from None
+            attempt += 1
+            log.warning("%s: running the pipeline again with %d embedding actors (attempt %d of %d)",
+                        err, settings.ingest.embed.actors, attempt, MAX_ATTEMPTS)
+        except ExecutionTimeoutError as err:
+            raise IngestError(f"the ingestion stalled (ingest.stall_timeout_s {settings.ingest.stall_timeout_s:g}): "
+                              f"{err}") from None
+
+
+def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict],
+              progress: Callable[[Progress], None] | None) -> PipelineOutput:
+    from ingest.pipeline import build_dataset
+
     columns: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
     vectors: list[np.ndarray] = []
     out = PipelineOutput(pd.DataFrame(), None)
     done = Progress(len(files))
-    for batch in build_dataset(files, settings, sidecar).iter_batches(batch_size=1024, batch_format="numpy"):
-        for file, n_pages, note, meta in zip(batch["file"], batch["n_pages"], batch["note"], batch["metadata"]):
-            out.pages[file] = int(n_pages)
-            if note:
-                out.notes[file] = note
-            if file not in out.metadata:
-                out.metadata[file] = {k: v for k, v in json.loads(meta).items() if v is not None}
-        for file, error in zip(batch["file"], batch["error"]):
-            if error:
-                out.failures[file] = error
-        ok = batch["chunk_index"] >= 0
-        for worker, device, seconds in zip(batch["worker"][ok], batch["device"][ok], batch["embed_seconds"][ok]):
-            out.workers[(worker, device)] += 1
-            out.busy[(worker, device)] += float(seconds)
-        batch["chunk_id"] = np.array(
-            [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"])]
-        )
-        for column in CHUNK_COLUMNS:
-            if column not in FIELDS:
-                columns[column].extend(batch[column][ok].tolist())
-        for file in batch["file"][ok]:
-            for name in FIELDS:
-                columns[name].append(out.metadata[file].get(name))
-        vectors.append(batch["embedding"][ok])
-        done.files_seen = len(out.pages)  # failed files too: their one row carries n_pages 0
-        done.chunks_embedded += int(ok.sum())
-        if progress:
-            progress(done)
+    dataset = build_dataset(files, settings, sidecar)
+    with RunWatch(dataset, settings) as watch:
+        try:
+            for batch in dataset.iter_batches(batch_size=1024, batch_format="numpy"):
+                _collect(batch, out, columns, vectors)
+                done.files_seen = len(out.pages)  # failed files too: their one row carries n_pages 0
+                done.chunks_embedded += int((batch["chunk_index"] >= 0).sum())
+                if progress:
+                    progress(done)
+        except Exception as err:
+            # Tasks lost with a node can fail the execution before the watch sees the node go: the same case.
+            watch.raise_if_stopped()
+            if cpus_needed(settings) > alive_resources().get("CPU", 0):
+                raise ClusterShrank(f"the execution failed ({type(err).__name__}) and the cluster lost CPUs") from err
+            raise
+    watch.raise_if_stopped()  # a stopped execution ends the loop early, without an error
     out.chunks = pd.DataFrame(columns)
     if len(out.chunks):
         out.vectors = np.concatenate(vectors).astype(np.float32)
     return out
+
+
+def _collect(batch: dict[str, np.ndarray], out: PipelineOutput, columns: dict[str, list], vectors: list) -> None:
+    """One batch of pipeline rows into ``out`` (pages, failures, notes, metadata, workers), ``columns`` and ``vectors``."""
+    for file, n_pages, note, meta in zip(batch["file"], batch["n_pages"], batch["note"], batch["metadata"]):
+        out.pages[file] = int(n_pages)
+        if note:
+            out.notes[file] = note
+        if file not in out.metadata:
+            out.metadata[file] = {k: v for k, v in json.loads(meta).items() if v is not None}
+    for file, error in zip(batch["file"], batch["error"]):
+        if error:
+            out.failures[file] = error
+    ok = batch["chunk_index"] >= 0
+    for worker, device, seconds in zip(batch["worker"][ok], batch["device"][ok], batch["embed_seconds"][ok]):
+        out.workers[(worker, device)] += 1
+        out.busy[(worker, device)] += float(seconds)
+    batch["chunk_id"] = np.array(
+        [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"])]
+    )
+    for column in CHUNK_COLUMNS:
+        if column not in FIELDS:
+            columns[column].extend(batch[column][ok].tolist())
+    for file in batch["file"][ok]:
+        for name in FIELDS:
+            columns[name].append(out.metadata[file].get(name))
+    vectors.append(batch["embedding"][ok])
 
 
 def _merge(

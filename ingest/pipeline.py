@@ -105,6 +105,9 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
              for f in files]
     # One block per file, so files parse in parallel tasks instead of queueing in one.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # The job reports its own progress (files, chunks); Ray Data's per-operator bars only add noise to a log.
+    ds.context.enable_progress_bars = False
+    ds.context.execution_no_progress_timeout_s = settings.ingest.stall_timeout_s
     ds = ds.flat_map(extract_pages, fn_kwargs={"pdf": settings.pdf.model_dump()}, num_cpus=settings.ingest.parse_num_cpus)
     ds = ds.flat_map(
         chunk_page,

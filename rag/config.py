@@ -79,12 +79,18 @@ class EmbedPoolConfig(_Section):
 class IngestConfig(_Section):
     embed: EmbedPoolConfig = EmbedPoolConfig()
     parse_num_cpus: float = Field(0.5, gt=0, description="CPUs per PDF parsing task")
+    stall_timeout_s: float = Field(
+        600, gt=0, description="A run from which nothing comes out for this long fails, saying what the cluster has"
+    )
 
 
 class IndexConfig(_Section):
-    kind: Literal["flat", "ivf", "hnsw"] = Field("flat", description="flat: exact inner product")
+    kind: Literal["flat", "ivf", "ivfpq", "hnsw"] = Field(
+        "flat", description="flat: exact inner product; ivf: nprobe of nlist cells; ivfpq: ivf with vectors compressed to "
+        "pq_m bytes (docs/scaling.md)")
     nlist: int = Field(100, gt=0, description="IVF cells (capped by the number of vectors)")
     nprobe: int = Field(10, gt=0, description="IVF cells searched per query")
+    pq_m: int = Field(48, gt=0, description="ivfpq: bytes per vector (must divide the embedding dimension)")
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_search: int = Field(64, gt=0)
     use_gpu: Literal["auto", "never"] = Field("auto", description="auto: build on the GPU when faiss has one")

@@ -36,6 +36,8 @@ CHUNK_COLUMNS = ["chunk_id", "file", "page", "chunk_index", "text", "char_start"
 
 # faiss warns below about 39 training points per IVF cell; fewer cells beat a badly trained quantizer.
 _MIN_POINTS_PER_CELL = 39
+# Likewise per code of a product quantizer's sub-space (8 bits: 256 codes).
+_MIN_POINTS_FOR_PQ = 256 * _MIN_POINTS_PER_CELL
 
 
 def faiss_gpus() -> int:
@@ -50,11 +52,19 @@ def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
         index.hnsw.efSearch = cfg.hnsw_ef_search
         return index
     nlist = min(cfg.nlist, n // _MIN_POINTS_PER_CELL)
-    if cfg.kind == "ivf" and nlist >= 1:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if cfg.kind == "ivfpq" and nlist >= 1 and n < _MIN_POINTS_FOR_PQ:
+        log.warning("only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF cells", n)
+    if cfg.kind in ("ivf", "ivfpq") and nlist >= 1:
+        quantizer = faiss.IndexFlatIP(dim)
+        if cfg.kind == "ivfpq" and n >= _MIN_POINTS_FOR_PQ:
+            if dim % cfg.pq_m:
+                raise ValueError(f"index.pq_m {cfg.pq_m} must divide the embedding dimension {dim}")
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = min(cfg.nprobe, nlist)
         return index
-    if cfg.kind == "ivf":
+    if cfg.kind != "flat":
         log.warning("only %d vectors: too few to train IVF cells, building an exact index instead", n)
     return faiss.IndexFlatIP(dim)
 

@@ -94,22 +94,41 @@ def cap_gpu_memory(device: str, fraction: float) -> None:
     torch.cuda.set_per_process_memory_fraction(fraction)
 
 
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
 @functools.cache
-def _libc_malloc_trim():
-    """glibc's malloc_trim, or None (another C library, another OS)."""
+def _glibc():
+    """glibc, with malloc_trim and mallopt; None under another C library or OS."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
         return None
 
 
+@functools.cache
+def pin_mmap_threshold() -> None:
+    """Give every block of 1 MB or more a mapping of its own, for the life of the process, so freeing it returns it.
+
+    glibc starts that way but raises its threshold to the size of each such block freed (up to 32 MB). After a few
+    minutes of load the KV buffers (several MB per layer) then come from its heap, where they stay resident once freed:
+    a generator replica's memory stepped up by 400-550 MB after about 100 answers and stayed there (bench/soak.py,
+    sampling /proc/PID/smaps: the buffers' mappings vanished as the heap arenas grew by as much). Setting the threshold
+    explicitly turns glibc's adjustment off."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
 def release_freed_memory(device: str) -> None:
-    """Hand memory the process has freed back to the OS. glibc keeps freed heap blocks for reuse, and tensors of a
-    few MB come from its heap: after buffers are replaced by larger or smaller ones, the resident size would otherwise
-    stay at the highest it has ever been. (CUDA memory has its own caching allocator, left alone here.)"""
-    trim = _libc_malloc_trim() if device == "cpu" else None
-    if trim is not None:
-        trim(0)
+    """Hand memory the process has freed back to the OS. glibc keeps freed heap blocks for reuse: after buffers are
+    replaced by larger or smaller ones, the resident size would otherwise stay at the highest it has ever been.
+    (CUDA memory has its own caching allocator, left alone here.)"""
+    libc = _glibc() if device == "cpu" else None
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def set_cpu_threads(num_cpus: float) -> None:

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile as StarletteUpload
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from rag.answering import AnswerPipeline, AnswerRequest
@@ -34,6 +35,7 @@ from rag.versions import NoIndex
 from serving.clients import Overloaded, ServeGenerator, ServeRetriever
 from serving.collections import CollectionsDeployment, NotFound, UploadRefused
 from serving.deployments import GeneratorDeployment, RetrieverDeployment
+from serving.metrics import IngressMetrics
 from serving.schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -73,6 +75,7 @@ class _RequestLog:
 
     def __init__(self, inner):
         self.inner = inner
+        self.metrics = IngressMetrics()  # built with the middleware stack: in the replica, on its first request
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -91,11 +94,14 @@ class _RequestLog:
         try:
             await self.inner(scope, receive, send_and_see)
         finally:
-            route = scope.get("route")
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None)
             # json.dumps quotes whatever the client sent as its id: no line can be forged into the log.
             _access.info(json.dumps({"request_id": request_id[:128], "method": scope["method"],
-                                     "route": getattr(route, "path", scope["path"]), "status": status,
-                                     "ms": round((time.perf_counter() - started) * 1000, 1), **state["log"]}))
+                                     "route": route or scope["path"], "status": status,
+                                     "ms": round(seconds * 1000, 1), **state["log"]}))
+            # A path no route matched is the client's text: one label for all of them keeps the series bounded.
+            self.metrics.record(route or "unmatched", status, state["log"].get("collection"), seconds)
 
 
 app.add_middleware(_RequestLog)
@@ -117,6 +123,14 @@ async def _deadline(request: Request, exc: DeadlineExceeded) -> JSONResponse:
 @app.exception_handler(DecodeLoopStopped)
 async def _stopped(request: Request, exc: DecodeLoopStopped) -> JSONResponse:
     return JSONResponse({"detail": "the generator replica failed and is being replaced; retry"}, status_code=503,
+                        headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))})
+
+
+@app.exception_handler(RayActorError)
+async def _replica_lost(request: Request, exc: RayActorError) -> JSONResponse:
+    # The replica holding the request died (its node went away); Serve starts another on the nodes that are left.
+    log.warning("a replica was lost under a request: %s", type(exc).__name__)
+    return JSONResponse({"detail": "a replica serving this request was lost; retry"}, status_code=503,
                         headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))})
 
 
@@ -214,7 +228,7 @@ async def _sse(
                 answer += item
                 yield event({"content": item})
     except Exception as err:  # the status line has gone out: the stream ends with an error event instead
-        status = 504 if isinstance(err, DeadlineExceeded) else 500
+        status = 504 if isinstance(err, DeadlineExceeded) else 503 if isinstance(err, RayActorError) else 500
         log.warning("stream %s ended by %s", completion_id, type(err).__name__)
         yield f"data: {json.dumps({'error': {'message': _first_line(err), 'type': type(err).__name__, 'code': status}})}\n\n"
         return

@@ -25,6 +25,7 @@ from rag.search import RetrievedChunk, Searcher, retrieval_query
 from rag.embedding import TextEncoder
 from rag.versions import IndexDir, NoIndex, open_index
 from serving.clients import request_from_payload
+from serving.metrics import GeneratorMetrics, RetrieverMetrics
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -67,6 +68,7 @@ class RetrieverDeployment:
         self.searchers: dict[str, Searcher | None] = {}  # None: no version yet, or an empty one
         self.loaded: dict[str, str | None] = {}  # the version each collection serves
         self._unloadable: dict[str, str] = {}  # collection -> a version that failed to load, until the pointer moves
+        self.metrics = RetrieverMetrics()
         num_cpus, self._num_gpus = _replica_resources()
         self._model_thread = ModelThread("retriever")
         self._model_thread.submit(set_cpu_threads, num_cpus).result()
@@ -112,6 +114,8 @@ class RetrieverDeployment:
                 self.loaded[name], self.searchers[name] = version, searcher
                 log.info("collection %s: now serving version %s (was %s; loaded in %.1f s)", name, version, old,
                          time.perf_counter() - started)
+            for name, searcher in self.searchers.items():  # every round: a gauge is exported as last set
+                self.metrics.serving(name, self.loaded[name], len(searcher.store.chunks) if searcher else 0)
             if self.registry is not None:
                 try:
                     await self.registry.report.remote(self.replica, dict(self.loaded))
@@ -149,6 +153,7 @@ class RetrieverDeployment:
         if vector is not None:
             found.timings_ms = {"embed_ms": round(embed_ms, 2), **found.timings_ms}
             found.timings_ms["total_ms"] = round(found.timings_ms["total_ms"] + embed_ms, 2)
+        self.metrics.latency.observe(time.perf_counter() - started, tags={"collection": name})
         return asdict(found)
 
     def info(self) -> dict:
@@ -181,6 +186,15 @@ class GeneratorDeployment:
         )
         self._serve_batch.set_max_batch_size(batching.max_batch_size)
         self._serve_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+        self.metrics = GeneratorMetrics()
+        if self.batcher:
+            self._sampler = asyncio.get_running_loop().create_task(self._sample_batching())
+
+    async def _sample_batching(self) -> None:
+        """The decode batch's size and queue as gauges, every second: the loop itself never waits on metrics."""
+        while True:
+            self.metrics.batching(self.batcher.stats.running, self.batcher.stats.waiting)
+            await asyncio.sleep(1)
 
     def check_health(self) -> None:
         """Serve's periodic probe: a replica whose decode loop has died is replaced, not left holding requests."""
@@ -208,6 +222,7 @@ class GeneratorDeployment:
     async def stream(self, payload: dict, chunks: list[dict]) -> AsyncIterator[str | Usage]:
         """The answer (text deltas, then its Usage) to an AnswerRequest's fields grounded in ``chunks`` (RetrievedChunk
         fields); the prompt is fitted to the budget here, where the model's tokenizer is."""
+        started = time.perf_counter()
         request = request_from_payload(payload)
         # Counting tokens is tokenizer work: on a worker thread, so this replica's event loop goes on streaming.
         messages = await asyncio.get_running_loop().run_in_executor(
@@ -218,7 +233,18 @@ class GeneratorDeployment:
             deltas = self.batcher.stream(messages, request.sampling)
         else:
             deltas = self._fixed_batch(messages, request.sampling)
+        last = None
         async for item in deltas:
+            if isinstance(item, Usage):
+                if item.completion_tokens:  # a counter takes only increments above zero
+                    self.metrics.tokens.inc(item.completion_tokens)
+            elif item:
+                now = time.perf_counter()
+                if last is None:
+                    self.metrics.ttft.observe(now - started)
+                else:
+                    self.metrics.token_gap.observe(now - last)
+                last = now
             if item:
                 yield item
 

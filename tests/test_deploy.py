@@ -77,3 +77,36 @@ def test_the_serve_config_is_one_serve_and_the_project_accept(monkeypatch):
 
 def path_texts() -> str:
     return "".join(p.read_text() for p in MANIFESTS)
+
+
+def test_the_app_config_names_the_key_by_reference(monkeypatch, tmp_path):
+    from ray.serve.schema import ServeDeploySchema
+
+    from serving.app import build_app
+
+    config = ServeDeploySchema.model_validate(yaml.safe_load((REPO / "configs" / "serve.yaml").read_text()))
+    (app,) = config.applications
+    assert app.runtime_env == {} and "serve.api_key_env=RAG_API_KEY" in app.args["set"]
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("RAG_API_KEY", "from-the-environment")
+    ingress = build_app({**app.args, "index": str(tmp_path / "index")})
+    # The key the ingress replica is handed, read from the variable the config names.
+    assert ingress._bound_deployment._replica_config.init_args[-1] == {"from-the-environment": None}
+
+
+def _charted(dashboard: dict) -> set[str]:
+    import re
+
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    return {re.sub(r"_(bucket|total)$", "", m) for m in re.findall(r"\bray_(rag_\w+)", exprs)}
+
+
+def test_the_dashboard_charts_every_metric_the_service_exports():
+    import json
+
+    from serving.metrics import GeneratorMetrics, IngressMetrics, RetrieverMetrics
+
+    exported = {m._name for cls in (IngressMetrics, RetrieverMetrics, GeneratorMetrics) for m in vars(cls()).values()}
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "rag.json").read_text())
+    assert _charted(dashboard) == exported
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -172,6 +173,8 @@ def test_cli_exit_status(ray_cluster, docs, tmp_path, capsys):
     out = capsys.readouterr()
     assert status == 1
     assert "nothing could be indexed" in out.err
+    # Progress for a log (stderr is not a terminal here): the job's own dated lines.
+    assert re.search(rf"\d\d:\d\d:\d\d ingest: {len(expected_failures)}/{len(expected_failures)} files, 0 chunks", out.err)
     for name in expected_failures:
         assert name.removeprefix("bad/") in out.out
     assert rag_main(["ingest", str(tmp_path / "missing"), "--index", str(tmp_path / "i")]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ingest.cluster import PoolDoesNotFit, fit_pool
 from ingest.job import IngestError, run_ingest
 from rag.config import load_settings
 from rag.versions import current_manifest
@@ -64,6 +65,17 @@ def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_do
         run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.num_gpus=1", "ingest.embed.actors=3"]))
     with pytest.raises(IngestError, match="CPUs"):
         run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.actors=8", "ingest.embed.num_cpus=1"]))
+
+
+def test_the_pool_is_fitted_to_what_a_shrunk_cluster_has_left():
+    default = load_settings(None, [])  # 2 actors x 0.5 CPU, 0.5 CPU for parsing
+    assert fit_pool(default, {"CPU": 1}).ingest.embed.actors == 1
+    assert fit_pool(default, {"CPU": 6}).ingest.embed.actors == 2  # never more than configured
+    with pytest.raises(PoolDoesNotFit, match="CPUs"):
+        fit_pool(default, {"CPU": 0.75})
+    gpus = load_settings(None, ["ingest.embed.actors=4", "ingest.embed.num_gpus=0.25"])
+    assert fit_pool(gpus, {"CPU": 8, "GPU": 0.5}).ingest.embed.actors == 2
+    assert gpus.ingest.embed.actors == 4  # the caller's settings are left as they were
 
 
 @pytest.mark.slow  # a second process joining the cluster: 19 s

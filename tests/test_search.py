@@ -67,6 +67,23 @@ def test_selector_inside_approximate_indexes(searcher):
         assert hits[0].row == exact[0].row == rows[3]
 
 
+def test_ivfpq_compresses_and_still_finds(searcher):
+    """IVF-PQ keeps pq_m bytes per vector; a vector's own neighbourhood is still found (on 12,000 real vectors jittered
+    about the index's own, enough to train the quantizers)."""
+    import faiss
+
+    base = np.asarray(searcher.store.vectors, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    vectors = base[rng.integers(0, len(base), 12_000)] + rng.normal(0, 0.02, (12_000, base.shape[1])).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index, _ = build_index(vectors, IndexConfig(kind="ivfpq", nlist=16, nprobe=4, pq_m=48))
+    assert isinstance(index, faiss.IndexIVFPQ) and index.pq.code_size == 48
+    _, found = index.search(vectors[:50], 10)
+    assert np.mean([i in row for i, row in enumerate(found)]) >= 0.8
+    with pytest.raises(ValueError, match="pq_m"):
+        build_index(vectors, IndexConfig(kind="ivfpq", nlist=16, pq_m=50))
+
+
 def test_modes_rank_differently_and_files_are_diverse(searcher):
     rankings = {mode: [(c.file, c.page) for c in searcher.search("gross margin percentage", 8, mode=mode).chunks]
                 for mode in ("dense", "bm25", "hybrid")}

@@ -1,0 +1,48 @@
+"""Ingestion progress for a person: one line rewritten in place on a terminal, a dated line now and then in a log."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from ingest.job import Progress
+
+LOG_EVERY_S = 15.0  # a non-interactive log gets a line this often, not one per batch
+
+
+class ProgressLine:
+    def __init__(self, stream: TextIO | None = None, log_every_s: float = LOG_EVERY_S):
+        self.stream, self.log_every_s = stream or sys.stderr, log_every_s
+        self.interactive = self.stream.isatty()
+        self.started = time.monotonic()
+        self._logged_at: float | None = None  # the first batch is logged at once: the job has started
+        self._width = 0
+        self._unlogged: str | None = None  # the latest line a log has not had yet: it gets it at the end
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        elapsed = now - self.started
+        rate = progress.chunks_embedded / elapsed if elapsed > 0 else 0.0
+        line = (f"ingest: {progress.files_seen}/{progress.files_total} files, {progress.chunks_embedded:,} chunks "
+                f"embedded, {rate:.1f} chunks/s, {elapsed:.0f} s")
+        if self.interactive:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+        elif self._logged_at is None or now - self._logged_at >= self.log_every_s:
+            self._log(line)
+            self._logged_at = now
+        else:
+            self._unlogged = line
+        self.stream.flush()
+
+    def _log(self, line: str) -> None:
+        self.stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        self._unlogged = None
+
+    def close(self) -> None:
+        if self.interactive and self._width:
+            self.stream.write("\n")
+        elif self._unlogged:
+            self._log(self._unlogged)
+        self.stream.flush()

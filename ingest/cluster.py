@@ -1,0 +1,131 @@
+"""What an ingestion asks of the cluster: the embedding pool fitted to it, and a watch on it while the job runs.
+
+A node lost mid-run leaves Ray Data's actors to be restarted on the nodes that are left, where they can hold every
+CPU and starve the parsing stage for good. The watch notices the cluster shrinking below what the running pool
+needs, stops the execution, and the job reruns with a pool fitted to what is left, or fails saying why. A run that
+stalls for another reason is ended by Ray Data's own no-progress guard (``ingest.stall_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+
+from rag.config import Settings
+
+log = logging.getLogger(__name__)
+
+POLL_S = 2.0
+
+
+class PoolDoesNotFit(Exception):
+    """Not even one embedding actor and a parsing task fit on the cluster."""
+
+
+class ClusterShrank(Exception):
+    """The cluster lost resources the running pool needs; the run was stopped to be fitted again."""
+
+
+def cpus_needed(settings: Settings) -> float:
+    pool = settings.ingest.embed
+    return pool.actors * pool.num_cpus + settings.ingest.parse_num_cpus
+
+
+def gpus_needed(settings: Settings) -> float:
+    pool = settings.ingest.embed
+    return pool.actors * pool.num_gpus
+
+
+def check_fits(settings: Settings, resources: dict[str, float]) -> None:
+    """Raise PoolDoesNotFit where the configured pool would wait forever for resources the cluster lacks."""
+    pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    if cpus_needed(settings) > cpus:
+        raise PoolDoesNotFit(
+            f"{pool.actors} embedding actors x {pool.num_cpus} CPUs plus {parse} CPU for a parsing task need "
+            f"{cpus_needed(settings):g} CPUs, the cluster has {cpus:g}: lower ingest.embed.actors, "
+            "ingest.embed.num_cpus or ingest.parse_num_cpus"
+        )
+    if gpus_needed(settings) > gpus:
+        raise PoolDoesNotFit(
+            f"{pool.actors} embedding actors x {pool.num_gpus} GPUs need {gpus_needed(settings):g} GPUs, the cluster "
+            f"has {gpus:g}: lower ingest.embed.actors or ingest.embed.num_gpus"
+        )
+
+
+def fit_pool(settings: Settings, resources: dict[str, float]) -> Settings:
+    """``settings`` with as many embedding actors as fit on ``resources`` (at most the configured number)."""
+    pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
+    fit = pool.actors
+    fit = min(fit, math.floor((resources.get("CPU", 0) - parse) / pool.num_cpus + 1e-9))
+    if pool.num_gpus:
+        fit = min(fit, math.floor(resources.get("GPU", 0) / pool.num_gpus + 1e-9))
+    fitted = settings.model_copy(deep=True)
+    fitted.ingest.embed.actors = max(fit, 1)
+    check_fits(fitted, resources)
+    return fitted
+
+
+def alive_resources() -> dict[str, float]:
+    """The resources of the nodes alive now (the GCS drops a dead node's within its health-check period)."""
+    import ray
+
+    return ray.cluster_resources()
+
+
+class RunWatch:
+    """A thread that stops ``dataset``'s execution when the cluster can no longer hold the pool.
+
+    After its loop ends (a stopped execution ends it early, without an error) the consumer calls
+    ``raise_if_stopped()``."""
+
+    def __init__(self, dataset, settings: Settings):
+        self.dataset, self.settings = dataset, settings
+        self.reason: ClusterShrank | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ingest-watch", daemon=True)
+
+    def __enter__(self) -> RunWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def raise_if_stopped(self) -> None:
+        if self.reason is not None:
+            raise self.reason
+
+    def _watch(self) -> None:
+        while not self._done.wait(POLL_S):
+            reason = self._check()
+            if reason is not None:
+                self.reason = reason
+                self._stop_execution()
+                return
+
+    def _check(self) -> ClusterShrank | None:
+        resources = alive_resources()
+        cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+        if cpus < cpus_needed(self.settings) or gpus < gpus_needed(self.settings):
+            return ClusterShrank(f"the cluster now has {cpus:g} CPUs and {gpus:g} GPUs, the pool needs "
+                                 f"{cpus_needed(self.settings):g} and {gpus_needed(self.settings):g}")
+        return None
+
+    def _stop_execution(self) -> None:
+        executor = _executor_of(self.dataset)
+        if executor is not None:
+            executor.shutdown(force=True)  # the consumer's loop then ends; its actors and tasks are released
+
+
+def _executor_of(dataset):
+    """The streaming executor running ``dataset``. Ray Data keeps it on the dataset only once the first output is
+    out, so before that it is found among the threads (each executor is a thread named after its dataset)."""
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    if dataset._current_executor is not None:
+        return dataset._current_executor
+    name = dataset.get_dataset_id()
+    return next((t for t in threading.enumerate() if isinstance(t, StreamingExecutor) and name in t.name), None)
