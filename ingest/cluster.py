@@ -57,8 +57,7 @@ def check_fits(settings: Settings, resources: dict[str, float]) -> None:
 def fit_pool(settings: Settings, resources: dict[str, float]) -> Settings:
     """``settings`` with as many embedding actors as fit on ``resources`` (at most the configured number)."""
     pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
-    fit = pool.actors
-    fit = min(fit, math.floor((resources.get("CPU", 0) - parse) / pool.num_cpus + 1e-9))
+    fit = min(pool.actors, math.floor((resources.get("CPU", 0) - parse) / pool.num_cpus + 1e-9))
     if pool.num_gpus:
         fit = min(fit, math.floor(resources.get("GPU", 0) / pool.num_gpus + 1e-9))
     fitted = settings.model_copy(deep=True)

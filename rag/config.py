@@ -80,7 +80,7 @@ class IngestConfig(_Section):
     embed: EmbedPoolConfig = EmbedPoolConfig()
     parse_num_cpus: float = Field(0.5, gt=0, description="CPUs per PDF parsing task")
     stall_timeout_s: float = Field(
-        600, gt=0, description="A run from which nothing comes out for this long fails, saying what the cluster has"
+        600, gt=0, description="A run in which no stage moves for this long fails, naming the stages still running"
     )
 
 

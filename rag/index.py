@@ -52,8 +52,6 @@ def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
         index.hnsw.efSearch = cfg.hnsw_ef_search
         return index
     nlist = min(cfg.nlist, n // _MIN_POINTS_PER_CELL)
-    if cfg.kind == "ivfpq" and nlist >= 1 and n < _MIN_POINTS_FOR_PQ:
-        log.warning("only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF cells", n)
     if cfg.kind in ("ivf", "ivfpq") and nlist >= 1:
         quantizer = faiss.IndexFlatIP(dim)
         if cfg.kind == "ivfpq" and n >= _MIN_POINTS_FOR_PQ:
@@ -61,6 +59,9 @@ def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
                 raise ValueError(f"index.pq_m {cfg.pq_m} must divide the embedding dimension {dim}")
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         else:
+            if cfg.kind == "ivfpq":
+                log.warning("only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF "
+                            "cells", n)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = min(cfg.nprobe, nlist)
         return index

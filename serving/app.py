@@ -107,12 +107,15 @@ class _RequestLog:
 app.add_middleware(_RequestLog)
 
 
+def _retry_later(request: Request, detail: str) -> JSONResponse:
+    """503 with the Retry-After the service advertises: the condition passes without the client changing anything."""
+    return JSONResponse({"detail": detail}, status_code=503,
+                        headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))})
+
+
 @app.exception_handler(Overloaded)
 async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-    retry_after = str(max(1, round(request.app.state.retry_after_s)))
-    return JSONResponse(
-        {"detail": "the service is at capacity; retry later"}, status_code=503, headers={"Retry-After": retry_after}
-    )
+    return _retry_later(request, "the service is at capacity; retry later")
 
 
 @app.exception_handler(DeadlineExceeded)
@@ -122,16 +125,14 @@ async def _deadline(request: Request, exc: DeadlineExceeded) -> JSONResponse:
 
 @app.exception_handler(DecodeLoopStopped)
 async def _stopped(request: Request, exc: DecodeLoopStopped) -> JSONResponse:
-    return JSONResponse({"detail": "the generator replica failed and is being replaced; retry"}, status_code=503,
-                        headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))})
+    return _retry_later(request, "the generator replica failed and is being replaced; retry")
 
 
 @app.exception_handler(RayActorError)
 async def _replica_lost(request: Request, exc: RayActorError) -> JSONResponse:
     # The replica holding the request died (its node went away); Serve starts another on the nodes that are left.
     log.warning("a replica was lost under a request: %s", type(exc).__name__)
-    return JSONResponse({"detail": "a replica serving this request was lost; retry"}, status_code=503,
-                        headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))})
+    return _retry_later(request, "a replica serving this request was lost; retry")
 
 
 def _first_line(exc: BaseException) -> str:
