@@ -182,13 +182,14 @@ def plot(result: dict, path: Path) -> None:
     names = list(result["indexes"])
     rows = [result["indexes"][n] for n in names]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].bar(names, [r["bytes_per_vector"] for r in rows], color="tab:blue")
+    axes[0].bar_label(axes[0].bar(names, [r["bytes_per_vector"] for r in rows], color="tab:blue"), fmt="%.0f")
     axes[0].set_title("bytes per vector")
     spread = [[r["ms_per_query"] - min(r["ms_per_query_runs"]) for r in rows],
               [max(r["ms_per_query_runs"]) - r["ms_per_query"] for r in rows]]
-    axes[1].bar(names, [r["ms_per_query"] for r in rows], yerr=spread, color="tab:orange", capsize=4)
+    axes[1].bar_label(axes[1].bar(names, [r["ms_per_query"] for r in rows], yerr=spread, color="tab:orange",
+                                  capsize=4), fmt="%.2f")
     axes[1].set_title("ms per query, one thread (median, range of runs)")
-    axes[2].bar(names, [r["recall_at_10"] for r in rows], color="tab:green")
+    axes[2].bar_label(axes[2].bar(names, [r["recall_at_10"] for r in rows], color="tab:green"), fmt="%.2f")
     axes[2].set_ylim(0, 1.05)
     axes[2].set_title("recall@10 against flat")
     fig.suptitle(f"{result['vectors']:,} vectors of dimension {result['chunk_store']['embedding_dim']}, "

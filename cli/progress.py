@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import TextIO
@@ -19,6 +20,12 @@ class ProgressLine:
         self._logged_at: float | None = None  # the first batch is logged at once: the job has started
         self._width = 0
         self._unlogged: str | None = None  # the latest line a log has not had yet: it gets it at the end
+        # On a terminal a log record would be written after the line, on the same row: clear the row first (the next
+        # update draws the line again under it).
+        self._handlers = [h for name in ("", "ray", "ray.data") for h in logging.getLogger(name).handlers]
+        if self.interactive:
+            for handler in self._handlers:
+                handler.addFilter(self._clear_row)
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
@@ -36,11 +43,20 @@ class ProgressLine:
             self._unlogged = line
         self.stream.flush()
 
+    def _clear_row(self, record: logging.LogRecord) -> bool:
+        if self._width:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._width = 0
+        return True
+
     def _log(self, line: str) -> None:
         self.stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
         self._unlogged = None
 
     def close(self) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self._clear_row)
         if self.interactive and self._width:
             self.stream.write("\n")
         elif self._unlogged:
