@@ -28,9 +28,9 @@ WARM_S = 120  # memory after this is the reference: model loaded, buffers at the
 
 
 def resident_by_kind(pid: int) -> dict[str, int]:
-    """Resident MB by kind of mapping: glibc's heaps (the main one and its 64 MB thread arenas), anonymous mappings
-    larger than an arena (blocks above malloc's mmap threshold, which the kernel merges when adjacent), the rest of
-    the anonymous memory, and files. This is what told the KV buffers moving into the heaps (where freeing them
+    """Resident MB by kind of mapping: glibc's heaps (the main one and its 64 MB thread arenas), mappings of their own
+    (the KV buffers' shared anonymous ones, and anonymous ones larger than an arena: blocks above malloc's mmap
+    threshold, which the kernel merges when adjacent), the rest of the anonymous memory, and files. This is what told the KV buffers moving into the heaps (where freeing them
     returns nothing) from a leak."""
     out = {"heaps_mb": 0, "own_mappings_mb": 0, "other_anon_mb": 0, "files_mb": 0}
     kind = None
@@ -40,9 +40,9 @@ def resident_by_kind(pid: int) -> dict[str, int]:
             start, end = (int(x, 16) for x in fields[0].split("-"))
             path = fields[5] if len(fields) > 5 else ""
             arena = start % (64 << 20) == 0 and end - start <= 64 << 20
-            kind = ("heaps_mb" if path == "[heap]" or (not path and arena) else "files_mb" if path.startswith("/")
-                    else "own_mappings_mb" if not path and end - start > 64 << 20 else "other_anon_mb" if not path
-                    else None)
+            own = path == "/dev/zero" or (not path and end - start > 64 << 20)  # /dev/zero: rag.models.mapped_zeros
+            kind = ("heaps_mb" if path == "[heap]" or (not path and arena) else "own_mappings_mb" if own
+                    else "files_mb" if path.startswith("/") else "other_anon_mb" if not path else None)
         elif fields[0] == "Rss:" and kind:
             out[kind] += int(fields[1]) // 1024
     return out
@@ -109,7 +109,7 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     minutes = [s["t_s"] / 60 for s in samples]
     ax.plot(minutes, [s["rss_mb"] for s in samples], "-", label="generator replica RSS")
-    for kind, style, color in (("heaps_mb", "malloc heaps", "tab:purple"), ("own_mappings_mb", "large mappings",
+    for kind, style, color in (("heaps_mb", "malloc heaps", "tab:purple"), ("own_mappings_mb", "own mappings",
                                                                               "tab:green")):
         points = [(m, s[kind]) for m, s in zip(minutes, samples) if kind in s]
         if points:

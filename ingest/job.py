@@ -142,7 +142,8 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
     dataset = build_dataset(files, settings, sidecar)
     with RunWatch(dataset, settings) as watch:
         try:
-            for batch in dataset.iter_batches(batch_size=1024, batch_format="numpy"):
+            # Whole blocks as they come out of the pool: progress moves with every embedding batch.
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 _collect(batch, out, columns, vectors)
                 done.files_seen = len(out.pages)  # failed files too: their one row carries n_pages 0
                 done.chunks_embedded += int((batch["chunk_index"] >= 0).sum())

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from rag.decoding import DecodeBatch, Prefill, Sampling, Usage
-from rag.models import ModelThread, pin_mmap_threshold
+from rag.models import ModelThread
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,6 @@ class ContinuousBatcher:
                  thread: ModelThread | None = None):
         """``thread``: the ModelThread the engine was loaded on, which the loop then takes over."""
         self.engine = engine
-        if engine.device == "cpu":
-            pin_mmap_threshold()  # the decode batch's buffers must leave when freed
         self.max_batch_size = max_batch_size
         self.prefill_tokens = prefill_tokens
         self.deadline_s = deadline_s

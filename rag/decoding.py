@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from rag.models import release_freed_memory
+from rag.models import mapped_zeros, release_freed_memory
 
 _GROW_COLUMNS = 64  # spare columns added whenever the buffers are reallocated
 
@@ -108,8 +108,8 @@ class RowLayer(DynamicLayer):
         self.span = span
         self.dtype, self.device, self.is_initialized = like.dtype, like.device, True
         _, heads, _, dim = like.shape
-        self._keys = like.new_zeros(rows, heads, columns, dim)
-        self._values = like.new_zeros(rows, heads, columns, dim)
+        self._keys = mapped_zeros((rows, heads, columns, dim), like)
+        self._values = mapped_zeros((rows, heads, columns, dim), like)
         self.refresh()
 
     def reallocate(self, rows: int, columns: int, shift: int) -> None:
@@ -117,7 +117,7 @@ class RowLayer(DynamicLayer):
         s = self.span
         for name in ("_keys", "_values"):
             old = getattr(self, name)
-            new = old.new_zeros(rows, old.shape[1], columns, old.shape[3])
+            new = mapped_zeros((rows, old.shape[1], columns, old.shape[3]), old)
             new[: s.rows, :, s.start + shift : s.end + shift] = old[: s.rows, :, s.start : s.end]
             setattr(self, name, new)
 

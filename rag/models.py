@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import logging
 import math
+import mmap
 import os
 import queue
 import threading
@@ -94,32 +95,30 @@ def cap_gpu_memory(device: str, fraction: float) -> None:
     torch.cuda.set_per_process_memory_fraction(fraction)
 
 
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
-MMAP_THRESHOLD_BYTES = 1 << 20
-
-
 @functools.cache
 def _glibc():
-    """glibc, with malloc_trim and mallopt; None under another C library or OS."""
+    """glibc, for malloc_trim; None under another C library or OS."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+        return libc if hasattr(libc, "malloc_trim") else None
     except OSError:
         return None
 
 
-@functools.cache
-def pin_mmap_threshold() -> None:
-    """Give every block of 1 MB or more a mapping of its own, for the life of the process, so freeing it returns it.
+def mapped_zeros(shape: tuple[int, ...], like):
+    """Zeros of ``like``'s dtype and device; on the CPU in an anonymous mapping of their own, unmapped when the tensor
+    goes. The decode batch's KV buffers are replaced again and again: from malloc they would, after a few minutes of
+    load, come out of its heaps (glibc raises its mmap threshold to the size of each mapped block freed, up to 32 MB),
+    where freed memory stays resident. A generator replica's memory then stepped up by 400-550 MB after about 100
+    answers and stayed there (bench/soak.py, whose /proc/PID/smaps sampling showed the buffers' mappings vanish as
+    the heaps grew by as much)."""
+    count = math.prod(shape)
+    if like.device.type != "cpu" or not count:  # mmap cannot map nothing
+        return like.new_zeros(shape)
+    import torch
 
-    glibc starts that way but raises its threshold to the size of each such block freed (up to 32 MB). After a few
-    minutes of load the KV buffers (several MB per layer) then come from its heap, where they stay resident once freed:
-    a generator replica's memory stepped up by 400-550 MB after about 100 answers and stayed there (bench/soak.py,
-    sampling /proc/PID/smaps: the buffers' mappings vanished as the heap arenas grew by as much). Setting the threshold
-    explicitly turns glibc's adjustment off."""
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    # mmap's default, shared anonymous memory, is what /proc/PID/smaps names /dev/zero: bench/soak.py counts it.
+    return torch.frombuffer(mmap.mmap(-1, count * like.element_size()), dtype=like.dtype, count=count).view(shape)
 
 
 def release_freed_memory(device: str) -> None:

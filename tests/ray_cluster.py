@@ -1,7 +1,8 @@
 """A Ray cluster of separate processes on this machine, started the way users start one: ``ray start``.
 
 Each node is a ``ray start --block`` in a process group of its own, so stopping (or killing) a node ends that node's
-processes, its workers included, and nothing else on the machine: not another test's cluster, not a user's Ray.
+processes and nothing else on the machine: not another test's cluster, not a user's Ray. (Ray's workers run in
+process groups of their own and end themselves within seconds of losing their raylet.)
 Ray's token authentication is on, as it is by default: the cluster gets a token of its own in ``env`` (every command
 run against it must be given that environment), so nothing is read from or written to the user's ~/.ray.
 """
@@ -85,7 +86,7 @@ class RayCluster:
         return sum(1 for n in nodes if n["raylet"]["state"] == "ALIVE")
 
     def kill(self, node: Node) -> None:
-        """The node's every process at once (SIGKILL), as when its machine goes away."""
+        """The node's raylet, GCS and agents at once (SIGKILL), as when its machine goes away; its workers follow."""
         os.killpg(node.process.pid, signal.SIGKILL)
         node.process.wait()
 
@@ -99,7 +100,7 @@ class RayCluster:
             except subprocess.TimeoutExpired:
                 os.killpg(node.process.pid, signal.SIGKILL)
                 node.process.wait()
-            try:  # workers the raylet forked and that outlived it
+            try:  # what is left in the group once `ray start` has gone
                 os.killpg(node.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass

@@ -10,6 +10,7 @@ import contextlib
 import time
 
 import pytest
+import torch
 
 from rag.batching import ContinuousBatcher, DeadlineExceeded, DecodeLoopStopped
 from rag.config import LLMConfig
@@ -213,3 +214,23 @@ def test_a_dead_decode_loop_fails_what_it_held_and_says_so(engine, monkeypatch):
         batcher.check()  # what the Serve replica's check_health calls: Serve replaces the replica
     with pytest.raises(DecodeLoopStopped):
         asyncio.run(_collect(batcher, chat(QUESTIONS[0])))
+
+
+def test_kv_buffers_live_in_mappings_that_leave_with_them():
+    """On the CPU each buffer is a mapping of its own, gone when the tensor goes: never left resident in malloc's heaps."""
+    from rag.models import mapped_zeros
+
+    def mappings_of(size: int) -> int:
+        spans = (line.split()[0].split("-") for line in open("/proc/self/maps"))
+        return sum(1 for start, end in spans if int(end, 16) - int(start, 16) == size)
+
+    like = torch.zeros(1, dtype=torch.bfloat16)
+    shape = (16, 3, 2048, 64)  # 12 MB: below the 32 MB up to which glibc's heaps would take it
+    size = 16 * 3 * 2048 * 64 * 2
+    before = mappings_of(size)
+    buffer = mapped_zeros(shape, like)
+    assert buffer.shape == shape and buffer.dtype == torch.bfloat16 and not buffer.any()
+    buffer[3, 1, 7] = 1
+    assert mappings_of(size) == before + 1 and buffer.sum().item() == 64
+    del buffer
+    assert mappings_of(size) == before
