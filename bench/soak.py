@@ -30,8 +30,8 @@ WARM_S = 120  # memory after this is the reference: model loaded, buffers at the
 def resident_by_kind(pid: int) -> dict[str, int]:
     """Resident MB by kind of mapping: glibc's heaps (the main one and its 64 MB thread arenas), mappings of their own
     (the KV buffers' shared anonymous ones, and anonymous ones larger than an arena: blocks above malloc's mmap
-    threshold, which the kernel merges when adjacent), the rest of the anonymous memory, and files. This is what told the KV buffers moving into the heaps (where freeing them
-    returns nothing) from a leak."""
+    threshold, which the kernel merges when adjacent), the rest of the anonymous memory, and files. This is what
+    told the KV buffers moving into the heaps (where freeing them returns nothing) from a leak."""
     out = {"heaps_mb": 0, "own_mappings_mb": 0, "other_anon_mb": 0, "files_mb": 0}
     kind = None
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
