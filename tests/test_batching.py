@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 
 import pytest
@@ -226,7 +227,7 @@ def test_kv_buffers_live_in_mappings_that_leave_with_them():
 
     like = torch.zeros(1, dtype=torch.bfloat16)
     shape = (16, 3, 2048, 64)  # 12 MB: below the 32 MB up to which glibc's heaps would take it
-    size = 16 * 3 * 2048 * 64 * 2
+    size = math.prod(shape) * 2
     before = mappings_of(size)
     buffer = mapped_zeros(shape, like)
     assert buffer.shape == shape and buffer.dtype == torch.bfloat16 and not buffer.any()
