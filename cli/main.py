@@ -166,9 +166,15 @@ def cmd_docs_list(args: argparse.Namespace) -> int:
     from rag.versions import open_index
 
     files = open_index(args.index).files
-    columns = ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "title"]
-    _table(columns, [["-" if v is None else str(v) for v in row] for row in files[columns].itertuples(index=False)])
+    columns = ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "aliases", "title"]
+    _table(columns, [[_cell(v) for v in row] for row in files[columns].itertuples(index=False)])
     return 0
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return "; ".join(map(str, value)) if not isinstance(value, str) and hasattr(value, "__len__") else str(value)
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> None:

@@ -1,48 +1,35 @@
-"""Each file's metadata, read from its cover page, its file name and its PDF info, with a sidecar file that overrides.
+"""Each file's metadata, read from its pages and its PDF info, with a sidecar file that overrides.
 
-Nothing here knows any company: a 10-Q, 10-K or 8-K cover page says who filed it ("(Exact name of
-registrant as specified in its charter)"), which form it is, the period it covers ("For the
-quarterly period ended ...") and its trading symbols. Fiscal year and quarter come from the file
-name where it carries them ("2023 Q3 ...", the label people file and ask by), else from the text
-("third quarter of fiscal 2023"). Any other PDF gets a title from its info dictionary or first
-heading. ``metadata.jsonl`` beside the PDFs supplies or corrects any field, for any corpus.
+Nothing here knows any company. ``ingest.forms`` reads what kind of document it is and the period it
+covers, ``ingest.companies`` who it is about (the registrant, its aliases and ticker), both from the
+cover and the pages after it and from the last pages (signatures, certifications). The file name is a
+weak signal: it fills in a fiscal year or quarter the pages did not give ("2023 Q3 ..."). Any other
+PDF gets a title from its info dictionary or first heading. ``metadata.jsonl`` beside the PDFs
+supplies or corrects any field, for any corpus.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
-from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from ingest.companies import find_registrant
+from ingest.forms import ANNUAL_REPORT, read_period
+from ingest.pdf_pages import PdfInfo
 from rag.metadata import DocMetadata, validation_problems
 
 SIDECAR_FILE = "metadata.jsonl"
 # Part of the index fingerprint: a change to what is extracted re-processes every file.
-METADATA_VERSION = 1
+METADATA_VERSION = 2
 
-# How much of a filing to read for its cover facts: the cover is page 1, the fiscal-quarter wording is in the first pages.
+# What extraction reads of a file: the cover and the pages after it, and the last pages.
+_HEAD_PAGES = 12  # a 10-Q says when its fiscal year ends in its first notes
+_TAIL_PAGES = 4
 _COVER_PAGES = 2
-_TEXT_PAGES = 6
 
-_FORM = re.compile(r"\bFORM\s+(10-QT?|10-KT?|8-K|6-K|20-F|40-F|S-[14]|F-[14]|DEF 14A)\b", re.I)
-_DATE = r"([A-Z][a-z]+\.?\s+\d{1,2},?\s+\d{4})"
-_PERIOD = re.compile(
-    r"for the\s+(?:quarterly period|fiscal year|fiscal quarter|period|year)\s+ended:?\s+" + _DATE, re.I
-)
-_REPORT_DATE = re.compile(r"date of report[^:]*:\s*" + _DATE, re.I)
-_REGISTRANT = re.compile(r"\(\s*exact name of registrant", re.I)
-_FILE_NUMBER = re.compile(r"commission file (?:number|no\.?)", re.I)
-_SYMBOL_HEADER = re.compile(r"trading\s+symbol", re.I)
-_SYMBOL_END = re.compile(r"indicate by check mark", re.I)
-_TICKER = re.compile(r"(?<![\w$.])([A-Z]{1,5}(?:\.[A-Z])?)(?![\w.])")
-# Upper-case words of a trading-symbol table that are not symbols.
-_NOT_TICKERS = {"LLC", "INC", "NYSE", "NASDAQ", "THE", "ARCA", "CBOE", "N", "A", "NA", "LP", "PLC", "AG", "SA", "NV", "USD", "I", "II"}
-_ORDINAL = {"first": 1, "second": 2, "third": 3, "fourth": 4}
-_FISCAL_QUARTER = re.compile(r"\b(first|second|third|fourth)\s+quarter\s+of\s+(?:fiscal\s+)?(?:year\s+)?((?:19|20)\d{2})\b", re.I)
 _NAME_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
 _NAME_QUARTER = re.compile(r"(?<![A-Za-z0-9])Q([1-4])(?![0-9])", re.I)
 _NAME_FY = re.compile(r"(?<![A-Za-z])FY\s?((?:19|20)?\d{2})(?!\d)", re.I)
@@ -80,52 +67,9 @@ def read_sidecar(docs_dir: Path) -> dict[str, dict]:
     return entries
 
 
-def _parse_date(text: str) -> str | None:
-    text = re.sub(r"\s+", " ", text.replace(".", "")).replace(" ,", ",")
-    for fmt in ("%B %d, %Y", "%B %d %Y", "%b %d, %Y", "%b %d %Y"):
-        try:
-            return datetime.strptime(text, fmt).date().isoformat()
-        except ValueError:
-            continue
-    return None
-
-
 def _lines(text: str) -> list[str]:
     stripped = (" ".join(line.replace("_", " ").split()) for line in text.splitlines())
     return [line for line in stripped if line]
-
-
-def _registrant(cover: str) -> str | None:
-    """The registrant's exact name: the line above the "(Exact name of registrant ...)" caption, else the line after the file number."""
-    lines = _lines(cover)
-    for i, line in enumerate(lines):
-        if _REGISTRANT.search(line) and i > 0:
-            return lines[i - 1]
-    for i, line in enumerate(lines[:-1]):
-        if _FILE_NUMBER.search(line):
-            return lines[i + 1]
-    return None
-
-
-def _ticker(cover: str) -> str | None:
-    """The symbol most rows of the cover's trading-symbol table list (the common stock's, notes repeat it or have none)."""
-    header = _SYMBOL_HEADER.search(cover)
-    if not header:
-        return None
-    end = _SYMBOL_END.search(cover, header.end())
-    table = cover[header.end() : end.start() if end else header.end() + 1500]
-    first_row = table.split("\n", 2)[1:2]  # the line after the header names the exchanges' columns, not symbols
-    counts: Counter[str] = Counter()
-    for line in table.splitlines():
-        for symbol in _TICKER.findall(line):
-            if symbol not in _NOT_TICKERS:
-                counts[symbol] += 1
-    if not counts:
-        return None
-    # The common stock's row comes first: among the most frequent symbols prefer one on that row.
-    best = max(counts.values())
-    tied = [s for s, c in counts.items() if c == best]
-    return next((s for s in tied if first_row and s in first_row[0]), tied[0])
 
 
 def _from_file_name(file: str) -> dict:
@@ -159,36 +103,51 @@ def _first_heading(texts: list[str]) -> str | None:
     return None
 
 
-def extract_metadata(file: str, texts: list[str], info_title: str | None = None, overrides: dict | None = None) -> DocMetadata:
-    """Metadata for one file from its page texts (the first few suffice), its PDF info title and the sidecar's entry."""
-    cover = "\n".join(texts[:_COVER_PAGES])
-    found: dict = {}
-    form = _FORM.search(cover)
-    if form:
-        found["form"] = form.group(1).upper()
-        period = _PERIOD.search(cover) or _REPORT_DATE.search(cover)
-        found["period_end"] = period and _parse_date(period.group(1))
-        found["company"] = _registrant(cover)
-        found["ticker"] = _ticker(cover)
-        fiscal = _FISCAL_QUARTER.search("\n".join(texts[:_TEXT_PAGES]))
-        if fiscal:
-            found["fiscal_quarter"], found["fiscal_year"] = _ORDINAL[fiscal.group(1).lower()], int(fiscal.group(2))
-        elif found["period_end"]:
-            found["fiscal_year"] = int(found["period_end"][:4])
-        # The file name's own label wins over the text: it is what the people who filed it ask by.
-        found.update(_from_file_name(file))
-        if found["form"].startswith("10-K"):
-            found.pop("fiscal_quarter", None)
+def metadata_pages(n_pages: int) -> list[int]:
+    """The pages (0-based) extraction reads: the cover and the pages after it, and the last pages, where the
+    signatures and certifications name the registrant again."""
+    return sorted(set(range(min(_HEAD_PAGES, n_pages))) | set(range(max(0, n_pages - _TAIL_PAGES), n_pages)))
+
+
+def _title(meta: DocMetadata, file: str, texts: list[str], info_title: str | None) -> str:
+    if meta.company and meta.form:
+        what = f"Form {meta.form}" if meta.form[0].isdigit() else meta.form
+        period = f", period ended {meta.period_end}" if meta.period_end else (
+            f", {meta.period_label()}" if meta.period_label() else "")
+        return f"{meta.company} {what}{period}"
+    return _info_title(info_title) or _first_heading(texts) or Path(file).stem
+
+
+def extract_metadata(file: str, texts: list[str], info: PdfInfo | None = None, overrides: dict | None = None) -> DocMetadata:
+    """Metadata for one file from its page texts (only ``metadata_pages`` are read), its PDF info dictionary and the
+    sidecar's entry (which wins over everything read)."""
+    info = info or PdfInfo()
+    pages = [texts[i] for i in metadata_pages(len(texts))]
+    head = texts[:_HEAD_PAGES]
+    period = read_period(head)
+    found: dict = {"form": period.form, "period_end": period.period_end, "fiscal_year": period.fiscal_year,
+                   "fiscal_quarter": period.fiscal_quarter}
+    if period.form:
+        registrant = find_registrant("\n".join(head[:_COVER_PAGES]), pages, [v for v in (info.title, info.subject) if v])
+        found.update(company=registrant.name, ticker=registrant.ticker, aliases=registrant.aliases or None)
+    # The file name is a weak signal: it fills in a year or quarter the pages did not give, never overrides them.
+    # A label that disagrees with the pages is kept as a period alias: questions written against the folder's own
+    # names ("2023 Q1 MSFT") still find the file.
+    label = _from_file_name(file)
+    if found["fiscal_year"] is None:
+        found["fiscal_year"] = label.get("fiscal_year")
+    if found["fiscal_quarter"] is None and label.get("fiscal_year") == found["fiscal_year"]:
+        found["fiscal_quarter"] = label.get("fiscal_quarter")
+    if "fiscal_quarter" in label and (label["fiscal_year"], label["fiscal_quarter"]) != (
+            found["fiscal_year"], found["fiscal_quarter"]):
+        found["period_aliases"] = [f"{label['fiscal_year']} Q{label['fiscal_quarter']}"]
+    if found["form"] and (found["form"].startswith("10-K") or found["form"] == ANNUAL_REPORT):
+        found["fiscal_quarter"] = None
     found = {k: v for k, v in found.items() if v is not None}
     found.update(overrides or {})
     meta = DocMetadata.model_validate(found)
     if meta.title is None:
-        if meta.company and meta.form:
-            period = f", period ended {meta.period_end}" if meta.period_end else ""
-            title = f"{meta.company} Form {meta.form}{period}"
-        else:
-            title = _info_title(info_title) or _first_heading(texts) or Path(file).stem
-        meta = meta.model_copy(update={"title": title})
+        meta = meta.model_copy(update={"title": _title(meta, file, texts, info.title)})
     return meta
 
 

@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import io
+import re
+from collections.abc import Callable, Iterable
+
 import pypdf
-from pypdf.errors import FileNotDecryptedError, LimitReachedError, PdfReadError, PyPdfError
+from pypdf.errors import FileNotDecryptedError, LimitReachedError
 
 from rag.config import PdfConfig
 
 # pypdf itself looks for the end marker in the last kilobyte.
 _EOF_WINDOW = 1024
+_CATALOG = re.compile(rb"(\d+)\s+(\d+)\s+obj\s*<<(?:(?!endobj).){0,400}?/Type\s*/Catalog", re.S)
+_OBJECT = re.compile(rb"(\d+)\s+\d+\s+obj\b")
 
 
 class UnreadableDocument(Exception):
     """The file cannot be indexed; the message says why."""
 
 
+PageChoice = Callable[[int], Iterable[int]]
+
+
+@dataclass
+class PdfInfo:
+    """What the PDF's info dictionary says of it, where it says anything."""
+
+    title: str | None = None
+    subject: str | None = None
+
+
 @dataclass
 class PdfPages:
     texts: list[str]  # index i holds page i + 1
     note: str | None = None  # how the file was read when that took something unusual
-    title: str | None = None  # the info dictionary's /Title, if any
+    info: PdfInfo = field(default_factory=PdfInfo)
 
 
-def _check_container(path: Path) -> None:
-    """Reject what is not a whole PDF before pypdf guesses its way through it."""
+def _check_container(path: Path) -> bool:
+    """Reject what is not a PDF before pypdf guesses its way through it; False where its end is missing (truncated)."""
     size = path.stat().st_size
     if size == 0:
         raise UnreadableDocument("empty file (0 bytes)")
@@ -36,52 +53,68 @@ def _check_container(path: Path) -> None:
         tail = f.read()
     if b"%PDF-" not in head:
         raise UnreadableDocument("not a PDF: no %PDF- header")
-    if b"%%EOF" not in tail:
-        raise UnreadableDocument("truncated PDF: no %%EOF marker at the end of the file")
+    return b"%%EOF" in tail
 
 
-def _info_title(reader: pypdf.PdfReader) -> str | None:
+def _info(reader: pypdf.PdfReader) -> PdfInfo:
     try:
-        title = (reader.metadata or {}).get("/Title")
-    except Exception:  # a broken info dictionary costs the title, not the file
-        return None
-    return str(title) if title else None
+        info = reader.metadata or {}
+        fields = [info.get(key) for key in ("/Title", "/Subject")]
+    except Exception:  # a broken info dictionary costs its fields, not the file
+        return PdfInfo()
+    return PdfInfo(*(str(v) if v else None for v in fields))
 
 
-def _extract(path: Path) -> tuple[list[str], str | None]:
-    reader = pypdf.PdfReader(path)
+def _rebuilt(path: Path) -> io.BytesIO:
+    """A truncated file with a trailer pointing at its catalog appended: pypdf then rebuilds the cross-reference table
+    from the objects that are there (a download cut short loses its end, where that table lives)."""
+    data = path.read_bytes()
+    catalog = _CATALOG.search(data)
+    if not catalog:
+        raise UnreadableDocument("truncated PDF: no %%EOF marker at the end of the file, and no catalog to rebuild from")
+    size = max(int(n) for n in _OBJECT.findall(data)) + 1
+    trailer = b"\ntrailer\n<< /Root %s %s R /Size %d >>\nstartxref\n0\n%%%%EOF\n" % (*catalog.groups(), size)
+    return io.BytesIO(data + trailer)
+
+
+def _extract(source: Path | io.BytesIO, only: PageChoice | None) -> tuple[list[str], PdfInfo]:
+    reader = pypdf.PdfReader(source)
     if reader.is_encrypted and not reader.decrypt(""):
         raise UnreadableDocument("encrypted PDF: a password is required")
-    return [page.extract_text() or "" for page in reader.pages], _info_title(reader)
+    wanted = set(only(len(reader.pages))) if only else range(len(reader.pages))
+    return [(page.extract_text() or "") if i in wanted else "" for i, page in enumerate(reader.pages)], _info(reader)
 
 
-def read_pdf_pages(path: str | Path, cfg: PdfConfig) -> PdfPages:
-    """Every page's text; raises UnreadableDocument for corrupt, truncated, encrypted, empty or zero-text files."""
+def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = None) -> PdfPages:
+    """Every page's text; raises UnreadableDocument for corrupt, encrypted, empty or zero-text files and for truncated
+    ones with nothing readable. ``only``: which pages (0-based, given the page count) to extract; the rest are ""."""
     path = Path(path)
-    _check_container(path)
-    note = None
+    whole = _check_container(path)
+    note = None if whole else "truncated PDF (no %%EOF marker): read from the objects that are there"
+    source = path if whole else _rebuilt(path)
     try:
         try:
-            texts, title = _extract(path)
+            texts, info = _extract(source, only)
         except LimitReachedError as err:
             if not cfg.raise_limits_on_error:
                 raise UnreadableDocument(f"pypdf safety limit reached: {err}") from err
             # Large real filings exceed pypdf's default limits; raising them for this file alone is deliberate.
             with pypdf.apply_configuration(**cfg.raised_limits):
-                texts, title = _extract(path)
-            note = f"parsed with raised pypdf limits after: {err}"
+                texts, info = _extract(path if whole else _rebuilt(path), only)
+            note = "; ".join(filter(None, [note, f"parsed with raised pypdf limits after: {err}"]))
     except UnreadableDocument:
         raise
     except FileNotDecryptedError as err:
         raise UnreadableDocument(f"encrypted PDF: {err}") from err
-    except (PdfReadError, PyPdfError) as err:
-        raise UnreadableDocument(f"corrupt PDF: {type(err).__name__}: {err}") from err
-    except Exception as err:  # pypdf raises plain KeyError/ValueError/... on some malformed files
-        raise UnreadableDocument(f"corrupt PDF: {type(err).__name__}: {err}") from err
+    except Exception as err:  # pypdf raises its own errors, and plain KeyError/ValueError/... on malformed files
+        kind = "corrupt PDF" if whole else "truncated PDF (no %%EOF marker)"
+        raise UnreadableDocument(f"{kind}: {type(err).__name__}: {err}") from err
     if not texts:
         raise UnreadableDocument("PDF has no pages")
     if sum(len(t.strip()) for t in texts) < cfg.min_chars:
+        if not whole:
+            raise UnreadableDocument("truncated PDF (no %%EOF marker): no text in what is there")
         raise UnreadableDocument(
             f"no extractable text in {len(texts)} page(s): scanned or image-only PDF (OCR is not supported)"
         )
-    return PdfPages(texts, note, title)
+    return PdfPages(texts, note, info)

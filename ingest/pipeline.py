@@ -41,7 +41,7 @@ def extract_pages(src: dict, pdf: dict) -> Iterator[dict]:
     except UnreadableDocument as err:
         yield _failure_row(src, str(err))
         return
-    meta = extract_metadata(src["file"], doc.texts, doc.title, json.loads(src["overrides"])).model_dump_json()
+    meta = extract_metadata(src["file"], doc.texts, doc.info, json.loads(src["overrides"])).model_dump_json()
     for number, text in enumerate(doc.texts, start=1):
         yield {**src, "page": number, "n_pages": len(doc.texts), "text": text, "note": doc.note or "", "error": "",
                "metadata": meta}

@@ -111,11 +111,15 @@ class RetrievalConfig(_Section):
     depth: int = Field(100, gt=0, description="Candidates each of dense and BM25 contributes before fusion")
     auto_filters: bool = Field(True, description="Turn companies, tickers, forms and periods named in the question into filters")
     boost: float = Field(
-        0.1, ge=0, description="Chunks matching an uncertain mention (a bare year) gain this share of the best score"
+        0.1, ge=0, description="Chunks matching an uncertain mention (a year with no company, an initialism) gain this "
+        "share of the best score"
     )
     diverse_files: bool = Field(
         True, description="Order each file's best chunk before second chunks of files already listed"
     )
+    widen_margin: float | None = Field(
+        0.1, ge=0, description="Drop filters read from the question when the best chunk inside them scores this much "
+        "(cosine) below the best outside; None: never (docs/retrieval.md)")
     rerank: RerankConfig = RerankConfig()
 
 

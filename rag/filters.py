@@ -1,8 +1,8 @@
 """Metadata filters: which files a search may return chunks from.
 
 A filter names values per field; a file matches when, for every field given, its value is one of
-them (fields AND, values OR). Companies match by name with or without their legal suffix ("Apple"
-matches "Apple Inc."), tickers and forms case-insensitively, ``file_glob`` as a shell glob over the
+them (fields AND, values OR). Companies match by name or any of the file's aliases, with or without
+a legal suffix ("Apple" matches "Apple Inc."), tickers and forms case-insensitively, ``file_glob`` as a shell glob over the
 file's path. Search applies the resulting file set inside the vector and BM25 searches (see
 ``rag.search``), so a selective filter still returns k chunks whenever k exist.
 """
@@ -22,7 +22,7 @@ from rag.metadata import validation_problems
 MAX_VALUES = 64  # values per field
 MAX_VALUE_CHARS = 256  # characters per value, and of a file glob
 
-_LEGAL_SUFFIXES = {
+LEGAL_SUFFIXES = {
     "inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "llc", "plc", "lp",
     "sa", "ag", "nv", "se", "holdings", "group", "the",
 }
@@ -36,7 +36,7 @@ def company_key(name: str) -> str:
     """A company's name without case, punctuation or legal suffix: "AMAZON.COM, INC." -> "amazon"."""
     words = re.sub(r"\.com\b", "", name.lower())
     words = re.findall(r"[a-z0-9&]+", words)
-    core = [w for w in words if w not in _LEGAL_SUFFIXES]
+    core = [w for w in words if w not in LEGAL_SUFFIXES]
     return " ".join(core or words)
 
 
@@ -95,11 +95,26 @@ def _isin(column: pd.Series, values: list, key=lambda v: v) -> np.ndarray:
     return column.map(lambda v: v is not None and not pd.isna(v) and key(v) in wanted).to_numpy(dtype=bool)
 
 
+def names_of(company: Any, aliases: Any) -> list[str]:
+    """A file's company and its aliases (a list, an array as Parquet returns it, or None), as one list."""
+    listed = [] if aliases is None or (not isinstance(aliases, (list, tuple, np.ndarray)) and pd.isna(aliases)) \
+        else list(aliases)
+    return [n for n in [company, *listed] if isinstance(n, str) and n]
+
+
+def _company_mask(files: pd.DataFrame, companies: list[str]) -> np.ndarray:
+    """Files whose company or any alias is one of ``companies`` by ``company_key``."""
+    wanted = {company_key(c) for c in companies}
+    aliases = files["aliases"] if "aliases" in files else [None] * len(files)
+    return np.array([any(company_key(n) in wanted for n in names_of(c, a)) for c, a in zip(files["company"], aliases)],
+                    dtype=bool)
+
+
 def matching_files(files: pd.DataFrame, filters: Filters) -> np.ndarray:
     """Boolean mask over ``files`` (one row per file: ``file`` and the metadata columns) of the files that match."""
     mask = np.ones(len(files), dtype=bool)
     if filters.company:
-        mask &= _isin(files["company"], filters.company, company_key)
+        mask &= _company_mask(files, filters.company)
     if filters.ticker:
         mask &= _isin(files["ticker"], filters.ticker, lambda v: str(v).upper())
     if filters.form:

@@ -115,6 +115,8 @@ class IndexStore:
         # One row per file with its metadata: filters and question matching work on files, not chunks.
         self.files = self.chunks.drop_duplicates("file")[["file", *FIELDS]].reset_index(drop=True)
         self.files = self.files.astype(object).where(self.files.notna(), None)
+        for column in ("fiscal_year", "fiscal_quarter"):  # Parquet stores a column with gaps as floats: 2018.0
+            self.files[column] = [None if v is None else int(v) for v in self.files[column]]
         # The stored embeddings, memory-mapped: exact search over a filtered subset reads only its rows. Mapped now, so
         # a version pruned from disk while it is still being served stays readable.
         self.vectors = np.load(self.root / EMBEDDINGS_FILE, mmap_mode="r")

@@ -1,36 +1,33 @@
 """Filters from what a question names: companies, tickers, forms and periods that the index actually holds.
 
 Nothing is matched against a fixed list: the candidates are the metadata values of the indexed
-files. A confident match (a company or ticker by name, a quarter with its year, a period-end date,
-"the latest" report) becomes a filter; a year on its own is uncertain (fiscal or calendar? the year
-compared against?) and only boosts the chunks of that year. The question speaks first; a follow-up
+files, a company's aliases included. What is named with confidence filters: a company by one of its
+names or its ticker, a quarter with its year (by the filer's fiscal calendar, or by the label a file
+name gives it), a period-end date, "the latest" report, and fiscal years ("FY2022", "fiscal 2022",
+"in 2022", every year of "from FY2015 to FY2016") when the index holds that company's documents for
+those years. What is uncertain only boosts: a company named by an initialism ("JnJ") or by the first
+word of a longer name, a year with no company to anchor it. The question speaks first; a follow-up
 that names no company or period takes them from the most recent earlier user turn that does.
 """
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from rag.filters import Filters, company_key, matching_files
+from rag.filters import Filters, company_key, matching_files, names_of
+from rag.periods import dates_in, fiscal_years_in, quarters_in
 
-_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4}
-_YEAR = r"(?:FY\s?|fiscal\s+(?:year\s+)?)?'?((?:19|20)\d{2}|\d{2})"
-_QUARTER_YEAR = [
-    re.compile(r"\bQ([1-4])\s*(?:of\s+)?(?:FY\s?|fiscal\s+(?:year\s+)?)?'?((?:19|20)\d{2})\b", re.I),
-    re.compile(r"\b((?:19|20)\d{2})\s*Q([1-4])\b", re.I),
-    re.compile(r"\bQ([1-4])\s*(?:FY|')\s?(\d{2})\b", re.I),
-    re.compile(r"\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\s+(?:of\s+)?" + _YEAR + r"\b", re.I),
-]
 _YEAR_ALONE = re.compile(r"(?<![\d$,.])((?:19|20)\d{2})(?![\d,%])")
-_DATE = re.compile(r"\b([A-Z][a-z]{2,8})\.?\s+(\d{1,2}),?\s+((?:19|20)\d{2})\b")
 _LATEST = re.compile(r"\b(latest|most recent|last|newest|current)\s+(?:\w+\s+){0,2}?(10-[QK]|report|filing|quarter|quarterly)", re.I)
 _FORM = re.compile(r"\b(10-?Q|10-?K|8-?K|20-?F|6-?K)\b", re.I)
-_MONTHS = {m: i for i, m in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+_MIN_KEY_CHARS = 3  # a name shorter than this ("HP" aside, which its ticker covers) matches too many words
+_MIN_FIRST_WORD_CHARS = 4
+_JOINERS = {"and", "&", "of", "the"}
 
 
 @dataclass
@@ -40,31 +37,19 @@ class Detected:
     matched: list[str] = field(default_factory=list)  # the words that matched, for the response
 
 
-def _year(text: str) -> int:
-    return int(text) if len(text) == 4 else 2000 + int(text)
+def _initialisms(key: str) -> set[str]:
+    """"johnson & johnson" -> {"j&j", "jnj"}; "pacific gas and electric" -> {"pg&e", "pgne", "pge"}."""
+    words = key.split()
+    if len(words) < 2:
+        return set()
+    letters = [("&" if w in ("and", "&") else w[0]) for w in words if w not in ("of", "the")]
+    plain = "".join(letters)
+    found = {plain, plain.replace("&", "n"), plain.replace("&", "")}
+    return {f for f in found if len(f) >= _MIN_KEY_CHARS}
 
 
-def _quarter_years(text: str) -> set[tuple[int, int]]:
-    found = set()
-    for i, pattern in enumerate(_QUARTER_YEAR):
-        for m in pattern.finditer(text):
-            a, b = m.group(1), m.group(2)
-            if i == 1:
-                found.add((_year(a), int(b)))
-            elif i == 3:
-                found.add((_year(b), _ORDINALS[a.lower()]))
-            else:
-                found.add((_year(b), int(a)))
-    return found
-
-
-def _dates(text: str) -> set[str]:
-    out = set()
-    for month, day, year in _DATE.findall(text):
-        number = _MONTHS.get(month[:3].lower())
-        if number and 1 <= int(day) <= 31:
-            out.add(f"{year}-{number:02d}-{int(day):02d}")
-    return out
+def _has(text: str, word: str) -> bool:
+    return re.search(rf"(?<![\w&]){re.escape(word)}(?![\w&])", text) is not None
 
 
 class MentionMatcher:
@@ -72,85 +57,146 @@ class MentionMatcher:
 
     def __init__(self, files: pd.DataFrame):
         self.files = files
-        companies = sorted({c for c in files["company"].dropna()})
-        # Longest names first, so "Meta Platforms" is tried before "Meta".
-        self._companies = sorted({(company_key(c), c) for c in companies if company_key(c)}, key=lambda kc: -len(kc[0]))
-        self._tickers = sorted({t for t in files["ticker"].dropna()})
+        self._sure: dict[str, set[str]] = defaultdict(set)  # name key -> files
+        self._unsure: dict[str, set[str]] = defaultdict(set)  # initialism or first word -> files
+        self._tickers: dict[str, set[str]] = defaultdict(set)
+        aliases = files["aliases"] if "aliases" in files else [None] * len(files)
+        for file, company, names, ticker in zip(files["file"], files["company"], aliases, files["ticker"]):
+            if isinstance(ticker, str) and ticker:
+                self._tickers[ticker].add(file)
+            for name in names_of(company, names):
+                key = company_key(name)
+                if name == ticker or len(key) < _MIN_KEY_CHARS:
+                    continue
+                self._sure[key].add(file)
+                for short in _initialisms(key):
+                    self._unsure[short].add(file)
+                first = key.split()[0]
+                if len(key.split()) > 1 and len(first) >= _MIN_FIRST_WORD_CHARS and first not in _JOINERS:
+                    self._unsure[first].add(file)
+        for key in self._sure:  # a name that is some company's own name is never only a guess
+            self._unsure.pop(key, None)
         self._forms = {f.upper().replace("-", ""): f for f in files["form"].dropna()}
-        self._periods = {(int(y), int(q)) for y, q in zip(files["fiscal_year"], files["fiscal_quarter"])
-                         if pd.notna(y) and pd.notna(q)}
-        self._years = {int(y) for y in files["fiscal_year"].dropna()}
         self._period_ends = set(files["period_end"].dropna())
 
-    def _companies_in(self, text: str) -> tuple[list[str], list[str]]:
-        lowered, names, words = text.lower(), [], []
-        for key, name in self._companies:
-            if re.search(rf"(?<![\w]){re.escape(key)}(?![\w])", lowered):
-                names.append(name)
+    # ---- companies ------------------------------------------------------------------------------
+
+    def _companies_in(self, text: str) -> tuple[set[str], set[str], list[str]]:
+        """(files of companies named with confidence, files of companies perhaps meant, words that matched)."""
+        lowered, sure, words = text.lower(), set(), []
+        for key in sorted(self._sure, key=len, reverse=True):  # "meta platforms" before "meta"
+            if _has(lowered, key):
+                sure |= self._sure[key]
                 words.append(key)
                 lowered = lowered.replace(key, " ")
-        for ticker in self._tickers:
-            if re.search(rf"(?<![\w$]){re.escape(ticker)}(?![\w])", text):
+        for ticker, files in self._tickers.items():
+            if len(ticker) >= 2 and _has(text, ticker):
+                sure |= files
                 words.append(ticker)
-                names.extend(self.files.loc[self.files["ticker"] == ticker, "company"].dropna())
-        return sorted(set(names)), words
+        unsure = set()
+        for short, files in self._unsure.items():
+            if _has(lowered, short):
+                unsure |= files - sure
+                words.append(short)
+        return sure, unsure, words
 
-    def _periods_in(self, text: str) -> tuple[dict, dict, list[str]]:
-        """(filter fields, boost fields, matched words) for the periods ``text`` names."""
-        quarters = {p for p in _quarter_years(text) if p in self._periods}
-        dates = _dates(text) & self._period_ends
+    # ---- periods --------------------------------------------------------------------------------
+
+    def _rows(self, files: set[str] | None) -> pd.DataFrame:
+        return self.files if files is None else self.files[self.files["file"].isin(files)]
+
+    def _quarter_filter(self, quarters: set[tuple[int, int]], scope: set[str] | None) -> dict:
+        """The filter for the quarters named, {} where no file of ``scope`` has them. Where the folder labels its files
+        ("2023 Q1 MSFT.pdf") and a label differs from the filer's fiscal quarter, the label is what people ask by."""
+        rows = self._rows(scope)
+        labels = rows["period_aliases"] if "period_aliases" in rows else [None] * len(rows)
+        relabelled, by_label, by_fiscal = set(), set(), set()
+        for file, year, quarter, named in zip(rows["file"], rows["fiscal_year"], rows["fiscal_quarter"], labels):
+            own = {tuple(map(int, re.findall(r"\d+", a))) for a in names_of(None, named)}
+            relabelled |= {file} if own else set()
+            by_label |= {file} if own & quarters else set()
+            by_fiscal |= {file} if pd.notna(year) and pd.notna(quarter) and (int(year), int(quarter)) in quarters else set()
+        if by_label:
+            return {"file": sorted(by_label | (by_fiscal - relabelled))}
+        if not by_fiscal:
+            return {}
+        years, qs = {y for y, _ in quarters}, {q for _, q in quarters}
+        if len(quarters) == len(years) * len(qs) and not relabelled:  # a grid ("Q1 and Q2 2023") is exact as two fields
+            return {"fiscal_year": sorted(years), "fiscal_quarter": sorted(qs)}
+        return {"file": sorted(by_fiscal)}
+
+    def _years_in(self, text: str) -> list[int]:
+        """Fiscal years the text names: "FY2022", "fiscal 2022", and bare years outside dates."""
+        years = fiscal_years_in(text)
+        bare = _YEAR_ALONE.findall(re.sub(r"\b[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+(?:19|20)\d{2}", " ", text))
+        return sorted(set(years) | {int(y) for y in bare})
+
+    def _periods_in(self, text: str, scope: set[str] | None) -> tuple[dict, dict, list[str]]:
+        """(filter fields, boost fields, matched words) for the periods ``text`` names; ``scope``: the files of the
+        companies named with confidence (None: no company)."""
+        dates = set(dates_in(text)) & self._period_ends
         if dates:
             return {"period_end": sorted(dates)}, {}, sorted(dates)
+        quarters = set(quarters_in(text))
         if quarters:
-            years, qs = {y for y, _ in quarters}, {q for _, q in quarters}
-            if len(quarters) == len(years) * len(qs):  # a grid ("Q1 and Q2 2023") is exact as two fields
-                return {"fiscal_year": sorted(years), "fiscal_quarter": sorted(qs)}, {}, [f"Q{q} {y}" for y, q in sorted(quarters)]
-            return {}, {"fiscal_year": sorted(years)}, [f"Q{q} {y}" for y, q in sorted(quarters)]
-        years = sorted({int(y) for y in _YEAR_ALONE.findall(text)} & self._years)
-        if years:
-            return {}, {"fiscal_year": years}, [str(y) for y in years]
-        return {}, {}, []
+            words = [f"Q{q} {y}" for y, q in sorted(quarters)]
+            chosen = self._quarter_filter(quarters, scope)
+            return (chosen, {}, words) if chosen else ({}, {"fiscal_year": sorted({y for y, _ in quarters})}, words)
+        years = self._years_in(text)
+        held = {int(y) for y in self._rows(scope)["fiscal_year"].dropna()}
+        if not years or not set(years) & {int(y) for y in self.files["fiscal_year"].dropna()}:
+            return {}, {}, []
+        # A company's documents of the years named: filter (a comparison keeps every year it names). No company, or
+        # none of its documents of those years: the year only boosts.
+        if scope is not None and set(years) & held:
+            return {"fiscal_year": years}, {}, [str(y) for y in years]
+        return {}, {"fiscal_year": years}, [str(y) for y in years]
 
-    def _latest_files(self, companies: list[str]) -> list[str]:
-        files = self.files.dropna(subset=["period_end"])
-        if companies:
-            keys = {company_key(c) for c in companies}
-            files = files[files["company"].map(lambda c: c is not None and company_key(c) in keys)]
+    def _latest_files(self, scope: set[str] | None) -> list[str]:
+        files = self._rows(scope).dropna(subset=["period_end"])
         groups = files.groupby(files["company"].map(company_key)) if len(files) else []
         return sorted(group.loc[group["period_end"].idxmax(), "file"] for _, group in groups)
 
+    # ---- the question ---------------------------------------------------------------------------
+
     def detect(self, question: str, history: Sequence[dict] = ()) -> Detected:
         earlier = [m.get("content", "") for m in history if m.get("role") == "user"][::-1]
-        companies, words = self._companies_in(question)
+        sure, unsure, words = self._companies_in(question)
         for turn in earlier:
-            if companies:
+            if sure or unsure:
                 break
-            companies, words = self._companies_in(turn)
-        periods, boosts, period_words = self._periods_in(question)
+            sure, unsure, words = self._companies_in(turn)
+        scope = sure or None
+        periods, boosts, period_words = self._periods_in(question, scope)
         latest = bool(_LATEST.search(question))
         for turn in earlier:
             if periods or boosts or latest:
                 break
-            periods, boosts, period_words = self._periods_in(turn)
+            periods, boosts, period_words = self._periods_in(turn, scope)
             latest = bool(_LATEST.search(turn))
-        chosen: dict = {}
-        if companies:
-            chosen["company"] = companies
+        chosen: dict = {"company": sorted(set(self._rows(sure)["company"].dropna()))} if sure else {}
         forms = {self._forms[f.upper().replace("-", "")] for f in _FORM.findall(question) if f.upper().replace("-", "") in self._forms}
         if forms and len(self._forms) > 1:
             chosen["form"] = sorted(forms)
         if latest and not periods:
-            periods = {"file": self._latest_files(companies)}
+            periods = {"file": self._latest_files(scope)}
             period_words = ["latest"]
-        # A confident period that no file of the named companies has is a misreading: keep the companies alone.
         with_period = Filters.model_validate({**chosen, **periods})
         if periods and matching_files(self.files, with_period).any():
             chosen.update(periods)
             words += period_words
-        elif period_words and not boosts:
-            period_words = []
-        if boosts:
+        elif "period_end" in periods and sure:
+            # A period-end date is read exactly; where the index has it but not for the company named, the company's
+            # label is the likelier error (a file number read as its name): the date filters, the company boosts.
+            unsure |= sure
+            chosen = {k: v for k, v in chosen.items() if k != "company"}
+            chosen.update(periods)
             words += period_words
+        elif boosts:
+            # A confident period that no file of the named companies has is a misreading: keep the companies alone.
+            words += period_words
+        if unsure:
+            boosts = {**boosts, "file": sorted(unsure)}
         filters = Filters.model_validate(chosen)
         if not matching_files(self.files, filters).any():
             filters = Filters()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 # The chunk store's metadata columns, in this order; a filter can name any of them.
-FIELDS = ("title", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end")
+FIELDS = ("title", "company", "aliases", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "period_aliases")
 
 
 class DocMetadata(BaseModel):
@@ -22,11 +22,15 @@ class DocMetadata(BaseModel):
 
     title: str | None = None
     company: str | None = None
+    # Other names the document goes by: other spellings, a co-registrant, former names, the ticker.
+    aliases: list[str] | None = None
     ticker: str | None = None
-    form: str | None = None  # 10-Q, 10-K, 8-K, ...
+    form: str | None = None  # 10-Q, 10-K, 8-K, earnings release, annual report, ...
     fiscal_year: int | None = None
     fiscal_quarter: int | None = None  # 1-4; None for annual reports and non-filings
     period_end: str | None = None  # ISO date the report covers up to
+    # Other names of the period: a file name's own label ("2023 Q1") where it differs from the filer's fiscal quarter.
+    period_aliases: list[str] | None = None
 
     def period_label(self) -> str | None:
         if self.fiscal_year and self.fiscal_quarter:

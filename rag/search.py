@@ -53,6 +53,7 @@ class SearchResult:
     filters: dict = field(default_factory=dict)  # applied: the request's and those read from the question
     boosts: dict = field(default_factory=dict)  # uncertain mentions that raised matching chunks
     matched: list[str] = field(default_factory=list)  # words of the question the filters came from
+    widened: dict = field(default_factory=dict)  # filters read from the question that were dropped, and why
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
     version: str = ""  # of the index searched (rag.versions)
 
@@ -159,6 +160,22 @@ class Searcher:
             return filters, detected.boosts, []
         return merged, detected.boosts, detected.matched
 
+    def _widened(self, vector: np.ndarray, request: Filters, applied: Filters, boosts: Filters
+                 ) -> tuple[Filters, Filters, dict]:
+        """Filters read from the question fail soft: where the best chunk inside them scores far below the best chunk the
+        request's own filters allow, a label was probably wrong (a file number read as the company), so the search is
+        widened back to the request's filters and what the question named only boosts."""
+        if applied == request or self.cfg.widen_margin is None:
+            return applied, boosts, {}
+        inside = self.store.search(vector, 1, self._rows(applied))
+        outside = self.store.search(vector, 1, self._rows(request))
+        if not inside or not outside or outside[0].score - inside[0].score <= self.cfg.widen_margin:
+            return applied, boosts, {}
+        dropped = {k: v for k, v in applied.given().items() if k not in request.given()}
+        reason = (f"the best passage inside {dropped} scored {inside[0].score:.3f}, {outside[0].score:.3f} outside them "
+                  f"(more than retrieval.widen_margin {self.cfg.widen_margin} apart)")
+        return request, boosts.merged(Filters.model_validate(dropped)), {"dropped": dropped, "reason": reason}
+
     # ---- search ---------------------------------------------------------------------------------
 
     def search(
@@ -185,17 +202,21 @@ class Searcher:
             clock = now
 
         auto = self.cfg.auto_filters if auto_filters is None else auto_filters
-        applied, boosts, matched = self.plan(question, history, filters or Filters(), auto)
-        rows = self._rows(applied)
+        request = filters or Filters()
+        applied, boosts, matched = self.plan(question, history, request, auto)
         lap("filter_ms")
         query = retrieval_query(question, history)
         depth = max(self.cfg.depth, k, self.cfg.rerank.depth if self._reranker else 0)
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
+        widened: dict = {}
+        if vector is None and (mode != "bm25" or applied != request):
+            vector = self.encoder.encode([query])[0]
+            lap("embed_ms")
+        if vector is not None:
+            applied, boosts, widened = self._widened(vector, request, applied, boosts)
+        rows = self._rows(applied)
         if mode in ("dense", "hybrid"):
-            if vector is None:
-                vector = self.encoder.encode([query])[0]
-                lap("embed_ms")
             dense = {h.row: h.score for h in self.store.search(vector, depth, rows)}
             lap("dense_ms")
         if mode in ("bm25", "hybrid"):
@@ -211,7 +232,7 @@ class Searcher:
         chunks = [self.chunk_at(row, score) for row, score in ranked[:k]]
         lap("rank_ms")
         timings["total_ms"] = round(sum(timings.values()), 2)
-        return SearchResult(chunks, mode, applied.given(), boosts.given(), matched, timings, self.store.version)
+        return SearchResult(chunks, mode, applied.given(), boosts.given(), matched, widened, timings, self.store.version)
 
     def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool) -> dict[int, float]:
         """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to

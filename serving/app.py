@@ -185,7 +185,7 @@ def _citations(chunks: list[RetrievedChunk]) -> list[Citation]:
 
 def _retrieval_info(found: SearchResult) -> RetrievalInfo:
     return RetrievalInfo(mode=found.mode, filters=found.filters, boosts=found.boosts, matched=found.matched,
-                         timings_ms=found.timings_ms, index_version=found.version)
+                         widened=found.widened, timings_ms=found.timings_ms, index_version=found.version)
 
 
 def _usage(usage: Usage) -> UsageInfo:

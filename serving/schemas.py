@@ -53,8 +53,11 @@ class Timings(BaseModel):
 class RetrievalInfo(BaseModel):
     mode: RetrievalMode
     filters: dict[str, Any] = Field(description="Filters applied: the request's own and those read from the question")
-    boosts: dict[str, Any] = Field(description="Uncertain mentions (a bare year) that raised matching chunks")
+    boosts: dict[str, Any] = Field(description="Uncertain mentions (a year with no company, an initialism) that raised "
+                                   "matching chunks")
     matched: list[str] = Field(description="What the question named that the filters and boosts came from")
+    widened: dict[str, Any] = Field(default_factory=dict, description="Filters read from the question that were "
+                                    "dropped because the best passage inside them scored far below the best outside")
     timings_ms: dict[str, float] = Field(description="The retriever's stages: filter, embed, dense, bm25, rerank, rank")
     index_version: str = Field(description="The index version searched: every source of one answer comes from one")
 

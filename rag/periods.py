@@ -1,0 +1,68 @@
+"""How documents and questions write dates and periods: month names, ordinals, "fiscal 2023", "Q3 FY24".
+
+One vocabulary for both sides: ingestion reads a filing's period from its pages (``ingest.periods``)
+and search reads the periods a question names (``rag.mentions``), so a period written one way in a
+document and another way in a question still meet.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4}
+
+# "July 1, 2023", "Sept. 30 2022", "JANUARY 31, 2023"
+DATE = re.compile(r"\b([A-Za-z]{3,9})\.?\s+(\d{1,2}),?\s+((?:19|20)\d{2})\b")
+# "fiscal 2023", "fiscal year 2023", "FY2023", "FY 23", "FY'23"
+FISCAL_YEAR = re.compile(r"(?<![A-Za-z])(?:fiscal\s+(?:year\s+)?|FY\s?'?)((?:19|20)\d{2}|\d{2})(?![\d%])", re.I)
+# "third quarter of fiscal 2023", "fourth-quarter 2022", "second quarter fiscal year 2024", "Q1 FY24", "Q3 2023", "2023 Q3"
+_QUARTER_WORDS = r"(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal[\s-]+)?quarter"
+QUARTER_OF_YEAR = [
+    re.compile(_QUARTER_WORDS + r"\s+(?:and\s+full[\s-]+year\s+)?(?:of\s+)?(?:(?:fiscal\s+)?(?:year\s+)?|FY\s?'?)"
+               r"((?:19|20)\d{2})\b", re.I),
+    # a two-digit year only behind FY or an apostrophe: "Q1 10-Q" names no year
+    re.compile(r"\bQ([1-4])\s*(?:of\s+)?(?:(?:FY\s?|fiscal\s+(?:year\s+)?)?((?:19|20)\d{2})|(?:FY\s?'?|')(\d{2}))\b", re.I),
+]
+YEAR_QUARTER = re.compile(r"\b((?:19|20)\d{2})\s*Q([1-4])\b", re.I)
+
+
+def year(text: str) -> int:
+    """A four- or two-digit year as a number: "2023" and "23" are 2023."""
+    return int(text) if len(text) == 4 else 2000 + int(text)
+
+
+def iso_date(month: str, day: str, year_text: str) -> str | None:
+    """``YYYY-MM-DD`` for a month name, day and year, or None where they are no date."""
+    number = MONTHS.get(month[:3].lower())
+    if number is None:
+        return None
+    try:
+        return date(int(year_text), number, int(day)).isoformat()
+    except ValueError:
+        return None
+
+
+def dates_in(text: str) -> list[str]:
+    """Every date written out with its month's name, in order, as ISO strings."""
+    found = (iso_date(*m.groups()) for m in DATE.finditer(text))
+    return [d for d in found if d]
+
+
+def quarters_in(text: str) -> list[tuple[int, int]]:
+    """Every (year, quarter) the text names, in order of appearance."""
+    found: list[tuple[int, tuple[int, int]]] = []
+    for pattern in QUARTER_OF_YEAR:
+        for m in pattern.finditer(text):
+            quarter, y = m.group(1), m.group(2) or m.group(3)
+            q = int(quarter) if quarter.isdigit() else ORDINALS[quarter.lower()]
+            found.append((m.start(), (year(y), q)))
+    found += [(m.start(), (int(m.group(1)), int(m.group(2)))) for m in YEAR_QUARTER.finditer(text)]
+    return [p for _, p in sorted(found)]
+
+
+def fiscal_years_in(text: str) -> list[int]:
+    """Every year named as a fiscal year ("fiscal 2022", "FY22"), in order."""
+    return [year(m.group(1)) for m in FISCAL_YEAR.finditer(text)]
