@@ -45,6 +45,8 @@ def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str)
             gold = {f"{f}#{p}" for f, p in q.gold_pages}
             for k in metrics.K_VALUES:
                 scores[f"page_recall@{k}"] = metrics.recall_at_k(pages, gold.__contains__, len(gold), k)
+                scores[f"page_hit@{k}"] = metrics.hit_at_k(pages, gold.__contains__, k)
+            scores["page_mrr"] = metrics.reciprocal_rank(pages, gold.__contains__)
         scored["retrieval"][kind] = scores
     if scored["answer"]:
         answer, gold = metrics.strip_sources(scored["answer"]), metrics.strip_sources(q.answer)
@@ -104,7 +106,8 @@ def _table(title: str, summary: dict) -> list[str]:
     lines = [f"### {title} ({summary['questions']} questions)", ""]
     kinds = list(summary["retrieval"])
     if kinds:
-        cols = [c for c in ("hit@1", "hit@5", "recall@1", "recall@5", "recall@10", "mrr", "page_recall@5")
+        cols = [c for c in ("hit@1", "hit@5", "recall@1", "recall@5", "recall@10", "mrr", "page_hit@1", "page_hit@5",
+                            "page_recall@5", "page_mrr")
                 if any(c in summary["retrieval"][k] for k in kinds)]
         lines += ["| retriever | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
         for kind in kinds:

@@ -30,7 +30,7 @@ from ingest.manifest import fingerprint
 from rag.config import load_settings
 from rag.versions import IndexDir
 
-METRICS = ("hit@1", "hit@5", "recall@5", "mrr")
+METRICS = ("hit@1", "hit@5", "recall@5", "mrr", "page_hit@1", "page_hit@5", "page_mrr")
 SPLITS = ("dev", "test")
 
 

@@ -117,8 +117,14 @@ class RetrievalConfig(_Section):
     diverse_files: bool = Field(
         True, description="Order each file's best chunk before second chunks of files already listed"
     )
+    diverse_pages: bool = Field(
+        True, description="Then each page's best chunk before second chunks of pages already listed (docs/retrieval.md)"
+    )
+    section_boost: float = Field(
+        0.05, ge=0, description="Chunks under a statement the question names (cash flows, balance sheet, ...) gain this "
+        "share of the best score (docs/retrieval.md)")
     widen_margin: float | None = Field(
-        0.1, ge=0, description="Drop filters read from the question when the best chunk inside them scores this much "
+        0.2, ge=0, description="Drop filters read from the question when the best chunk inside them scores this much "
         "(cosine) below the best outside; None: never (docs/retrieval.md)")
     rerank: RerankConfig = RerankConfig()
 

@@ -6,14 +6,15 @@ names or its ticker, a quarter with its year (by the filer's fiscal calendar, or
 name gives it), a period-end date, "the latest" report, and fiscal years ("FY2022", "fiscal 2022",
 "in 2022", every year of "from FY2015 to FY2016") when the index holds that company's documents for
 those years. What is uncertain only boosts: a company named by an initialism ("JnJ") or by the first
-word of a longer name, a year with no company to anchor it. The question speaks first; a follow-up
+word of a longer name, a year with no company to anchor it. A period the index holds, but not for the
+company named, widens the filter to the company's files and the period's (a label may be wrong). The question speaks first; a follow-up
 that names no company or period takes them from the most recent earlier user turn that does.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -77,6 +78,9 @@ class MentionMatcher:
         for key in self._sure:  # a name that is some company's own name is never only a guess
             self._unsure.pop(key, None)
         self._forms = {f.upper().replace("-", ""): f for f in files["form"].dropna()}
+        labels = Counter(company_key(c) if isinstance(c, str) else None for c in files["company"])
+        self._lone_labels = {f for f, c in zip(files["file"], files["company"])
+                             if labels[company_key(c) if isinstance(c, str) else None] == 1 or not isinstance(c, str)}
         self._period_ends = set(files["period_end"].dropna())
 
     # ---- companies ------------------------------------------------------------------------------
@@ -152,6 +156,22 @@ class MentionMatcher:
             return {"fiscal_year": years}, {}, [str(y) for y in years]
         return {}, {"fiscal_year": years}, [str(y) for y in years]
 
+    def _missing_period_files(self, text: str, sure: set[str]) -> set[str]:
+        """Files of the periods ``text`` names that no file of the named company has (a date, a quarter, an explicit
+        fiscal year): where a label is wrong (the filing's company read as its file number), the filing sought is
+        among them."""
+        own = self._rows(sure)
+        dates = set(dates_in(text)) & self._period_ends
+        if dates:
+            return set(self.files["file"][self.files["period_end"].isin(dates - set(own["period_end"].dropna()))])
+        quarters = set(quarters_in(text))
+        if quarters:
+            missing = {q for q in quarters if not self._quarter_filter({q}, sure)}
+            found = self._quarter_filter(missing, None) if missing else {}
+            return set(self.files["file"][matching_files(self.files, Filters.model_validate(found))]) if found else set()
+        years = set(fiscal_years_in(text)) - {int(y) for y in own["fiscal_year"].dropna()}
+        return set(self.files["file"][self.files["fiscal_year"].isin(years)]) if years else set()
+
     def _latest_files(self, scope: set[str] | None) -> list[str]:
         files = self._rows(scope).dropna(subset=["period_end"])
         groups = files.groupby(files["company"].map(company_key)) if len(files) else []
@@ -168,12 +188,12 @@ class MentionMatcher:
             sure, unsure, words = self._companies_in(turn)
         scope = sure or None
         periods, boosts, period_words = self._periods_in(question, scope)
-        latest = bool(_LATEST.search(question))
+        latest, period_text = bool(_LATEST.search(question)), question
         for turn in earlier:
             if periods or boosts or latest:
                 break
             periods, boosts, period_words = self._periods_in(turn, scope)
-            latest = bool(_LATEST.search(turn))
+            latest, period_text = bool(_LATEST.search(turn)), turn
         chosen: dict = {"company": sorted(set(self._rows(sure)["company"].dropna()))} if sure else {}
         forms = {self._forms[f.upper().replace("-", "")] for f in _FORM.findall(question) if f.upper().replace("-", "") in self._forms}
         if forms and len(self._forms) > 1:
@@ -185,16 +205,20 @@ class MentionMatcher:
         if periods and matching_files(self.files, with_period).any():
             chosen.update(periods)
             words += period_words
-        elif "period_end" in periods and sure:
-            # A period-end date is read exactly; where the index has it but not for the company named, the company's
-            # label is the likelier error (a file number read as its name): the date filters, the company boosts.
-            unsure |= sure
-            chosen = {k: v for k, v in chosen.items() if k != "company"}
-            chosen.update(periods)
-            words += period_words
         elif boosts:
             # A confident period that no file of the named companies has is a misreading: keep the companies alone.
             words += period_words
+        # The index has a period named, but not for the company named: either a label is wrong (the filing's company
+        # read as its file number) or the company has no such filing. The search keeps to what the filters chose and
+        # the period's files whose company label no other file shares (a misreading is one of a kind), and those are
+        # boosted (chosen on the SEC dev split with labels corrupted on
+        # purpose: docs/retrieval.md).
+        elsewhere = self._missing_period_files(period_text, sure) & self._lone_labels if sure and not latest else set()
+        if elsewhere:
+            kept = set(self.files["file"][matching_files(self.files, Filters.model_validate(chosen))])
+            chosen = {"file": sorted(kept | elsewhere)}
+            unsure |= elsewhere
+            words += [w for w in period_words if w not in words]
         if unsure:
             boosts = {**boosts, "file": sorted(unsure)}
         filters = Filters.model_validate(chosen)

@@ -7,9 +7,11 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 2. filters: the request's own, plus those read from the question (``rag.mentions``), become a set
    of chunk rows; dense search runs inside it (a FAISS ID selector) and BM25 scores only it;
 3. candidates (``retrieval.depth`` from each method) are fused by a weighted sum of min-max
-   normalised scores (or reciprocal-rank fusion), uncertain mentions add ``retrieval.boost``;
+   normalised scores (or reciprocal-rank fusion), uncertain mentions add ``retrieval.boost``, chunks under a
+   statement the question names ("the cash flow statement") add ``retrieval.section_boost``;
 4. an optional cross-encoder rescores the first ``rerank.depth``;
-5. each file's best chunk is listed before second chunks of files already listed (``diverse_files``).
+5. each file's best chunk is listed before second chunks of files already listed (``diverse_files``), and, with
+   ``diverse_pages``, each page's best chunk before second chunks of pages already listed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
 from rag.index import IndexStore
 from rag.mentions import MentionMatcher
+from rag.sections import named_sections, section_rows
 from rag.versions import open_index
 from rag.models import pick_device, resolve_model
 
@@ -104,6 +107,7 @@ class Searcher:
         self._bm25: Bm25 | None = None
         self._reranker = None
         self._selections: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._sections: dict[str, np.ndarray] = {}
         if cfg.rerank.model:
             from sentence_transformers import CrossEncoder
 
@@ -224,6 +228,9 @@ class Searcher:
             lap("bm25_ms")
         ranked = self._fuse(dense, lexical, mode)
         ranked = self._boost(ranked, boosts)
+        sections = named_sections(question) if self.cfg.section_boost else []
+        ranked = self._boost_rows(ranked, self._section_rows(sections), self.cfg.section_boost)
+        matched = matched + [f"section: {s}" for s in sections]
         if self._reranker is not None and ranked:
             ranked = self._rerank(query, ranked)
             lap("rerank_ms")
@@ -266,13 +273,27 @@ class Searcher:
         return sorted(fused.items(), key=lambda item: -item[1])
 
     def _boost(self, ranked: list[tuple[int, float]], boosts: Filters) -> list[tuple[int, float]]:
-        if not boosts.given() or not ranked:
+        if not boosts.given():
             return ranked
-        rows = set(self._rows(boosts).tolist())
+        return self._boost_rows(ranked, self._rows(boosts), self.cfg.boost)
+
+    @staticmethod
+    def _boost_rows(ranked: list[tuple[int, float]], rows: np.ndarray, share: float) -> list[tuple[int, float]]:
+        if not ranked or not len(rows) or not share:
+            return ranked
+        chosen = set(rows.tolist())
         # A share of the best score, so the boost means the same for cosine, normalised and reciprocal-rank scores.
-        bonus = self.cfg.boost * abs(ranked[0][1])
-        boosted = [(row, score + bonus * (row in rows)) for row, score in ranked]
+        bonus = share * abs(ranked[0][1])
+        boosted = [(row, score + bonus * (row in chosen)) for row, score in ranked]
         return sorted(boosted, key=lambda item: -item[1])
+
+    def _section_rows(self, sections: list[str]) -> np.ndarray:
+        """Rows under the sections a question names, cached per section."""
+        for name in sections:
+            if name not in self._sections:
+                self._sections[name] = section_rows(self.store.chunks["header"].to_numpy(), [name])
+        picked = [self._sections[name] for name in sections]
+        return np.unique(np.concatenate(picked)) if picked else np.array([], dtype=np.int64)
 
     def _rerank(self, query: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         head, tail = ranked[: self.cfg.rerank.depth], ranked[self.cfg.rerank.depth :]
@@ -281,10 +302,21 @@ class Searcher:
         return rescored + tail
 
     def _diverse(self, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Each file's best chunk first; then, with ``diverse_pages``, each page's best chunk; then the rest, each group
+        in rank order."""
         files = self.store.chunks["file"].to_numpy()
-        seen: set[str] = set()
-        first, rest = [], []
+        pages = self.store.chunks["page"].to_numpy()
+        seen_files: set[str] = set()
+        seen_pages: set[tuple[str, int]] = set()
+        first, second, rest = [], [], []
         for row, score in ranked:
-            (rest if files[row] in seen else first).append((row, score))
-            seen.add(files[row])
-        return first + rest
+            page = (files[row], pages[row])
+            if files[row] not in seen_files:
+                first.append((row, score))
+            elif page not in seen_pages and self.cfg.diverse_pages:
+                second.append((row, score))
+            else:
+                rest.append((row, score))
+            seen_files.add(files[row])
+            seen_pages.add(page)
+        return first + second + rest

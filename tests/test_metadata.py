@@ -178,6 +178,10 @@ def test_names_people_use_and_years_that_filter():
     # An initialism is a guess: it boosts the company's files and filters nothing.
     found = match.detect("JnJ debt in 2022")
     assert found.filters.given() == {} and found.boosts.file == ["jnj-2022.pdf"]
+    # The 2023 filing's company was read as its file number: a year the company has no filing for keeps that year's
+    # files in the search, and boosts them, instead of searching only the company's other years.
+    found = match.detect("Johnson & Johnson's debt in fiscal 2023 against fiscal 2022")
+    assert found.filters.given() == {"file": ["jnj-2022.pdf", "jnj-2023.pdf"]} and found.boosts.file == ["jnj-2023.pdf"]
     # A folder's own labels are what its questions use: "Q1 2023" is the file labelled so, not fiscal Q1 2023.
     assert _aliased(match.detect("Microsoft's operating income in Q1 2023").filters) == ["2023 Q1 MSFT.pdf"]
 

@@ -10,6 +10,7 @@ from rag.filters import Filters
 from rag.index import build_index
 from rag.models import resolve_model
 from rag.search import Searcher
+from rag.sections import named_sections
 
 APPLE_Q3 = "What were Apple's total net sales for the quarter ended July 1, 2023?"
 
@@ -151,6 +152,27 @@ def test_filters_read_from_the_question_fail_soft(searcher):
     assert widened.boosts == {"company": ["Apple Inc."]} and "2022 Q3 NVDA.pdf" in {c.file for c in widened.chunks}
     assert "scored" in widened.widened["reason"]
 
+
+def test_a_statement_the_question_names_is_preferred(searcher):
+    question = "Based on the cash flow statement, how much did Apple pay for dividends in the nine months?"
+    assert named_sections(question) == ["cash flows"]
+    plain = Searcher(searcher.store, searcher.encoder, searcher.cfg.model_copy(update={"section_boost": 0.0}))
+    preferring = Searcher(searcher.store, searcher.encoder, searcher.cfg.model_copy(update={"section_boost": 1.0}))
+    assert "section: cash flows" not in plain.search(question, 5).matched
+    found = preferring.search(question, 5)
+    assert "section: cash flows" in found.matched
+    assert all("CASH FLOWS" in searcher.store.chunks.set_index("chunk_id").at[c.chunk_id, "header"].upper()
+               for c in found.chunks[:2])
+
+
+def test_diverse_pages_lists_each_page_once_before_repeating_one(searcher):
+    cfg = searcher.cfg.model_copy(update={"diverse_pages": True})
+    found = Searcher(searcher.store, searcher.encoder, cfg).search(APPLE_Q3, 8)
+    pages = [(c.file, c.page) for c in found.chunks]
+    firsts = [p for i, p in enumerate(pages) if p not in pages[:i]]
+    # every repeated page comes after all the distinct ones
+    assert pages[: len(firsts)] == firsts
+
 @pytest.mark.slow
 def test_a_filing_whose_company_was_read_wrong_is_still_found(ray_cluster, sec_docs, tmp_path):
     """Two filings of one company, one labelled with its file number in metadata.jsonl (as extraction once read it):
@@ -168,4 +190,5 @@ def test_a_filing_whose_company_was_read_wrong_is_still_found(ray_cluster, sec_d
     searcher = Searcher.from_index_dir(tmp_path / "index", settings)
     found = searcher.search(APPLE_Q3, 5)
     assert found.chunks[0].file == "2023 Q3 AAPL.pdf"
-    assert found.filters == {"period_end": ["2023-07-01"]} and found.boosts["file"] == ["2023 Q2 AAPL.pdf"]
+    assert found.filters == {"file": ["2023 Q2 AAPL.pdf", "2023 Q3 AAPL.pdf"]}
+    assert found.boosts["file"] == ["2023 Q3 AAPL.pdf"]
