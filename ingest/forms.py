@@ -100,10 +100,9 @@ def _year_end_month(text: str) -> int | None:
     months = []
     for m in _YEAR_END.finditer(text):
         month = MONTHS.get(m.group(1)[:3].lower())
-        if month:
-            day = int(m.group(2)) if m.group(2) else 28
-            months.append(12 if (month == 1 and day <= _EARLY_JANUARY_DAYS) else
-                          (month - 1 if day <= _EARLY_JANUARY_DAYS else month))
+        if month:  # "January 1" closes December's year, like a period that ends then
+            day = min(int(m.group(2)), 28) if m.group(2) else 28
+            months.append(_month_of(date(2001, month, day).isoformat())[1])
     return Counter(months).most_common(1)[0][0] if months else None
 
 

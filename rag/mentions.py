@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from rag.filters import Filters, company_key, matching_files, names_of
 from rag.periods import dates_in, fiscal_years_in, quarters_in
@@ -46,7 +47,7 @@ def _initialisms(key: str) -> set[str]:
     letters = [("&" if w in ("and", "&") else w[0]) for w in words if w not in ("of", "the")]
     plain = "".join(letters)
     found = {plain, plain.replace("&", "n"), plain.replace("&", "")}
-    return {f for f in found if len(f) >= _MIN_KEY_CHARS}
+    return {f for f in found if len(f) >= _MIN_KEY_CHARS and f not in STOPWORDS_EN_PLUS}  # "all" is no initialism
 
 
 def _has(text: str, word: str) -> bool:
