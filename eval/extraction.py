@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,7 @@ SCORED = ("company", "form", "fiscal_year")
 
 def read_metadata(path: Path) -> dict:
     """One file's extracted metadata as a dict, or ``{"error": reason}``."""
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # a line per repaired object of a damaged file says nothing here
     try:
         doc = read_pdf_pages(path, PdfConfig(), only=metadata_pages)
     except UnreadableDocument as err:
