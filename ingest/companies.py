@@ -129,14 +129,15 @@ def _split_joint(name: str) -> list[str]:
     return joined if len(joined) > 1 and all(_clean(p) for p in joined) else [name]
 
 
-def _lines(text: str) -> list[str]:
+def text_lines(text: str) -> list[str]:
+    """A page's non-blank lines with runs of spaces (and form underscores) squeezed to one space."""
     stripped = (" ".join(line.replace("_", " ").split()) for line in text.splitlines())
     return [line for line in stripped if line]
 
 
 def _caption_candidates(cover: str) -> list[tuple[str, int]]:
     """The name above the caption (or before it on its line), or, where the caption heads a table, the table's rows."""
-    lines, found = _lines(cover), []
+    lines, found = text_lines(cover), []
     for i, line in enumerate(lines):
         # A table's narrow header cell breaks the caption over lines ("Exact Name of" / "Registrant").
         caption = _CAPTION_RE.search(" ".join(lines[i : i + 3]))
@@ -163,7 +164,7 @@ def _caption_candidates(cover: str) -> list[tuple[str, int]]:
 
 
 def _signature_candidates(text: str) -> list[str]:
-    lines = _lines(text)
+    lines = text_lines(text)
     found = []
     for i, line in enumerate(lines):
         label = _REGISTRANT_LABEL.match(line)
@@ -201,7 +202,7 @@ def find_registrant(cover: str, pages: list[str], info: list[str]) -> Registrant
     text = "\n".join(pages)
     scored += [(n, _CERTIFICATION) for n in (_clean(m.group(1)) for m in _CERTIFICATION_RE.finditer(text)) if n]
     scored += [(n, _SIGNATURE) for n in map(_clean, _signature_candidates(text)) if n]
-    head = "\n".join(_lines(cover)[:12])
+    head = "\n".join(text_lines(cover)[:12])
     scored += [(n, _HEADLINE) for n in (_clean(m.group(1)) for m in _HEADLINE_RE.finditer(head)) if n]
     listings = [(_clean(m.group(1)), m.group(2)) for m in _LISTING_RE.finditer(cover)]
     scored += [(n, _LISTING) for n, _ in listings if n]

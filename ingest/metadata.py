@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ingest.companies import find_registrant
+from ingest.companies import find_registrant, text_lines
 from ingest.forms import ANNUAL_REPORT, read_period
 from ingest.pdf_pages import PdfInfo
 from rag.metadata import DocMetadata, validation_problems
@@ -67,11 +67,6 @@ def read_sidecar(docs_dir: Path) -> dict[str, dict]:
     return entries
 
 
-def _lines(text: str) -> list[str]:
-    stripped = (" ".join(line.replace("_", " ").split()) for line in text.splitlines())
-    return [line for line in stripped if line]
-
-
 def _from_file_name(file: str) -> dict:
     stem = Path(file).stem
     years = _NAME_YEAR.findall(stem) or [("20" + y if len(y) == 2 else y) for y in _NAME_FY.findall(stem)]
@@ -97,7 +92,7 @@ def _info_title(info_title: str | None) -> str | None:
 
 def _first_heading(texts: list[str]) -> str | None:
     for text in texts[:2]:
-        for line in _lines(text):
+        for line in text_lines(text):
             if len(re.findall(r"[A-Za-z]", line)) >= 4 and line.upper() not in _BOILERPLATE_HEADINGS:
                 return line[:200]
     return None

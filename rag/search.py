@@ -164,19 +164,21 @@ class Searcher:
             return filters, detected.boosts, []
         return merged, detected.boosts, detected.matched
 
-    def _widened(self, vector: np.ndarray, request: Filters, applied: Filters, boosts: Filters
-                 ) -> tuple[Filters, Filters, dict]:
-        """Filters read from the question fail soft: where the best chunk inside them scores far below the best chunk the
-        request's own filters allow, a label was probably wrong (a file number read as the company), so the search is
-        widened back to the request's filters and what the question named only boosts."""
+    def _widened(self, vector: np.ndarray, request: Filters, applied: Filters, boosts: Filters,
+                 inside: float | None) -> tuple[Filters, Filters, dict]:
+        """Filters read from the question fail soft: where the best chunk inside them (``inside``: its score, when the
+        caller has searched them already) scores far below the best chunk the request's own filters allow, a label was
+        probably wrong (a file number read as the company), so the search is widened back to the request's filters and
+        what the question named only boosts."""
         if applied == request or self.cfg.widen_margin is None:
             return applied, boosts, {}
-        inside = self.store.search(vector, 1, self._rows(applied))
+        if inside is None:
+            inside = next((h.score for h in self.store.search(vector, 1, self._rows(applied))), None)
         outside = self.store.search(vector, 1, self._rows(request))
-        if not inside or not outside or outside[0].score - inside[0].score <= self.cfg.widen_margin:
+        if inside is None or not outside or outside[0].score - inside <= self.cfg.widen_margin:
             return applied, boosts, {}
         dropped = {k: v for k, v in applied.given().items() if k not in request.given()}
-        reason = (f"the best passage inside {dropped} scored {inside[0].score:.3f}, {outside[0].score:.3f} outside them "
+        reason = (f"the best passage inside {dropped} scored {inside:.3f}, {outside[0].score:.3f} outside them "
                   f"(more than retrieval.widen_margin {self.cfg.widen_margin} apart)")
         return request, boosts.merged(Filters.model_validate(dropped)), {"dropped": dropped, "reason": reason}
 
@@ -217,11 +219,15 @@ class Searcher:
         if vector is None and (mode != "bm25" or applied != request):
             vector = self.encoder.encode([query])[0]
             lap("embed_ms")
+        searches_dense = mode in ("dense", "hybrid")
+        if searches_dense:
+            dense = {h.row: h.score for h in self.store.search(vector, depth, self._rows(applied))}
         if vector is not None:
-            applied, boosts, widened = self._widened(vector, request, applied, boosts)
+            applied, boosts, widened = self._widened(vector, request, applied, boosts, max(dense.values(), default=None))
         rows = self._rows(applied)
-        if mode in ("dense", "hybrid"):
-            dense = {h.row: h.score for h in self.store.search(vector, depth, rows)}
+        if searches_dense:
+            if widened:  # searched again, inside the request's own filters only
+                dense = {h.row: h.score for h in self.store.search(vector, depth, rows)}
             lap("dense_ms")
         if mode in ("bm25", "hybrid"):
             lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25")
