@@ -86,11 +86,13 @@ def _write(out_dir: Path, rows: list[dict]) -> None:
 
     with figure(out_dir / "sweep.png", size=(max(6, 1.4 * len(rows)), 4.8)) as ax:
         xs = range(len(rows))
-        bars = [(f"{s} {m}", offset) for (s, m), offset in zip(itertools.product(SPLITS, ("recall@5", "mrr")),
-                                                               (-0.3, -0.1, 0.1, 0.3))]
+        # Page-level figures where the questions have gold pages: file-level ones are then often the same everywhere.
+        pages = any(r.get("dev page_hit@5") is not None for r in rows)
+        shown = ("page_hit@5", "page_mrr") if pages else ("recall@5", "mrr")
+        bars = [(f"{s} {m}", offset) for (s, m), offset in zip(itertools.product(SPLITS, shown), (-0.3, -0.1, 0.1, 0.3))]
         for label, offset in bars:
             ax.bar([x + offset for x in xs], [r.get(label) or 0 for r in rows], width=0.2, label=label)
         ax.set_xticks(list(xs), [r["point"].replace(", ", "\n").replace(" + ", "\n+ ") for r in rows], fontsize=7)
         ax.set_ylim(0, 1)
-        ax.set_title("Sweep: gold-file retrieval, dev and held-back test")
+        ax.set_title(f"Sweep: gold-{'page' if pages else 'file'} retrieval, dev and held-back test")
         ax.legend(fontsize=7, loc="lower right")
