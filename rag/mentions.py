@@ -83,6 +83,7 @@ class MentionMatcher:
         self._lone_labels = {f for f, c in zip(files["file"], files["company"])
                              if labels[company_key(c) if isinstance(c, str) else None] == 1 or not isinstance(c, str)}
         self._period_ends = set(files["period_end"].dropna())
+        self._years = {int(y) for y in files["fiscal_year"].dropna()}
 
     # ---- companies ------------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class MentionMatcher:
             return (chosen, {}, words) if chosen else ({}, {"fiscal_year": sorted({y for y, _ in quarters})}, words)
         years = self._years_in(text)
         held = {int(y) for y in self._rows(scope)["fiscal_year"].dropna()}
-        if not years or not set(years) & {int(y) for y in self.files["fiscal_year"].dropna()}:
+        if not years or not set(years) & self._years:
             return {}, {}, []
         # A company's documents of the years named: filter (a comparison keeps every year it names). No company, or
         # none of its documents of those years: the year only boosts.
