@@ -51,6 +51,14 @@ def _print_summary(result) -> None:
     for entry in m.files:
         if entry.note:
             print(f"  note {entry.file}: {entry.note}")
+    scans = [(e.file, page) for e in m.files if e.status != "failed" for page in e.ocr]
+    if scans:
+        read = [p["confidence"] for _, p in scans if not p["error"]]
+        mean = f", mean confidence {sum(read) / len(read):.0f}" if read else ""
+        print(f"ocr        {len(read)} of {len(scans)} pages without a text layer read{mean}")
+        for file, page in scans:
+            if page["error"]:
+                print(f"  - {file} p. {page['page']}: {page['error']}")
     print(f"seconds    {run.seconds:.1f}  ({run.pages_per_s:.1f} pages/s, {run.chunks_per_s:.1f} chunks/s)")
     if run.embed_workers:
         workers = ", ".join(f"{w.worker} on {w.device}: {w.chunks} in {w.busy_seconds:.0f}s" for w in run.embed_workers)

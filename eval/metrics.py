@@ -6,11 +6,15 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from rag.languages import HAN_CHARS
+
 K_VALUES = (1, 3, 5, 10)
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
+# Words and numbers, and each Han character on its own (Chinese answers are scored by characters, as CMRC does)
+_TOKEN = re.compile(rf"[a-z0-9]+(?:[.,][0-9]+)*|[{HAN_CHARS}]")
 _NUMBER = re.compile(r"(?<![\w.])\$?\(?-?\d[\d,]*(?:\.\d+)?%?")
-_REFUSAL = re.compile(r"\b(i (do not|don't) know|not (mentioned|provided|available) in|cannot (find|answer)|no information)\b", re.I)
+_REFUSAL = re.compile(r"\b(i (do not|don't) know|not (mentioned|provided|available) in|cannot (find|answer)|no information)\b"
+                      r"|不知道|无法回答|没有(?:提到|提及|相关信息)", re.I)
 
 
 _SOURCES_BLOCK = re.compile(r"\n\s*SOURCES?(\(S\))?:.*", re.I | re.S)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from rag.filters import LEGAL_SUFFIXES, company_key
+from rag.languages import HAN_CHARS, has_han
 
 # Words that open a sentence ("Although the Company ...") and so never a name.
 STOPWORDS = set(STOPWORDS_EN_PLUS) | {"although", "while", "whether", "because", "unless", "since", "some", "certain",
@@ -35,6 +36,9 @@ _NAME_WORD = r"(?:[A-Z][\w&.'’-]*|&|and|of|the|de)"
 # A name ending in a legal suffix: "Apple Inc.", "PG&E CORPORATION", "salesforce.com, inc." (case-insensitive suffix).
 _SUFFIXED_NAME = re.compile(rf"(?<![\w&.'’-])((?:{_NAME_WORD}[ \t]+){{0,5}}{_NAME_WORD},?[ \t]+{_SUFFIX})(?![\w])")
 _SUFFIXED_NAME_ANY_CASE = re.compile(rf"((?:[\w&.'’-]+[ \t]+){{0,4}}[\w&.'’-]+,?[ \t]+{_SUFFIX})(?![\w])", re.I)
+# A Chinese name ends in its legal form and starts a line or follows punctuation: 苹果股份有限公司, 华为技术有限公司
+_HAN_SUFFIXED_NAME = re.compile(
+    rf"(?:^|(?<=[\s，。；：:、“”（）()《》]))([{HAN_CHARS}]{{2,12}}?(?:股份有限公司|有限责任公司|有限公司|集团))", re.M)
 _CAPTION_RE = re.compile(r"\(?\s*exact\s+name\s+of\s+(?:the\s+)?registrants?\b[^)\n]*\)?", re.I)
 _CERTIFICATION_RE = re.compile(
     r"report\s+on\s+form\s+10-?[QK]\s+(?:\([^)]*\)\s+)?of\s+(.{3,90}?)(?=\s+for\s+the|\s*[;(“\"]|,\s+(?:a|an|the)\s|\s*$)",
@@ -93,6 +97,8 @@ class Registrant:
 
 def _clean(raw: str) -> str | None:
     """A candidate as a name, or None where it cannot be one (a file number, a state, a caption, an address)."""
+    if has_han(raw):  # only _HAN_SUFFIXED_NAME finds these: they are a name and its legal form, nothing else
+        return raw.strip()
     # A word with a glyph the PDF did not map to a character ("Oracle Corpora\x00on") is dropped: the rest of the name
     # still says who it is.
     name = " ".join(w for w in raw.replace("\u00a0", " ").split() if not _UNMAPPED.search(w))
@@ -208,7 +214,8 @@ def find_registrant(cover: str, pages: list[str], info: list[str]) -> Registrant
     scored += [(n, _LISTING) for n, _ in listings if n]
     for field in info:
         scored += [(n, _INFO) for n in (_clean(m.group(1)) for m in _SUFFIXED_NAME_ANY_CASE.finditer(field)) if n]
-    suffixed = Counter(n for n in (_clean(m.group(1)) for m in _SUFFIXED_NAME.finditer(text)) if n)
+    found = [*_SUFFIXED_NAME.finditer(text), *_HAN_SUFFIXED_NAME.finditer(text)]
+    suffixed = Counter(n for n in (_clean(m.group(1)) for m in found) if n)
     scored += [(n, _SUFFIXED * min(c, 4)) for n, c in suffixed.items()]
 
     totals: dict[str, int] = defaultdict(int)

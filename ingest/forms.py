@@ -19,6 +19,7 @@ from rag.periods import DATE, MONTHS, dates_in, fiscal_years_in, iso_date, quart
 
 EARNINGS_RELEASE = "earnings release"
 ANNUAL_REPORT = "annual report"
+QUARTERLY_REPORT = "quarterly report"
 
 _FORM = re.compile(r"\bFORM\s+(10-QT?|10-KT?|8-K|6-K|20-F|40-F|S-[14]|F-[14]|DEF 14A)\b", re.I)
 _SEC = re.compile(r"securitiesandexchangecommission|pursuanttosection13or15\(d\)", re.I)
@@ -26,7 +27,8 @@ _COVER_CHARS = 1500  # a cover's form line is in its first lines; later "Form 10
 _RELEASE = re.compile(
     r"\b(?:reports|announces|posts|delivers|reported)\b[^\n]{0,80}?\b(?:results|earnings)\b|"
     r"\b(?:news|press)\s+release\b|\bfor\s+immediate\s+release\b", re.I)
-_ANNUAL_REPORT = re.compile(r"\bannual\s+report\b", re.I)
+_ANNUAL_REPORT = re.compile(r"\bannual\s+report\b|(?<!半)年度报告", re.I)
+_QUARTERLY_REPORT = re.compile(r"季度报告")  # Chinese listed companies' reports: 2023年第三季度报告
 _PERIOD = re.compile(
     r"for\s+the\s+(?:quarterly\s+period|fiscal\s+year|fiscal\s+quarter|period|year|quarter)\s+ended:?\s*" + DATE.pattern,
     re.I)
@@ -67,6 +69,8 @@ def _kind(page: str) -> str | None:
         return form.group(1).upper()
     if release:
         return EARNINGS_RELEASE
+    if _QUARTERLY_REPORT.search(page[:400]):
+        return QUARTERLY_REPORT
     if _ANNUAL_REPORT.search(page[:400]):
         return ANNUAL_REPORT
     return None
@@ -181,6 +185,9 @@ def read_period(pages: list[str]) -> Period:
         year = int(named.group(1) or named.group(2)) if named else (stated[0] if stated else None)
         ended = _PERIOD.search(flat)
         return Period(kind, ended and iso_date(*ended.groups()), year)
+    if kind == QUARTERLY_REPORT:
+        ended = dates_in(flat[:3000])
+        return Period(kind, ended[0] if ended else None, *(_stated_quarter(flat[:3000], None) or (None, None)))
     cover = " ".join("\n".join(pages[:2]).split())
     period_end = _period_end(cover)
     if kind == "8-K" or (not period_end and _REPORT_DATE.search(cover)):

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ingest.cluster import ClusterShrank, PoolDoesNotFit, RunWatch, alive_resources, check_fits, \
     cpus_needed, fit_pool
+from ingest.languages import embedding_for
 from ingest.metadata import read_sidecar
 from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, plan_run
 from rag.config import Settings
@@ -43,6 +44,7 @@ class PipelineOutput:
     failures: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, dict] = field(default_factory=dict)  # file -> DocMetadata fields
+    ocr: dict[str, list[dict]] = field(default_factory=dict)  # file -> its pages without a text layer (ingest.ocr)
     workers: Counter = field(default_factory=Counter)  # (worker, device) -> chunks embedded
     busy: Counter = field(default_factory=Counter)  # (worker, device) -> seconds spent encoding
 
@@ -164,12 +166,14 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
 
 def _collect(batch: dict[str, np.ndarray], out: PipelineOutput, columns: dict[str, list], vectors: list) -> None:
     """One batch of pipeline rows into ``out`` (pages, failures, notes, metadata, workers), ``columns`` and ``vectors``."""
-    for file, n_pages, note, meta in zip(batch["file"], batch["n_pages"], batch["note"], batch["metadata"]):
+    for file, n_pages, note, meta, ocr in zip(batch["file"], batch["n_pages"], batch["note"], batch["metadata"],
+                                              batch["ocr"]):
         out.pages[file] = int(n_pages)
         if note:
             out.notes[file] = note
         if file not in out.metadata:
             out.metadata[file] = {k: v for k, v in json.loads(meta).items() if v is not None}
+            out.ocr[file] = json.loads(ocr)
     for file, error in zip(batch["file"], batch["error"]):
         if error:
             out.failures[file] = error
@@ -221,6 +225,7 @@ def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks:
                     pages=new.pages.get(src.file, 0),
                     chunks=int(per_file.get(src.file, 0)),
                     note=new.notes.get(src.file),
+                    ocr=new.ocr.get(src.file, []),
                 )
             )
     for src in plan.unchanged:
@@ -248,6 +253,7 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         previous = _load_previous(writer.index)
         if not sources and previous is None:
             raise IngestError(f"no files in {docs_dir}")
+        settings = embedding_for(sources, settings, previous.manifest.embedding["model"] if previous else None)
         fp = fingerprint(settings)
         plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
         for src in plan.to_process:
@@ -309,6 +315,6 @@ def _embedding_dim(settings: Settings, previous: Previous | None, fp: str) -> in
     """The model's dimension, from the previous manifest when it used the same settings, else from the model."""
     if previous is not None and previous.manifest.fingerprint == fp:
         return int(previous.manifest.embedding["dim"])
-    from rag.models import load_sentence_encoder
+    from rag.embedding import TextEncoder
 
-    return int(load_sentence_encoder(settings.embedding.model, "cpu").get_embedding_dimension())
+    return TextEncoder(settings.embedding.model_copy(update={"device": "cpu"}), gpu_fraction=0).dim

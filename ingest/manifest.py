@@ -26,6 +26,7 @@ class FileEntry(BaseModel):
     reason: str | None = None  # why a file failed
     note: str | None = None  # anything unusual about how it was read, or that its source is gone
     metadata: dict = {}  # rag.metadata.DocMetadata fields that were found
+    ocr: list[dict] = []  # pages without a text layer: page, OCR's mean confidence, or why it has no text (ingest.ocr)
     overrides_hash: str = ""  # of the file's metadata.jsonl entry: a changed entry re-processes the file
 
 
@@ -74,7 +75,8 @@ def fingerprint(settings: Settings) -> str:
         "metadata": METADATA_VERSION,
         "pdf": settings.pdf.model_dump(),
         "chunking": settings.chunking.model_dump(),
-        "embedding": settings.embedding.model_dump(exclude={"device", "dtype", "encode_batch_size"}),
+        # the multilingual model counts where it was chosen: as embedding.model (ingest.languages)
+        "embedding": settings.embedding.model_dump(exclude={"device", "dtype", "encode_batch_size", "multilingual_model"}),
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 

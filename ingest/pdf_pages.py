@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable
 import pypdf
 from pypdf.errors import FileNotDecryptedError, LimitReachedError
 
+from ingest.ocr import OcrPage, ocr_pages, unavailable
 from rag.config import PdfConfig
+from rag.languages import join_wrapped_lines
 
 # pypdf itself looks for the end marker in the last kilobyte.
 _EOF_WINDOW = 1024
@@ -40,6 +42,7 @@ class PdfPages:
     texts: list[str]  # index i holds page i + 1
     note: str | None = None  # how the file was read when that took something unusual
     info: PdfInfo = field(default_factory=PdfInfo)
+    ocr: list[OcrPage] = field(default_factory=list)  # the pages that had no text layer, and what OCR made of them
 
 
 def _check_container(path: Path) -> bool:
@@ -77,30 +80,54 @@ def _rebuilt(path: Path) -> io.BytesIO:
     return io.BytesIO(data + trailer)
 
 
-def _extract(source: Path | io.BytesIO, only: PageChoice | None) -> tuple[list[str], PdfInfo]:
+def _extract(source: Path | io.BytesIO, only: PageChoice | None) -> tuple[list[str], PdfInfo, set[int]]:
+    """Every wanted page's text ("" for the rest), the info dictionary, and which pages were wanted."""
     reader = pypdf.PdfReader(source)
     if reader.is_encrypted and not reader.decrypt(""):
         raise UnreadableDocument("encrypted PDF: a password is required")
-    wanted = set(only(len(reader.pages))) if only else range(len(reader.pages))
-    return [(page.extract_text() or "") if i in wanted else "" for i, page in enumerate(reader.pages)], _info(reader)
+    wanted = set(only(len(reader.pages))) if only else set(range(len(reader.pages)))
+    texts = [join_wrapped_lines(page.extract_text() or "") if i in wanted else "" for i, page in enumerate(reader.pages)]
+    return texts, _info(reader), wanted
 
 
-def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = None) -> PdfPages:
-    """Every page's text; raises UnreadableDocument for corrupt, encrypted, empty or zero-text files and for truncated
-    ones with nothing readable. ``only``: which pages (0-based, given the page count) to extract; the rest are ""."""
+def _read_scans(source: Path | io.BytesIO, texts: list[str], wanted: set[int], cfg: PdfConfig) -> list[OcrPage]:
+    """OCR into ``texts`` the wanted pages whose text layer is (nearly) empty; what became of each such page."""
+    scanned = sorted(i for i in wanted if len(texts[i].strip()) < cfg.ocr_below_chars)
+    if not scanned:
+        return []
+    found, pages = ocr_pages(source, scanned, cfg)
+    for i, text in found.items():
+        texts[i] = text
+    return pages
+
+
+def _why_no_text(cfg: PdfConfig, ocr: bool, scans: list[OcrPage]) -> str:
+    if cfg.ocr == "never" or not ocr:
+        return "OCR is off (pdf.ocr: never)"
+    missing = unavailable(cfg.ocr_languages)
+    if missing:
+        return f"OCR unavailable: {missing}"
+    return f"OCR read none of them: {scans[0].error}"
+
+
+def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = None, ocr: bool = True) -> PdfPages:
+    """Every page's text, OCR'd where a page has no text layer (``ocr`` and pdf.ocr allowing); raises
+    UnreadableDocument for corrupt, encrypted, empty or zero-text files and for truncated ones with nothing readable.
+    ``only``: which pages (0-based, given the page count) to extract; the rest are ""."""
     path = Path(path)
     whole = _check_container(path)
     note = None if whole else "truncated PDF (no %%EOF marker): read from the objects that are there"
     source = path if whole else _rebuilt(path)
     try:
         try:
-            texts, info = _extract(source, only)
+            texts, info, wanted = _extract(source, only)
         except LimitReachedError as err:
             if not cfg.raise_limits_on_error:
                 raise UnreadableDocument(f"pypdf safety limit reached: {err}") from err
             # Large real filings exceed pypdf's default limits; raising them for this file alone is deliberate.
+            source = path if whole else _rebuilt(path)
             with pypdf.apply_configuration(**cfg.raised_limits):
-                texts, info = _extract(path if whole else _rebuilt(path), only)
+                texts, info, wanted = _extract(source, only)
             note = "; ".join(filter(None, [note, f"parsed with raised pypdf limits after: {err}"]))
     except UnreadableDocument:
         raise
@@ -111,10 +138,10 @@ def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = N
         raise UnreadableDocument(f"{kind}: {type(err).__name__}: {err}") from err
     if not texts:
         raise UnreadableDocument("PDF has no pages")
+    scans = _read_scans(source, texts, wanted, cfg) if cfg.ocr == "auto" and ocr else []
     if sum(len(t.strip()) for t in texts) < cfg.min_chars:
         if not whole:
             raise UnreadableDocument("truncated PDF (no %%EOF marker): no text in what is there")
-        raise UnreadableDocument(
-            f"no extractable text in {len(texts)} page(s): scanned or image-only PDF (OCR is not supported)"
-        )
-    return PdfPages(texts, note, info)
+        raise UnreadableDocument(f"no extractable text in {len(texts)} page(s): scanned or image-only PDF; "
+                                 f"{_why_no_text(cfg, ocr, scans)}")
+    return PdfPages(texts, note, info, scans)

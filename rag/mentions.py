@@ -22,12 +22,14 @@ import pandas as pd
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from rag.filters import Filters, company_key, matching_files, names_of
+from rag.languages import has_han
 from rag.periods import dates_in, fiscal_years_in, quarters_in
 
 _YEAR_ALONE = re.compile(r"(?<![\d$,.])((?:19|20)\d{2})(?![\d,%])")
 _LATEST = re.compile(r"\b(latest|most recent|last|newest|current)\s+(?:\w+\s+){0,2}?(10-[QK]|report|filing|quarter|quarterly)", re.I)
 _FORM = re.compile(r"\b(10-?Q|10-?K|8-?K|20-?F|6-?K)\b", re.I)
 _MIN_KEY_CHARS = 3  # a name shorter than this ("HP" aside, which its ticker covers) matches too many words
+_MIN_HAN_KEY_CHARS = 2
 _MIN_FIRST_WORD_CHARS = 4
 _JOINERS = {"and", "&", "of", "the"}
 
@@ -51,7 +53,15 @@ def _initialisms(key: str) -> set[str]:
 
 
 def _has(text: str, word: str) -> bool:
+    """``word`` stands in ``text`` as a word of its own; a Chinese name anywhere (Chinese has no spaces around words)."""
+    if has_han(word):
+        return word in text
     return re.search(rf"(?<![\w&]){re.escape(word)}(?![\w&])", text) is not None
+
+
+def _long_enough(key: str) -> bool:
+    """A name key that is not too short to match safely: two Han characters say as much as three letters."""
+    return len(key) >= (_MIN_HAN_KEY_CHARS if has_han(key) else _MIN_KEY_CHARS)
 
 
 class MentionMatcher:
@@ -68,7 +78,7 @@ class MentionMatcher:
                 self._tickers[ticker].add(file)
             for name in names_of(company, names):
                 key = company_key(name)
-                if name == ticker or len(key) < _MIN_KEY_CHARS:
+                if name == ticker or not _long_enough(key):
                     continue
                 self._sure[key].add(file)
                 for short in _initialisms(key):

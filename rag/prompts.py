@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from rag.languages import is_chinese
 from rag.search import RetrievedChunk
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources below. Cite the sources you use as [1], [2]. "
     "If the sources do not contain the answer, say that you do not know."
 )
+# The same rules for a question asked in Chinese, so that the answer (and a refusal) comes in the question's language.
+SYSTEM_PROMPT_ZH = "你只根据下面编号的资料回答问题，并用 [1]、[2] 标注所用的资料。如果资料里没有答案，就说你不知道。请用中文回答。"
 
 _CITATION = re.compile(r"\[(\d+)\]")
 _SOURCES_HEADING = "\n\nSources:\n"
+_SOURCES_HEADING_ZH = "\n\n资料：\n"
 # Tokens a chat template adds: per message (role markers), once (generation prompt), between sources.
 # Generous for the templates of common instruct models, so the budget holds without rendering twice.
 _MESSAGE_TOKENS = 8
@@ -57,15 +61,18 @@ def build_messages(
 ) -> list[dict]:
     """Chat messages for the LLM within ``budget`` tokens, built so that the question is never the part that is lost.
 
-    The rules, the client's own ``instructions`` (its system message, after the rules) and the
+    The rules (in Chinese for a Chinese question), the client's own ``instructions`` (its system message, after the rules) and the
     question are always kept. Earlier turns are kept newest first within a quarter of what remains
     (the follow-up the question leans on is the newest); sources fill the rest in rank order, the
     last one trimmed to fit; a source or turn that does not fit is dropped whole.
     """
-    rules = f"{SYSTEM_PROMPT}\n\n{instructions.strip()}" if instructions.strip() else SYSTEM_PROMPT
+    chinese = is_chinese(question)
+    own = SYSTEM_PROMPT_ZH if chinese else SYSTEM_PROMPT
+    heading = _SOURCES_HEADING_ZH if chinese else _SOURCES_HEADING
+    rules = f"{own}\n\n{instructions.strip()}" if instructions.strip() else own
     messages = 2 + len(history)
     left = budget - _TEMPLATE_TOKENS - _MESSAGE_TOKENS * messages
-    left -= count_tokens(rules) + count_tokens(_SOURCES_HEADING) + count_tokens(question)
+    left -= count_tokens(rules) + count_tokens(heading) + count_tokens(question)
     kept: list[dict] = []
     history_budget = max(0, left) // 4
     for turn in reversed(history):
@@ -88,7 +95,7 @@ def build_messages(
             break
         left -= cost
         sources.append(_source(i, chunk, text))
-    system = f"{rules}{_SOURCES_HEADING}" + "\n\n".join(sources)
+    system = f"{rules}{heading}" + "\n\n".join(sources)
     return [{"role": "system", "content": system}, *kept, {"role": "user", "content": question}]
 
 

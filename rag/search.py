@@ -16,7 +16,6 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 
 from __future__ import annotations
 
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from rag.config import RetrievalConfig, Settings
 from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
 from rag.index import IndexStore
+from rag.languages import search_terms
 from rag.mentions import MentionMatcher
 from rag.sections import named_sections, section_rows
 from rag.versions import open_index
@@ -75,13 +75,6 @@ def _normalised(scores: dict[int, float]) -> dict[int, float]:
     return {row: (s - low) / span if span > 0 else 1.0 for row, s in scores.items()}
 
 
-def _tokens(text: str) -> list[str]:
-    """Words and numbers ("81,797" whole), without English stopwords: they say nothing about which chunk."""
-    from bm25s.stopwords import STOPWORDS_EN_PLUS
-
-    return [t for t in re.findall(r"[a-z0-9]+(?:[.,][0-9]+)*", text.lower()) if t not in STOPWORDS_EN_PLUS]
-
-
 class Bm25:
     """BM25 (bm25s) over each chunk's header and text: the same text the dense index embedded."""
 
@@ -89,12 +82,12 @@ class Bm25:
         import bm25s
 
         self.model = bm25s.BM25()
-        corpus = [_tokens(store.search_text(row)) for row in range(len(store.chunks))]
+        corpus = [search_terms(store.search_text(row)) for row in range(len(store.chunks))]
         self.model.index(corpus, show_progress=False)
         self.vocabulary = set(self.model.vocab_dict)
 
     def scores(self, query: str) -> np.ndarray:
-        known = [t for t in _tokens(query) if t in self.vocabulary]
+        known = [t for t in search_terms(query) if t in self.vocabulary]
         if not known:
             return np.zeros(self.model.scores["num_docs"], dtype=np.float32)
         return self.model.get_scores(known)
@@ -217,7 +210,7 @@ class Searcher:
         lexical: dict[int, float] = {}
         widened: dict = {}
         if vector is None and (mode != "bm25" or applied != request):
-            vector = self.encoder.encode([query])[0]
+            vector = self.encoder.encode([query], query=True)[0]
             lap("embed_ms")
         searches_dense = mode in ("dense", "hybrid")
         if searches_dense:

