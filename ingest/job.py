@@ -20,7 +20,8 @@ from ingest.cluster import ClusterShrank, PoolDoesNotFit, RunWatch, alive_resour
     cpus_needed, fit_pool
 from ingest.languages import embedding_for
 from ingest.metadata import read_sidecar
-from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, plan_run
+from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, \
+    plan_run, unusable_entries
 from rag.config import Settings
 from rag.metadata import FIELDS
 from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE, MANIFEST_FILE, build_index
@@ -233,6 +234,8 @@ def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks:
     for name in plan.missing:
         note = "source file is gone; its chunks stay until a run with --prune"
         entries.append(old[name].model_copy(update={"status": "skipped_unchanged", "note": note}))
+    entries += [FileEntry(file=name, status="failed", doc_hash="", size_bytes=0, reason=reason)
+                for name, reason in plan.unusable.items()]
     return sorted(entries, key=lambda e: e.file)
 
 
@@ -256,6 +259,7 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         settings = embedding_for(sources, settings, previous.manifest.embedding["model"] if previous else None)
         fp = fingerprint(settings)
         plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
+        plan.unusable = unusable_entries(docs_dir)
         for src in plan.to_process:
             log.info("to process: %s (%s)", src.file, plan.reasons[src.file])
         log.info(

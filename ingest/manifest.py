@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -113,6 +116,29 @@ def document_paths(docs_dir: Path) -> dict[str, Path]:
     return found
 
 
+def unusable_entries(docs_dir: Path) -> dict[str, str]:
+    """Entries under ``docs_dir`` that a person would take for documents but that cannot be read as files, by name
+    relative to the folder -> why: symbolic links that loop or lead nowhere, directories named like a PDF, pipes and
+    other special files. They are reported with the failed files instead of being passed over without a word."""
+    found = {}
+    for path in sorted(docs_dir.rglob("*")):
+        rel = path.relative_to(docs_dir)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError as err:
+            if path.is_symlink():
+                found[rel.as_posix()] = ("a symbolic link that loops" if err.errno == errno.ELOOP
+                                         else f"a symbolic link to nothing ({os.readlink(path)} does not exist)")
+            continue
+        if stat.S_ISDIR(mode) and path.suffix.lower() == ".pdf":
+            found[rel.as_posix()] = "a directory named like a PDF, not a file (the files inside it are read on their own)"
+        elif not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+            found[rel.as_posix()] = "not a regular file (a pipe, socket or device)"
+    return found
+
+
 def discover(docs_dir: Path, sidecar: dict[str, dict]) -> list[SourceFile]:
     return [SourceFile(str(path.resolve()), file, hash_file(path), path.stat().st_size, overrides_hash(sidecar.get(file)))
             for file, path in document_paths(docs_dir).items()]
@@ -125,6 +151,7 @@ class Plan:
     missing: list[str]  # indexed before, gone from the folder now, kept because --prune was not given
     pruned: list[str]  # indexed before, gone from the folder now, dropped
     reasons: dict[str, str] = field(default_factory=dict)  # file -> why it is processed
+    unusable: dict[str, str] = field(default_factory=dict)  # entries that are no readable file -> why (unusable_entries)
 
 
 def plan_run(sources: list[SourceFile], previous: Manifest | None, fp: str, prune: bool) -> Plan:

@@ -33,7 +33,7 @@ from rag.prompts import cited_indices, source_list
 from rag.search import RetrievedChunk, SearchResult
 from rag.versions import NoIndex
 from serving.clients import Overloaded, ServeGenerator, ServeRetriever
-from serving.collections import CollectionsDeployment, NotFound, UploadRefused
+from serving.collections import CollectionsDeployment, NotFound, UploadRefused, raise_refused
 from serving.deployments import GeneratorDeployment, RetrieverDeployment
 from serving.metrics import IngressMetrics
 from serving.schemas import (
@@ -104,7 +104,27 @@ class _RequestLog:
             self.metrics.record(route or "unmatched", status, state["log"].get("collection"), seconds)
 
 
-app.add_middleware(_RequestLog)
+# Request headers past this are refused with 431 before any route runs (nginx's default allows 32 KB, uvicorn's h11
+# 16 KB; Serve's proxy let a 1 MB header through): docs/serving.md.
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class _HeaderLimit:
+    """431 for a request whose headers together pass MAX_HEADER_BYTES: a megabyte of headers is no client's need."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            response = JSONResponse({"detail": f"the request's headers are over the limit of {MAX_HEADER_BYTES // 1024} KB"},
+                                    status_code=431)
+            return await response(scope, receive, send)
+        return await self.inner(scope, receive, send)
+
+
+app.add_middleware(_HeaderLimit)
+app.add_middleware(_RequestLog)  # added last, so outermost: a refused request gets its line too
 
 
 def _retry_later(request: Request, detail: str) -> JSONResponse:
@@ -389,23 +409,23 @@ class Ingress:
                 raise HTTPException(status_code=413, detail=f"{item.filename!r} is over the limit of "
                                     f"{cfg.max_upload_mb:g} MB")
             uploads.append((item.filename or "", await item.read()))
-        return await self.collections.add.remote(name, uploads)
+        return raise_refused(await self.collections.add.remote(name, uploads))
 
     @app.delete("/v1/collections/{name}/documents/{file:path}", dependencies=[Depends(_check_api_key)],
                 status_code=202)
     async def remove_document(self, name: str, file: str, request: Request) -> dict:
-        return await self.collections.remove.remote(self._collection(request, name), file)
+        return raise_refused(await self.collections.remove.remote(self._collection(request, name), file))
 
     @app.get("/v1/collections/{name}/documents/{file:path}/pdf", dependencies=[Depends(_check_api_key)])
     async def document_pdf(self, name: str, file: str, request: Request) -> FileResponse:
         """The document itself, for the browser's PDF viewer (``#page=N``): only a name the folder listing holds."""
-        path = await self.collections.document_path.remote(self._collection(request, name), file)
+        path = raise_refused(await self.collections.document_path.remote(self._collection(request, name), file))
         return FileResponse(path, media_type="application/pdf", filename=Path(path).name,
                             content_disposition_type="inline")
 
     @app.get("/v1/jobs/{job_id}", dependencies=[Depends(_check_api_key)])
     async def get_job(self, job_id: str, request: Request) -> dict:
-        job = await self.collections.job.remote(job_id)
+        job = raise_refused(await self.collections.job.remote(job_id))
         self._collection(request, job["collection"])  # a job of a collection beyond the key's reach does not exist
         return job
 

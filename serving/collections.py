@@ -11,6 +11,7 @@ picked up when this replica starts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -30,6 +31,8 @@ from rag.config import CollectionConfig, Settings
 from rag.versions import IndexDir, NoIndex, current_manifest
 
 log = logging.getLogger(__name__)
+# The replica's own Serve log (logs/serve/replica_*Collections*.log), where a request's refusal belongs.
+_replica_log = logging.getLogger("ray.serve")
 
 _JOBS_KEPT = 200
 _MAX_NAME = 200
@@ -45,6 +48,34 @@ class UploadRefused(ValueError):
 
 class NotFound(LookupError):
     """No such document or job (or one the caller may not see)."""
+
+
+@dataclass
+class Refused:
+    """What a Collections method returns in place of raising a client's error (the ingress raises it again, with
+    ``raise_refused``): Serve logs every exception a replica raises at ERROR with its traceback, and a refused upload
+    is no fault of the service's."""
+
+    error: UploadRefused | NotFound
+
+
+def refusals_returned(method):
+    @functools.wraps(method)
+    async def answered(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except (UploadRefused, NotFound) as err:
+            _replica_log.info("refused %s: %s", method.__name__, err)
+            return Refused(err)
+
+    return answered
+
+
+def raise_refused(result):
+    """A Collections method's result, or its refusal raised here, where the client's 4xx is made."""
+    if isinstance(result, Refused):
+        raise result.error
+    return result
 
 
 def check_document_name(name: str) -> str:
@@ -181,6 +212,7 @@ class CollectionsDeployment:
             self._hashes[key] = hash_file(path)
         return self._hashes[key]
 
+    @refusals_returned
     async def document_path(self, name: str, file: str) -> str:
         """Where a document of the collection lies: its documents folder, or for a read-only collection the folder
         its current version was made from. Only names the folder listing holds are answered."""
@@ -196,6 +228,7 @@ class CollectionsDeployment:
             raise NotFound(f"document {file!r} not found in collection {name!r}")
         return str(present[file])
 
+    @refusals_returned
     async def job(self, job_id: str) -> dict:
         if job_id not in self.jobs:
             raise NotFound(f"job {job_id!r} not found")
@@ -209,6 +242,7 @@ class CollectionsDeployment:
             raise UploadRefused(f"collection {name!r} is read-only here: it has no documents folder configured", 409)
         return Path(docs)
 
+    @refusals_returned
     async def add(self, name: str, uploads: list[tuple[str, bytes]]) -> dict:
         """Store the PDFs (all of them or, if one is refused, none) and schedule the job that indexes them."""
         folder = self._folder(name)
@@ -227,6 +261,7 @@ class CollectionsDeployment:
         digests = {filename: hashlib.sha256(data).hexdigest() for filename, data in uploads}
         return {"job": asdict(job), "files": [{"file": f, "status": "pending", "doc_hash": h} for f, h in digests.items()]}
 
+    @refusals_returned
     async def remove(self, name: str, file: str) -> dict:
         """Take a document out of the folder and schedule the job that takes its chunks out of the index."""
         folder = self._folder(name)

@@ -56,6 +56,16 @@ def bad_files(folder: Path, good_pdf: Path) -> dict[str, str]:
     }
 
 
+def not_files(folder: Path) -> dict[str, str]:
+    """Entries that look like documents but are no readable file; returns name -> a word its reason must contain.
+    (Copy a folder holding them with ``shutil.copytree(..., symlinks=True)``.)"""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "loop.pdf").symlink_to("loop.pdf")
+    (folder / "gone.pdf").symlink_to("nowhere/gone.pdf")
+    (folder / "folder.pdf").mkdir()
+    return {"loop.pdf": "loops", "gone.pdf": "to nothing", "folder.pdf": "a directory"}
+
+
 def copy_docs(names: list[str], source: Path, target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in names:

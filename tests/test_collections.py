@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -196,6 +197,14 @@ def test_hostile_uploads_and_deletions_are_refused_and_nothing_indexed_is_lost(s
         r = httpx.delete(f"{url}/v1/collections/sec/documents/{name}", headers=auth(SEC_KEY), timeout=30)
         assert r.status_code == 404, (name, r.text)
     assert sorted(p.name for p in (root / "sec" / "docs").iterdir()) == before  # nothing written, nothing removed
+    # A client's mistake is logged as a refusal at INFO, not as the service's failure with a traceback.
+    import ray
+
+    logs = "".join(f.read_text(errors="replace") for f in
+                   (Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve").glob(
+                       "replica_*Collections*.log"))
+    assert "refused add: 'fake.pdf' is not a PDF" in logs and "refused remove: document 'nothing.pdf'" in logs
+    assert "Request failed" not in logs and "Traceback" not in logs
 
     bad_files(tmp_path / "bad", copy_docs(["2023 Q1 AMZN.pdf"], sec_docs, tmp_path / "good") / "2023 Q1 AMZN.pdf")
     r = upload(url, SEC_KEY, "sec", [("encrypted.pdf", (tmp_path / "bad" / "encrypted.pdf").read_bytes())])

@@ -1,9 +1,12 @@
+import os
+
 import pypdf
 import pytest
 
+from ingest.manifest import document_paths, unusable_entries
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from rag.config import PdfConfig
-from tests.pdf_factory import bad_files, text_pdf
+from tests.pdf_factory import bad_files, not_files, text_pdf
 
 
 def test_pages_of_a_real_filing(sec_docs):
@@ -36,3 +39,14 @@ def test_each_bad_file_gets_its_reason(tmp_path):
         with pytest.raises(UnreadableDocument, match=word):
             read_pdf_pages(tmp_path / "bad" / name, PdfConfig())
     assert len(read_pdf_pages(good, PdfConfig()).texts) == 3
+
+
+def test_entries_that_look_like_documents_but_are_no_file_are_named(tmp_path):
+    expected = not_files(tmp_path / "docs")
+    os.mkfifo(tmp_path / "docs" / "pipe.pdf")
+    (tmp_path / "docs" / "folder.pdf" / "inside.pdf").write_bytes(b"%PDF-1.7\n")
+    found = unusable_entries(tmp_path / "docs")
+    assert set(found) == set(expected) | {"pipe.pdf"}
+    for name, word in {**expected, "pipe.pdf": "not a regular file"}.items():
+        assert word in found[name]
+    assert list(document_paths(tmp_path / "docs")) == ["folder.pdf/inside.pdf"]  # a folder's files are still read

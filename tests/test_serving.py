@@ -348,6 +348,14 @@ def test_hostile_input_gets_a_4xx_within_seconds(url, name):
     assert elapsed < 5, elapsed  # under a second on an idle machine; the bound leaves room for a busy CI one
 
 
+def test_a_megabyte_of_headers_gets_431_at_once(url):
+    started = time.monotonic()
+    r = httpx.get(f"{url}/healthz", headers={"X-Padding": "p" * 1_000_000}, timeout=30)
+    assert r.status_code == 431 and "16 KB" in r.json()["detail"], (r.status_code, r.text[:200])
+    assert time.monotonic() - started < 5
+    assert httpx.get(f"{url}/healthz", headers={"X-Padding": "p" * 8_000}, timeout=30).status_code == 200
+
+
 @pytest.mark.slow
 def test_the_service_answers_after_the_hostile_inputs(url):
     r = _query(url, {"question": "What were Apple's total net sales?", "max_tokens": 4})
