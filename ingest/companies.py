@@ -97,7 +97,7 @@ class Registrant:
 
 def _clean(raw: str) -> str | None:
     """A candidate as a name, or None where it cannot be one (a file number, a state, a caption, an address)."""
-    if has_han(raw):  # only _HAN_SUFFIXED_NAME finds these: they are a name and its legal form, nothing else
+    if has_han(raw):  # the rules below are for Latin script; a Chinese candidate is a name with its legal form
         return raw.strip()
     # A word with a glyph the PDF did not map to a character ("Oracle Corpora\x00on") is dropped: the rest of the name
     # still says who it is.

@@ -105,15 +105,18 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _visible(docs_dir: Path):
+    """(name relative to the folder, path) of every entry under ``docs_dir`` outside hidden files and folders."""
+    for path in sorted(docs_dir.rglob("*")):
+        rel = path.relative_to(docs_dir)
+        if not any(part.startswith(".") for part in rel.parts):
+            yield rel.as_posix(), path
+
+
 def document_paths(docs_dir: Path) -> dict[str, Path]:
     """Every regular, non-hidden file under ``docs_dir`` but the metadata sidecar, by its name relative to the folder
     (non-PDFs included: ingestion reports them as failed rather than ignoring them)."""
-    found = {}
-    for path in sorted(docs_dir.rglob("*")):
-        rel = path.relative_to(docs_dir)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts) and rel.as_posix() != SIDECAR_FILE:
-            found[rel.as_posix()] = path
-    return found
+    return {name: path for name, path in _visible(docs_dir) if path.is_file() and name != SIDECAR_FILE}
 
 
 def unusable_entries(docs_dir: Path) -> dict[str, str]:
@@ -121,21 +124,18 @@ def unusable_entries(docs_dir: Path) -> dict[str, str]:
     relative to the folder -> why: symbolic links that loop or lead nowhere, directories named like a PDF, pipes and
     other special files. They are reported with the failed files instead of being passed over without a word."""
     found = {}
-    for path in sorted(docs_dir.rglob("*")):
-        rel = path.relative_to(docs_dir)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
+    for name, path in _visible(docs_dir):
         try:
             mode = path.stat().st_mode
         except OSError as err:
             if path.is_symlink():
-                found[rel.as_posix()] = ("a symbolic link that loops" if err.errno == errno.ELOOP
-                                         else f"a symbolic link to nothing ({os.readlink(path)} does not exist)")
+                found[name] = ("a symbolic link that loops" if err.errno == errno.ELOOP
+                               else f"a symbolic link to nothing ({os.readlink(path)} does not exist)")
             continue
         if stat.S_ISDIR(mode) and path.suffix.lower() == ".pdf":
-            found[rel.as_posix()] = "a directory named like a PDF, not a file (the files inside it are read on their own)"
+            found[name] = "a directory named like a PDF, not a file (the files inside it are read on their own)"
         elif not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
-            found[rel.as_posix()] = "not a regular file (a pipe, socket or device)"
+            found[name] = "not a regular file (a pipe, socket or device)"
     return found
 
 

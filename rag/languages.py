@@ -8,14 +8,13 @@ import re
 from functools import cache
 
 # CJK unified ideographs (with extension A and the compatibility block), and the full-width punctuation around them
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+HAN_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # for a regular expression's character class
 _FULL_WIDTH = "\u3000-\u303f\uff00-\uffef"
-HAN_CHARS = _HAN  # for a regular expression's character class
-_HAN_CHAR = re.compile(f"[{_HAN}]")
-_WIDE = re.compile(f"[{_HAN}{_FULL_WIDTH}]")
-_LETTER = re.compile(rf"[^\W\d_]|[{_HAN}]")
+_HAN_CHAR = re.compile(f"[{HAN_CHARS}]")
+_WIDE = re.compile(f"[{HAN_CHARS}{_FULL_WIDTH}]")
+_LETTER = re.compile(rf"[^\W\d_]|[{HAN_CHARS}]")
 # Latin words and numbers ("81,797" whole), and Han runs, in the order the text has them
-_WORD_OR_RUN = re.compile(rf"[{_HAN}]+|[a-z0-9]+(?:[.,][0-9]+)*")
+_WORD_OR_RUN = re.compile(rf"[{HAN_CHARS}]+|[a-z0-9]+(?:[.,][0-9]+)*")
 
 # Chinese sentence ends first, then clause marks: where a Chinese chunk may be cut before cutting inside a clause
 SENTENCE_ENDS = ("。", "！", "？", "；")
@@ -68,7 +67,7 @@ def join_wrapped_lines(text: str) -> str:
     side and no space on either: a heading or a paragraph's last line is short and keeps its break, and English text
     (breaks between Latin words) is left as it is. Only newlines are removed, so the page keeps every other
     character where it was."""
-    if not _HAN_CHAR.search(text):
+    if not has_han(text):
         return text
     lines = text.split("\n")
     widths = sorted(w for w in map(_width, lines) if w > 0)
