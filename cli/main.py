@@ -212,12 +212,15 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs):
 
 def _follow_job(args: argparse.Namespace, job: dict) -> int:
     """Print the job's progress until it ends; 0 when it succeeded."""
+    from ingest.progress import Progress
+
     shown = None
     while job["state"] in ("queued", "running"):
         line = f"{job['id']} {job['state']}"
+        if job.get("waiting"):
+            line += f" ({job['waiting']})"
         if job["progress"]:
-            line += f": {job['progress']['files_seen']}/{job['progress']['files_total']} files, " \
-                    f"{job['progress']['chunks_embedded']} chunks embedded"
+            line += f": {Progress(**job['progress']).summary()}"
         if line != shown:
             print(line, flush=True)
             shown = line
@@ -251,6 +254,11 @@ def cmd_docs_rm(args: argparse.Namespace) -> int:
 
     response = _call(args, "DELETE", f"/v1/collections/{args.collection}/documents/{quote(args.file)}")
     return _changed(args, response, f"removed {args.file} from")
+
+
+def cmd_docs_reindex(args: argparse.Namespace) -> int:
+    response = _call(args, "POST", f"/v1/collections/{args.collection}/reindex")
+    return _changed(args, response, "reindexing")
 
 
 def _changed(args: argparse.Namespace, response, what: str) -> int:
@@ -471,7 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     docs_add.add_argument("files", type=Path, nargs="+")
     docs_rm = docs_sub.add_parser("rm", help="remove a document; a job takes its chunks out")
     docs_rm.add_argument("file")
-    for command, func in ((docs_list, cmd_docs_list), (docs_add, cmd_docs_add), (docs_rm, cmd_docs_rm)):
+    docs_reindex = docs_sub.add_parser("reindex", help="run a job over the whole folder: takes up documents whose job "
+                                       "failed")
+    for command, func in ((docs_list, cmd_docs_list), (docs_add, cmd_docs_add), (docs_rm, cmd_docs_rm),
+                          (docs_reindex, cmd_docs_reindex)):
         command.add_argument("--endpoint", required=command is not docs_list, help="URL of a running service")
         command.add_argument("--collection", default="default")
         command.add_argument("--api-key-env", default="RAG_API_KEY")

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from ingest.job import Progress
+from ingest.progress import Progress
 
 LOG_EVERY_S = 15.0  # a non-interactive log gets a line this often, not one per batch
 
@@ -30,9 +30,7 @@ class ProgressLine:
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
         elapsed = now - self.started
-        rate = progress.chunks_embedded / elapsed if elapsed > 0 else 0.0
-        line = (f"ingest: {progress.files_seen}/{progress.files_total} files, {progress.chunks_embedded:,} chunks "
-                f"embedded, {rate:.1f} chunks/s, {elapsed:.0f} s")
+        line = f"ingest: {progress.summary()}, {elapsed:.0f} s"
         if self.interactive:
             self.stream.write("\r" + line.ljust(self._width))
             self._width = len(line)

@@ -66,6 +66,33 @@ def fit_pool(settings: Settings, resources: dict[str, float]) -> Settings:
     return fitted
 
 
+def sized_for(settings: Settings, files: int) -> Settings:
+    """``settings`` with no more embedding actors than ``files``: a file is one block of the pipeline, and an actor
+    without one would load its model for nothing."""
+    if settings.ingest.embed.actors <= max(files, 1):
+        return settings
+    sized = settings.model_copy(deep=True)
+    sized.ingest.embed.actors = max(files, 1)
+    return sized
+
+
+def admit(settings: Settings, free: dict[str, float], files: int) -> Settings:
+    """``settings`` for a job over ``files`` files started on the ``free`` resources: the pool sized for them and
+    fitted to what is free, and ``ingest.max_cpus`` that pool plus parsing tasks for up to ``files`` files out of what
+    is left (a file is one parsing task)."""
+    fitted = fit_pool(sized_for(settings, files), free)
+    pool, parse = fitted.ingest.embed, fitted.ingest.parse_num_cpus
+    spare = free.get("CPU", 0) - pool.actors * pool.num_cpus
+    parse_tasks = max(1, min(files, math.floor(spare / parse + 1e-9)))
+    fitted.ingest.max_cpus = pool.actors * pool.num_cpus + parse_tasks * parse
+    return fitted
+
+
+def min_cpus(settings: Settings) -> float:
+    """What the smallest run needs: one embedding actor and one parsing task."""
+    return settings.ingest.embed.num_cpus + settings.ingest.parse_num_cpus
+
+
 def alive_resources() -> dict[str, float]:
     """The resources of the nodes alive now (the GCS drops a dead node's within its health-check period)."""
     import ray

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ingest.cluster import ClusterShrank, PoolDoesNotFit, RunWatch, alive_resources, check_fits, \
-    cpus_needed, fit_pool
+    cpus_needed, fit_pool, sized_for
 from ingest.languages import embedding_for
 from ingest.metadata import read_sidecar
+from ingest.progress import Progress, ProgressPoller, start_counter
 from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, \
     plan_run, unusable_entries
 from rag.config import Settings
@@ -34,7 +35,12 @@ MAX_ATTEMPTS = 3  # runs of the pipeline when the cluster shrinks under it
 
 
 class IngestError(Exception):
-    """The job cannot start or cannot write its output; the message says why."""
+    """The job cannot start or cannot write its output; the message says why. ``retryable``: the cause can pass (a
+    stall, a cluster that lost what the pool needs), so the same job may succeed when run again."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass
@@ -55,15 +61,6 @@ class Previous:
     manifest: Manifest
     chunks: pd.DataFrame
     vectors: np.ndarray
-
-
-@dataclass
-class Progress:
-    """How far a run has come, for whoever watches it (the CLI's log, the service's job status)."""
-
-    files_total: int
-    files_seen: int = 0  # files whose first chunk (or failure) came out of the pipeline
-    chunks_embedded: int = 0
 
 
 @dataclass
@@ -107,9 +104,10 @@ def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str,
                  progress: Callable[[Progress], None] | None = None) -> PipelineOutput:
     """The pipeline's output over ``files``. A cluster that loses nodes mid-run gets the run again with a pool
     fitted to what is left (up to MAX_ATTEMPTS); a run that cannot fit or stalls ends in IngestError."""
+    ensure_ray(settings.ray)  # first: it sets up Ray Data's logging, read when Ray Data is imported
     from ray.data.exceptions import ExecutionTimeoutError
 
-    ensure_ray(settings.ray)
+    settings = sized_for(settings, len(files))
     try:
         check_fits(settings, alive_resources())
     except PoolDoesNotFit as err:
@@ -121,45 +119,47 @@ def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str,
         except ClusterShrank as err:
             if attempt == MAX_ATTEMPTS:
                 raise IngestError(f"{err}: the cluster kept losing resources, gave up after {attempt} runs of the "
-                                  "pipeline") from None
+                                  "pipeline", retryable=True) from None
             try:
                 settings = fit_pool(settings, alive_resources())
             except PoolDoesNotFit as no_fit:
-                raise IngestError(f"{err}, and {no_fit}") from None
+                raise IngestError(f"{err}, and {no_fit}", retryable=True) from None
             attempt += 1
             log.warning("%s: running the pipeline again with %d embedding actors (attempt %d of %d)",
                         err, settings.ingest.embed.actors, attempt, MAX_ATTEMPTS)
         except ExecutionTimeoutError as err:
             raise IngestError(f"the ingestion stalled (ingest.stall_timeout_s {settings.ingest.stall_timeout_s:g}): "
-                              f"{err}") from None
+                              f"{err}", retryable=True) from None
 
 
 def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict],
               progress: Callable[[Progress], None] | None) -> PipelineOutput:
+    import ray
+
     from ingest.pipeline import build_dataset
 
     columns: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
     vectors: list[np.ndarray] = []
     out = PipelineOutput(pd.DataFrame(), None)
-    done = Progress(len(files))
-    dataset = build_dataset(files, settings, sidecar)
-    with RunWatch(dataset, settings) as watch:
+    counter = start_counter()
+    dataset = build_dataset(files, settings, sidecar, counter)
+    poller = ProgressPoller(counter, len(files), sum(f.size_bytes for f in files), progress or (lambda _: None))
+    with RunWatch(dataset, settings) as watch, poller:
         try:
-            # Whole blocks as they come out of the pool: progress moves with every embedding batch.
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 _collect(batch, out, columns, vectors)
-                done.files_seen = len(out.pages)  # failed files too: their one row carries n_pages 0
-                done.chunks_embedded += int((batch["chunk_index"] >= 0).sum())
-                if progress:
-                    progress(done)
         except Exception as err:
             # Tasks lost with a node can fail the execution before the watch sees the node go: the same case.
             watch.raise_if_stopped()
             if cpus_needed(settings) > alive_resources().get("CPU", 0):
                 raise ClusterShrank(f"the execution failed ({type(err).__name__}) and the cluster lost CPUs") from err
             raise
+        finally:
+            ray.kill(counter)
     watch.raise_if_stopped()  # a stopped execution ends the loop early, without an error
     out.chunks = pd.DataFrame(columns)
+    if progress:
+        progress(Progress(len(files), "indexing", len(out.pages), sum(out.pages.values()), len(columns["text"])))
     if len(out.chunks):
         out.vectors = np.concatenate(vectors).astype(np.float32)
     return out
@@ -246,6 +246,8 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
     One ingestion writes an index at a time: ``wait_s`` is how long to wait for another (None: as long as it
     takes), past which IndexBusy. ``progress`` is called as chunks come out of the pipeline."""
     started = time.perf_counter()
+    if progress:
+        progress(Progress(0))
     docs_dir, index_dir = Path(docs_dir), Path(index_dir)
     if not docs_dir.is_dir():
         raise IngestError(f"documents folder not found: {docs_dir}")
@@ -260,6 +262,8 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         fp = fingerprint(settings)
         plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
         plan.unusable = unusable_entries(docs_dir)
+        if progress and plan.to_process:  # before Ray starts: a watcher knows at once what the run has to do
+            progress(Progress(len(plan.to_process), "starting"))
         for src in plan.to_process:
             log.info("to process: %s (%s)", src.file, plan.reasons[src.file])
         log.info(

@@ -80,13 +80,17 @@ def _rebuilt(path: Path) -> io.BytesIO:
     return io.BytesIO(data + trailer)
 
 
-def _extract(source: Path | io.BytesIO, only: PageChoice | None) -> tuple[list[str], PdfInfo, set[int]]:
+def _extract(source: Path | io.BytesIO, only: PageChoice | None,
+             on_page: Callable[[int], None]) -> tuple[list[str], PdfInfo, set[int]]:
     """Every wanted page's text ("" for the rest), the info dictionary, and which pages were wanted."""
     reader = pypdf.PdfReader(source)
     if reader.is_encrypted and not reader.decrypt(""):
         raise UnreadableDocument("encrypted PDF: a password is required")
     wanted = set(only(len(reader.pages))) if only else set(range(len(reader.pages)))
-    texts = [join_wrapped_lines(page.extract_text() or "") if i in wanted else "" for i, page in enumerate(reader.pages)]
+    texts = []
+    for i, page in enumerate(reader.pages):
+        texts.append(join_wrapped_lines(page.extract_text() or "") if i in wanted else "")
+        on_page(i)
     return texts, _info(reader), wanted
 
 
@@ -110,24 +114,26 @@ def _why_no_text(cfg: PdfConfig, ocr: bool, scans: list[OcrPage]) -> str:
     return f"OCR read none of them: {scans[0].error}"
 
 
-def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = None, ocr: bool = True) -> PdfPages:
+def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = None, ocr: bool = True,
+                   on_page: Callable[[int], None] = lambda _: None) -> PdfPages:
     """Every page's text, OCR'd where a page has no text layer (``ocr`` and pdf.ocr allowing); raises
     UnreadableDocument for corrupt, encrypted, empty or zero-text files and for truncated ones with nothing readable.
-    ``only``: which pages (0-based, given the page count) to extract; the rest are ""."""
+    ``only``: which pages (0-based, given the page count) to extract; the rest are "". ``on_page(i)``: called as each
+    page is read (again for a file read a second time with raised limits)."""
     path = Path(path)
     whole = _check_container(path)
     note = None if whole else "truncated PDF (no %%EOF marker): read from the objects that are there"
     source = path if whole else _rebuilt(path)
     try:
         try:
-            texts, info, wanted = _extract(source, only)
+            texts, info, wanted = _extract(source, only, on_page)
         except LimitReachedError as err:
             if not cfg.raise_limits_on_error:
                 raise UnreadableDocument(f"pypdf safety limit reached: {err}") from err
             # Large real filings exceed pypdf's default limits; raising them for this file alone is deliberate.
             source = path if whole else _rebuilt(path)
             with pypdf.apply_configuration(**cfg.raised_limits):
-                texts, info, wanted = _extract(source, only)
+                texts, info, wanted = _extract(source, only, on_page)
             note = "; ".join(filter(None, [note, f"parsed with raised pypdf limits after: {err}"]))
     except UnreadableDocument:
         raise

@@ -15,10 +15,13 @@ from functools import lru_cache
 
 import numpy as np
 import ray
+from ray.data import ExecutionResources
 
+from ingest.cluster import gpus_needed
 from ingest.manifest import SourceFile
 from ingest.metadata import extract_metadata, section_at
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from ingest.progress import page_reporter
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
 from rag.embedding import TextEncoder
@@ -29,6 +32,7 @@ from rag.models import set_cpu_threads
 # error and note are "" rather than None: an all-null column comes back from Arrow as NaN floats.
 _FAILED_PAGE = 0
 _NO_CHUNK = -1
+_REPORT_EVERY = 64  # chunks an embedding actor encodes between two reports of its progress
 
 
 def _failure_row(src: dict, reason: str) -> dict:
@@ -36,12 +40,17 @@ def _failure_row(src: dict, reason: str) -> dict:
             "ocr": "[]"}
 
 
-def extract_pages(src: dict, pdf: dict) -> Iterator[dict]:
-    """One row per page of one file (page numbers 1-based), each carrying the file's metadata; or one failure row."""
+def extract_pages(src: dict, pdf: dict, counter) -> Iterator[dict]:
+    """One row per page of one file (page numbers 1-based), each carrying the file's metadata; or one failure row.
+    ``counter``: the run's ProgressCounter."""
+    doc, reason = None, ""
     try:
-        doc = read_pdf_pages(src["path"], PdfConfig.model_validate(pdf))
+        doc = read_pdf_pages(src["path"], PdfConfig.model_validate(pdf), on_page=page_reporter(counter))
     except UnreadableDocument as err:
-        yield _failure_row(src, str(err))
+        reason = str(err)
+    counter.parsed.remote(src["size_bytes"])
+    if doc is None:
+        yield _failure_row(src, reason)
         return
     meta = extract_metadata(src["file"], doc.texts, doc.info, json.loads(src["overrides"])).model_dump_json()
     ocr = json.dumps([asdict(page) for page in doc.ocr])  # the file's, on each of its rows like its metadata
@@ -55,7 +64,7 @@ def _splitter(chunking_json: str, model: str):
     return make_splitter(ChunkingConfig.model_validate_json(chunking_json), model)
 
 
-def chunk_page(page: dict, chunking_json: str, model: str) -> Iterator[dict]:
+def chunk_page(page: dict, chunking_json: str, model: str, counter) -> Iterator[dict]:
     """The page's chunks with offsets into the page text and their contextual header; a failure row passes through."""
     if page["error"]:
         yield {**page, "chunk_index": _NO_CHUNK, "char_start": 0, "char_end": 0, "header": ""}
@@ -63,7 +72,9 @@ def chunk_page(page: dict, chunking_json: str, model: str) -> Iterator[dict]:
     cfg = ChunkingConfig.model_validate_json(chunking_json)
     meta = DocMetadata.model_validate_json(page["metadata"])
     running_headers = {v.lower() for v in (meta.company, meta.title) if v}
-    for chunk in split_text(_splitter(chunking_json, model), page["text"]):
+    chunks = split_text(_splitter(chunking_json, model), page["text"])
+    counter.chunked.remote(len(chunks))
+    for chunk in chunks:
         section = section_at(page["text"], chunk.char_start, chunk.char_end, running_headers)
         yield {
             **page,
@@ -78,8 +89,9 @@ def chunk_page(page: dict, chunking_json: str, model: str) -> Iterator[dict]:
 class EmbedChunks:
     """A pool actor: loads the encoder once on its GPU share (or the CPU), then embeds batch after batch."""
 
-    def __init__(self, embedding: dict, gpu_fraction: float, num_cpus: float):
+    def __init__(self, embedding: dict, gpu_fraction: float, num_cpus: float, counter):
         set_cpu_threads(num_cpus)
+        self.counter = counter
         self.encoder = TextEncoder(EmbeddingConfig.model_validate(embedding), gpu_fraction=gpu_fraction)
         context = ray.get_runtime_context()
         gpus = ",".join(context.get_accelerator_ids().get("GPU", [])) or "-"
@@ -92,7 +104,12 @@ class EmbedChunks:
         vectors = np.zeros((n, self.encoder.dim), dtype=np.float32)
         started = time.perf_counter()
         texts = [with_header(h, t) for h, t in zip(batch["header"][has_text], batch["text"][has_text])]
-        vectors[has_text] = self.encoder.encode(texts)
+        parts = []
+        for start in range(0, len(texts), _REPORT_EVERY):  # told as it goes: a batch can take a minute on a CPU
+            parts.append(self.encoder.encode(texts[start:start + _REPORT_EVERY]))
+            self.counter.embedded.remote(len(parts[-1]))
+        if parts:
+            vectors[has_text] = np.concatenate(parts)
         # spread over the batch's chunks and summed per worker by the driver
         batch["embed_seconds"] = np.where(has_text, (time.perf_counter() - started) / max(1, has_text.sum()), 0.0)
         batch["embedding"] = vectors
@@ -101,20 +118,26 @@ class EmbedChunks:
         return batch
 
 
-def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict]) -> ray.data.Dataset:
-    """The lazy pipeline over ``files``; iterate it to run it. ``sidecar``: metadata overrides per file."""
+def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict], counter) -> ray.data.Dataset:
+    """The lazy pipeline over ``files``; iterate it to run it. ``sidecar``: metadata overrides per file; ``counter``:
+    the ProgressCounter its stages report to."""
     pool = settings.ingest.embed
-    items = [{"path": f.path, "file": f.file, "doc_hash": f.doc_hash, "overrides": json.dumps(sidecar.get(f.file, {}))}
-             for f in files]
+    items = [{"path": f.path, "file": f.file, "doc_hash": f.doc_hash, "size_bytes": f.size_bytes,
+              "overrides": json.dumps(sidecar.get(f.file, {}))} for f in files]
     # One block per file, so files parse in parallel tasks instead of queueing in one.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # The job reports its own progress (files, chunks); Ray Data's per-operator bars only add noise to a log.
     ds.context.enable_progress_bars = False
     ds.context.execution_no_progress_timeout_s = settings.ingest.stall_timeout_s
-    ds = ds.flat_map(extract_pages, fn_kwargs={"pdf": settings.pdf.model_dump()}, num_cpus=settings.ingest.parse_num_cpus)
+    if settings.ingest.max_cpus is not None:
+        ds.context.execution_options.resource_limits = ExecutionResources(cpu=settings.ingest.max_cpus,
+                                                                          gpu=gpus_needed(settings))
+    ds = ds.flat_map(extract_pages, fn_kwargs={"pdf": settings.pdf.model_dump(), "counter": counter},
+                     num_cpus=settings.ingest.parse_num_cpus)
     ds = ds.flat_map(
         chunk_page,
-        fn_kwargs={"chunking_json": settings.chunking.model_dump_json(), "model": settings.embedding.model},
+        fn_kwargs={"chunking_json": settings.chunking.model_dump_json(), "model": settings.embedding.model,
+                   "counter": counter},
         num_cpus=settings.ingest.parse_num_cpus,
     )
     return ds.map_batches(
@@ -123,6 +146,7 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
             "embedding": settings.embedding.model_dump(),
             "gpu_fraction": pool.num_gpus,
             "num_cpus": pool.num_cpus,
+            "counter": counter,
         },
         compute=ray.data.ActorPoolStrategy(size=pool.actors),
         batch_size=pool.batch_size,

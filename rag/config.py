@@ -22,7 +22,8 @@ class _Section(BaseModel):
 
 class RayConfig(_Section):
     address: str | None = Field(
-        None, description="Existing cluster to join ('auto', 'ray://host:10001'); None starts a local Ray"
+        None, description="Existing cluster to join ('auto', 'ray://host:10001'); None: RAY_ADDRESS, else a new local "
+        "Ray"
     )
 
 
@@ -98,6 +99,9 @@ class IngestConfig(_Section):
     stall_timeout_s: float = Field(
         600, gt=0, description="A run in which no stage moves for this long fails, naming the stages still running"
     )
+    max_cpus: float | None = Field(
+        None, gt=0, description="CPUs the pipeline may hold at once, its pool's included; None: what the cluster has. "
+        "The service sets it per job to what it admitted the job with (docs/collections.md)")
 
 
 class IndexConfig(_Section):
@@ -233,6 +237,9 @@ class ServeConfig(_Section):
     )
     default_collection: str | None = Field(None, description="Answers requests that name none; None: the first")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest PDF accepted by the documents API")
+    job_attempts: int = Field(3, ge=1, description="Runs of an ingestion job that fails for a cause that can pass "
+                              "(a stall, a lost node or actor) before it is reported failed")
+    job_retry_s: float = Field(15.0, ge=0, description="Wait before a failed job's second run, doubled for each further")
     reload_interval_s: float = Field(
         5.0, gt=0, description="How often each retriever replica checks its index for a new current version"
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from rag.config import LLMConfig
 from rag.decoding import DecodeBatch, Decoding, Prefill, Sampling, Usage
 from rag.locks import exclusive
-from rag.models import cap_gpu_memory, pick_device, pick_dtype, resolve_model
+from rag.models import cap_gpu_memory, pick_device, pick_dtype, quiet_model_loading, resolve_model
 from rag.prompts import build_messages
 from rag.search import RetrievedChunk
 
@@ -77,6 +77,7 @@ def _load_causal_lm(model: str, device_map, dtype):
     """A hub id, a local folder, or a GGUF file; a GGUF file is dequantized once and cached (about 25 s saved)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_model_loading()
     path = Path(resolve_model(model))
     if path.suffix == ".gguf":
         path = _dequantized(path)

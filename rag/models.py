@@ -184,4 +184,12 @@ def load_sentence_encoder(model: str, device: str, dtype: str = "float32"):
     import torch
     from sentence_transformers import SentenceTransformer
 
+    quiet_model_loading()
     return SentenceTransformer(resolve_model(model), device=device).to(getattr(torch, dtype))
+
+
+def quiet_model_loading() -> None:
+    """No "Loading weights" bar from transformers: in a log, or in a Ray worker's output, a bar is only noise."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()

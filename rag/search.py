@@ -16,6 +16,8 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 
 from __future__ import annotations
 
+import logging
+
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -81,6 +83,7 @@ class Bm25:
     def __init__(self, store: IndexStore):
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
         self.model = bm25s.BM25()
         corpus = [search_terms(store.search_text(row)) for row in range(len(store.chunks))]
         self.model.index(corpus, show_progress=False)

@@ -416,6 +416,11 @@ class Ingress:
     async def remove_document(self, name: str, file: str, request: Request) -> dict:
         return raise_refused(await self.collections.remove.remote(self._collection(request, name), file))
 
+    @app.post("/v1/collections/{name}/reindex", dependencies=[Depends(_check_api_key)], status_code=202)
+    async def reindex(self, name: str, request: Request) -> dict:
+        """A job over the collection's whole folder: documents whose job failed are taken up again."""
+        return raise_refused(await self.collections.reindex.remote(self._collection(request, name)))
+
     @app.get("/v1/collections/{name}/documents/{file:path}/pdf", dependencies=[Depends(_check_api_key)])
     async def document_pdf(self, name: str, file: str, request: Request) -> FileResponse:
         """The document itself, for the browser's PDF viewer (``#page=N``): only a name the folder listing holds."""

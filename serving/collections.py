@@ -1,11 +1,11 @@
 """The Collections deployment: each collection's documents, the ingestion jobs that turn them into index versions,
 and which version each retriever replica serves.
 
-One replica (it holds the job queue). Documents go into the collection's folder and a job runs the same
-``ingest.job.run_ingest`` as ``rag ingest`` (the Ray Data pipeline, on the cluster), pruning what left the
+One replica (it holds the job queue, serving.jobs). Documents go into the collection's folder and a job runs the
+same ``ingest.job.run_ingest`` as ``rag ingest`` (the Ray Data pipeline, on the cluster), pruning what left the
 folder. While a job runs, further changes wait for one more job, so a burst of uploads costs two runs at
-most, never a queue of full ones. The folder is the truth: documents changed while no service ran are
-picked up when this replica starts.
+most, never a queue of full ones. The folder is the truth: documents changed while no service ran, or whose job
+failed, are picked up when this replica starts, and by ``reindex``.
 """
 
 from __future__ import annotations
@@ -13,28 +13,29 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import importlib
 import logging
 import os
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ray import serve
 
-from ingest.job import Progress, run_ingest
+from ingest.job import IngestResult, run_ingest
 from ingest.manifest import document_paths, hash_file
 from ingest.metadata import SIDECAR_FILE
+from ingest.progress import Progress
 from rag.config import CollectionConfig, Settings
 from rag.versions import IndexDir, NoIndex, current_manifest
+from serving.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 # The replica's own Serve log (logs/serve/replica_*Collections*.log), where a request's refusal belongs.
 _replica_log = logging.getLogger("ray.serve")
 
-_JOBS_KEPT = 200
 _MAX_NAME = 200
 
 
@@ -99,47 +100,35 @@ def _store(folder: Path, uploads: list[tuple[str, bytes]]) -> None:
         os.replace(tmp, folder / filename)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class Job:
-    collection: str
-    changes: list[str]  # "+name" added or replaced, "-name" removed, "*" picked up at start
-    id: str = field(default_factory=lambda: f"job-{uuid.uuid4().hex[:12]}")
-    state: str = "queued"  # queued, running, succeeded, failed
-    created_at: str = field(default_factory=_now)
-    started_at: str | None = None
-    finished_at: str | None = None
-    progress: dict = field(default_factory=dict)  # files_total, files_seen, chunks_embedded
-    version: str | None = None  # published by this job
-    result: dict | None = None  # files indexed and failed, chunks, seconds
-    error: str | None = None
-
-
 # No CPU reserved: it mostly waits, and the jobs it starts reserve their own for their tasks and actors.
 @serve.deployment(name="Collections", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 class CollectionsDeployment:
     def __init__(self, settings_json: str):
         self.settings = Settings.model_validate_json(settings_json)
         self.collections: dict[str, CollectionConfig] = self.settings.serve.collections
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self._running: dict[str, Job] = {}
-        self._queued: dict[str, Job] = {}
         self._replicas: dict[str, tuple[float, dict]] = {}  # retriever replica -> (when it reported, its versions)
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> content hash
-        self._tasks: set[asyncio.Task] = set()
+        # Imported now, not by the first job: it would add seconds (Ray Data, pypdf, the splitter) to that job's start.
+        importlib.import_module("ingest.pipeline")
+        self.queue = JobQueue(self.settings, self._ingest, self._count_documents, _service_placed)
         for name, collection in self.collections.items():
             if collection.docs:
                 Path(collection.docs).mkdir(parents=True, exist_ok=True)
                 if any(d["status"] == "pending" for d in self._documents(name)):
-                    self._schedule(name, "*")
+                    self.queue.submit(name, "*")
+
+    def _ingest(self, name: str, settings: Settings, progress: Callable[[Progress], None]) -> IngestResult:
+        collection = self.collections[name]
+        # The lock in run_ingest waits for a `rag ingest` of the same index from outside, rather than failing.
+        return run_ingest(collection.docs, collection.index, settings, True, None, progress)
+
+    def _count_documents(self, name: str) -> int:
+        return len(document_paths(Path(self.collections[name].docs)))
 
     # ---- what retriever replicas serve ---------------------------------------------------------
 
-    # Every method is a coroutine: Serve then runs it on the replica's event loop, where the job queue lives, rather than
-    # on a thread of its pool; file work is handed to threads explicitly.
+    # The public methods are coroutines: Serve then runs them on the replica's event loop, where the job queue lives,
+    # rather than on a thread of its pool; file work is handed to threads explicitly.
 
     async def report(self, replica: str, versions: dict[str, str | None]) -> None:
         self._replicas[replica] = (time.monotonic(), versions)
@@ -157,7 +146,7 @@ class CollectionsDeployment:
         on_disk = await asyncio.to_thread(lambda: [self._on_disk(name) for name in names])
         return [{"name": name, **disk, "writable": self.collections[name].docs is not None,
                  "replicas": self._serving(name),
-                 "jobs": [job.id for job in (self._running.get(name), self._queued.get(name)) if job]}
+                 "jobs": [job.id for job in self.queue.of(name)]}
                 for name, disk in zip(names, on_disk)]
 
     def _on_disk(self, name: str) -> dict:
@@ -190,14 +179,26 @@ class CollectionsDeployment:
             if entry and entry["doc_hash"] == self._hash(path):
                 rows.append(self._indexed(entry))
             else:
-                rows.append({"file": file, "status": "pending", "size_bytes": path.stat().st_size})
+                rows.append({"file": file, "status": "pending", "size_bytes": path.stat().st_size,
+                             "reason": self._pending_reason(name)})
         for file, entry in entries.items():
             if present is None:
                 rows.append(self._indexed(entry))
             elif file not in present and entry["status"] != "failed":
-                rows.append({**self._indexed(entry), "status": "pending",
+                rows.append({**self._indexed(entry), "status": "pending", "reason": self._pending_reason(name),
                              "note": "removed from the folder: its chunks leave with the next version"})
         return sorted(rows, key=lambda row: row["file"])
+
+    def _pending_reason(self, name: str) -> str | None:
+        """Why a pending document is not indexed yet: the job that will take it up, or the one that failed to."""
+        jobs = self.queue.of(name)
+        if jobs:
+            return f"{jobs[0].id} is {jobs[0].state}" + (f": {jobs[0].waiting}" if jobs[0].waiting else "")
+        failed = self.queue.last_failed.get(name)
+        if failed is not None:
+            return (f"{failed.id} failed: {failed.error}. The next change, a POST to /v1/collections/{name}/reindex or "
+                    "a restart takes it up again")
+        return None
 
     @staticmethod
     def _indexed(entry: dict) -> dict:
@@ -230,9 +231,9 @@ class CollectionsDeployment:
 
     @refusals_returned
     async def job(self, job_id: str) -> dict:
-        if job_id not in self.jobs:
+        if job_id not in self.queue.jobs:
             raise NotFound(f"job {job_id!r} not found")
-        return asdict(self.jobs[job_id])
+        return self.queue.jobs[job_id].record()
 
     # ---- changing -----------------------------------------------------------------------------
 
@@ -257,9 +258,9 @@ class CollectionsDeployment:
             if not data.startswith(b"%PDF-"):
                 raise UploadRefused(f"{filename!r} is not a PDF (it does not start with %PDF-)", 415)
         await asyncio.to_thread(_store, folder, uploads)
-        job = self._schedule(name, *(f"+{filename}" for filename, _ in uploads))
+        job = self.queue.submit(name, *(f"+{filename}" for filename, _ in uploads))
         digests = {filename: hashlib.sha256(data).hexdigest() for filename, data in uploads}
-        return {"job": asdict(job), "files": [{"file": f, "status": "pending", "doc_hash": h} for f, h in digests.items()]}
+        return {"job": job.record(), "files": [{"file": f, "status": "pending", "doc_hash": h} for f, h in digests.items()]}
 
     @refusals_returned
     async def remove(self, name: str, file: str) -> dict:
@@ -269,54 +270,17 @@ class CollectionsDeployment:
         if file not in present:  # only a name listed in the folder is ever removed: no path from outside is used
             raise NotFound(f"document {file!r} not found in collection {name!r}")
         await asyncio.to_thread(present[file].unlink)
-        return {"job": asdict(self._schedule(name, f"-{file}")), "file": file, "status": "pending"}
+        return {"job": self.queue.submit(name, f"-{file}").record(), "file": file, "status": "pending"}
 
-    def _schedule(self, name: str, *changes: str) -> Job:
-        """The job that will include ``changes``: the queued one if there is one, else a new one, started now unless
-        one is running."""
-        job = self._queued.get(name)
-        if job is not None:
-            job.changes.extend(changes)
-            return job
-        job = Job(name, list(changes))
-        self.jobs[job.id] = job
-        while len(self.jobs) > _JOBS_KEPT:
-            self.jobs.popitem(last=False)
-        if name in self._running:
-            self._queued[name] = job
-        else:
-            self._start(job)
-        return job
+    @refusals_returned
+    async def reindex(self, name: str) -> dict:
+        """A job over the whole folder: takes up documents whose job failed (unchanged ones are reused, not redone)."""
+        self._folder(name)
+        return {"job": self.queue.submit(name, "*").record()}
 
-    def _start(self, job: Job) -> None:
-        self._running[job.collection] = job
-        task = asyncio.get_running_loop().create_task(self._run(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, job: Job) -> None:
-        collection = self.collections[job.collection]
-        job.state, job.started_at = "running", _now()
-
-        def progress(done: Progress) -> None:
-            job.progress = asdict(done)
-
-        try:
-            # The lock in run_ingest waits for a `rag ingest` of the same index from outside, rather than failing.
-            result = await asyncio.to_thread(run_ingest, collection.docs, collection.index, self.settings, True, None,
-                                             progress)
-        except Exception as err:  # the job fails with its reason; the current version goes on serving
-            log.exception("job %s for collection %s failed", job.id, job.collection)
-            job.state, job.error = "failed", str(err) or type(err).__name__
-        else:
-            files = result.manifest.files
-            job.state, job.version = "succeeded", result.version
-            job.result = {"indexed": sum(e.status != "failed" for e in files),
-                          "failed": {e.file: e.reason for e in files if e.status == "failed"},
-                          "chunks": result.chunks_total, "seconds": result.manifest.run.seconds}
-        finally:
-            job.finished_at = _now()
-            del self._running[job.collection]
-            queued = self._queued.pop(job.collection, None)
-            if queued is not None:
-                self._start(queued)
+def _service_placed() -> bool:
+    """Whether this replica's application has placed its replicas (or given up on them): their resources come before
+    any job's."""
+    app = serve.status().applications.get(serve.get_replica_context().app_name)
+    return app is None or app.status not in ("NOT_STARTED", "DEPLOYING")

@@ -172,7 +172,8 @@ class DocumentInfo(BaseModel):
     file: str
     status: Literal["indexed", "failed", "pending"] = Field(
         description="pending: added, changed or removed since the current version; a job is making the next one")
-    reason: str | None = Field(None, description="Why a document failed")
+    reason: str | None = Field(None, description="Why a document failed; for a pending one, the job that will take it "
+                               "up or the one that failed to")
     pages: int | None = None
     chunks: int | None = None
     size_bytes: int | None = None

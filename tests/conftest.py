@@ -84,3 +84,18 @@ def start_app(index_dir, overrides: list[str]) -> str:
             pass
         time.sleep(1)
     raise TimeoutError(f"the service at {url} did not become ready")
+
+
+def wait_served(url: str, collection: str, version: str, headers: dict | None = None, timeout: float = 60) -> None:
+    """Until every retriever replica of the service at ``url`` serves ``version`` of ``collection``."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        view = httpx.get(f"{url}/v1/collections/{collection}", headers=headers, timeout=30).json()
+        if view["replicas"] and set(view["replicas"].values()) == {version}:
+            return
+        assert time.monotonic() < deadline, view
+        time.sleep(0.5)

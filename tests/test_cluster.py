@@ -74,7 +74,7 @@ def test_ray_job_ingests_on_the_cluster(cluster_index):
     chunks = pd.read_parquet(index / "versions" / version / "chunks.parquet")
     assert set(chunks["file"]) == set(FILES) and len(chunks) == manifest["index"]["vectors"] > 100
     # The job's own progress lines, not Ray Data's per-operator bars, in the job's (non-interactive) log.
-    assert re.search(r"ingest: 2/2 files, [\d,]+ chunks embedded", output), output[-2000:]
+    assert re.search(r"ingest: indexing, 2/2 files read, [\d,]+ pages, [\d,]+ chunks embedded", output), output[-2000:]
     assert "Running Dataset" not in output and "Tasks:" not in output
 
 

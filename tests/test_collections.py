@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from cli.main import main as rag_main
-from tests.conftest import start_app
+from tests.conftest import start_app, wait_served
 from tests.pdf_factory import bad_files, copy_docs
 from rag.versions import current_manifest
 
@@ -69,15 +69,8 @@ def wait_for(url: str, key: str, job: dict, timeout: float = 600) -> dict:
     return job
 
 
-def live(url: str, key: str, collection: str, version: str, timeout: float = 60) -> None:
-    """Until every retriever replica serves ``version``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        view = httpx.get(f"{url}/v1/collections/{collection}", headers=auth(key), timeout=30).json()
-        if view["replicas"] and set(view["replicas"].values()) == {version}:
-            return
-        assert time.monotonic() < deadline, view
-        time.sleep(0.5)
+def live(url: str, key: str, collection: str, version: str) -> None:
+    wait_served(url, collection, version, auth(key))
 
 
 def ask(url: str, key: str, collection: str, question: str = QUESTION) -> httpx.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.cluster import PoolDoesNotFit, fit_pool
+from ingest.cluster import PoolDoesNotFit, admit, fit_pool
 from ingest.job import IngestError, run_ingest
 from rag.config import load_settings
 from rag.versions import current_manifest
@@ -76,6 +76,19 @@ def test_the_pool_is_fitted_to_what_a_shrunk_cluster_has_left():
     gpus = load_settings(None, ["ingest.embed.actors=4", "ingest.embed.num_gpus=0.25"])
     assert fit_pool(gpus, {"CPU": 8, "GPU": 0.5}).ingest.embed.actors == 2
     assert gpus.ingest.embed.actors == 4  # the caller's settings are left as they were
+
+
+def test_a_job_is_admitted_with_what_is_free_and_capped_to_it():
+    default = load_settings(None, [])
+    job = admit(default, {"CPU": 2.0}, files=20)  # beside a service holding the rest: the pool, and parsing
+    assert (job.ingest.embed.actors, job.ingest.max_cpus) == (2, 2.0)
+    assert admit(default, {"CPU": 8.0}, files=3).ingest.max_cpus == 2.5  # no more parsing tasks than files
+    one = admit(default, {"CPU": 8.0}, files=1)  # an actor more than files would load its model for nothing
+    assert (one.ingest.embed.actors, one.ingest.max_cpus) == (1, 1.0)
+    assert admit(default, {"CPU": 1.2}, files=5).ingest.embed.actors == 1
+    with pytest.raises(PoolDoesNotFit):
+        admit(default, {"CPU": 0.5}, files=5)
+    assert default.ingest.max_cpus is None and default.ingest.embed.actors == 2
 
 
 @pytest.mark.slow  # a second process joining the cluster: 19 s

@@ -251,10 +251,13 @@ async function loadDocuments() {
 async function followJob(job) {
   const line = $("job");
   while (job.state === "queued" || job.state === "running") {
-    const progress = job.progress && job.progress.files_total
-      ? `: ${job.progress.files_seen} of ${job.progress.files_total} files read, ${job.progress.chunks_embedded} chunks embedded`
+    const p = job.progress;
+    const progress = p && p.files_total
+      ? `: ${p.files_parsed} of ${p.files_total} files read, ${p.pages_parsed} pages, ${p.chunks_embedded} chunks embedded` +
+        (p.eta_s ? `, about ${p.eta_s < 90 ? `${Math.round(p.eta_s)} s` : `${Math.round(p.eta_s / 60)} min`} left` : "")
       : "";
-    say(line, `Indexing (${job.state})${progress}…`);
+    const waiting = job.waiting ? ` (${job.waiting})` : "";
+    say(line, `Indexing (${job.state}${waiting})${progress}…`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     job = await (await api(`/v1/jobs/${encodeURIComponent(job.id)}`)).json();
     await loadDocuments();
