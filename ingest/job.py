@@ -141,6 +141,9 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
     columns: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
     vectors: list[np.ndarray] = []
     out = PipelineOutput(pd.DataFrame(), None)
+    pool = settings.ingest.embed
+    log.info("running the pipeline over %d files: %d embedding actors x %g CPUs%s", len(files), pool.actors,
+             pool.num_cpus, f", at most {settings.ingest.max_cpus:g} CPUs in all" if settings.ingest.max_cpus else "")
     counter = start_counter()
     dataset = build_dataset(files, settings, sidecar, counter)
     poller = ProgressPoller(counter, len(files), sum(f.size_bytes for f in files), progress or (lambda _: None))
@@ -244,7 +247,8 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
     """Index ``docs_dir`` into a new version of ``index_dir``, reusing what did not change, and make it current.
 
     One ingestion writes an index at a time: ``wait_s`` is how long to wait for another (None: as long as it
-    takes), past which IndexBusy. ``progress`` is called as chunks come out of the pipeline."""
+    takes), past which IndexBusy. ``progress`` is called at once, when the plan is made, every second while the
+    pipeline runs (ingest.progress) and when it has run."""
     started = time.perf_counter()
     if progress:
         progress(Progress(0))
@@ -262,8 +266,8 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         fp = fingerprint(settings)
         plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
         plan.unusable = unusable_entries(docs_dir)
-        if progress and plan.to_process:  # before Ray starts: a watcher knows at once what the run has to do
-            progress(Progress(len(plan.to_process), "starting"))
+        if progress:  # before Ray starts: a watcher knows at once what the run has to do
+            progress(Progress(len(plan.to_process), "starting" if plan.to_process else "indexing"))
         for src in plan.to_process:
             log.info("to process: %s (%s)", src.file, plan.reasons[src.file])
         log.info(

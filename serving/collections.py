@@ -110,7 +110,7 @@ class CollectionsDeployment:
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> content hash
         # Imported now, not by the first job: it would add seconds (Ray Data, pypdf, the splitter) to that job's start.
         importlib.import_module("ingest.pipeline")
-        self.queue = JobQueue(self.settings, self._ingest, self._count_documents, _service_placed)
+        self.queue = JobQueue(self.settings, self._ingest, self._count_pending, _service_placed)
         for name, collection in self.collections.items():
             if collection.docs:
                 Path(collection.docs).mkdir(parents=True, exist_ok=True)
@@ -122,8 +122,8 @@ class CollectionsDeployment:
         # The lock in run_ingest waits for a `rag ingest` of the same index from outside, rather than failing.
         return run_ingest(collection.docs, collection.index, settings, True, None, progress)
 
-    def _count_documents(self, name: str) -> int:
-        return len(document_paths(Path(self.collections[name].docs)))
+    def _count_pending(self, name: str) -> int:
+        return sum(d["status"] == "pending" for d in self._documents(name))
 
     # ---- what retriever replicas serve ---------------------------------------------------------
 

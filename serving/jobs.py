@@ -34,7 +34,8 @@ _JOBS_KEPT = 200
 
 
 def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # Milliseconds: a job's attempts are told apart, and put in order, by when they ran.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -98,8 +99,9 @@ class JobQueue:
 
     def __init__(self, settings: Settings, run: Callable[[str, Settings, Callable[[Progress], None]], IngestResult],
                  files: Callable[[str], int], placed: Callable[[], bool]):
-        """``run(collection, settings, progress)`` runs one ingestion; ``files(collection)`` counts its documents;
-        ``placed()`` is true once the service's own replicas are placed (jobs wait for that)."""
+        """``run(collection, settings, progress)`` runs one ingestion; ``files(collection)`` counts the documents it
+        has to take up (a job's pool and parsing tasks are sized for them); ``placed()`` is true once the service's
+        own replicas are placed (jobs wait for that)."""
         self.settings, self._run, self._files, self._placed = settings, run, files, placed
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.waiting: list[Job] = []

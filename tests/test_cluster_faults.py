@@ -54,7 +54,7 @@ def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs
     # (in 2 of 8 runs here only as the run was finishing, so nothing was lost). The run takes 40 s or more.
     for line in job.stdout:
         lines.append(line)
-        if "Starting execution of Dataset" in line:
+        if "running the pipeline over" in line:
             break
     killed_at = time.monotonic()
     cluster.kill(worker)
