@@ -3,7 +3,7 @@ with paged attention), on the same model, prompts and machine.
 
     python bench/cb_compare.py --index INDEX_DIR [--levels 1 4 16] [--repeat 3] [--max-tokens 64] [--out bench/results]
 
-The prompts are the service's: the benchmark questions (bench/serve.py) retrieved against the index
+The prompts are the service's: the benchmark questions (bench/harness.py) retrieved against the index
 and built to the token budget by the same code the generator replica runs. At each level c, c
 prompts arrive at once and are answered greedily; the figure is generated tokens per second over
 the wall time, as the median and range of --repeat runs. Both run in this process on the thread the
@@ -23,11 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.serve import QUESTIONS, spread  # noqa: E402
+from bench.harness import QUESTIONS, spread  # noqa: E402
 
 
 def conversations(index: str, engine) -> list[list[dict]]:
-    from rag.answering import AnswerRequest, LocalRetriever
+    from rag.answering import LocalRetriever
+    from rag.types import AnswerRequest
     from rag.config import Settings
     from rag.search import Searcher
 
@@ -39,7 +40,7 @@ def conversations(index: str, engine) -> list[list[dict]]:
 def ours(engine, thread, max_batch_size: int):
     """Answers a batch of prompts with one ContinuousBatcher, whose decode loop then holds ``thread`` for good."""
     from rag.batching import ContinuousBatcher
-    from rag.decoding import Sampling, Usage
+    from rag.types import Sampling, Usage
 
     batcher = ContinuousBatcher(engine, max_batch_size, thread=thread)
 
@@ -82,7 +83,7 @@ def main() -> None:
 
     from rag.config import LLMConfig
     from rag.engines import load_engine
-    from rag.models import ModelThread
+    from rag.model_thread import ModelThread
 
     results: dict = {"max_tokens": args.max_tokens, "repeat": args.repeat, "levels": {}}
     for name, contender in (("ours", ours), ("transformers", library)):

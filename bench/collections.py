@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.serve import free_port, spread, stop_server, wait_ready  # noqa: E402
-from cli.main import DEFAULT_CONFIG  # noqa: E402
+from bench.harness import free_port, spread, stop_server, wait_ready  # noqa: E402
+from cli.options import DEFAULT_CONFIG  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 
 DEFAULT_DOCS = REPO.parent / "shared" / "datasets" / "sec-10q" / "docs"

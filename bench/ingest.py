@@ -132,17 +132,17 @@ def pipeline_run(docs: Path, work: Path, name: str, overrides: list[str], cores:
     from rag.versions import current_manifest
 
     manifest = current_manifest(index_dir)
-    pages = sum(e["pages"] for e in manifest["files"])
-    chunks = manifest["index"]["vectors"]
+    pages = sum(e.pages for e in manifest.files)
+    chunks = manifest.index.vectors
     return {
         "name": name,
         "wall_seconds": wall,
-        "job_seconds": manifest["run"]["seconds"],
+        "job_seconds": manifest.run.seconds,
         "pages": pages,
         "chunks": chunks,
         "pages_per_s": pages / wall,
         "chunks_per_s": chunks / wall,
-        "embed_workers": manifest["run"]["embed_workers"],
+        "embed_workers": [w.model_dump() for w in manifest.run.embed_workers],
         "index_dir": str(index_dir),
         "overrides": overrides,
     }

@@ -41,8 +41,8 @@ def ingest_once(tree: Path, docs: Path, index_dir: Path) -> dict:
     from rag.versions import current_manifest  # reads an older tree's unversioned index too
 
     manifest = current_manifest(index_dir)
-    pages = sum(e["pages"] for e in manifest["files"])
-    return {"wall_seconds": round(wall, 2), "pages": pages, "chunks": manifest["index"]["vectors"],
+    pages = sum(e.pages for e in manifest.files)
+    return {"wall_seconds": round(wall, 2), "pages": pages, "chunks": manifest.index.vectors,
             "pages_per_s": round(pages / wall, 3)}
 
 

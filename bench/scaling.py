@@ -27,7 +27,8 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rag.config import IndexConfig, Settings  # noqa: E402
-from rag.index import CHUNKS_FILE, build_index  # noqa: E402
+from rag.index import build_index  # noqa: E402
+from rag.index_files import CHUNKS_FILE  # noqa: E402
 from rag.versions import open_index  # noqa: E402
 
 QUERIES = 50
@@ -83,7 +84,7 @@ def chunk_store_costs(index_dir: str) -> tuple[dict, np.ndarray]:
     del bm25
     return {
         "chunks": n,
-        "pages": int(sum(e.get("pages") or 0 for e in store.manifest["files"])),
+        "pages": sum(e.pages for e in store.manifest.files),
         "chunk_store_disk_bytes_per_chunk": round((store.root / CHUNKS_FILE).stat().st_size / n, 1),
         "chunk_store_memory_bytes_per_chunk": round(int(store.chunks.memory_usage(deep=True).sum()) / n, 1),
         "bm25_memory_bytes_per_chunk": round(bm25_bytes / n, 1),
@@ -93,9 +94,9 @@ def chunk_store_costs(index_dir: str) -> tuple[dict, np.ndarray]:
 
 def retriever_costs(index_dir: str, runs: int) -> dict:
     """One retriever's search (hybrid: query embedding, FAISS, BM25, fusion) on the real index, on one thread:
-    milliseconds per search by stage, median of each run over bench/serve.py's questions."""
-    from bench.serve import QUESTIONS
-    from rag.models import set_cpu_threads
+    milliseconds per search by stage, median of each run over bench/harness.py's questions."""
+    from bench.harness import QUESTIONS
+    from rag.devices import set_cpu_threads
     from rag.search import Searcher
 
     set_cpu_threads(1)

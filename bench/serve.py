@@ -23,9 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,16 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-QUESTIONS = [
-    "What were Apple's total net sales for the three months ended July 1, 2023?",
-    "How much did Amazon spend on technology and infrastructure?",
-    "What risks does Intel describe about its manufacturing?",
-    "What was NVIDIA's data center revenue?",
-    "How much cash did Microsoft return to shareholders?",
-    "What are Apple's research and development expenses?",
-    "How did Amazon's operating income change?",
-    "What does Intel say about restructuring?",
-]
+from bench.harness import QUESTIONS, free_port, percentile, spread, start_server, stop_server, wait_ready  # noqa: E402
+
 CONCURRENCY = [1, 4, 16, 64]
 RUNS = ("baseline", "serve-batch", "serve-nobatch")
 
@@ -55,10 +44,11 @@ def baseline_app(index: str, default_tokens: int):
     from fastapi import FastAPI
     from pydantic import BaseModel
 
-    from rag.answering import AnswerRequest, local_pipeline
+    from rag.answering import local_pipeline
+    from rag.types import AnswerRequest
     from rag.config import Settings
     from rag.engines import load_engine
-    from rag.models import ModelThread
+    from rag.model_thread import ModelThread
     from rag.search import Searcher
 
     settings = Settings()
@@ -82,60 +72,6 @@ def baseline_app(index: str, default_tokens: int):
         return {"answer": a.text, "citations": [c.file for c in a.chunks]}
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(kind: str, index: str, port: int, max_tokens: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    if kind == "baseline":
-        cmd = [sys.executable, __file__, "--baseline-server", str(port), "--index", index, "--max-tokens", str(max_tokens)]
-    else:
-        overrides = [f"serve.port={port}", f"llm.max_new_tokens={max_tokens}"]
-        if kind == "serve-nobatch":
-            overrides.append("serve.generator.max_batch_size=1")
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--index", index]
-        for o in overrides:
-            cmd += ["--set", o]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(url)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    # Through this interpreter, so it works without the virtual environment on PATH.
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool = False) -> dict:
@@ -265,16 +201,6 @@ def bench_server(kind: str, index: str, seconds: float, max_tokens: int, levels:
         return result
     finally:
         stop_server(proc)
-
-
-def spread(values: list[float]) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"median": None, "min": None, "max": None, "runs": 0}
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return {"median": median, "min": ordered[0], "max": ordered[-1], "runs": len(ordered)}
 
 
 def summarize(repeats: list[dict]) -> dict:

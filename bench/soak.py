@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.serve import QUESTIONS, free_port, start_server, stop_server, wait_ready  # noqa: E402
+from bench.harness import QUESTIONS, free_port, start_server, stop_server, wait_ready  # noqa: E402
 
 WARM_S = 120  # memory after this is the reference: model loaded, buffers at their working size
 

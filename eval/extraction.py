@@ -1,6 +1,6 @@
 """How right document metadata comes out: company, form and fiscal year per file against a truth table.
 
-Reads only the pages extraction reads (``ingest.metadata.metadata_pages``), through the same reader
+Reads only the pages extraction reads (``ingest.metadata_extraction.metadata_pages``), through the same reader
 as ingestion, so a folder of thousands of pages is checked in a minute and ``rag ingest`` of it
 gives the same metadata. A company is right when the truth's name matches the document's name or
 one of its aliases the way a question naming it would (``rag.filters.company_key``).
@@ -17,7 +17,7 @@ import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ingest.metadata import extract_metadata, metadata_pages
+from ingest.metadata_extraction import extract_metadata, metadata_pages
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from rag.config import PdfConfig
 from rag.filters import company_key

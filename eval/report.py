@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import mean
 
-from eval import metrics
+from eval import scoring
 from eval.datasets import Question
-
-_SOURCE_LINE = re.compile(r"^\[\d+\] (.+), p\. (\d+)$", re.M)
-
+from rag.prompts import split_source_list
 
 def cited_files(answer: str) -> list[str]:
-    """Files named in the answer's Sources block (what it cited, or everything it was grounded in)."""
-    _, _, sources = answer.rpartition("\nSources:\n")
-    return [m.group(1) for m in _SOURCE_LINE.finditer(sources)]
+    """Files named in the answer's source list (what it cited, or everything it was grounded in)."""
+    return [file for file, _ in split_source_list(answer)[1]]
 
 
 def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str) -> dict:
@@ -37,24 +33,24 @@ def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str)
         pages = [f"{h['file']}#{h['page']}" for h in hits]
         scores = {"files": files, "pages": [h["page"] for h in hits]}
         if gold_in_index:
-            for k in metrics.K_VALUES:
-                scores[f"recall@{k}"] = metrics.recall_at_k(files, q.is_gold_file, len(gold_in_index), k)
-                scores[f"hit@{k}"] = metrics.hit_at_k(files, q.is_gold_file, k)
-            scores["mrr"] = metrics.reciprocal_rank(files, q.is_gold_file)
+            for k in scoring.K_VALUES:
+                scores[f"recall@{k}"] = scoring.recall_at_k(files, q.is_gold_file, len(gold_in_index), k)
+                scores[f"hit@{k}"] = scoring.hit_at_k(files, q.is_gold_file, k)
+            scores["mrr"] = scoring.reciprocal_rank(files, q.is_gold_file)
         if q.gold_pages:
             gold = {f"{f}#{p}" for f, p in q.gold_pages}
-            for k in metrics.K_VALUES:
-                scores[f"page_recall@{k}"] = metrics.recall_at_k(pages, gold.__contains__, len(gold), k)
-                scores[f"page_hit@{k}"] = metrics.hit_at_k(pages, gold.__contains__, k)
-            scores["page_mrr"] = metrics.reciprocal_rank(pages, gold.__contains__)
+            for k in scoring.K_VALUES:
+                scores[f"page_recall@{k}"] = scoring.recall_at_k(pages, gold.__contains__, len(gold), k)
+                scores[f"page_hit@{k}"] = scoring.hit_at_k(pages, gold.__contains__, k)
+            scores["page_mrr"] = scoring.reciprocal_rank(pages, gold.__contains__)
         scored["retrieval"][kind] = scores
     if scored["answer"]:
-        answer, gold = metrics.strip_sources(scored["answer"]), metrics.strip_sources(q.answer)
+        answer, gold = scoring.strip_sources(scored["answer"]), scoring.strip_sources(q.answer)
         scored["answer_scores"] = {
-            "token_f1": metrics.token_f1(answer, gold),
-            "number_recall": metrics.number_recall(answer, gold),
-            "citation_precision": metrics.citation_precision(cited_files(scored["answer"]), q.is_gold_file),
-            "refusal": float(metrics.is_refusal(scored["answer"])),
+            "token_f1": scoring.token_f1(answer, gold),
+            "number_recall": scoring.number_recall(answer, gold),
+            "citation_precision": scoring.citation_precision(cited_files(scored["answer"]), q.is_gold_file),
+            "refusal": float(scoring.is_refusal(scored["answer"])),
             "answered_from": answer_kind,
         }
     return scored
@@ -166,7 +162,7 @@ def figure(path: Path, size: tuple[float, float] = (6, 4)) -> Iterator:
 def _plot(out_dir: Path, report: dict, rows: list[dict]) -> None:
     with figure(out_dir / "recall_at_k.png") as ax:
         for kind, scores in report["overall"]["retrieval"].items():
-            ks = [k for k in metrics.K_VALUES if f"recall@{k}" in scores]
+            ks = [k for k in scoring.K_VALUES if f"recall@{k}" in scores]
             ax.plot(ks, [scores[f"recall@{k}"] for k in ks], "o-", label=kind)
         ax.set_xlabel("k")
         ax.set_ylabel("gold-file recall@k")

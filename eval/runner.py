@@ -12,11 +12,12 @@ from dataclasses import asdict, replace
 import ray
 
 from eval.datasets import Question
-from rag.answering import AnswerRequest, local_pipeline
+from rag.answering import local_pipeline
+from rag.types import AnswerRequest
 from rag.config import Settings
 from rag.engines import load_engine
 from rag.filters import parse_filters
-from rag.models import set_cpu_threads
+from rag.devices import set_cpu_threads
 from rag.ray_runtime import ensure_ray
 from rag.search import Searcher
 

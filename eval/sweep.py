@@ -26,7 +26,7 @@ import yaml
 from eval.job import run_eval
 from eval.report import figure
 from ingest.job import run_ingest
-from ingest.manifest import fingerprint
+from ingest.planning import fingerprint
 from rag.config import load_settings
 from rag.versions import IndexDir
 

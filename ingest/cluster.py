@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 
+from ingest.periodic import Periodic
 from rag.config import Settings
 
 log = logging.getLogger(__name__)
@@ -100,37 +101,29 @@ def alive_resources() -> dict[str, float]:
     return ray.cluster_resources()
 
 
-class RunWatch:
+class RunWatch(Periodic):
     """A thread that stops ``dataset``'s execution when the cluster can no longer hold the pool.
 
     After its loop ends (a stopped execution ends it early, without an error) the consumer calls
     ``raise_if_stopped()``."""
 
     def __init__(self, dataset, settings: Settings):
+        super().__init__("ingest-watch", POLL_S)
         self.dataset, self.settings = dataset, settings
         self.reason: ClusterShrank | None = None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="ingest-watch", daemon=True)
-
-    def __enter__(self) -> RunWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
 
     def raise_if_stopped(self) -> None:
         if self.reason is not None:
             raise self.reason
 
-    def _watch(self) -> None:
-        while not self._done.wait(POLL_S):
-            reason = self._check()
-            if reason is not None:
-                self.reason = reason
-                self._stop_execution()
-                return
+    def tick(self) -> bool:
+        self.reason = self._check()
+        if self.reason is None:
+            return False
+        executor = running_executor(self.dataset)
+        if executor is not None:
+            executor.shutdown(force=True)  # the consumer's loop then ends; its actors and tasks are released
+        return True
 
     def _check(self) -> ClusterShrank | None:
         resources = alive_resources()
@@ -140,15 +133,12 @@ class RunWatch:
                                  f"{cpus_needed(self.settings):g} and {gpus_needed(self.settings):g}")
         return None
 
-    def _stop_execution(self) -> None:
-        executor = _executor_of(self.dataset)
-        if executor is not None:
-            executor.shutdown(force=True)  # the consumer's loop then ends; its actors and tasks are released
 
-
-def _executor_of(dataset):
-    """The streaming executor running ``dataset``. Ray Data keeps it on the dataset only once the first output is
-    out, so before that it is found among the threads (each executor is a thread named after its dataset)."""
+def running_executor(dataset):
+    """The streaming executor running ``dataset``, to stop it: Ray Data has no public way to stop an execution from
+    another thread than its consumer's, so this is the one reach into its internals (tests/test_placement.py fails
+    loudly when Ray Data moves them). It keeps the executor on the dataset only once the first output is out, so
+    before that it is found among the threads (each executor is a thread named after its dataset)."""
     from ray.data._internal.execution.streaming_executor import StreamingExecutor
 
     if dataset._current_executor is not None:

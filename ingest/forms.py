@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
-from rag.periods import DATE, MONTHS, dates_in, fiscal_years_in, iso_date, quarters_in
+from rag.periods import DATE, MONTHS, YEAR, dates_in, fiscal_years_in, iso_date, quarters_in
 
 EARNINGS_RELEASE = "earnings release"
 ANNUAL_REPORT = "annual report"
@@ -34,7 +34,7 @@ _PERIOD = re.compile(
     re.I)
 _SQUEEZED_PERIOD = re.compile(
     r"forthe(?:quarterlyperiod|fiscalyear|fiscalquarter|period|year|quarter)ended:?([A-Za-z]{3,9})\.?(\d{1,2}),?"
-    r"((?:19|20)\d{2})", re.I)
+    r"(" + YEAR + r")", re.I)
 _REPORT_DATE = re.compile(r"date\s+of\s+report", re.I)
 _QUARTER_ENDED = re.compile(r"quarter\b[^.\n]{0,40}?\bended\s+" + DATE.pattern, re.I)
 # "The Company's fiscal year ends on January 31", "fiscal year ends on the last Saturday of September",
@@ -42,7 +42,7 @@ _QUARTER_ENDED = re.compile(r"quarter\b[^.\n]{0,40}?\bended\s+" + DATE.pattern, 
 _YEAR_END = re.compile(
     r"fiscal\s+year\s+(?:ends?|ending|ended)\s+(?:on\s+)?(?:the\s+last\s+\w+\s+(?:of|in)\s+)?([A-Za-z]{3,9})\b\.?"
     r"(?:\s+(\d{1,2}))?", re.I)
-_YEAR_OF_REPORT = re.compile(r"\b((?:19|20)\d{2})\s+annual\s+report\b|\bannual\s+report\s+((?:19|20)\d{2})\b", re.I)
+_YEAR_OF_REPORT = re.compile(r"\b(" + YEAR + r")\s+annual\s+report\b|\bannual\s+report\s+(" + YEAR + r")\b", re.I)
 # A fiscal year ending this early in January is a 52/53-week year named for the December before.
 _EARLY_JANUARY_DAYS = 7
 _MONTH_END_FROM = 24  # the earliest day a 52/53-week quarter ends on ("December 24")

@@ -9,25 +9,29 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import pandas as pd
 
 from ingest.cluster import ClusterShrank, PoolDoesNotFit, RunWatch, alive_resources, check_fits, \
     cpus_needed, fit_pool, sized_for
 from ingest.languages import embedding_for
-from ingest.metadata import read_sidecar
+from ingest.metadata_extraction import read_sidecar
 from ingest.progress import Progress, ProgressPoller, start_counter
-from ingest.manifest import EmbedWorker, FileEntry, Manifest, Plan, RunStats, SourceFile, discover, fingerprint, \
-    plan_run, unusable_entries
+from ingest.planning import Plan, SourceFile, discover, fingerprint, plan_run, unusable_entries
+from rag.clock import utc_now
 from rag.config import Settings
-from rag.metadata import FIELDS
-from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE, MANIFEST_FILE, build_index
+from rag.doc_metadata import FIELDS
+from rag.index import build_index
+from rag.index_files import CHUNK_COLUMNS, EmbedWorker, EmbeddingInfo, FileEntry, IndexInfo, Manifest, RunStats, \
+    read_chunks, read_manifest, read_vectors, write_version
 from rag.ray_runtime import ensure_ray
 from rag.versions import VERSIONS, IndexDir, NoIndex
+
+if TYPE_CHECKING:
+    import faiss
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ class IngestResult:
 
     @property
     def chunks_total(self) -> int:
-        return int(self.manifest.index["vectors"])
+        return self.manifest.index.vectors
 
 
 def _refuse_strangers(index: IndexDir) -> None:
@@ -91,9 +95,7 @@ def _load_previous(index: IndexDir) -> Previous | None:
         return None
     try:
         return Previous(
-            Manifest.read(version.path / MANIFEST_FILE),
-            pd.read_parquet(version.path / CHUNKS_FILE),
-            np.load(version.path / EMBEDDINGS_FILE),
+            read_manifest(version.path), read_chunks(version.path)[CHUNK_COLUMNS], read_vectors(version.path)
         )
     except Exception as err:  # an unreadable old index costs a full re-embed, not the run
         log.warning("previous index version %s is unreadable (%s); re-ingesting everything", version.path, err)
@@ -262,7 +264,7 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         previous = _load_previous(writer.index)
         if not sources and previous is None:
             raise IngestError(f"no files in {docs_dir}")
-        settings = embedding_for(sources, settings, previous.manifest.embedding["model"] if previous else None)
+        settings = embedding_for(sources, settings, previous.manifest.embedding.model if previous else None)
         fp = fingerprint(settings)
         plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
         plan.unusable = unusable_entries(docs_dir)
@@ -283,10 +285,7 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
         chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
         manifest, index = _finish(docs_dir, settings, fp, plan, previous, new, chunks, vectors, started)
         with writer.staging() as staged:
-            faiss.write_index(index, str(staged / INDEX_FILE))
-            chunks.to_parquet(staged / CHUNKS_FILE, index=False)
-            np.save(staged / EMBEDDINGS_FILE, vectors)
-            manifest.write(staged / MANIFEST_FILE)
+            write_version(staged, index, chunks, vectors, manifest)
             version = writer.publish(staged, settings.index.keep_versions)
     log.info("published %s as version %s", index_dir, version)
     return IngestResult(manifest, plan, version)
@@ -299,13 +298,14 @@ def _finish(docs_dir: Path, settings: Settings, fp: str, plan: Plan, previous: P
     seconds = time.perf_counter() - started
     pages_processed = sum(new.pages.values())
     manifest = Manifest(
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=utc_now(),
         docs_dir=str(docs_dir.resolve()),
         fingerprint=fp,
         # No secret is ever written out: the API key is left out (and would read as asterisks anyway).
         settings=settings.model_dump(mode="json", exclude={"ray": True, "serve": {"api_key"}}),
-        embedding={"model": settings.embedding.model, "dim": int(vectors.shape[1]), "normalize": settings.embedding.normalize},
-        index={"kind": settings.index.kind, "built_on": built_on, "vectors": int(index.ntotal)},
+        embedding=EmbeddingInfo(model=settings.embedding.model, dim=int(vectors.shape[1]),
+                                normalize=settings.embedding.normalize),
+        index=IndexInfo(kind=settings.index.kind, built_on=built_on, vectors=int(index.ntotal)),
         files=_entries(plan, previous, new, chunks),
         run=RunStats(
             seconds=round(seconds, 2),
@@ -326,7 +326,7 @@ def _finish(docs_dir: Path, settings: Settings, fp: str, plan: Plan, previous: P
 def _embedding_dim(settings: Settings, previous: Previous | None, fp: str) -> int:
     """The model's dimension, from the previous manifest when it used the same settings, else from the model."""
     if previous is not None and previous.manifest.fingerprint == fp:
-        return int(previous.manifest.embedding["dim"])
+        return previous.manifest.embedding.dim
     from rag.embedding import TextEncoder
 
     return TextEncoder(settings.embedding.model_copy(update={"device": "cpu"}), gpu_fraction=0).dim

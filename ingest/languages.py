@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ingest.manifest import SourceFile
+from ingest.planning import SourceFile
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from rag.config import Settings
 from rag.languages import han_share

@@ -18,15 +18,15 @@ import ray
 from ray.data import ExecutionResources
 
 from ingest.cluster import gpus_needed
-from ingest.manifest import SourceFile
-from ingest.metadata import extract_metadata, section_at
+from ingest.planning import SourceFile
+from ingest.metadata_extraction import extract_metadata, section_at
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from ingest.progress import page_reporter
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
 from rag.embedding import TextEncoder
-from rag.metadata import DocMetadata, chunk_header, with_header
-from rag.models import set_cpu_threads
+from rag.doc_metadata import DocMetadata, chunk_header, with_header
+from rag.devices import set_cpu_threads
 
 # page == 0 and chunk_index == -1 mark a row that carries a file's failure instead of text. Missing
 # error and note are "" rather than None: an all-null column comes back from Arrow as NaN floats.

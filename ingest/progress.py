@@ -7,10 +7,11 @@ folder is minutes after the first page is read; the counter sees every parsed fi
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ingest.periodic import Periodic
 
 POLL_S = 1.0
 
@@ -99,29 +100,19 @@ def estimate_left(counts: dict, bytes_total: int, now: float) -> float | None:
     return (expected - embedded) / (embedded / (now - started))
 
 
-class ProgressPoller:
+class ProgressPoller(Periodic):
     """A driver thread that reads ``counter`` every POLL_S and calls ``progress`` with what it says."""
 
     def __init__(self, counter, files_total: int, bytes_total: int, progress: Callable[[Progress], None]):
+        super().__init__("ingest-progress", POLL_S)
         self.counter, self.files_total, self.bytes_total, self.progress = counter, files_total, bytes_total, progress
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="ingest-progress", daemon=True)
 
-    def __enter__(self) -> ProgressPoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
+    def tick(self) -> None:
         import ray
 
-        while not self._done.wait(POLL_S):
-            try:
-                counts = ray.get(self.counter.counts.remote(), timeout=10)
-            except Exception:  # a slow or lost counter costs an update, never the run
-                continue
-            self.progress(Progress(self.files_total, "running", counts["files"], counts["pages"], counts["embedded"],
-                                   estimate_left(counts, self.bytes_total, time.time())))
+        try:
+            counts = ray.get(self.counter.counts.remote(), timeout=10)
+        except Exception:  # a slow or lost counter costs an update, never the run
+            return
+        self.progress(Progress(self.files_total, "running", counts["files"], counts["pages"], counts["embedded"],
+                               estimate_left(counts, self.bytes_total, time.time())))

@@ -1,9 +1,9 @@
 """The one answer pipeline: search, then a grounded answer with its sources, over async retriever and generator interfaces.
 
-The service's ingress holds it over Serve handles, ``rag ask`` and batch eval over in-process
-objects (``LocalRetriever``, ``LocalGenerator``); the steps and their order are written once, here.
-The generator side builds the prompt (``Engine.prompt``), since the token budget is counted in its
-model's tokens.
+The service's ingress holds it over Serve handles (serving.clients), ``rag ask`` and batch eval over in-process
+objects (``LocalRetriever``, ``LocalGenerator``); the steps, their order, their timing and the source list that
+follows every answer, whole or streamed, are written once, here. The generator side builds the prompt
+(``Engine.prompt``), since the token budget is counted in its model's tokens.
 """
 
 from __future__ import annotations
@@ -11,46 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rag.decoding import Sampling, Usage
-from rag.engines import Engine
-from rag.filters import Filters
-from rag.prompts import with_source_list
-from rag.search import RetrievedChunk, Searcher, SearchResult
+from rag.prompts import source_list
+from rag.types import Answer, AnswerRequest, Finished, RetrievedChunk, SearchResult, Usage
 
-
-@dataclass
-class AnswerRequest:
-    question: str
-    history: list[dict] = field(default_factory=list)  # earlier turns, oldest first
-    top_k: int = 5
-    max_tokens: int = 128
-    filters: Filters = field(default_factory=Filters)
-    mode: str | None = None  # None: the configured retrieval.mode
-    auto_filters: bool | None = None  # None: the configured retrieval.auto_filters
-    stop: tuple[str, ...] = ()  # the answer ends before the first of these
-    temperature: float | None = None  # None: the configured llm.temperature
-    instructions: str = ""  # the client's own system message, placed after the grounding rules
-    collection: str = ""  # which of the service's collections to search; "": its default
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(self.max_tokens, tuple(self.stop), self.temperature)
-
-
-@dataclass
-class Answer:
-    text: str  # the answer followed by its sources as file and page
-    raw: str  # the model's own words
-    search: SearchResult
-    generate_ms: float
-    usage: Usage
-
-    @property
-    def chunks(self) -> list[RetrievedChunk]:
-        return self.search.chunks
+if TYPE_CHECKING:  # the ingress holds a pipeline without loading models or indexes
+    from rag.engines import Engine
+    from rag.search import Searcher
 
 
 class Retriever(Protocol):
@@ -75,6 +43,10 @@ async def collect(deltas: AsyncIterator[str | Usage]) -> tuple[str, Usage]:
     return "".join(parts), usage
 
 
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
 class AnswerPipeline:
     def __init__(self, retriever: Retriever, generator: Generator):
         self.retriever, self.generator = retriever, generator
@@ -83,15 +55,24 @@ class AnswerPipeline:
         return await self.retriever.search(request)
 
     async def answer(self, request: AnswerRequest, found: SearchResult | None = None) -> Answer:
-        found = found or await self.search(request)
+        """The whole answer, its sources appended; ``found``: what the caller has searched already."""
         started = time.perf_counter()
+        found = found or await self.search(request)
+        searched = time.perf_counter()
         raw, usage = await self.generator.complete(request, found.chunks)
-        return Answer(with_source_list(raw, found.chunks), raw, found, (time.perf_counter() - started) * 1000, usage)
+        return Answer(raw + source_list(raw, found.chunks), raw, found, usage,
+                      (searched - started) * 1000, _ms_since(searched))
 
-    def stream(self, request: AnswerRequest, found: SearchResult) -> AsyncIterator[str | Usage]:
-        """The answer's deltas, then its Usage, for chunks already found; the caller appends the sources
-        (``source_list``)."""
-        return self.generator.stream(request, found.chunks)
+    async def stream(self, request: AnswerRequest, found: SearchResult) -> AsyncIterator[str | Finished]:
+        """The answer's text deltas for chunks already found, then one Finished with its source list."""
+        answer, usage = "", None
+        async for item in self.generator.stream(request, found.chunks):
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                answer += item
+                yield item
+        yield Finished(source_list(answer, found.chunks), usage)
 
 
 class LocalRetriever:

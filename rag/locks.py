@@ -13,8 +13,9 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
+
+from rag.clock import utc_now
 
 
 class LockBusy(Exception):
@@ -41,7 +42,7 @@ def exclusive(path: Path, wait_s: float | None = None, purpose: str = "") -> Ite
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "purpose": purpose,
-                                 "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+                                 "since": utc_now()}))
         handle.flush()
         try:
             yield

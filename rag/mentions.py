@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
+from rag.doc_metadata import QUESTION_FORMS, form_key
 from rag.filters import Filters, company_key, matching_files, names_of
 from rag.languages import has_han
-from rag.periods import dates_in, fiscal_years_in, quarters_in
+from rag.periods import DATE, YEAR, dates_in, fiscal_years_in, quarters_in
 
-_YEAR_ALONE = re.compile(r"(?<![\d$,.])((?:19|20)\d{2})(?![\d,%])")
+_YEAR_ALONE = re.compile(r"(?<![\d$,.])(" + YEAR + r")(?![\d,%])")
 _LATEST = re.compile(r"\b(latest|most recent|last|newest|current)\s+(?:\w+\s+){0,2}?(10-[QK]|report|filing|quarter|quarterly)", re.I)
-_FORM = re.compile(r"\b(10-?Q|10-?K|8-?K|20-?F|6-?K)\b", re.I)
+_FORM = re.compile(r"\b(" + "|".join(f.replace("-", "-?") for f in QUESTION_FORMS) + r")\b", re.I)
 _MIN_KEY_CHARS = 3  # a name shorter than this ("HP" aside, which its ticker covers) matches too many words
 _MIN_HAN_KEY_CHARS = 2
 _MIN_FIRST_WORD_CHARS = 4
@@ -88,7 +89,7 @@ class MentionMatcher:
                     self._unsure[first].add(file)
         for key in self._sure:  # a name that is some company's own name is never only a guess
             self._unsure.pop(key, None)
-        self._forms = {f.upper().replace("-", ""): f for f in files["form"].dropna()}
+        self._forms = {form_key(f): f for f in files["form"].dropna()}
         labels = Counter(company_key(c) if isinstance(c, str) else None for c in files["company"])
         self._lone_labels = {f for f, c in zip(files["file"], files["company"])
                              if labels[company_key(c) if isinstance(c, str) else None] == 1 or not isinstance(c, str)}
@@ -144,7 +145,7 @@ class MentionMatcher:
     def _years_in(self, text: str) -> list[int]:
         """Fiscal years the text names: "FY2022", "fiscal 2022", and bare years outside dates."""
         years = fiscal_years_in(text)
-        bare = _YEAR_ALONE.findall(re.sub(r"\b[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+(?:19|20)\d{2}", " ", text))
+        bare = _YEAR_ALONE.findall(DATE.sub(" ", text))
         return sorted(set(years) | {int(y) for y in bare})
 
     def _periods_in(self, text: str, scope: set[str] | None) -> tuple[dict, dict, list[str]]:
@@ -207,7 +208,7 @@ class MentionMatcher:
             periods, boosts, period_words = self._periods_in(turn, scope)
             latest, period_text = bool(_LATEST.search(turn)), turn
         chosen: dict = {"company": sorted(set(self._rows(sure)["company"].dropna()))} if sure else {}
-        forms = {self._forms[f.upper().replace("-", "")] for f in _FORM.findall(question) if f.upper().replace("-", "") in self._forms}
+        forms = {self._forms[form_key(f)] for f in _FORM.findall(question) if form_key(f) in self._forms}
         if forms and len(self._forms) > 1:
             chosen["form"] = sorted(forms)
         if latest and not periods:

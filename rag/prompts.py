@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from rag.languages import is_chinese
-from rag.search import RetrievedChunk
+from rag.types import RetrievedChunk
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources below. Cite the sources you use as [1], [2]. "
@@ -18,6 +18,7 @@ SYSTEM_PROMPT_ZH = "你只根据下面编号的资料回答问题，并用 [1]�
 _CITATION = re.compile(r"\[(\d+)\]")
 _SOURCES_HEADING = "\n\nSources:\n"
 _SOURCES_HEADING_ZH = "\n\n资料：\n"
+_SOURCE_LINE = re.compile(r"^\[\d+\] (.+), p\. (\d+)$", re.M)  # a line of source_list: "[n] " + source_label
 # Tokens a chat template adds: per message (role markers), once (generation prompt), between sources.
 # Generous for the templates of common instruct models, so the budget holds without rendering twice.
 _MESSAGE_TOKENS = 8
@@ -117,8 +118,12 @@ def source_list(answer: str, chunks: Sequence[RetrievedChunk]) -> str:
         return ""
     cited = cited_indices(answer, len(chunks)) or list(range(1, len(chunks) + 1))
     lines = "\n".join(f"[{i}] {source_label(chunks[i - 1])}" for i in cited)
-    return f"\n\nSources:\n{lines}"
+    return f"{_SOURCES_HEADING}{lines}"
 
 
-def with_source_list(answer: str, chunks: Sequence[RetrievedChunk]) -> str:
-    return answer + source_list(answer, chunks)
+def split_source_list(text: str) -> tuple[str, list[tuple[str, int]]]:
+    """A whole answer as ``source_list`` ended it: the model's words, and the (file, page) of each source listed."""
+    answer, heading, sources = text.rpartition(_SOURCES_HEADING)
+    if not heading:
+        return text, []
+    return answer, [(m.group(1), int(m.group(2))) for m in _SOURCE_LINE.finditer(sources)]

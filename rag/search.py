@@ -21,7 +21,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,40 +33,22 @@ from rag.index import IndexStore
 from rag.languages import search_terms
 from rag.mentions import MentionMatcher
 from rag.sections import named_sections, section_rows
+from rag.types import RetrievedChunk, SearchResult, retrieval_query
 from rag.versions import open_index
-from rag.models import pick_device, resolve_model
+from rag.devices import pick_device
+from rag.models import resolve_model
 
 MODES = ("dense", "bm25", "hybrid")
 _RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)
-_QUERY_CHARS = 1000  # about the embedding model's 256-token window
 _SELECTION_CACHE = 256
 
 
 @dataclass
-class RetrievedChunk:
-    chunk_id: str
-    file: str
-    page: int
-    score: float
-    text: str
+class EmbeddedQuery:
+    """A retrieval query the caller has embedded already (the service batches query embeddings across requests)."""
 
-
-@dataclass
-class SearchResult:
-    chunks: list[RetrievedChunk]
-    mode: str
-    filters: dict = field(default_factory=dict)  # applied: the request's and those read from the question
-    boosts: dict = field(default_factory=dict)  # uncertain mentions that raised matching chunks
-    matched: list[str] = field(default_factory=list)  # words of the question the filters came from
-    widened: dict = field(default_factory=dict)  # filters read from the question that were dropped, and why
-    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
-    version: str = ""  # of the index searched (rag.versions)
-
-
-def retrieval_query(question: str, history: Sequence[dict] = (), turns: int = 2) -> str:
-    """The question first, then the previous user turns that a follow-up ("and the quarter before?") leans on."""
-    earlier = [m["content"] for m in history if m.get("role") == "user"][-turns:][::-1]
-    return " ".join([question, *earlier])[:_QUERY_CHARS]
+    text: str  # rag.types.retrieval_query of the question
+    vector: np.ndarray
 
 
 def _normalised(scores: dict[int, float]) -> dict[int, float]:
@@ -87,13 +69,14 @@ class Bm25:
         self.model = bm25s.BM25()
         corpus = [search_terms(store.search_text(row)) for row in range(len(store.chunks))]
         self.model.index(corpus, show_progress=False)
-        self.vocabulary = set(self.model.vocab_dict)
+        self.size = len(corpus)
 
     def scores(self, query: str) -> np.ndarray:
-        known = [t for t in search_terms(query) if t in self.vocabulary]
-        if not known:
-            return np.zeros(self.model.scores["num_docs"], dtype=np.float32)
-        return self.model.get_scores(known)
+        """Every chunk's score; terms the corpus lacks score nothing (get_scores fails only on no terms at all)."""
+        terms = search_terms(query)
+        if not terms:
+            return np.zeros(self.size, dtype=np.float32)
+        return self.model.get_scores(terms)
 
 
 class Searcher:
@@ -119,8 +102,8 @@ class Searcher:
              encoders: Sequence[TextEncoder] = ()) -> "Searcher":
         """A searcher over a loaded index; one of ``encoders`` is reused when it is the model the index was embedded
         with."""
-        used = store.manifest["embedding"]
-        cfg = settings.embedding.model_copy(update={"model": used["model"], "normalize": used["normalize"]})
+        used = store.manifest.embedding
+        cfg = settings.embedding.model_copy(update={"model": used.model, "normalize": used.normalize})
         encoder = next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction=gpu_fraction)
         return cls(store, encoder, settings.retrieval)
 
@@ -188,9 +171,9 @@ class Searcher:
         filters: Filters | None = None,
         mode: str | None = None,
         auto_filters: bool | None = None,
-        vector: np.ndarray | None = None,
+        embedded: EmbeddedQuery | None = None,
     ) -> SearchResult:
-        """Top-k chunks for a question; ``vector``: its query embedding when the caller batched the encoding."""
+        """Top-k chunks for a question; ``embedded``: its retrieval query and embedding when the caller made them."""
         mode = mode or self.cfg.mode
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose from {list(MODES)}")
@@ -207,7 +190,8 @@ class Searcher:
         request = filters or Filters()
         applied, boosts, matched = self.plan(question, history, request, auto)
         lap("filter_ms")
-        query = retrieval_query(question, history)
+        query = embedded.text if embedded else retrieval_query(question, history)
+        vector = embedded.vector if embedded else None
         depth = max(self.cfg.depth, k, self.cfg.rerank.depth if self._reranker else 0)
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}

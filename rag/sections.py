@@ -3,7 +3,7 @@
 A long filing holds dozens of passages about the same figure; a question that names the statement
 it wants says which. Each section is a pattern for how questions name it and one for the headings
 filings give it ("CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS"), matched against the section
-that each chunk's contextual header ends with (``rag.metadata.chunk_header``).
+that each chunk's contextual header ends with (``rag.doc_metadata.chunk_header``).
 """
 
 from __future__ import annotations

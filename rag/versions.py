@@ -2,7 +2,7 @@
 
     INDEX_DIR/
       CURRENT              the current version's name; replaced whole (os.replace), never absent once written
-      versions/v000007/    one complete index (rag.index: faiss.index, chunks.parquet, embeddings.npy, manifest.json)
+      versions/v000007/    one complete index (rag.index_files: faiss.index, chunks.parquet, embeddings.npy, manifest.json)
       .lock                held by the one writer (an ingestion, a rollback) for as long as it writes
       .staging-*/          a version being written; a writer that died left it, the next writer removes it
 
@@ -14,7 +14,6 @@ the next write.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.index import INDEX_FILES, MANIFEST_FILE
+from rag.index_files import INDEX_FILES, Manifest, has_manifest, read_manifest
 from rag.locks import LockBusy, exclusive
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ class IndexDir:
         try:
             return (self.root / POINTER).read_text().strip()
         except FileNotFoundError:
-            return _LEGACY if (self.root / MANIFEST_FILE).is_file() else None
+            return _LEGACY if has_manifest(self.root) else None
 
     def current(self) -> Version:
         name = self.current_name()
@@ -78,7 +77,7 @@ class IndexDir:
     def versions(self) -> list[Version]:
         """Every complete version, oldest first."""
         current = self.current_name()
-        found = sorted(p for p in (self.root / VERSIONS).glob("v*") if (p / MANIFEST_FILE).is_file())
+        found = sorted(p for p in (self.root / VERSIONS).glob("v*") if has_manifest(p))
         versions = [Version(p.name, p, p.name == current) for p in found]
         if current == _LEGACY and not (self.root / POINTER).exists():
             versions.insert(0, Version(_LEGACY, self.root, True))
@@ -135,7 +134,7 @@ class Writer:
         return name
 
     def point_to(self, name: str) -> None:
-        if not (self.root / VERSIONS / name / MANIFEST_FILE).is_file():
+        if not has_manifest(self.root / VERSIONS / name):
             raise FileNotFoundError(f"{self.root} has no version {name}: `rag index versions` lists them")
         tmp = self.root / f".{POINTER}.tmp-{os.getpid()}"
         tmp.write_text(name + "\n")
@@ -151,7 +150,7 @@ class Writer:
     def _adopt_legacy(self) -> None:
         """An unversioned index becomes v000000: linked in, pointed to, and only then removed from the top level,
         so a reader finds one or the other at every moment."""
-        if (self.root / POINTER).exists() or not (self.root / MANIFEST_FILE).is_file():
+        if (self.root / POINTER).exists() or not has_manifest(self.root):
             return
         target = self.root / VERSIONS / _LEGACY
         target.mkdir(parents=True, exist_ok=True)
@@ -179,6 +178,6 @@ def open_index(root: str | Path) -> "IndexStore":
             log.info("version %s of %s went while being opened; opening the current one", version.name, root)
 
 
-def current_manifest(root: str | Path) -> dict:
+def current_manifest(root: str | Path) -> Manifest:
     """The current version's manifest (what was indexed, how, and the run's figures)."""
-    return json.loads((IndexDir(root).current().path / MANIFEST_FILE).read_text())
+    return read_manifest(IndexDir(root).current().path)

@@ -1,30 +1,20 @@
-"""The answer pipeline's retriever and generator as Serve deployment handles (rag.answering's interfaces)."""
+"""The answer pipeline's retriever and generator as Serve deployment handles (rag.answering's interfaces).
+
+Requests, results and chunks cross as the dataclasses they are (rag.types); a full queue downstream becomes
+``Overloaded``, which the ingress answers with 503."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from rag.answering import AnswerRequest
-from rag.decoding import Usage
-from rag.filters import Filters
-from rag.search import RetrievedChunk, SearchResult
+from rag.types import AnswerRequest, RetrievedChunk, SearchResult, Usage
 
 
 class Overloaded(Exception):
     """A downstream deployment's queue is full."""
-
-
-def request_payload(request: AnswerRequest) -> dict:
-    """An AnswerRequest as plain data for a replica in another process."""
-    return {**asdict(request), "filters": request.filters.given()}
-
-
-def request_from_payload(payload: dict) -> AnswerRequest:
-    return AnswerRequest(**{**payload, "filters": Filters.model_validate(payload["filters"])})
 
 
 class ServeRetriever:
@@ -33,10 +23,9 @@ class ServeRetriever:
 
     async def search(self, request: AnswerRequest) -> SearchResult:
         try:
-            found = await self.handle.search.remote(request_payload(request))
+            return await self.handle.search.remote(request)
         except BackPressureError as err:
             raise Overloaded() from err
-        return SearchResult(**{**found, "chunks": [RetrievedChunk(**c) for c in found["chunks"]]})
 
 
 class ServeGenerator:
@@ -45,9 +34,7 @@ class ServeGenerator:
 
     async def stream(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> AsyncIterator[str | Usage]:
         try:
-            async for item in self.handle.options(stream=True).stream.remote(
-                request_payload(request), [asdict(c) for c in chunks]
-            ):
+            async for item in self.handle.options(stream=True).stream.remote(request, chunks):
                 yield item
         except BackPressureError as err:
             raise Overloaded() from err
@@ -55,6 +42,6 @@ class ServeGenerator:
     async def complete(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> tuple[str, Usage]:
         # Whole answers come back in one reply: a stream would cost a message between replicas per token.
         try:
-            return await self.handle.complete.remote(request_payload(request), [asdict(c) for c in chunks])
+            return await self.handle.complete.remote(request, chunks)
         except BackPressureError as err:
             raise Overloaded() from err

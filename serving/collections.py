@@ -11,7 +11,6 @@ failed, are picked up when this replica starts, and by ``reindex``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import importlib
 import logging
@@ -19,64 +18,23 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ray import serve
 
 from ingest.job import IngestResult, run_ingest
-from ingest.manifest import document_paths, hash_file
-from ingest.metadata import SIDECAR_FILE
+from ingest.planning import document_paths, hash_file
+from ingest.metadata_extraction import SIDECAR_FILE
 from ingest.progress import Progress
 from rag.config import CollectionConfig, Settings
+from rag.index_files import FileEntry
 from rag.versions import IndexDir, NoIndex, current_manifest
 from serving.jobs import JobQueue
+from serving.refusals import NotFound, UploadRefused, refusals_returned
 
 log = logging.getLogger(__name__)
-# The replica's own Serve log (logs/serve/replica_*Collections*.log), where a request's refusal belongs.
-_replica_log = logging.getLogger("ray.serve")
 
 _MAX_NAME = 200
-
-
-class UploadRefused(ValueError):
-    """An upload or deletion that is not acceptable; ``status`` is the HTTP status it deserves."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-class NotFound(LookupError):
-    """No such document or job (or one the caller may not see)."""
-
-
-@dataclass
-class Refused:
-    """What a Collections method returns in place of raising a client's error (the ingress raises it again, with
-    ``raise_refused``): Serve logs every exception a replica raises at ERROR with its traceback, and a refused upload
-    is no fault of the service's."""
-
-    error: UploadRefused | NotFound
-
-
-def refusals_returned(method):
-    @functools.wraps(method)
-    async def answered(self, *args, **kwargs):
-        try:
-            return await method(self, *args, **kwargs)
-        except (UploadRefused, NotFound) as err:
-            _replica_log.info("refused %s: %s", method.__name__, err)
-            return Refused(err)
-
-    return answered
-
-
-def raise_refused(result):
-    """A Collections method's result, or its refusal raised here, where the client's 4xx is made."""
-    if isinstance(result, Refused):
-        raise result.error
-    return result
 
 
 def check_document_name(name: str) -> str:
@@ -126,9 +84,8 @@ class CollectionsDeployment:
         return sum(d["status"] == "pending" for d in self._documents(name))
 
     # ---- what retriever replicas serve ---------------------------------------------------------
-
-    # The public methods are coroutines: Serve then runs them on the replica's event loop, where the job queue lives,
-    # rather than on a thread of its pool; file work is handed to threads explicitly.
+    # The public methods (those the ingress calls) are coroutines: Serve then runs them on the replica's event loop,
+    # where the job queue lives, rather than on a thread of its pool; file work is handed to threads explicitly.
 
     async def report(self, replica: str, versions: dict[str, str | None]) -> None:
         self._replicas[replica] = (time.monotonic(), versions)
@@ -156,10 +113,9 @@ class CollectionsDeployment:
             manifest = current_manifest(index)
         except NoIndex:
             return {"version": None, "updated_at": None, "documents": 0, "failed": 0, "chunks": 0}
-        files = manifest["files"]
-        return {"version": IndexDir(index).current_name(), "updated_at": manifest["created_at"],
-                "documents": sum(e["status"] != "failed" for e in files),
-                "failed": sum(e["status"] == "failed" for e in files), "chunks": manifest["index"]["vectors"]}
+        return {"version": IndexDir(index).current_name(), "updated_at": manifest.created_at,
+                "documents": manifest.indexed_files, "failed": len(manifest.files) - manifest.indexed_files,
+                "chunks": manifest.index.vectors}
 
     async def documents(self, name: str) -> list[dict]:
         return await asyncio.to_thread(self._documents, name)
@@ -169,14 +125,14 @@ class CollectionsDeployment:
         version, waiting for a job)."""
         collection = self.collections[name]
         try:
-            entries = {e["file"]: e for e in current_manifest(collection.index)["files"]}
+            entries = current_manifest(collection.index).entries()
         except NoIndex:
             entries = {}
         present = document_paths(Path(collection.docs)) if collection.docs else None
         rows = []
         for file, path in (present or {}).items():
             entry = entries.get(file)
-            if entry and entry["doc_hash"] == self._hash(path):
+            if entry and entry.doc_hash == self._hash(path):
                 rows.append(self._indexed(entry))
             else:
                 rows.append({"file": file, "status": "pending", "size_bytes": path.stat().st_size,
@@ -184,7 +140,7 @@ class CollectionsDeployment:
         for file, entry in entries.items():
             if present is None:
                 rows.append(self._indexed(entry))
-            elif file not in present and entry["status"] != "failed":
+            elif file not in present and entry.status != "failed":
                 rows.append({**self._indexed(entry), "status": "pending", "reason": self._pending_reason(name),
                              "note": "removed from the folder: its chunks leave with the next version"})
         return sorted(rows, key=lambda row: row["file"])
@@ -201,10 +157,9 @@ class CollectionsDeployment:
         return None
 
     @staticmethod
-    def _indexed(entry: dict) -> dict:
-        return {"file": entry["file"], "status": "failed" if entry["status"] == "failed" else "indexed",
-                "reason": entry.get("reason"), "pages": entry["pages"], "chunks": entry["chunks"],
-                "size_bytes": entry["size_bytes"], "metadata": entry.get("metadata", {}), "note": entry.get("note")}
+    def _indexed(entry: FileEntry) -> dict:
+        return {**entry.model_dump(include={"file", "reason", "pages", "chunks", "size_bytes", "metadata", "note"}),
+                "status": "failed" if entry.status == "failed" else "indexed"}
 
     def _hash(self, path: Path) -> str:
         stat = path.stat()
@@ -221,7 +176,7 @@ class CollectionsDeployment:
         folder = collection.docs
         if folder is None:
             try:
-                folder = (await asyncio.to_thread(current_manifest, collection.index))["docs_dir"]
+                folder = (await asyncio.to_thread(current_manifest, collection.index)).docs_dir
             except NoIndex:
                 folder = None
         present = await asyncio.to_thread(document_paths, Path(folder)) if folder else {}

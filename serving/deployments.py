@@ -1,4 +1,6 @@
-"""The retriever and generator deployments: thin Serve wrappers around the shared core's Retriever and engines."""
+"""The retriever and generator deployments: the shared core's search and engines in Serve replicas, with the query
+embeddings batched across requests, each collection followed to its current index version, and answers
+continuously batched."""
 
 from __future__ import annotations
 
@@ -18,15 +20,14 @@ from ray.serve.handle import DeploymentHandle
 from rag.answering import collect
 from rag.batching import ContinuousBatcher
 from rag.config import Settings
-from rag.decoding import Sampling, Usage
-from rag.engines import load_engine
-from rag.filters import Filters
-from rag.models import ModelThread, set_cpu_threads
-from rag.search import RetrievedChunk, Searcher, retrieval_query
+from rag.devices import set_cpu_threads
 from rag.embedding import TextEncoder
+from rag.engines import load_engine
+from rag.model_thread import ModelThread
+from rag.search import EmbeddedQuery, Searcher
+from rag.types import AnswerRequest, RetrievedChunk, Sampling, SearchResult, Usage
 from rag.versions import IndexDir, NoIndex, open_index
-from serving.clients import request_from_payload
-from serving.metrics import GeneratorMetrics, RetrieverMetrics
+from serving.telemetry import GeneratorMetrics, RetrieverMetrics
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -137,26 +138,25 @@ class RetrieverDeployment:
                 vectors[i] = vector
         return vectors
 
-    async def search(self, request: dict) -> dict:
-        """``request``: an AnswerRequest's fields (serving.clients.request_payload); returns a SearchResult's."""
-        name = request["collection"] or self.settings.serve.default()
+    async def search(self, request: AnswerRequest) -> SearchResult:
+        name = request.collection or self.settings.serve.default()
         searcher = self.searchers[name]  # one version for the whole request, whatever is swapped in meanwhile
         if searcher is None:
             raise NoIndex(f"collection {name!r} has no documents indexed yet")
-        mode = request["mode"] or searcher.cfg.mode
+        mode = request.mode or searcher.cfg.mode
         started = time.perf_counter()
-        query = retrieval_query(request["question"], request["history"])
-        vector = await self._embed((searcher.encoder, query)) if mode != "bm25" else None
+        embedded = None
+        if mode != "bm25":
+            query = request.retrieval_query
+            embedded = EmbeddedQuery(query, await self._embed((searcher.encoder, query)))
         embed_ms = (time.perf_counter() - started) * 1000
-        found = searcher.search(
-            request["question"], request["top_k"], request["history"], Filters.model_validate(request["filters"]),
-            mode, request["auto_filters"], vector=vector,
-        )
-        if vector is not None:
+        found = searcher.search(request.question, request.top_k, request.history, request.filters, mode,
+                                request.auto_filters, embedded=embedded)
+        if embedded is not None:
             found.timings_ms = {"embed_ms": round(embed_ms, 2), **found.timings_ms}
             found.timings_ms["total_ms"] = round(found.timings_ms["total_ms"] + embed_ms, 2)
         self.metrics.latency.observe(time.perf_counter() - started, tags={"collection": name})
-        return asdict(found)
+        return found
 
     def info(self) -> dict:
         collections = {
@@ -221,15 +221,13 @@ class GeneratorDeployment:
             yield delta
         yield self.engine.usage(messages, "".join(parts), sampling)
 
-    async def stream(self, payload: dict, chunks: list[dict]) -> AsyncIterator[str | Usage]:
-        """The answer (text deltas, then its Usage) to an AnswerRequest's fields grounded in ``chunks`` (RetrievedChunk
-        fields); the prompt is fitted to the budget here, where the model's tokenizer is."""
+    async def stream(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> AsyncIterator[str | Usage]:
+        """The answer (text deltas, then its Usage) to ``request`` grounded in ``chunks``; the prompt is fitted to the
+        budget here, where the model's tokenizer is."""
         started = time.perf_counter()
-        request = request_from_payload(payload)
         # Counting tokens is tokenizer work: on a worker thread, so this replica's event loop goes on streaming.
         messages = await asyncio.get_running_loop().run_in_executor(
-            None, self.engine.prompt, request.question, [RetrievedChunk(**c) for c in chunks], request.history,
-            request.instructions,
+            None, self.engine.prompt, request.question, chunks, request.history, request.instructions,
         )
         if self.batcher:
             deltas = self.batcher.stream(messages, request.sampling)
@@ -250,8 +248,8 @@ class GeneratorDeployment:
             if item:
                 yield item
 
-    async def complete(self, payload: dict, chunks: list[dict]) -> tuple[str, Usage]:
-        return await collect(self.stream(payload, chunks))
+    async def complete(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> tuple[str, Usage]:
+        return await collect(self.stream(request, chunks))
 
     def info(self) -> dict:
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])

@@ -17,11 +17,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 
 from ingest.cluster import PoolDoesNotFit, admit, fit_pool, min_cpus
 from ingest.job import IngestError, IngestResult
 from ingest.progress import Progress
+from rag.clock import utc_now
 from rag.config import Settings
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,9 @@ SETTLE_S = 3.0
 _JOBS_KEPT = 200
 
 
-def now_utc() -> str:
+def _stamp() -> str:
     # Milliseconds: a job's attempts are told apart, and put in order, by when they ran.
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return utc_now("milliseconds")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Job:
     id: str = field(default_factory=lambda: f"job-{uuid.uuid4().hex[:12]}")
     state: str = "queued"  # queued, running, succeeded, failed
     waiting: str | None = None  # why a queued job has not started
-    created_at: str = field(default_factory=now_utc)
+    created_at: str = field(default_factory=_stamp)
     started_at: str | None = None
     finished_at: str | None = None
     progress: dict = field(default_factory=dict)  # ingest.progress.Progress, from the first second of a run
@@ -189,8 +189,8 @@ class JobQueue:
         self.running[job.collection] = job
         pool = granted.ingest.embed
         self._ledger.granted[job.id] = {"CPU": granted.ingest.max_cpus, "GPU": pool.actors * pool.num_gpus}
-        job.state, job.waiting, job.started_at = "running", None, job.started_at or now_utc()
-        job.attempts.append({"started_at": now_utc(), "finished_at": None, "cpus": granted.ingest.max_cpus,
+        job.state, job.waiting, job.started_at = "running", None, job.started_at or _stamp()
+        job.attempts.append({"started_at": _stamp(), "finished_at": None, "cpus": granted.ingest.max_cpus,
                              "embed_actors": pool.actors, "error": None})
         log.info("job %s for collection %s started (attempt %d): %g CPUs, %d embedding actors", job.id,
                  job.collection, len(job.attempts), granted.ingest.max_cpus, pool.actors)
@@ -210,7 +210,7 @@ class JobQueue:
             job.result = {"indexed": sum(e.status != "failed" for e in files),
                           "failed": {e.file: e.reason for e in files if e.status == "failed"},
                           "chunks": result.chunks_total, "seconds": result.manifest.run.seconds}
-            job.attempts[-1]["finished_at"] = now_utc()
+            job.attempts[-1]["finished_at"] = _stamp()
             self._finish(job, "succeeded")
         finally:
             del self.running[job.collection]
@@ -221,7 +221,7 @@ class JobQueue:
     def _failed(self, job: Job, err: Exception) -> None:
         reason = str(err) or type(err).__name__
         attempt = job.attempts[-1]
-        attempt["finished_at"], attempt["error"] = now_utc(), reason
+        attempt["finished_at"], attempt["error"] = _stamp(), reason
         runs, limit = len(job.attempts), self.settings.serve.job_attempts
         log.warning("job %s for collection %s: attempt %d of %d failed: %s", job.id, job.collection, runs, limit,
                     reason)
@@ -238,7 +238,7 @@ class JobQueue:
             self.waiting.insert(0, job)  # it was admitted before everything still waiting
 
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
-        job.state, job.error, job.waiting, job.finished_at = state, error, None, now_utc()
+        job.state, job.error, job.waiting, job.finished_at = state, error, None, _stamp()
         if state == "failed":
             self.last_failed[job.collection] = job
         else:

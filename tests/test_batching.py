@@ -13,9 +13,11 @@ import time
 import pytest
 import torch
 
-from rag.batching import ContinuousBatcher, DeadlineExceeded, DecodeLoopStopped
+from rag.batching import ContinuousBatcher
+from rag.types import DeadlineExceeded, DecodeLoopStopped
 from rag.config import LLMConfig
-from rag.decoding import DecodeBatch, Sampling, Usage
+from rag.decoding import DecodeBatch
+from rag.types import Sampling, Usage
 from rag.engines import load_engine
 
 QUESTIONS = [
@@ -219,7 +221,7 @@ def test_a_dead_decode_loop_fails_what_it_held_and_says_so(engine, monkeypatch):
 
 def test_kv_buffers_live_in_mappings_that_leave_with_them():
     """On the CPU each buffer is a mapping of its own, gone when the tensor goes: never left resident in malloc's heaps."""
-    from rag.models import mapped_zeros
+    from rag.host_memory import mapped_zeros
 
     def mappings_of(size: int) -> int:
         spans = (line.split()[0].split("-") for line in open("/proc/self/maps"))

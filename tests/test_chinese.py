@@ -45,7 +45,7 @@ def zh_index(ray_cluster, zh_docs, tmp_path_factory):
 
 
 def test_the_collection_is_embedded_multilingually_and_its_scans_are_read(zh_index):
-    manifest = current_manifest(zh_index)
+    manifest = current_manifest(zh_index).model_dump()
     assert manifest["embedding"]["model"] == MULTILINGUAL
     entries = {e["file"]: e for e in manifest["files"]}
     for scan in ("扫描-百科.pdf", "scan-10q.pdf"):

@@ -66,7 +66,7 @@ def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs
     assert time.monotonic() - killed_at < 540
     assert "running the pipeline again with 1 embedding actors" in output, output[-4000:]
     assert IndexDir(index).current_name() != published
-    assert {e["file"]: e["status"] for e in current_manifest(index)["files"]} == {
+    assert {e["file"]: e["status"] for e in current_manifest(index).model_dump()["files"]} == {
         **{f: "skipped_unchanged" for f in FIRST}, **{f: "indexed" for f in MORE}}
 
 

@@ -36,7 +36,7 @@ def service(small_index, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("collections")
     shutil.copytree(small_index, root / "other" / "index")
-    shutil.copytree(current_manifest(small_index)["docs_dir"], root / "other" / "docs")
+    shutil.copytree(current_manifest(small_index).docs_dir, root / "other" / "docs")
     overrides = [
         f"serve.collections.sec.index={root / 'sec' / 'index'}", f"serve.collections.sec.docs={root / 'sec' / 'docs'}",
         f"serve.collections.other.index={root / 'other' / 'index'}",

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from cli.main import DEFAULT_CONFIG
+from cli.options import DEFAULT_CONFIG
 from rag.config import Settings, load_settings
 
 
@@ -83,7 +83,8 @@ def test_collections_and_scoped_keys(monkeypatch):
 @pytest.mark.parametrize("name", ["../x.pdf", "a/b.pdf", "a\\b.pdf", ".hidden.pdf", "x..pdf", "", "x" * 201 + ".pdf",
                                   "tab\there.pdf", "metadata.jsonl", "notes.txt"])
 def test_document_names_that_are_refused(name):
-    from serving.collections import UploadRefused, check_document_name
+    from serving.collections import check_document_name
+    from serving.refusals import UploadRefused
 
     with pytest.raises(UploadRefused):
         check_document_name(name)

@@ -104,7 +104,7 @@ def _charted(dashboard: dict) -> set[str]:
 def test_the_dashboard_charts_every_metric_the_service_exports():
     import json
 
-    from serving.metrics import GeneratorMetrics, IngressMetrics, RetrieverMetrics
+    from serving.telemetry import GeneratorMetrics, IngressMetrics, RetrieverMetrics
 
     exported = {m._name for cls in (IngressMetrics, RetrieverMetrics, GeneratorMetrics) for m in vars(cls()).values()}
     dashboard = json.loads((REPO / "deploy" / "grafana" / "rag.json").read_text())

@@ -26,7 +26,7 @@ def test_all_twenty_filings_are_indexed_and_retrieved(sec_docs, tmp_path):
     index_dir = tmp_path / "index"
     proc = _rag("ingest", str(sec_docs), "--index", str(index_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    manifest = current_manifest(index_dir)
+    manifest = current_manifest(index_dir).model_dump()
     entries = manifest["files"]
     assert len(entries) == 20
     assert [e for e in entries if e["status"] != "indexed"] == []

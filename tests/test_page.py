@@ -32,7 +32,7 @@ def service(small_index, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("page")
     shutil.copytree(small_index, root / "index")
-    shutil.copytree(current_manifest(small_index)["docs_dir"], root / "docs")
+    shutil.copytree(current_manifest(small_index).docs_dir, root / "docs")
     overrides = [f"serve.collections.filings.index={root / 'index'}", f"serve.collections.filings.docs={root / 'docs'}",
                  "serve.reload_interval_s=1", "llm.max_new_tokens=24"]
     os.environ["RAG_API_KEY"] = KEY

@@ -3,7 +3,7 @@ import os
 import pypdf
 import pytest
 
-from ingest.manifest import document_paths, unusable_entries
+from ingest.planning import document_paths, unusable_entries
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from rag.config import PdfConfig
 from tests.pdf_factory import bad_files, not_files, text_pdf

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
-from ingest.cluster import PoolDoesNotFit, admit, fit_pool
+from ingest.cluster import PoolDoesNotFit, admit, fit_pool, running_executor
 from ingest.job import IngestError, run_ingest
 from rag.config import load_settings
 from rag.versions import current_manifest
@@ -67,6 +70,31 @@ def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_do
         run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.actors=8", "ingest.embed.num_cpus=1"]))
 
 
+def _slow(batch):
+    time.sleep(0.3)
+    return batch
+
+
+def test_a_running_execution_is_found_and_stopped_from_another_thread(ray_cluster):
+    """The one reach into Ray Data's internals (how a shrunk cluster stops a run): when an upgrade moves them, this
+    fails here rather than a node loss going unhandled."""
+    import ray
+
+    dataset = ray.data.range(400, override_num_blocks=40).map_batches(_slow)
+    rows: list = []
+    consumer = threading.Thread(target=lambda: rows.extend(dataset.iter_batches(batch_size=None)), daemon=True)
+    consumer.start()
+    deadline, executor = time.monotonic() + 60, None
+    while executor is None and time.monotonic() < deadline:  # found before its first output too
+        executor = running_executor(dataset)
+        time.sleep(0.1)
+    assert executor is not None
+    executor.shutdown(force=True)
+    consumer.join(60)
+    assert not consumer.is_alive()
+    assert len(rows) < 40  # stopped early, without an error in the consumer
+
+
 def test_the_pool_is_fitted_to_what_a_shrunk_cluster_has_left():
     default = load_settings(None, [])  # 2 actors x 0.5 CPU, 0.5 CPU for parsing
     assert fit_pool(default, {"CPU": 1}).ingest.embed.actors == 1
@@ -108,6 +136,6 @@ def test_cli_joins_an_existing_cluster(ray_cluster, many_small_docs, tmp_path):
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    workers = current_manifest(index_dir)["run"]["embed_workers"]
+    workers = current_manifest(index_dir).model_dump()["run"]["embed_workers"]
     cluster_nodes = {node["NodeID"][:8] for node in ray.nodes() if node["Alive"]}
     assert workers and {w["worker"].split(":")[0] for w in workers} <= cluster_nodes

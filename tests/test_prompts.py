@@ -9,7 +9,7 @@ from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, LLMConfig, PdfConfig
 from rag.engines import load_engine
 from rag.prompts import build_messages
-from rag.search import RetrievedChunk
+from rag.types import RetrievedChunk
 
 QUESTION = "What were Apple's total net sales for the quarter ended July 1, 2023?"
 

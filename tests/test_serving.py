@@ -14,7 +14,7 @@ from openai import OpenAI
 
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
-from rag.search import retrieval_query
+from rag.types import retrieval_query
 from tests.conftest import start_app
 
 API_KEY = "test-secret"
@@ -43,6 +43,28 @@ def url(small_index):
         del os.environ["RAG_API_KEY"]
     yield base
     serve.shutdown()
+
+
+def _mapped_libraries(deployment: str) -> str:
+    """The shared objects a running replica of ``deployment`` has loaded, from its process's memory map."""
+    import ray
+
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == "serve" and f"#{deployment}#" in a["name"]]
+    assert names, deployment
+    replica = ray.get_actor(names[0], namespace="serve")
+    pid = ray.get(replica.__ray_call__.remote(lambda _: os.getpid()), timeout=60)
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_ingress_replica_loads_neither_torch_nor_faiss(url):
+    """The ingress only routes (0.1 CPU): what it imports must not pull in torch, transformers or faiss."""
+    assert httpx.post(f"{url}/query", json={"question": "Apple's net sales", "max_tokens": 4}, headers=AUTH,
+                      timeout=120).status_code == 200  # every route's imports have run
+    retriever = _mapped_libraries("Retriever")
+    assert "libtorch" in retriever and "faiss" in retriever  # what the check looks for is what a model process maps
+    ingress = _mapped_libraries("Ingress")
+    assert "libtorch" not in ingress and "faiss" not in ingress
 
 
 def _details(url: str) -> dict:

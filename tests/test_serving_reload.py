@@ -10,11 +10,10 @@ import time
 import pytest
 
 from ingest.job import run_ingest
-from rag.answering import AnswerRequest
+from rag.types import AnswerRequest, SearchResult
 from rag.config import load_settings
 from rag.filters import Filters
 from rag.versions import IndexDir, current_manifest
-from serving.clients import request_payload
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -28,7 +27,7 @@ def two_versions(small_index, tmp_path_factory):
     root = tmp_path_factory.mktemp("reload") / "index"
     shutil.copytree(small_index, root)
     docs = root.parent / "docs"
-    shutil.copytree(current_manifest(small_index)["docs_dir"], docs)
+    shutil.copytree(current_manifest(small_index).docs_dir, docs)
     (docs / "2022 Q3 NVDA.pdf").unlink()
     assert run_ingest(docs, root, load_settings(None), prune=True).version == "v000002"
     return root
@@ -51,8 +50,8 @@ def retriever(ray_cluster, two_versions):
     serve.shutdown()  # the next module starts Serve with HTTP options of its own
 
 
-def _search(handle) -> dict:
-    return handle.search.remote(request_payload(QUESTION)).result(timeout_s=60)
+def _search(handle) -> SearchResult:
+    return handle.search.remote(QUESTION).result(timeout_s=60)
 
 
 def _versions(handle, calls: int = 12) -> set[str]:
@@ -62,7 +61,7 @@ def _versions(handle, calls: int = 12) -> set[str]:
 
 def test_a_new_current_version_goes_live_on_every_replica_while_queries_run(retriever, two_versions):
     assert _versions(retriever) == {"v000002"}
-    assert "2022 Q3 NVDA.pdf" not in {c["file"] for c in _search(retriever)["chunks"]}
+    assert "2022 Q3 NVDA.pdf" not in {c.file for c in _search(retriever).chunks}
 
     results, errors, stop = [], [], threading.Event()
 
@@ -70,7 +69,7 @@ def test_a_new_current_version_goes_live_on_every_replica_while_queries_run(retr
         while not stop.is_set():
             try:
                 found = _search(retriever)
-                results.append((found["version"], {c["file"] for c in found["chunks"]}))
+                results.append((found.version, {c.file for c in found.chunks}))
             except Exception as err:  # noqa: BLE001 - any failed query is what this test looks for
                 errors.append(repr(err))
 
@@ -106,4 +105,4 @@ def test_a_version_that_fails_its_checks_is_not_served(retriever, two_versions):
     time.sleep(3)
     served = _versions(retriever)
     assert IndexDir(two_versions).current_name() == broken and served == serving
-    assert _search(retriever)["chunks"]
+    assert _search(retriever).chunks

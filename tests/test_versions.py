@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import subprocess
 import sys
 import threading
 import time
 
-import faiss
 import numpy as np
 import pandas as pd
 import pytest
 
 from cli.main import main as rag_main
 from rag.config import IndexConfig
-from rag.index import CHUNK_COLUMNS, CHUNKS_FILE, EMBEDDINGS_FILE, INDEX_FILE, MANIFEST_FILE, build_index
+from rag.index import build_index
+from rag.index_files import CHUNK_COLUMNS, MANIFEST_FILE, EmbeddingInfo, IndexInfo, Manifest, RunStats
+from rag.index_files import write_version as write_files
 from rag.versions import LOCK, IndexBusy, IndexDir, open_index
 
 
@@ -26,11 +26,12 @@ def write_version(path, tag: str, n: int) -> None:
     chunks["file"], chunks["page"], chunks["chunk_index"] = f"{tag}.pdf", 1, range(n)
     chunks["text"], chunks["header"] = tag, ""
     vectors = np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
-    faiss.write_index(build_index(vectors, IndexConfig())[0], str(path / INDEX_FILE))
-    chunks.to_parquet(path / CHUNKS_FILE, index=False)
-    np.save(path / EMBEDDINGS_FILE, vectors)
-    (path / MANIFEST_FILE).write_text(json.dumps({"index": {"vectors": n}, "embedding": {}, "created_at": tag,
-                                                  "files": [], "run": {}}))
+    manifest = Manifest(created_at=tag, docs_dir="", fingerprint="", settings={},
+                        embedding=EmbeddingInfo(model="", dim=8, normalize=True),
+                        index=IndexInfo(kind="flat", built_on="cpu", vectors=n), files=[],
+                        run=RunStats(seconds=0, files_processed=0, pages_processed=0, chunks_embedded=0, pages_per_s=0,
+                                     chunks_per_s=0))
+    write_files(path, build_index(vectors, IndexConfig())[0], chunks, vectors, manifest)
 
 
 def publish(root, tag: str, n: int, keep: int = 3) -> str:
@@ -76,7 +77,7 @@ def test_readers_see_one_version_whole_while_another_process_publishes(tmp_path)
             tags = set(store.chunks["text"])
             n = len(store.chunks)
             # One version's chunks, FAISS rows and manifest, never parts of two.
-            if len(tags) != 1 or store.index.ntotal != n or store.manifest["created_at"] not in tags:
+            if len(tags) != 1 or store.index.ntotal != n or store.manifest.created_at not in tags:
                 errors.append(f"mixed: {tags}, {n} chunks, {store.index.ntotal} vectors")
             seen.add(store.version)
 

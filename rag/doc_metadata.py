@@ -1,6 +1,6 @@
 """What a document is: its title and, for filings, who filed what for which period; and the header that says so.
 
-Ingestion reads these fields from each file (``ingest.metadata``) and stores them per file in the
+Ingestion reads these fields from each file (``ingest.metadata_extraction``) and stores them per file in the
 manifest and per chunk in the chunk store. Search filters on them (``rag.filters``), questions are
 matched against the values an index holds (``rag.mentions``), and the contextual header built from
 them is embedded and BM25-indexed with every chunk, so a chunk of one filing no longer reads like
@@ -13,6 +13,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 # The chunk store's metadata columns, in this order; a filter can name any of them.
 FIELDS = ("title", "company", "aliases", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "period_aliases")
+
+
+# Forms a question names by their name alone ("the 10-Q", "8K"); ingest.forms reads a cover's "FORM 10-Q" itself.
+QUESTION_FORMS = ("10-Q", "10-K", "8-K", "20-F", "6-K")
+
+
+def form_key(name: str) -> str:
+    """A form's name without case or hyphen: "10-Q", "10q" and "10Q" are one form."""
+    return name.upper().replace("-", "")
 
 
 class DocMetadata(BaseModel):

@@ -1,4 +1,5 @@
-"""What an ingestion run read, what it produced, and what the next run may reuse."""
+"""What an ingestion run has to do: the files of the folder, against the manifest of the current version (what the
+next run may reuse, what it must process, what is gone)."""
 
 from __future__ import annotations
 
@@ -9,67 +10,10 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel
-
-from ingest.metadata import METADATA_VERSION, SIDECAR_FILE
+from ingest.metadata_extraction import METADATA_VERSION, SIDECAR_FILE
 from rag.config import Settings
-
-Status = Literal["indexed", "skipped_unchanged", "failed"]
-
-
-class FileEntry(BaseModel):
-    file: str  # path relative to the documents folder
-    status: Status
-    doc_hash: str
-    size_bytes: int
-    pages: int = 0
-    chunks: int = 0
-    reason: str | None = None  # why a file failed
-    note: str | None = None  # anything unusual about how it was read, or that its source is gone
-    metadata: dict = {}  # rag.metadata.DocMetadata fields that were found
-    ocr: list[dict] = []  # pages without a text layer: page, OCR's mean confidence, or why it has no text (ingest.ocr)
-    overrides_hash: str = ""  # of the file's metadata.jsonl entry: a changed entry re-processes the file
-
-
-class EmbedWorker(BaseModel):
-    worker: str  # node id prefix and pid of the embedding actor
-    device: str
-    chunks: int
-    busy_seconds: float  # time spent encoding, for throughput against the hardware's limit
-
-
-class RunStats(BaseModel):
-    seconds: float
-    files_processed: int
-    pages_processed: int
-    chunks_embedded: int
-    pages_per_s: float
-    chunks_per_s: float
-    embed_workers: list[EmbedWorker] = []
-
-
-class Manifest(BaseModel):
-    version: int = 1
-    created_at: str
-    docs_dir: str
-    fingerprint: str
-    settings: dict
-    embedding: dict  # model, dim, normalize
-    index: dict  # kind, built_on, vectors
-    files: list[FileEntry]
-    run: RunStats
-
-    def entries(self) -> dict[str, FileEntry]:
-        return {e.file: e for e in self.files}
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.model_dump(), indent=2) + "\n")
-
-    @classmethod
-    def read(cls, path: Path) -> "Manifest":
-        return cls.model_validate_json(path.read_text())
+from rag.index_files import Manifest
 
 
 def fingerprint(settings: Settings) -> str:

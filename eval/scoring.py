@@ -6,24 +6,27 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from rag.languages import HAN_CHARS
+from rag.languages import HAN_CHARS, LATIN_WORD
+from rag.prompts import split_source_list
 
 K_VALUES = (1, 3, 5, 10)
 
 # Words and numbers, and each Han character on its own (Chinese answers are scored by characters, as CMRC does)
-_TOKEN = re.compile(rf"[a-z0-9]+(?:[.,][0-9]+)*|[{HAN_CHARS}]")
+_TOKEN = re.compile(rf"{LATIN_WORD}|[{HAN_CHARS}]")
 _NUMBER = re.compile(r"(?<![\w.])\$?\(?-?\d[\d,]*(?:\.\d+)?%?")
 _REFUSAL = re.compile(r"\b(i (do not|don't) know|not (mentioned|provided|available) in|cannot (find|answer)|no information)\b"
                       r"|不知道|无法回答|没有(?:提到|提及|相关信息)", re.I)
 
 
-_SOURCES_BLOCK = re.compile(r"\n\s*SOURCES?(\(S\))?:.*", re.I | re.S)
+# The gold answers' own source block ("SOURCE(S): 2023 Q3 AAPL.pdf") and file names: the service's source list is
+# rag.prompts'.
+_GOLD_SOURCES = re.compile(r"\n\s*SOURCES?(\(S\))?:.*", re.I | re.S)
 _FILE_NAME = re.compile(r"\(*\"*\s*(SOURCE:\s*)?(\b\d{4} Q[1-4] [A-Z]{2,5}|[\w\-]+)\.pdf\"*\)*", re.I)
 
 
 def strip_sources(text: str) -> str:
     """The answer without its source list and file names: their years and quarters are not the answer's numbers."""
-    return _FILE_NAME.sub(" ", _SOURCES_BLOCK.sub("", text))
+    return _FILE_NAME.sub(" ", _GOLD_SOURCES.sub("", split_source_list(text)[0]))
 
 
 def tokens(text: str) -> list[str]:

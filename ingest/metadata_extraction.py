@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from ingest.companies import find_registrant, text_lines
 from ingest.forms import ANNUAL_REPORT, read_period
 from ingest.pdf_pages import PdfInfo
-from rag.metadata import DocMetadata, validation_problems
+from rag.periods import YEAR, year
+from rag.doc_metadata import DocMetadata, validation_problems
 
 SIDECAR_FILE = "metadata.jsonl"
 # Part of the index fingerprint: a change to what is extracted re-processes every file.
@@ -30,9 +31,9 @@ _HEAD_PAGES = 12  # a 10-Q says when its fiscal year ends in its first notes
 _TAIL_PAGES = 4
 _COVER_PAGES = 2
 
-_NAME_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
+_NAME_YEAR = re.compile(r"(?<!\d)(" + YEAR + r")(?!\d)")
 _NAME_QUARTER = re.compile(r"(?<![A-Za-z0-9])Q([1-4])(?![0-9])", re.I)
-_NAME_FY = re.compile(r"(?<![A-Za-z])FY\s?((?:19|20)?\d{2})(?!\d)", re.I)
+_NAME_FY = re.compile(r"(?<![A-Za-z])FY\s?(" + YEAR + r"|\d{2})(?!\d)", re.I)
 
 # Section headings: "Item 2. Management's ...", "PART I", "Note 3 - ...", or a line in capitals.
 _ITEM = re.compile(r"^(?:PART\s+[IV]+\b.*|Item\s+\d+[A-Z]?\..*|Note\s+\d+\s*[-–—.:]\s*\S.*)$", re.I)
@@ -69,7 +70,7 @@ def read_sidecar(docs_dir: Path) -> dict[str, dict]:
 
 def _from_file_name(file: str) -> dict:
     stem = Path(file).stem
-    years = _NAME_YEAR.findall(stem) or [("20" + y if len(y) == 2 else y) for y in _NAME_FY.findall(stem)]
+    years = _NAME_YEAR.findall(stem) or [str(year(y)) for y in _NAME_FY.findall(stem)]
     quarters = _NAME_QUARTER.findall(stem)
     out: dict = {}
     if len(set(years)) == 1:

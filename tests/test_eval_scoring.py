@@ -4,52 +4,52 @@ import json
 
 import pytest
 
-from eval import metrics
+from eval import scoring
 from eval.datasets import DatasetError, load_dataset
 from eval.report import cited_files
 
 
 def test_token_f1_by_hand():
     # pred tokens: net sales were 81,797 (4); gold: total net sales were 81,797 million (6); common 4
-    assert metrics.token_f1("Net sales were $81,797.", "Total net sales were $81,797 million") == pytest.approx(2 * 1 * (4 / 6) / (1 + 4 / 6))
-    assert metrics.token_f1("", "something") == 0.0
-    assert metrics.token_f1("apple", "banana") == 0.0
+    assert scoring.token_f1("Net sales were $81,797.", "Total net sales were $81,797 million") == pytest.approx(2 * 1 * (4 / 6) / (1 + 4 / 6))
+    assert scoring.token_f1("", "something") == 0.0
+    assert scoring.token_f1("apple", "banana") == 0.0
 
 
 def test_number_recall_by_hand():
     gold = "iPhone net sales were $39,669 million, down 2% from $40,665 million."
-    assert metrics.numbers(gold) == {"39669", "2", "40665"}
-    assert metrics.number_recall("It was 39669 million and 40,665 before.", gold) == pytest.approx(2 / 3)
-    assert metrics.number_recall("no numbers", "no numbers either") is None
+    assert scoring.numbers(gold) == {"39669", "2", "40665"}
+    assert scoring.number_recall("It was 39669 million and 40,665 before.", gold) == pytest.approx(2 / 3)
+    assert scoring.number_recall("no numbers", "no numbers either") is None
 
 
 def test_sources_are_not_scored_as_answer_text():
     gold = 'Net sales were $81,797 million. (SOURCE: 2023 Q3 AAPL.pdf)\nSOURCE(S): 2023 Q3 AAPL.pdf, 2022 Q3 AAPL.pdf'
     ours = "Net sales were $81,797 million [1].\n\nSources:\n[1] 2023 Q3 AAPL.pdf, p. 4"
-    assert metrics.numbers(metrics.strip_sources(gold)) == {"81797"}
-    assert metrics.numbers(metrics.strip_sources(ours)) == {"81797", "1"}
-    assert metrics.number_recall(metrics.strip_sources("It was 2023."), metrics.strip_sources(gold)) == 0.0
+    assert scoring.numbers(scoring.strip_sources(gold)) == {"81797"}
+    assert scoring.numbers(scoring.strip_sources(ours)) == {"81797", "1"}
+    assert scoring.number_recall(scoring.strip_sources("It was 2023."), scoring.strip_sources(gold)) == 0.0
 
 
 def test_ranking_metrics_by_hand():
     retrieved = ["a.pdf", "b.pdf", "a.pdf", "c.pdf"]
     gold = {"b.pdf", "c.pdf"}.__contains__
-    assert metrics.recall_at_k(retrieved, gold, 2, 1) == 0.0
-    assert metrics.recall_at_k(retrieved, gold, 2, 2) == 0.5
-    assert metrics.recall_at_k(retrieved, gold, 2, 4) == 1.0
-    assert metrics.hit_at_k(retrieved, gold, 1) == 0.0 and metrics.hit_at_k(retrieved, gold, 2) == 1.0
-    assert metrics.reciprocal_rank(retrieved, gold) == 0.5
-    assert metrics.reciprocal_rank(["a.pdf"], gold) == 0.0
+    assert scoring.recall_at_k(retrieved, gold, 2, 1) == 0.0
+    assert scoring.recall_at_k(retrieved, gold, 2, 2) == 0.5
+    assert scoring.recall_at_k(retrieved, gold, 2, 4) == 1.0
+    assert scoring.hit_at_k(retrieved, gold, 1) == 0.0 and scoring.hit_at_k(retrieved, gold, 2) == 1.0
+    assert scoring.reciprocal_rank(retrieved, gold) == 0.5
+    assert scoring.reciprocal_rank(["a.pdf"], gold) == 0.0
 
 
 def test_citation_precision_and_refusal():
     answer = "Sales rose [1].\n\nSources:\n[1] 2023 Q3 AAPL.pdf, p. 4\n[2] 2023 Q3 MSFT.pdf, p. 9"
     files = cited_files(answer)
     assert files == ["2023 Q3 AAPL.pdf", "2023 Q3 MSFT.pdf"]
-    assert metrics.citation_precision(files, lambda f: "AAPL" in f) == 0.5
-    assert metrics.citation_precision([], lambda f: True) is None
-    assert metrics.is_refusal("I don't know based on the sources.")
-    assert not metrics.is_refusal("Net sales were $81,797 million.")
+    assert scoring.citation_precision(files, lambda f: "AAPL" in f) == 0.5
+    assert scoring.citation_precision([], lambda f: True) is None
+    assert scoring.is_refusal("I don't know based on the sources.")
+    assert not scoring.is_refusal("Net sales were $81,797 million.")
 
 
 def test_sec_csv_adapter(sec_docs):
