@@ -140,8 +140,9 @@ def test_ask_read_the_source_upload_and_delete(service, browser, sec_docs, tmp_p
     browser.find_element(By.ID, "tab-documents").click()
     browser.find_element(By.ID, "files").send_keys(str(sec_docs / "2023 Q2 AMZN.pdf"))
     wait(browser, lambda b: b.find_element(By.ID, "job").text.startswith("Live: version"), timeout=600)
-    rows = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text
-            for r in browser.find_elements(By.CSS_SELECTOR, "#document-rows tr")}
+    # Read in one script: the page redraws the list as the job ends, and elements found before a redraw go stale.
+    rows = dict(browser.execute_script(
+        "return [...document.querySelectorAll('#document-rows tr')].map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
     assert rows["2023 Q2 AMZN.pdf"] == "indexed"
     screenshot(browser, "page-documents", tmp_path)
     item = ask(browser, AMAZON)

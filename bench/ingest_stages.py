@@ -1,0 +1,156 @@
+"""Where ingestion's time goes: every stage of `rag ingest` run alone, in one process on one thread, over the same files.
+
+    python bench/ingest_stages.py [--docs DIR ...] [--limit N] [--out bench/results]
+
+A stage's time on one thread is its cost in core-seconds. The stages are the project's own functions, called as the
+pipeline calls them:
+  parse     ingest.pdf_pages.read_pdf_pages (pypdf text, OCR for pages without a text layer)
+  metadata  ingest.metadata_extraction.extract_metadata
+  chunk     rag.chunking.split_text, section_at and chunk_header per chunk
+  embed     rag.embedding.TextEncoder.encode (the configured model and dtype) in batches of ingest.embed.batch_size
+  index     rag.index.build_index, the configured kind
+  bm25      rag.search.Bm25 (built by each retriever replica when it loads a version, not by the job)
+  write     rag.index_files.write_version
+The floor a machine sets is the larger of (1) all the stages that run in parallel tasks and actors (parse,
+metadata, chunk, embed) spread over its cores, and (2) the driver's serial stages (index, write) after them.
+Writes ingest_stages.json and ingest_stages.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DATASETS = REPO.parent / "shared" / "datasets"
+DEFAULT_DOCS = [DATASETS / "sec-10q" / "docs", DATASETS / "filings-mixed" / "docs"]
+PARALLEL = ("parse", "metadata", "chunk", "embed")
+SERIAL = ("index", "write")
+
+
+class Clock:
+    """Seconds spent per stage, summed over calls."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def time(self, stage: str, fn, *args, **kwargs):
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+        return result
+
+
+def profile(docs: Path, limit: int | None) -> dict:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from ingest.metadata_extraction import extract_metadata, section_at
+    from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+    from rag.chunking import make_splitter, split_text
+    from rag.config import Settings
+    from rag.doc_metadata import chunk_header, with_header
+    from rag.embedding import TextEncoder
+    from rag.index import build_index
+    from rag.index_files import CHUNK_COLUMNS, EmbeddingInfo, IndexInfo, Manifest, RunStats, write_version
+
+    torch.set_num_threads(1)  # one thread: a stage's time is its core-seconds
+    settings = Settings()
+    files = sorted(p for p in docs.rglob("*.pdf"))[:limit]
+    splitter = make_splitter(settings.chunking, settings.embedding.model)
+    clock, rows, pages, failed = Clock(), [], 0, 0
+    for path in files:
+        try:
+            doc = clock.time("parse", read_pdf_pages, path, settings.pdf)
+        except UnreadableDocument:
+            failed += 1
+            continue
+        meta = clock.time("metadata", extract_metadata, path.name, doc.texts, doc.info)
+        pages += len(doc.texts)
+        running = {v.lower() for v in (meta.company, meta.title) if v}
+        started = time.perf_counter()
+        for number, text in enumerate(doc.texts, start=1):
+            for chunk in split_text(splitter, text):
+                header = chunk_header(meta, path.name, section_at(text, chunk.char_start, chunk.char_end, running))
+                rows.append({"chunk_id": f"{path.name}:{number}:{chunk.index}", "file": path.name, "page": number,
+                             "chunk_index": chunk.index, "text": chunk.text, "char_start": chunk.char_start,
+                             "char_end": chunk.char_end, "doc_hash": "", "header": header})
+        clock.seconds["chunk"] = clock.seconds.get("chunk", 0.0) + time.perf_counter() - started
+    encoder = TextEncoder(settings.embedding.model_copy(update={"device": "cpu"}), gpu_fraction=0)
+    texts = [with_header(r["header"], r["text"]) for r in rows]
+    size = settings.ingest.embed.batch_size
+    vectors = np.concatenate([clock.time("embed", encoder.encode, texts[i:i + size]) for i in range(0, len(texts), size)])
+    index, built_on = clock.time("index", build_index, vectors, settings.index)
+    chunks = pd.DataFrame(rows).reindex(columns=CHUNK_COLUMNS)
+    with tempfile.TemporaryDirectory() as out:
+        from rag.index import IndexStore
+        from rag.search import Bm25
+
+        manifest = Manifest(created_at="", docs_dir=str(docs), fingerprint="", settings={},
+                            embedding=EmbeddingInfo(model=settings.embedding.model, dim=int(vectors.shape[1]),
+                                                    normalize=True),
+                            index=IndexInfo(kind=settings.index.kind, built_on=built_on, vectors=len(vectors)), files=[],
+                            run=RunStats(seconds=0, files_processed=len(files), pages_processed=pages,
+                                         chunks_embedded=len(rows), pages_per_s=0, chunks_per_s=0))
+        clock.time("write", write_version, Path(out), index, chunks, vectors, manifest)
+        clock.time("bm25", Bm25, IndexStore(out))
+    parallel = sum(clock.seconds[s] for s in PARALLEL)
+    serial = sum(clock.seconds[s] for s in SERIAL)
+    cores = os.cpu_count() or 1
+    return {
+        "docs": str(docs), "files": len(files), "failed": failed, "pages": pages, "chunks": len(rows),
+        "embedding": {"model": settings.embedding.model, "dtype": encoder.dtype, "device": encoder.device},
+        "core_seconds": {k: round(v, 2) for k, v in clock.seconds.items()},
+        "cores": cores,
+        "floor_seconds": round(parallel / cores + serial, 1),
+        "slowest": max(clock.seconds, key=clock.seconds.get),
+    }
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [*PARALLEL, *SERIAL, "bm25"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    left = [0.0] * len(results)
+    labels = [f"{Path(r['docs']).parent.name}\n{r['pages']} pages, {r['chunks']} chunks" for r in results]
+    for stage in stages:
+        widths = [r["core_seconds"].get(stage, 0) for r in results]
+        ax.barh(labels, widths, left=left, label=stage)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_xlabel("core-seconds (each stage alone, one thread)")
+    ax.set_title("Ingestion cost per stage")
+    ax.legend(fontsize=8, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=Path, nargs="+", default=DEFAULT_DOCS)
+    parser.add_argument("--limit", type=int, help="only the first N files of each folder")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    results = []
+    for docs in args.docs:
+        result = profile(docs, args.limit)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ingest_stages.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / "ingest_stages.png")
+
+
+if __name__ == "__main__":
+    main()
