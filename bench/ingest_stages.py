@@ -142,14 +142,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N files of each folder")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
-    results = []
-    for docs in args.docs:
-        result = profile(docs, args.limit)
-        print(json.dumps(result), flush=True)
-        results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ingest_stages.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.out / "ingest_stages.png")
+    results = []
+    for docs in args.docs:  # written after each folder: a long run keeps what it has measured
+        results.append(profile(docs, args.limit))
+        print(json.dumps(results[-1]), flush=True)
+        (args.out / "ingest_stages.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot(results, args.out / "ingest_stages.png")
 
 
 if __name__ == "__main__":
