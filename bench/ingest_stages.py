@@ -6,7 +6,7 @@ A stage's time on one thread is its cost in core-seconds. The stages are the pro
 pipeline calls them:
   parse     ingest.pdf_pages.read_pdf_pages (pypdf text, OCR for pages without a text layer)
   metadata  ingest.metadata_extraction.extract_metadata
-  chunk     rag.chunking.split_text, section_at and chunk_header per chunk
+  chunk     ingest.pipeline.chunk_page (the splitter, each chunk's section and header)
   embed     rag.embedding.TextEncoder.encode (the configured model and dtype) in batches of ingest.embed.batch_size
   index     rag.index.build_index, the configured kind
   bm25      rag.search.Bm25 (built by each retriever replica when it loads a version, not by the job)
@@ -35,6 +35,20 @@ PARALLEL = ("parse", "metadata", "chunk", "embed")
 SERIAL = ("index", "write")
 
 
+class _NoCounter:
+    """Stands in for the run's progress counter actor: the pipeline's stage functions report to one."""
+
+    class _Call:
+        @staticmethod
+        def remote(*args) -> None:
+            return None
+
+    chunked = _Call()
+
+
+_NO_COUNTER = _NoCounter()
+
+
 class Clock:
     """Seconds spent per stage, summed over calls."""
 
@@ -53,11 +67,11 @@ def profile(docs: Path, limit: int | None) -> dict:
     import pandas as pd
     import torch
 
-    from ingest.metadata_extraction import extract_metadata, section_at
+    from ingest.metadata_extraction import extract_metadata
     from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
-    from rag.chunking import make_splitter, split_text
+    from ingest.pipeline import chunk_page
     from rag.config import Settings
-    from rag.doc_metadata import chunk_header, with_header
+    from rag.doc_metadata import with_header
     from rag.embedding import TextEncoder
     from rag.index import build_index
     from rag.index_files import CHUNK_COLUMNS, EmbeddingInfo, IndexInfo, Manifest, RunStats, write_version
@@ -65,7 +79,7 @@ def profile(docs: Path, limit: int | None) -> dict:
     torch.set_num_threads(1)  # one thread: a stage's time is its core-seconds
     settings = Settings()
     files = sorted(p for p in docs.rglob("*.pdf"))[:limit]
-    splitter = make_splitter(settings.chunking, settings.embedding.model)
+    chunking_json = settings.chunking.model_dump_json()
     clock, rows, pages, failed = Clock(), [], 0, 0
     for path in files:
         try:
@@ -75,14 +89,12 @@ def profile(docs: Path, limit: int | None) -> dict:
             continue
         meta = clock.time("metadata", extract_metadata, path.name, doc.texts, doc.info)
         pages += len(doc.texts)
-        running = {v.lower() for v in (meta.company, meta.title) if v}
         started = time.perf_counter()
         for number, text in enumerate(doc.texts, start=1):
-            for chunk in split_text(splitter, text):
-                header = chunk_header(meta, path.name, section_at(text, chunk.char_start, chunk.char_end, running))
-                rows.append({"chunk_id": f"{path.name}:{number}:{chunk.index}", "file": path.name, "page": number,
-                             "chunk_index": chunk.index, "text": chunk.text, "char_start": chunk.char_start,
-                             "char_end": chunk.char_end, "doc_hash": "", "header": header})
+            page = {"file": path.name, "doc_hash": "", "page": number, "text": text, "error": "",
+                    "metadata": meta.model_dump_json()}
+            rows += [{**chunk, "chunk_id": f"{path.name}:{number}:{chunk['chunk_index']}"}
+                     for chunk in chunk_page(page, chunking_json, settings.embedding.model, _NO_COUNTER)]
         clock.seconds["chunk"] = clock.seconds.get("chunk", 0.0) + time.perf_counter() - started
     encoder = TextEncoder(settings.embedding.model_copy(update={"device": "cpu"}), gpu_fraction=0)
     texts = [with_header(r["header"], r["text"]) for r in rows]
