@@ -95,7 +95,7 @@ def _load_previous(index: IndexDir) -> Previous | None:
         return None
     try:
         return Previous(
-            read_manifest(version.path), read_chunks(version.path)[CHUNK_COLUMNS], read_vectors(version.path)
+            read_manifest(version.path), read_chunks(version.path), read_vectors(version.path)
         )
     except Exception as err:  # an unreadable old index costs a full re-embed, not the run
         log.warning("previous index version %s is unreadable (%s); re-ingesting everything", version.path, err)
