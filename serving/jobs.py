@@ -183,13 +183,14 @@ class JobQueue:
                                f"jobs, a job needs at least {min_cpus(self.settings):g}")
                 break  # in order: the jobs behind it wait too
             self.waiting.remove(job)
-            self._start(job, granted)
+            self._start(job, granted, files)
 
-    def _start(self, job: Job, granted: Settings) -> None:
+    def _start(self, job: Job, granted: Settings, files: int) -> None:
         self.running[job.collection] = job
         pool = granted.ingest.embed
         self._ledger.granted[job.id] = {"CPU": granted.ingest.max_cpus, "GPU": pool.actors * pool.num_gpus}
         job.state, job.waiting, job.started_at = "running", None, job.started_at or _stamp()
+        job.progress = asdict(Progress(files))  # what it has to do, from its first second
         job.attempts.append({"started_at": _stamp(), "finished_at": None, "cpus": granted.ingest.max_cpus,
                              "embed_actors": pool.actors, "error": None})
         log.info("job %s for collection %s started (attempt %d): %g CPUs, %d embedding actors", job.id,
@@ -198,7 +199,8 @@ class JobQueue:
 
     async def _execute(self, job: Job, granted: Settings) -> None:
         def progress(done: Progress) -> None:
-            job.progress = asdict(done)
+            if done.stage != "planning":  # the run's own report while it plans knows no count yet; admission's does
+                job.progress = asdict(done)
 
         try:
             result = await asyncio.to_thread(self._run, job.collection, granted, progress)
