@@ -1,8 +1,10 @@
-"""What the serving benchmarks share: the questions they ask, a server started on loopback and stopped again, and the
-median and spread of repeated runs. (bench/serve.py, soak.py, cb_compare.py and collections.py import it.)"""
+"""What the benchmarks share: the questions the serving ones ask, a server started on loopback and stopped again, the
+median and spread of repeated runs, and the command line of a benchmark run per documents folder."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import socket
@@ -86,3 +88,21 @@ def spread(values: list[float]) -> dict:
     mid = len(ordered) // 2
     median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
     return {"median": median, "min": ordered[0], "max": ordered[-1], "runs": len(ordered)}
+
+
+def each_folder(description: str, default_docs: list[Path], measure, name: str, plot, line) -> None:
+    """The command line of a benchmark run per documents folder (--docs, --limit, --out): ``measure(folder, limit)``
+    for each, ``line(result)`` printed and ``name``.json written as each folder ends (a long run keeps what it has
+    measured), then ``plot(results, path)`` draws ``name``.png."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=Path, nargs="+", default=default_docs)
+    parser.add_argument("--limit", type=int, help="only the first N files of each folder")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for folder in args.docs:
+        results.append(measure(folder, args.limit))
+        print(line(results[-1]), flush=True)
+        (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / f"{name}.png")

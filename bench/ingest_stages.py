@@ -4,7 +4,7 @@
 
 A stage's time on one thread is its cost in core-seconds. The stages are the project's own functions, called as the
 pipeline calls them:
-  parse     ingest.pdf_pages.read_pdf_pages (pypdf text, OCR for pages without a text layer)
+  parse     ingest.pdf_pages.read_pdf_pages (pdf.extractor's text, OCR for pages without a text layer)
   metadata  ingest.metadata_extraction.extract_metadata
   chunk     ingest.pipeline.chunk_page (the splitter, each chunk's section and header)
   embed     rag.embedding.TextEncoder.encode (the configured model and dtype) in batches of ingest.embed.batch_size
@@ -18,7 +18,6 @@ Writes ingest_stages.json and ingest_stages.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.harness import each_folder  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 DEFAULT_DOCS = [DATASETS / "sec-10q" / "docs", DATASETS / "filings-mixed" / "docs"]
@@ -148,20 +149,5 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=Path, nargs="+", default=DEFAULT_DOCS)
-    parser.add_argument("--limit", type=int, help="only the first N files of each folder")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for docs in args.docs:  # written after each folder: a long run keeps what it has measured
-        results.append(profile(docs, args.limit))
-        print(json.dumps(results[-1]), flush=True)
-        (args.out / "ingest_stages.json").write_text(json.dumps(results, indent=2) + "\n")
-        plot(results, args.out / "ingest_stages.png")
-
-
 if __name__ == "__main__":
-    main()
+    each_folder(__doc__, DEFAULT_DOCS, profile, "ingest_stages", plot, json.dumps)

@@ -1,4 +1,8 @@
-"""One PDF to its pages' text with pypdf, or a reason a person can act on when it cannot be read."""
+"""One PDF to its pages' text, or a reason a person can act on when it cannot be read.
+
+pypdf opens the file (its checks give the reasons a file is refused, and its info dictionary the title); the text of
+its pages comes from pdfium, a C library about twenty times faster than pypdf's pure-Python extraction, or from pypdf
+where pdf.extractor says so or pdfium cannot read the file as pypdf does."""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from ingest.ocr import OcrPage, ocr_pages, unavailable
 from rag.config import PdfConfig
 from rag.languages import join_wrapped_lines
 
+# pdfium ends its lines with CR LF and writes a word hyphenated across a line end as one, with \x02 for the hyphen:
+# both as pypdf writes them ("credit-\nfinancing")
+_PDFIUM_BREAKS = str.maketrans({"\r": None, "\x02": "-\n"})
 # pypdf itself looks for the end marker in the last kilobyte.
 _EOF_WINDOW = 1024
 _CATALOG = re.compile(rb"(\d+)\s+(\d+)\s+obj\s*<<(?:(?!endobj).){0,400}?/Type\s*/Catalog", re.S)
@@ -80,18 +87,50 @@ def _rebuilt(path: Path) -> io.BytesIO:
     return io.BytesIO(data + trailer)
 
 
-def _extract(source: Path | io.BytesIO, only: PageChoice | None,
+def _pdfium_texts(source: Path | io.BytesIO, count: int, wanted: set[int],
+                  on_page: Callable[[int], None]) -> list[str] | None:
+    """pdfium's text of the wanted pages ("" for the rest); None where pdfium cannot open the file or counts other
+    pages than pypdf (the page numbers a chunk cites must not depend on which library read it)."""
+    import pypdfium2
+
+    try:
+        document = pypdfium2.PdfDocument(source.getvalue() if isinstance(source, io.BytesIO) else str(source))
+    except Exception:  # pdfium refuses some damaged files pypdf reads
+        return None
+    try:
+        if len(document) != count:
+            return None
+        texts = []
+        for i in range(count):
+            if i in wanted:
+                page = document[i]
+                textpage = page.get_textpage()
+                texts.append(textpage.get_text_bounded().translate(_PDFIUM_BREAKS))
+                textpage.close()
+                page.close()
+            else:
+                texts.append("")
+            on_page(i)
+        return texts
+    finally:
+        document.close()
+
+
+def _extract(source: Path | io.BytesIO, only: PageChoice | None, cfg: PdfConfig,
              on_page: Callable[[int], None]) -> tuple[list[str], PdfInfo, set[int]]:
     """Every wanted page's text ("" for the rest), the info dictionary, and which pages were wanted."""
     reader = pypdf.PdfReader(source)
     if reader.is_encrypted and not reader.decrypt(""):
         raise UnreadableDocument("encrypted PDF: a password is required")
-    wanted = set(only(len(reader.pages))) if only else set(range(len(reader.pages)))
-    texts = []
-    for i, page in enumerate(reader.pages):
-        texts.append(join_wrapped_lines(page.extract_text() or "") if i in wanted else "")
-        on_page(i)
-    return texts, _info(reader), wanted
+    count = len(reader.pages)
+    wanted = set(only(count)) if only else set(range(count))
+    texts = _pdfium_texts(source, count, wanted, on_page) if cfg.extractor == "pdfium" else None
+    if texts is None:
+        texts = []
+        for i, page in enumerate(reader.pages):
+            texts.append((page.extract_text() or "") if i in wanted else "")
+            on_page(i)
+    return [join_wrapped_lines(t) for t in texts], _info(reader), wanted
 
 
 def _read_scans(source: Path | io.BytesIO, texts: list[str], wanted: set[int], cfg: PdfConfig) -> list[OcrPage]:
@@ -126,14 +165,14 @@ def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = N
     source = path if whole else _rebuilt(path)
     try:
         try:
-            texts, info, wanted = _extract(source, only, on_page)
+            texts, info, wanted = _extract(source, only, cfg, on_page)
         except LimitReachedError as err:
             if not cfg.raise_limits_on_error:
                 raise UnreadableDocument(f"pypdf safety limit reached: {err}") from err
             # Large real filings exceed pypdf's default limits; raising them for this file alone is deliberate.
             source = path if whole else _rebuilt(path)
             with pypdf.apply_configuration(**cfg.raised_limits):
-                texts, info, wanted = _extract(source, only, on_page)
+                texts, info, wanted = _extract(source, only, cfg, on_page)
             note = "; ".join(filter(None, [note, f"parsed with raised pypdf limits after: {err}"]))
     except UnreadableDocument:
         raise

@@ -1,3 +1,4 @@
+import difflib
 import os
 
 import pypdf
@@ -14,6 +15,17 @@ def test_pages_of_a_real_filing(sec_docs):
     assert len(doc.texts) == 29
     assert "Apple Inc." in doc.texts[0]
     assert doc.note is None
+
+
+def test_pdfium_reads_the_words_pypdf_reads_without_its_line_end_marks(sec_docs):
+    path = sec_docs / "2022 Q3 AAPL.pdf"
+    pdfium, plain = (read_pdf_pages(path, PdfConfig(extractor=e)).texts for e in ("pdfium", "pypdf"))
+    assert len(pdfium) == len(plain) == 28
+    for a, b in zip(pdfium, plain):
+        assert difflib.SequenceMatcher(None, a.split(), b.split(), autojunk=False).ratio() > 0.98
+    text = "\n".join(pdfium)
+    # pdfium ends lines with CR LF and marks a word hyphenated across a line end with \x02
+    assert "\r" not in text and "\x02" not in text and "credit-\nfinancing" in text
 
 
 @pytest.mark.slow  # parses two 70-page filings twice each: 24 s
