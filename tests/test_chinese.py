@@ -110,7 +110,7 @@ def test_a_chinese_question_over_http_reads_its_period_and_cites_the_page(url):
 def test_the_chat_endpoint_cites_the_gold_pages_of_zh_wiki_questions(url, zh_docs):
     indexed = {p.name for p in zh_docs.glob("*.pdf")}
     rows = [q for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines())
-            if set(q["gold_files"]) <= indexed][:10]
+            if set(q["gold_files"]) <= indexed][:5]
     cited_gold = 0
     for row in rows:
         r = httpx.post(f"{url}/v1/chat/completions", timeout=120,
@@ -118,4 +118,4 @@ def test_the_chat_endpoint_cites_the_gold_pages_of_zh_wiki_questions(url, zh_doc
         assert r.status_code == 200, r.text
         gold = {(g["file"], g["page"]) for g in row["gold_pages"]}
         cited_gold += bool(gold & {(c["file"], c["page"]) for c in r.json()["citations"]})
-    assert cited_gold >= 8, cited_gold  # the batch eval finds the gold page in the top 5 for 0.96 of them
+    assert cited_gold >= 4, cited_gold  # the batch eval finds the gold page in the top 5 for 0.96 of them

@@ -45,12 +45,12 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
     assert (out / "recall_at_k.png").stat().st_size > 0
 
 
-@pytest.mark.slow  # two ingestions end to end: about a minute on two cores
+@pytest.mark.slow  # two ingestions of one filing end to end: about a minute on two cores
 def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_path):
     from eval.sweep import run_sweep
     from tests.pdf_factory import copy_docs
 
-    docs = copy_docs(["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"], sec_docs, tmp_path / "docs")
+    docs = copy_docs(["2023 Q3 AAPL.pdf"], sec_docs, tmp_path / "docs")
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(
         f"docs: {docs}\ngenerate: false\ngrid:\n  chunking.chunk_size: [600]\n  retrieval.mode: [dense, bm25]\n"
