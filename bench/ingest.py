@@ -186,7 +186,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.baseline_only:
-        print(json.dumps(run_baseline(args.docs, args.baseline_only)))
+        print(json.dumps(run_baseline(args.docs[0], args.baseline_only)))
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
