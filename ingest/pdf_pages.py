@@ -89,8 +89,8 @@ def _rebuilt(path: Path) -> io.BytesIO:
 
 def _pdfium_texts(source: Path | io.BytesIO, count: int, wanted: set[int],
                   on_page: Callable[[int], None]) -> list[str] | None:
-    """pdfium's text of the wanted pages ("" for the rest); None where pdfium cannot open the file or counts other
-    pages than pypdf (the page numbers a chunk cites must not depend on which library read it)."""
+    """pdfium's text of the wanted pages ("" for the rest); None where pdfium cannot open or read the file or counts
+    other pages than pypdf (the page numbers a chunk cites must not depend on which library read it)."""
     import pypdfium2
 
     try:
@@ -112,6 +112,8 @@ def _pdfium_texts(source: Path | io.BytesIO, count: int, wanted: set[int],
                 texts.append("")
             on_page(i)
         return texts
+    except Exception:  # a page pdfium cannot read: the file is read by pypdf, as one pdfium cannot open
+        return None
     finally:
         document.close()
 
