@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.harness import each_folder  # noqa: E402
+from rag.languages import has_han  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 DEFAULT_DOCS = [DATASETS / "sec-10q" / "docs", DATASETS / "filings-mixed" / "docs", DATASETS / "zh-wiki" / "docs"]
@@ -31,7 +32,7 @@ def words(text: str) -> list[str]:
     """Words, and Han characters one by one (Chinese has no spaces to split on)."""
     out = []
     for word in text.split():
-        out.extend(word if any("\u3400" <= ch <= "\u9fff" for ch in word) else [word])
+        out.extend(word if has_han(word) else [word])
     return out
 
 
@@ -60,7 +61,6 @@ def compare_folder(folder: Path, limit: int | None) -> dict:
         if len(texts) < 2:
             continue
         for number, (a, b) in enumerate(zip(*(map(words, texts[e]) for e in EXTRACTORS)), start=1):
-            a, b = list(a), list(b)
             ratio = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
             ratios.append(ratio)
             if ratio < LOW:
