@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from cli.options import cluster_options, config_sources, settings_of
+from ingest.cluster import pool_size
 from rag.config import Settings, resolve_api_key
 
 
@@ -18,7 +20,7 @@ def _service_cpus(settings: Settings) -> float:
     serve_cfg, pool = settings.serve, settings.ingest.embed
     replicas = sum(d.ray_actor_options.get("num_cpus", 1) * (d.num_replicas if isinstance(d.num_replicas, int) else 1)
                    for d in (serve_cfg.ingress, serve_cfg.retriever, serve_cfg.generator))
-    return replicas + pool.actors * pool.num_cpus + settings.ingest.parse_num_cpus
+    return replicas + pool_size(pool, {"CPU": os.cpu_count() or 1}) * pool.num_cpus + settings.ingest.parse_num_cpus
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 import ray
 
 from eval.datasets import Question
+from ingest.cluster import pool_size
 from rag.answering import local_pipeline
 from rag.types import AnswerRequest
 from rag.config import Settings
@@ -76,7 +77,7 @@ def run_batch(questions: Sequence[Question], index_dir: str, settings: Settings,
             "index_dir": str(index_dir), "settings_json": settings.model_dump_json(), "kinds": kinds,
             "answer_kind": answer_kind, "generate": generate, "gpu_fraction": pool.num_gpus, "num_cpus": pool.num_cpus,
         },
-        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        compute=ray.data.ActorPoolStrategy(size=pool_size(pool, ray.cluster_resources())),
         batch_size=8,
         batch_format="pandas",
         num_gpus=pool.num_gpus,

@@ -13,7 +13,7 @@ import math
 import threading
 
 from ingest.periodic import Periodic
-from rag.config import Settings
+from rag.config import EmbedPoolConfig, Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ def gpus_needed(settings: Settings) -> float:
     return pool.actors * pool.num_gpus
 
 
+def sized_pool(settings: Settings, resources: dict[str, float]) -> Settings:
+    """``settings`` with an ``auto`` pool fitted to ``resources``; a set size is kept, to be checked."""
+    return fit_pool(settings, resources) if settings.ingest.embed.actors == "auto" else settings
+
+
 def check_fits(settings: Settings, resources: dict[str, float]) -> None:
     """Raise PoolDoesNotFit where the configured pool would wait forever for resources the cluster lacks."""
     pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
@@ -55,10 +60,21 @@ def check_fits(settings: Settings, resources: dict[str, float]) -> None:
         )
 
 
+def pool_size(pool: EmbedPoolConfig, resources: dict[str, float]) -> int:
+    """The configured number of embedding actors, or for ``auto`` the number ``resources`` keep busy without
+    sharing: one per GPU share where actors take GPUs, else one per whole CPU's worth of their torch threads (an
+    actor runs ``num_cpus`` rounded up)."""
+    if pool.actors != "auto":
+        return pool.actors
+    if pool.num_gpus:
+        return max(1, math.floor(resources.get("GPU", 0) / pool.num_gpus + 1e-9))
+    return max(1, math.floor(resources.get("CPU", 0) / math.ceil(pool.num_cpus) + 1e-9))
+
+
 def fit_pool(settings: Settings, resources: dict[str, float]) -> Settings:
-    """``settings`` with as many embedding actors as fit on ``resources`` (at most the configured number)."""
+    """``settings`` with as many embedding actors as fit on ``resources`` (at most ``pool_size``)."""
     pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
-    fit = min(pool.actors, math.floor((resources.get("CPU", 0) - parse) / pool.num_cpus + 1e-9))
+    fit = min(pool_size(pool, resources), math.floor((resources.get("CPU", 0) - parse) / pool.num_cpus + 1e-9))
     if pool.num_gpus:
         fit = min(fit, math.floor(resources.get("GPU", 0) / pool.num_gpus + 1e-9))
     fitted = settings.model_copy(deep=True)
@@ -68,8 +84,8 @@ def fit_pool(settings: Settings, resources: dict[str, float]) -> Settings:
 
 
 def sized_for(settings: Settings, files: int) -> Settings:
-    """``settings`` with no more embedding actors than ``files``: a file is one block of the pipeline, and an actor
-    without one would load its model for nothing."""
+    """``settings`` (a pool of a set size) with no more embedding actors than ``files``: a file is one block of the
+    pipeline, and an actor without one would load its model for nothing."""
     if settings.ingest.embed.actors <= max(files, 1):
         return settings
     sized = settings.model_copy(deep=True)
@@ -81,7 +97,7 @@ def admit(settings: Settings, free: dict[str, float], files: int) -> Settings:
     """``settings`` for a job over ``files`` files started on the ``free`` resources: the pool sized for them and
     fitted to what is free, and ``ingest.max_cpus`` that pool plus parsing tasks for up to ``files`` files out of what
     is left (a file is one parsing task)."""
-    fitted = fit_pool(sized_for(settings, files), free)
+    fitted = sized_for(fit_pool(settings, free), files)
     pool, parse = fitted.ingest.embed, fitted.ingest.parse_num_cpus
     spare = free.get("CPU", 0) - pool.actors * pool.num_cpus
     parse_tasks = max(1, min(files, math.floor(spare / parse + 1e-9)))

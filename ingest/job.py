@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ingest.cluster import ClusterShrank, PoolDoesNotFit, RunWatch, alive_resources, check_fits, \
-    cpus_needed, fit_pool, sized_for
+    cpus_needed, fit_pool, sized_for, sized_pool
 from ingest.languages import embedding_for
 from ingest.metadata_extraction import read_sidecar
 from ingest.progress import Progress, ProgressPoller, start_counter
@@ -109,8 +109,8 @@ def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str,
     ensure_ray(settings.ray)  # first: it sets up Ray Data's logging, read when Ray Data is imported
     from ray.data.exceptions import ExecutionTimeoutError
 
-    settings = sized_for(settings, len(files))
     try:
+        settings = sized_for(sized_pool(settings, alive_resources()), len(files))
         check_fits(settings, alive_resources())
     except PoolDoesNotFit as err:
         raise IngestError(str(err)) from None

@@ -90,7 +90,9 @@ class EmbeddingConfig(_Section):
 
 
 class EmbedPoolConfig(_Section):
-    actors: int = Field(2, ge=1, description="Embedding actors in the pool")
+    actors: int | Literal["auto"] = Field(
+        "auto", description="Embedding actors in the pool; auto: one per GPU share where actors take GPUs, else one "
+        "per whole CPU's worth of their threads, of what the run is given (ingest.cluster.pool_size)")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor: 0, a fraction such as 0.25, or whole")
     num_cpus: float = Field(0.5, gt=0, description="CPUs per actor; its torch thread count is this rounded up")
     batch_size: int = Field(256, gt=0, description="Chunks per map_batches call")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ingest.cluster import PoolDoesNotFit, admit, fit_pool, running_executor
+from ingest.cluster import PoolDoesNotFit, admit, fit_pool, running_executor, sized_pool
 from ingest.job import IngestError, run_ingest
 from rag.config import load_settings
 from rag.versions import current_manifest
@@ -96,27 +96,41 @@ def test_a_running_execution_is_found_and_stopped_from_another_thread(ray_cluste
 
 
 def test_the_pool_is_fitted_to_what_a_shrunk_cluster_has_left():
-    default = load_settings(None, [])  # 2 actors x 0.5 CPU, 0.5 CPU for parsing
-    assert fit_pool(default, {"CPU": 1}).ingest.embed.actors == 1
-    assert fit_pool(default, {"CPU": 6}).ingest.embed.actors == 2  # never more than configured
+    two = load_settings(None, ["ingest.embed.actors=2"])  # 2 actors x 0.5 CPU, 0.5 CPU for parsing
+    assert fit_pool(two, {"CPU": 1}).ingest.embed.actors == 1
+    assert fit_pool(two, {"CPU": 6}).ingest.embed.actors == 2  # never more than configured
     with pytest.raises(PoolDoesNotFit, match="CPUs"):
-        fit_pool(default, {"CPU": 0.75})
+        fit_pool(two, {"CPU": 0.75})
     gpus = load_settings(None, ["ingest.embed.actors=4", "ingest.embed.num_gpus=0.25"])
     assert fit_pool(gpus, {"CPU": 8, "GPU": 0.5}).ingest.embed.actors == 2
     assert gpus.ingest.embed.actors == 4  # the caller's settings are left as they were
+
+
+def test_an_auto_pool_takes_one_actor_per_core_or_gpu_share_it_is_given():
+    default = load_settings(None, [])  # actors: auto, each 0.5 CPU and one torch thread
+    assert [fit_pool(default, {"CPU": n}).ingest.embed.actors for n in (1, 2, 6, 16)] == [1, 2, 6, 16]
+    threads = load_settings(None, ["ingest.embed.num_cpus=2"])  # two threads each: one actor per two cores
+    assert [fit_pool(threads, {"CPU": n}).ingest.embed.actors for n in (4, 9)] == [1, 4]
+    gpus = load_settings(None, ["ingest.embed.num_gpus=0.25", "ingest.embed.num_cpus=1"])
+    assert fit_pool(gpus, {"CPU": 16, "GPU": 2}).ingest.embed.actors == 8
+    assert fit_pool(gpus, {"CPU": 4, "GPU": 2}).ingest.embed.actors == 3  # and a parsing task beside them
+    assert sized_pool(gpus, {"CPU": 16, "GPU": 2}).ingest.embed.actors == 8
+    two = load_settings(None, ["ingest.embed.actors=2"])
+    assert sized_pool(two, {"CPU": 16}) is two  # a set size stays, to be checked against the cluster
 
 
 def test_a_job_is_admitted_with_what_is_free_and_capped_to_it():
     default = load_settings(None, [])
     job = admit(default, {"CPU": 2.0}, files=20)  # beside a service holding the rest: the pool, and parsing
     assert (job.ingest.embed.actors, job.ingest.max_cpus) == (2, 2.0)
-    assert admit(default, {"CPU": 8.0}, files=3).ingest.max_cpus == 2.5  # no more parsing tasks than files
+    three = admit(default, {"CPU": 8.0}, files=3)  # no more actors nor parsing tasks than files
+    assert (three.ingest.embed.actors, three.ingest.max_cpus) == (3, 3.0)
     one = admit(default, {"CPU": 8.0}, files=1)  # an actor more than files would load its model for nothing
     assert (one.ingest.embed.actors, one.ingest.max_cpus) == (1, 1.0)
     assert admit(default, {"CPU": 1.2}, files=5).ingest.embed.actors == 1
     with pytest.raises(PoolDoesNotFit):
         admit(default, {"CPU": 0.5}, files=5)
-    assert default.ingest.max_cpus is None and default.ingest.embed.actors == 2
+    assert default.ingest.max_cpus is None and default.ingest.embed.actors == "auto"
 
 
 @pytest.mark.slow  # a second process joining the cluster: 19 s
