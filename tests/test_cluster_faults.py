@@ -38,7 +38,7 @@ def cluster():
 
 
 def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs, tmp_path):
-    # One CPU per node, as in the report: the default pool (2 actors x 0.5 CPU + 0.5 for parsing) needs both nodes.
+    # One CPU per node, as in the report: the default pool (one 0.5-CPU actor per core: 2, + 0.5 for parsing) needs both nodes.
     cluster.start_head(num_cpus=1)
     worker = cluster.add_worker(num_cpus=1)
     docs, index = copy_docs(FIRST, sec_docs, tmp_path / "docs"), tmp_path / "index"
