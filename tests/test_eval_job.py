@@ -23,7 +23,9 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
         f.write(json.dumps({"question": "What were total net sales?", "answer": "x", "gold_files": ["*2023 Q2 AAPL*"],
                             "filters": {"fiscal_quarter": 2}}) + "\n")
     out = tmp_path / "report"
-    settings = load_settings(None, ["llm.max_new_tokens=12", "ingest.embed.actors=1", "ingest.embed.num_cpus=1"])
+    # Answers from two sources: the scores are of retrieval's own depth, and a shorter prompt answers sooner.
+    settings = load_settings(None, ["llm.max_new_tokens=12", "serve.top_k=2", "ingest.embed.actors=1",
+                                    "ingest.embed.num_cpus=1"])
     report = run_eval(dataset, small_index, out, settings)
 
     assert report["meta"]["questions"] == 5

