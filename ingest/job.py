@@ -110,8 +110,9 @@ def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str,
     from ray.data.exceptions import ExecutionTimeoutError
 
     try:
-        settings = sized_for(sized_pool(settings, alive_resources()), len(files))
-        check_fits(settings, alive_resources())
+        resources = alive_resources()
+        settings = sized_for(sized_pool(settings, resources), len(files))
+        check_fits(settings, resources)
     except PoolDoesNotFit as err:
         raise IngestError(str(err)) from None
     attempt = 1

