@@ -43,7 +43,8 @@ def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs
     worker = cluster.add_worker(num_cpus=1)
     docs, index = copy_docs(FIRST, sec_docs, tmp_path / "docs"), tmp_path / "index"
     ingest = [tool("rag"), "ingest", str(docs), "--index", str(index), "--address", cluster.address]
-    subprocess.run(ingest, check=True, capture_output=True, timeout=600, cwd=REPO, env=cluster.env)
+    first = subprocess.run(ingest, capture_output=True, text=True, timeout=600, cwd=REPO, env=cluster.env)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
     published = IndexDir(index).current_name()
     copy_docs(MORE, sec_docs, docs)
 
