@@ -32,6 +32,9 @@ from rag.devices import set_cpu_threads
 # error and note are "" rather than None: an all-null column comes back from Arrow as NaN floats.
 _FAILED_PAGE = 0
 _NO_CHUNK = -1
+
+# Embedding actors that may die in a row while loading their model (killed by a node's memory monitor on a busy
+# machine) and be replaced; one more fails the run, so a model that cannot load at all still ends it.
 ACTOR_INIT_DEATHS = 2
 
 
@@ -125,8 +128,6 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
     # The job reports its own progress (files, chunks); Ray Data's per-operator bars only add noise to a log.
     ds.context.enable_progress_bars = False
     ds.context.execution_no_progress_timeout_s = settings.ingest.stall_timeout_s
-    # An embedding actor killed while it loads its model (the node's memory monitor, a busy machine) is replaced
-    # instead of failing the run; a model that cannot load at all still fails it, after this many tries more.
     ds.context.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
     if settings.ingest.max_cpus is not None:
         ds.context.execution_options.resource_limits = ExecutionResources(cpu=settings.ingest.max_cpus,
