@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def judge(found: dict, truth: dict) -> dict[str, bool]:
 
 def check(docs: Path, truth_file: Path, workers: int = 2) -> dict:
     truth = [json.loads(line) for line in truth_file.read_text().splitlines() if line.strip()]
-    with ProcessPoolExecutor(workers) as pool:
+    # Spawned, not forked: the caller may be a Ray driver (a test session, a notebook), and a fork copies its gRPC
+    # and worker threads mid-state.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         found = list(pool.map(read_metadata, [docs / t["file"] for t in truth]))
     rows = []
     for t, f in zip(truth, found):

@@ -61,6 +61,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVE_START_ATTEMPTS = 3
+
+
+def _gcs_log_tail(lines: int = 40) -> str:
+    import ray
+
+    log = Path(ray._private.worker.global_worker.node.get_logs_dir_path()) / "gcs_server.out"
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.is_file() else f"({log} is missing)"
+
+
 def start_app(index_dir, overrides: list[str]) -> str:
     """Deploy the application graph with Serve on this machine's loopback; returns its base URL once ready.
     ``index_dir``: served as the collection named default; None when the overrides configure the collections."""
@@ -73,14 +83,18 @@ def start_app(index_dir, overrides: list[str]) -> str:
     from serving.app import build_app
 
     port = free_port()
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    except ray.exceptions.GetTimeoutError:
-        # Seen once in CI: the GCS of the session's cluster, on two busy cores, left a name lookup unanswered for
-        # its 60 s; what is tested here is the service, so it is asked once more.
-        logging.getLogger(__name__).warning("serve.start: the GCS did not answer in time; trying once more")
-        time.sleep(10)
-        serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+    for attempt in range(1, SERVE_START_ATTEMPTS + 1):
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+            break
+        except ray.exceptions.GetTimeoutError:
+            # Seen in CI: the GCS of the session's cluster, on two busy cores, left a name lookup unanswered for its
+            # 60 s. What is tested here is the service, so it is asked again; the GCS's own log says why it was slow.
+            if attempt == SERVE_START_ATTEMPTS:
+                raise TimeoutError(f"serve.start: the GCS answered none of {attempt} lookups; its log ends:\n"
+                                   f"{_gcs_log_tail()}") from None
+            logging.getLogger(__name__).warning("serve.start: the GCS did not answer in time (try %d)", attempt)
+            time.sleep(20)
     serve.run(build_app({"index": index_dir and str(index_dir), "set": overrides}), name="rag", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
