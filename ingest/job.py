@@ -157,6 +157,11 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
         except Exception as err:
             # Tasks lost with a node can fail the execution before the watch sees the node go: the same case.
             watch.raise_if_stopped()
+            if isinstance(err, ray.exceptions.RayActorError) and err.actor_init_failed:
+                # The actors' own error (a model path that does not exist, out of GPU memory) in one line; retryable
+                # because a service's job cannot tell a setting that is wrong from memory that frees up.
+                raise IngestError(f"the embedding actors could not load {settings.embedding.model!r}: "
+                                  f"{str(err).strip().splitlines()[-1]}", retryable=True) from None
             if cpus_needed(settings) > alive_resources().get("CPU", 0):
                 raise ClusterShrank(f"the execution failed ({type(err).__name__}) and the cluster lost CPUs") from err
             raise
