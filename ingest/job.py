@@ -27,7 +27,7 @@ from rag.doc_metadata import FIELDS
 from rag.index import build_index
 from rag.index_files import CHUNK_COLUMNS, EmbedWorker, EmbeddingInfo, FileEntry, IndexInfo, Manifest, RunStats, \
     read_chunks, read_manifest, read_vectors, write_version
-from rag.ray_runtime import ensure_ray
+from rag.ray_runtime import ensure_ray, first_line
 from rag.versions import VERSIONS, IndexDir, NoIndex
 
 if TYPE_CHECKING:
@@ -160,8 +160,9 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
             if isinstance(err, ray.exceptions.RayActorError) and err.actor_init_failed:
                 # The actors' own error (a model path that does not exist, out of GPU memory) in one line; retryable
                 # because a service's job cannot tell a setting that is wrong from memory that frees up.
-                raise IngestError(f"the embedding actors could not load {settings.embedding.model!r}: "
-                                  f"{str(err).strip().splitlines()[-1]}", retryable=True) from None
+                model = settings.embedding.model
+                raise IngestError(f"the embedding actors could not load {model!r}: {first_line(err)}",
+                                  retryable=True) from None
             if cpus_needed(settings) > alive_resources().get("CPU", 0):
                 raise ClusterShrank(f"the execution failed ({type(err).__name__}) and the cluster lost CPUs") from err
             raise

@@ -14,6 +14,13 @@ log = logging.getLogger(__name__)
 RAY_DATA_LOGGING = Path(__file__).with_name("ray_data_logging.yaml")
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's own message, without the remote traceback Ray puts around one raised in another process (a
+    replica, an actor)."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
+
+
 def ensure_ray(cfg: RayConfig, min_cpus: float = 0) -> None:
     """Connect once per process. Inside ``ray job submit`` RAY_ADDRESS is set and ray.init() joins that cluster.
 

@@ -8,18 +8,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError
 
+from rag.ray_runtime import first_line
 from rag.types import DeadlineExceeded, DecodeLoopStopped
 from rag.versions import NoIndex
 from serving.clients import Overloaded
 from serving.refusals import NotFound, UploadRefused
 
 log = logging.getLogger(__name__)
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's own message, without the remote traceback Ray puts around one raised in another replica."""
-    text = str(exc.args[0]) if exc.args else str(exc)
-    return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
 
 
 def stream_status(err: Exception) -> int:

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import HTTPException
 
+from rag.ray_runtime import first_line
 from rag.types import Answer, Finished, RetrievedChunk, SearchResult, Usage
-from serving.errors import first_line, stream_status
+from serving.errors import stream_status
 from serving.schemas import ChatCompletionRequest, ChatCompletionResponse, Choice, ChoiceMessage, Citation, \
     RetrievalInfo, UsageInfo
 
