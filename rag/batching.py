@@ -118,7 +118,7 @@ class ContinuousBatcher:
             raise
 
     def _loop(self) -> None:
-        batch = DecodeBatch()
+        batch = self.engine.new_batch(self.max_batch_size)
         while True:
             self._take_arrivals(batch)
             started = time.monotonic()
@@ -132,7 +132,7 @@ class ContinuousBatcher:
                     request.send(error)
                 self._owners.clear()
                 self._prefilling.clear()
-                batch = DecodeBatch()
+                batch = self.engine.new_batch(self.max_batch_size)
             self.stats.busy_s += time.monotonic() - started
             self.stats.waiting, self.stats.running = self._waiting.qsize(), len(self._owners) + len(self._prefilling)
             self.stats.columns = batch.columns
@@ -154,6 +154,8 @@ class ContinuousBatcher:
         A prompt is begun only where it fits whole in what is left of the budget (split across steps it
         would cost the running streams twice), unless nothing has run yet this step: then a prompt longer
         than the budget runs a budget-sized chunk. With nobody decoding, the first prompt in line runs whole.
+        An engine that prefills several prompts in one pass (on a GPU) gets as many whole ones as fit,
+        counted padded to the longest.
         """
         spent = 0
         while self._prefilling:
@@ -161,6 +163,11 @@ class ContinuousBatcher:
             if request.cancelled or time.monotonic() > request.deadline:
                 self._prefilling.popleft()
                 self._end(request, None)
+                continue
+            room = self.prefill_tokens - spent if batch else max(self.prefill_tokens, prefill.remaining)
+            group = self._whole_prompts(room)
+            if len(group) > 1:
+                spent += self._prefill_together(batch, group)
                 continue
             room = self.prefill_tokens - spent if batch else prefill.remaining
             if room <= 0 or (spent and prefill.remaining > room):
@@ -176,13 +183,46 @@ class ContinuousBatcher:
             if prefill.remaining:
                 continue
             self._prefilling.popleft()
-            self.stats.prefills += 1
-            if delta:
-                request.send(delta)
-            # Registered before joining, so a failure while joining reaches this request with the rest.
-            self._owners[id(prefill.sequence)] = request
-            batch.add(prefill)
-            self._retire(batch)
+            self._join(batch, request, prefill, delta)
+
+    def _whole_prompts(self, room: int) -> list[tuple[_Request, Prefill]]:
+        """The prompts at the head of the line, none begun or abandoned, that one padded pass of at most ``room`` tokens
+        takes (only for an engine that prefills together)."""
+        if not self.engine.prefills_together:
+            return []
+        group, longest = [], 0
+        for request, prefill in self._prefilling:
+            longest = max(longest, prefill.remaining)
+            if prefill.length or request.cancelled or (len(group) + 1) * longest > room:
+                break
+            group.append((request, prefill))
+        return group
+
+    def _prefill_together(self, batch: DecodeBatch, group: list[tuple[_Request, Prefill]]) -> int:
+        """Prefill ``group`` in one pass and let each join; returns the tokens the pass ran, padding included."""
+        for _ in group:
+            self._prefilling.popleft()
+        prefills = [prefill for _, prefill in group]
+        try:
+            deltas = self.engine.prefill_together(prefills)
+        except Exception as error:  # the pass failed: its requests fail, not the batch
+            for request, _ in group:
+                request.send(error)
+            return 0
+        self.stats.prefill_tokens += sum(len(p.ids) for p in prefills)
+        for (request, prefill), delta in zip(group, deltas):
+            self._join(batch, request, prefill, delta)
+        return len(group) * max(len(p.ids) for p in prefills)
+
+    def _join(self, batch: DecodeBatch, request: _Request, prefill: Prefill, delta: str) -> None:
+        """A prompt that is all in: its first text out, its sequence into the batch."""
+        self.stats.prefills += 1
+        if delta:
+            request.send(delta)
+        # Registered before joining, so a failure while joining reaches this request with the rest.
+        self._owners[id(prefill.sequence)] = request
+        batch.add(prefill)
+        self._retire(batch)
 
     def _step(self, batch: DecodeBatch) -> None:
         self._retire(batch)
@@ -191,9 +231,10 @@ class ContinuousBatcher:
         self.stats.steps += 1
         self.stats.decoded += len(batch)
         self.stats.peak_batch = max(self.stats.peak_batch, len(batch))
-        for sequence, delta in zip(batch.sequences, self.engine.decode(batch)):
-            if delta:
-                self._owners[id(sequence)].send(delta)
+        for sequence, delta in self.engine.decode(batch):
+            owner = self._owners.get(id(sequence))  # None: retired since its step was launched (engine.decode)
+            if delta and owner:
+                owner.send(delta)
         self._retire(batch)
 
     def _retire(self, batch: DecodeBatch) -> None:

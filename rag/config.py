@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 
 
 class _Section(BaseModel):
@@ -78,7 +78,9 @@ class EmbeddingConfig(_Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 where the device multiplies it natively (CUDA, CPUs with AMX/AVX512-BF16), else float32"
     )
-    encode_batch_size: int = Field(16, gt=0, description="Sentences per forward pass")
+    encode_batch_size: PositiveInt | Literal["auto"] = Field(
+        "auto", description="Texts per forward pass; auto: 16 on a CPU, 256k tokens' worth on a GPU "
+        "(rag.embedding.pass_size)")
     multilingual_model: str | None = Field(
         "multilingual-e5-small-q4", description="Embeds a collection whose pages are mostly Chinese (or Japanese kanji), "
         "which `model` was not trained on; chosen per ingestion from a sample of the pages (docs/languages.md). "
@@ -172,6 +174,8 @@ class LLMConfig(_Section):
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the remote key")
     request_timeout_s: float = Field(120.0, gt=0)
     vllm_memory_headroom: float = Field(0.9, gt=0, le=1, description="Share of the replica's GPU memory vLLM may take")
+    cuda_graphs: bool = Field(
+        True, description="transformers engine on one GPU: decode steps replayed as CUDA graphs (rag.cuda_graphs)")
 
 
 class DeploymentSettings(_Section):

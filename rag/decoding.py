@@ -11,10 +11,15 @@ at 16 sequences of 2,000 tokens.)
 The columns in use only move right while sequences keep joining, so whenever the buffers run out
 of room they are reallocated to fit what is live, the span re-based to the left edge: their size
 follows the longest sequence in the batch, never the time the batch has been running.
+
+On a GPU the buffers are *fixed* instead (CUDA graphs read them by address, rag.cuda_graphs): they
+are sized for the batcher's most sequences at once, and when the span reaches their right edge it is
+moved back to the left edge in place; they are reallocated only to hold a longer sequence.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +28,11 @@ from transformers.cache_utils import DynamicLayer
 from rag.host_memory import mapped_zeros, release_freed_memory
 from rag.types import Sampling, Usage
 
+_ALLOCATIONS = itertools.count(1)  # numbers each allocation of a batch's buffers, unique in the process
 _GROW_COLUMNS = 64  # spare columns added whenever the buffers are reallocated
+# Fixed buffers: spare columns beyond the longest sequence, so the live span is moved back left (a copy of the whole
+# cache) at most once every 256 steps.
+_FIXED_SPARE_COLUMNS = 256
 
 
 @dataclass
@@ -81,6 +90,10 @@ class _Span:
     rows: int = 0
     start: int = 0
     end: int = 0
+    # During a fixed-window step (rag.cuda_graphs): (rows, columns, column). The first ``rows`` rows (live ones, then
+    # padding) write their new token into ``column``, a one-element tensor a replayed graph reads, and attend to the
+    # first ``columns`` columns. None: the step covers the span itself.
+    window: tuple[int, int, torch.Tensor] | None = None
 
 
 class RowLayer(DynamicLayer):
@@ -104,6 +117,12 @@ class RowLayer(DynamicLayer):
             new[: s.rows, :, s.start + shift : s.end + shift] = old[: s.rows, :, s.start : s.end]
             setattr(self, name, new)
 
+    def shift(self, shift: int) -> None:
+        """The span's columns moved by ``shift`` inside the same buffers, which keep their addresses."""
+        s = self.span
+        for buffer in (self._keys, self._values):
+            buffer[: s.rows, :, s.start + shift : s.end + shift] = buffer[: s.rows, :, s.start : s.end].clone()
+
     def put(self, row: int, keys, values) -> None:
         """A prefilled sequence's cache ([1, heads, length, dim]) into ``row``, ending at the span's last column."""
         length = keys.shape[2]
@@ -122,6 +141,11 @@ class RowLayer(DynamicLayer):
     def update(self, key_states, value_states, *args, **kwargs):
         """A decode step: the new token of every row goes into the column after the span."""
         s = self.span
+        if s.window is not None:
+            rows, columns, column = s.window
+            self._keys[:rows].index_copy_(2, column, key_states)
+            self._values[:rows].index_copy_(2, column, value_states)
+            return self._keys[:rows, :, :columns], self._values[:rows, :, :columns]
         self._keys[: s.rows, :, s.end : s.end + 1] = key_states
         self._values[: s.rows, :, s.end : s.end + 1] = value_states
         return self._keys[: s.rows, :, s.start : s.end + 1], self._values[: s.rows, :, s.start : s.end + 1]
@@ -134,11 +158,17 @@ class DecodeBatch:
     tensors, and so are buffers grown during a step; all are written in place afterwards.
     """
 
-    def __init__(self):
+    def __init__(self, rows: int = 1, fixed: bool = False, columns: int = 0):
+        """``rows``: the rows the buffers hold at first (they double when more sequences join); ``columns``: the longest
+        sequence, prompt and answer, they hold at first besides their spare columns. ``fixed``: the buffers keep their
+        addresses while they have room (see the module's docstring); ``generation`` names their allocation, unique in
+        the process."""
         self.sequences: list[Decoding] = []
         self.span = _Span()
         self.cache = None
         self.mask = self.lengths = self.next_ids = None  # [row capacity, column capacity], [row capacity] x2
+        self.column = None  # fixed: the column the next step writes, as a tensor (rag.cuda_graphs)
+        self.first_rows, self.first_columns, self.fixed, self.generation = max(1, rows), columns, fixed, 0
         # A cache that is not plain full attention (sliding-window layers) is kept as the model made it: one sequence.
         self.joinable = True
 
@@ -160,8 +190,8 @@ class DecodeBatch:
         if self.joinable:
             for layer, source in zip(self.cache.layers, layers):
                 layer.put(row, source.keys, source.values)
-        self.mask[row] = 0
-        self.mask[row, s.end - length : s.end] = 1
+        self.mask[row] = False
+        self.mask[row, s.end - length : s.end] = True
         self.lengths[row], self.next_ids[row] = length, prefilled.next_id
         s.start = min(s.start, s.end - length) if self.sequences else s.end - length
         s.rows = row + 1
@@ -170,37 +200,73 @@ class DecodeBatch:
 
     def _start(self, prefilled: Prefill) -> None:
         cache, length = prefilled.cache, prefilled.length
-        room = length + prefilled.sequence.sampling.max_tokens + _GROW_COLUMNS
-        self.mask = torch.zeros(1, room, dtype=torch.long, device=cache.layers[0].keys.device)
-        self.lengths = torch.zeros(1, dtype=torch.long, device=self.mask.device)
-        self.next_ids = torch.zeros(1, dtype=torch.long, device=self.mask.device)
+        room = max(self.first_columns, length + prefilled.sequence.sampling.max_tokens) + self._spare_columns
+        if self.fixed and self.joinable and self.mask is not None and room <= self.mask.shape[1]:
+            # The batch ran empty: fixed buffers stay where they are (graphs read them), the span starts over.
+            self.span.rows, self.span.start, self.span.end = 0, length, length
+            return
+        self.generation = next(_ALLOCATIONS)
+        device = cache.layers[0].keys.device
         self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
+        rows = self.first_rows if self.joinable else 1
+        self.mask = torch.zeros(rows, room, dtype=torch.bool, device=device)
+        self.lengths = torch.zeros(rows, dtype=torch.long, device=device)
+        self.next_ids = torch.zeros(rows, dtype=torch.long, device=device)
+        self.column = torch.zeros(1, dtype=torch.long, device=device)
         self.span = _Span(rows=0, start=length, end=length)
         # The first prefill's cache object carries the model's cache settings. A plain one's layers become row
         # layers; any other is kept as the model made it and grows itself.
         self.cache = cache
         if self.joinable:
-            cache.layers = [RowLayer(self.span, layer.keys, 1, room) for layer in cache.layers]
+            cache.layers = [RowLayer(self.span, layer.keys, rows, room) for layer in cache.layers]
+
+    @property
+    def _spare_columns(self) -> int:
+        return _FIXED_SPARE_COLUMNS if self.fixed else _GROW_COLUMNS
 
     @property
     def columns(self) -> int:
         """Columns the buffers hold (live ones and room to grow): what the batch's memory scales with."""
         return self.mask.shape[1] if self.mask is not None else 0
 
+    @property
+    def capacity(self) -> tuple[int, int]:
+        """Rows and columns the buffers hold."""
+        return tuple(self.mask.shape) if self.mask is not None else (0, 0)
+
     def _reserve(self, rows: int, length: int = 0) -> None:
         """Room for ``rows`` rows, a sequence of ``length`` tokens ending at the span's end, and the next step's column.
 
-        When that does not fit, the buffers are reallocated to the live width plus spare columns, the
-        span moved to start at the left edge: the columns left of it hold nothing anyone still needs.
+        When that does not fit, the span is moved to start at the left edge (the columns left of it hold
+        nothing anyone still needs): in place where fixed buffers have room to spare, else into new buffers
+        of the live width plus spare columns.
         """
         s = self.span
         have_rows, have_columns = self.mask.shape
         width = max(s.end - s.start if s.rows else 0, length)
         if rows <= have_rows and s.end >= width and s.end + 1 <= have_columns:
             return
-        rows = max(rows, have_rows * 2 if rows > have_rows else have_rows)
-        columns = width + 1 + _GROW_COLUMNS
         shift = width - s.end  # the span's new end is ``width``: its start lands on column 0 (or right of it)
+        if self.fixed and rows <= have_rows and width + self._spare_columns <= have_columns:
+            self._shift(shift)
+        else:
+            self._reallocate(rows, width, shift)
+        s.start, s.end = s.start + shift, s.end + shift
+
+    def _shift(self, shift: int) -> None:
+        s = self.span
+        if self.joinable:
+            for layer in self.cache.layers:
+                layer.shift(shift)
+        live = self.mask[: s.rows, s.start : s.end].clone()
+        self.mask[: s.rows] = False
+        self.mask[: s.rows, s.start + shift : s.end + shift] = live
+
+    def _reallocate(self, rows: int, width: int, shift: int) -> None:
+        s = self.span
+        have_rows = self.mask.shape[0]
+        rows = max(rows, have_rows * 2 if rows > have_rows else have_rows)
+        columns = width + 1 + self._spare_columns
         if self.joinable:
             for layer in self.cache.layers:
                 layer.reallocate(rows, columns, shift)
@@ -209,7 +275,7 @@ class DecodeBatch:
         self.mask = mask
         self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(rows - len(self.lengths))])
         self.next_ids = torch.cat([self.next_ids, self.next_ids.new_zeros(rows - len(self.next_ids))])
-        s.start, s.end = s.start + shift, s.end + shift
+        self.generation = next(_ALLOCATIONS)
         release_freed_memory(self.mask.device.type)  # the old buffers' memory, which the allocator would keep
 
     @torch.inference_mode()
@@ -217,11 +283,38 @@ class DecodeBatch:
         """The model's arguments for one decode step (the step's column is reserved and unmasked)."""
         s = self.span
         self._reserve(s.rows)
-        self.mask[: s.rows, s.end] = 1
+        self._refresh()
+        self.mask[: s.rows, s.end] = True
         return {
             "input_ids": self.next_ids[: s.rows, None],
             "attention_mask": self.mask[: s.rows, s.start : s.end + 1],
             "position_ids": self.lengths[: s.rows, None],
+            "past_key_values": self.cache,
+            "use_cache": True,
+        }
+
+    @torch.inference_mode()
+    def reserve_step(self) -> None:
+        """Room for the next step's column (which may move the span), before a window is chosen for it."""
+        self._reserve(self.span.rows)
+
+    @torch.inference_mode()
+    def window_inputs(self, rows: int, columns: int) -> dict:
+        """The model's arguments for one decode step over the first ``rows`` rows and ``columns`` columns, which hold
+        the live ones (call ``reserve_step`` first). Every tensor is a view of the batch's buffers: the same addresses
+        from step to step until ``generation`` changes, so a CUDA graph captured over them replays any later step.
+
+        Rows past the live ones are padding, whose results are dropped. Each attends at least to its own column:
+        a row that attended to nothing would compute NaN, and a NaN left in the cache poisons whichever
+        sequence takes the row later (a masked column weighs 0, and 0 x NaN is NaN)."""
+        s = self.span
+        self.mask[:rows, s.end] = True
+        self.column.fill_(s.end)
+        s.window = (rows, columns, self.column)
+        return {
+            "input_ids": self.next_ids[:rows, None],
+            "attention_mask": self.mask[:rows, None, None, :columns],
+            "position_ids": self.lengths[:rows, None],
             "past_key_values": self.cache,
             "use_cache": True,
         }
@@ -232,12 +325,14 @@ class DecodeBatch:
         s.end += 1
         self.lengths[: s.rows] += 1
         self.next_ids[: s.rows] = next_ids
-        self._refresh()
+        s.window = None  # the row layers' views of the span are refreshed by the next step that reads them
 
     @torch.inference_mode()
     def drop_finished(self) -> int:
         """Remove finished sequences (the last row moves into each gap); returns how many are left."""
         s = self.span
+        if not any(seq.done for seq in self.sequences):  # most steps: nothing to move, nothing to wait for
+            return s.rows
         for row in reversed(range(s.rows)):
             if not self.sequences[row].done:
                 continue

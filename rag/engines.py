@@ -10,21 +10,28 @@ are handed Serve's fixed batches.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.config import LLMConfig
+from rag.cuda_graphs import DecodeGraphs
 from rag.decoding import DecodeBatch, Decoding, Prefill
 from rag.locks import exclusive
 from rag.devices import cap_gpu_memory, pick_device, pick_dtype
 from rag.models import quiet_model_loading, resolve_model
 from rag.prompts import build_messages
 from rag.types import RetrievedChunk, Sampling, Usage
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,8 @@ class Engine(ABC):
     device: str = "remote"
     # True where the engine has encode(), prefill() and decode(), so requests join its batch between steps (rag.batching).
     continuous_batching: bool = False
+    # True where it also has prefill_together(): several whole prompts in one forward pass.
+    prefills_together: bool = False
 
     cfg: LLMConfig
 
@@ -64,6 +73,29 @@ class Engine(ABC):
 
 def _counted_usage(prompt_tokens: int, completion_tokens: int, sampling: Sampling) -> Usage:
     return Usage(prompt_tokens, completion_tokens, "length" if completion_tokens >= sampling.max_tokens else "stop")
+
+
+@dataclass
+class _Launched:
+    """A decode step on its way: its sequences, its tokens being copied to the host, and the event that says they are."""
+
+    sequences: list[Decoding]
+    tokens: torch.Tensor  # in pinned host memory
+    ready: torch.cuda.Event | None  # None on a CPU, where the step has ended when it returns
+
+
+def _row_cache(cache, row: int, length: int):
+    """One sequence's cache out of a padded pass's: its row, without the padding on the left (views, not copies)."""
+    from transformers.cache_utils import DynamicLayer
+
+    mine = copy.copy(cache)
+    mine.layers = []
+    for layer in cache.layers:
+        part = DynamicLayer()
+        part.lazy_initialization(layer.keys, layer.values)
+        part.keys, part.values = layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:]
+        mine.layers.append(part)
+    return mine
 
 
 def _gguf_cache_dir(gguf_path: Path) -> Path:
@@ -141,6 +173,20 @@ class TransformersEngine(Engine):
             self.model.to(self.device)
         self.model.eval()
         self.stop_ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids()}
+        # Decode steps replayed as CUDA graphs (rag.cuda_graphs) on one GPU; a model split over several runs eagerly.
+        self.graphs = DecodeGraphs(self.model) if self.device == "cuda" and cfg.cuda_graphs and not device_map else None
+        self._launched: _Launched | None = None  # the step whose tokens are not read yet (decode)
+        # On a GPU a prefill's time is largely the CPU launching its kernels: several prompts in one pass cost the
+        # launches of one. On a CPU the arithmetic dominates, and the padding would be pure loss.
+        self.prefills_together = self.device == "cuda"
+
+    def new_batch(self, rows: int) -> DecodeBatch:
+        """An empty decode batch for up to ``rows`` sequences: where steps replay graphs, fixed buffers of that many rows
+        and columns for the longest prompt and answer configured (a longer one reallocates them, and the graphs are
+        recorded again); else buffers that follow what is live."""
+        if self.graphs is None:
+            return DecodeBatch()
+        return DecodeBatch(rows, fixed=True, columns=self.cfg.max_prompt_tokens + self.cfg.max_new_tokens)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -186,19 +232,83 @@ class TransformersEngine(Engine):
         prefill.next_id = int(self._pick(out.logits[:, -1, :], [prefill.sequence])[0])
         return len(chunk), self._advance([prefill.sequence], [prefill.next_id])[0]
 
-    def decode(self, batch: DecodeBatch) -> list[str]:
-        """One token for every sequence in the batch; returns each one's new text ("" while a character is incomplete)."""
+    def prefill_together(self, prefills: list[Prefill]) -> list[str]:
+        """Whole prompts, none begun, in one forward pass, left-padded to the longest; each gets its own cache (its row
+        of the pass's) and first token. Returns the first texts."""
         import torch
 
+        longest = max(len(p.ids) for p in prefills)
+        ids = torch.zeros(len(prefills), longest, dtype=torch.long)
+        mask = torch.zeros(len(prefills), longest, dtype=torch.long)
+        for row, prefill in enumerate(prefills):
+            ids[row, longest - len(prefill.ids) :] = torch.tensor(prefill.ids)
+            mask[row, longest - len(prefill.ids) :] = 1
+        device = self.model.device
         with torch.inference_mode():
-            out = self.model(**batch.step_inputs())
-        next_ids = self._pick(out.logits[:, -1, :], batch.sequences)
-        batch.stepped(next_ids)
-        return self._advance(batch.sequences, next_ids.tolist())
+            out = self.model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            sequences = [p.sequence for p in prefills]
+            firsts = self._pick(out.logits[:, -1, :], sequences).tolist()
+        for row, (prefill, first) in enumerate(zip(prefills, firsts)):
+            prefill.cache = _row_cache(out.past_key_values, row, len(prefill.ids))
+            prefill.length, prefill.next_id = len(prefill.ids), first
+        return self._advance(sequences, firsts)
+
+    def decode(self, batch: DecodeBatch) -> list[tuple[Decoding, str]]:
+        """One token for every sequence in the batch; returns (sequence, new text) pairs, the text "" while a character
+        is incomplete.
+
+        Where steps replay graphs, a step is launched before the previous one's tokens are read: the GPU computes
+        while the CPU reads, detokenizes and hands out what the step before produced (about as long as a
+        step of a small model). The pairs returned are then the previous step's, and a sequence that finished
+        there took part in this one for nothing."""
+        import torch
+
+        sequences = list(batch.sequences)
+        with torch.inference_mode():
+            next_ids = self._pick(self._step(batch), sequences)
+            batch.stepped(next_ids)
+            if self.graphs is None or not batch.fixed:
+                return list(zip(sequences, self._advance(sequences, next_ids.tolist())))
+            # The tokens come to the host as the step ends, while this thread goes on; the event says when.
+            launched = _Launched(sequences, next_ids.to("cpu", non_blocking=True),
+                                 torch.cuda.Event() if next_ids.is_cuda else None)
+            if launched.ready is not None:
+                launched.ready.record()
+        previous, self._launched = self._launched, launched
+        if previous is None:
+            return []
+        if previous.ready is not None:
+            previous.ready.synchronize()
+        return list(zip(previous.sequences, self._advance(previous.sequences, previous.tokens.tolist())))
+
+    def _step(self, batch: DecodeBatch):
+        """One forward pass for the batch: the next-token logits of each sequence, [sequences, vocabulary]."""
+        import torch
+
+        if self.graphs is not None and batch.fixed:
+            try:
+                return self.graphs.step(batch)
+            except torch.OutOfMemoryError:
+                raise  # the batcher fails the requests in flight and goes on; the graphs stay
+            except RuntimeError:  # a model whose step cannot be recorded (one that syncs with the CPU, say)
+                log.warning("decode steps of %s cannot be replayed as CUDA graphs; running them eagerly", self.model_name,
+                            exc_info=True)
+                self.graphs = None
+                batch.span.window = None
+        return self.model(**batch.step_inputs()).logits[:, -1, :]
 
     def _advance(self, sequences: list[Decoding], tokens: list[int]) -> list[str]:
         deltas = []
         for seq, token in zip(sequences, tokens):
+            if seq.done:  # a step launched before its sequence was seen to finish (decode): the token is nobody's
+                deltas.append("")
+                continue
             text = ""
             if token in self.stop_ids:
                 seq.done = True
@@ -212,7 +322,7 @@ class TransformersEngine(Engine):
         return deltas
 
     def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
-        batch, sequences, first = DecodeBatch(), [], []
+        batch, sequences, first = self.new_batch(len(conversations)), [], []
         for conversation, params in zip(conversations, sampling):
             prefill = self.start(self.encode(conversation), params)
             first.append(self.prefill(prefill, prefill.remaining)[1])
@@ -220,8 +330,8 @@ class TransformersEngine(Engine):
             sequences.append(prefill.sequence)
         yield first
         while batch.drop_finished():
-            step = dict(zip(map(id, batch.sequences), self.decode(batch)))
-            yield [step.get(id(seq)) for seq in sequences]
+            step = {id(seq): delta for seq, delta in self.decode(batch)}
+            yield [step.get(id(seq), None if seq.done else "") for seq in sequences]
 
     def _pick(self, logits, sequences: list[Decoding]):
         """Each row's next token: greedy where its temperature is 0, sampled at its temperature elsewhere."""

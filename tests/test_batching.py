@@ -13,7 +13,9 @@ import time
 import pytest
 import torch
 
+from rag import decoding
 from rag.batching import ContinuousBatcher
+from rag.cuda_graphs import DecodeGraphs
 from rag.types import DeadlineExceeded, DecodeLoopStopped
 from rag.config import LLMConfig
 from rag.decoding import DecodeBatch
@@ -129,6 +131,64 @@ def test_buffers_stay_the_size_of_what_is_live_while_requests_keep_joining(engin
     # Some 120 steps ran; the buffers never held much more than two prompts and their answers, plus the spare room.
     longest = max(map(len, prompts)) + 6
     assert steps >= 40 and widest <= 2 * longest + 64 + 1, (steps, widest)
+
+
+def test_fixed_windows_and_prompts_prefilled_together_answer_as_alone(engine, alone, monkeypatch):
+    """The GPU's path, run eagerly: steps over fixed windows of fixed buffers (what CUDA graphs replay, padding rows
+    included) and whole prompts prefilled in one padded pass. A burst, then a latecomer into the emptied batch."""
+    monkeypatch.setattr(engine, "graphs", DecodeGraphs(engine.model, record=False))
+    monkeypatch.setattr(engine, "prefills_together", True)
+    batcher = ContinuousBatcher(engine, max_batch_size=5, prefill_tokens=4096)
+
+    async def run(delays):
+        return await asyncio.gather(*(_collect(batcher, chat(q), delay) for q, delay in zip(QUESTIONS, delays)))
+
+    assert asyncio.run(run([0, 0, 0])) == alone
+    # All three joined in one pass before the first step: no more steps than the longest answer's tokens.
+    assert batcher.stats.steps <= max(len(engine.tokenizer(a)["input_ids"]) for a in alone) + 1
+    assert asyncio.run(run([0, 0.3, 0.6])) == alone  # the emptied batch starts over in the same buffers
+
+
+def decode_alone(engine, ids: list[int], tokens: int) -> str:
+    prefill = engine.start(ids, Sampling(tokens))
+    text = engine.prefill(prefill, prefill.remaining)[1]
+    batch = DecodeBatch()
+    batch.add(prefill)
+    while batch.drop_finished():
+        text += "".join(delta for _, delta in engine.decode(batch))
+    return text
+
+
+def test_fixed_buffers_move_the_span_back_in_place_and_keep_their_addresses(engine, monkeypatch):
+    """Sequences keep joining a fixed batch: when the span reaches the buffers' edge it moves back left in place, so
+    graphs recorded over them stay valid; every answer is still the one given alone."""
+    monkeypatch.setattr(decoding, "_FIXED_SPARE_COLUMNS", 8)  # the shift comes after a few dozen steps, not 256
+    # Bare short prompts, no chat template: narrow buffers, soon full.
+    prompts = [engine.tokenizer.encode(text) for text in ("The sea is", "Prime numbers are", "Once upon a time")]
+    alone = [decode_alone(engine, ids, 6) for ids in prompts]
+    windows = DecodeGraphs(engine.model, record=False)
+    batch, texts, done, steps = DecodeBatch(4, fixed=True, columns=max(map(len, prompts)) + 6), {}, [], 0
+    while len(done) < 16:
+        while len(batch) < 2:  # a newcomer whenever one has finished
+            i = (len(done) + len(batch)) % len(prompts)
+            prefill = engine.start(prompts[i], Sampling(6))
+            texts[id(prefill.sequence)] = [i, engine.prefill(prefill, prefill.remaining)[1]]
+            batch.add(prefill)
+        if steps == 0:
+            addresses = batch.cache.layers[0]._keys.data_ptr(), batch.mask.data_ptr()
+            first_allocation = batch.generation
+        with torch.inference_mode():
+            next_ids = windows.step(batch).argmax(-1)
+            batch.stepped(next_ids)
+        for sequence, delta in zip(batch.sequences, engine._advance(batch.sequences, next_ids.tolist())):
+            texts[id(sequence)][1] += delta
+        done += [texts.pop(id(s)) for s in batch.sequences if s.done]
+        batch.drop_finished()
+        steps += 1
+    # More steps than the buffers have columns: the span went back left, and the buffers were allocated once.
+    assert steps > batch.capacity[1] and batch.generation == first_allocation
+    assert (batch.cache.layers[0]._keys.data_ptr(), batch.mask.data_ptr()) == addresses
+    assert all(text == alone[i] for i, text in done), done
 
 
 def test_a_burst_of_long_prompts_does_not_stall_a_running_answer(engine, alone):
