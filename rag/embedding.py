@@ -28,8 +28,8 @@ class _SentenceTransformer:
                          False: passage if cfg.passage_prefix is None else cfg.passage_prefix}
 
     def tokenize(self, texts: list[str], query: bool) -> _Tokens:
-        """Every text tokenized once, by the library's own preprocessing. Passes are cut from these features and trimmed to
-        their longest text: tokenizing again per pass cost a third of the time on a GPU (../shared/gpu)."""
+        """Every text tokenized once, by the library's own preprocessing. Passes are cut from these features and
+        trimmed to their longest text: tokenizing again per pass cost a third of the time on a GPU (../shared/gpu)."""
         features = self.model.preprocess([self.prefixes[query] + t for t in texts])
         return _Tokens(features, features["attention_mask"].sum(1).numpy())
 

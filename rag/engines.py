@@ -77,7 +77,7 @@ def _counted_usage(prompt_tokens: int, completion_tokens: int, sampling: Samplin
 
 @dataclass
 class _Launched:
-    """A decode step on its way: its sequences, its tokens being copied to the host, and the event that says they are."""
+    """A decode step on its way: its sequences, its tokens on their way to the host, and the event that says so."""
 
     sequences: list[Decoding]
     tokens: torch.Tensor  # in pinned host memory
@@ -181,9 +181,9 @@ class TransformersEngine(Engine):
         self.prefills_together = self.device == "cuda"
 
     def new_batch(self, rows: int) -> DecodeBatch:
-        """An empty decode batch for up to ``rows`` sequences: where steps replay graphs, fixed buffers of that many rows
-        and columns for the longest prompt and answer configured (a longer one reallocates them, and the graphs are
-        recorded again); else buffers that follow what is live."""
+        """An empty decode batch for up to ``rows`` sequences: where steps replay graphs, fixed buffers of that many
+        rows and columns for the longest prompt and answer configured (a longer one reallocates them, and the graphs
+        are recorded again); else buffers that follow what is live."""
         if self.graphs is None:
             return DecodeBatch()
         return DecodeBatch(rows, fixed=True, columns=self.cfg.max_prompt_tokens + self.cfg.max_new_tokens)
@@ -297,8 +297,8 @@ class TransformersEngine(Engine):
             except torch.OutOfMemoryError:
                 raise  # the batcher fails the requests in flight and goes on; the graphs stay
             except RuntimeError:  # a model whose step cannot be recorded (one that syncs with the CPU, say)
-                log.warning("decode steps of %s cannot be replayed as CUDA graphs; running them eagerly", self.model_name,
-                            exc_info=True)
+                log.warning("decode steps of %s cannot be replayed as CUDA graphs; running them eagerly",
+                            self.model_name, exc_info=True)
                 self.graphs = None
                 batch.span.window = None
         return self.model(**batch.step_inputs()).logits[:, -1, :]

@@ -30,5 +30,5 @@ def test_every_part_of_the_gpu_check_runs_and_reports(tmp_path):
         levels = [r for r in records if r["part"] == shape and "c" in r and "what" not in r]
         assert [r["c"] for r in levels] == [1, 4] and all(r["tok_per_s"]["median"] > 0 for r in levels)
     tenants = [r for r in records if r["part"] == "tenants"]
-    assert len(tenants) == 4 and all(t["answered"] > 0 and not t["failed"] for t in tenants), tenants
+    assert len(tenants) == 2 and all(t["answered"] > 0 and not t["failed"] for t in tenants), tenants
     assert (tmp_path / "gpu_check.png").stat().st_size > 0
