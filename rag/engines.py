@@ -179,7 +179,6 @@ class TransformersEngine(Engine):
         self.stop_ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids()}
         # Decode steps replayed as CUDA graphs (rag.cuda_graphs) on one GPU; a model split over several runs eagerly.
         self.graphs = DecodeGraphs(self.model) if self.device == "cuda" and cfg.cuda_graphs and not device_map else None
-        self._launched: _Launched | None = None  # the step whose tokens are not read yet (decode)
         # On a GPU a prefill's time is largely the CPU launching its kernels: several prompts in one pass cost the
         # launches of one. On a CPU the arithmetic dominates, and the padding would be pure loss.
         self.prefills_together = self.device == "cuda"
@@ -284,7 +283,7 @@ class TransformersEngine(Engine):
                                  torch.cuda.Event() if next_ids.is_cuda else None)
             if launched.ready is not None:
                 launched.ready.record()
-        previous, self._launched = self._launched, launched
+        previous, batch.launched = batch.launched, launched
         if previous is None:
             return []
         if previous.ready is not None:

