@@ -351,7 +351,7 @@ def part_llm(run: Run, texts: list[str], shape: str) -> None:
             continue
         batch = conversations[:c]
         answer_all(batcher, batch, max_tokens)  # warm-up: the graphs of every bucket this level steps through recorded
-        tok_per_s, firsts = [], []
+        tok_per_s, firsts, silent = [], [], 0
         if engine.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         for _ in range(run.args.repeat):
@@ -359,11 +359,14 @@ def part_llm(run: Run, texts: list[str], shape: str) -> None:
             results = answer_all(batcher, batch, max_tokens)
             seconds = time.perf_counter() - started
             tok_per_s.append(sum(tokens for tokens, _ in results) / seconds)
-            firsts.append(sorted(first for _, first in results))
+            # Random weights can decode nothing but special tokens, which stream no text: such an answer has no
+            # first-text time, and is counted instead.
+            firsts.append(sorted(first for _, first in results if first is not None))
+            silent += sum(first is None for _, first in results)
         record = dict(part=shape, c=c, tok_per_s=spread(tok_per_s),
                       first_token_s_p50=spread([f[len(f) // 2] for f in firsts]),
                       first_token_s_p95=spread([f[min(len(f) - 1, round(0.95 * (len(f) - 1)))] for f in firsts]),
-                      graphs=len(engine.graphs) if engine.graphs is not None else None)
+                      answers_without_text=silent, graphs=len(engine.graphs) if engine.graphs is not None else None)
         if engine.device == "cuda":
             record["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         run.emit(**record)
