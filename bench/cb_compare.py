@@ -28,13 +28,13 @@ from bench.harness import QUESTIONS, spread  # noqa: E402
 
 def conversations(index: str, engine) -> list[list[dict]]:
     from rag.answering import LocalRetriever
-    from rag.types import AnswerRequest
     from rag.config import Settings
     from rag.search import Searcher
+    from rag.types import AnswerRequest
 
     retriever = LocalRetriever(Searcher.from_index_dir(index, Settings()))
     found = [asyncio.run(retriever.search(AnswerRequest(question))) for question in QUESTIONS]
-    return [engine.prompt(question, f.chunks) for question, f in zip(QUESTIONS, found)]
+    return [engine.prompt(question, f.chunks) for question, f in zip(QUESTIONS, found, strict=True)]
 
 
 def ours(engine, thread, max_batch_size: int):
@@ -64,8 +64,12 @@ def library(engine, thread, max_batch_size: int):
 
     def run(batch: list[list[dict]], max_tokens: int) -> int:
         ids = [engine.encode(conversation) for conversation in batch]
-        config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=sorted(engine.stop_ids),
-                                  pad_token_id=engine.tokenizer.pad_token_id or engine.tokenizer.eos_token_id)
+        config = GenerationConfig(
+            max_new_tokens=max_tokens,
+            do_sample=False,
+            eos_token_id=sorted(engine.stop_ids),
+            pad_token_id=engine.tokenizer.pad_token_id or engine.tokenizer.eos_token_id,
+        )
         outputs = thread.submit(engine.model.generate_batch, ids, config, progress_bar=False).result()
         return sum(len(out.generated_tokens) for out in outputs.values())
 
@@ -101,18 +105,23 @@ def main() -> None:
                 tokens = run(batch, args.max_tokens)
                 seconds = time.perf_counter() - started
                 rates.append(tokens / seconds)
-                print(f"{name} c={c} run {r + 1}: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.1f} tok/s",
-                      flush=True)
+                print(
+                    f"{name} c={c} run {r + 1}: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.1f} tok/s",
+                    flush=True,
+                )
             results["levels"].setdefault(str(c), {})[name] = {"tokens_per_s": spread(rates), "runs": rates}
     for figures in results["levels"].values():
-        figures["ours_over_transformers"] = (figures["ours"]["tokens_per_s"]["median"]
-                                             / figures["transformers"]["tokens_per_s"]["median"])
+        figures["ours_over_transformers"] = (
+            figures["ours"]["tokens_per_s"]["median"] / figures["transformers"]["tokens_per_s"]["median"]
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cb_compare.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "cb_compare.png")
     for c, figures in results["levels"].items():
-        print(f"c={c}: ours {figures['ours']['tokens_per_s']['median']:.1f} tok/s, transformers "
-              f"{figures['transformers']['tokens_per_s']['median']:.1f} tok/s: {figures['ours_over_transformers']:.2f}x")
+        print(
+            f"c={c}: ours {figures['ours']['tokens_per_s']['median']:.1f} tok/s, transformers "
+            f"{figures['transformers']['tokens_per_s']['median']:.1f} tok/s: {figures['ours_over_transformers']:.2f}x"
+        )
 
 
 def plot(results: dict, path: Path) -> None:
@@ -126,8 +135,17 @@ def plot(results: dict, path: Path) -> None:
     for name in ("ours", "transformers"):
         figures = [results["levels"][c][name]["tokens_per_s"] for c in levels]
         medians = [f["median"] for f in figures]
-        ax.errorbar([int(c) for c in levels], medians, fmt="o-", capsize=4, label=name,
-                    yerr=[[m - f["min"] for m, f in zip(medians, figures)], [f["max"] - m for m, f in zip(medians, figures)]])
+        ax.errorbar(
+            [int(c) for c in levels],
+            medians,
+            fmt="o-",
+            capsize=4,
+            label=name,
+            yerr=[
+                [m - f["min"] for m, f in zip(medians, figures, strict=True)],
+                [f["max"] - m for m, f in zip(medians, figures, strict=True)],
+            ],
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks([int(c) for c in levels], levels)
     ax.set_xlabel("prompts arriving together")

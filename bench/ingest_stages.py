@@ -1,4 +1,5 @@
-"""Where ingestion's time goes: every stage of `rag ingest` run alone, in one process on one thread, over the same files.
+"""Where ingestion's time goes: every stage of `rag ingest` run alone, in one process on one thread, over the same
+files.
 
     python bench/ingest_stages.py [--docs DIR ...] [--limit N] [--out bench/results]
 
@@ -92,34 +93,59 @@ def profile(docs: Path, limit: int | None) -> dict:
         pages += len(doc.texts)
         started = time.perf_counter()
         for number, text in enumerate(doc.texts, start=1):
-            page = {"file": path.name, "doc_hash": "", "page": number, "text": text, "error": "",
-                    "metadata": meta.model_dump_json()}
-            rows += [{**chunk, "chunk_id": f"{path.name}:{number}:{chunk['chunk_index']}"}
-                     for chunk in chunk_page(page, chunking_json, settings.embedding.model, _NO_COUNTER)]
+            page = {
+                "file": path.name,
+                "doc_hash": "",
+                "page": number,
+                "text": text,
+                "error": "",
+                "metadata": meta.model_dump_json(),
+            }
+            rows += [
+                {**chunk, "chunk_id": f"{path.name}:{number}:{chunk['chunk_index']}"}
+                for chunk in chunk_page(page, chunking_json, settings.embedding.model, _NO_COUNTER)
+            ]
         clock.seconds["chunk"] = clock.seconds.get("chunk", 0.0) + time.perf_counter() - started
     encoder = TextEncoder(settings.embedding.model_copy(update={"device": "cpu"}), gpu_fraction=0)
     texts = [with_header(r["header"], r["text"]) for r in rows]
     size = settings.ingest.embed.batch_size
-    vectors = np.concatenate([clock.time("embed", encoder.encode, texts[i:i + size]) for i in range(0, len(texts), size)])
+    vectors = np.concatenate(
+        [clock.time("embed", encoder.encode, texts[i : i + size]) for i in range(0, len(texts), size)]
+    )
     index, built_on = clock.time("index", build_index, vectors, settings.index)
     chunks = pd.DataFrame(rows).reindex(columns=CHUNK_COLUMNS)
     with tempfile.TemporaryDirectory() as out:
         from rag.index import IndexStore
         from rag.search import Bm25
 
-        manifest = Manifest(created_at="", docs_dir=str(docs), fingerprint="", settings={},
-                            embedding=EmbeddingInfo(model=settings.embedding.model, dim=int(vectors.shape[1]),
-                                                    normalize=True),
-                            index=IndexInfo(kind=settings.index.kind, built_on=built_on, vectors=len(vectors)), files=[],
-                            run=RunStats(seconds=0, files_processed=len(files), pages_processed=pages,
-                                         chunks_embedded=len(rows), pages_per_s=0, chunks_per_s=0))
+        manifest = Manifest(
+            created_at="",
+            docs_dir=str(docs),
+            fingerprint="",
+            settings={},
+            embedding=EmbeddingInfo(model=settings.embedding.model, dim=int(vectors.shape[1]), normalize=True),
+            index=IndexInfo(kind=settings.index.kind, built_on=built_on, vectors=len(vectors)),
+            files=[],
+            run=RunStats(
+                seconds=0,
+                files_processed=len(files),
+                pages_processed=pages,
+                chunks_embedded=len(rows),
+                pages_per_s=0,
+                chunks_per_s=0,
+            ),
+        )
         clock.time("write", write_version, Path(out), index, chunks, vectors, manifest)
         clock.time("bm25", Bm25, IndexStore(out))
     parallel = sum(clock.seconds[s] for s in PARALLEL)
     serial = sum(clock.seconds[s] for s in SERIAL)
     cores = os.cpu_count() or 1
     return {
-        "docs": str(docs), "files": len(files), "failed": failed, "pages": pages, "chunks": len(rows),
+        "docs": str(docs),
+        "files": len(files),
+        "failed": failed,
+        "pages": pages,
+        "chunks": len(rows),
         "embedding": {"model": settings.embedding.model, "dtype": encoder.dtype, "device": encoder.device},
         "core_seconds": {k: round(v, 2) for k, v in clock.seconds.items()},
         "cores": cores,
@@ -141,7 +167,7 @@ def plot(results: list[dict], path: Path) -> None:
     for stage in stages:
         widths = [r["core_seconds"].get(stage, 0) for r in results]
         ax.barh(labels, widths, left=left, label=stage)
-        left = [a + b for a, b in zip(left, widths)]
+        left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_xlabel("core-seconds (each stage alone, one thread)")
     ax.set_title("Ingestion cost per stage")
     ax.legend(fontsize=8, ncol=4)

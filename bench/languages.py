@@ -49,8 +49,12 @@ def chunks_of(pdfs: list[Path], n: int) -> list[str]:
 
 
 def spread(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3),
-            "runs": [round(v, 3) for v in values]}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": [round(v, 3) for v in values],
+    }
 
 
 def embedding_rates(runs: int, n: int) -> dict:
@@ -73,8 +77,10 @@ def embedding_rates(runs: int, n: int) -> dict:
 def ocr_rates(runs: int) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        scans = {"English (SEC 10-Q)": scanned_pdf(Path(tmp) / "en.pdf", SEC, [3, 4]),
-                 "Chinese (zh-wiki)": scanned_pdf(Path(tmp) / "zh.pdf", ZH[0], [0, 1])}
+        scans = {
+            "English (SEC 10-Q)": scanned_pdf(Path(tmp) / "en.pdf", SEC, [3, 4]),
+            "Chinese (zh-wiki)": scanned_pdf(Path(tmp) / "zh.pdf", ZH[0], [0, 1]),
+        }
         for name, pdf in scans.items():
             rates, confidences = [], []
             for _ in range(runs):
@@ -94,11 +100,17 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, (title, rows, unit) in zip((left, right), [("embedding, one thread", result["embedding"], "chunks/s"),
-                                                       ("OCR, one thread", result["ocr"], "pages/s")]):
+    for ax, (title, rows, unit) in zip(
+        (left, right),
+        [("embedding, one thread", result["embedding"], "chunks/s"), ("OCR, one thread", result["ocr"], "pages/s")],
+        strict=True,
+    ):
         names = list(rows)
         medians = [rows[n]["median"] for n in names]
-        errors = [[m - rows[n]["min"] for n, m in zip(names, medians)], [rows[n]["max"] - m for n, m in zip(names, medians)]]
+        errors = [
+            [m - rows[n]["min"] for n, m in zip(names, medians, strict=True)],
+            [rows[n]["max"] - m for n, m in zip(names, medians, strict=True)],
+        ]
         ax.barh(names, medians, xerr=errors, color="#4c72b0")
         ax.set_xlabel(f"{unit} (median, min-max of {len(rows[names[0]]['runs'])} runs)")
         ax.set_title(title)

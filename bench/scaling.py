@@ -41,19 +41,21 @@ def resample(base: np.ndarray, n: int, rng: np.random.Generator, noise: float = 
     for start in range(0, n, 100_000):  # in slices: the noise for a million rows at once would double the peak
         rows = min(100_000, n - start)
         block = base[rng.integers(0, len(base), rows)] + rng.normal(0, noise, (rows, base.shape[1])).astype(np.float32)
-        out[start:start + rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
 
 def searcher(index: faiss.Index, vectors: np.ndarray, rerank: int):
     """Top K of one query: the index's own, or its top ``rerank`` re-scored with the whole vectors (which need not be
     in memory: a memory-mapped embeddings.npy serves, reading ``rerank`` rows per query)."""
+
     def search(q: np.ndarray) -> np.ndarray:
         if not rerank:
             return index.search(q[None, :], K)[1][0]
         candidates = index.search(q[None, :], rerank)[1][0]
         candidates = candidates[candidates >= 0]
         return candidates[np.argsort(-(vectors[candidates] @ q))[:K]]
+
     return search
 
 
@@ -110,10 +112,13 @@ def retriever_costs(index_dir: str, runs: int) -> dict:
                 stages.setdefault(stage, []).append(ms)
         per_run.append({stage: statistics.median(ms) for stage, ms in stages.items()})
     total = [r["total_ms"] for r in per_run]
-    return {"mode": searcher.cfg.mode, "ms_per_search": round(statistics.median(total), 2),
-            "ms_per_search_runs": [round(t, 2) for t in total],
-            "stages_ms": {k: round(statistics.median(r[k] for r in per_run), 2) for k in per_run[0]},
-            "searches_per_s_per_core": round(1000 / statistics.median(total), 1)}
+    return {
+        "mode": searcher.cfg.mode,
+        "ms_per_search": round(statistics.median(total), 2),
+        "ms_per_search_runs": [round(t, 2) for t in total],
+        "stages_ms": {k: round(statistics.median(r[k] for r in per_run), 2) for k in per_run[0]},
+        "searches_per_s_per_core": round(1000 / statistics.median(total), 1),
+    }
 
 
 def main() -> None:
@@ -139,8 +144,10 @@ def main() -> None:
         "flat": (IndexConfig(kind="flat"), 0),
         "ivf": (IndexConfig(kind="ivf", nlist=args.nlist, nprobe=args.nprobe), 0),
         "ivfpq": (IndexConfig(kind="ivfpq", nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m), 0),
-        f"ivfpq+rerank{RERANK}": (IndexConfig(kind="ivfpq", nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m),
-                                  RERANK),
+        f"ivfpq+rerank{RERANK}": (
+            IndexConfig(kind="ivfpq", nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m),
+            RERANK,
+        ),
     }
     results, truth, built = {}, None, {}
     for name, (cfg, rerank) in kinds.items():
@@ -156,19 +163,36 @@ def main() -> None:
         found = [search(q) for q in queries]
         if truth is None:
             truth = found
-        recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
+        recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
         size = len(faiss.serialize_index(index))
-        results[name] = {"build_s": round(build_s, 1), "bytes": size, "bytes_per_vector": round(size / args.vectors, 1),
-                         "rerank": rerank, "ms_per_query_runs": [round(m, 3) for m in ms],
-                         "ms_per_query": round(statistics.median(ms), 3), "recall_at_10": round(recall, 3)}
+        results[name] = {
+            "build_s": round(build_s, 1),
+            "bytes": size,
+            "bytes_per_vector": round(size / args.vectors, 1),
+            "rerank": rerank,
+            "ms_per_query_runs": [round(m, 3) for m in ms],
+            "ms_per_query": round(statistics.median(ms), 3),
+            "recall_at_10": round(recall, 3),
+        }
         print(name, json.dumps(results[name]), flush=True)
     for r in results.values():
         r["speedup_vs_flat"] = round(results["flat"]["ms_per_query"] / r["ms_per_query"], 1)
-        r["speedup_vs_flat_range"] = [round(f / s, 1) for f, s in zip(results["flat"]["ms_per_query_runs"],
-                                                                         r["ms_per_query_runs"])]
-    out = {"vectors": args.vectors, "nlist": args.nlist, "nprobe": args.nprobe, "pq_m": args.pq_m, "runs": args.runs,
-           "queries": QUERIES, "threads": 1, "chunk_store": store, "retriever": retriever, "indexes": results,
-           "settings_default_kind": Settings().index.kind}
+        r["speedup_vs_flat_range"] = [
+            round(f / s, 1) for f, s in zip(results["flat"]["ms_per_query_runs"], r["ms_per_query_runs"], strict=True)
+        ]
+    out = {
+        "vectors": args.vectors,
+        "nlist": args.nlist,
+        "nprobe": args.nprobe,
+        "pq_m": args.pq_m,
+        "runs": args.runs,
+        "queries": QUERIES,
+        "threads": 1,
+        "chunk_store": store,
+        "retriever": retriever,
+        "indexes": results,
+        "settings_default_kind": Settings().index.kind,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(out, indent=2) + "\n")
     plot(out, args.out / "scaling.png")
@@ -185,16 +209,21 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].bar_label(axes[0].bar(names, [r["bytes_per_vector"] for r in rows], color="tab:blue"), fmt="%.0f")
     axes[0].set_title("bytes per vector")
-    spread = [[r["ms_per_query"] - min(r["ms_per_query_runs"]) for r in rows],
-              [max(r["ms_per_query_runs"]) - r["ms_per_query"] for r in rows]]
-    axes[1].bar_label(axes[1].bar(names, [r["ms_per_query"] for r in rows], yerr=spread, color="tab:orange",
-                                  capsize=4), fmt="%.2f")
+    spread = [
+        [r["ms_per_query"] - min(r["ms_per_query_runs"]) for r in rows],
+        [max(r["ms_per_query_runs"]) - r["ms_per_query"] for r in rows],
+    ]
+    axes[1].bar_label(
+        axes[1].bar(names, [r["ms_per_query"] for r in rows], yerr=spread, color="tab:orange", capsize=4), fmt="%.2f"
+    )
     axes[1].set_title("ms per query, one thread (median, range of runs)")
     axes[2].bar_label(axes[2].bar(names, [r["recall_at_10"] for r in rows], color="tab:green"), fmt="%.2f")
     axes[2].set_ylim(0, 1.05)
     axes[2].set_title("recall@10 against flat")
-    fig.suptitle(f"{result['vectors']:,} vectors of dimension {result['chunk_store']['embedding_dim']}, "
-                 f"nlist {result['nlist']}, nprobe {result['nprobe']}, pq_m {result['pq_m']}")
+    fig.suptitle(
+        f"{result['vectors']:,} vectors of dimension {result['chunk_store']['embedding_dim']}, "
+        f"nlist {result['nlist']}, nprobe {result['nprobe']}, pq_m {result['pq_m']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -13,14 +13,15 @@ At concurrency 1, 4, 16 and 64, each of N clients sends its next request as soon
 ends, for --seconds; a 503 is counted as rejected and retried after a short pause. Time to first
 token and the gaps between streamed tokens (inter-token latency) are measured with streamed chat
 completions on the Serve runs, and a burst: while 4 answers stream, 12 more requests arrive at once;
-the running answers' longest gap between tokens is how long the burst froze them. The whole set runs --repeat times (each against fresh servers); the
+the running answers' longest gap between tokens is how long the burst froze them. The whole set runs --repeat times
+(each against fresh servers); the
 summary gives each figure's median and range over the repeats, and ratios to the baseline are taken
 within each repeat. Writes serve[-LABEL].json and serve[-LABEL].png.
 """
 
-
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -45,11 +46,11 @@ def baseline_app(index: str, default_tokens: int):
     from pydantic import BaseModel
 
     from rag.answering import local_pipeline
-    from rag.types import AnswerRequest
     from rag.config import Settings
     from rag.engines import load_engine
     from rag.model_thread import ModelThread
     from rag.search import Searcher
+    from rag.types import AnswerRequest
 
     settings = Settings()
     worker = ModelThread("baseline")
@@ -105,7 +106,7 @@ async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool =
                             _token_times(line, arrivals)
                         ttfts.append(arrivals[0] - started)
                         # The last event carries the source list, sent at once after the answer: not a token gap.
-                        gaps.extend(b - a for a, b in zip(arrivals, arrivals[1:-1]))
+                        gaps.extend(b - a for a, b in itertools.pairwise(arrivals[:-1]))
                 else:
                     r = await http.post(f"{url}/query", json={"question": question})
                     if r.status_code != 200:
@@ -132,9 +133,18 @@ async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool =
         "p50_s": percentile(latencies, 50),
         "p95_s": percentile(latencies, 95),
         "p99_s": percentile(latencies, 99),
-        **({"ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95),
-            "itl_p50_s": percentile(gaps, 50), "itl_p95_s": percentile(gaps, 95), "itl_p99_s": percentile(gaps, 99),
-            "itl_max_s": max(gaps, default=None)} if stream else {}),
+        **(
+            {
+                "ttft_p50_s": percentile(ttfts, 50),
+                "ttft_p95_s": percentile(ttfts, 95),
+                "itl_p50_s": percentile(gaps, 50),
+                "itl_p95_s": percentile(gaps, 95),
+                "itl_p99_s": percentile(gaps, 99),
+                "itl_max_s": max(gaps, default=None),
+            }
+            if stream
+            else {}
+        ),
     }
 
 
@@ -154,8 +164,11 @@ async def burst(url: str, running: int = 4, arriving: int = 12, tokens: int = 12
 
     async def stream(i: int, http: httpx.AsyncClient, signal: bool) -> list[float]:
         nonlocal ready
-        body = {"messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], "stream": True,
-                "max_tokens": tokens}
+        body = {
+            "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+            "stream": True,
+            "max_tokens": tokens,
+        }
         times = [time.perf_counter()]
         async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
             async for line in r.aiter_lines():
@@ -173,10 +186,16 @@ async def burst(url: str, running: int = 4, arriving: int = 12, tokens: int = 12
         newcomers = await asyncio.gather(*(stream(running + i, http, False) for i in range(arriving)))
         runs = await asyncio.gather(*runners)
     # The last event of each answer is its source list, sent at once: not a gap between tokens.
-    stalls = [max((b - a for a, b in zip(t[1:-1], t[2:-1]) if b > burst_at), default=0.0) for t in runs]
+    stalls = [max((b - a for a, b in itertools.pairwise(t[1:-1]) if b > burst_at), default=0.0) for t in runs]
     ttfts = [t[1] - t[0] for t in newcomers if len(t) > 1]
-    return {"running": running, "arriving": arriving, "stall_max_s": max(stalls), "stalls_s": stalls,
-            "newcomer_ttft_p50_s": percentile(ttfts, 50), "newcomer_ttft_max_s": max(ttfts, default=None)}
+    return {
+        "running": running,
+        "arriving": arriving,
+        "stall_max_s": max(stalls),
+        "stalls_s": stalls,
+        "newcomer_ttft_p50_s": percentile(ttfts, 50),
+        "newcomer_ttft_max_s": max(ttfts, default=None),
+    }
 
 
 def bench_server(kind: str, index: str, seconds: float, max_tokens: int, levels: list[int]) -> dict:
@@ -189,13 +208,20 @@ def bench_server(kind: str, index: str, seconds: float, max_tokens: int, levels:
         result = {"query": []}
         for c in levels:
             row = asyncio.run(closed_loop(url, c, seconds))
-            print(f"  {kind} c={c}: {row['rps']:.2f} req/s, p95 {row['p95_s']}, 503s {row['rejected_503']}, errors {row['errors']}", flush=True)
+            print(
+                f"  {kind} c={c}: {row['rps']:.2f} req/s, p95 {row['p95_s']}, "
+                f"503s {row['rejected_503']}, errors {row['errors']}",
+                flush=True,
+            )
             result["query"].append(row)
         if kind != "baseline":
             result["stream"] = [asyncio.run(closed_loop(url, c, seconds, stream=True)) for c in (1, 16) if c in levels]
             for row in result["stream"]:
-                print(f"  {kind} c={row['concurrency']} streamed: TTFT p95 {row['ttft_p95_s']}, "
-                      f"inter-token p95 {row['itl_p95_s']}, max {row['itl_max_s']}", flush=True)
+                print(
+                    f"  {kind} c={row['concurrency']} streamed: TTFT p95 {row['ttft_p95_s']}, "
+                    f"inter-token p95 {row['itl_p95_s']}, max {row['itl_max_s']}",
+                    flush=True,
+                )
             result["burst"] = asyncio.run(burst(url))
             print(f"  {kind} burst: running answers froze up to {result['burst']['stall_max_s']:.1f} s", flush=True)
         return result
@@ -208,20 +234,28 @@ def summarize(repeats: list[dict]) -> dict:
     summary: dict = {}
     for kind in repeats[0]:
         summary[kind] = {}
-        for section, keys in (("query", ("rps", "rps_ratio_to_baseline", "p50_s", "p95_s")),
-                              ("stream", ("ttft_p50_s", "ttft_p95_s", "itl_p50_s", "itl_p95_s", "itl_p99_s", "itl_max_s"))):
+        for section, keys in (
+            ("query", ("rps", "rps_ratio_to_baseline", "p50_s", "p95_s")),
+            ("stream", ("ttft_p50_s", "ttft_p95_s", "itl_p50_s", "itl_p95_s", "itl_p99_s", "itl_max_s")),
+        ):
             for i, row in enumerate(repeats[0][kind].get(section, [])):
                 rows = [r[kind][section][i] for r in repeats]
                 entry = summary[kind].setdefault(f"c{row['concurrency']}", {})
                 entry.update({key: spread([r.get(key) for r in rows]) for key in keys})
         if "burst" in repeats[0][kind]:
-            summary[kind]["burst"] = {key: spread([r[kind]["burst"][key] for r in repeats])
-                                      for key in ("stall_max_s", "newcomer_ttft_p50_s", "newcomer_ttft_max_s")}
+            summary[kind]["burst"] = {
+                key: spread([r[kind]["burst"][key] for r in repeats])
+                for key in ("stall_max_s", "newcomer_ttft_p50_s", "newcomer_ttft_max_s")
+            }
     return summary
 
 
-LATENCIES = (("ttft_p95_s", "TTFT p95"), ("itl_p95_s", "inter-token p95"), ("itl_max_s", "inter-token max"),
-             ("stall_max_s", "burst stall"))
+LATENCIES = (
+    ("ttft_p95_s", "TTFT p95"),
+    ("itl_p95_s", "inter-token p95"),
+    ("itl_max_s", "inter-token max"),
+    ("stall_max_s", "burst stall"),
+)
 
 
 def plot(labelled: dict[str, dict], path: Path) -> None:
@@ -241,8 +275,17 @@ def plot(labelled: dict[str, dict], path: Path) -> None:
             figures = [levels[f"c{x}"]["rps"] for x in xs]
             medians = [f["median"] for f in figures]
             if xs:
-                ax1.errorbar(xs, medians, fmt="o-", capsize=4, label=name, yerr=[
-                    [m - f["min"] for m, f in zip(medians, figures)], [f["max"] - m for m, f in zip(medians, figures)]])
+                ax1.errorbar(
+                    xs,
+                    medians,
+                    fmt="o-",
+                    capsize=4,
+                    label=name,
+                    yerr=[
+                        [m - f["min"] for m, f in zip(medians, figures, strict=True)],
+                        [f["max"] - m for m, f in zip(medians, figures, strict=True)],
+                    ],
+                )
             top = {**(levels[f"c{xs[-1]}"] if xs else {}), **levels.get("burst", {})}
             if kind != "baseline":
                 bars.append((name, [top.get(key, {}).get("median") or 0 for key, _ in LATENCIES]))
@@ -270,13 +313,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, nargs="*", default=CONCURRENCY,
-                        help="closed-loop levels to run (none: only the burst, on the Serve runs)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="*",
+        default=CONCURRENCY,
+        help="closed-loop levels to run (none: only the burst, on the Serve runs)",
+    )
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which servers to measure")
     parser.add_argument("--repeat", type=int, default=3, help="times to run the whole set, for a median and a range")
     parser.add_argument("--label", help="results go to serve-LABEL.json/png (e.g. before, after)")
-    parser.add_argument("--compare", nargs="+", type=Path, metavar="JSON",
-                        help="plot results files side by side (labelled by their names) into serve-compare.png; runs nothing")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="plot results files side by side (labelled by their names) into serve-compare.png; runs nothing",
+    )
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)  # internal: serve the baseline
     args = parser.parse_args()
 
@@ -288,11 +341,18 @@ def main() -> None:
     if args.baseline_server:
         import uvicorn
 
-        uvicorn.run(baseline_app(args.index, args.max_tokens), host="127.0.0.1", port=args.baseline_server, log_level="warning")
+        uvicorn.run(
+            baseline_app(args.index, args.max_tokens), host="127.0.0.1", port=args.baseline_server, log_level="warning"
+        )
         return
 
-    results = {"cpus": os.cpu_count(), "seconds": args.seconds, "max_tokens": args.max_tokens, "repeat": args.repeat,
-               "repeats": []}
+    results = {
+        "cpus": os.cpu_count(),
+        "seconds": args.seconds,
+        "max_tokens": args.max_tokens,
+        "repeat": args.repeat,
+        "repeats": [],
+    }
     for i in range(args.repeat):
         runs = {}
         for kind in args.runs:
@@ -301,7 +361,9 @@ def main() -> None:
         base = {r["concurrency"]: r["rps"] for r in runs.get("baseline", {}).get("query", [])}
         for data in runs.values():
             for row in data["query"]:
-                row["rps_ratio_to_baseline"] = row["rps"] / base[row["concurrency"]] if base.get(row["concurrency"]) else None
+                row["rps_ratio_to_baseline"] = (
+                    row["rps"] / base[row["concurrency"]] if base.get(row["concurrency"]) else None
+                )
         results["repeats"].append(runs)
     results["summary"] = summarize(results["repeats"])
     args.out.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,17 @@ def resident_by_kind(pid: int) -> dict[str, int]:
             path = fields[5] if len(fields) > 5 else ""
             arena = start % (64 << 20) == 0 and end - start <= 64 << 20
             own = path == "/dev/zero" or (not path and end - start > 64 << 20)  # /dev/zero: rag.models.mapped_zeros
-            kind = ("heaps_mb" if path == "[heap]" or (not path and arena) else "own_mappings_mb" if own
-                    else "files_mb" if path.startswith("/") else "other_anon_mb" if not path else None)
+            kind = (
+                "heaps_mb"
+                if path == "[heap]" or (not path and arena)
+                else "own_mappings_mb"
+                if own
+                else "files_mb"
+                if path.startswith("/")
+                else "other_anon_mb"
+                if not path
+                else None
+            )
         elif fields[0] == "Rss:" and kind:
             out[kind] += int(fields[1]) // 1024
     return out
@@ -85,17 +94,28 @@ async def load(url: str, concurrency: int, seconds: float, pid: int, sample_s: f
         while time.monotonic() < stop_at:
             # The KV buffers' width beside the memory: what the cache's share of it should follow.
             details = (await http.get(f"{url}/readyz", params={"verbose": "true"})).json()
-            samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(pid), 1),
-                            "answers": sum(statuses.values()),
-                            "kv_columns": details.get("generator", {}).get("batching", {}).get("columns"),
-                            **resident_by_kind(pid)})
+            samples.append(
+                {
+                    "t_s": round(time.monotonic() - started, 1),
+                    "rss_mb": round(rss_mb(pid), 1),
+                    "answers": sum(statuses.values()),
+                    "kv_columns": details.get("generator", {}).get("batching", {}).get("columns"),
+                    **resident_by_kind(pid),
+                }
+            )
             await asyncio.sleep(sample_s)
 
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as http:
         await asyncio.gather(sampler(http), *(client(i, http) for i in range(concurrency)))
     # Once every client has had its last answer: what the replica keeps when idle again.
-    samples.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(pid), 1),
-                    "answers": sum(statuses.values()), "after_load": True})
+    samples.append(
+        {
+            "t_s": round(time.monotonic() - started, 1),
+            "rss_mb": round(rss_mb(pid), 1),
+            "answers": sum(statuses.values()),
+            "after_load": True,
+        }
+    )
     return {"samples": samples, "statuses": {str(k): v for k, v in statuses.items()}}
 
 
@@ -109,23 +129,27 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     minutes = [s["t_s"] / 60 for s in samples]
     ax.plot(minutes, [s["rss_mb"] for s in samples], "-", label="generator replica RSS")
-    for kind, style, color in (("heaps_mb", "malloc heaps", "tab:purple"), ("own_mappings_mb", "own mappings",
-                                                                              "tab:green")):
-        points = [(m, s[kind]) for m, s in zip(minutes, samples) if kind in s]
+    for kind, style, color in (
+        ("heaps_mb", "malloc heaps", "tab:purple"),
+        ("own_mappings_mb", "own mappings", "tab:green"),
+    ):
+        points = [(m, s[kind]) for m, s in zip(minutes, samples, strict=True) if kind in s]
         if points:
-            ax.plot(*zip(*points), "-", color=color, linewidth=0.8, alpha=0.7, label=f"of which {style}")
+            ax.plot(*zip(*points, strict=True), "-", color=color, linewidth=0.8, alpha=0.7, label=f"of which {style}")
     reference = result["rss_after_warmup_mb"]
     ax.axhline(reference, color="grey", linestyle=":", label=f"after {WARM_S // 60} min: {reference:.0f} MB")
     ax.axhline(reference * 1.1, color="red", linestyle="--", label="+10%")
     ax.set_xlabel("minutes of closed-loop load")
     ax.set_ylabel("resident memory (MB)")
-    ax.set_title(f"Soak: {result['concurrency']} clients for {result['minutes']:g} min, {result['answers']} answers, "
-                 f"statuses {result['statuses']}")
+    ax.set_title(
+        f"Soak: {result['concurrency']} clients for {result['minutes']:g} min, {result['answers']} answers, "
+        f"statuses {result['statuses']}"
+    )
     ax.legend(loc="center right", fontsize=8)
     columns = [(s["t_s"] / 60, s["kv_columns"]) for s in samples if s.get("kv_columns") is not None]
     if columns:
         width = ax.twinx()
-        width.plot(*zip(*columns), color="tab:orange", alpha=0.5, linewidth=0.8)
+        width.plot(*zip(*columns, strict=True), color="tab:orange", alpha=0.5, linewidth=0.8)
         width.set_ylabel("KV buffer columns (orange)")
         width.set_ylim(bottom=0)
     fig.tight_layout()
@@ -159,10 +183,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.out / "soak.png")
-    print(f"RSS after {WARM_S} s {result['rss_after_warmup_mb']:.0f} MB, at the end of the load "
-          f"{result['rss_end_mb']:.0f} MB ({result['end_over_warmup'] - 1:+.1%}), peak {result['rss_peak_mb']:.0f} MB, "
-          f"idle after it {result['rss_after_load_mb']:.0f} MB; {result['answers']} answers, statuses "
-          f"{result['statuses']}; {'PASS' if result['passed'] else 'FAIL'}")
+    print(
+        f"RSS after {WARM_S} s {result['rss_after_warmup_mb']:.0f} MB, at the end of the load "
+        f"{result['rss_end_mb']:.0f} MB ({result['end_over_warmup'] - 1:+.1%}), peak {result['rss_peak_mb']:.0f} MB, "
+        f"idle after it {result['rss_after_load_mb']:.0f} MB; {result['answers']} answers, statuses "
+        f"{result['statuses']}; {'PASS' if result['passed'] else 'FAIL'}"
+    )
 
 
 def summarize(result: dict, args: argparse.Namespace) -> None:
@@ -173,9 +199,15 @@ def summarize(result: dict, args: argparse.Namespace) -> None:
     reference = next(s["rss_mb"] for s in loaded if s["t_s"] >= WARM_S)
     end = loaded[-1]["rss_mb"]
     result.update(
-        concurrency=args.concurrency, minutes=args.minutes, max_tokens=args.max_tokens, answers=samples[-1]["answers"],
-        rss_after_warmup_mb=reference, rss_end_mb=end, rss_peak_mb=max(s["rss_mb"] for s in loaded),
-        rss_after_load_mb=samples[-1]["rss_mb"], end_over_warmup=round(end / reference, 4),
+        concurrency=args.concurrency,
+        minutes=args.minutes,
+        max_tokens=args.max_tokens,
+        answers=samples[-1]["answers"],
+        rss_after_warmup_mb=reference,
+        rss_end_mb=end,
+        rss_peak_mb=max(s["rss_mb"] for s in loaded),
+        rss_after_load_mb=samples[-1]["rss_mb"],
+        end_over_warmup=round(end / reference, 4),
         passed=end <= reference * 1.1 and set(result["statuses"]) == {"200"},
     )
 

@@ -8,13 +8,28 @@ import sys
 from pathlib import Path
 
 from cli.client import call, reported
-from cli.options import cluster_options, config_options, config_sources, filter_option, filters_of, print_retrieval, \
-    retrieval_options, service_options, settings_of
+from cli.options import (
+    cluster_options,
+    config_options,
+    config_sources,
+    filter_option,
+    filters_of,
+    print_retrieval,
+    retrieval_options,
+    service_options,
+    settings_of,
+)
 
 
 def _ask_service(args: argparse.Namespace) -> list[tuple[str, int, float]]:
-    body = {"question": args.question, "top_k": args.top_k, "file_glob": args.file_glob, "filters": filters_of(args),
-            "retrieval_mode": args.mode, "auto_filters": False if args.no_auto_filters else None}
+    body = {
+        "question": args.question,
+        "top_k": args.top_k,
+        "file_glob": args.file_glob,
+        "filters": filters_of(args),
+        "retrieval_mode": args.mode,
+        "auto_filters": False if args.no_auto_filters else None,
+    }
     data = call(args, "POST", "/query", json=body).json()
     print_retrieval(data["retrieval"]["filters"], data["retrieval"]["boosts"], data["retrieval"]["matched"])
     print(data["answer"])
@@ -35,9 +50,14 @@ def _ask_here(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     if args.file_glob:
         raw.setdefault("file_glob", args.file_glob)
     pipeline = local_pipeline(Searcher.from_index_dir(args.index, settings), load_engine(settings.llm))
-    request = AnswerRequest(args.question, top_k=args.top_k, max_tokens=settings.llm.max_new_tokens,
-                            filters=parse_filters(raw), mode=args.mode,
-                            auto_filters=False if args.no_auto_filters else None)
+    request = AnswerRequest(
+        args.question,
+        top_k=args.top_k,
+        max_tokens=settings.llm.max_new_tokens,
+        filters=parse_filters(raw),
+        mode=args.mode,
+        auto_filters=False if args.no_auto_filters else None,
+    )
     answer = asyncio.run(pipeline.answer(request))
     print_retrieval(answer.search.filters, answer.search.boosts, answer.search.matched)
     print(answer.text)
@@ -75,11 +95,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     try:
         report = run_eval(
-            args.dataset, args.index, args.out, settings_of(args), endpoint=args.endpoint,
-            kinds=tuple(args.retrievers.split(",")), answer_kind=args.answer_retriever, generate=not args.no_generate,
-            limit=args.limit, concurrency=args.concurrency, api_key=os.environ.get(args.api_key_env),
-            judge=args.judge_url and {"base_url": args.judge_url, "model": args.judge_model,
-                                      "api_key": os.environ.get(args.judge_api_key_env)},
+            args.dataset,
+            args.index,
+            args.out,
+            settings_of(args),
+            endpoint=args.endpoint,
+            kinds=tuple(args.retrievers.split(",")),
+            answer_kind=args.answer_retriever,
+            generate=not args.no_generate,
+            limit=args.limit,
+            concurrency=args.concurrency,
+            api_key=os.environ.get(args.api_key_env),
+            judge=args.judge_url
+            and {
+                "base_url": args.judge_url,
+                "model": args.judge_model,
+                "api_key": os.environ.get(args.judge_api_key_env),
+            },
             filters=filters_of(args),
         )
     except (DatasetError, ConnectionError) as err:
@@ -95,25 +127,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    ask = sub.add_parser("ask", help="answer a question with citations, from a running service or in-process",
-                         parents=[retrieval_options(), service_options(endpoint_required=False), config_options()])
+    ask = sub.add_parser(
+        "ask",
+        help="answer a question with citations, from a running service or in-process",
+        parents=[retrieval_options(), service_options(endpoint_required=False), config_options()],
+    )
     ask.add_argument("question")
     ask.add_argument("--index", type=Path, help="answer in-process over this index instead")
     ask.add_argument("--file-glob", help="only files matching this glob")
     ask.set_defaults(func=cmd_ask)
 
-    ev = sub.add_parser("eval", help="score retrieval and answers on a question set",
-                        parents=[service_options(endpoint_required=False), cluster_options()])
+    ev = sub.add_parser(
+        "eval",
+        help="score retrieval and answers on a question set",
+        parents=[service_options(endpoint_required=False), cluster_options()],
+    )
     ev.add_argument("--dataset", required=True, help="the SEC qna_data.csv, or a JSONL of question/answer/gold_files")
     ev.add_argument("--index", type=Path, help="the index to evaluate (not with --sweep)")
     ev.add_argument("--out", type=Path, required=True)
     ev.add_argument("--sweep", type=Path, help="a grid file (configs/sweep.yaml): re-ingests where needed")
     ev.add_argument("--retrievers", default="dense,bm25,hybrid", help="batch mode: retrieval modes to compare")
-    ev.add_argument("--answer-retriever", help="the mode whose chunks answers are generated from (default: retrieval.mode)")
+    ev.add_argument(
+        "--answer-retriever", help="the mode whose chunks answers are generated from (default: retrieval.mode)"
+    )
     ev.add_argument("--no-generate", action="store_true", help="score retrieval only")
     ev.add_argument("--limit", type=int, help="only the first N questions")
     ev.add_argument("--concurrency", type=int, default=8, help="online mode: requests in flight")
-    ev.add_argument("--judge-url", help="OpenAI-compatible endpoint (…/v1) of an LLM judge scoring answers 1-5; off by default")
+    ev.add_argument(
+        "--judge-url", help="OpenAI-compatible endpoint (…/v1) of an LLM judge scoring answers 1-5; off by default"
+    )
     ev.add_argument("--judge-model", help="the judge's model name at that endpoint")
     ev.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
     filter_option(ev, "metadata filter sent with every question (a JSONL question's own 'filters' win)")

@@ -30,6 +30,7 @@ def call(args: argparse.Namespace, method: str, path: str, **kwargs):
 
 def reported(command):
     """A command that talks to the service: a ServiceError is printed and exits 1."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)

@@ -20,7 +20,7 @@ def _cell(value) -> str:
 def _table(columns: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     for row in [columns, *rows]:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     print(f"{len(rows)} files")
 
 
@@ -28,8 +28,16 @@ def _table(columns: list[str], rows: list[list[str]]) -> None:
 def cmd_docs_list(args: argparse.Namespace) -> int:
     if args.endpoint:
         response = call(args, "GET", f"/v1/collections/{args.collection}/documents")
-        rows = [[d["file"], d["status"], str(d.get("pages") or "-"), str(d.get("chunks") or "-"),
-                 d.get("reason") or d.get("note") or ""] for d in response.json()["data"]]
+        rows = [
+            [
+                d["file"],
+                d["status"],
+                str(d.get("pages") or "-"),
+                str(d.get("chunks") or "-"),
+                d.get("reason") or d.get("note") or "",
+            ]
+            for d in response.json()["data"]
+        ]
         _table(["file", "status", "pages", "chunks", "reason"], rows)
         return 0
     if args.index is None:
@@ -63,8 +71,10 @@ def _follow_job(args: argparse.Namespace, job: dict) -> int:
         print(f"error: {job['id']} failed: {job['error']}", file=sys.stderr)
         return 1
     result = job["result"]
-    print(f"{job['id']} succeeded: version {job['version']} is live within serve.reload_interval_s; "
-          f"{result['indexed']} documents, {result['chunks']} chunks")
+    print(
+        f"{job['id']} succeeded: version {job['version']} is live within serve.reload_interval_s; "
+        f"{result['indexed']} documents, {result['chunks']} chunks"
+    )
     for file, reason in result["failed"].items():
         print(f"  failed {file}: {reason}")
     return 0
@@ -101,24 +111,31 @@ def cmd_docs_reindex(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    docs = sub.add_parser("docs", help="a collection's documents: list them, or add and remove them in a running service")
+    docs = sub.add_parser(
+        "docs", help="a collection's documents: list them, or add and remove them in a running service"
+    )
     docs_sub = docs.add_subparsers(dest="docs_command", required=True)
     collection = argparse.ArgumentParser(add_help=False)
     collection.add_argument("--collection", default="default")
     follow = argparse.ArgumentParser(add_help=False, parents=[collection, service_options(endpoint_required=True)])
     follow.add_argument("--wait", action="store_true", help="follow the job until the new version is live")
 
-    docs_list = docs_sub.add_parser("list", help="each document with its status, or (--index) its metadata",
-                                    parents=[collection, service_options(endpoint_required=False)])
+    docs_list = docs_sub.add_parser(
+        "list",
+        help="each document with its status, or (--index) its metadata",
+        parents=[collection, service_options(endpoint_required=False)],
+    )
     docs_list.add_argument("--index", type=Path, help="read this index directly instead of asking a service")
     docs_list.set_defaults(func=cmd_docs_list)
-    docs_add = docs_sub.add_parser("add", help="upload PDFs; a job indexes them and the service goes on to the new "
-                                   "version", parents=[follow])
+    docs_add = docs_sub.add_parser(
+        "add", help="upload PDFs; a job indexes them and the service goes on to the new version", parents=[follow]
+    )
     docs_add.add_argument("files", type=Path, nargs="+")
     docs_add.set_defaults(func=cmd_docs_add)
     docs_rm = docs_sub.add_parser("rm", help="remove a document; a job takes its chunks out", parents=[follow])
     docs_rm.add_argument("file")
     docs_rm.set_defaults(func=cmd_docs_rm)
-    docs_reindex = docs_sub.add_parser("reindex", help="run a job over the whole folder: takes up documents whose job "
-                                       "failed", parents=[follow])
+    docs_reindex = docs_sub.add_parser(
+        "reindex", help="run a job over the whole folder: takes up documents whose job failed", parents=[follow]
+    )
     docs_reindex.set_defaults(func=cmd_docs_reindex)

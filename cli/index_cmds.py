@@ -21,7 +21,9 @@ def _print_summary(result) -> None:
     print(f"files      {len(m.files)}  " + "  ".join(f"{k}={v}" for k, v in sorted(by_status.items())))
     if result.plan.pruned:
         print(f"pruned     {len(result.plan.pruned)}: {', '.join(result.plan.pruned)}")
-    print(f"pages      {sum(e.pages for e in m.files if e.status != 'failed')} in index, {run.pages_processed} parsed now")
+    print(
+        f"pages      {sum(e.pages for e in m.files if e.status != 'failed')} in index, {run.pages_processed} parsed now"
+    )
     print(f"chunks     {m.index.vectors} in index, {run.chunks_embedded} embedded now")
     print(f"failures   {len(failed)}")
     for entry in failed:
@@ -51,8 +53,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     progress = ProgressLine()
     try:
-        result = run_ingest(args.docs_dir, args.index, settings_of(args), prune=args.prune, wait_s=args.wait,
-                            progress=progress)
+        result = run_ingest(
+            args.docs_dir, args.index, settings_of(args), prune=args.prune, wait_s=args.wait, progress=progress
+        )
     except (IngestError, IndexBusy) as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)
@@ -71,8 +74,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     from rag.search import Searcher
 
     searcher = Searcher.from_index_dir(args.index, settings_of(args))
-    found = searcher.search(args.query, args.top_k, filters=parse_filters(filters_of(args)), mode=args.mode,
-                            auto_filters=False if args.no_auto_filters else None)
+    found = searcher.search(
+        args.query,
+        args.top_k,
+        filters=parse_filters(filters_of(args)),
+        mode=args.mode,
+        auto_filters=False if args.no_auto_filters else None,
+    )
     print_retrieval(found.filters, found.boosts, found.matched)
     for rank, hit in enumerate(found.chunks, start=1):
         print(f"{rank}. {hit.file} p.{hit.page}  score {hit.score:.3f}")
@@ -88,8 +96,10 @@ def cmd_index_versions(args: argparse.Namespace) -> int:
     versions = IndexDir(args.index).versions()
     for version in versions:
         m = read_manifest(version.path)
-        print(f"{'*' if version.current else ' '} {version.name}  {m.created_at}  {m.indexed_files} files  "
-              f"{m.index.vectors} chunks")
+        print(
+            f"{'*' if version.current else ' '} {version.name}  {m.created_at}  {m.indexed_files} files  "
+            f"{m.index.vectors} chunks"
+        )
     if not versions:
         print(f"{args.index} holds no index versions")
     return 0
@@ -103,7 +113,7 @@ def cmd_index_rollback(args: argparse.Namespace) -> int:
         with index.writing(args.wait, purpose="a rollback") as writer:
             names = [v.name for v in index.versions()]
             current = index.current_name()
-            earlier = names[:names.index(current)] if current in names else []
+            earlier = names[: names.index(current)] if current in names else []
             target = args.to or (earlier[-1] if earlier else None)
             if target is None:
                 print(f"error: {args.index} has no version before {current} to roll back to", file=sys.stderr)
@@ -139,11 +149,18 @@ def add_parsers(sub) -> None:
     ingest.add_argument("docs_dir", type=Path)
     ingest.add_argument("--index", type=Path, required=True, help="index directory to create or update")
     ingest.add_argument("--prune", action="store_true", help="drop chunks of files that are gone from DOCS_DIR")
-    ingest.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                        help="wait this long for another ingestion writing the same index (default: fail at once)")
+    ingest.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait this long for another ingestion writing the same index (default: fail at once)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
-    search = sub.add_parser("search", help="nearest chunks for a query", parents=[retrieval_options(), config_options()])
+    search = sub.add_parser(
+        "search", help="nearest chunks for a query", parents=[retrieval_options(), config_options()]
+    )
     search.add_argument("query")
     search.add_argument("--index", type=Path, required=True)
     search.set_defaults(func=cmd_search)
@@ -156,9 +173,13 @@ def add_parsers(sub) -> None:
     rollback = index_sub.add_parser("rollback", help="make an earlier version current again")
     rollback.add_argument("--index", type=Path, required=True)
     rollback.add_argument("--to", help="the version to make current (default: the one before the current)")
-    rollback.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running ingestion")
+    rollback.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running ingestion"
+    )
     rollback.set_defaults(func=cmd_index_rollback)
 
-    demo = sub.add_parser("demo", help="build the embedded demo corpus, ingest it, search it", parents=[cluster_options()])
+    demo = sub.add_parser(
+        "demo", help="build the embedded demo corpus, ingest it, search it", parents=[cluster_options()]
+    )
     demo.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "rag-demo"), help="where docs/ and index/ go")
     demo.set_defaults(func=cmd_demo)

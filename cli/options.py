@@ -46,8 +46,9 @@ def cluster_options() -> argparse.ArgumentParser:
 def service_options(endpoint_required: bool) -> argparse.ArgumentParser:
     """``--endpoint`` and ``--api-key-env``: for the commands that talk to a running service (cli.client)."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--endpoint", required=endpoint_required,
-                        help="URL of a running service, e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--endpoint", required=endpoint_required, help="URL of a running service, e.g. http://127.0.0.1:8000"
+    )
     parser.add_argument("--api-key-env", default="RAG_API_KEY", help="the environment variable holding its API key")
     return parser
 
@@ -60,10 +61,16 @@ def retrieval_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (default: retrieval.mode)")
     parser.add_argument("--top-k", type=int, default=5)
-    filter_option(parser, "metadata filter, repeatable: company, ticker, form, fiscal_year, fiscal_quarter, "
-                          "period_end, file, file_glob (e.g. --filter company=Apple --filter fiscal_year=2023)")
-    parser.add_argument("--no-auto-filters", action="store_true",
-                        help="do not turn companies and periods the question names into filters")
+    filter_option(
+        parser,
+        "metadata filter, repeatable: company, ticker, form, fiscal_year, fiscal_quarter, "
+        "period_end, file, file_glob (e.g. --filter company=Apple --filter fiscal_year=2023)",
+    )
+    parser.add_argument(
+        "--no-auto-filters",
+        action="store_true",
+        help="do not turn companies and periods the question names into filters",
+    )
     return parser
 
 

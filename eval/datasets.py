@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import fnmatch
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path

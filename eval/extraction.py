@@ -53,7 +53,7 @@ def check(docs: Path, truth_file: Path, workers: int = 2) -> dict:
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         found = list(pool.map(read_metadata, [docs / t["file"] for t in truth]))
     rows = []
-    for t, f in zip(truth, found):
+    for t, f in zip(truth, found, strict=True):
         verdict = judge(f, t)
         rows.append({"file": t["file"], "truth": t, "found": f, "right": verdict})
     shares = {k: sum(r["right"][k] for r in rows) / len(rows) for k in SCORED}
@@ -61,13 +61,21 @@ def check(docs: Path, truth_file: Path, workers: int = 2) -> dict:
 
 
 def misses_table(result: dict) -> str:
-    lines = ["| file | wrong | truth (company, form, year) | found (company, form, year, quarter) |", "|---|---|---|---|"]
+    lines = [
+        "| file | wrong | truth (company, form, year) | found (company, form, year, quarter) |",
+        "|---|---|---|---|",
+    ]
     for r in result["rows"]:
         wrong = [k for k in SCORED if not r["right"][k]]
         if wrong:
             t, f = r["truth"], r["found"]
-            got = f.get("error") or f"{f.get('company')}, {f.get('form')}, {f.get('fiscal_year')}, Q{f.get('fiscal_quarter')}"
-            lines.append(f"| {r['file']} | {', '.join(wrong)} | {t['company']}, {t['form']}, {t['fiscal_year']} | {got} |")
+            got = (
+                f.get("error")
+                or f"{f.get('company')}, {f.get('form')}, {f.get('fiscal_year')}, Q{f.get('fiscal_quarter')}"
+            )
+            lines.append(
+                f"| {r['file']} | {', '.join(wrong)} | {t['company']}, {t['form']}, {t['fiscal_year']} | {got} |"
+            )
     return "\n".join(lines)
 
 

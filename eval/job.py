@@ -13,8 +13,8 @@ from eval.report import score_row, write_report
 from eval.runner import run_batch, run_online
 from rag.config import Settings
 from rag.filters import parse_filters
-from rag.versions import open_index
 from rag.search import MODES
+from rag.versions import open_index
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,11 @@ def run_eval(
     indexed_files = set(open_index(index_dir).chunks["file"])
     missing = [q.id for q in questions if not any(q.is_gold_file(f) for f in indexed_files)]
     if missing:
-        log.warning("%d question(s) have no gold file in the index; they are scored as failures: %s",
-                    len(missing), ", ".join(missing[:10]))
+        log.warning(
+            "%d question(s) have no gold file in the index; they are scored as failures: %s",
+            len(missing),
+            ", ".join(missing[:10]),
+        )
     if endpoint:
         rows = run_online(questions, endpoint, concurrency, api_key, k=10)
         mode = "online"
@@ -68,10 +71,15 @@ def run_eval(
     if judge:
         judge_rows(scored, judge["base_url"], judge["model"], judge.get("api_key"))
     meta = {
-        "dataset": str(dataset), "index": str(index_dir), "mode": mode, "retrievers": kinds_run,
-        "answer_retriever": answer_kind if generate else None, "llm": settings.llm.model,
+        "dataset": str(dataset),
+        "index": str(index_dir),
+        "mode": mode,
+        "retrievers": kinds_run,
+        "answer_retriever": answer_kind if generate else None,
+        "llm": settings.llm.model,
         "retrieval": settings.retrieval.model_dump(),
-        "max_new_tokens": settings.llm.max_new_tokens, "questions": len(questions),
+        "max_new_tokens": settings.llm.max_new_tokens,
+        "questions": len(questions),
         "judge": judge and {"base_url": judge["base_url"], "model": judge["model"]},
         "seconds": time.perf_counter() - started,
     }

@@ -1,9 +1,11 @@
-"""Page-level gold for questions that have gold files only: the pages of the gold filing that hold the gold answer's figures.
+"""Page-level gold for questions that have gold files only: the pages of the gold filing that hold the gold answer's
+figures.
 
 For each single-document question, the figures of its gold answer ("$81,797 million", "21.3%",
 "(1,234)") are looked up on every page of its one gold file, as the index stores them; the pages
 holding the most of them are its gold pages. Years, quarter numbers and figures of one or two
-digits are not figures (they are on every page), unless they are percentages ("18%"). A question whose answer has no figure, or whose
+digits are not figures (they are on every page), unless they are percentages ("18%"). A question whose answer has no
+figure, or whose
 figures are on no page, gets no gold pages and keeps its file-level gold. The output is the JSONL
 ``rag eval`` reads (``question``, ``answer``, ``gold_files``, ``gold_pages``, ...), in the same
 dev/test split, since the split follows the question's text.
@@ -23,8 +25,10 @@ from eval.datasets import Question, load_dataset
 from rag.versions import open_index
 
 SINGLE_DOC = "Single-Doc"
-_FIGURE = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d])|(?<![\w.,])\d+\.\d+(?![\d])|(?<![\w.,])\d{3,}(?![\d,])|"
-                     r"(?<![\w.,])\d{1,2}%")
+_FIGURE = re.compile(
+    r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d])|(?<![\w.,])\d+\.\d+(?![\d])|(?<![\w.,])\d{3,}(?![\d,])|"
+    r"(?<![\w.,])\d{1,2}%"
+)
 _YEAR = re.compile(r"(?:19|20)\d{2}")
 
 
@@ -38,13 +42,14 @@ def page_texts(index_dir: Path) -> dict[str, dict[int, str]]:
     """Each indexed file's pages as the index stores them (its chunks joined)."""
     chunks = open_index(index_dir).chunks
     pages: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for file, page, text in zip(chunks["file"], chunks["page"], chunks["text"]):
+    for file, page, text in zip(chunks["file"], chunks["page"], chunks["text"], strict=True):
         pages[file][int(page)].append(text)
     return {f: {p: " ".join(t) for p, t in by_page.items()} for f, by_page in pages.items()}
 
 
 def gold_pages(q: Question, pages: dict[str, dict[int, str]]) -> list[tuple[str, int]]:
-    """The pages of the question's one gold file that hold the most of its answer's figures; [] where none can be told."""
+    """The pages of the question's one gold file that hold the most of its answer's figures; [] where none can be
+    told."""
     files = [f for f in pages if q.is_gold_file(f)]
     wanted = figures(q.answer)
     if SINGLE_DOC not in q.question_type or len(files) != 1 or not wanted:
@@ -66,10 +71,21 @@ def main(argv: list[str] | None = None) -> None:
         for q in load_dataset(args.dataset):
             gold = gold_pages(q, pages)
             with_pages += bool(gold)
-            f.write(json.dumps({"id": q.id, "question": q.question, "answer": q.answer, "gold_files": q.gold_files,
-                                "gold_pages": [{"file": file, "page": page} for file, page in gold],
-                                "question_type": q.question_type, "chunk_type": q.chunk_type},
-                               ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": q.id,
+                        "question": q.question,
+                        "answer": q.answer,
+                        "gold_files": q.gold_files,
+                        "gold_pages": [{"file": file, "page": page} for file, page in gold],
+                        "question_type": q.question_type,
+                        "chunk_type": q.chunk_type,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     print(f"{args.out}: {with_pages} questions with gold pages")
 
 

@@ -13,6 +13,7 @@ from eval import scoring
 from eval.datasets import Question
 from rag.prompts import split_source_list
 
+
 def cited_files(answer: str) -> list[str]:
     """Files named in the answer's source list (what it cited, or everything it was grounded in)."""
     return [file for file, _ in split_source_list(answer)[1]]
@@ -21,11 +22,19 @@ def cited_files(answer: str) -> list[str]:
 def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str) -> dict:
     gold_in_index = {f for f in indexed_files if q.is_gold_file(f)}
     scored = {
-        "id": q.id, "question": q.question, "gold_answer": q.answer, "gold_files": q.gold_files,
-        "question_type": q.question_type, "chunk_type": q.chunk_type, "split": q.split, "answer": row.get("answer", ""),
+        "id": q.id,
+        "question": q.question,
+        "gold_answer": q.answer,
+        "gold_files": q.gold_files,
+        "question_type": q.question_type,
+        "chunk_type": q.chunk_type,
+        "split": q.split,
+        "answer": row.get("answer", ""),
         "filters": row.get("filters", {}),
         "error": row.get("error", "") or ("" if gold_in_index else "no gold file is in the index"),
-        "latency_s": row.get("latency_s"), "retrieve_s": row.get("retrieve_s"), "generate_s": row.get("generate_s"),
+        "latency_s": row.get("latency_s"),
+        "retrieve_s": row.get("retrieve_s"),
+        "generate_s": row.get("generate_s"),
         "retrieval": {},
     }
     for kind, hits in (row.get("retrieved") or {}).items():
@@ -65,35 +74,46 @@ def _percentiles(values: list[float]) -> dict:
     values = sorted(v for v in values if v is not None)
     if not values:
         return {}
-    pick = lambda q: values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]  # noqa: E731
+    pick = lambda q: values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]  # noqa: E731
     return {"p50": round(pick(50), 3), "p95": round(pick(95), 3), "p99": round(pick(99), 3)}
 
 
 def aggregate(rows: list[dict]) -> dict:
     """Means over the questions that have each score, overall and per question type and chunk type."""
+
     def summarise(group: list[dict]) -> dict:
         out: dict = {"questions": len(group), "retrieval": {}}
         kinds = sorted({k for r in group for k in r["retrieval"]})
         for kind in kinds:
-            keys = sorted({key for r in group for key, v in r["retrieval"].get(kind, {}).items() if isinstance(v, float)})
+            keys = sorted(
+                {key for r in group for key, v in r["retrieval"].get(kind, {}).items() if isinstance(v, float)}
+            )
             out["retrieval"][kind] = {key: _mean(r["retrieval"].get(kind, {}).get(key) for r in group) for key in keys}
         answered = [r["answer_scores"] for r in group if "answer_scores" in r]
         if answered:
-            out["answers"] = {key: _mean(a[key] for a in answered)
-                              for key in ("token_f1", "number_recall", "citation_precision", "refusal")}
+            out["answers"] = {
+                key: _mean(a[key] for a in answered)
+                for key in ("token_f1", "number_recall", "citation_precision", "refusal")
+            }
         judged = [r["judge"]["score"] for r in group if r.get("judge")]
         if judged:
             out.setdefault("answers", {})["judge_score"] = _mean(judged)
         return out
 
     report = {"overall": summarise(rows), "by_split": {}, "by_question_type": {}, "by_chunk_type": {}}
-    for field, target in (("split", "by_split"), ("question_type", "by_question_type"), ("chunk_type", "by_chunk_type")):
+    for field, target in (
+        ("split", "by_split"),
+        ("question_type", "by_question_type"),
+        ("chunk_type", "by_chunk_type"),
+    ):
         groups = defaultdict(list)
         for r in rows:
             groups[r[field]].append(r)
         report[target] = {name: summarise(group) for name, group in sorted(groups.items())}
     report["failures"] = sum(bool(r["error"]) for r in rows)
-    latency = {stage: _percentiles([r.get(f"{stage}_s") for r in rows]) for stage in ("latency", "retrieve", "generate")}
+    latency = {
+        stage: _percentiles([r.get(f"{stage}_s") for r in rows]) for stage in ("latency", "retrieve", "generate")
+    }
     report["latency_s"] = {k: v for k, v in latency.items() if v}
     return report
 
@@ -102,9 +122,22 @@ def _table(title: str, summary: dict) -> list[str]:
     lines = [f"### {title} ({summary['questions']} questions)", ""]
     kinds = list(summary["retrieval"])
     if kinds:
-        cols = [c for c in ("hit@1", "hit@5", "recall@1", "recall@5", "recall@10", "mrr", "page_hit@1", "page_hit@5",
-                            "page_recall@5", "page_mrr")
-                if any(c in summary["retrieval"][k] for k in kinds)]
+        cols = [
+            c
+            for c in (
+                "hit@1",
+                "hit@5",
+                "recall@1",
+                "recall@5",
+                "recall@10",
+                "mrr",
+                "page_hit@1",
+                "page_hit@5",
+                "page_recall@5",
+                "page_mrr",
+            )
+            if any(c in summary["retrieval"][k] for k in kinds)
+        ]
         lines += ["| retriever | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
         for kind in kinds:
             values = [summary["retrieval"][kind].get(c) for c in cols]
@@ -112,11 +145,20 @@ def _table(title: str, summary: dict) -> list[str]:
         lines.append("")
     if "answers" in summary:
         a = summary["answers"]
-        names = {"token_f1": "answer token F1", "number_recall": "numbers recalled",
-                 "citation_precision": "citation precision", "refusal": "refusal rate", "judge_score": "judge (1-5)"}
+        names = {
+            "token_f1": "answer token F1",
+            "number_recall": "numbers recalled",
+            "citation_precision": "citation precision",
+            "refusal": "refusal rate",
+            "judge_score": "judge (1-5)",
+        }
         keys = [k for k in names if k in a]
-        lines += ["| " + " | ".join(names[k] for k in keys) + " |", "|" + " ---: |" * len(keys),
-                  "| " + " | ".join("-" if a[k] is None else f"{a[k]:.3f}" for k in keys) + " |", ""]
+        lines += [
+            "| " + " | ".join(names[k] for k in keys) + " |",
+            "|" + " ---: |" * len(keys),
+            "| " + " | ".join("-" if a[k] is None else f"{a[k]:.3f}" for k in keys) + " |",
+            "",
+        ]
     return lines
 
 
@@ -127,9 +169,13 @@ def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
     with (out_dir / "rows.jsonl").open("w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    lines = [f"# Evaluation: {meta['dataset']}", "",
-             f"{len(rows)} questions, index `{meta['index']}`, mode {meta['mode']}, {meta['seconds']:.0f} s, "
-             f"{report['failures']} failed (see rows.jsonl).", ""]
+    lines = [
+        f"# Evaluation: {meta['dataset']}",
+        "",
+        f"{len(rows)} questions, index `{meta['index']}`, mode {meta['mode']}, {meta['seconds']:.0f} s, "
+        f"{report['failures']} failed (see rows.jsonl).",
+        "",
+    ]
     lines += _table("All questions", report["overall"])
     for group in ("by_split", "by_question_type", "by_chunk_type"):
         for name, summary in report[group].items():

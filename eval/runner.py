@@ -14,13 +14,13 @@ import ray
 from eval.datasets import Question
 from ingest.cluster import pool_size
 from rag.answering import local_pipeline
-from rag.types import AnswerRequest
 from rag.config import Settings
+from rag.devices import set_cpu_threads
 from rag.engines import load_engine
 from rag.filters import parse_filters
-from rag.devices import set_cpu_threads
 from rag.ray_runtime import ensure_ray
 from rag.search import Searcher
+from rag.types import AnswerRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,16 @@ RETRIEVE_K = 10  # enough for recall@10; the answer is generated from the first 
 class EvalActor:
     """Holds the searcher and the LLM; retrieves a batch of questions in each mode and answers them from one."""
 
-    def __init__(self, index_dir: str, settings_json: str, kinds: list[str], answer_kind: str, generate: bool,
-                 gpu_fraction: float, num_cpus: float):
+    def __init__(
+        self,
+        index_dir: str,
+        settings_json: str,
+        kinds: list[str],
+        answer_kind: str,
+        generate: bool,
+        gpu_fraction: float,
+        num_cpus: float,
+    ):
         set_cpu_threads(num_cpus)
         self.settings = Settings.model_validate_json(settings_json)
         self.searcher = Searcher.from_index_dir(index_dir, self.settings, gpu_fraction=gpu_fraction)
@@ -40,12 +48,21 @@ class EvalActor:
         self.kinds, self.answer_kind = kinds, answer_kind
 
     def __call__(self, batch: dict) -> dict:
-        out: dict[str, list] = {"id": list(batch["id"]), "retrieved": [], "filters": [], "answer": [], "error": [],
-                                "retrieve_s": [], "generate_s": []}
-        for question, filters in zip(batch["question"], batch["filters"]):
+        out: dict[str, list] = {
+            "id": list(batch["id"]),
+            "retrieved": [],
+            "filters": [],
+            "answer": [],
+            "error": [],
+            "retrieve_s": [],
+            "generate_s": [],
+        }
+        for question, filters in zip(batch["question"], batch["filters"], strict=True):
             started = time.perf_counter()
             filters = parse_filters(json.loads(filters))
-            found = {kind: self.searcher.search(question, RETRIEVE_K, filters=filters, mode=kind) for kind in self.kinds}
+            found = {
+                kind: self.searcher.search(question, RETRIEVE_K, filters=filters, mode=kind) for kind in self.kinds
+            }
             out["retrieve_s"].append((time.perf_counter() - started) / len(self.kinds))
             out["retrieved"].append({k: [asdict(c) for c in f.chunks] for k, f in found.items()})
             # JSON: Arrow would merge the rows' filter objects into one struct, adding every field to every row.
@@ -53,10 +70,16 @@ class EvalActor:
             answer, error, gen_started = "", "", time.perf_counter()
             if self.pipeline is not None:
                 top = found[self.answer_kind]
-                request = AnswerRequest(question, top_k=self.settings.serve.top_k, max_tokens=self.settings.llm.max_new_tokens,
-                                        filters=filters)
+                request = AnswerRequest(
+                    question,
+                    top_k=self.settings.serve.top_k,
+                    max_tokens=self.settings.llm.max_new_tokens,
+                    filters=filters,
+                )
                 try:
-                    answer = asyncio.run(self.pipeline.answer(request, replace(top, chunks=top.chunks[: request.top_k]))).text
+                    answer = asyncio.run(
+                        self.pipeline.answer(request, replace(top, chunks=top.chunks[: request.top_k]))
+                    ).text
                 except Exception as err:  # one failed question is a recorded row, not a failed run
                     error = f"{type(err).__name__}: {err}"
             out["answer"].append(answer)
@@ -65,17 +88,30 @@ class EvalActor:
         return out
 
 
-def run_batch(questions: Sequence[Question], index_dir: str, settings: Settings, kinds: list[str],
-              answer_kind: str, generate: bool) -> list[dict]:
+def run_batch(
+    questions: Sequence[Question],
+    index_dir: str,
+    settings: Settings,
+    kinds: list[str],
+    answer_kind: str,
+    generate: bool,
+) -> list[dict]:
     """Every question through retrieval (each kind) and generation, as a Ray Data job over an actor pool."""
     ensure_ray(settings.ray)
     pool = settings.ingest.embed
-    ds = ray.data.from_items([{"id": q.id, "question": q.question, "filters": json.dumps(q.filters)} for q in questions])
+    ds = ray.data.from_items(
+        [{"id": q.id, "question": q.question, "filters": json.dumps(q.filters)} for q in questions]
+    )
     ds = ds.map_batches(
         EvalActor,
         fn_constructor_kwargs={
-            "index_dir": str(index_dir), "settings_json": settings.model_dump_json(), "kinds": kinds,
-            "answer_kind": answer_kind, "generate": generate, "gpu_fraction": pool.num_gpus, "num_cpus": pool.num_cpus,
+            "index_dir": str(index_dir),
+            "settings_json": settings.model_dump_json(),
+            "kinds": kinds,
+            "answer_kind": answer_kind,
+            "generate": generate,
+            "gpu_fraction": pool.num_gpus,
+            "num_cpus": pool.num_cpus,
         },
         compute=ray.data.ActorPoolStrategy(size=pool_size(pool, ray.cluster_resources())),
         batch_size=8,
@@ -89,19 +125,28 @@ def run_batch(questions: Sequence[Question], index_dir: str, settings: Settings,
 async def _ask(http, url: str, q: Question, k: int, headers: dict) -> dict:
     started = time.perf_counter()
     try:
-        r = await http.post(f"{url}/query", json={"question": q.question, "top_k": k, "filters": q.filters}, headers=headers)
+        r = await http.post(
+            f"{url}/query", json={"question": q.question, "top_k": k, "filters": q.filters}, headers=headers
+        )
     except Exception as err:
         return {"id": q.id, "error": f"{type(err).__name__}: {err}", "latency_s": time.perf_counter() - started}
     latency = time.perf_counter() - started
     if r.status_code != 200:
         return {"id": q.id, "error": f"HTTP {r.status_code}: {r.text[:200]}", "latency_s": latency}
     data = r.json()
-    retrieved = [{"file": c["file"], "page": c["page"], "score": c["score"], "text": c["text"]}
-                 for c in sorted(data["citations"], key=lambda c: c["index"])]
+    retrieved = [
+        {"file": c["file"], "page": c["page"], "score": c["score"], "text": c["text"]}
+        for c in sorted(data["citations"], key=lambda c: c["index"])
+    ]
     return {
-        "id": q.id, "error": "", "answer": data["answer"], "retrieved": {data["retrieval"]["mode"]: retrieved},
-        "filters": data["retrieval"]["filters"], "latency_s": latency,
-        "retrieve_s": data["timings"]["retrieve_ms"] / 1000, "generate_s": data["timings"]["generate_ms"] / 1000,
+        "id": q.id,
+        "error": "",
+        "answer": data["answer"],
+        "retrieved": {data["retrieval"]["mode"]: retrieved},
+        "filters": data["retrieval"]["filters"],
+        "latency_s": latency,
+        "retrieve_s": data["timings"]["retrieve_ms"] / 1000,
+        "generate_s": data["timings"]["generate_ms"] / 1000,
     }
 
 
@@ -119,6 +164,7 @@ def run_online(questions: Sequence[Question], url: str, concurrency: int, api_ke
         limit = asyncio.Semaphore(concurrency)
         done = 0
         async with httpx.AsyncClient(timeout=600) as http:
+
             async def one(q: Question) -> dict:
                 nonlocal done
                 async with limit:
@@ -127,6 +173,7 @@ def run_online(questions: Sequence[Question], url: str, concurrency: int, api_ke
                 if done % 10 == 0 or done == len(questions):
                     log.info("online eval: %d/%d questions answered", done, len(questions))
                 return row
+
             return await asyncio.gather(*(one(q) for q in questions))
 
     return asyncio.run(main())

@@ -14,8 +14,11 @@ K_VALUES = (1, 3, 5, 10)
 # Words and numbers, and each Han character on its own (Chinese answers are scored by characters, as CMRC does)
 _TOKEN = re.compile(rf"{LATIN_WORD}|[{HAN_CHARS}]")
 _NUMBER = re.compile(r"(?<![\w.])\$?\(?-?\d[\d,]*(?:\.\d+)?%?")
-_REFUSAL = re.compile(r"\b(i (do not|don't) know|not (mentioned|provided|available) in|cannot (find|answer)|no information)\b"
-                      r"|不知道|无法回答|没有(?:提到|提及|相关信息)", re.I)
+_REFUSAL = re.compile(
+    r"\b(i (do not|don't) know|not (mentioned|provided|available) in|cannot (find|answer)|no information)\b"
+    r"|不知道|无法回答|没有(?:提到|提及|相关信息)",
+    re.I,
+)
 
 
 # The gold answers' own source block ("SOURCE(S): 2023 Q3 AAPL.pdf") and file names: the service's source list is

@@ -40,13 +40,21 @@ def sweep_points(spec: dict) -> list[tuple[str, dict]]:
     grid: dict[str, list] = spec.get("grid") or {}
     varied = [k for k, values in grid.items() if len(values) > 1] or list(grid)[:1]
     for values in itertools.product(*grid.values()) if grid else ():
-        point = dict(zip(grid, values))  # named by the keys that vary; the rest are the same for every point
+        point = dict(
+            zip(grid, values, strict=True)
+        )  # named by the keys that vary; the rest are the same for every point
         points.append((", ".join(f"{k.split('.')[-1]}={point[k]}" for k in varied), point))
     return points
 
 
-def run_sweep(sweep_file: str | Path, dataset: str | Path, out_dir: str | Path, config: str | Path | None,
-              overrides: list[str], limit: int | None = None) -> list[dict]:
+def run_sweep(
+    sweep_file: str | Path,
+    dataset: str | Path,
+    out_dir: str | Path,
+    config: str | Path | None,
+    overrides: list[str],
+    limit: int | None = None,
+) -> list[dict]:
     spec = yaml.safe_load(Path(sweep_file).read_text()) or {}
     points = sweep_points(spec)
     if "docs" not in spec or not points:
@@ -60,8 +68,16 @@ def run_sweep(sweep_file: str | Path, dataset: str | Path, out_dir: str | Path, 
             run_ingest(spec["docs"], index_dir, settings)
         mode = settings.retrieval.mode
         folder = "".join(c if c.isalnum() or c in "=.-" else "_" for c in name)
-        report = run_eval(dataset, index_dir, out_dir / "points" / folder, settings, kinds=(mode,),
-                          answer_kind=mode, generate=bool(spec.get("generate", False)), limit=limit)
+        report = run_eval(
+            dataset,
+            index_dir,
+            out_dir / "points" / folder,
+            settings,
+            kinds=(mode,),
+            answer_kind=mode,
+            generate=bool(spec.get("generate", False)),
+            limit=limit,
+        )
         row = {"point": name, **point, "index": index_dir.name}
         for split in SPLITS:
             scores = report["by_split"].get(split, {}).get("retrieval", {}).get(mode, {})
@@ -76,11 +92,22 @@ def run_sweep(sweep_file: str | Path, dataset: str | Path, out_dir: str | Path, 
 def _write(out_dir: Path, rows: list[dict]) -> None:
     (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
     columns = ["point"] + [c for c in rows[0] if c.startswith(SPLITS)] + (["token_f1"] if "token_f1" in rows[0] else [])
-    lines = ["# Sweep", "", "Defaults are chosen on `dev`; `test` is held back.", "",
-             "| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1)]
+    lines = [
+        "# Sweep",
+        "",
+        "Defaults are chosen on `dev`; `test` is held back.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * (len(columns) - 1),
+    ]
     for r in rows:
-        lines.append("| " + " | ".join("-" if r.get(c) is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
-                                       for c in columns) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                "-" if r.get(c) is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns
+            )
+            + " |"
+        )
     lines += ["", "![sweep](sweep.png)", ""]
     (out_dir / "sweep.md").write_text("\n".join(lines))
 
@@ -89,7 +116,10 @@ def _write(out_dir: Path, rows: list[dict]) -> None:
         # Page-level figures where the questions have gold pages: file-level ones are then often the same everywhere.
         pages = any(r.get("dev page_hit@5") is not None for r in rows)
         shown = ("page_hit@5", "page_mrr") if pages else ("recall@5", "mrr")
-        bars = [(f"{s} {m}", offset) for (s, m), offset in zip(itertools.product(SPLITS, shown), (-0.3, -0.1, 0.1, 0.3))]
+        bars = [
+            (f"{s} {m}", offset)
+            for (s, m), offset in zip(itertools.product(SPLITS, shown), (-0.3, -0.1, 0.1, 0.3), strict=True)
+        ]
         for label, offset in bars:
             ax.bar([x + offset for x in xs], [r.get(label) or 0 for r in rows], width=0.2, label=label)
         ax.set_xticks(list(xs), [r["point"].replace(", ", "\n").replace(" + ", "\n+ ") for r in rows], fontsize=7)

@@ -145,8 +145,10 @@ class RunWatch(Periodic):
         resources = alive_resources()
         cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
         if cpus < cpus_needed(self.settings) or gpus < gpus_needed(self.settings):
-            return ClusterShrank(f"the cluster now has {cpus:g} CPUs and {gpus:g} GPUs, the pool needs "
-                                 f"{cpus_needed(self.settings):g} and {gpus_needed(self.settings):g}")
+            return ClusterShrank(
+                f"the cluster now has {cpus:g} CPUs and {gpus:g} GPUs, the pool needs "
+                f"{cpus_needed(self.settings):g} and {gpus_needed(self.settings):g}"
+            )
         return None
 
 

@@ -1,4 +1,5 @@
-"""Who a document is about: the registrant's name, chosen from candidates found in several places, its aliases and ticker.
+"""Who a document is about: the registrant's name, chosen from candidates found in several places, its aliases and
+ticker.
 
 No list of companies is consulted. Candidates come from where filings and releases say who they are:
 the line above "(Exact name of registrant as specified in its charter)" (or the row of a cover's
@@ -23,34 +24,56 @@ from rag.filters import LEGAL_SUFFIXES, company_key
 from rag.languages import HAN_CHARS, has_han
 
 # Words that open a sentence ("Although the Company ...") and so never a name.
-STOPWORDS = set(STOPWORDS_EN_PLUS) | {"although", "while", "whether", "because", "unless", "since", "some", "certain",
-                                     "such", "other", "each", "any", "all"}
+STOPWORDS = set(STOPWORDS_EN_PLUS) | {
+    "although",
+    "while",
+    "whether",
+    "because",
+    "unless",
+    "since",
+    "some",
+    "certain",
+    "such",
+    "other",
+    "each",
+    "any",
+    "all",
+}
 
 # Source weights: how sure each place is to name the registrant, the caption surest.
 _CAPTION, _TABLE_ROW, _SIGNATURE, _CERTIFICATION, _HEADLINE, _LISTING, _INFO, _SUFFIXED = 6, 5, 3, 2, 4, 3, 2, 1
 _RUNNER_UP_SHARE = 0.5  # a second company scoring at least this share of the best is kept as an alias
 
-_SUFFIX = (r"(?:Inc\.?|Incorporated(?!\s+by\b)|Corporation|Corp\.?|Company|Co\.|plc|PLC|Ltd\.?|Limited|L\.?P\.|LLC|N\.V\.|"
-           r"S\.A\.|AG|SE|Holdings,?\s+Inc\.?|Limited\s+Partnership)")
+_SUFFIX = (
+    r"(?:Inc\.?|Incorporated(?!\s+by\b)|Corporation|Corp\.?|Company|Co\.|plc|PLC|Ltd\.?|Limited|L\.?P\.|LLC|N\.V\.|"
+    r"S\.A\.|AG|SE|Holdings,?\s+Inc\.?|Limited\s+Partnership)"
+)
 _NAME_WORD = r"(?:[A-Z][\w&.'’-]*|&|and|of|the|de)"
 # A name ending in a legal suffix: "Apple Inc.", "PG&E CORPORATION", "salesforce.com, inc." (case-insensitive suffix).
 _SUFFIXED_NAME = re.compile(rf"(?<![\w&.'’-])((?:{_NAME_WORD}[ \t]+){{0,5}}{_NAME_WORD},?[ \t]+{_SUFFIX})(?![\w])")
 _SUFFIXED_NAME_ANY_CASE = re.compile(rf"((?:[\w&.'’-]+[ \t]+){{0,4}}[\w&.'’-]+,?[ \t]+{_SUFFIX})(?![\w])", re.I)
 # A Chinese name ends in its legal form and starts a line or follows punctuation: 苹果股份有限公司, 华为技术有限公司
 _HAN_SUFFIXED_NAME = re.compile(
-    rf"(?:^|(?<=[\s，。；：:、“”（）()《》]))([{HAN_CHARS}]{{2,12}}?(?:股份有限公司|有限责任公司|有限公司|集团))", re.M)
+    rf"(?:^|(?<=[\s，。；：:、“”（）()《》]))([{HAN_CHARS}]{{2,12}}?(?:股份有限公司|有限责任公司|有限公司|集团))", re.M
+)
 _CAPTION_RE = re.compile(r"\(?\s*exact\s+name\s+of\s+(?:the\s+)?registrants?\b[^)\n]*\)?", re.I)
 _CERTIFICATION_RE = re.compile(
     r"report\s+on\s+form\s+10-?[QK]\s+(?:\([^)]*\)\s+)?of\s+(.{3,90}?)(?=\s+for\s+the|\s*[;(“\"]|,\s+(?:a|an|the)\s|\s*$)",
-    re.I | re.M)
+    re.I | re.M,
+)
 _REGISTRANT_LABEL = re.compile(r"^(.{2,90}?)\s*\(\s*(?:the\s+)?registrant\s*\)", re.I)
 _HEADLINE_RE = re.compile(r"^\s*(.{2,60}?)\s+(?:Reports|Announces|Posts|Delivers|Reported|Releases)\b", re.M)
-_LISTING_RE = re.compile(r"(?<![\w&.'’-])([A-Za-z][\w&.'’-]*(?:\s+[A-Z][\w&.'’-]*){0,4})\s*\(\s*(?:NYSE|NASDAQ|Nasdaq|NYSE\s+American)"
-                         r"(?:\s*/\s*\w+)?\s*:\s*([A-Z]{1,5}(?:\.[A-Z])?)\s*\)")
+_LISTING_RE = re.compile(
+    r"(?<![\w&.'’-])([A-Za-z][\w&.'’-]*(?:\s+[A-Z][\w&.'’-]*){0,4})\s*\(\s*(?:NYSE|NASDAQ|Nasdaq|NYSE\s+American)"
+    r"(?:\s*/\s*\w+)?\s*:\s*([A-Z]{1,5}(?:\.[A-Z])?)\s*\)"
+)
 _FORMER_RE = re.compile(r"\b(?:formerly(?:\s+known\s+as)?|f/k/a)\s+([A-Z][\w&.,'’ -]{2,60}?)(?=[)\n;]|\s+\()")
-_RENAMED_RE = re.compile(r"changed\s+(?:its|our|the\s+company['’]s)\s+(?:legal\s+|corporate\s+)?name\s+from\s+(.{2,60}?)\s+to\s+",
-                         re.I)
-_RELEASE_LABEL = re.compile(r"^(?:exhibit\s+[\d.]+\s+)?(?:news\s+release|press\s+release|for\s+immediate\s+release)\s*", re.I)
+_RENAMED_RE = re.compile(
+    r"changed\s+(?:its|our|the\s+company['’]s)\s+(?:legal\s+|corporate\s+)?name\s+from\s+(.{2,60}?)\s+to\s+", re.I
+)
+_RELEASE_LABEL = re.compile(
+    r"^(?:exhibit\s+[\d.]+\s+)?(?:news\s+release|press\s+release|for\s+immediate\s+release)\s*", re.I
+)
 _UNMAPPED = re.compile(r"[\x00-\x08\ufffd]")
 # Words that join the capitalised words of a name ("Bank of America", "PG&E and ...").
 _NAME_JOINERS = {"and", "of", "the", "de", "&", "for", "du", "la"}
@@ -62,26 +85,138 @@ _JUNK_WORDS = re.compile(
     r"address|zip code|area code|securities|exchange act|pursuant|report|form\s+10|form\s+8|indicate|check mark|"
     r"filer|number|page|table of contents|see|note|our|we|this|its|which|that|certify|date|event|reported|earliest|"
     r"officer|president|director|chief|stock exchange|nasdaq|file|specified|charter)\b",
-    re.I)
+    re.I,
+)
 # Jurisdictions that stand in the cells beside a registrant's name.
 _JURISDICTIONS = {
-    "alabama", "alaska", "arizona", "arkansas", "california", "colorado", "connecticut", "delaware", "florida",
-    "georgia", "hawaii", "idaho", "illinois", "indiana", "iowa", "kansas", "kentucky", "louisiana", "maine",
-    "maryland", "massachusetts", "michigan", "minnesota", "mississippi", "missouri", "montana", "nebraska", "nevada",
-    "new hampshire", "new jersey", "new mexico", "new york", "north carolina", "north dakota", "ohio", "oklahoma",
-    "oregon", "pennsylvania", "rhode island", "south carolina", "south dakota", "tennessee", "texas", "utah",
-    "vermont", "virginia", "washington", "west virginia", "wisconsin", "wyoming", "puerto rico", "bermuda",
-    "cayman islands", "ireland", "england and wales", "the netherlands", "netherlands", "united kingdom",
-    "british columbia", "ontario", "canada", "jersey", "switzerland", "luxembourg",
+    "alabama",
+    "alaska",
+    "arizona",
+    "arkansas",
+    "california",
+    "colorado",
+    "connecticut",
+    "delaware",
+    "florida",
+    "georgia",
+    "hawaii",
+    "idaho",
+    "illinois",
+    "indiana",
+    "iowa",
+    "kansas",
+    "kentucky",
+    "louisiana",
+    "maine",
+    "maryland",
+    "massachusetts",
+    "michigan",
+    "minnesota",
+    "mississippi",
+    "missouri",
+    "montana",
+    "nebraska",
+    "nevada",
+    "new hampshire",
+    "new jersey",
+    "new mexico",
+    "new york",
+    "north carolina",
+    "north dakota",
+    "ohio",
+    "oklahoma",
+    "oregon",
+    "pennsylvania",
+    "rhode island",
+    "south carolina",
+    "south dakota",
+    "tennessee",
+    "texas",
+    "utah",
+    "vermont",
+    "virginia",
+    "washington",
+    "west virginia",
+    "wisconsin",
+    "wyoming",
+    "puerto rico",
+    "bermuda",
+    "cayman islands",
+    "ireland",
+    "england and wales",
+    "the netherlands",
+    "netherlands",
+    "united kingdom",
+    "british columbia",
+    "ontario",
+    "canada",
+    "jersey",
+    "switzerland",
+    "luxembourg",
 }
-_JURISDICTION_TAIL = re.compile(r"\s+(?:" + "|".join(sorted((re.escape(j) for j in _JURISDICTIONS), key=len,
-                                                           reverse=True)) + r")\s*$", re.I)
+_JURISDICTION_TAIL = re.compile(
+    r"\s+(?:" + "|".join(sorted((re.escape(j) for j in _JURISDICTIONS), key=len, reverse=True)) + r")\s*$", re.I
+)
 # Upper-case words in a trading-symbol table that are not symbols.
 _NOT_TICKERS = {
-    "LLC", "INC", "NYSE", "NASDAQ", "THE", "ARCA", "CBOE", "N", "A", "NA", "LP", "PLC", "AG", "SA", "NV", "USD", "I",
-    "II", "III", "NONE", "TO", "OF", "ON", "OR", "PAR", "EACH", "CLASS", "VALUE", "AND", "PER", "SHARE", "NOTES", "DUE",
-    "LLC", "CORP", "CO", "GLOBAL", "SELECT", "MARKET", "STOCK", "EXCHANGE", "COMMON", "NAME", "TITLE", "SYMBOL",
-    "SYMBOLS", "TRADING", "REGISTERED", "WHICH", "NOT", "APPLICABLE", "BY", "IS", "AS", "AT", "IN", "BE", "NO", "YES",
+    "LLC",
+    "INC",
+    "NYSE",
+    "NASDAQ",
+    "THE",
+    "ARCA",
+    "CBOE",
+    "N",
+    "A",
+    "NA",
+    "LP",
+    "PLC",
+    "AG",
+    "SA",
+    "NV",
+    "USD",
+    "I",
+    "II",
+    "III",
+    "NONE",
+    "TO",
+    "OF",
+    "ON",
+    "OR",
+    "PAR",
+    "EACH",
+    "CLASS",
+    "VALUE",
+    "AND",
+    "PER",
+    "SHARE",
+    "NOTES",
+    "DUE",
+    "CORP",
+    "CO",
+    "GLOBAL",
+    "SELECT",
+    "MARKET",
+    "STOCK",
+    "EXCHANGE",
+    "COMMON",
+    "NAME",
+    "TITLE",
+    "SYMBOL",
+    "SYMBOLS",
+    "TRADING",
+    "REGISTERED",
+    "WHICH",
+    "NOT",
+    "APPLICABLE",
+    "BY",
+    "IS",
+    "AS",
+    "AT",
+    "IN",
+    "BE",
+    "NO",
+    "YES",
 }
 _SYMBOL_HEADER = re.compile(r"trading\s+symbol", re.I)
 _SYMBOL_END = re.compile(r"indicate\s+by\s+check\s+mark", re.I)
@@ -105,7 +240,7 @@ def _clean(raw: str) -> str | None:
     name = re.sub(r"^[A-Z]\s+of\s+", "", _RELEASE_LABEL.sub("", name))  # "(Form 10-)K of Apple Inc."
     name = _CAPTION_RE.sub("", name)
     name = _FILE_NUMBER.sub("", name)
-    name = _FILE_NUMBER_TAIL.sub("", _IRS_NUMBER.sub(" ", name)).strip(" ,;:-–—()\"“”")
+    name = _FILE_NUMBER_TAIL.sub("", _IRS_NUMBER.sub(" ", name)).strip(' ,;:-–—()"“”')
     name = _JURISDICTION_TAIL.sub("", name).strip(" ,;:")
     letters = sum(c.isalpha() for c in name)
     if letters < 2 or len(name) > 90 or len(name.split()) > 9 or sum(c.isdigit() for c in name) > 2:
@@ -115,14 +250,14 @@ def _clean(raw: str) -> str | None:
         return None  # "If the Company", "Corporation": no name is left once sentence words and suffixes are gone
     words = [w for w in name.split() if w.lower().strip(".,") not in _NAME_JOINERS | LEGAL_SUFFIXES]
     capitalised = sum(w[0].isupper() or w[0].isdigit() or bool(re.match(r"[a-z]+\.com\b|[a-z][A-Z]", w)) for w in words)
-    if capitalised < 0.6 * len(words) or not (name[0].isupper() or re.match(r"[a-z]+\.com\b|[a-z][A-Z]",
-                                                                                          name)):
+    if capitalised < 0.6 * len(words) or not (name[0].isupper() or re.match(r"[a-z]+\.com\b|[a-z][A-Z]", name)):
         return None  # words of a sentence ("For the transition period"); lower-case names such as "eBay" still pass
     return name
 
 
 def _split_joint(name: str) -> list[str]:
-    """"PG&E CORPORATION AND PACIFIC GAS AND ELECTRIC COMPANY" names two registrants: split where a legal suffix ends."""
+    """ "PG&E CORPORATION AND PACIFIC GAS AND ELECTRIC COMPANY" names two registrants: split where a legal suffix
+    ends."""
     parts = re.split(r"\s+(?:and|&)\s+", name, flags=re.I)
     joined, current = [], []
     for part in parts:
@@ -182,7 +317,8 @@ def _signature_candidates(text: str) -> list[str]:
 
 
 def _ticker_from_table(cover: str) -> str | None:
-    """The symbol most rows of the cover's trading-symbol table list (the common stock's; notes repeat it or have none)."""
+    """The symbol most rows of the cover's trading-symbol table list (the common stock's; notes repeat it or have
+    none)."""
     header = _SYMBOL_HEADER.search(cover)
     if not header:
         return None
@@ -226,8 +362,12 @@ def find_registrant(cover: str, pages: list[str], info: list[str]) -> Registrant
             totals[key] += weight
             spellings[key][name] += weight
     # Only a name the document states as a registrant's (not one merely mentioned with a suffix) can be a runner-up.
-    stated = {company_key(n) for raw, w in scored if w > _SUFFIXED * 4 or w in (_CERTIFICATION, _SIGNATURE)
-              for n in _split_joint(raw)}
+    stated = {
+        company_key(n)
+        for raw, w in scored
+        if w > _SUFFIXED * 4 or w in (_CERTIFICATION, _SIGNATURE)
+        for n in _split_joint(raw)
+    }
     ticker = _ticker_from_table(cover) or next((t for n, t in listings if t not in _NOT_TICKERS), None)
     if not totals:
         return Registrant(None, [ticker] if ticker else [], ticker)
@@ -236,8 +376,9 @@ def find_registrant(cover: str, pages: list[str], info: list[str]) -> Registrant
     # The spelling most sources use, a mixed-case one before one in capitals ("Intel Corporation", not "INTEL ...").
     name = max(spellings[best].items(), key=lambda kv: (not kv[0].isupper(), kv[1]))[0]
     aliases = list(spellings[best])
-    aliases += [s for k in ranked[1:] if k in stated and totals[k] >= _RUNNER_UP_SHARE * totals[best]
-                for s in spellings[k]]
+    aliases += [
+        s for k in ranked[1:] if k in stated and totals[k] >= _RUNNER_UP_SHARE * totals[best] for s in spellings[k]
+    ]
     # Former names: where the cover says so, or the notes tell of a change of name.
     aliases += [n for n in (_clean(m.group(1)) for m in _FORMER_RE.finditer(cover)) if n]
     aliases += [n for n in (_clean(m.group(1)) for m in _RENAMED_RE.finditer(" ".join(text.split()))) if n]

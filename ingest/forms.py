@@ -26,22 +26,30 @@ _SEC = re.compile(r"securitiesandexchangecommission|pursuanttosection13or15\(d\)
 _COVER_CHARS = 1500  # a cover's form line is in its first lines; later "Form 10-Q" mentions are references
 _RELEASE = re.compile(
     r"\b(?:reports|announces|posts|delivers|reported)\b[^\n]{0,80}?\b(?:results|earnings)\b|"
-    r"\b(?:news|press)\s+release\b|\bfor\s+immediate\s+release\b", re.I)
+    r"\b(?:news|press)\s+release\b|\bfor\s+immediate\s+release\b",
+    re.I,
+)
 _ANNUAL_REPORT = re.compile(r"\bannual\s+report\b|(?<!半)年度报告", re.I)
 _QUARTERLY_REPORT = re.compile(r"季度报告")  # Chinese listed companies' reports: 2023年第三季度报告
 _PERIOD = re.compile(
-    r"for\s+the\s+(?:quarterly\s+period|fiscal\s+year|fiscal\s+quarter|period|year|quarter)\s+ended:?\s*" + DATE.pattern,
-    re.I)
+    r"for\s+the\s+(?:quarterly\s+period|fiscal\s+year|fiscal\s+quarter|period|year|quarter)\s+ended:?\s*"
+    + DATE.pattern,
+    re.I,
+)
 _SQUEEZED_PERIOD = re.compile(
     r"forthe(?:quarterlyperiod|fiscalyear|fiscalquarter|period|year|quarter)ended:?([A-Za-z]{3,9})\.?(\d{1,2}),?"
-    r"(" + YEAR + r")", re.I)
+    r"(" + YEAR + r")",
+    re.I,
+)
 _REPORT_DATE = re.compile(r"date\s+of\s+report", re.I)
 _QUARTER_ENDED = re.compile(r"quarter\b[^.\n]{0,40}?\bended\s+" + DATE.pattern, re.I)
 # "The Company's fiscal year ends on January 31", "fiscal year ends on the last Saturday of September",
 # "... Form 10-K for the fiscal year ended September 24, 2022": the month a filer's year ends in.
 _YEAR_END = re.compile(
     r"fiscal\s+year\s+(?:ends?|ending|ended)\s+(?:on\s+)?(?:the\s+last\s+\w+\s+(?:of|in)\s+)?([A-Za-z]{3,9})\b\.?"
-    r"(?:\s+(\d{1,2}))?", re.I)
+    r"(?:\s+(\d{1,2}))?",
+    re.I,
+)
 _YEAR_OF_REPORT = re.compile(r"\b(" + YEAR + r")\s+annual\s+report\b|\bannual\s+report\s+(" + YEAR + r")\b", re.I)
 # A fiscal year ending this early in January is a 52/53-week year named for the December before.
 _EARLY_JANUARY_DAYS = 7

@@ -15,18 +15,38 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ingest.cluster import ClusterShrank, PoolDoesNotFit, RunWatch, alive_resources, check_fits, \
-    cpus_needed, fit_pool, sized_for, sized_pool
+from ingest.cluster import (
+    ClusterShrank,
+    PoolDoesNotFit,
+    RunWatch,
+    alive_resources,
+    check_fits,
+    cpus_needed,
+    fit_pool,
+    sized_for,
+    sized_pool,
+)
 from ingest.languages import embedding_for
 from ingest.metadata_extraction import read_sidecar
-from ingest.progress import Progress, ProgressPoller, start_counter
 from ingest.planning import Plan, SourceFile, discover, fingerprint, plan_run, unusable_entries
+from ingest.progress import Progress, ProgressPoller, start_counter
 from rag.clock import utc_now
 from rag.config import Settings
 from rag.doc_metadata import FIELDS
 from rag.index import build_index
-from rag.index_files import CHUNK_COLUMNS, EmbedWorker, EmbeddingInfo, FileEntry, IndexInfo, Manifest, RunStats, \
-    read_chunks, read_manifest, read_vectors, write_version
+from rag.index_files import (
+    CHUNK_COLUMNS,
+    EmbeddingInfo,
+    EmbedWorker,
+    FileEntry,
+    IndexInfo,
+    Manifest,
+    RunStats,
+    read_chunks,
+    read_manifest,
+    read_vectors,
+    write_version,
+)
 from rag.ray_runtime import ensure_ray, first_line
 from rag.versions import VERSIONS, IndexDir, NoIndex
 
@@ -84,8 +104,10 @@ def _refuse_strangers(index: IndexDir) -> None:
         return
     strangers = [p.name for p in index.root.iterdir() if p.name != VERSIONS and not p.name.startswith(".")]
     if strangers:
-        raise IngestError(f"{index.root} holds no index but other files ({', '.join(sorted(strangers)[:3])}): "
-                          "refusing to write an index among them")
+        raise IngestError(
+            f"{index.root} holds no index but other files ({', '.join(sorted(strangers)[:3])}): "
+            "refusing to write an index among them"
+        )
 
 
 def _load_previous(index: IndexDir) -> Previous | None:
@@ -94,16 +116,18 @@ def _load_previous(index: IndexDir) -> Previous | None:
     except NoIndex:
         return None
     try:
-        return Previous(
-            read_manifest(version.path), read_chunks(version.path), read_vectors(version.path)
-        )
+        return Previous(read_manifest(version.path), read_chunks(version.path), read_vectors(version.path))
     except Exception as err:  # an unreadable old index costs a full re-embed, not the run
         log.warning("previous index version %s is unreadable (%s); re-ingesting everything", version.path, err)
         return None
 
 
-def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict],
-                 progress: Callable[[Progress], None] | None = None) -> PipelineOutput:
+def run_pipeline(
+    files: list[SourceFile],
+    settings: Settings,
+    sidecar: dict[str, dict],
+    progress: Callable[[Progress], None] | None = None,
+) -> PipelineOutput:
     """The pipeline's output over ``files``. A cluster that loses nodes mid-run gets the run again with a pool
     fitted to what is left (up to MAX_ATTEMPTS); a run that cannot fit or stalls ends in IngestError."""
     ensure_ray(settings.ray)  # first: it sets up Ray Data's logging, read when Ray Data is imported
@@ -121,22 +145,32 @@ def run_pipeline(files: list[SourceFile], settings: Settings, sidecar: dict[str,
             return _run_once(files, settings, sidecar, progress)
         except ClusterShrank as err:
             if attempt == MAX_ATTEMPTS:
-                raise IngestError(f"{err}: the cluster kept losing resources, gave up after {attempt} runs of the "
-                                  "pipeline", retryable=True) from None
+                raise IngestError(
+                    f"{err}: the cluster kept losing resources, gave up after {attempt} runs of the pipeline",
+                    retryable=True,
+                ) from None
             try:
                 settings = fit_pool(settings, alive_resources())
             except PoolDoesNotFit as no_fit:
                 raise IngestError(f"{err}, and {no_fit}", retryable=True) from None
             attempt += 1
-            log.warning("%s: running the pipeline again with %d embedding actors (attempt %d of %d)",
-                        err, settings.ingest.embed.actors, attempt, MAX_ATTEMPTS)
+            log.warning(
+                "%s: running the pipeline again with %d embedding actors (attempt %d of %d)",
+                err,
+                settings.ingest.embed.actors,
+                attempt,
+                MAX_ATTEMPTS,
+            )
         except ExecutionTimeoutError as err:
-            raise IngestError(f"the ingestion stalled (ingest.stall_timeout_s {settings.ingest.stall_timeout_s:g}): "
-                              f"{err}", retryable=True) from None
+            raise IngestError(
+                f"the ingestion stalled (ingest.stall_timeout_s {settings.ingest.stall_timeout_s:g}): {err}",
+                retryable=True,
+            ) from None
 
 
-def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict],
-              progress: Callable[[Progress], None] | None) -> PipelineOutput:
+def _run_once(
+    files: list[SourceFile], settings: Settings, sidecar: dict[str, dict], progress: Callable[[Progress], None] | None
+) -> PipelineOutput:
     import ray
 
     from ingest.pipeline import build_dataset
@@ -145,8 +179,13 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
     vectors: list[np.ndarray] = []
     out = PipelineOutput(pd.DataFrame(), None)
     pool = settings.ingest.embed
-    log.info("running the pipeline over %d files: %d embedding actors x %g CPUs%s", len(files), pool.actors,
-             pool.num_cpus, f", at most {settings.ingest.max_cpus:g} CPUs in all" if settings.ingest.max_cpus else "")
+    log.info(
+        "running the pipeline over %d files: %d embedding actors x %g CPUs%s",
+        len(files),
+        pool.actors,
+        pool.num_cpus,
+        f", at most {settings.ingest.max_cpus:g} CPUs in all" if settings.ingest.max_cpus else "",
+    )
     counter = start_counter()
     dataset = build_dataset(files, settings, sidecar, counter)
     poller = ProgressPoller(counter, len(files), sum(f.size_bytes for f in files), progress or (lambda _: None))
@@ -161,8 +200,9 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
                 # The actors' own error (a model path that does not exist, out of GPU memory) in one line; retryable
                 # because a service's job cannot tell a setting that is wrong from memory that frees up.
                 model = settings.embedding.model
-                raise IngestError(f"the embedding actors could not load {model!r}: {first_line(err)}",
-                                  retryable=True) from None
+                raise IngestError(
+                    f"the embedding actors could not load {model!r}: {first_line(err)}", retryable=True
+                ) from None
             if cpus_needed(settings) > alive_resources().get("CPU", 0):
                 raise ClusterShrank(f"the execution failed ({type(err).__name__}) and the cluster lost CPUs") from err
             raise
@@ -178,24 +218,28 @@ def _run_once(files: list[SourceFile], settings: Settings, sidecar: dict[str, di
 
 
 def _collect(batch: dict[str, np.ndarray], out: PipelineOutput, columns: dict[str, list], vectors: list) -> None:
-    """One batch of pipeline rows into ``out`` (pages, failures, notes, metadata, workers), ``columns`` and ``vectors``."""
-    for file, n_pages, note, meta, ocr in zip(batch["file"], batch["n_pages"], batch["note"], batch["metadata"],
-                                              batch["ocr"]):
+    """One batch of pipeline rows into ``out`` (pages, failures, notes, metadata, workers), ``columns`` and
+    ``vectors``."""
+    for file, n_pages, note, meta, ocr in zip(
+        batch["file"], batch["n_pages"], batch["note"], batch["metadata"], batch["ocr"], strict=True
+    ):
         out.pages[file] = int(n_pages)
         if note:
             out.notes[file] = note
         if file not in out.metadata:
             out.metadata[file] = {k: v for k, v in json.loads(meta).items() if v is not None}
             out.ocr[file] = json.loads(ocr)
-    for file, error in zip(batch["file"], batch["error"]):
+    for file, error in zip(batch["file"], batch["error"], strict=True):
         if error:
             out.failures[file] = error
     ok = batch["chunk_index"] >= 0
-    for worker, device, seconds in zip(batch["worker"][ok], batch["device"][ok], batch["embed_seconds"][ok]):
+    for worker, device, seconds in zip(
+        batch["worker"][ok], batch["device"][ok], batch["embed_seconds"][ok], strict=True
+    ):
         out.workers[(worker, device)] += 1
         out.busy[(worker, device)] += float(seconds)
     batch["chunk_id"] = np.array(
-        [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"])]
+        [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"], strict=True)]
     )
     for column in CHUNK_COLUMNS:
         if column not in FIELDS:
@@ -226,8 +270,13 @@ def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks:
     old = previous.manifest.entries() if previous else {}
     entries = []
     for src in plan.to_process:
-        base = {"file": src.file, "doc_hash": src.doc_hash, "size_bytes": src.size_bytes,
-                "overrides_hash": src.overrides_hash, "metadata": new.metadata.get(src.file, {})}
+        base = {
+            "file": src.file,
+            "doc_hash": src.doc_hash,
+            "size_bytes": src.size_bytes,
+            "overrides_hash": src.overrides_hash,
+            "metadata": new.metadata.get(src.file, {}),
+        }
         if src.file in new.failures:
             entries.append(FileEntry(**base, status="failed", reason=new.failures[src.file]))
         else:
@@ -246,13 +295,21 @@ def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks:
     for name in plan.missing:
         note = "source file is gone; its chunks stay until a run with --prune"
         entries.append(old[name].model_copy(update={"status": "skipped_unchanged", "note": note}))
-    entries += [FileEntry(file=name, status="failed", doc_hash="", size_bytes=0, reason=reason)
-                for name, reason in plan.unusable.items()]
+    entries += [
+        FileEntry(file=name, status="failed", doc_hash="", size_bytes=0, reason=reason)
+        for name, reason in plan.unusable.items()
+    ]
     return sorted(entries, key=lambda e: e.file)
 
 
-def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, prune: bool = False,
-               wait_s: float | None = 0, progress: Callable[[Progress], None] | None = None) -> IngestResult:
+def run_ingest(
+    docs_dir: str | Path,
+    index_dir: str | Path,
+    settings: Settings,
+    prune: bool = False,
+    wait_s: float | None = 0,
+    progress: Callable[[Progress], None] | None = None,
+) -> IngestResult:
     """Index ``docs_dir`` into a new version of ``index_dir``, reusing what did not change, and make it current.
 
     One ingestion writes an index at a time: ``wait_s`` is how long to wait for another (None: as long as it
@@ -286,8 +343,11 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
             len(plan.missing) + len(plan.pruned),
             "pruned" if prune else "kept",
         )
-        new = (run_pipeline(plan.to_process, settings, sidecar, progress) if plan.to_process
-               else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None))
+        new = (
+            run_pipeline(plan.to_process, settings, sidecar, progress)
+            if plan.to_process
+            else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None)
+        )
         dim = new.vectors.shape[1] if new.vectors is not None else _embedding_dim(settings, previous, fp)
         chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
         manifest, index = _finish(docs_dir, settings, fp, plan, previous, new, chunks, vectors, started)
@@ -298,8 +358,17 @@ def run_ingest(docs_dir: str | Path, index_dir: str | Path, settings: Settings, 
     return IngestResult(manifest, plan, version)
 
 
-def _finish(docs_dir: Path, settings: Settings, fp: str, plan: Plan, previous: Previous | None, new: PipelineOutput,
-            chunks: pd.DataFrame, vectors: np.ndarray, started: float) -> tuple[Manifest, faiss.Index]:
+def _finish(
+    docs_dir: Path,
+    settings: Settings,
+    fp: str,
+    plan: Plan,
+    previous: Previous | None,
+    new: PipelineOutput,
+    chunks: pd.DataFrame,
+    vectors: np.ndarray,
+    started: float,
+) -> tuple[Manifest, faiss.Index]:
     """The FAISS index over ``vectors`` and the manifest that describes the run."""
     index, built_on = build_index(vectors, settings.index)
     seconds = time.perf_counter() - started
@@ -310,8 +379,9 @@ def _finish(docs_dir: Path, settings: Settings, fp: str, plan: Plan, previous: P
         fingerprint=fp,
         # No secret is ever written out: the API key is left out (and would read as asterisks anyway).
         settings=settings.model_dump(mode="json", exclude={"ray": True, "serve": {"api_key"}}),
-        embedding=EmbeddingInfo(model=settings.embedding.model, dim=int(vectors.shape[1]),
-                                normalize=settings.embedding.normalize),
+        embedding=EmbeddingInfo(
+            model=settings.embedding.model, dim=int(vectors.shape[1]), normalize=settings.embedding.normalize
+        ),
         index=IndexInfo(kind=settings.index.kind, built_on=built_on, vectors=int(index.ntotal)),
         files=_entries(plan, previous, new, chunks),
         run=RunStats(

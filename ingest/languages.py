@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from ingest.planning import SourceFile
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from ingest.planning import SourceFile
 from rag.config import Settings
 from rag.languages import han_share
 

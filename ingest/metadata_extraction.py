@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from ingest.companies import find_registrant, text_lines
 from ingest.forms import ANNUAL_REPORT, read_period
 from ingest.pdf_pages import PdfInfo
-from rag.periods import YEAR, year
 from rag.doc_metadata import DocMetadata, validation_problems
+from rag.periods import YEAR, year
 
 SIDECAR_FILE = "metadata.jsonl"
 # Part of the index fingerprint: a change to what is extracted re-processes every file.
@@ -108,23 +108,34 @@ def metadata_pages(n_pages: int) -> list[int]:
 def _title(meta: DocMetadata, file: str, texts: list[str], info_title: str | None) -> str:
     if meta.company and meta.form:
         what = f"Form {meta.form}" if meta.form[0].isdigit() else meta.form
-        period = f", period ended {meta.period_end}" if meta.period_end else (
-            f", {meta.period_label()}" if meta.period_label() else "")
+        period = (
+            f", period ended {meta.period_end}"
+            if meta.period_end
+            else (f", {meta.period_label()}" if meta.period_label() else "")
+        )
         return f"{meta.company} {what}{period}"
     return _info_title(info_title) or _first_heading(texts) or Path(file).stem
 
 
-def extract_metadata(file: str, texts: list[str], info: PdfInfo | None = None, overrides: dict | None = None) -> DocMetadata:
+def extract_metadata(
+    file: str, texts: list[str], info: PdfInfo | None = None, overrides: dict | None = None
+) -> DocMetadata:
     """Metadata for one file from its page texts (only ``metadata_pages`` are read), its PDF info dictionary and the
     sidecar's entry (which wins over everything read)."""
     info = info or PdfInfo()
     pages = [texts[i] for i in metadata_pages(len(texts))]
     head = texts[:_HEAD_PAGES]
     period = read_period(head)
-    found: dict = {"form": period.form, "period_end": period.period_end, "fiscal_year": period.fiscal_year,
-                   "fiscal_quarter": period.fiscal_quarter}
+    found: dict = {
+        "form": period.form,
+        "period_end": period.period_end,
+        "fiscal_year": period.fiscal_year,
+        "fiscal_quarter": period.fiscal_quarter,
+    }
     if period.form:
-        registrant = find_registrant("\n".join(head[:_COVER_PAGES]), pages, [v for v in (info.title, info.subject) if v])
+        registrant = find_registrant(
+            "\n".join(head[:_COVER_PAGES]), pages, [v for v in (info.title, info.subject) if v]
+        )
         found.update(company=registrant.name, ticker=registrant.ticker, aliases=registrant.aliases or None)
     # The file name is a weak signal: it fills in a year or quarter the pages did not give, never overrides them.
     # A label that disagrees with the pages is kept as a period alias: questions written against the folder's own
@@ -135,7 +146,9 @@ def extract_metadata(file: str, texts: list[str], info: PdfInfo | None = None, o
     if found["fiscal_quarter"] is None and label.get("fiscal_year") == found["fiscal_year"]:
         found["fiscal_quarter"] = label.get("fiscal_quarter")
     if "fiscal_quarter" in label and (label["fiscal_year"], label["fiscal_quarter"]) != (
-            found["fiscal_year"], found["fiscal_quarter"]):
+        found["fiscal_year"],
+        found["fiscal_quarter"],
+    ):
         found["period_aliases"] = [f"{label['fiscal_year']} Q{label['fiscal_quarter']}"]
     if found["form"] and (found["form"].startswith("10-K") or found["form"] == ANNUAL_REPORT):
         found["fiscal_quarter"] = None
@@ -162,8 +175,10 @@ def _is_heading(line: str, ignore: set[str]) -> bool:
     if sum(c.isupper() for c in letters) / len(letters) > 0.9:
         return True
     # A short line in Title Case with no sentence punctuation ("Operating Expenses").
-    return len(words) <= 8 and not core.endswith((".", ",", ";")) and all(
-        w[0].isupper() for w in words if len(w) > 3 and w[0].isalpha()
+    return (
+        len(words) <= 8
+        and not core.endswith((".", ",", ";"))
+        and all(w[0].isupper() for w in words if len(w) > 3 and w[0].isalpha())
     )
 
 

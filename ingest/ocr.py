@@ -42,8 +42,9 @@ def _text(data: dict) -> tuple[str, float | None]:
     """Tesseract's words back into lines and paragraphs, with the mean confidence of its words."""
     lines: dict[tuple[int, int, int], list[str]] = {}
     confidences = []
-    for word, conf, block, par, line in zip(data["text"], data["conf"], data["block_num"], data["par_num"],
-                                            data["line_num"]):
+    for word, conf, block, par, line in zip(
+        data["text"], data["conf"], data["block_num"], data["par_num"], data["line_num"], strict=True
+    ):
         if float(conf) < 0 or not word.strip():  # -1: a layout element, not a word
             continue
         lines.setdefault((block, par, line), []).append(word)
@@ -70,7 +71,9 @@ def ocr_pages(source: Path | io.BytesIO, numbers: list[int], cfg: PdfConfig) -> 
     try:
         document = pypdfium2.PdfDocument(source.getvalue() if isinstance(source, io.BytesIO) else str(source))
     except Exception as err:  # pdfium is stricter than pypdf about some damaged files
-        return {}, [OcrPage(n + 1, error=f"no text layer; rendering failed: {type(err).__name__}: {err}") for n in numbers]
+        return {}, [
+            OcrPage(n + 1, error=f"no text layer; rendering failed: {type(err).__name__}: {err}") for n in numbers
+        ]
     texts, pages = {}, []
     try:
         for n in numbers:
@@ -84,8 +87,14 @@ def ocr_pages(source: Path | io.BytesIO, numbers: list[int], cfg: PdfConfig) -> 
             if not text.strip():
                 pages.append(OcrPage(n + 1, confidence, "OCR found no text (a blank or image-only page)"))
             elif confidence is not None and confidence < cfg.ocr_min_confidence:
-                pages.append(OcrPage(n + 1, round(confidence, 1), f"OCR confidence {confidence:.0f} is below "
-                                     f"pdf.ocr_min_confidence ({cfg.ocr_min_confidence:.0f}): text not indexed"))
+                pages.append(
+                    OcrPage(
+                        n + 1,
+                        round(confidence, 1),
+                        f"OCR confidence {confidence:.0f} is below "
+                        f"pdf.ocr_min_confidence ({cfg.ocr_min_confidence:.0f}): text not indexed",
+                    )
+                )
             else:
                 texts[n] = text
                 pages.append(OcrPage(n + 1, round(confidence, 1) if confidence is not None else None))

@@ -6,12 +6,11 @@ where pdf.extractor says so or pdfium cannot read the file as pypdf does."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import io
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pypdf
 from pypdf.errors import FileNotDecryptedError, LimitReachedError
@@ -81,14 +80,17 @@ def _rebuilt(path: Path) -> io.BytesIO:
     data = path.read_bytes()
     catalog = _CATALOG.search(data)
     if not catalog:
-        raise UnreadableDocument("truncated PDF: no %%EOF marker at the end of the file, and no catalog to rebuild from")
+        raise UnreadableDocument(
+            "truncated PDF: no %%EOF marker at the end of the file, and no catalog to rebuild from"
+        )
     size = max(int(n) for n in _OBJECT.findall(data)) + 1
     trailer = b"\ntrailer\n<< /Root %s %s R /Size %d >>\nstartxref\n0\n%%%%EOF\n" % (*catalog.groups(), size)
     return io.BytesIO(data + trailer)
 
 
-def _pdfium_texts(source: Path | io.BytesIO, count: int, wanted: set[int],
-                  on_page: Callable[[int], None]) -> list[str] | None:
+def _pdfium_texts(
+    source: Path | io.BytesIO, count: int, wanted: set[int], on_page: Callable[[int], None]
+) -> list[str] | None:
     """pdfium's text of the wanted pages ("" for the rest); None where pdfium cannot open or read the file or counts
     other pages than pypdf (the page numbers a chunk cites must not depend on which library read it)."""
     import pypdfium2
@@ -118,8 +120,9 @@ def _pdfium_texts(source: Path | io.BytesIO, count: int, wanted: set[int],
         document.close()
 
 
-def _extract(source: Path | io.BytesIO, only: PageChoice | None, cfg: PdfConfig,
-             on_page: Callable[[int], None]) -> tuple[list[str], PdfInfo, set[int]]:
+def _extract(
+    source: Path | io.BytesIO, only: PageChoice | None, cfg: PdfConfig, on_page: Callable[[int], None]
+) -> tuple[list[str], PdfInfo, set[int]]:
     """Every wanted page's text ("" for the rest), the info dictionary, and which pages were wanted."""
     reader = pypdf.PdfReader(source)
     if reader.is_encrypted and not reader.decrypt(""):
@@ -155,8 +158,13 @@ def _why_no_text(cfg: PdfConfig, ocr: bool, scans: list[OcrPage]) -> str:
     return f"OCR read none of them: {scans[0].error}"
 
 
-def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = None, ocr: bool = True,
-                   on_page: Callable[[int], None] = lambda _: None) -> PdfPages:
+def read_pdf_pages(
+    path: str | Path,
+    cfg: PdfConfig,
+    only: PageChoice | None = None,
+    ocr: bool = True,
+    on_page: Callable[[int], None] = lambda _: None,
+) -> PdfPages:
     """Every page's text, OCR'd where a page has no text layer (``ocr`` and pdf.ocr allowing); raises
     UnreadableDocument for corrupt, encrypted, empty or zero-text files and for truncated ones with nothing readable.
     ``only``: which pages (0-based, given the page count) to extract; the rest are "". ``on_page(i)``: called as each
@@ -189,6 +197,7 @@ def read_pdf_pages(path: str | Path, cfg: PdfConfig, only: PageChoice | None = N
     if sum(len(t.strip()) for t in texts) < cfg.min_chars:
         if not whole:
             raise UnreadableDocument("truncated PDF (no %%EOF marker): no text in what is there")
-        raise UnreadableDocument(f"no extractable text in {len(texts)} page(s): scanned or image-only PDF; "
-                                 f"{_why_no_text(cfg, ocr, scans)}")
+        raise UnreadableDocument(
+            f"no extractable text in {len(texts)} page(s): scanned or image-only PDF; {_why_no_text(cfg, ocr, scans)}"
+        )
     return PdfPages(texts, note, info, scans)

@@ -18,15 +18,15 @@ import ray
 from ray.data import ExecutionResources
 
 from ingest.cluster import gpus_needed
-from ingest.planning import SourceFile
 from ingest.metadata_extraction import extract_metadata, section_at
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from ingest.planning import SourceFile
 from ingest.progress import page_reporter
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
-from rag.embedding import TextEncoder
-from rag.doc_metadata import DocMetadata, chunk_header, with_header
 from rag.devices import set_cpu_threads
+from rag.doc_metadata import DocMetadata, chunk_header, with_header
+from rag.embedding import TextEncoder
 
 # page == 0 and chunk_index == -1 mark a row that carries a file's failure instead of text. Missing
 # error and note are "" rather than None: an all-null column comes back from Arrow as NaN floats.
@@ -39,8 +39,16 @@ ACTOR_INIT_DEATHS = 2
 
 
 def _failure_row(src: dict, reason: str) -> dict:
-    return {**src, "page": _FAILED_PAGE, "n_pages": 0, "text": "", "note": "", "error": reason, "metadata": "{}",
-            "ocr": "[]"}
+    return {
+        **src,
+        "page": _FAILED_PAGE,
+        "n_pages": 0,
+        "text": "",
+        "note": "",
+        "error": reason,
+        "metadata": "{}",
+        "ocr": "[]",
+    }
 
 
 def extract_pages(src: dict, pdf: dict, counter) -> Iterator[dict]:
@@ -58,8 +66,16 @@ def extract_pages(src: dict, pdf: dict, counter) -> Iterator[dict]:
     meta = extract_metadata(src["file"], doc.texts, doc.info, json.loads(src["overrides"])).model_dump_json()
     ocr = json.dumps([asdict(page) for page in doc.ocr])  # the file's, on each of its rows like its metadata
     for number, text in enumerate(doc.texts, start=1):
-        yield {**src, "page": number, "n_pages": len(doc.texts), "text": text, "note": doc.note or "", "error": "",
-               "metadata": meta, "ocr": ocr}
+        yield {
+            **src,
+            "page": number,
+            "n_pages": len(doc.texts),
+            "text": text,
+            "note": doc.note or "",
+            "error": "",
+            "metadata": meta,
+            "ocr": ocr,
+        }
 
 
 @lru_cache(maxsize=4)
@@ -106,7 +122,7 @@ class EmbedChunks:
         has_text = batch["chunk_index"] >= 0
         vectors = np.zeros((n, self.encoder.dim), dtype=np.float32)
         started = time.perf_counter()
-        texts = [with_header(h, t) for h, t in zip(batch["header"][has_text], batch["text"][has_text])]
+        texts = [with_header(h, t) for h, t in zip(batch["header"][has_text], batch["text"][has_text], strict=True)]
         # told pass by pass: a batch can take a minute on a CPU
         vectors[has_text] = self.encoder.encode(texts, on_encoded=self.counter.embedded.remote)
         # spread over the batch's chunks and summed per worker by the driver
@@ -121,8 +137,16 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
     """The lazy pipeline over ``files``; iterate it to run it. ``sidecar``: metadata overrides per file; ``counter``:
     the ProgressCounter its stages report to."""
     pool = settings.ingest.embed
-    items = [{"path": f.path, "file": f.file, "doc_hash": f.doc_hash, "size_bytes": f.size_bytes,
-              "overrides": json.dumps(sidecar.get(f.file, {}))} for f in files]
+    items = [
+        {
+            "path": f.path,
+            "file": f.file,
+            "doc_hash": f.doc_hash,
+            "size_bytes": f.size_bytes,
+            "overrides": json.dumps(sidecar.get(f.file, {})),
+        }
+        for f in files
+    ]
     # One block per file, so files parse in parallel tasks instead of queueing in one.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # The job reports its own progress (files, chunks); Ray Data's per-operator bars only add noise to a log.
@@ -130,14 +154,21 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
     ds.context.execution_no_progress_timeout_s = settings.ingest.stall_timeout_s
     ds.context.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
     if settings.ingest.max_cpus is not None:
-        ds.context.execution_options.resource_limits = ExecutionResources(cpu=settings.ingest.max_cpus,
-                                                                          gpu=gpus_needed(settings))
-    ds = ds.flat_map(extract_pages, fn_kwargs={"pdf": settings.pdf.model_dump(), "counter": counter},
-                     num_cpus=settings.ingest.parse_num_cpus)
+        ds.context.execution_options.resource_limits = ExecutionResources(
+            cpu=settings.ingest.max_cpus, gpu=gpus_needed(settings)
+        )
+    ds = ds.flat_map(
+        extract_pages,
+        fn_kwargs={"pdf": settings.pdf.model_dump(), "counter": counter},
+        num_cpus=settings.ingest.parse_num_cpus,
+    )
     ds = ds.flat_map(
         chunk_page,
-        fn_kwargs={"chunking_json": settings.chunking.model_dump_json(), "model": settings.embedding.model,
-                   "counter": counter},
+        fn_kwargs={
+            "chunking_json": settings.chunking.model_dump_json(),
+            "model": settings.embedding.model,
+            "counter": counter,
+        },
         num_cpus=settings.ingest.parse_num_cpus,
     )
     return ds.map_batches(

@@ -23,7 +23,9 @@ def fingerprint(settings: Settings) -> str:
         "pdf": settings.pdf.model_dump(),
         "chunking": settings.chunking.model_dump(),
         # the multilingual model counts where it was chosen: as embedding.model (ingest.languages)
-        "embedding": settings.embedding.model_dump(exclude={"device", "dtype", "encode_batch_size", "multilingual_model"}),
+        "embedding": settings.embedding.model_dump(
+            exclude={"device", "dtype", "encode_batch_size", "multilingual_model"}
+        ),
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -73,8 +75,11 @@ def unusable_entries(docs_dir: Path) -> dict[str, str]:
             mode = path.stat().st_mode
         except OSError as err:
             if path.is_symlink():
-                found[name] = ("a symbolic link that loops" if err.errno == errno.ELOOP
-                               else f"a symbolic link to nothing ({os.readlink(path)} does not exist)")
+                found[name] = (
+                    "a symbolic link that loops"
+                    if err.errno == errno.ELOOP
+                    else f"a symbolic link to nothing ({os.readlink(path)} does not exist)"
+                )
             continue
         if stat.S_ISDIR(mode) and path.suffix.lower() == ".pdf":
             found[name] = "a directory named like a PDF, not a file (the files inside it are read on their own)"
@@ -84,8 +89,10 @@ def unusable_entries(docs_dir: Path) -> dict[str, str]:
 
 
 def discover(docs_dir: Path, sidecar: dict[str, dict]) -> list[SourceFile]:
-    return [SourceFile(str(path.resolve()), file, hash_file(path), path.stat().st_size, overrides_hash(sidecar.get(file)))
-            for file, path in document_paths(docs_dir).items()]
+    return [
+        SourceFile(str(path.resolve()), file, hash_file(path), path.stat().st_size, overrides_hash(sidecar.get(file)))
+        for file, path in document_paths(docs_dir).items()
+    ]
 
 
 @dataclass
@@ -95,7 +102,9 @@ class Plan:
     missing: list[str]  # indexed before, gone from the folder now, kept because --prune was not given
     pruned: list[str]  # indexed before, gone from the folder now, dropped
     reasons: dict[str, str] = field(default_factory=dict)  # file -> why it is processed
-    unusable: dict[str, str] = field(default_factory=dict)  # entries that are no readable file -> why (unusable_entries)
+    unusable: dict[str, str] = field(
+        default_factory=dict
+    )  # entries that are no readable file -> why (unusable_entries)
 
 
 def plan_run(sources: list[SourceFile], previous: Manifest | None, fp: str, prune: bool) -> Plan:
@@ -108,8 +117,12 @@ def plan_run(sources: list[SourceFile], previous: Manifest | None, fp: str, prun
     plan = Plan([], [], [], [])
     for src in sources:
         entry = old.get(src.file)
-        if (entry and entry.status != "failed" and entry.doc_hash == src.doc_hash
-                and entry.overrides_hash == src.overrides_hash):
+        if (
+            entry
+            and entry.status != "failed"
+            and entry.doc_hash == src.doc_hash
+            and entry.overrides_hash == src.overrides_hash
+        ):
             plan.unchanged.append(src)
             continue
         plan.to_process.append(src)

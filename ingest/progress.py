@@ -30,8 +30,10 @@ class Progress:
     def summary(self) -> str:
         if self.stage == "planning":
             return "planning: reading the folder and the current version"
-        line = (f"{self.stage}, {self.files_parsed}/{self.files_total} files read, {self.pages_parsed:,} pages, "
-                f"{self.chunks_embedded:,} chunks embedded")
+        line = (
+            f"{self.stage}, {self.files_parsed}/{self.files_total} files read, {self.pages_parsed:,} pages, "
+            f"{self.chunks_embedded:,} chunks embedded"
+        )
         if self.eta_s:
             line += f", about {_duration(self.eta_s)} left"
         return line
@@ -114,5 +116,13 @@ class ProgressPoller(Periodic):
             counts = ray.get(self.counter.counts.remote(), timeout=10)
         except Exception:  # a slow or lost counter costs an update, never the run
             return
-        self.progress(Progress(self.files_total, "running", counts["files"], counts["pages"], counts["embedded"],
-                               estimate_left(counts, self.bytes_total, time.time())))
+        self.progress(
+            Progress(
+                self.files_total,
+                "running",
+                counts["files"],
+                counts["pages"],
+                counts["embedded"],
+                estimate_left(counts, self.bytes_total, time.time()),
+            )
+        )

@@ -1,4 +1,5 @@
-"""The one answer pipeline: search, then a grounded answer with its sources, over async retriever and generator interfaces.
+"""The one answer pipeline: search, then a grounded answer with its sources, over async retriever and generator
+interfaces.
 
 The service's ingress holds it over Serve handles (serving.clients), ``rag ask`` and batch eval over in-process
 objects (``LocalRetriever``, ``LocalGenerator``); the steps, their order, their timing and the source list that
@@ -60,8 +61,9 @@ class AnswerPipeline:
         found = found or await self.search(request)
         searched = time.perf_counter()
         raw, usage = await self.generator.complete(request, found.chunks)
-        return Answer(raw + source_list(raw, found.chunks), raw, found, usage,
-                      (searched - started) * 1000, _ms_since(searched))
+        return Answer(
+            raw + source_list(raw, found.chunks), raw, found, usage, (searched - started) * 1000, _ms_since(searched)
+        )
 
     async def stream(self, request: AnswerRequest, found: SearchResult) -> AsyncIterator[str | Finished]:
         """The answer's text deltas for chunks already found, then one Finished with its source list."""
@@ -82,8 +84,9 @@ class LocalRetriever:
         self.searcher = searcher
 
     async def search(self, request: AnswerRequest) -> SearchResult:
-        return self.searcher.search(request.question, request.top_k, request.history, request.filters, request.mode,
-                                    request.auto_filters)
+        return self.searcher.search(
+            request.question, request.top_k, request.history, request.filters, request.mode, request.auto_filters
+        )
 
 
 class LocalGenerator:

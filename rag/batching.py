@@ -12,6 +12,7 @@ for the longest answer in it to end (which is what a fixed batch, e.g. Serve's @
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import time
@@ -52,10 +53,17 @@ class BatcherStats:
 
 
 class ContinuousBatcher:
-    """Drives an engine that has ``encode``, ``prefill`` and ``decode`` (the transformers engine) from a thread of its own."""
+    """Drives an engine that has ``encode``, ``prefill`` and ``decode`` (the transformers engine) from a thread of its
+    own."""
 
-    def __init__(self, engine, max_batch_size: int, prefill_tokens: int = 2048, deadline_s: float = 300.0,
-                 thread: ModelThread | None = None):
+    def __init__(
+        self,
+        engine,
+        max_batch_size: int,
+        prefill_tokens: int = 2048,
+        deadline_s: float = 300.0,
+        thread: ModelThread | None = None,
+    ):
         """``thread``: the ModelThread the engine was loaded on, which the loop then takes over."""
         self.engine = engine
         self.max_batch_size = max_batch_size
@@ -210,7 +218,7 @@ class ContinuousBatcher:
                 request.send(error)
             return 0
         self.stats.prefill_tokens += sum(len(p.ids) for p in prefills)
-        for (request, prefill), delta in zip(group, deltas):
+        for (request, prefill), delta in zip(group, deltas, strict=True):
             self._join(batch, request, prefill, delta)
         return len(group) * max(len(p.ids) for p in prefills)
 
@@ -260,9 +268,7 @@ class ContinuousBatcher:
 
 def _sender(loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> Callable[[object], None]:
     def send(item: object) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the caller's event loop has closed: nobody is listening any more
             loop.call_soon_threadsafe(out.put_nowait, item)
-        except RuntimeError:  # the caller's event loop has closed: nobody is listening any more
-            pass
 
     return send

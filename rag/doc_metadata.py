@@ -12,7 +12,17 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 # The chunk store's metadata columns, in this order; a filter can name any of them.
-FIELDS = ("title", "company", "aliases", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "period_aliases")
+FIELDS = (
+    "title",
+    "company",
+    "aliases",
+    "ticker",
+    "form",
+    "fiscal_year",
+    "fiscal_quarter",
+    "period_end",
+    "period_aliases",
+)
 
 
 # Forms a question names by their name alone ("the 10-Q", "8K"); ingest.forms reads a cover's "FORM 10-Q" itself.
@@ -48,7 +58,8 @@ class DocMetadata(BaseModel):
 
 
 def chunk_header(meta: DocMetadata, file: str, section: str | None = None) -> str:
-    """A one-line header for a chunk: who, what form, which period, which section; the file name where nothing else is known.
+    """A one-line header for a chunk: who, what form, which period, which section; the file name where nothing else is
+    known.
 
     Placed before the chunk text that is embedded and BM25-indexed (never in citations or prompts),
     so that "net sales" in Apple's Q3 2023 filing and in Amazon's Q1 2023 filing embed apart.

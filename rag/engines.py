@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from rag.config import LLMConfig
 from rag.cuda_graphs import DecodeGraphs
 from rag.decoding import DecodeBatch, Decoding, Prefill
-from rag.locks import exclusive
 from rag.devices import cap_gpu_memory, pick_device, pick_dtype
+from rag.locks import exclusive
 from rag.models import quiet_model_loading, resolve_model
 from rag.prompts import build_messages
 from rag.types import RetrievedChunk, Sampling, Usage
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 class Engine(ABC):
     model_name: str
     device: str = "remote"
-    # True where the engine has encode(), prefill() and decode(), so requests join its batch between steps (rag.batching).
+    # True where the engine has encode(), prefill() and decode(), so requests join its batch between steps
+    # (rag.batching).
     continuous_batching: bool = False
     # True where it also has prefill_together(): several whole prompts in one forward pass.
     prefills_together: bool = False
@@ -54,8 +55,9 @@ class Engine(ABC):
         """Tokens ``text`` costs this model; engines without a local tokenizer estimate (4 characters a token)."""
         return len(text) // 4 + 1
 
-    def prompt(self, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict] = (),
-               instructions: str = "") -> list[dict]:
+    def prompt(
+        self, question: str, chunks: Sequence[RetrievedChunk], history: Sequence[dict] = (), instructions: str = ""
+    ) -> list[dict]:
         """The grounded conversation for a question, fitted to ``llm.max_prompt_tokens`` of this model's tokens."""
         return build_messages(question, chunks, history, self.count_tokens, self.cfg.max_prompt_tokens, instructions)
 
@@ -257,7 +259,7 @@ class TransformersEngine(Engine):
             )
             sequences = [p.sequence for p in prefills]
             firsts = self._pick(out.logits[:, -1, :], sequences).tolist()
-        for row, (prefill, first) in enumerate(zip(prefills, firsts)):
+        for row, (prefill, first) in enumerate(zip(prefills, firsts, strict=True)):
             prefill.cache = _row_cache(out.past_key_values, row, len(prefill.ids))
             prefill.length, prefill.next_id = len(prefill.ids), first
         return self._advance(sequences, firsts)
@@ -277,10 +279,11 @@ class TransformersEngine(Engine):
             next_ids = self._pick(self._step(batch), sequences)
             batch.stepped(next_ids)
             if self.graphs is None or not batch.fixed:
-                return list(zip(sequences, self._advance(sequences, next_ids.tolist())))
+                return list(zip(sequences, self._advance(sequences, next_ids.tolist()), strict=True))
             # The tokens come to the host as the step ends, while this thread goes on; the event says when.
-            launched = _Launched(sequences, next_ids.to("cpu", non_blocking=True),
-                                 torch.cuda.Event() if next_ids.is_cuda else None)
+            launched = _Launched(
+                sequences, next_ids.to("cpu", non_blocking=True), torch.cuda.Event() if next_ids.is_cuda else None
+            )
             if launched.ready is not None:
                 launched.ready.record()
         previous, batch.launched = batch.launched, launched
@@ -288,7 +291,7 @@ class TransformersEngine(Engine):
             return []
         if previous.ready is not None:
             previous.ready.synchronize()
-        return list(zip(previous.sequences, self._advance(previous.sequences, previous.tokens.tolist())))
+        return list(zip(previous.sequences, self._advance(previous.sequences, previous.tokens.tolist()), strict=True))
 
     def _step(self, batch: DecodeBatch):
         """One forward pass for the batch: the next-token logits of each sequence, [sequences, vocabulary]."""
@@ -300,15 +303,18 @@ class TransformersEngine(Engine):
             except torch.OutOfMemoryError:
                 raise  # the batcher fails the requests in flight and goes on; the graphs stay
             except RuntimeError:  # a model whose step cannot be recorded (one that syncs with the CPU, say)
-                log.warning("decode steps of %s cannot be replayed as CUDA graphs; running them eagerly",
-                            self.model_name, exc_info=True)
+                log.warning(
+                    "decode steps of %s cannot be replayed as CUDA graphs; running them eagerly",
+                    self.model_name,
+                    exc_info=True,
+                )
                 self.graphs = None
                 batch.span.window = None
         return self.model(**batch.step_inputs()).logits[:, -1, :]
 
     def _advance(self, sequences: list[Decoding], tokens: list[int]) -> list[str]:
         deltas = []
-        for seq, token in zip(sequences, tokens):
+        for seq, token in zip(sequences, tokens, strict=True):
             if seq.done:  # a step launched before its sequence was seen to finish (decode): the token is nobody's
                 deltas.append("")
                 continue
@@ -326,7 +332,7 @@ class TransformersEngine(Engine):
 
     def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
         batch, sequences, first = self.new_batch(len(conversations)), [], []
-        for conversation, params in zip(conversations, sampling):
+        for conversation, params in zip(conversations, sampling, strict=True):
             prefill = self.start(self.encode(conversation), params)
             first.append(self.prefill(prefill, prefill.remaining)[1])
             batch.add(prefill)
@@ -365,7 +371,7 @@ class OpenAIEngine(Engine):
 
     def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
         n = len(conversations)
-        for i, (conversation, params) in enumerate(zip(conversations, sampling)):
+        for i, (conversation, params) in enumerate(zip(conversations, sampling, strict=True)):
             stream = self.client.chat.completions.create(
                 model=self.cfg.model,
                 messages=conversation,
@@ -402,8 +408,10 @@ class VLLMEngine(Engine):
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
-        params = [self._sampling(max_tokens=p.max_tokens, stop=list(p.stop), temperature=self._temperature(p))
-                  for p in sampling]
+        params = [
+            self._sampling(max_tokens=p.max_tokens, stop=list(p.stop), temperature=self._temperature(p))
+            for p in sampling
+        ]
         outputs = self.llm.chat(conversations, params, use_tqdm=False)
         yield [o.outputs[0].text for o in outputs]
 

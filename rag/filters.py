@@ -2,7 +2,8 @@
 
 A filter names values per field; a file matches when, for every field given, its value is one of
 them (fields AND, values OR). Companies match by name or any of the file's aliases, with or without
-a legal suffix ("Apple" matches "Apple Inc."), tickers and forms case-insensitively, ``file_glob`` as a shell glob over the
+a legal suffix ("Apple" matches "Apple Inc."), tickers and forms case-insensitively, ``file_glob`` as a shell glob over
+the
 file's path. Search applies the resulting file set inside the vector and BM25 searches (see
 ``rag.search``), so a selective filter still returns k chunks whenever k exist.
 """
@@ -17,15 +18,31 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rag.languages import HAN_CHARS
 from rag.doc_metadata import validation_problems
+from rag.languages import HAN_CHARS
 
 MAX_VALUES = 64  # values per field
 MAX_VALUE_CHARS = 256  # characters per value, and of a file glob
 
 LEGAL_SUFFIXES = {
-    "inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "llc", "plc", "lp",
-    "sa", "ag", "nv", "se", "holdings", "group", "the",
+    "inc",
+    "incorporated",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "ltd",
+    "limited",
+    "llc",
+    "plc",
+    "lp",
+    "sa",
+    "ag",
+    "nv",
+    "se",
+    "holdings",
+    "group",
+    "the",
 }
 
 
@@ -61,10 +78,7 @@ class Filters(BaseModel):
     @field_validator("company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "file", mode="before")
     @classmethod
     def _listed(cls, value: Any) -> Any:
-        if value is None or isinstance(value, list):
-            values = value
-        else:
-            values = [value]
+        values = value if value is None or isinstance(value, list) else [value]
         if values is not None:
             if len(values) > MAX_VALUES:
                 raise ValueError(f"at most {MAX_VALUES} values")
@@ -76,7 +90,7 @@ class Filters(BaseModel):
         """The fields that constrain anything, as a plain dict (what responses report)."""
         return self.model_dump(exclude_none=True)
 
-    def merged(self, other: "Filters") -> "Filters":
+    def merged(self, other: Filters) -> Filters:
         """These filters, with ``other``'s fields filled in where these have none."""
         return Filters.model_validate({**other.given(), **self.given()})
 
@@ -103,8 +117,11 @@ def _isin(column: pd.Series, values: list, key=lambda v: v) -> np.ndarray:
 
 def names_of(company: Any, aliases: Any) -> list[str]:
     """A file's company and its aliases (a list, an array as Parquet returns it, or None), as one list."""
-    listed = [] if aliases is None or (not isinstance(aliases, (list, tuple, np.ndarray)) and pd.isna(aliases)) \
+    listed = (
+        []
+        if aliases is None or (not isinstance(aliases, (list, tuple, np.ndarray)) and pd.isna(aliases))
         else list(aliases)
+    )
     return [n for n in [company, *listed] if isinstance(n, str) and n]
 
 
@@ -112,8 +129,10 @@ def _company_mask(files: pd.DataFrame, companies: list[str]) -> np.ndarray:
     """Files whose company or any alias is one of ``companies`` by ``company_key``."""
     wanted = {company_key(c) for c in companies}
     aliases = files["aliases"] if "aliases" in files else [None] * len(files)
-    return np.array([any(company_key(n) in wanted for n in names_of(c, a)) for c, a in zip(files["company"], aliases)],
-                    dtype=bool)
+    return np.array(
+        [any(company_key(n) in wanted for n in names_of(c, a)) for c, a in zip(files["company"], aliases, strict=True)],
+        dtype=bool,
+    )
 
 
 def matching_files(files: pd.DataFrame, filters: Filters) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Host memory a long-running model process hands back: buffers in mappings of their own, freed heap returned to the OS."""
+"""Host memory a long-running model process hands back: buffers in mappings of their own, freed heap returned to the
+OS."""
 
 from __future__ import annotations
 

@@ -43,8 +43,9 @@ def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         else:
             if cfg.kind == "ivfpq":
-                log.warning("only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF "
-                            "cells", n)
+                log.warning(
+                    "only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF cells", n
+                )
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = min(cfg.nprobe, nlist)
         return index
@@ -118,7 +119,7 @@ class IndexStore:
             return []
         params = None if rows is None else _search_params(self.index, faiss.IDSelectorBatch(rows.astype(np.int64)))
         scores, ids = self.index.search(query, wanted, params=params)
-        hits = [Hit(int(r), float(s)) for r, s in zip(ids[0], scores[0]) if r >= 0]
+        hits = [Hit(int(r), float(s)) for r, s in zip(ids[0], scores[0], strict=True) if r >= 0]
         if rows is not None and len(hits) < wanted:
             selected = np.sort(rows)
             exact = np.asarray(self.vectors[selected], dtype=np.float32) @ query[0]

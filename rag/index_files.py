@@ -31,7 +31,18 @@ EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
 INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)
 
-CHUNK_COLUMNS = ["chunk_id", "file", "page", "chunk_index", "text", "char_start", "char_end", "doc_hash", "header", *FIELDS]
+CHUNK_COLUMNS = [
+    "chunk_id",
+    "file",
+    "page",
+    "chunk_index",
+    "text",
+    "char_start",
+    "char_end",
+    "doc_hash",
+    "header",
+    *FIELDS,
+]
 
 Status = Literal["indexed", "skipped_unchanged", "failed"]
 

@@ -4,6 +4,7 @@ about as much as three English letters."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from functools import cache
 
@@ -25,9 +26,73 @@ CLAUSE_MARKS = ("，", "、")
 # Function words and question words: frequent in questions, they say nothing about which passage answers them
 # (a question word is rare in the answering text, so BM25 would weigh it highly).
 _CHINESE_STOPWORDS = frozenset(
-    "的 了 是 在 和 与 及 或 等 为 也 就 都 而 这 那 之 其 把 被 有 中 对 从 到 由 以 于 个 上 吗 呢 啊 吧 "
-    "什么 哪 哪里 哪个 哪些 哪一 哪年 谁 多少 几 如何 怎么 怎样 为什么 为何 是否 请问 是什么 叫什么 有哪些 "
-    "一个 这个 那个 以及 并且 或者 因为 所以 但是 如果 可以".split()
+    [
+        "的",
+        "了",
+        "是",
+        "在",
+        "和",
+        "与",
+        "及",
+        "或",
+        "等",
+        "为",
+        "也",
+        "就",
+        "都",
+        "而",
+        "这",
+        "那",
+        "之",
+        "其",
+        "把",
+        "被",
+        "有",
+        "中",
+        "对",
+        "从",
+        "到",
+        "由",
+        "以",
+        "于",
+        "个",
+        "上",
+        "吗",
+        "呢",
+        "啊",
+        "吧",
+        "什么",
+        "哪",
+        "哪里",
+        "哪个",
+        "哪些",
+        "哪一",
+        "哪年",
+        "谁",
+        "多少",
+        "几",
+        "如何",
+        "怎么",
+        "怎样",
+        "为什么",
+        "为何",
+        "是否",
+        "请问",
+        "是什么",
+        "叫什么",
+        "有哪些",
+        "一个",
+        "这个",
+        "那个",
+        "以及",
+        "并且",
+        "或者",
+        "因为",
+        "所以",
+        "但是",
+        "如果",
+        "可以",
+    ]
 )
 
 # A Han character counts as this many characters towards a chunk's size: multilingual-e5's tokenizer reads 1.6 Han
@@ -77,9 +142,15 @@ def join_wrapped_lines(text: str) -> str:
         return text
     full = 0.85 * widths[round(0.9 * (len(widths) - 1))]
     out = [lines[0]]
-    for before, line in zip(lines, lines[1:]):
-        if (before and line and not before[-1].isspace() and not line[0].isspace()
-                and (_WIDE.match(before[-1]) or _WIDE.match(line[0])) and _width(before) >= full):
+    for before, line in itertools.pairwise(lines):
+        if (
+            before
+            and line
+            and not before[-1].isspace()
+            and not line[0].isspace()
+            and (_WIDE.match(before[-1]) or _WIDE.match(line[0]))
+            and _width(before) >= full
+        ):
             out[-1] += line
         else:
             out.append(line)
@@ -88,7 +159,8 @@ def join_wrapped_lines(text: str) -> str:
 
 @cache
 def _segmenter():
-    """rjieba (jieba-rs, a binary wheel); jieba, its pure-Python original with the same dictionary, where no wheel is."""
+    """rjieba (jieba-rs, a binary wheel); jieba, its pure-Python original with the same dictionary, where no wheel
+    is."""
     try:
         import rjieba
 

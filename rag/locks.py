@@ -41,8 +41,9 @@ def exclusive(path: Path, wait_s: float | None = None, purpose: str = "") -> Ite
                 time.sleep(0.2)
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "purpose": purpose,
-                                 "since": utc_now()}))
+        handle.write(
+            json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "purpose": purpose, "since": utc_now()})
+        )
         handle.flush()
         try:
             yield

@@ -7,7 +7,8 @@ name gives it), a period-end date, "the latest" report, and fiscal years ("FY202
 "in 2022", every year of "from FY2015 to FY2016") when the index holds that company's documents for
 those years. What is uncertain only boosts: a company named by an initialism ("JnJ") or by the first
 word of a longer name, a year with no company to anchor it. A period the index holds, but not for the
-company named, widens the filter to the company's files and the period's (a label may be wrong). The question speaks first; a follow-up
+company named, widens the filter to the company's files and the period's (a label may be wrong). The question speaks
+first; a follow-up
 that names no company or period takes them from the most recent earlier user turn that does.
 """
 
@@ -27,7 +28,9 @@ from rag.languages import has_han
 from rag.periods import DATE, YEAR, dates_in, fiscal_years_in, quarters_in
 
 _YEAR_ALONE = re.compile(r"(?<![\d$,.])(" + YEAR + r")(?![\d,%])")
-_LATEST = re.compile(r"\b(latest|most recent|last|newest|current)\s+(?:\w+\s+){0,2}?(10-[QK]|report|filing|quarter|quarterly)", re.I)
+_LATEST = re.compile(
+    r"\b(latest|most recent|last|newest|current)\s+(?:\w+\s+){0,2}?(10-[QK]|report|filing|quarter|quarterly)", re.I
+)
 _FORM = re.compile(r"\b(" + "|".join(f.replace("-", "-?") for f in QUESTION_FORMS) + r")\b", re.I)
 _MIN_KEY_CHARS = 3  # a name shorter than this ("HP" aside, which its ticker covers) matches too many words
 _MIN_HAN_KEY_CHARS = 2
@@ -43,7 +46,7 @@ class Detected:
 
 
 def _initialisms(key: str) -> set[str]:
-    """"johnson & johnson" -> {"j&j", "jnj"}; "pacific gas and electric" -> {"pg&e", "pgne", "pge"}."""
+    """ "johnson & johnson" -> {"j&j", "jnj"}; "pacific gas and electric" -> {"pg&e", "pgne", "pge"}."""
     words = key.split()
     if len(words) < 2:
         return set()
@@ -54,7 +57,8 @@ def _initialisms(key: str) -> set[str]:
 
 
 def _has(text: str, word: str) -> bool:
-    """``word`` stands in ``text`` as a word of its own; a Chinese name anywhere (Chinese has no spaces around words)."""
+    """``word`` stands in ``text`` as a word of its own; a Chinese name anywhere (Chinese has no spaces around
+    words)."""
     if has_han(word):
         return word in text
     return re.search(rf"(?<![\w&]){re.escape(word)}(?![\w&])", text) is not None
@@ -74,7 +78,7 @@ class MentionMatcher:
         self._unsure: dict[str, set[str]] = defaultdict(set)  # initialism or first word -> files
         self._tickers: dict[str, set[str]] = defaultdict(set)
         aliases = files["aliases"] if "aliases" in files else [None] * len(files)
-        for file, company, names, ticker in zip(files["file"], files["company"], aliases, files["ticker"]):
+        for file, company, names, ticker in zip(files["file"], files["company"], aliases, files["ticker"], strict=True):
             if isinstance(ticker, str) and ticker:
                 self._tickers[ticker].add(file)
             for name in names_of(company, names):
@@ -91,8 +95,11 @@ class MentionMatcher:
             self._unsure.pop(key, None)
         self._forms = {form_key(f): f for f in files["form"].dropna()}
         labels = Counter(company_key(c) if isinstance(c, str) else None for c in files["company"])
-        self._lone_labels = {f for f, c in zip(files["file"], files["company"])
-                             if labels[company_key(c) if isinstance(c, str) else None] == 1 or not isinstance(c, str)}
+        self._lone_labels = {
+            f
+            for f, c in zip(files["file"], files["company"], strict=True)
+            if labels[company_key(c) if isinstance(c, str) else None] == 1 or not isinstance(c, str)
+        }
         self._period_ends = set(files["period_end"].dropna())
         self._years = {int(y) for y in files["fiscal_year"].dropna()}
 
@@ -128,11 +135,15 @@ class MentionMatcher:
         rows = self._rows(scope)
         labels = rows["period_aliases"] if "period_aliases" in rows else [None] * len(rows)
         relabelled, by_label, by_fiscal = set(), set(), set()
-        for file, year, quarter, named in zip(rows["file"], rows["fiscal_year"], rows["fiscal_quarter"], labels):
+        for file, year, quarter, named in zip(
+            rows["file"], rows["fiscal_year"], rows["fiscal_quarter"], labels, strict=True
+        ):
             own = {tuple(map(int, re.findall(r"\d+", a))) for a in names_of(None, named)}
             relabelled |= {file} if own else set()
             by_label |= {file} if own & quarters else set()
-            by_fiscal |= {file} if pd.notna(year) and pd.notna(quarter) and (int(year), int(quarter)) in quarters else set()
+            by_fiscal |= (
+                {file} if pd.notna(year) and pd.notna(quarter) and (int(year), int(quarter)) in quarters else set()
+            )
         if by_label:
             return {"file": sorted(by_label | (by_fiscal - relabelled))}
         if not by_fiscal:
@@ -181,7 +192,9 @@ class MentionMatcher:
         if quarters:
             missing = {q for q in quarters if not self._quarter_filter({q}, sure)}
             found = self._quarter_filter(missing, None) if missing else {}
-            return set(self.files["file"][matching_files(self.files, Filters.model_validate(found))]) if found else set()
+            return (
+                set(self.files["file"][matching_files(self.files, Filters.model_validate(found))]) if found else set()
+            )
         years = set(fiscal_years_in(text)) - {int(y) for y in own["fiscal_year"].dropna()}
         return set(self.files["file"][self.files["fiscal_year"].isin(years)]) if years else set()
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-MONTHS = {m: i for i, m in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+MONTHS = {
+    m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)
+}
 # A year of a filing: 1900-2099, as a regular expression's fragment
 YEAR = r"(?:19|20)\d{2}"
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4}
@@ -21,19 +22,27 @@ ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2
 DATE = re.compile(r"\b([A-Za-z]{3,9})\.?\s+(\d{1,2}),?\s+(" + YEAR + r")\b")
 # "fiscal 2023", "fiscal year 2023", "FY2023", "FY 23", "FY'23"
 FISCAL_YEAR = re.compile(r"(?<![A-Za-z])(?:fiscal\s+(?:year\s+)?|FY\s?'?)(" + YEAR + r"|\d{2})(?![\d%])", re.I)
-# "third quarter of fiscal 2023", "fourth-quarter 2022", "second quarter fiscal year 2024", "Q1 FY24", "Q3 2023", "2023 Q3"
+# "third quarter of fiscal 2023", "fourth-quarter 2022", "second quarter fiscal year 2024", "Q1 FY24", "Q3 2023", "2023
+# Q3"
 _QUARTER_WORDS = r"(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal[\s-]+)?quarter"
 QUARTER_OF_YEAR = [
-    re.compile(_QUARTER_WORDS + r"\s+(?:and\s+full[\s-]+year\s+)?(?:of\s+)?(?:(?:fiscal\s+)?(?:year\s+)?|FY\s?'?)"
-               r"(" + YEAR + r")\b", re.I),
+    re.compile(
+        _QUARTER_WORDS + r"\s+(?:and\s+full[\s-]+year\s+)?(?:of\s+)?(?:(?:fiscal\s+)?(?:year\s+)?|FY\s?'?)"
+        r"(" + YEAR + r")\b",
+        re.I,
+    ),
     # a two-digit year only behind FY or an apostrophe: "Q1 10-Q" names no year
-    re.compile(r"\bQ([1-4])\s*(?:of\s+)?(?:(?:FY\s?|fiscal\s+(?:year\s+)?)?(" + YEAR + r")|(?:FY\s?'?|')(\d{2}))\b", re.I),
+    re.compile(
+        r"\bQ([1-4])\s*(?:of\s+)?(?:(?:FY\s?|fiscal\s+(?:year\s+)?)?(" + YEAR + r")|(?:FY\s?'?|')(\d{2}))\b", re.I
+    ),
 ]
 YEAR_QUARTER = re.compile(r"\b(" + YEAR + r")\s*Q([1-4])\b", re.I)
 
 # Chinese: "2023年第三季度", "2023财年第3财季", "2023年Q3", "2023财年", "2023会计年度", "2023年度", "2023年7月1日"
 _ZH_YEAR = r"(" + YEAR + r")\s*(?:年|财年|财政年度|会计年度)?"
-ZH_QUARTER = re.compile(_ZH_YEAR + r"\s*(?:第\s*([一二三四1-4])\s*(?:个)?(?:季度|财季|季)|([一二三四1-4])\s*季度|Q([1-4])\b)", re.I)
+ZH_QUARTER = re.compile(
+    _ZH_YEAR + r"\s*(?:第\s*([一二三四1-4])\s*(?:个)?(?:季度|财季|季)|([一二三四1-4])\s*季度|Q([1-4])\b)", re.I
+)
 ZH_FISCAL_YEAR = re.compile(r"(" + YEAR + r")\s*(?:财年|财政年度|会计年度|年?年度)|财年\s*(" + YEAR + r")")
 ZH_DATE = re.compile(r"(" + YEAR + r")\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
 _ZH_NUMERALS = {"一": 1, "二": 2, "三": 3, "四": 4}

@@ -13,7 +13,9 @@ SYSTEM_PROMPT = (
     "If the sources do not contain the answer, say that you do not know."
 )
 # The same rules for a question asked in Chinese, so that the answer (and a refusal) comes in the question's language.
-SYSTEM_PROMPT_ZH = "你只根据下面编号的资料回答问题，并用 [1]、[2] 标注所用的资料。如果资料里没有答案，就说你不知道。请用中文回答。"
+SYSTEM_PROMPT_ZH = (
+    "你只根据下面编号的资料回答问题，并用 [1]、[2] 标注所用的资料。如果资料里没有答案，就说你不知道。请用中文回答。"
+)
 
 _CITATION = re.compile(r"\[(\d+)\]")
 _SOURCES_HEADING = "\n\nSources:\n"
@@ -62,7 +64,8 @@ def build_messages(
 ) -> list[dict]:
     """Chat messages for the LLM within ``budget`` tokens, built so that the question is never the part that is lost.
 
-    The rules (in Chinese for a Chinese question), the client's own ``instructions`` (its system message, after the rules) and the
+    The rules (in Chinese for a Chinese question), the client's own ``instructions`` (its system message, after the
+    rules) and the
     question are always kept. Earlier turns are kept newest first within a quarter of what remains
     (the follow-up the question leans on is the newest); sources fill the rest in rank order, the
     last one trimmed to fit; a source or turn that does not fit is dropped whole.

@@ -17,7 +17,6 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 from __future__ import annotations
 
 import logging
-
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,16 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import RetrievalConfig, Settings
+from rag.devices import pick_device
 from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
 from rag.index import IndexStore
 from rag.languages import search_terms
 from rag.mentions import MentionMatcher
+from rag.models import resolve_model
 from rag.sections import named_sections, section_rows
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
 from rag.versions import open_index
-from rag.devices import pick_device
-from rag.models import resolve_model
 
 MODES = ("dense", "bm25", "hybrid")
 _RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)
@@ -93,13 +92,18 @@ class Searcher:
             self._reranker = CrossEncoder(resolve_model(cfg.rerank.model), device=pick_device(encoder.cfg.device))
 
     @classmethod
-    def from_index_dir(cls, index_dir: str | Path, settings: Settings, gpu_fraction: float | None = None) -> "Searcher":
+    def from_index_dir(cls, index_dir: str | Path, settings: Settings, gpu_fraction: float | None = None) -> Searcher:
         """Queries must be embedded by the model that embedded the chunks, so the index's manifest names it."""
         return cls.over(open_index(index_dir), settings, gpu_fraction)
 
     @classmethod
-    def over(cls, store: IndexStore, settings: Settings, gpu_fraction: float | None = None,
-             encoders: Sequence[TextEncoder] = ()) -> "Searcher":
+    def over(
+        cls,
+        store: IndexStore,
+        settings: Settings,
+        gpu_fraction: float | None = None,
+        encoders: Sequence[TextEncoder] = (),
+    ) -> Searcher:
         """A searcher over a loaded index; one of ``encoders`` is reused when it is the model the index was embedded
         with."""
         used = store.manifest.embedding
@@ -107,9 +111,9 @@ class Searcher:
         encoder = next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction=gpu_fraction)
         return cls(store, encoder, settings.retrieval)
 
-    @property
     def bm25(self) -> Bm25:
-        if self._bm25 is None:  # built on first use: a dense-only service never pays for it
+        """The lexical model, built on first use: a dense-only service never pays for it."""
+        if self._bm25 is None:
             self._bm25 = Bm25(self.store)
         return self._bm25
 
@@ -132,7 +136,9 @@ class Searcher:
         self._selections.move_to_end(key)
         return self._selections[key]
 
-    def plan(self, question: str, history: Sequence[dict], filters: Filters, auto: bool) -> tuple[Filters, Filters, list[str]]:
+    def plan(
+        self, question: str, history: Sequence[dict], filters: Filters, auto: bool
+    ) -> tuple[Filters, Filters, list[str]]:
         """(filters to apply, boosts, matched words): the request's filters win over those read from the question."""
         if not auto:
             return filters, Filters(), []
@@ -143,8 +149,9 @@ class Searcher:
             return filters, detected.boosts, []
         return merged, detected.boosts, detected.matched
 
-    def _widened(self, vector: np.ndarray, request: Filters, applied: Filters, boosts: Filters,
-                 inside: float | None) -> tuple[Filters, Filters, dict]:
+    def _widened(
+        self, vector: np.ndarray, request: Filters, applied: Filters, boosts: Filters, inside: float | None
+    ) -> tuple[Filters, Filters, dict]:
         """Filters read from the question fail soft: where the best chunk inside them (``inside``: its score, when the
         caller has searched them already) scores far below the best chunk the request's own filters allow, a label was
         probably wrong (a file number read as the company), so the search is widened back to the request's filters and
@@ -157,8 +164,10 @@ class Searcher:
         if inside is None or not outside or outside[0].score - inside <= self.cfg.widen_margin:
             return applied, boosts, {}
         dropped = {k: v for k, v in applied.given().items() if k not in request.given()}
-        reason = (f"the best passage inside {dropped} scored {inside:.3f}, {outside[0].score:.3f} outside them "
-                  f"(more than retrieval.widen_margin {self.cfg.widen_margin} apart)")
+        reason = (
+            f"the best passage inside {dropped} scored {inside:.3f}, {outside[0].score:.3f} outside them "
+            f"(more than retrieval.widen_margin {self.cfg.widen_margin} apart)"
+        )
         return request, boosts.merged(Filters.model_validate(dropped)), {"dropped": dropped, "reason": reason}
 
     # ---- search ---------------------------------------------------------------------------------
@@ -203,7 +212,9 @@ class Searcher:
         if searches_dense:
             dense = {h.row: h.score for h in self.store.search(vector, depth, self._rows(applied))}
         if vector is not None:
-            applied, boosts, widened = self._widened(vector, request, applied, boosts, max(dense.values(), default=None))
+            applied, boosts, widened = self._widened(
+                vector, request, applied, boosts, max(dense.values(), default=None)
+            )
         rows = self._rows(applied)
         if searches_dense:
             if widened:  # searched again, inside the request's own filters only
@@ -225,12 +236,14 @@ class Searcher:
         chunks = [self.chunk_at(row, score) for row, score in ranked[:k]]
         lap("rank_ms")
         timings["total_ms"] = round(sum(timings.values()), 2)
-        return SearchResult(chunks, mode, applied.given(), boosts.given(), matched, widened, timings, self.store.version)
+        return SearchResult(
+            chunks, mode, applied.given(), boosts.given(), matched, widened, timings, self.store.version
+        )
 
     def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool) -> dict[int, float]:
         """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to
         dense search; alone (``fill``) they complete the list, so a filter with k rows still returns k."""
-        scores = self.bm25.scores(query)
+        scores = self.bm25().scores(query)
         if rows is not None:
             allowed = np.full(len(scores), -np.inf, dtype=np.float64)
             allowed[rows] = scores[rows]
@@ -239,8 +252,11 @@ class Searcher:
         if depth == 0:
             return {}
         top = np.argpartition(-scores, depth - 1)[:depth]
-        return {int(r): float(scores[r]) for r in top[np.argsort(-scores[top], kind="stable")]
-                if scores[r] > 0 or (fill and scores[r] > -np.inf)}
+        return {
+            int(r): float(scores[r])
+            for r in top[np.argsort(-scores[top], kind="stable")]
+            if scores[r] > 0 or (fill and scores[r] > -np.inf)
+        }
 
     def _fuse(self, dense: dict[int, float], lexical: dict[int, float], mode: str) -> list[tuple[int, float]]:
         if mode == "dense" or not lexical:
@@ -283,8 +299,10 @@ class Searcher:
 
     def _rerank(self, query: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         head, tail = ranked[: self.cfg.rerank.depth], ranked[self.cfg.rerank.depth :]
-        scores = self._reranker.predict([(query, self.store.search_text(row)) for row, _ in head], show_progress_bar=False)
-        rescored = sorted(zip((row for row, _ in head), map(float, scores)), key=lambda item: -item[1])
+        scores = self._reranker.predict(
+            [(query, self.store.search_text(row)) for row, _ in head], show_progress_bar=False
+        )
+        rescored = sorted(zip((row for row, _ in head), map(float, scores), strict=True), key=lambda item: -item[1])
         return rescored + tail
 
     def _diverse(self, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:

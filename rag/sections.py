@@ -17,10 +17,17 @@ SECTIONS: dict[str, tuple[re.Pattern, re.Pattern]] = {
     name: (re.compile(question, re.I), re.compile(heading, re.I))
     for name, question, heading in [
         ("cash flows", r"\bcash[\s-]+flows?\b", r"\bcash\s+flows?\b"),
-        ("balance sheet", r"\bbalance\s+sheets?\b|\bfinancial\s+position\b", r"\bbalance\s+sheets?\b|\bfinancial\s+position\b"),
-        ("income statement", r"\bincome\s+statements?\b|\bstatements?\s+of\s+(?:operations|income|earnings)\b|"
-                             r"\bprofit\s+and\s+loss\b",
-         r"\bstatements?\s+of\s+(?:operations|income|earnings)\b|\bincome\s+statements?\b"),
+        (
+            "balance sheet",
+            r"\bbalance\s+sheets?\b|\bfinancial\s+position\b",
+            r"\bbalance\s+sheets?\b|\bfinancial\s+position\b",
+        ),
+        (
+            "income statement",
+            r"\bincome\s+statements?\b|\bstatements?\s+of\s+(?:operations|income|earnings)\b|"
+            r"\bprofit\s+and\s+loss\b",
+            r"\bstatements?\s+of\s+(?:operations|income|earnings)\b|\bincome\s+statements?\b",
+        ),
         ("comprehensive income", r"\bcomprehensive\s+income\b", r"\bcomprehensive\s+income\b"),
         ("equity", r"\b(?:stock|share)holders['’]?\s+equity\b", r"\b(?:stock|share)holders['’]?\s+equity\b"),
         ("segments", r"\bsegments?\b", r"\bsegments?\b"),
@@ -40,5 +47,6 @@ def section_rows(headers: np.ndarray, sections: list[str]) -> np.ndarray:
         return np.array([], dtype=np.int64)
     patterns = [SECTIONS[s][1] for s in sections]
     tails = (h.rsplit(" | ", 1)[-1] if isinstance(h, str) and " | " in h else "" for h in headers)
-    return np.array([i for i, tail in enumerate(tails) if tail and any(p.search(tail) for p in patterns)],
-                    dtype=np.int64)
+    return np.array(
+        [i for i, tail in enumerate(tails) if tail and any(p.search(tail) for p in patterns)], dtype=np.int64
+    )

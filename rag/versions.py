@@ -2,7 +2,8 @@
 
     INDEX_DIR/
       CURRENT              the current version's name; replaced whole (os.replace), never absent once written
-      versions/v000007/    one complete index (rag.index_files: faiss.index, chunks.parquet, embeddings.npy, manifest.json)
+      versions/v000007/    one complete index (rag.index_files: faiss.index, chunks.parquet, embeddings.npy,
+      manifest.json)
       .lock                held by the one writer (an ingestion, a rollback) for as long as it writes
       .staging-*/          a version being written; a writer that died left it, the next writer removes it
 
@@ -86,7 +87,7 @@ class IndexDir:
     # ---- writing ------------------------------------------------------------------------------
 
     @contextmanager
-    def writing(self, wait_s: float | None = 0, purpose: str = "an ingestion") -> Iterator["Writer"]:
+    def writing(self, wait_s: float | None = 0, purpose: str = "an ingestion") -> Iterator[Writer]:
         """The index for writing, one writer at a time. ``wait_s``: how long to wait for another writer
         (None: as long as it takes); past it, IndexBusy."""
         try:
@@ -95,8 +96,10 @@ class IndexDir:
                 writer.clean_staging()
                 yield writer
         except LockBusy as busy:
-            raise IndexBusy(f"{self.root} is being written: {busy}. Wait for it to finish, or wait for it "
-                            "(rag ingest --wait SECONDS)") from None
+            raise IndexBusy(
+                f"{self.root} is being written: {busy}. Wait for it to finish, or wait for it "
+                "(rag ingest --wait SECONDS)"
+            ) from None
 
 
 class Writer:
@@ -162,7 +165,7 @@ class Writer:
             (self.root / name).unlink(missing_ok=True)
 
 
-def open_index(root: str | Path) -> "IndexStore":
+def open_index(root: str | Path) -> IndexStore:
     """The current version of the index at ``root``, loaded and checked. A version pruned between reading the pointer
     and opening it (several versions published in that moment) is followed to the new current one."""
     from rag.index import IndexStore

@@ -27,4 +27,6 @@ def authorized(request: Request) -> bool:
 def check_api_key(request: Request) -> None:
     """The dependency of every route that needs a key."""
     if not authorized(request):
-        raise HTTPException(status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )

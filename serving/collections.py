@@ -23,8 +23,8 @@ from pathlib import Path
 from ray import serve
 
 from ingest.job import IngestResult, run_ingest
-from ingest.planning import document_paths, hash_file
 from ingest.metadata_extraction import SIDECAR_FILE
+from ingest.planning import document_paths, hash_file
 from ingest.progress import Progress
 from rag.config import CollectionConfig, Settings
 from rag.index_files import FileEntry
@@ -94,17 +94,26 @@ class CollectionsDeployment:
         """The version each live retriever replica serves (one that stopped reporting has gone)."""
         fresh = 3 * self.settings.serve.reload_interval_s + 30
         now = time.monotonic()
-        return {replica: versions.get(name) for replica, (seen, versions) in sorted(self._replicas.items())
-                if now - seen < fresh}
+        return {
+            replica: versions.get(name)
+            for replica, (seen, versions) in sorted(self._replicas.items())
+            if now - seen < fresh
+        }
 
     # ---- reading ------------------------------------------------------------------------------
 
     async def overview(self, names: list[str]) -> list[dict]:
         on_disk = await asyncio.to_thread(lambda: [self._on_disk(name) for name in names])
-        return [{"name": name, **disk, "writable": self.collections[name].docs is not None,
-                 "replicas": self._serving(name),
-                 "jobs": [job.id for job in self.queue.of(name)]}
-                for name, disk in zip(names, on_disk)]
+        return [
+            {
+                "name": name,
+                **disk,
+                "writable": self.collections[name].docs is not None,
+                "replicas": self._serving(name),
+                "jobs": [job.id for job in self.queue.of(name)],
+            }
+            for name, disk in zip(names, on_disk, strict=True)
+        ]
 
     def _on_disk(self, name: str) -> dict:
         """The collection's current version as its manifest describes it."""
@@ -113,9 +122,13 @@ class CollectionsDeployment:
             manifest = current_manifest(index)
         except NoIndex:
             return {"version": None, "updated_at": None, "documents": 0, "failed": 0, "chunks": 0}
-        return {"version": IndexDir(index).current_name(), "updated_at": manifest.created_at,
-                "documents": manifest.indexed_files, "failed": len(manifest.files) - manifest.indexed_files,
-                "chunks": manifest.index.vectors}
+        return {
+            "version": IndexDir(index).current_name(),
+            "updated_at": manifest.created_at,
+            "documents": manifest.indexed_files,
+            "failed": len(manifest.files) - manifest.indexed_files,
+            "chunks": manifest.index.vectors,
+        }
 
     async def documents(self, name: str) -> list[dict]:
         return await asyncio.to_thread(self._documents, name)
@@ -135,14 +148,26 @@ class CollectionsDeployment:
             if entry and entry.doc_hash == self._hash(path):
                 rows.append(self._indexed(entry))
             else:
-                rows.append({"file": file, "status": "pending", "size_bytes": path.stat().st_size,
-                             "reason": self._pending_reason(name)})
+                rows.append(
+                    {
+                        "file": file,
+                        "status": "pending",
+                        "size_bytes": path.stat().st_size,
+                        "reason": self._pending_reason(name),
+                    }
+                )
         for file, entry in entries.items():
             if present is None:
                 rows.append(self._indexed(entry))
             elif file not in present and entry.status != "failed":
-                rows.append({**self._indexed(entry), "status": "pending", "reason": self._pending_reason(name),
-                             "note": "removed from the folder: its chunks leave with the next version"})
+                rows.append(
+                    {
+                        **self._indexed(entry),
+                        "status": "pending",
+                        "reason": self._pending_reason(name),
+                        "note": "removed from the folder: its chunks leave with the next version",
+                    }
+                )
         return sorted(rows, key=lambda row: row["file"])
 
     def _pending_reason(self, name: str) -> str | None:
@@ -152,14 +177,18 @@ class CollectionsDeployment:
             return f"{jobs[0].id} is {jobs[0].state}" + (f": {jobs[0].waiting}" if jobs[0].waiting else "")
         failed = self.queue.last_failed.get(name)
         if failed is not None:
-            return (f"{failed.id} failed: {failed.error}. The next change, a POST to /v1/collections/{name}/reindex or "
-                    "a restart takes it up again")
+            return (
+                f"{failed.id} failed: {failed.error}. The next change, a POST to /v1/collections/{name}/reindex or "
+                "a restart takes it up again"
+            )
         return None
 
     @staticmethod
     def _indexed(entry: FileEntry) -> dict:
-        return {**entry.model_dump(include={"file", "reason", "pages", "chunks", "size_bytes", "metadata", "note"}),
-                "status": "failed" if entry.status == "failed" else "indexed"}
+        return {
+            **entry.model_dump(include={"file", "reason", "pages", "chunks", "size_bytes", "metadata", "note"}),
+            "status": "failed" if entry.status == "failed" else "indexed",
+        }
 
     def _hash(self, path: Path) -> str:
         stat = path.stat()
@@ -208,14 +237,20 @@ class CollectionsDeployment:
         for filename, data in uploads:
             check_document_name(filename)
             if len(data) > limit:
-                raise UploadRefused(f"{filename!r} has {len(data) / 2**20:.1f} MB; the limit is "
-                                    f"{self.settings.serve.max_upload_mb:g} MB", 413)
+                raise UploadRefused(
+                    f"{filename!r} has {len(data) / 2**20:.1f} MB; the limit is "
+                    f"{self.settings.serve.max_upload_mb:g} MB",
+                    413,
+                )
             if not data.startswith(b"%PDF-"):
                 raise UploadRefused(f"{filename!r} is not a PDF (it does not start with %PDF-)", 415)
         await asyncio.to_thread(_store, folder, uploads)
         job = self.queue.submit(name, *(f"+{filename}" for filename, _ in uploads))
         digests = {filename: hashlib.sha256(data).hexdigest() for filename, data in uploads}
-        return {"job": job.record(), "files": [{"file": f, "status": "pending", "doc_hash": h} for f, h in digests.items()]}
+        return {
+            "job": job.record(),
+            "files": [{"file": f, "status": "pending", "doc_hash": h} for f, h in digests.items()],
+        }
 
     @refusals_returned
     async def remove(self, name: str, file: str) -> dict:

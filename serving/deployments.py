@@ -42,7 +42,8 @@ def _replica_resources() -> tuple[float, float]:
 
 
 def _load_on_model_thread(name: str, load: Callable[[float], T]) -> tuple[ModelThread, T]:
-    """A model thread for this replica, and ``load(num_gpus)`` run on it with torch's threads set to the replica's CPUs."""
+    """A model thread for this replica, and ``load(num_gpus)`` run on it with torch's threads set to the replica's
+    CPUs."""
     num_cpus, num_gpus = _replica_resources()
     thread = ModelThread(name)
 
@@ -94,7 +95,7 @@ class RetrieverDeployment:
         encoders = [s.encoder for s in self.searchers.values() if s is not None]
         searcher = self._model_thread.submit(Searcher.over, store, self.settings, self._num_gpus, encoders).result()
         if self.settings.retrieval.mode != "dense":
-            searcher.bm25
+            searcher.bm25()  # built while the old version still answers, not by the first query to the new one
         return store.version, searcher
 
     async def _follow(self, interval_s: float) -> None:
@@ -108,14 +109,20 @@ class RetrieverDeployment:
                 try:
                     version, searcher = await loop.run_in_executor(None, self._load, name)
                 except Exception:  # a broken version must not take the serving one down with it
-                    log.exception("collection %s: could not load version %s; still serving %s", name, current,
-                                  self.loaded[name])
+                    log.exception(
+                        "collection %s: could not load version %s; still serving %s", name, current, self.loaded[name]
+                    )
                     self._unloadable[name] = current
                     continue
                 old = self.loaded[name]
                 self.loaded[name], self.searchers[name] = version, searcher
-                log.info("collection %s: now serving version %s (was %s; loaded in %.1f s)", name, version, old,
-                         time.perf_counter() - started)
+                log.info(
+                    "collection %s: now serving version %s (was %s; loaded in %.1f s)",
+                    name,
+                    version,
+                    old,
+                    time.perf_counter() - started,
+                )
             for name, searcher in self.searchers.items():  # every round: a gauge is exported as last set
                 self.metrics.serving(name, self.loaded[name], len(searcher.store.chunks) if searcher else 0)
             if self.registry is not None:
@@ -133,8 +140,10 @@ class RetrieverDeployment:
         for encoder in {id(e): e for e, _ in queries}.values():
             mine = [i for i, (e, _) in enumerate(queries) if e is encoder]
             questions = [queries[i][1] for i in mine]
-            encoded = await loop.run_in_executor(self._model_thread, functools.partial(encoder.encode, questions, query=True))
-            for i, vector in zip(mine, encoded):
+            encoded = await loop.run_in_executor(
+                self._model_thread, functools.partial(encoder.encode, questions, query=True)
+            )
+            for i, vector in zip(mine, encoded, strict=True):
                 vectors[i] = vector
         return vectors
 
@@ -150,8 +159,15 @@ class RetrieverDeployment:
             query = request.retrieval_query
             embedded = EmbeddedQuery(query, await self._embed((searcher.encoder, query)))
         embed_ms = (time.perf_counter() - started) * 1000
-        found = searcher.search(request.question, request.top_k, request.history, request.filters, mode,
-                                request.auto_filters, embedded=embedded)
+        found = searcher.search(
+            request.question,
+            request.top_k,
+            request.history,
+            request.filters,
+            mode,
+            request.auto_filters,
+            embedded=embedded,
+        )
         if embedded is not None:
             found.timings_ms = {"embed_ms": round(embed_ms, 2), **found.timings_ms}
             found.timings_ms["total_ms"] = round(found.timings_ms["total_ms"] + embed_ms, 2)
@@ -160,8 +176,15 @@ class RetrieverDeployment:
 
     def info(self) -> dict:
         collections = {
-            name: {"version": self.loaded[name], "chunks": len(s.store.chunks), "files": len(s.store.files),
-                   "model": s.store.embedding_model, "device": s.encoder.device} if s else {"version": self.loaded[name]}
+            name: {
+                "version": self.loaded[name],
+                "chunks": len(s.store.chunks),
+                "files": len(s.store.files),
+                "model": s.store.embedding_model,
+                "device": s.encoder.device,
+            }
+            if s
+            else {"version": self.loaded[name]}
             for name, s in self.searchers.items()
         }
         return {"replica": self.replica, "mode": self.settings.retrieval.mode, "collections": collections}
@@ -181,8 +204,9 @@ class GeneratorDeployment:
         # An engine that decodes step by step takes new requests between steps, its loop on the model's thread;
         # the others get Serve's fixed batches.
         self.batcher = (
-            ContinuousBatcher(self.engine, batching.max_batch_size, batching.prefill_tokens, batching.deadline_s,
-                              self._model_thread)
+            ContinuousBatcher(
+                self.engine, batching.max_batch_size, batching.prefill_tokens, batching.deadline_s, self._model_thread
+            )
             if self.engine.continuous_batching
             else None
         )
@@ -227,7 +251,12 @@ class GeneratorDeployment:
         started = time.perf_counter()
         # Counting tokens is tokenizer work: on a worker thread, so this replica's event loop goes on streaming.
         messages = await asyncio.get_running_loop().run_in_executor(
-            None, self.engine.prompt, request.question, chunks, request.history, request.instructions,
+            None,
+            self.engine.prompt,
+            request.question,
+            chunks,
+            request.history,
+            request.instructions,
         )
         if self.batcher:
             deltas = self.batcher.stream(messages, request.sampling)

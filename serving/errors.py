@@ -24,8 +24,11 @@ def stream_status(err: Exception) -> int:
 
 def _retry_later(request: Request, detail: str) -> JSONResponse:
     """503 with the Retry-After the service advertises: the condition passes without the client changing anything."""
-    return JSONResponse({"detail": detail}, status_code=503,
-                        headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))})
+    return JSONResponse(
+        {"detail": detail},
+        status_code=503,
+        headers={"Retry-After": str(max(1, round(request.app.state.retry_after_s)))},
+    )
 
 
 def _replica_lost(request: Request, exc: RayActorError) -> JSONResponse:
@@ -40,6 +43,7 @@ def _detail(status: int):
 
 def _async(make):
     """A handler Starlette awaits on the event loop (a plain function it would send to a thread pool)."""
+
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         return make(request, exc)
 
@@ -50,7 +54,8 @@ def install_handlers(app: FastAPI) -> None:
     handlers = {
         Overloaded: lambda request, exc: _retry_later(request, "the service is at capacity; retry later"),
         DecodeLoopStopped: lambda request, exc: _retry_later(
-            request, "the generator replica failed and is being replaced; retry"),
+            request, "the generator replica failed and is being replaced; retry"
+        ),
         RayActorError: _replica_lost,
         DeadlineExceeded: _detail(504),
         UploadRefused: lambda request, exc: JSONResponse({"detail": first_line(exc)}, status_code=exc.status),

@@ -16,9 +16,9 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile as StarletteUpload
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from rag.answering import AnswerPipeline
 from rag.config import Settings
@@ -62,8 +62,14 @@ async def _prepend(first, rest: AsyncIterator) -> AsyncIterator:
 @serve.deployment(name="Ingress")
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, collections: DeploymentHandle,
-                 settings_json: str, keys: dict[str, list[str] | None]):
+    def __init__(
+        self,
+        retriever: DeploymentHandle,
+        generator: DeploymentHandle,
+        collections: DeploymentHandle,
+        settings_json: str,
+        keys: dict[str, list[str] | None],
+    ):
         """``keys``: every accepted bearer token and the collections it reaches (rag.config.resolve_keys), resolved by
         build_app where the user's environment is, so they hold wherever this replica runs."""
         self.settings = Settings.model_validate_json(settings_json)
@@ -96,7 +102,8 @@ class Ingress:
             raise HTTPException(status_code=400, detail="the question is empty")
         if len(question) > cfg.max_question_chars:
             raise HTTPException(
-                status_code=413, detail=f"the question has {len(question)} characters; the limit is {cfg.max_question_chars}"
+                status_code=413,
+                detail=f"the question has {len(question)} characters; the limit is {cfg.max_question_chars}",
             )
         if len(turns) + 1 > cfg.max_messages:
             raise HTTPException(status_code=400, detail=f"{len(turns) + 1} messages; the limit is {cfg.max_messages}")
@@ -110,17 +117,27 @@ class Ingress:
             raise HTTPException(status_code=400, detail=f"top_k {k} is above the limit of {cfg.max_top_k}")
         tokens = max_tokens or self.settings.llm.max_new_tokens
         if tokens > cfg.max_tokens_limit:
-            raise HTTPException(status_code=400, detail=f"max_tokens {tokens} is above the limit of {cfg.max_tokens_limit}")
+            raise HTTPException(
+                status_code=400, detail=f"max_tokens {tokens} is above the limit of {cfg.max_tokens_limit}"
+            )
         return k, tokens
 
-    def _request(self, question: str, history: list[dict], options: RetrievalOptions, max_tokens: int | None,
-                 collection: str, **generation) -> AnswerRequest:
+    def _request(
+        self,
+        question: str,
+        history: list[dict],
+        options: RetrievalOptions,
+        max_tokens: int | None,
+        collection: str,
+        **generation,
+    ) -> AnswerRequest:
         """The pipeline's request, with the limits and filters checked (400/413 naming what is wrong).
 
         ``generation``: AnswerRequest's stop, temperature and instructions, where the API has them."""
         instructions = generation.get("instructions", "")
-        k, tokens = self._limits(question, options.top_k, max_tokens,
-                                 [*history, *([{"content": instructions}] if instructions else [])])
+        k, tokens = self._limits(
+            question, options.top_k, max_tokens, [*history, *([{"content": instructions}] if instructions else [])]
+        )
         raw = dict(options.filters or {})
         if options.file_glob:
             raw.setdefault("file_glob", options.file_glob)
@@ -128,8 +145,17 @@ class Ingress:
             filters = parse_filters(raw)
         except FilterError as err:
             raise HTTPException(status_code=400, detail=str(err)) from err
-        return AnswerRequest(question, history, k, tokens, filters, options.retrieval_mode, options.auto_filters,
-                             collection=collection, **generation)
+        return AnswerRequest(
+            question,
+            history,
+            k,
+            tokens,
+            filters,
+            options.retrieval_mode,
+            options.auto_filters,
+            collection=collection,
+            **generation,
+        )
 
     # ---- endpoints --------------------------------------------------------------------------------
 
@@ -193,8 +219,11 @@ class Ingress:
         # Refused before the body is read when it cannot fit: the form parser would otherwise spool it all to disk.
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit * _MAX_FILES_PER_UPLOAD + 2**20:
-            raise HTTPException(status_code=413, detail=f"the upload has {int(length) / 2**20:.0f} MB; the limit is "
-                                f"{cfg.max_upload_mb:g} MB a file, {_MAX_FILES_PER_UPLOAD} files a request")
+            raise HTTPException(
+                status_code=413,
+                detail=f"the upload has {int(length) / 2**20:.0f} MB; the limit is "
+                f"{cfg.max_upload_mb:g} MB a file, {_MAX_FILES_PER_UPLOAD} files a request",
+            )
         # A malformed form, or one with too many parts, is a 400 from Starlette itself.
         form = await request.form(max_files=_MAX_FILES_PER_UPLOAD, max_fields=_MAX_FILES_PER_UPLOAD)
         uploads = []
@@ -202,13 +231,13 @@ class Ingress:
             if not isinstance(item, StarletteUpload):
                 raise HTTPException(status_code=400, detail="the 'files' fields must be files")
             if item.size is not None and item.size > limit:
-                raise HTTPException(status_code=413, detail=f"{item.filename!r} is over the limit of "
-                                    f"{cfg.max_upload_mb:g} MB")
+                raise HTTPException(
+                    status_code=413, detail=f"{item.filename!r} is over the limit of {cfg.max_upload_mb:g} MB"
+                )
             uploads.append((item.filename or "", await item.read()))
         return raise_refused(await self.collections.add.remote(name, uploads))
 
-    @app.delete("/v1/collections/{name}/documents/{file:path}", dependencies=[Depends(check_api_key)],
-                status_code=202)
+    @app.delete("/v1/collections/{name}/documents/{file:path}", dependencies=[Depends(check_api_key)], status_code=202)
     async def remove_document(self, name: str, file: str, request: Request) -> dict:
         return raise_refused(await self.collections.remove.remote(self._collection(request, name), file))
 
@@ -221,8 +250,9 @@ class Ingress:
     async def document_pdf(self, name: str, file: str, request: Request) -> FileResponse:
         """The document itself, for the browser's PDF viewer (``#page=N``): only a name the folder listing holds."""
         path = raise_refused(await self.collections.document_path.remote(self._collection(request, name), file))
-        return FileResponse(path, media_type="application/pdf", filename=Path(path).name,
-                            content_disposition_type="inline")
+        return FileResponse(
+            path, media_type="application/pdf", filename=Path(path).name, content_disposition_type="inline"
+        )
 
     @app.get("/v1/jobs/{job_id}", dependencies=[Depends(check_api_key)])
     async def get_job(self, job_id: str, request: Request) -> dict:
@@ -235,17 +265,25 @@ class Ingress:
         history = [m.turn() for m in req.history]
         request = self._request(req.question, history, req, req.max_tokens, self._collection(http, req.collection))
         answer = await self.pipeline.answer(request)
-        http.state.log = {"collection": request.collection, "index_version": answer.search.version,
-                          "retrieve_ms": round(answer.search_ms, 1), "generate_ms": round(answer.generate_ms, 1),
-                          "prompt_tokens": answer.usage.prompt_tokens, "completion_tokens": answer.usage.completion_tokens}
+        http.state.log = {
+            "collection": request.collection,
+            "index_version": answer.search.version,
+            "retrieve_ms": round(answer.search_ms, 1),
+            "generate_ms": round(answer.generate_ms, 1),
+            "prompt_tokens": answer.usage.prompt_tokens,
+            "completion_tokens": answer.usage.completion_tokens,
+        }
         cited = set(cited_indices(answer.raw, len(answer.chunks)))
         return QueryResponse(
             answer=answer.text,
             # What the answer cited first, then the rest of what it was grounded in.
             citations=sorted(citations(answer.chunks), key=lambda c: c.index not in cited),
             retrieval=retrieval_info(answer.search),
-            timings=Timings(retrieve_ms=answer.search_ms, generate_ms=answer.generate_ms,
-                            total_ms=answer.search_ms + answer.generate_ms),
+            timings=Timings(
+                retrieve_ms=answer.search_ms,
+                generate_ms=answer.generate_ms,
+                total_ms=answer.search_ms + answer.generate_ms,
+            ),
             usage=usage_info(answer.usage),
             finish_reason=answer.usage.finish_reason,
             model=self.settings.llm.model,
@@ -257,9 +295,16 @@ class Ingress:
         messages, instructions = conversation(req)
         # The collection: the extra body field, else a model name that is one, else the default.
         named = req.collection or (req.model if req.model in self.settings.serve.collections else None)
-        request = self._request(messages[-1]["content"], messages[:-1], req, req.max_completion_tokens or req.max_tokens,
-                                self._collection(http, named), stop=req.stops, temperature=req.temperature,
-                                instructions=instructions)
+        request = self._request(
+            messages[-1]["content"],
+            messages[:-1],
+            req,
+            req.max_completion_tokens or req.max_tokens,
+            self._collection(http, named),
+            stop=req.stops,
+            temperature=req.temperature,
+            instructions=instructions,
+        )
         completion_id, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), self.settings.llm.model
         if not req.stream:
             answer = await self.pipeline.answer(request)
@@ -270,5 +315,7 @@ class Ingress:
         items = self.pipeline.stream(request, found)
         # Pull the first item before answering 200, so overload (503) and a deadline (504) are still status codes.
         first = await items.__anext__()
-        stream = ChatStream(completion_id, created, model, bool(req.stream_options and req.stream_options.include_usage))
+        stream = ChatStream(
+            completion_id, created, model, bool(req.stream_options and req.stream_options.include_usage)
+        )
         return StreamingResponse(stream.events(_prepend(first, items), found), media_type="text/event-stream")

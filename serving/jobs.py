@@ -11,6 +11,7 @@ lost node or actor) runs again after a backoff, up to ``serve.job_attempts`` run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -97,8 +98,13 @@ class JobQueue:
     """Every collection's jobs: one waiting job per collection takes up all its changes, one runs at a time per
     collection, and across collections jobs start in order as the cluster has room."""
 
-    def __init__(self, settings: Settings, run: Callable[[str, Settings, Callable[[Progress], None]], IngestResult],
-                 files: Callable[[str], int], placed: Callable[[], bool]):
+    def __init__(
+        self,
+        settings: Settings,
+        run: Callable[[str, Settings, Callable[[Progress], None]], IngestResult],
+        files: Callable[[str], int],
+        placed: Callable[[], bool],
+    ):
         """``run(collection, settings, progress)`` runs one ingestion; ``files(collection)`` counts the documents it
         has to take up (a job's pool and parsing tasks are sized for them); ``placed()`` is true once the service's
         own replicas are placed (jobs wait for that)."""
@@ -130,7 +136,9 @@ class JobQueue:
 
     def of(self, collection: str) -> list[Job]:
         """The collection's running and waiting jobs."""
-        return [j for j in (self.running.get(collection), *self.waiting) if j is not None and j.collection == collection]
+        return [
+            j for j in (self.running.get(collection), *self.waiting) if j is not None and j.collection == collection
+        ]
 
     # ---- admission ----------------------------------------------------------------------------
 
@@ -141,10 +149,8 @@ class JobQueue:
 
     async def _admit_forever(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), ADMIT_EVERY_S)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self._admit()
@@ -179,8 +185,10 @@ class JobQueue:
             try:
                 granted = admit(self.settings, free, files)
             except PoolDoesNotFit:
-                job.waiting = (f"waiting for resources: {free['CPU']:g} CPUs free beside the service and the running "
-                               f"jobs, a job needs at least {min_cpus(self.settings):g}")
+                job.waiting = (
+                    f"waiting for resources: {free['CPU']:g} CPUs free beside the service and the running "
+                    f"jobs, a job needs at least {min_cpus(self.settings):g}"
+                )
                 break  # in order: the jobs behind it wait too
             self.waiting.remove(job)
             self._start(job, granted, files)
@@ -191,10 +199,23 @@ class JobQueue:
         self._ledger.granted[job.id] = {"CPU": granted.ingest.max_cpus, "GPU": pool.actors * pool.num_gpus}
         job.state, job.waiting, job.started_at = "running", None, job.started_at or _stamp()
         job.progress = asdict(Progress(files))  # what it has to do, from its first second
-        job.attempts.append({"started_at": _stamp(), "finished_at": None, "cpus": granted.ingest.max_cpus,
-                             "embed_actors": pool.actors, "error": None})
-        log.info("job %s for collection %s started (attempt %d): %g CPUs, %d embedding actors", job.id,
-                 job.collection, len(job.attempts), granted.ingest.max_cpus, pool.actors)
+        job.attempts.append(
+            {
+                "started_at": _stamp(),
+                "finished_at": None,
+                "cpus": granted.ingest.max_cpus,
+                "embed_actors": pool.actors,
+                "error": None,
+            }
+        )
+        log.info(
+            "job %s for collection %s started (attempt %d): %g CPUs, %d embedding actors",
+            job.id,
+            job.collection,
+            len(job.attempts),
+            granted.ingest.max_cpus,
+            pool.actors,
+        )
         self._spawn(self._execute(job, granted))
 
     async def _execute(self, job: Job, granted: Settings) -> None:
@@ -209,9 +230,12 @@ class JobQueue:
         else:
             files = result.manifest.files
             job.version = result.version
-            job.result = {"indexed": sum(e.status != "failed" for e in files),
-                          "failed": {e.file: e.reason for e in files if e.status == "failed"},
-                          "chunks": result.chunks_total, "seconds": result.manifest.run.seconds}
+            job.result = {
+                "indexed": sum(e.status != "failed" for e in files),
+                "failed": {e.file: e.reason for e in files if e.status == "failed"},
+                "chunks": result.chunks_total,
+                "seconds": result.manifest.run.seconds,
+            }
             job.attempts[-1]["finished_at"] = _stamp()
             self._finish(job, "succeeded")
         finally:
@@ -225,8 +249,9 @@ class JobQueue:
         attempt = job.attempts[-1]
         attempt["finished_at"], attempt["error"] = _stamp(), reason
         runs, limit = len(job.attempts), self.settings.serve.job_attempts
-        log.warning("job %s for collection %s: attempt %d of %d failed: %s", job.id, job.collection, runs, limit,
-                    reason)
+        log.warning(
+            "job %s for collection %s: attempt %d of %d failed: %s", job.id, job.collection, runs, limit, reason
+        )
         behind = next((j for j in self.waiting if j.collection == job.collection), None)
         if not retryable(err) or runs >= limit:
             self._finish(job, "failed", error=reason if runs == 1 else f"{runs} attempts failed; the last: {reason}")

@@ -50,9 +50,18 @@ class RequestLog:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None)
             # json.dumps quotes whatever the client sent as its id: no line can be forged into the log.
-            _access.info(json.dumps({"request_id": request_id[:128], "method": scope["method"],
-                                     "route": route or scope["path"], "status": status,
-                                     "ms": round(seconds * 1000, 1), **state["log"]}))
+            _access.info(
+                json.dumps(
+                    {
+                        "request_id": request_id[:128],
+                        "method": scope["method"],
+                        "route": route or scope["path"],
+                        "status": status,
+                        "ms": round(seconds * 1000, 1),
+                        **state["log"],
+                    }
+                )
+            )
             # A path no route matched is the client's text: one label for all of them keeps the series bounded.
             self.metrics.record(route or "unmatched", status, state["log"].get("collection"), seconds)
 
@@ -65,7 +74,9 @@ class HeaderLimit:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
-            response = JSONResponse({"detail": f"the request's headers are over the limit of {MAX_HEADER_BYTES // 1024} KB"},
-                                    status_code=431)
+            response = JSONResponse(
+                {"detail": f"the request's headers are over the limit of {MAX_HEADER_BYTES // 1024} KB"},
+                status_code=431,
+            )
             return await response(scope, receive, send)
         return await self.inner(scope, receive, send)

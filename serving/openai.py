@@ -12,8 +12,15 @@ from fastapi import HTTPException
 from rag.ray_runtime import first_line
 from rag.types import Answer, Finished, RetrievedChunk, SearchResult, Usage
 from serving.errors import stream_status
-from serving.schemas import ChatCompletionRequest, ChatCompletionResponse, Choice, ChoiceMessage, Citation, \
-    RetrievalInfo, UsageInfo
+from serving.schemas import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChoiceMessage,
+    Citation,
+    RetrievalInfo,
+    UsageInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +46,23 @@ def citations(chunks: list[RetrievedChunk]) -> list[Citation]:
 
 
 def retrieval_info(found: SearchResult) -> RetrievalInfo:
-    return RetrievalInfo(mode=found.mode, filters=found.filters, boosts=found.boosts, matched=found.matched,
-                         widened=found.widened, timings_ms=found.timings_ms, index_version=found.version)
+    return RetrievalInfo(
+        mode=found.mode,
+        filters=found.filters,
+        boosts=found.boosts,
+        matched=found.matched,
+        widened=found.widened,
+        timings_ms=found.timings_ms,
+        index_version=found.version,
+    )
 
 
 def usage_info(usage: Usage) -> UsageInfo:
-    return UsageInfo(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                     total_tokens=usage.prompt_tokens + usage.completion_tokens)
+    return UsageInfo(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+    )
 
 
 def chat_completion(completion_id: str, created: int, model: str, answer: Answer) -> ChatCompletionResponse:
@@ -70,8 +87,16 @@ class ChatStream:
         return f"data: {json.dumps(body)}\n\n"
 
     def _chunk(self, choices: list[dict], **extra) -> str:
-        return self._data({"id": self.completion_id, "object": "chat.completion.chunk", "created": self.created,
-                           "model": self.model, "choices": choices, **extra})
+        return self._data(
+            {
+                "id": self.completion_id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": choices,
+                **extra,
+            }
+        )
 
     def _delta(self, delta: dict, finish: str | None = None, **extra) -> str:
         usage = {"usage": None} if self.include_usage else {}
@@ -88,12 +113,16 @@ class ChatStream:
                     yield self._delta({"content": item})
         except Exception as err:  # the status line has gone out: the stream ends with an error event instead
             log.warning("stream %s ended by %s", self.completion_id, type(err).__name__)
-            yield self._data({"error": {"message": first_line(err), "type": type(err).__name__,
-                                        "code": stream_status(err)}})
+            yield self._data(
+                {"error": {"message": first_line(err), "type": type(err).__name__, "code": stream_status(err)}}
+            )
             return
-        yield self._delta({"content": finished.sources}, finished.usage.finish_reason,
-                          citations=[c.model_dump() for c in citations(found.chunks)],
-                          retrieval=retrieval_info(found).model_dump())
+        yield self._delta(
+            {"content": finished.sources},
+            finished.usage.finish_reason,
+            citations=[c.model_dump() for c in citations(found.chunks)],
+            retrieval=retrieval_info(found).model_dump(),
+        )
         if self.include_usage:
             yield self._chunk([], usage=usage_info(finished.usage).model_dump())
         yield "data: [DONE]\n\n"

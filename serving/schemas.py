@@ -8,13 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 _FILTERS = (
-    "Metadata filters, e.g. {\"company\": \"Apple\", \"fiscal_year\": 2023, \"fiscal_quarter\": [2, 3]}; fields: "
+    'Metadata filters, e.g. {"company": "Apple", "fiscal_year": 2023, "fiscal_quarter": [2, 3]}; fields: '
     "company, ticker, form, fiscal_year, fiscal_quarter, period_end, file, file_glob"
 )
 
 
 class TextPart(BaseModel):
-    type: Literal["text"] = Field(description="Only text parts: the service answers from documents, not images or audio")
+    type: Literal["text"] = Field(
+        description="Only text parts: the service answers from documents, not images or audio"
+    )
     text: str
 
 
@@ -53,11 +55,15 @@ class Timings(BaseModel):
 class RetrievalInfo(BaseModel):
     mode: RetrievalMode
     filters: dict[str, Any] = Field(description="Filters applied: the request's own and those read from the question")
-    boosts: dict[str, Any] = Field(description="Uncertain mentions (a year with no company, an initialism) that raised "
-                                   "matching chunks")
+    boosts: dict[str, Any] = Field(
+        description="Uncertain mentions (a year with no company, an initialism) that raised matching chunks"
+    )
     matched: list[str] = Field(description="What the question named that the filters and boosts came from")
-    widened: dict[str, Any] = Field(default_factory=dict, description="Filters read from the question that were "
-                                    "dropped because the best passage inside them scored far below the best outside")
+    widened: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Filters read from the question that were "
+        "dropped because the best passage inside them scored far below the best outside",
+    )
     timings_ms: dict[str, float] = Field(description="The retriever's stages: filter, embed, dense, bm25, rerank, rank")
     index_version: str = Field(description="The index version searched: every source of one answer comes from one")
 
@@ -72,8 +78,12 @@ class RetrievalOptions(BaseModel):
     auto_filters: bool | None = Field(
         None, description="Turn companies, tickers, forms and periods the question names into filters (default: config)"
     )
-    collection: str | None = Field(None, max_length=64, description="The collection to answer from (default: the "
-                                   "service's default; in chat completions a model naming a collection also selects it)")
+    collection: str | None = Field(
+        None,
+        max_length=64,
+        description="The collection to answer from (default: the "
+        "service's default; in chat completions a model naming a collection also selects it)",
+    )
 
 
 class QueryRequest(RetrievalOptions):
@@ -101,8 +111,15 @@ class StreamOptions(BaseModel):
 
 # OpenAI parameters a client may send at their neutral values (some clients always do); any other value is refused.
 NEUTRAL_PARAMETERS: dict[str, Any] = {
-    "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "logit_bias": {}, "tools": [],
-    "parallel_tool_calls": True, "store": False, "metadata": {},
+    "top_p": 1,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "logprobs": False,
+    "logit_bias": {},
+    "tools": [],
+    "parallel_tool_calls": True,
+    "store": False,
+    "metadata": {},
 }
 
 
@@ -125,8 +142,11 @@ class ChatCompletionRequest(RetrievalOptions):
 
     def unsupported(self) -> list[str]:
         """Names of the parameters given that the service cannot honour."""
-        names = [k for k, v in (self.model_extra or {}).items()
-                 if v is not None and (k not in NEUTRAL_PARAMETERS or NEUTRAL_PARAMETERS[k] != v)]
+        names = [
+            k
+            for k, v in (self.model_extra or {}).items()
+            if v is not None and (k not in NEUTRAL_PARAMETERS or NEUTRAL_PARAMETERS[k] != v)
+        ]
         return sorted(names + (["n"] if self.n > 1 else []))
 
     @property
@@ -171,11 +191,16 @@ class ModelList(BaseModel):
 class DocumentInfo(BaseModel):
     file: str
     status: Literal["indexed", "failed", "pending"] = Field(
-        description="pending: added, changed or removed since the current version; a job is making the next one")
-    reason: str | None = Field(None, description="Why a document failed; for a pending one, the job that will take it "
-                               "up or the one that failed to")
+        description="pending: added, changed or removed since the current version; a job is making the next one"
+    )
+    reason: str | None = Field(
+        None,
+        description="Why a document failed; for a pending one, the job that will take it up or the one that failed to",
+    )
     pages: int | None = None
     chunks: int | None = None
     size_bytes: int | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Company, form, period as read from the document")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Company, form, period as read from the document"
+    )
     note: str | None = None

@@ -17,11 +17,16 @@ NO_COLLECTION = "-"  # requests that name none (health, the page, models)
 class IngressMetrics:
     def __init__(self):
         self.requests = metrics.Counter(
-            "rag_requests", description="HTTP requests answered, by route template, status code and collection",
-            tag_keys=("route", "status", "collection"))
+            "rag_requests",
+            description="HTTP requests answered, by route template, status code and collection",
+            tag_keys=("route", "status", "collection"),
+        )
         self.latency = metrics.Histogram(
-            "rag_request_seconds", description="Time to the end of the response (a stream's last byte), by route",
-            boundaries=LATENCY_S, tag_keys=("route",))
+            "rag_request_seconds",
+            description="Time to the end of the response (a stream's last byte), by route",
+            boundaries=LATENCY_S,
+            tag_keys=("route",),
+        )
 
     def record(self, route: str, status: int, collection: str | None, seconds: float) -> None:
         self.requests.inc(tags={"route": route, "status": str(status), "collection": collection or NO_COLLECTION})
@@ -31,13 +36,19 @@ class IngressMetrics:
 class RetrieverMetrics:
     def __init__(self):
         self.latency = metrics.Histogram(
-            "rag_retrieval_seconds", description="A search: query embedding, FAISS and BM25, fusion, filters",
-            boundaries=LATENCY_S, tag_keys=("collection",))
+            "rag_retrieval_seconds",
+            description="A search: query embedding, FAISS and BM25, fusion, filters",
+            boundaries=LATENCY_S,
+            tag_keys=("collection",),
+        )
         self.version = metrics.Gauge(
-            "rag_index_version", description="The index version this replica serves (vNNNNNN as a number; -1: none)",
-            tag_keys=("collection",))
+            "rag_index_version",
+            description="The index version this replica serves (vNNNNNN as a number; -1: none)",
+            tag_keys=("collection",),
+        )
         self.chunks = metrics.Gauge(
-            "rag_index_chunks", description="Chunks in the index version this replica serves", tag_keys=("collection",))
+            "rag_index_chunks", description="Chunks in the index version this replica serves", tag_keys=("collection",)
+        )
 
     def serving(self, collection: str, version: str | None, chunks: int) -> None:
         self.version.set(int(version.lstrip("v")) if version else -1, tags={"collection": collection})
@@ -47,11 +58,15 @@ class RetrieverMetrics:
 class GeneratorMetrics:
     def __init__(self):
         self.ttft = metrics.Histogram(
-            "rag_time_to_first_token_seconds", description="From the prompt reaching the generator to its first text",
-            boundaries=LATENCY_S)
+            "rag_time_to_first_token_seconds",
+            description="From the prompt reaching the generator to its first text",
+            boundaries=LATENCY_S,
+        )
         self.token_gap = metrics.Histogram(
-            "rag_inter_token_seconds", description="Between two pieces of one answer's streamed text",
-            boundaries=TOKEN_GAP_S)
+            "rag_inter_token_seconds",
+            description="Between two pieces of one answer's streamed text",
+            boundaries=TOKEN_GAP_S,
+        )
         self.tokens = metrics.Counter("rag_generated_tokens", description="Completion tokens generated")
         self.batch = metrics.Gauge("rag_decode_batch_size", description="Sequences in the running decode batch")
         self.waiting = metrics.Gauge("rag_waiting_requests", description="Requests waiting to join the decode batch")

@@ -91,8 +91,9 @@ def start_app(index_dir, overrides: list[str]) -> str:
             # Seen in CI: the GCS of the session's cluster, on two busy cores, left a name lookup unanswered for its
             # 60 s. What is tested here is the service, so it is asked again; the GCS's own log says why it was slow.
             if attempt == SERVE_START_ATTEMPTS:
-                raise TimeoutError(f"serve.start: the GCS answered none of {attempt} lookups; its log ends:\n"
-                                   f"{_gcs_log_tail()}") from None
+                raise TimeoutError(
+                    f"serve.start: the GCS answered none of {attempt} lookups; its log ends:\n{_gcs_log_tail()}"
+                ) from None
             logging.getLogger(__name__).warning("serve.start: the GCS did not answer in time (try %d)", attempt)
             time.sleep(20)
     serve.run(build_app({"index": index_dir and str(index_dir), "set": overrides}), name="rag", route_prefix="/")

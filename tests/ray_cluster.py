@@ -9,6 +9,7 @@ run against it must be given that environment), so nothing is read from or writt
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -68,10 +69,28 @@ class RayCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def start_head(self, num_cpus: int) -> Node:
-        node = self._start(num_cpus, ["--head", "--port", str(self.gcs_port), "--include-dashboard", "true",
-                                      "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
-                                      "--ray-client-server-port", str(free_port()), "--temp-dir", self.temp_dir])
-        self._wait(lambda: httpx.get(f"{self.dashboard}/api/version", headers=self.headers, timeout=5).status_code == 200, "the dashboard")
+        node = self._start(
+            num_cpus,
+            [
+                "--head",
+                "--port",
+                str(self.gcs_port),
+                "--include-dashboard",
+                "true",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(self.dashboard_port),
+                "--ray-client-server-port",
+                str(free_port()),
+                "--temp-dir",
+                self.temp_dir,
+            ],
+        )
+        self._wait(
+            lambda: httpx.get(f"{self.dashboard}/api/version", headers=self.headers, timeout=5).status_code == 200,
+            "the dashboard",
+        )
         return node
 
     def add_worker(self, num_cpus: int) -> Node:
@@ -81,8 +100,9 @@ class RayCluster:
         return node
 
     def alive_nodes(self) -> int:
-        nodes = httpx.get(f"{self.dashboard}/nodes", params={"view": "summary"}, headers=self.headers,
-                          timeout=10).json()["data"]["summary"]
+        nodes = httpx.get(
+            f"{self.dashboard}/nodes", params={"view": "summary"}, headers=self.headers, timeout=10
+        ).json()["data"]["summary"]
         return sum(1 for n in nodes if n["raylet"]["state"] == "ALIVE")
 
     def kill(self, node: Node) -> None:
@@ -100,22 +120,34 @@ class RayCluster:
             except subprocess.TimeoutExpired:
                 os.killpg(node.process.pid, signal.SIGKILL)
                 node.process.wait()
-            try:  # what is left in the group once `ray start` has gone
+            with contextlib.suppress(ProcessLookupError):  # what is left in the group once `ray start` has gone
                 os.killpg(node.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def _start(self, num_cpus: int, args: list[str]) -> Node:
         node = Node(None, free_port(), free_port())  # type: ignore[arg-type]
         # Every port this node listens on is chosen here: two nodes (and other tests' Ray) share the machine.
-        ports = ["--metrics-export-port", str(node.metrics_port), "--node-manager-port", str(node.node_manager_port),
-                 "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-                 "--runtime-env-agent-port", str(free_port()), "--object-manager-port", str(free_port())]
+        ports = [
+            "--metrics-export-port",
+            str(node.metrics_port),
+            "--node-manager-port",
+            str(node.node_manager_port),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+            "--object-manager-port",
+            str(free_port()),
+        ]
         node.log = Path(self.temp_dir) / f"ray-start-{len(self.nodes)}.log"
         with node.log.open("w") as log:
             node.process = subprocess.Popen(
                 [tool("ray"), "start", "--block", "--num-cpus", str(num_cpus), "--disable-usage-stats", *ports, *args],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.nodes.append(node)
         return node
@@ -129,7 +161,8 @@ class RayCluster:
 
 
 def wait_until(ready, what: str, timeout_s: float, processes: list[subprocess.Popen] = ()) -> None:
-    """Poll ``ready()`` until it is true; an HTTP error counts as not yet. Fails early when one of ``processes`` ends."""
+    """Poll ``ready()`` until it is true; an HTTP error counts as not yet. Fails early when one of ``processes``
+    ends."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         ended = [p for p in processes if p.poll() is not None]

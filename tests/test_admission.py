@@ -4,6 +4,7 @@ fails for a cause that can pass is run again (slow)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -33,12 +34,19 @@ def service(ray_cluster, sec_docs, tmp_path_factory):
     from ray import serve
 
     root = tmp_path_factory.mktemp("admission")
-    overrides = ["serve.reload_interval_s=1", "llm.max_new_tokens=8", "ingest.embed.batch_size=32",
-                 f"ingest.stall_timeout_s={STALL_S}", "serve.job_retry_s=2"]
+    overrides = [
+        "serve.reload_interval_s=1",
+        "llm.max_new_tokens=8",
+        "ingest.embed.batch_size=32",
+        f"ingest.stall_timeout_s={STALL_S}",
+        "serve.job_retry_s=2",
+    ]
     for name, file in COLLECTIONS.items():
         copy_docs([file], sec_docs, root / name / "docs")
-        overrides += [f"serve.collections.{name}.index={root / name / 'index'}",
-                      f"serve.collections.{name}.docs={root / name / 'docs'}"]
+        overrides += [
+            f"serve.collections.{name}.index={root / name / 'index'}",
+            f"serve.collections.{name}.docs={root / name / 'docs'}",
+        ]
     url = start_app(None, overrides)
     yield url
     serve.shutdown()
@@ -84,8 +92,9 @@ def admitted_within_what_is_free(watched: Watched) -> None:
     granted no more than that, and one that had to wait said why."""
     attempts = [a for r in watched.records.values() for a in r["attempts"]]
     assert sum(a["cpus"] for a in attempts) > JOB_CPUS, attempts
-    at_once = max(sum(b["cpus"] for b in attempts if b["started_at"] <= a["started_at"] < b["finished_at"])
-                  for a in attempts)
+    at_once = max(
+        sum(b["cpus"] for b in attempts if b["started_at"] <= a["started_at"] < b["finished_at"]) for a in attempts
+    )
     assert at_once <= JOB_CPUS, attempts
     assert any(w.startswith("waiting for resources") for w in watched.waiting), watched.waiting
 
@@ -117,8 +126,11 @@ def test_pending_documents_of_three_collections_at_start_are_all_indexed(service
 def test_uploads_to_three_collections_in_one_second_are_all_indexed(service, sec_docs):
     def upload(name: str) -> None:
         file = UPLOADS[name]
-        response = httpx.post(f"{service}/v1/collections/{name}/documents", timeout=60,
-                              files=[("files", (file, (sec_docs / file).read_bytes(), "application/pdf"))])
+        response = httpx.post(
+            f"{service}/v1/collections/{name}/documents",
+            timeout=60,
+            files=[("files", (file, (sec_docs / file).read_bytes(), "application/pdf"))],
+        )
         assert response.status_code == 202, response.text
         accepted[name] = response.json()["job"]
 
@@ -138,8 +150,11 @@ def test_uploads_to_three_collections_in_one_second_are_all_indexed(service, sec
     for name, j in accepted.items():
         assert {d["status"] for d in documents(service, name)} == {"indexed"}
         wait_served(service, name, records[j["id"]]["version"])
-        answer = httpx.post(f"{service}/query", timeout=120, json={
-            "question": "What were Apple's total net sales?", "collection": name, "top_k": 8, "max_tokens": 1})
+        answer = httpx.post(
+            f"{service}/query",
+            timeout=120,
+            json={"question": "What were Apple's total net sales?", "collection": name, "top_k": 8, "max_tokens": 1},
+        )
         assert answer.status_code == 200, answer.text
         assert UPLOADS[name] in {c["file"] for c in answer.json()["citations"]}, answer.json()["citations"]
 
@@ -149,7 +164,9 @@ def embedding_actor_pids() -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::MapWorker(MapBatches(EmbedChunks))"):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(
+                b"ray::MapWorker(MapBatches(EmbedChunks))"
+            ):
                 pids.append(int(proc.name))
         except OSError:  # gone meanwhile
             pass
@@ -158,14 +175,18 @@ def embedding_actor_pids() -> list[int]:
 
 def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, sec_docs):
     file = "2023 Q3 AAPL.pdf"
-    response = httpx.post(f"{service}/v1/collections/a/documents", timeout=60,
-                          files=[("files", (file, (sec_docs / file).read_bytes(), "application/pdf"))])
+    response = httpx.post(
+        f"{service}/v1/collections/a/documents",
+        timeout=60,
+        files=[("files", (file, (sec_docs / file).read_bytes(), "application/pdf"))],
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["job"]["id"]
     # The first run's embedding actors stop (as on a hung device): no stage moves, Ray Data's guard ends the run.
     deadline = time.monotonic() + 120
-    while (record := job(service, job_id))["state"] != "running" or \
-            len(pids := embedding_actor_pids()) < record["attempts"][0]["embed_actors"]:
+    while (record := job(service, job_id))["state"] != "running" or len(pids := embedding_actor_pids()) < record[
+        "attempts"
+    ][0]["embed_actors"]:
         assert time.monotonic() < deadline, "the job's embedding actors never started"
         time.sleep(0.2)
     for pid in pids:
@@ -181,10 +202,8 @@ def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, sec_do
         assert pending["status"] == "pending" and job_id in pending["reason"], pending
     finally:
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
     record = follow(service, [job_id]).records[job_id]
     assert record["state"] == "succeeded" and len(record["attempts"]) == 2, record
     assert "stalled" in record["attempts"][0]["error"] and record["attempts"][1]["error"] is None

@@ -15,12 +15,11 @@ import torch
 
 from rag import decoding
 from rag.batching import ContinuousBatcher
-from rag.cuda_graphs import DecodeGraphs
-from rag.types import DeadlineExceeded, DecodeLoopStopped
 from rag.config import LLMConfig
+from rag.cuda_graphs import DecodeGraphs
 from rag.decoding import DecodeBatch
-from rag.types import Sampling, Usage
 from rag.engines import load_engine
+from rag.types import DeadlineExceeded, DecodeLoopStopped, Sampling, Usage
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -63,8 +62,14 @@ def test_a_sequence_outgrowing_the_room_first_reserved_decodes_as_alone(engine):
     assert len(steps) > 70
 
 
-async def _collect(batcher: ContinuousBatcher, conversation: list[dict], delay: float = 0, keep: int = 0,
-                   tokens: int = 24, arrivals: list | None = None) -> str:
+async def _collect(
+    batcher: ContinuousBatcher,
+    conversation: list[dict],
+    delay: float = 0,
+    keep: int = 0,
+    tokens: int = 24,
+    arrivals: list | None = None,
+) -> str:
     """The streamed answer, or its first ``keep`` deltas when the caller walks away after them; ``arrivals`` gets the
     time each delta came."""
     await asyncio.sleep(delay)
@@ -141,7 +146,9 @@ def test_fixed_windows_and_prompts_prefilled_together_answer_as_alone(engine, al
     batcher = ContinuousBatcher(engine, max_batch_size=5, prefill_tokens=4096)
 
     async def run(delays):
-        return await asyncio.gather(*(_collect(batcher, chat(q), delay) for q, delay in zip(QUESTIONS, delays)))
+        return await asyncio.gather(
+            *(_collect(batcher, chat(q), delay) for q, delay in zip(QUESTIONS, delays, strict=True))
+        )
 
     assert asyncio.run(run([0, 0, 0])) == alone
     # All three joined in one pass before the first step: no more steps than the longest answer's tokens.
@@ -180,7 +187,7 @@ def test_fixed_buffers_move_the_span_back_in_place_and_keep_their_addresses(engi
         with torch.inference_mode():
             next_ids = windows.step(batch).argmax(-1)
             batch.stepped(next_ids)
-        for sequence, delta in zip(batch.sequences, engine._advance(batch.sequences, next_ids.tolist())):
+        for sequence, delta in zip(batch.sequences, engine._advance(batch.sequences, next_ids.tolist()), strict=True):
             texts[id(sequence)][1] += delta
         done += [texts.pop(id(s)) for s in batch.sequences if s.done]
         batch.drop_finished()
@@ -192,7 +199,8 @@ def test_fixed_buffers_move_the_span_back_in_place_and_keep_their_addresses(engi
 
 
 def test_a_burst_of_long_prompts_does_not_stall_a_running_answer(engine, alone):
-    """With a prefill budget of 16 tokens a step, the running answer keeps streaming while a 300-token prompt goes in."""
+    """With a prefill budget of 16 tokens a step, the running answer keeps streaming while a 300-token prompt goes
+    in."""
     batcher = ContinuousBatcher(engine, max_batch_size=4, prefill_tokens=16)
     long_question = "Summarise this: " + "The harbour master logs every ship that enters the bay. " * 25
     running, newcomer = [], []
@@ -250,7 +258,7 @@ def test_stop_sequences_end_the_answer_before_them(engine, alone):
 
 def test_a_request_past_its_deadline_fails_and_leaves_the_batch(engine, alone):
     batcher = ContinuousBatcher(engine, max_batch_size=2, deadline_s=0.5)
-    with pytest.raises(DeadlineExceeded, match="deadline of 0.5 s"):
+    with pytest.raises(DeadlineExceeded, match=r"deadline of 0\.5 s"):
         asyncio.run(_collect(batcher, chat("Tell me a long story about a lighthouse keeper and a storm."), tokens=400))
     assert batcher.stats.timed_out == 1
     batcher.deadline_s = 60
@@ -280,11 +288,13 @@ def test_a_dead_decode_loop_fails_what_it_held_and_says_so(engine, monkeypatch):
 
 
 def test_kv_buffers_live_in_mappings_that_leave_with_them():
-    """On the CPU each buffer is a mapping of its own, gone when the tensor goes: never left resident in malloc's heaps."""
+    """On the CPU each buffer is a mapping of its own, gone when the tensor goes: never left resident in malloc's
+    heaps."""
     from rag.host_memory import mapped_zeros
 
     def mappings_of(size: int) -> int:
-        spans = (line.split()[0].split("-") for line in open("/proc/self/maps"))
+        with open("/proc/self/maps") as maps:
+            spans = [line.split()[0].split("-") for line in maps]
         return sum(1 for start, end in spans if int(end, 16) - int(start, 16) == size)
 
     like = torch.zeros(1, dtype=torch.bfloat16)

@@ -62,13 +62,32 @@ def test_eval_reports_page_hits_per_split_and_mode(zh_index, zh_docs, tmp_path):
     from cli.main import main
 
     indexed = {p.name for p in zh_docs.glob("*.pdf")}
-    rows = [q for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines()) if set(q["gold_files"]) <= indexed]
+    rows = [
+        q
+        for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines())
+        if set(q["gold_files"]) <= indexed
+    ]
     assert len(rows) > 400
     dataset = tmp_path / "questions.jsonl"
     dataset.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in rows), encoding="utf-8")
     out = tmp_path / "eval"
-    assert main(["eval", "--dataset", str(dataset), "--index", str(zh_index), "--out", str(out), "--no-generate",
-                 "--retrievers", "dense,bm25,hybrid"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                str(dataset),
+                "--index",
+                str(zh_index),
+                "--out",
+                str(out),
+                "--no-generate",
+                "--retrievers",
+                "dense,bm25,hybrid",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     for split in ("dev", "test"):
         for mode in ("dense", "bm25", "hybrid"):
@@ -85,8 +104,11 @@ def test_the_scans_text_is_found_by_a_question(zh_index):
     searcher = Searcher.from_index_dir(zh_index, Settings())
     english = searcher.search("What were the total net sales in the three months ended July 1, 2023?", 3)
     assert english.chunks[0].file == "scan-10q.pdf"
-    row = next(q for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines())
-               if q["gold_pages"] == [{"file": sorted(ZH_DOCS.glob("*.pdf"))[::2][1].name, "page": 3}])
+    row = next(
+        q
+        for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines())
+        if q["gold_pages"] == [{"file": sorted(ZH_DOCS.glob("*.pdf"))[::2][1].name, "page": 3}]
+    )
     found = {c.file for c in searcher.search(row["question"], 5).chunks}
     assert "扫描-百科.pdf" in found, (row["question"], found)
 
@@ -100,21 +122,33 @@ def url(zh_index):
 
 
 def test_a_chinese_question_over_http_reads_its_period_and_cites_the_page(url):
-    r = httpx.post(f"{url}/query", json={"question": "苹果公司2023年第三季度的营业收入是多少？", "top_k": 3}, timeout=120)
+    r = httpx.post(
+        f"{url}/query", json={"question": "苹果公司2023年第三季度的营业收入是多少？", "top_k": 3}, timeout=120
+    )
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["citations"][0]["file"] == "苹果季度报告.pdf" and data["citations"][0]["page"] == 1
-    assert data["retrieval"]["filters"] == {"company": ["苹果股份有限公司"], "fiscal_year": [2023], "fiscal_quarter": [3]}
+    assert data["retrieval"]["filters"] == {
+        "company": ["苹果股份有限公司"],
+        "fiscal_year": [2023],
+        "fiscal_quarter": [3],
+    }
 
 
 def test_the_chat_endpoint_cites_the_gold_pages_of_zh_wiki_questions(url, zh_docs):
     indexed = {p.name for p in zh_docs.glob("*.pdf")}
-    rows = [q for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines())
-            if set(q["gold_files"]) <= indexed][:5]
+    rows = [
+        q
+        for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines())
+        if set(q["gold_files"]) <= indexed
+    ][:5]
     cited_gold = 0
     for row in rows:
-        r = httpx.post(f"{url}/v1/chat/completions", timeout=120,
-                       json={"messages": [{"role": "user", "content": row["question"]}], "max_tokens": 4})
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=120,
+            json={"messages": [{"role": "user", "content": row["question"]}], "max_tokens": 4},
+        )
         assert r.status_code == 200, r.text
         gold = {(g["file"], g["page"]) for g in row["gold_pages"]}
         cited_gold += bool(gold & {(c["file"], c["page"]) for c in r.json()["citations"]})

@@ -1,7 +1,6 @@
-from rag.chunking import _tokenizer, make_splitter, split_text
-from rag.config import ChunkingConfig
 from ingest.pdf_pages import read_pdf_pages
-from rag.config import PdfConfig
+from rag.chunking import _tokenizer, make_splitter, split_text
+from rag.config import ChunkingConfig, PdfConfig
 
 
 def _pages(sec_docs):

@@ -27,8 +27,11 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 FILES = ["2023 Q3 AAPL.pdf", "2022 Q3 NVDA.pdf"]
 QUESTION = "What were Apple's total net sales for the quarter ended July 1, 2023?"
 # Small replicas, so the service fits beside a job on two small nodes; short answers, so the model is not the test.
-SERVICE = ["llm.max_new_tokens=16", "serve.generator.ray_actor_options={num_cpus: 1}",
-           "serve.retriever.ray_actor_options={num_cpus: 0.25}"]
+SERVICE = [
+    "llm.max_new_tokens=16",
+    "serve.generator.ray_actor_options={num_cpus: 1}",
+    "serve.retriever.ray_actor_options={num_cpus: 0.25}",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,11 @@ def submit(cluster: RayCluster, entrypoint: list[str], timeout_s: float = 900) -
     """``ray job submit`` with this repository as the working directory; the job's output once it succeeded."""
     done = subprocess.run(
         [tool("ray"), "job", "submit", "--address", cluster.dashboard, "--working-dir", str(REPO), "--", *entrypoint],
-        capture_output=True, text=True, timeout=timeout_s, cwd=REPO, env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=REPO,
+        env=cluster.env,
     )
     assert done.returncode == 0 and "succeeded" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
@@ -81,16 +88,32 @@ def test_ray_job_ingests_on_the_cluster(cluster_index):
 def test_ray_job_evaluates_on_the_cluster(cluster, cluster_index, tmp_path):
     index, _ = cluster_index
     out = tmp_path / "report"
-    submit(cluster, [tool("rag"), "eval", "--dataset", str(SEC_DIR / "qna_data.csv"), "--index", str(index),
-                     "--out", str(out), "--limit", "3", "--set", "llm.max_new_tokens=16"])
+    submit(
+        cluster,
+        [
+            tool("rag"),
+            "eval",
+            "--dataset",
+            str(SEC_DIR / "qna_data.csv"),
+            "--index",
+            str(index),
+            "--out",
+            str(out),
+            "--limit",
+            "3",
+            "--set",
+            "llm.max_new_tokens=16",
+        ],
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["questions"] == 3 and report["failures"] == 0 and "answers" in report["overall"]
     assert (out / "report.md").stat().st_size > 0 and len((out / "rows.jsonl").read_text().splitlines()) >= 3
 
 
 def _wait_ready(url: str, processes: list[subprocess.Popen] = ()) -> None:
-    wait_until(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, f"ready service at {url}", 300,
-               processes)
+    wait_until(
+        lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, f"ready service at {url}", 300, processes
+    )
 
 
 def _ask(url: str) -> dict:
@@ -103,8 +126,21 @@ def test_rag_serve_joins_the_cluster(cluster, cluster_index):
     index, _ = cluster_index
     port = free_port()
     sets = [a for s in SERVICE for a in ("--set", s)]
-    server = subprocess.Popen([tool("rag"), "serve", "--index", str(index), "--address", cluster.address, "--set",
-                               f"serve.port={port}", *sets], env=cluster.env, cwd=REPO)
+    server = subprocess.Popen(
+        [
+            tool("rag"),
+            "serve",
+            "--index",
+            str(index),
+            "--address",
+            cluster.address,
+            "--set",
+            f"serve.port={port}",
+            *sets,
+        ],
+        env=cluster.env,
+        cwd=REPO,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, [server])
@@ -125,14 +161,20 @@ def deployed(cluster, cluster_index, tmp_path_factory):
     app["args"]["set"] += SERVICE
     path = tmp_path_factory.mktemp("serve-config") / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
-    deploy = subprocess.run([tool("serve"), "deploy", str(path), "-a", cluster.dashboard], capture_output=True,
-                            text=True, timeout=120, env=cluster.env)
+    deploy = subprocess.run(
+        [tool("serve"), "deploy", str(path), "-a", cluster.dashboard],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cluster.env,
+    )
     assert deploy.returncode == 0, deploy.stderr
     url = f"http://127.0.0.1:{config['http_options']['port']}"
     _wait_ready(url)
     yield url
-    subprocess.run([tool("serve"), "shutdown", "-a", cluster.dashboard, "-y"], capture_output=True, timeout=120,
-                   env=cluster.env)
+    subprocess.run(
+        [tool("serve"), "shutdown", "-a", cluster.dashboard, "-y"], capture_output=True, timeout=120, env=cluster.env
+    )
 
 
 def test_serve_deploy_of_the_app_config(deployed):
@@ -143,7 +185,7 @@ def test_serve_deploy_of_the_app_config(deployed):
 def _scrape(cluster: RayCluster) -> dict[str, list[tuple[dict, float]]]:
     """Every node's Prometheus endpoint: metric name -> (labels, value) samples."""
     samples: dict[str, list[tuple[dict, float]]] = defaultdict(list)
-    line = re.compile(r'^(\w+)(?:\{(.*)\})? (\S+)$')
+    line = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
     for node in cluster.nodes:
         for text in httpx.get(node.metrics_url, timeout=30).text.splitlines():
             match = line.match(text)
@@ -157,7 +199,7 @@ def _unmet(metrics: dict, index) -> list[str]:
     """What the scraped metrics do not (yet) show, after test_metrics_reach_prometheus's queries."""
 
     def total(name: str, **labels) -> float:
-        return sum(v for l, v in metrics.get(name, []) if all(l.get(k) == x for k, x in labels.items()))
+        return sum(v for tags, v in metrics.get(name, []) if all(tags.get(k) == x for k, x in labels.items()))
 
     current = (index / "CURRENT").read_text().strip()
     chunks = json.loads((index / "versions" / current / "manifest.json").read_text())["index"]["vectors"]
@@ -170,16 +212,21 @@ def _unmet(metrics: dict, index) -> list[str]:
         "request latencies": total("ray_rag_request_seconds_count", route="/query") >= 3,
         "retrievals, each under 30 s": retrievals >= 4
         and 0 < total("ray_rag_retrieval_seconds_sum", collection="default") / retrievals < 30,
-        "first tokens, each under 120 s": answers >= 4 and 0 < total("ray_rag_time_to_first_token_seconds_sum") / answers < 120,
+        "first tokens, each under 120 s": answers >= 4
+        and 0 < total("ray_rag_time_to_first_token_seconds_sum") / answers < 120,
         "gaps between tokens": total("ray_rag_inter_token_seconds_count") >= 2 * answers,
         "1 to 16 tokens per answer": answers <= total("ray_rag_generated_tokens_total") <= 16 * answers,
-        "batch gauges": all(metrics.get(n) and all(v >= 0 for _, v in metrics[n])
-                            for n in ("ray_rag_decode_batch_size", "ray_rag_waiting_requests")),
+        "batch gauges": all(
+            metrics.get(n) and all(v >= 0 for _, v in metrics[n])
+            for n in ("ray_rag_decode_batch_size", "ray_rag_waiting_requests")
+        ),
         "the version served": {v for _, v in metrics.get("ray_rag_index_version", [])} == {int(current.lstrip("v"))},
         "its chunks": {v for _, v in metrics.get("ray_rag_index_chunks", [])} == {chunks},
         # Serve's own tags, so a dashboard can split by replica.
-        "Serve's tags": all(l.get("deployment") == "Retriever" and l.get("replica")
-                            for l, _ in metrics.get("ray_rag_index_chunks", [])),
+        "Serve's tags": all(
+            tags.get("deployment") == "Retriever" and tags.get("replica")
+            for tags, _ in metrics.get("ray_rag_index_chunks", [])
+        ),
     }
     return [what for what, ok in checks.items() if not ok]
 
@@ -195,5 +242,8 @@ def test_metrics_reach_prometheus(cluster, cluster_index, deployed):
     deadline = time.monotonic() + 90  # each node's agent exports every few seconds
     while (unmet := _unmet(metrics := _scrape(cluster), index)) and time.monotonic() < deadline:
         time.sleep(3)
-    assert not unmet, {name: [(l.get("collection"), l.get("deployment"), v) for l, v in samples]
-                       for name, samples in metrics.items() if name.startswith("ray_rag_index")}
+    assert not unmet, {
+        name: [(tags.get("collection"), tags.get("deployment"), v) for tags, v in samples]
+        for name, samples in metrics.items()
+        if name.startswith("ray_rag_index")
+    }

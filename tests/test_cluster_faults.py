@@ -23,8 +23,14 @@ from tests.ray_cluster import RayCluster, tool, wait_until
 pytestmark = pytest.mark.slow
 
 FIRST = ["2023 Q3 AAPL.pdf", "2022 Q3 NVDA.pdf"]
-MORE = ["2023 Q2 AAPL.pdf", "2023 Q1 AMZN.pdf", "2023 Q2 INTC.pdf", "2023 Q1 NVDA.pdf", "2023 Q1 INTC.pdf",
-        "2022 Q3 AMZN.pdf"]
+MORE = [
+    "2023 Q2 AAPL.pdf",
+    "2023 Q1 AMZN.pdf",
+    "2023 Q2 INTC.pdf",
+    "2023 Q1 NVDA.pdf",
+    "2023 Q1 INTC.pdf",
+    "2022 Q3 AMZN.pdf",
+]
 NODE_DEATH_S = 20  # how long Ray takes to declare a silent node dead (its health check), with room
 
 
@@ -38,7 +44,8 @@ def cluster():
 
 
 def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs, tmp_path):
-    # One CPU per node, as in the report: the default pool (one 0.5-CPU actor per core: 2, + 0.5 for parsing) needs both nodes.
+    # One CPU per node, as in the report: the default pool (one 0.5-CPU actor per core: 2, + 0.5 for parsing) needs
+    # both nodes.
     cluster.start_head(num_cpus=1)
     worker = cluster.add_worker(num_cpus=1)
     docs, index = copy_docs(FIRST, sec_docs, tmp_path / "docs"), tmp_path / "index"
@@ -48,8 +55,9 @@ def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs
     published = IndexDir(index).current_name()
     copy_docs(MORE, sec_docs, docs)
 
-    job = subprocess.Popen(ingest, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                           env=cluster.env)
+    job = subprocess.Popen(
+        ingest, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=cluster.env
+    )
     lines: list[str] = []
     # Killed as the pipeline starts, not at a progress line: the first embedded block can reach the driver late
     # (in 2 of 8 runs here only as the run was finishing, so nothing was lost). The run takes 40 s or more.
@@ -68,23 +76,44 @@ def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs
     assert "running the pipeline again with 1 embedding actors" in output, output[-4000:]
     assert IndexDir(index).current_name() != published
     assert {e["file"]: e["status"] for e in current_manifest(index).model_dump()["files"]} == {
-        **{f: "skipped_unchanged" for f in FIRST}, **{f: "indexed" for f in MORE}}
+        **{f: "skipped_unchanged" for f in FIRST},
+        **{f: "indexed" for f in MORE},
+    }
 
 
 def test_losing_a_node_mid_serve_replaces_its_replicas(cluster, small_index):
     cluster.start_head(num_cpus=4)
     worker = cluster.add_worker(num_cpus=2)
     port = free_port()
-    service = [f"serve.port={port}", "llm.max_new_tokens=8", "serve.generator.num_replicas=2",
-               "serve.generator.ray_actor_options={num_cpus: 1}", "serve.retriever.num_replicas=2",
-               "serve.retriever.ray_actor_options={num_cpus: 0.25}"]
-    server = subprocess.Popen([tool("rag"), "serve", "--index", str(small_index), "--address", cluster.address,
-                               *[a for s in service for a in ("--set", s)]], cwd=REPO, env=cluster.env)
+    service = [
+        f"serve.port={port}",
+        "llm.max_new_tokens=8",
+        "serve.generator.num_replicas=2",
+        "serve.generator.ray_actor_options={num_cpus: 1}",
+        "serve.retriever.num_replicas=2",
+        "serve.retriever.ray_actor_options={num_cpus: 0.25}",
+    ]
+    server = subprocess.Popen(
+        [
+            tool("rag"),
+            "serve",
+            "--index",
+            str(small_index),
+            "--address",
+            cluster.address,
+            *[a for s in service for a in ("--set", s)],
+        ],
+        cwd=REPO,
+        env=cluster.env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, "a ready service", 300, [server])
-        wait_until(lambda: all(len(_replica_nodes(cluster).get(d, [])) == 2 for d in ("Generator", "Retriever")),
-                   "every replica running", 240)
+        wait_until(
+            lambda: all(len(_replica_nodes(cluster).get(d, [])) == 2 for d in ("Generator", "Retriever")),
+            "every replica running",
+            240,
+        )
         before = _replica_nodes(cluster)
         assert len({node for nodes in before.values() for node in nodes}) == 2, before  # Serve spread them
 
@@ -95,8 +124,9 @@ def test_losing_a_node_mid_serve_replaces_its_replicas(cluster, small_index):
             while not stop.is_set():
                 sent = time.monotonic()
                 try:
-                    status = httpx.post(f"{url}/query", json={"question": "What were Apple's total net sales?",
-                                                              "top_k": 2}, timeout=150).status_code
+                    status = httpx.post(
+                        f"{url}/query", json={"question": "What were Apple's total net sales?", "top_k": 2}, timeout=150
+                    ).status_code
                 except httpx.HTTPError as err:
                     status = type(err).__name__
                 outcomes.append((status, sent, time.monotonic() - sent))
@@ -108,8 +138,11 @@ def test_losing_a_node_mid_serve_replaces_its_replicas(cluster, small_index):
             cluster.kill(worker)
             # Serve replaces what ran on the lost node with replicas on the head, and answers again.
             wait_until(lambda: _all_on_one_node(_replica_nodes(cluster), before), "replicas replaced on the head", 240)
-            wait_until(lambda: sum(1 for s, sent, _ in outcomes if s == 200 and sent > killed_at) >= 3,
-                       "three answers after the loss", 240)
+            wait_until(
+                lambda: sum(1 for s, sent, _ in outcomes if s == 200 and sent > killed_at) >= 3,
+                "three answers after the loss",
+                240,
+            )
             stop.set()
             for c in clients:
                 c.result(timeout=200)
@@ -132,10 +165,13 @@ def test_losing_a_node_mid_serve_replaces_its_replicas(cluster, small_index):
 
 def _replica_nodes(cluster: RayCluster) -> dict[str, list[str]]:
     """deployment -> the node ids of its running replicas, from the dashboard's Serve API."""
-    apps = httpx.get(f"{cluster.dashboard}/api/serve/applications/", headers=cluster.headers,
-                     timeout=10).json()["applications"]
-    return {name: [r["node_id"] for r in d["replicas"] if r["state"] == "RUNNING"]
-            for name, d in apps["rag"]["deployments"].items()}
+    apps = httpx.get(f"{cluster.dashboard}/api/serve/applications/", headers=cluster.headers, timeout=10).json()[
+        "applications"
+    ]
+    return {
+        name: [r["node_id"] for r in d["replicas"] if r["state"] == "RUNNING"]
+        for name, d in apps["rag"]["deployments"].items()
+    }
 
 
 def _all_on_one_node(now: dict[str, list[str]], before: dict[str, list[str]]) -> bool:

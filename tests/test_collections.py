@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from cli.main import main as rag_main
+from rag.versions import current_manifest
 from tests.conftest import start_app, wait_served
 from tests.pdf_factory import bad_files, copy_docs
-from rag.versions import current_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +38,16 @@ def service(small_index, tmp_path_factory):
     shutil.copytree(small_index, root / "other" / "index")
     shutil.copytree(current_manifest(small_index).docs_dir, root / "other" / "docs")
     overrides = [
-        f"serve.collections.sec.index={root / 'sec' / 'index'}", f"serve.collections.sec.docs={root / 'sec' / 'docs'}",
+        f"serve.collections.sec.index={root / 'sec' / 'index'}",
+        f"serve.collections.sec.docs={root / 'sec' / 'docs'}",
         f"serve.collections.other.index={root / 'other' / 'index'}",
         f"serve.collections.other.docs={root / 'other' / 'docs'}",
         "serve.default_collection=other",
-        "serve.scoped_keys=[{key_env: RAG_KEY_SEC, collections: [sec]}, {key_env: RAG_KEY_OTHER, collections: [other]}]",
-        "serve.reload_interval_s=1", "serve.max_upload_mb=2", "llm.max_new_tokens=8",
+        "serve.scoped_keys=[{key_env: RAG_KEY_SEC, collections: [sec]},"
+        " {key_env: RAG_KEY_OTHER, collections: [other]}]",
+        "serve.reload_interval_s=1",
+        "serve.max_upload_mb=2",
+        "llm.max_new_tokens=8",
     ]
     os.environ.update(KEYS)
     try:
@@ -56,8 +60,12 @@ def service(small_index, tmp_path_factory):
 
 
 def upload(url: str, key: str, collection: str, files: list[tuple[str, bytes]]) -> httpx.Response:
-    return httpx.post(f"{url}/v1/collections/{collection}/documents", headers=auth(key), timeout=120,
-                      files=[("files", (name, data, "application/pdf")) for name, data in files])
+    return httpx.post(
+        f"{url}/v1/collections/{collection}/documents",
+        headers=auth(key),
+        timeout=120,
+        files=[("files", (name, data, "application/pdf")) for name, data in files],
+    )
 
 
 def wait_for(url: str, key: str, job: dict, timeout: float = 600) -> dict:
@@ -74,8 +82,12 @@ def live(url: str, key: str, collection: str, version: str) -> None:
 
 
 def ask(url: str, key: str, collection: str, question: str = QUESTION) -> httpx.Response:
-    return httpx.post(f"{url}/query", headers=auth(key), timeout=120,
-                      json={"question": question, "collection": collection, "max_tokens": 1})
+    return httpx.post(
+        f"{url}/query",
+        headers=auth(key),
+        timeout=120,
+        json={"question": question, "collection": collection, "max_tokens": 1},
+    )
 
 
 def test_documents_in_and_out_while_queries_run(service, sec_docs, monkeypatch, capsys):
@@ -131,8 +143,10 @@ def test_documents_in_and_out_while_queries_run(service, sec_docs, monkeypatch, 
         client.join()
     assert errors == [] and answered
     assert "2023 Q2 AMZN.pdf" not in {c["file"] for c in ask(url, SEC_KEY, "sec").json()["citations"]}
-    assert "2023 Q2 AMZN.pdf" not in {d["file"] for d in httpx.get(
-        f"{url}/v1/collections/sec/documents", headers=auth(SEC_KEY), timeout=30).json()["data"]}
+    assert "2023 Q2 AMZN.pdf" not in {
+        d["file"]
+        for d in httpx.get(f"{url}/v1/collections/sec/documents", headers=auth(SEC_KEY), timeout=30).json()["data"]
+    }
 
 
 def test_a_key_reaches_only_its_collections(service):
@@ -152,7 +166,9 @@ def test_a_key_reaches_only_its_collections(service):
         assert r.json()["detail"] == missing.json()["detail"].replace("nonexistent", "other")
     assert upload(url, SEC_KEY, "other", [("x.pdf", b"%PDF-1.7\n")]).status_code == 404
     # The default collection (other) is beyond this key too: a request that names none is refused the same way.
-    assert httpx.post(f"{url}/query", headers=auth(SEC_KEY), json={"question": "net sales"}, timeout=60).status_code == 404
+    assert (
+        httpx.post(f"{url}/query", headers=auth(SEC_KEY), json={"question": "net sales"}, timeout=60).status_code == 404
+    )
 
     names = {c["name"] for c in httpx.get(f"{url}/v1/collections", headers=auth(SEC_KEY), timeout=30).json()["data"]}
     assert names == {"sec"}
@@ -180,9 +196,14 @@ def test_hostile_uploads_and_deletions_are_refused_and_nothing_indexed_is_lost(s
     before = sorted(p.name for p in (root / "sec" / "docs").iterdir())
     pdf = (sec_docs / "2023 Q1 AMZN.pdf").read_bytes()
     for name, data, status in [
-        ("../escape.pdf", pdf, 400), ("a/b.pdf", pdf, 400), ("..\\b.pdf", pdf, 400), (".hidden.pdf", pdf, 400),
-        ("notes.txt", b"plain text", 415), ("fake.pdf", b"plain text, named .pdf", 415),
-        ("metadata.jsonl", b"{}", 400), ("big.pdf", (sec_docs / "2023 Q3 INTC.pdf").read_bytes(), 413),
+        ("../escape.pdf", pdf, 400),
+        ("a/b.pdf", pdf, 400),
+        ("..\\b.pdf", pdf, 400),
+        (".hidden.pdf", pdf, 400),
+        ("notes.txt", b"plain text", 415),
+        ("fake.pdf", b"plain text, named .pdf", 415),
+        ("metadata.jsonl", b"{}", 400),
+        ("big.pdf", (sec_docs / "2023 Q3 INTC.pdf").read_bytes(), 413),
         ("x" * 300 + ".pdf", pdf, 400),
     ]:
         r = upload(url, SEC_KEY, "sec", [("ok.pdf", pdf), (name, data)])
@@ -196,9 +217,12 @@ def test_hostile_uploads_and_deletions_are_refused_and_nothing_indexed_is_lost(s
     # A client's mistake is logged as a refusal at INFO, not as the service's failure with a traceback.
     import ray
 
-    logs = "".join(f.read_text(errors="replace") for f in
-                   (Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve").glob(
-                       "replica_*Collections*.log"))
+    logs = "".join(
+        f.read_text(errors="replace")
+        for f in (Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve").glob(
+            "replica_*Collections*.log"
+        )
+    )
     assert "refused add: 'fake.pdf' is not a PDF" in logs and "refused remove: document 'nothing.pdf'" in logs
     assert "Request failed" not in logs and "Traceback" not in logs
 
@@ -207,7 +231,9 @@ def test_hostile_uploads_and_deletions_are_refused_and_nothing_indexed_is_lost(s
     assert r.status_code == 202, r.text
     job = wait_for(url, SEC_KEY, r.json()["job"])
     assert job["state"] == "succeeded" and "encrypted.pdf" in job["result"]["failed"]
-    documents = {d["file"]: d for d in httpx.get(f"{url}/v1/collections/sec/documents", headers=auth(SEC_KEY),
-                                                 timeout=30).json()["data"]}
+    documents = {
+        d["file"]: d
+        for d in httpx.get(f"{url}/v1/collections/sec/documents", headers=auth(SEC_KEY), timeout=30).json()["data"]
+    }
     assert documents["encrypted.pdf"]["status"] == "failed" and "encrypted" in documents["encrypted.pdf"]["reason"]
     assert all(d["status"] == "indexed" for f, d in documents.items() if f != "encrypted.pdf")

@@ -34,7 +34,7 @@ def test_bad_values_are_named(override, message):
 
 
 def test_override_without_equals_is_rejected():
-    with pytest.raises(ValueError, match="section.key=value"):
+    with pytest.raises(ValueError, match=r"section\.key=value"):
         load_settings(None, ["chunking.chunk_size"])
 
 
@@ -80,8 +80,21 @@ def test_collections_and_scoped_keys(monkeypatch):
         load_settings(None, ["serve.collections.bad name.index=/x"])
 
 
-@pytest.mark.parametrize("name", ["../x.pdf", "a/b.pdf", "a\\b.pdf", ".hidden.pdf", "x..pdf", "", "x" * 201 + ".pdf",
-                                  "tab\there.pdf", "metadata.jsonl", "notes.txt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x.pdf",
+        "a/b.pdf",
+        "a\\b.pdf",
+        ".hidden.pdf",
+        "x..pdf",
+        "",
+        "x" * 201 + ".pdf",
+        "tab\there.pdf",
+        "metadata.jsonl",
+        "notes.txt",
+    ],
+)
 def test_document_names_that_are_refused(name):
     from serving.collections import check_document_name
     from serving.refusals import UploadRefused

@@ -18,8 +18,11 @@ def strict(schema: dict) -> dict:
     """The CRD's OpenAPI schema as JSON Schema, refusing unknown fields wherever it lists properties."""
     if not isinstance(schema, dict):
         return schema
-    out = {k: strict(v) if isinstance(v, dict) else [strict(i) for i in v] if isinstance(v, list) else v
-           for k, v in schema.items() if k != "properties"}
+    out = {
+        k: strict(v) if isinstance(v, dict) else [strict(i) for i in v] if isinstance(v, list) else v
+        for k, v in schema.items()
+        if k != "properties"
+    }
     if "properties" in schema:
         out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
         if not schema.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in schema:

@@ -10,22 +10,46 @@ from rag.config import load_settings
 
 
 def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
-    questions = [q for q in load_dataset(sec_docs.parent / "qna_data.csv") if q.gold_files in (["*2023 Q3 AAPL*"], ["*2023 Q2 AAPL*"])]
+    questions = [
+        q
+        for q in load_dataset(sec_docs.parent / "qna_data.csv")
+        if q.gold_files in (["*2023 Q3 AAPL*"], ["*2023 Q2 AAPL*"])
+    ]
     chosen = questions[:3]
     dataset = tmp_path / "q.jsonl"
     with dataset.open("w") as f:
         for q in chosen:
-            f.write(json.dumps({"question": q.question, "answer": q.answer, "gold_files": q.gold_files,
-                                "question_type": q.question_type, "chunk_type": q.chunk_type}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "question": q.question,
+                        "answer": q.answer,
+                        "gold_files": q.gold_files,
+                        "question_type": q.question_type,
+                        "chunk_type": q.chunk_type,
+                    }
+                )
+                + "\n"
+            )
         # A gold file that is not in the index is recorded and counted, not fatal.
         f.write(json.dumps({"question": "What did Intel report?", "answer": "x", "gold_files": ["*INTC*"]}) + "\n")
         # Filters given with a question are applied inside every mode's search.
-        f.write(json.dumps({"question": "What were total net sales?", "answer": "x", "gold_files": ["*2023 Q2 AAPL*"],
-                            "filters": {"fiscal_quarter": 2}}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "question": "What were total net sales?",
+                    "answer": "x",
+                    "gold_files": ["*2023 Q2 AAPL*"],
+                    "filters": {"fiscal_quarter": 2},
+                }
+            )
+            + "\n"
+        )
     out = tmp_path / "report"
     # Answers from two sources: the scores are of retrieval's own depth, and a shorter prompt answers sooner.
-    settings = load_settings(None, ["llm.max_new_tokens=12", "serve.top_k=2", "ingest.embed.actors=1",
-                                    "ingest.embed.num_cpus=1"])
+    settings = load_settings(
+        None, ["llm.max_new_tokens=12", "serve.top_k=2", "ingest.embed.actors=1", "ingest.embed.num_cpus=1"]
+    )
     report = run_eval(dataset, small_index, out, settings)
 
     assert report["meta"]["questions"] == 5
@@ -59,14 +83,21 @@ def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_pat
         "points:\n  no headers: {chunking.contextual_headers: false, retrieval.mode: dense}\n"
     )
     dataset = tmp_path / "q.jsonl"
-    dataset.write_text("".join(
-        json.dumps({"question": q, "answer": "a", "gold_files": ["*2023 Q3 AAPL*"]}) + "\n"
-        for q in ("What were total net sales for the quarter ended July 1, 2023?", "iPhone net sales in the third quarter of 2023")
-    ))
+    dataset.write_text(
+        "".join(
+            json.dumps({"question": q, "answer": "a", "gold_files": ["*2023 Q3 AAPL*"]}) + "\n"
+            for q in (
+                "What were total net sales for the quarter ended July 1, 2023?",
+                "iPhone net sales in the third quarter of 2023",
+            )
+        )
+    )
     out = tmp_path / "sweep"
     points = run_sweep(sweep, dataset, out, None, ["ingest.embed.actors=1", "ingest.embed.num_cpus=1"])
     assert [p["point"] for p in points] == [
-        "no headers", "mode=dense", "mode=bm25",
+        "no headers",
+        "mode=dense",
+        "mode=bm25",
     ]
     # Two chunking settings, two indexes: the retrieval modes share them.
     assert len({p["index"] for p in points}) == 2

@@ -11,7 +11,9 @@ from eval.report import cited_files
 
 def test_token_f1_by_hand():
     # pred tokens: net sales were 81,797 (4); gold: total net sales were 81,797 million (6); common 4
-    assert scoring.token_f1("Net sales were $81,797.", "Total net sales were $81,797 million") == pytest.approx(2 * 1 * (4 / 6) / (1 + 4 / 6))
+    assert scoring.token_f1("Net sales were $81,797.", "Total net sales were $81,797 million") == pytest.approx(
+        2 * 1 * (4 / 6) / (1 + 4 / 6)
+    )
     assert scoring.token_f1("", "something") == 0.0
     assert scoring.token_f1("apple", "banana") == 0.0
 
@@ -24,7 +26,7 @@ def test_number_recall_by_hand():
 
 
 def test_sources_are_not_scored_as_answer_text():
-    gold = 'Net sales were $81,797 million. (SOURCE: 2023 Q3 AAPL.pdf)\nSOURCE(S): 2023 Q3 AAPL.pdf, 2022 Q3 AAPL.pdf'
+    gold = "Net sales were $81,797 million. (SOURCE: 2023 Q3 AAPL.pdf)\nSOURCE(S): 2023 Q3 AAPL.pdf, 2022 Q3 AAPL.pdf"
     ours = "Net sales were $81,797 million [1].\n\nSources:\n[1] 2023 Q3 AAPL.pdf, p. 4"
     assert scoring.numbers(scoring.strip_sources(gold)) == {"81797"}
     assert scoring.numbers(scoring.strip_sources(ours)) == {"81797", "1"}
@@ -58,7 +60,11 @@ def test_sec_csv_adapter(sec_docs):
     assert questions[0].question.startswith("How has Apple's total net sales changed")  # no byte-order mark
     assert questions[0].gold_files == ["*AAPL*"]
     assert "\n" in questions[0].answer and "SOURCE(S):" in questions[0].answer  # multi-line answers kept whole
-    assert {q.question_type for q in questions} == {"Single-Doc Single-Chunk RAG", "Single-Doc Multi-Chunk RAG", "Multi-Doc RAG"}
+    assert {q.question_type for q in questions} == {
+        "Single-Doc Single-Chunk RAG",
+        "Single-Doc Multi-Chunk RAG",
+        "Multi-Doc RAG",
+    }
     assert sum(q.chunk_type == "Table" for q in questions) == 114
     assert questions[0].is_gold_file("2023 Q3 AAPL.pdf") and not questions[0].is_gold_file("2023 Q3 MSFT.pdf")
 
@@ -83,7 +89,10 @@ def test_bad_datasets_are_named(tmp_path):
 def test_judge_verdicts_are_parsed_or_recorded():
     from eval.judge import parse_verdict
 
-    assert parse_verdict("SCORE: 4 REASON: right total, wrong year.") == {"score": 4, "reason": "right total, wrong year."}
+    assert parse_verdict("SCORE: 4 REASON: right total, wrong year.") == {
+        "score": 4,
+        "reason": "right total, wrong year.",
+    }
     assert parse_verdict("score:2") == {"score": 2, "reason": ""}
     assert parse_verdict("I think it is fine")["score"] is None
     assert parse_verdict("SCORE: 9")["score"] is None

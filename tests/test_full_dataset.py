@@ -48,8 +48,18 @@ def test_all_twenty_filings_are_indexed_and_retrieved(sec_docs, tmp_path):
 
     # The default retrieval on the held-back half of the questions (the defaults were chosen on the other half).
     out = tmp_path / "eval"
-    proc = _rag("eval", "--dataset", str(sec_docs.parent / "qna_data.csv"), "--index", str(index_dir), "--out", str(out),
-                "--no-generate", "--retrievers", "hybrid")
+    proc = _rag(
+        "eval",
+        "--dataset",
+        str(sec_docs.parent / "qna_data.csv"),
+        "--index",
+        str(index_dir),
+        "--out",
+        str(out),
+        "--no-generate",
+        "--retrievers",
+        "hybrid",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     test_split = json.loads((out / "report.json").read_text())["by_split"]["test"]["retrieval"]["hybrid"]
     assert test_split["recall@5"] >= 0.95 and test_split["mrr"] >= 0.85, test_split

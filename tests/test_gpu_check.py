@@ -15,8 +15,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_every_part_of_the_gpu_check_runs_and_reports(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--small", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--small", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = json.loads((tmp_path / "gpu_check.json").read_text())
     failed = [r for r in records if "error" in r or "skipped" in r]

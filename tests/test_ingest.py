@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import re
 import shutil
@@ -14,14 +16,14 @@ import time
 import pandas as pd
 import pytest
 
+from cli.main import main as rag_main
 from ingest.job import IngestError, run_ingest
 from ingest.pdf_pages import read_pdf_pages
-from cli.main import main as rag_main
 from rag.config import PdfConfig, load_settings
 from rag.filters import Filters
 from rag.index_files import CHUNK_COLUMNS, CHUNKS_FILE
-from rag.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
 from rag.search import Searcher
+from rag.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
 from tests.pdf_factory import bad_files, copy_docs, not_files
 
 SEC_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"]
@@ -135,7 +137,7 @@ def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_
     folder, _ = docs
     index_dir = tmp_path / "index"
     shutil.copytree(first_run[0], index_dir)
-    result = run_ingest(folder, index_dir, load_settings(None, FAST + ["chunking.chunk_size=600"]))
+    result = run_ingest(folder, index_dir, load_settings(None, [*FAST, "chunking.chunk_size=600"]))
     assert {e.status for e in result.manifest.files if e.file in SEC_FILES} == {"indexed"}
     assert open_index(index_dir).chunks["text"].str.len().max() <= 600
 
@@ -149,7 +151,7 @@ def test_index_kinds(ray_cluster, docs, first_run, tmp_path):
     for kind in ("ivf", "hnsw"):
         index_dir = tmp_path / kind
         shutil.copytree(first_run[0], index_dir)  # same vectors: nothing is re-embedded, the index is rebuilt
-        result = run_ingest(folder, index_dir, load_settings(None, FAST + [f"index.kind={kind}"]))
+        result = run_ingest(folder, index_dir, load_settings(None, [*FAST, f"index.kind={kind}"]))
         assert result.manifest.run.chunks_embedded == 0
         assert result.manifest.index.kind == kind
         got = Searcher.from_index_dir(index_dir, DENSE).search(query, 1).chunks[0]
@@ -169,7 +171,15 @@ def test_refuses_to_replace_a_folder_that_is_not_an_index(ray_cluster, docs, tmp
 def test_cli_exit_status(ray_cluster, docs, tmp_path, capsys):
     """Non-zero only when nothing could be indexed; the summary names every failure."""
     folder, expected_failures = docs
-    status = rag_main(["ingest", str(folder / "bad"), "--index", str(tmp_path / "bad-index"), *sum((["--set", s] for s in FAST), [])])
+    status = rag_main(
+        [
+            "ingest",
+            str(folder / "bad"),
+            "--index",
+            str(tmp_path / "bad-index"),
+            *functools.reduce(operator.iadd, (["--set", s] for s in FAST), []),
+        ]
+    )
     out = capsys.readouterr()
     assert status == 1
     assert "nothing could be indexed" in out.err
@@ -185,7 +195,10 @@ def test_cli_exit_status(ray_cluster, docs, tmp_path, capsys):
 
 def test_demo_command_indexes_and_searches_the_embedded_corpus(ray_cluster, tmp_path, capsys):
     """The README's first command, in-process."""
-    assert rag_main(["demo", "--out", str(tmp_path), *sum((["--set", s] for s in FAST), [])]) == 0
+    assert (
+        rag_main(["demo", "--out", str(tmp_path), *functools.reduce(operator.iadd, (["--set", s] for s in FAST), [])])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "search: What happens to a file that is encrypted?" in out
     first = next(line for line in out.split("search:")[1].splitlines() if line.startswith("1. "))
@@ -198,7 +211,7 @@ def test_two_ingestions_at_once_one_is_refused_and_the_index_stays_whole(ray_clu
     folder, _ = docs
     index_dir = tmp_path / "index"
     shutil.copytree(first_run[0], index_dir)
-    settings = load_settings(None, FAST + ["chunking.chunk_size=700"])  # everything is re-embedded: the runs overlap
+    settings = load_settings(None, [*FAST, "chunking.chunk_size=700"])  # everything is re-embedded: the runs overlap
     outcomes: list = []
 
     def ingest() -> None:
@@ -228,9 +241,21 @@ def test_an_ingestion_killed_midway_leaves_the_current_version_serving(ray_clust
     before = open_index(index_dir)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "ingest", str(folder), "--index", str(index_dir), "--address",
-         ray_cluster.address, *sum((["--set", s] for s in FAST + ["chunking.chunk_size=700"]), [])],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "ingest",
+            str(folder),
+            "--index",
+            str(index_dir),
+            "--address",
+            ray_cluster.address,
+            *functools.reduce(operator.iadd, (["--set", s] for s in [*FAST, "chunking.chunk_size=700"]), []),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     lock = index_dir / LOCK
@@ -244,6 +269,6 @@ def test_an_ingestion_killed_midway_leaves_the_current_version_serving(ray_clust
     after = open_index(index_dir)
     assert after.version == before.version
     pd.testing.assert_frame_equal(after.chunks, before.chunks)
-    rerun = run_ingest(folder, index_dir, load_settings(None, FAST + ["chunking.chunk_size=700"]))
+    rerun = run_ingest(folder, index_dir, load_settings(None, [*FAST, "chunking.chunk_size=700"]))
     assert rerun.version != before.version and open_index(index_dir).chunks["text"].str.len().max() <= 700
     assert not list(index_dir.glob(".staging-*"))

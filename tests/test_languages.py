@@ -11,9 +11,9 @@ import numpy as np
 import pypdf
 import pytest
 
-from ingest.planning import discover
 from ingest.metadata_extraction import extract_metadata
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from ingest.planning import discover
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
 from rag.filters import company_key
@@ -24,8 +24,10 @@ from tests.conftest import REPO
 from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
 
 ZH_DOCS = REPO.parent / "shared" / "datasets" / "zh-wiki" / "docs"
-REPORT = ("苹果股份有限公司\n2023年第三季度报告\n截至2023年9月30日止的季度，本公司营业收入为八百九十五亿美元，较上年同期下降百分之一。"
-          "服务业务收入创下历史新高，达到二百二十三亿美元。大中华区营业收入为一百五十一亿美元。\n本公司董事会保证本报告内容真实、准确、完整。")
+REPORT = (
+    "苹果股份有限公司\n2023年第三季度报告\n截至2023年9月30日止的季度，本公司营业收入为八百九十五亿美元，较上年同期下降百分之一。"
+    "服务业务收入创下历史新高，达到二百二十三亿美元。大中华区营业收入为一百五十一亿美元。\n本公司董事会保证本报告内容真实、准确、完整。"
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +79,17 @@ def test_bm25_terms_segment_chinese_and_keep_latin_words():
     assert search_terms("What were Apple's total net sales?") == ["apple", "total", "net", "sales"]
 
 
-@pytest.mark.parametrize("text, quarters, years, dates", [
-    ("苹果公司2023年第三季度的营收是多少？", [(2023, 3)], [], []),
-    ("2023财年第3财季", [(2023, 3)], [2023], []),
-    ("2022年三季度和2023年Q1", [(2022, 3), (2023, 1)], [], []),
-    ("截至2023年7月1日的季度", [], [], ["2023-07-01"]),
-    ("2023财年的净利润与2022会计年度相比", [], [2023, 2022], []),
-    ("2023年年度报告", [], [2023], []),
-])
+@pytest.mark.parametrize(
+    "text, quarters, years, dates",
+    [
+        ("苹果公司2023年第三季度的营收是多少？", [(2023, 3)], [], []),
+        ("2023财年第3财季", [(2023, 3)], [2023], []),
+        ("2022年三季度和2023年Q1", [(2022, 3), (2023, 1)], [], []),
+        ("截至2023年7月1日的季度", [], [], ["2023-07-01"]),
+        ("2023财年的净利润与2022会计年度相比", [], [2023, 2022], []),
+        ("2023年年度报告", [], [2023], []),
+    ],
+)
 def test_chinese_periods(text, quarters, years, dates):
     assert (quarters_in(text), fiscal_years_in(text), dates_in(text)) == (quarters, years, dates)
 
@@ -100,7 +105,12 @@ def test_a_chinese_report_gets_its_company_form_and_quarter(tmp_path):
     doc = read_pdf_pages(pdf, PdfConfig())
     meta = extract_metadata("report.pdf", doc.texts, doc.info, {})
     assert (meta.company, meta.form, meta.fiscal_year, meta.fiscal_quarter, meta.period_end) == (
-        "苹果股份有限公司", "quarterly report", 2023, 3, "2023-09-30")
+        "苹果股份有限公司",
+        "quarterly report",
+        2023,
+        3,
+        "2023-09-30",
+    )
 
 
 def test_a_chinese_question_gets_chinese_rules():
@@ -117,7 +127,9 @@ def test_the_multilingual_encoder_puts_a_chinese_question_next_to_its_passage(zh
     from rag.embedding import TextEncoder
 
     encoder = TextEncoder(EmbeddingConfig(model="multilingual-e5-small-q4"))
-    passages = encoder.encode([zh_page[:300], "苹果公司第三季度营业收入为八百九十五亿美元。", "The weather in Paris is mild."])
+    passages = encoder.encode(
+        [zh_page[:300], "苹果公司第三季度营业收入为八百九十五亿美元。", "The weather in Paris is mild."]
+    )
     question = encoder.encode(["若水泡未在时间内踢爆会怎样？"], query=True)
     assert passages.shape == (3, 384) and np.allclose(np.linalg.norm(passages, axis=1), 1, atol=1e-5)
     assert int(np.argmax(passages @ question[0])) == 0
@@ -140,8 +152,10 @@ def test_ingestion_picks_the_multilingual_model_for_a_chinese_folder_only(tmp_pa
     assert embedding_for(discover(chinese, {}), settings, None).embedding.model == "multilingual-e5-small-q4"
     assert embedding_for(discover(english, {}), settings, None).embedding.model == settings.embedding.model
     # once a collection is multilingual it stays so: English added later embeds well there too
-    assert embedding_for(discover(english, {}), settings, "multilingual-e5-small-q4").embedding.model == \
-        "multilingual-e5-small-q4"
+    assert (
+        embedding_for(discover(english, {}), settings, "multilingual-e5-small-q4").embedding.model
+        == "multilingual-e5-small-q4"
+    )
     off = Settings.model_validate({"embedding": {"multilingual_model": None}})
     assert embedding_for(discover(chinese, {}), off, None).embedding.model == settings.embedding.model
 

@@ -12,17 +12,19 @@ from eval.extraction import check, judge, misses_table, read_metadata
 from ingest.metadata_extraction import SidecarError, extract_metadata, metadata_pages, read_sidecar, section_at
 from ingest.pdf_pages import PdfInfo, read_pdf_pages
 from rag.config import PdfConfig
+from rag.doc_metadata import FIELDS, DocMetadata, chunk_header
 from rag.filters import FilterError, Filters, company_key, matching_files, parse_filters
 from rag.mentions import MentionMatcher
-from rag.doc_metadata import FIELDS, DocMetadata, chunk_header
 from tests.pdf_factory import text_pdf
 
 
 @pytest.fixture(scope="module")
 def covers(sec_docs):
     """Two filings as extraction reads them: only ``metadata_pages`` extracted, through ingestion's reader."""
-    return {name: read_pdf_pages(sec_docs / name, PdfConfig(), only=metadata_pages)
-            for name in ("2023 Q3 AAPL.pdf", "2023 Q3 MSFT.pdf")}
+    return {
+        name: read_pdf_pages(sec_docs / name, PdfConfig(), only=metadata_pages)
+        for name in ("2023 Q3 AAPL.pdf", "2023 Q3 MSFT.pdf")
+    }
 
 
 def test_cover_page_facts_without_help_from_the_file_name(covers):
@@ -71,14 +73,16 @@ def test_sidecar_is_read_and_checked(tmp_path):
     )
     assert read_sidecar(tmp_path) == {"a.pdf": {"company": "Acme Corp", "fiscal_year": 2024}}
     (tmp_path / "metadata.jsonl").write_text(json.dumps({"file": "a.pdf", "colour": "red"}) + "\n")
-    with pytest.raises(SidecarError, match="metadata.jsonl:1.*colour"):
+    with pytest.raises(SidecarError, match=r"metadata\.jsonl:1.*colour"):
         read_sidecar(tmp_path)
     assert read_sidecar(tmp_path / "missing") == {}
 
 
 def test_section_headings():
-    page = "Apple Inc.\nCONDENSED CONSOLIDATED BALANCE SHEETS (Unaudited)\nThree Months Ended\nCash 1,000\n" \
-           "Operating Expenses\nResearch and development rose.\n"
+    page = (
+        "Apple Inc.\nCONDENSED CONSOLIDATED BALANCE SHEETS (Unaudited)\nThree Months Ended\nCash 1,000\n"
+        "Operating Expenses\nResearch and development rose.\n"
+    )
     ignore = {"apple inc."}
     assert section_at(page, 0, 30, ignore) == "CONDENSED CONSOLIDATED BALANCE SHEETS (Unaudited)"
     assert section_at(page, page.index("Research"), len(page), ignore) == "Operating Expenses"
@@ -87,16 +91,56 @@ def test_section_headings():
 
 FILES = pd.DataFrame(
     [
-        {"file": "a1.pdf", "title": "t", "company": "Apple Inc.", "ticker": "AAPL", "form": "10-Q", "fiscal_year": 2023,
-         "fiscal_quarter": 2, "period_end": "2023-04-01"},
-        {"file": "a2.pdf", "title": "t", "company": "Apple Inc.", "ticker": "AAPL", "form": "10-Q", "fiscal_year": 2023,
-         "fiscal_quarter": 3, "period_end": "2023-07-01"},
-        {"file": "m1.pdf", "title": "t", "company": "MICROSOFT CORPORATION", "ticker": "MSFT", "form": "10-Q",
-         "fiscal_year": 2023, "fiscal_quarter": 3, "period_end": "2023-09-30"},
-        {"file": "m0.pdf", "title": "t", "company": "MICROSOFT CORPORATION", "ticker": "MSFT", "form": "10-K",
-         "fiscal_year": 2022, "fiscal_quarter": None, "period_end": "2022-06-30"},
-        {"file": "notes.pdf", "title": "Notes", "company": None, "ticker": None, "form": None, "fiscal_year": None,
-         "fiscal_quarter": None, "period_end": None},
+        {
+            "file": "a1.pdf",
+            "title": "t",
+            "company": "Apple Inc.",
+            "ticker": "AAPL",
+            "form": "10-Q",
+            "fiscal_year": 2023,
+            "fiscal_quarter": 2,
+            "period_end": "2023-04-01",
+        },
+        {
+            "file": "a2.pdf",
+            "title": "t",
+            "company": "Apple Inc.",
+            "ticker": "AAPL",
+            "form": "10-Q",
+            "fiscal_year": 2023,
+            "fiscal_quarter": 3,
+            "period_end": "2023-07-01",
+        },
+        {
+            "file": "m1.pdf",
+            "title": "t",
+            "company": "MICROSOFT CORPORATION",
+            "ticker": "MSFT",
+            "form": "10-Q",
+            "fiscal_year": 2023,
+            "fiscal_quarter": 3,
+            "period_end": "2023-09-30",
+        },
+        {
+            "file": "m0.pdf",
+            "title": "t",
+            "company": "MICROSOFT CORPORATION",
+            "ticker": "MSFT",
+            "form": "10-K",
+            "fiscal_year": 2022,
+            "fiscal_quarter": None,
+            "period_end": "2022-06-30",
+        },
+        {
+            "file": "notes.pdf",
+            "title": "Notes",
+            "company": None,
+            "ticker": None,
+            "form": None,
+            "fiscal_year": None,
+            "fiscal_quarter": None,
+            "period_end": None,
+        },
     ]
 ).astype(object)
 
@@ -130,7 +174,10 @@ def test_questions_name_what_they_mean():
     assert found.filters.given() == {"company": ["Apple Inc."], "period_end": ["2023-07-01"]}
     assert _files(found.filters) == ["a2.pdf"]
     assert match.detect("MSFT risks in Q3 2023").filters.given() == {
-        "company": ["MICROSOFT CORPORATION"], "fiscal_year": [2023], "fiscal_quarter": [3]}
+        "company": ["MICROSOFT CORPORATION"],
+        "fiscal_year": [2023],
+        "fiscal_quarter": [3],
+    }
     # "Latest" is the newest period of the named company, whatever its date.
     assert match.detect("Apple's most recent 10-Q").filters.file == ["a2.pdf"]
     # A year the named company has documents for filters; with no company it only boosts.
@@ -148,19 +195,72 @@ def test_questions_name_what_they_mean():
 
 ALIASED = pd.DataFrame(
     [
-        {"file": "jnj-2022.pdf", "company": "Johnson & Johnson", "aliases": ["Johnson & Johnson", "JNJ"], "ticker": "JNJ",
-         "form": "10-K", "fiscal_year": 2022, "fiscal_quarter": None, "period_end": "2022-12-31", "period_aliases": None},
-        {"file": "jnj-2023.pdf", "company": "1-3215", "aliases": None, "ticker": None, "form": "10-K", "fiscal_year": 2023,
-         "fiscal_quarter": None, "period_end": "2023-12-31", "period_aliases": None},
-        {"file": "sq-2015.pdf", "company": "Square, Inc.", "aliases": ["Square, Inc."], "ticker": "SQ", "form": "10-K",
-         "fiscal_year": 2015, "fiscal_quarter": None, "period_end": "2015-12-31", "period_aliases": None},
-        {"file": "block-2016.pdf", "company": "Block, Inc.", "aliases": ["Block, Inc.", "Square, Inc."], "ticker": "SQ",
-         "form": "10-K", "fiscal_year": 2016, "fiscal_quarter": None, "period_end": "2016-12-31",
-         "period_aliases": None},
-        {"file": "2023 Q1 MSFT.pdf", "company": "Microsoft Corporation", "aliases": None, "ticker": "MSFT", "form": "10-Q",
-         "fiscal_year": 2023, "fiscal_quarter": 2, "period_end": "2022-12-31", "period_aliases": ["2023 Q1"]},
-        {"file": "2022 Q3 MSFT.pdf", "company": "Microsoft Corporation", "aliases": None, "ticker": "MSFT", "form": "10-Q",
-         "fiscal_year": 2023, "fiscal_quarter": 1, "period_end": "2022-09-30", "period_aliases": ["2022 Q3"]},
+        {
+            "file": "jnj-2022.pdf",
+            "company": "Johnson & Johnson",
+            "aliases": ["Johnson & Johnson", "JNJ"],
+            "ticker": "JNJ",
+            "form": "10-K",
+            "fiscal_year": 2022,
+            "fiscal_quarter": None,
+            "period_end": "2022-12-31",
+            "period_aliases": None,
+        },
+        {
+            "file": "jnj-2023.pdf",
+            "company": "1-3215",
+            "aliases": None,
+            "ticker": None,
+            "form": "10-K",
+            "fiscal_year": 2023,
+            "fiscal_quarter": None,
+            "period_end": "2023-12-31",
+            "period_aliases": None,
+        },
+        {
+            "file": "sq-2015.pdf",
+            "company": "Square, Inc.",
+            "aliases": ["Square, Inc."],
+            "ticker": "SQ",
+            "form": "10-K",
+            "fiscal_year": 2015,
+            "fiscal_quarter": None,
+            "period_end": "2015-12-31",
+            "period_aliases": None,
+        },
+        {
+            "file": "block-2016.pdf",
+            "company": "Block, Inc.",
+            "aliases": ["Block, Inc.", "Square, Inc."],
+            "ticker": "SQ",
+            "form": "10-K",
+            "fiscal_year": 2016,
+            "fiscal_quarter": None,
+            "period_end": "2016-12-31",
+            "period_aliases": None,
+        },
+        {
+            "file": "2023 Q1 MSFT.pdf",
+            "company": "Microsoft Corporation",
+            "aliases": None,
+            "ticker": "MSFT",
+            "form": "10-Q",
+            "fiscal_year": 2023,
+            "fiscal_quarter": 2,
+            "period_end": "2022-12-31",
+            "period_aliases": ["2023 Q1"],
+        },
+        {
+            "file": "2022 Q3 MSFT.pdf",
+            "company": "Microsoft Corporation",
+            "aliases": None,
+            "ticker": "MSFT",
+            "form": "10-Q",
+            "fiscal_year": 2023,
+            "fiscal_quarter": 1,
+            "period_end": "2022-09-30",
+            "period_aliases": ["2022 Q3"],
+        },
     ]
 ).astype(object)
 
@@ -188,18 +288,26 @@ def test_names_people_use_and_years_that_filter():
 
 def test_follow_ups_take_what_the_question_leaves_out_from_earlier_turns():
     match = MentionMatcher(FILES)
-    history = [{"role": "user", "content": "Tell me about Microsoft's Q3 2023 results. " + "Cloud growth. " * 200},
-               {"role": "assistant", "content": "Apple is mentioned here but is not the user's subject."}]
+    history = [
+        {"role": "user", "content": "Tell me about Microsoft's Q3 2023 results. " + "Cloud growth. " * 200},
+        {"role": "assistant", "content": "Apple is mentioned here but is not the user's subject."},
+    ]
     assert match.detect("What were its operating expenses?", history).filters.given() == {
-        "company": ["MICROSOFT CORPORATION"], "fiscal_year": [2023], "fiscal_quarter": [3]}
+        "company": ["MICROSOFT CORPORATION"],
+        "fiscal_year": [2023],
+        "fiscal_quarter": [3],
+    }
     assert match.detect("What were Apple's net sales?", history).filters.company == ["Apple Inc."]
 
 
 def test_header_names_the_document():
-    meta = DocMetadata(company="Apple Inc.", ticker="AAPL", form="10-Q", fiscal_year=2023, fiscal_quarter=3,
-                       period_end="2023-07-01")
-    assert chunk_header(meta, "x.pdf", "Gross Margin") == \
-        "Apple Inc. (AAPL) | Form 10-Q | Q3 2023 | period ended 2023-07-01 | Gross Margin"
+    meta = DocMetadata(
+        company="Apple Inc.", ticker="AAPL", form="10-Q", fiscal_year=2023, fiscal_quarter=3, period_end="2023-07-01"
+    )
+    assert (
+        chunk_header(meta, "x.pdf", "Gross Margin")
+        == "Apple Inc. (AAPL) | Form 10-Q | Q3 2023 | period ended 2023-07-01 | Gross Margin"
+    )
 
 
 MIXED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed"
@@ -212,8 +320,9 @@ def _mixed_truth() -> dict[str, dict]:
 
 # Files named doc-NNN.pdf: a release with a fiscal year ending in January, a joint registrant table, a truncated
 # download, a name whose ligature the PDF does not map, a glossy annual report, a 10-Q of a January year-end filer.
-@pytest.mark.parametrize("name", ["doc-002.pdf", "doc-007.pdf", "doc-031.pdf", "doc-043.pdf", "doc-018.pdf",
-                                  "doc-021.pdf"])
+@pytest.mark.parametrize(
+    "name", ["doc-002.pdf", "doc-007.pdf", "doc-031.pdf", "doc-043.pdf", "doc-018.pdf", "doc-021.pdf"]
+)
 def test_filings_of_other_companies_under_neutral_names(name):
     truth = _mixed_truth()[name]
     found = read_metadata(MIXED / "docs" / name)

@@ -19,8 +19,12 @@ LOAD = (
 @pytest.mark.slow
 def test_replicas_starting_together_share_one_dequantized_copy(tmp_path):
     env = {**os.environ, "RAG_CACHE_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", LOAD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     results = [(p.wait(timeout=900), *p.communicate()) for p in procs]
     for code, out, err in results:
         assert code == 0, err[-2000:]

@@ -33,8 +33,12 @@ def service(small_index, tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
     shutil.copytree(small_index, root / "index")
     shutil.copytree(current_manifest(small_index).docs_dir, root / "docs")
-    overrides = [f"serve.collections.filings.index={root / 'index'}", f"serve.collections.filings.docs={root / 'docs'}",
-                 "serve.reload_interval_s=1", "llm.max_new_tokens=24"]
+    overrides = [
+        f"serve.collections.filings.index={root / 'index'}",
+        f"serve.collections.filings.docs={root / 'docs'}",
+        "serve.reload_interval_s=1",
+        "llm.max_new_tokens=24",
+    ]
     os.environ["RAG_API_KEY"] = KEY
     try:
         url = start_app(None, overrides)
@@ -52,7 +56,9 @@ def browser():
 
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
+        pytest.fail(
+            "the browser tests need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
+        )
     options = Options()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
@@ -79,8 +85,10 @@ def open_page(browser, url: str) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(url)
-    wait(browser, lambda b: b.find_element(By.ID, "key").is_displayed()
-         or "filings" in b.find_element(By.ID, "collection").text)
+    wait(
+        browser,
+        lambda b: b.find_element(By.ID, "key").is_displayed() or "filings" in b.find_element(By.ID, "collection").text,
+    )
     if browser.find_element(By.ID, "key").is_displayed():
         browser.find_element(By.ID, "key").send_keys(KEY)
         browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
@@ -98,8 +106,13 @@ def ask(browser, question: str):
     box.send_keys(Keys.ENTER)
     wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#messages > li.assistant")) > before)
     item = browser.find_elements(By.CSS_SELECTOR, "#messages > li.assistant")[-1]
-    wait(browser, lambda b: item.find_elements(By.CSS_SELECTOR, ".sources button") or "error" in b.find_element(
-        By.ID, "status").get_attribute("class"))
+    wait(
+        browser,
+        lambda b: (
+            item.find_elements(By.CSS_SELECTOR, ".sources button")
+            or "error" in b.find_element(By.ID, "status").get_attribute("class")
+        ),
+    )
     return item
 
 
@@ -132,8 +145,11 @@ def test_ask_read_the_source_upload_and_delete(service, browser, sec_docs, tmp_p
     assert browser.find_element(By.CSS_SELECTOR, "#source blockquote").text.strip()
     time.sleep(2)  # the viewer draws the page
     screenshot(browser, "page-desktop", tmp_path)
-    pdf = httpx.get(f"{service}/v1/collections/filings/documents/2023%20Q3%20AAPL.pdf/pdf",
-                    headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    pdf = httpx.get(
+        f"{service}/v1/collections/filings/documents/2023%20Q3%20AAPL.pdf/pdf",
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    )
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
 
     # Upload a filing; the page follows the job until the new version is live, and the filing then answers.
@@ -141,19 +157,31 @@ def test_ask_read_the_source_upload_and_delete(service, browser, sec_docs, tmp_p
     browser.find_element(By.ID, "files").send_keys(str(sec_docs / "2023 Q2 AMZN.pdf"))
     wait(browser, lambda b: b.find_element(By.ID, "job").text.startswith("Live: version"), timeout=600)
     # Read in one script: the page redraws the list as the job ends, and elements found before a redraw go stale.
-    rows = dict(browser.execute_script(
-        "return [...document.querySelectorAll('#document-rows tr')].map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
+    rows = dict(
+        browser.execute_script(
+            "return [...document.querySelectorAll('#document-rows tr')]"
+            ".map(r => [r.cells[0].innerText, r.cells[1].innerText])"
+        )
+    )
     assert rows["2023 Q2 AMZN.pdf"] == "indexed"
     screenshot(browser, "page-documents", tmp_path)
     item = ask(browser, AMAZON)
-    assert {b.text.split(",")[0] for b in item.find_elements(By.CSS_SELECTOR, ".sources button")} == {"2023 Q2 AMZN.pdf"}
+    assert {b.text.split(",")[0] for b in item.find_elements(By.CSS_SELECTOR, ".sources button")} == {
+        "2023 Q2 AMZN.pdf"
+    }
 
     # Delete it, after a confirmation; it leaves the list once the new version is live.
     browser.find_element(By.ID, "tab-documents").click()
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Delete 2023 Q2 AMZN.pdf']").click()
     wait(browser, lambda b: b.switch_to.alert).accept()
-    wait(browser, lambda b: b.find_element(By.ID, "job").text.startswith("Live: version")
-         and "2023 Q2 AMZN.pdf" not in b.find_element(By.ID, "document-rows").text, timeout=600)
+    wait(
+        browser,
+        lambda b: (
+            b.find_element(By.ID, "job").text.startswith("Live: version")
+            and "2023 Q2 AMZN.pdf" not in b.find_element(By.ID, "document-rows").text
+        ),
+        timeout=600,
+    )
 
 
 def test_stop_cancels_the_answer_and_frees_its_place(service, browser, tmp_path):
@@ -170,8 +198,9 @@ def test_stop_cancels_the_answer_and_frees_its_place(service, browser, tmp_path)
     assert browser.find_elements(By.CSS_SELECTOR, "#messages > li.assistant")[-1].text.endswith("[stopped]")
     deadline = time.monotonic() + 60
     while True:  # the service dropped the request: nothing left running or waiting in the generator
-        batching = httpx.get(f"{service}/readyz", params={"verbose": "true"}, timeout=30,
-                             headers={"Authorization": f"Bearer {KEY}"}).json()["generator"]["batching"]
+        batching = httpx.get(
+            f"{service}/readyz", params={"verbose": "true"}, timeout=30, headers={"Authorization": f"Bearer {KEY}"}
+        ).json()["generator"]["batching"]
         if batching["running"] == 0 and batching["waiting"] == 0:
             break
         assert time.monotonic() < deadline, batching

@@ -4,8 +4,8 @@ import os
 import pypdf
 import pytest
 
-from ingest.planning import document_paths, unusable_entries
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
+from ingest.planning import document_paths, unusable_entries
 from rag.config import PdfConfig
 from tests.pdf_factory import bad_files, not_files, text_pdf
 
@@ -21,7 +21,7 @@ def test_pdfium_reads_the_words_pypdf_reads_without_its_line_end_marks(sec_docs)
     path = sec_docs / "2022 Q3 AAPL.pdf"
     pdfium, plain = (read_pdf_pages(path, PdfConfig(extractor=e)).texts for e in ("pdfium", "pypdf"))
     assert len(pdfium) == len(plain) == 28
-    for a, b in zip(pdfium, plain):
+    for a, b in zip(pdfium, plain, strict=True):
         assert difflib.SequenceMatcher(None, a.split(), b.split(), autojunk=False).ratio() > 0.98
     text = "\n".join(pdfium)
     # pdfium ends lines with CR LF and marks a word hyphenated across a line end with \x02

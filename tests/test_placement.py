@@ -33,11 +33,18 @@ def test_four_actors_share_one_gpu_and_fall_back_to_cpu(ray_cluster, many_small_
 
     settings = load_settings(
         None,
-        ["ingest.embed.actors=4", "ingest.embed.num_gpus=0.25", "ingest.embed.num_cpus=0.25", "ingest.embed.batch_size=8"],
+        [
+            "ingest.embed.actors=4",
+            "ingest.embed.num_gpus=0.25",
+            "ingest.embed.num_cpus=0.25",
+            "ingest.embed.batch_size=8",
+        ],
     )
     total_gpus = ray.available_resources().get("GPU", 0)
     outcome = {}
-    job = threading.Thread(target=lambda: outcome.update(result=run_ingest(many_small_docs, tmp_path / "index", settings)))
+    job = threading.Thread(
+        target=lambda: outcome.update(result=run_ingest(many_small_docs, tmp_path / "index", settings))
+    )
     job.start()
     free_gpu = []
     while job.is_alive():
@@ -65,9 +72,17 @@ def test_work_spreads_over_both_nodes(ray_cluster, many_small_docs, tmp_path):
 
 def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_docs, tmp_path):
     with pytest.raises(IngestError, match="GPUs"):
-        run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.num_gpus=1", "ingest.embed.actors=3"]))
+        run_ingest(
+            many_small_docs,
+            tmp_path / "index",
+            load_settings(None, ["ingest.embed.num_gpus=1", "ingest.embed.actors=3"]),
+        )
     with pytest.raises(IngestError, match="CPUs"):
-        run_ingest(many_small_docs, tmp_path / "index", load_settings(None, ["ingest.embed.actors=8", "ingest.embed.num_cpus=1"]))
+        run_ingest(
+            many_small_docs,
+            tmp_path / "index",
+            load_settings(None, ["ingest.embed.actors=8", "ingest.embed.num_cpus=1"]),
+        )
 
 
 def _slow(batch):
@@ -145,9 +160,23 @@ def test_cli_joins_an_existing_cluster(ray_cluster, many_small_docs, tmp_path):
     index_dir = tmp_path / "index"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "ingest", str(many_small_docs), "--index", str(index_dir),
-         "--address", ray_cluster.address, "--set", "ingest.embed.batch_size=8"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "ingest",
+            str(many_small_docs),
+            "--index",
+            str(index_dir),
+            "--address",
+            ray_cluster.address,
+            "--set",
+            "ingest.embed.batch_size=8",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     workers = current_manifest(index_dir).model_dump()["run"]["embed_workers"]

@@ -26,12 +26,18 @@ def chunks(sec_docs) -> list[RetrievedChunk]:
     pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
     out = []
     for page, text in enumerate(pages, 1):
-        out += [RetrievedChunk(f"c{page}:{c.index}", "2023 Q3 AAPL.pdf", page, 1.0, c.text) for c in split_text(splitter, text)]
+        out += [
+            RetrievedChunk(f"c{page}:{c.index}", "2023 Q3 AAPL.pdf", page, 1.0, c.text)
+            for c in split_text(splitter, text)
+        ]
     return out[:20]
 
 
 LONG_HISTORY = [
-    {"role": "user", "content": "Summarise Microsoft's cloud business in detail. " + "Azure growth and margins. " * 150},
+    {
+        "role": "user",
+        "content": "Summarise Microsoft's cloud business in detail. " + "Azure growth and margins. " * 150,
+    },
     {"role": "assistant", "content": "Microsoft's Intelligent Cloud segment ... " * 120},
     {"role": "user", "content": "And how did its operating income develop?"},
     {"role": "assistant", "content": "Operating income increased."},

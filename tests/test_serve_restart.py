@@ -24,9 +24,25 @@ QUESTION = "What were Apple's total net sales for the three months ended April 1
 
 def start(root, port: int) -> subprocess.Popen:
     env = {**os.environ, "RAY_ADDRESS": "local"}  # never a Ray that other tests started
-    return subprocess.Popen([tool("rag"), "serve", "--collection", f"sec={root / 'sec'}", "--collection",
-                             f"hr={root / 'hr'}", "--set", f"serve.port={port}", "--set", "serve.reload_interval_s=1",
-                             "--set", "llm.max_new_tokens=8"], env=env, cwd=REPO, start_new_session=True)
+    return subprocess.Popen(
+        [
+            tool("rag"),
+            "serve",
+            "--collection",
+            f"sec={root / 'sec'}",
+            "--collection",
+            f"hr={root / 'hr'}",
+            "--set",
+            f"serve.port={port}",
+            "--set",
+            "serve.reload_interval_s=1",
+            "--set",
+            "llm.max_new_tokens=8",
+        ],
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+    )
 
 
 def ready(url: str) -> bool:
@@ -48,8 +64,11 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
     server = start(tmp_path, port)
     try:
         wait_until(lambda: ready(url), "the service", 300, [server])
-        accepted = httpx.post(f"{url}/v1/collections/sec/documents", timeout=60,
-                              files=[("files", (UPLOAD, (sec_docs / UPLOAD).read_bytes(), "application/pdf"))])
+        accepted = httpx.post(
+            f"{url}/v1/collections/sec/documents",
+            timeout=60,
+            files=[("files", (UPLOAD, (sec_docs / UPLOAD).read_bytes(), "application/pdf"))],
+        )
         assert accepted.status_code == 202, accepted.text
         time.sleep(8)
         assert statuses(url, "sec") == {UPLOAD: "pending"} and statuses(url, "hr") == {WAITING: "pending"}
@@ -63,12 +82,17 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
     server = start(tmp_path, port)
     try:
         wait_until(lambda: ready(url), "the restarted service", 300, [server])
-        wait_until(lambda: statuses(url, "sec") == {UPLOAD: "indexed"} and statuses(url, "hr") == {WAITING: "indexed"},
-                   "every accepted document indexed", 600, [server])
+        wait_until(
+            lambda: statuses(url, "sec") == {UPLOAD: "indexed"} and statuses(url, "hr") == {WAITING: "indexed"},
+            "every accepted document indexed",
+            600,
+            [server],
+        )
         print(f"restart to indexed: {time.monotonic() - restarted_at:.0f} s")
         wait_served(url, "sec", httpx.get(f"{url}/v1/collections/sec", timeout=30).json()["version"])
-        answer = httpx.post(f"{url}/query", json={"question": QUESTION, "collection": "sec", "max_tokens": 1},
-                            timeout=120)
+        answer = httpx.post(
+            f"{url}/query", json={"question": QUESTION, "collection": "sec", "max_tokens": 1}, timeout=120
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["citations"][0]["file"] == UPLOAD
         jobs = [c["jobs"] for c in httpx.get(f"{url}/v1/collections", timeout=30).json()["data"]]

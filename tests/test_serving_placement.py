@@ -8,8 +8,11 @@ from ray import serve
 
 from tests.conftest import start_app
 
-SMALL = ["llm.max_new_tokens=8", "serve.ingress.ray_actor_options={num_cpus: 0.1}",
-         "serve.retriever.ray_actor_options={num_cpus: 0.1}"]
+SMALL = [
+    "llm.max_new_tokens=8",
+    "serve.ingress.ray_actor_options={num_cpus: 0.1}",
+    "serve.retriever.ray_actor_options={num_cpus: 0.1}",
+]
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from ingest.job import run_ingest
-from rag.types import AnswerRequest, SearchResult
 from rag.config import load_settings
 from rag.filters import Filters
+from rag.types import AnswerRequest, SearchResult
 from rag.versions import IndexDir, current_manifest
 from tests.conftest import free_port
 
@@ -39,12 +39,16 @@ def retriever(ray_cluster, two_versions):
 
     from serving.deployments import RetrieverDeployment
 
-    settings = load_settings(None, ["serve.reload_interval_s=0.5", "retrieval.mode=dense",
-                                    f"serve.collections.default.index={two_versions}"])
+    settings = load_settings(
+        None, ["serve.reload_interval_s=0.5", "retrieval.mode=dense", f"serve.collections.default.index={two_versions}"]
+    )
     serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     handle = serve.run(
-        RetrieverDeployment.options(num_replicas=2, ray_actor_options={"num_cpus": 0.1}).bind(settings.model_dump_json()),
-        name="reload", route_prefix=None,
+        RetrieverDeployment.options(num_replicas=2, ray_actor_options={"num_cpus": 0.1}).bind(
+            settings.model_dump_json()
+        ),
+        name="reload",
+        route_prefix=None,
     )
     yield handle
     serve.shutdown()  # the next module starts Serve with HTTP options of its own
@@ -70,7 +74,7 @@ def test_a_new_current_version_goes_live_on_every_replica_while_queries_run(retr
             try:
                 found = _search(retriever)
                 results.append((found.version, {c.file for c in found.chunks}))
-            except Exception as err:  # noqa: BLE001 - any failed query is what this test looks for
+            except Exception as err:
                 errors.append(repr(err))
 
     client = threading.Thread(target=query_continuously)
