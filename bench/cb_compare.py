@@ -1,7 +1,7 @@
 """Our continuous batching (rag.batching) against transformers' own (``generate_batch``, its ContinuousBatchingManager
 with paged attention), on the same model, prompts and machine.
 
-    python bench/cb_compare.py --index INDEX_DIR [--levels 1 4 16] [--repeat 3] [--max-tokens 64] [--out bench/results]
+    python -m bench.cb_compare --index INDEX_DIR [--levels 1 4 16] [--repeat 3] [--max-tokens 64] [--out bench/results]
 
 The prompts are the service's: the benchmark questions (bench/harness.py) retrieved against the index
 and built to the token budget by the same code the generator replica runs. At each level c, c
@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.harness import QUESTIONS, spread  # noqa: E402
+from bench.harness import QUESTIONS, spread
+from bench.paths import RESULTS
 
 
 def conversations(index: str, engine) -> list[list[dict]]:
@@ -82,7 +79,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     from rag.config import LLMConfig

@@ -1,6 +1,6 @@
 """From upload to servable, and reload across retriever replicas, against a running service.
 
-    python bench/collections.py [--docs ../shared/datasets/sec-10q/docs] [--replicas 2] [--repeat 3] [--out
+    python -m bench.collections [--docs ../shared/datasets/sec-10q/docs] [--replicas 2] [--repeat 3] [--out
     bench/results]
 
 Starts `rag serve --collection bench=<empty folder>` with --replicas retriever replicas, uploads every
@@ -22,14 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import free_port, spread, stop_server, wait_ready
+from bench.paths import DATASETS, REPO, RESULTS
+from cli.options import DEFAULT_CONFIG
+from rag.config import load_settings
 
-from bench.harness import free_port, spread, stop_server, wait_ready  # noqa: E402
-from cli.options import DEFAULT_CONFIG  # noqa: E402
-from rag.config import load_settings  # noqa: E402
-
-DEFAULT_DOCS = REPO.parent / "shared" / "datasets" / "sec-10q" / "docs"
+DEFAULT_DOCS = DATASETS / "sec-10q" / "docs"
 QUESTION = "What were Apple's total net sales for the quarter ended July 1, 2023?"
 
 
@@ -60,7 +58,7 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-collection-"))

@@ -1,6 +1,6 @@
 """pdfium's page text against pypdf's, page by page, through the project's own reader (ingest.pdf_pages).
 
-    python bench/extractors.py [--docs DIR ...] [--limit N] [--out bench/results]
+    python -m bench.extractors [--docs DIR ...] [--limit N] [--out bench/results]
 
 For every page of every file, each extractor's text is read by read_pdf_pages with pdf.extractor set to it (OCR off:
 the text layer is what is compared), and timed. Agreement of a page is difflib's ratio over the two texts' words
@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import difflib
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import each_folder
+from bench.paths import DATASETS
+from rag.languages import has_han
 
-from bench.harness import each_folder  # noqa: E402
-from rag.languages import has_han  # noqa: E402
-
-DATASETS = REPO.parent / "shared" / "datasets"
 DEFAULT_DOCS = [DATASETS / "sec-10q" / "docs", DATASETS / "filings-mixed" / "docs", DATASETS / "zh-wiki" / "docs"]
 EXTRACTORS = ("pypdf", "pdfium")
 LOW = 0.9
@@ -30,7 +26,7 @@ LOW = 0.9
 
 def words(text: str) -> list[str]:
     """Words, and Han characters one by one (Chinese has no spaces to split on)."""
-    out = []
+    out: list[str] = []
     for word in text.split():
         out.extend(word if has_han(word) else [word])
     return out
@@ -48,7 +44,9 @@ def compare_folder(folder: Path, limit: int | None) -> dict:
     from rag.config import PdfConfig
 
     seconds = dict.fromkeys(EXTRACTORS, 0.0)
-    ratios, low, refused = [], [], {}
+    ratios: list[float] = []
+    low: list[dict] = []
+    refused: dict[str, dict[str, str]] = {}
     for path in sorted(folder.glob("*.pdf"))[:limit]:
         texts = {}
         for extractor in EXTRACTORS:

@@ -1,7 +1,7 @@
 """The GPU paths through the project's own code, on one CUDA GPU, in at most 8 minutes.
 
-    python bench/gpu_check.py [--models ../shared/gpu/models] [--chunks FILE.jsonl.gz] [--parts ...] [--out DIR]
-    python bench/gpu_check.py --small        # the same parts at toy sizes: a CPU rehearsal (tests/test_gpu_check.py)
+    python -m bench.gpu_check [--models ../shared/gpu/models] [--chunks FILE.jsonl.gz] [--parts ...] [--out DIR]
+    python -m bench.gpu_check --small        # the same parts at toy sizes: a CPU rehearsal (tests/test_gpu_check.py)
 
 Weights are random, drawn in the real shapes from the configs and tokenizers in --models (the GPU machines reach no
 model hub), so speeds are real and the text is noise; answers have a fixed length (no stop tokens). Every figure is
@@ -24,26 +24,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gzip
 import json
 import multiprocessing
 import os
 import statistics
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.harness import spread as _spread  # noqa: E402
+from bench.harness import spread as _spread
+from bench.paths import REPO, RESULTS
 
 PARTS = ("encoder", "graphs", "smollm2", "llama8b", "tenants")
-LLAMA_8B = dict(
+LLAMA_8B: dict[str, Any] = dict(
     hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8
 )
-LLAMA_TOY = dict(
+LLAMA_TOY: dict[str, Any] = dict(
     hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2
 )
 
@@ -110,8 +110,8 @@ def passages(args, chunks: Path | None = None) -> list[str]:
     words = (args.models / "words.txt").read_text().split()
     texts = []
     for i in range(4096):
-        start, text = (i * 7919) % len(words), []
-        while sum(map(len, text)) + len(text) < 1000:
+        start, text = (i * 7919) % len(words), list[str]()
+        while sum(len(word) for word in text) + len(text) < 1000:
             text.append(words[(start + len(text)) % len(words)])
         texts.append(" ".join(text)[:1000])
     return texts
@@ -174,11 +174,12 @@ def drawn_e5(source: Path) -> Path:
     rng = np.random.default_rng(0)
     for name, (kind, count, offset) in file.tensors.items():
         if kind == 0:
-            values = rng.normal(0, 0.05, count).astype(np.float32)
+            values = rng.normal(0, 0.05, count).astype(np.float32).tobytes()
         else:
-            values = np.zeros(count // 32, dtype=[("d", "<f2"), ("qs", "u1", 16)])
-            values["d"], values["qs"] = 0.01, rng.integers(0, 256, (count // 32, 16))
-        data[offset : offset + sizes[name]] = values.tobytes()
+            blocks = np.zeros(count // 32, dtype=[("d", "<f2"), ("qs", "u1", 16)])
+            blocks["d"], blocks["qs"] = 0.01, rng.integers(0, 256, (count // 32, 16))
+            values = blocks.tobytes()
+        data[offset : offset + sizes[name]] = values
     out = Path("/tmp/gpu-check-e5-drawn.bin")
     out.write_bytes(bytes(data))
     return out
@@ -207,10 +208,12 @@ def part_encoder(run: Run, texts: list[str], zh_texts: list[str]) -> None:
     encoder = TextEncoder(EmbeddingConfig(model=str(folder)))
     library = SentenceTransformer(str(folder), device=encoder.device).to(getattr(torch, encoder.dtype))
     texts = texts[:count]
-    contenders = {f"TextEncoder, pass size auto ({encoder.pass_size})": lambda: encoder.encode(texts)}
+    contenders: dict[str, Callable[[], object]] = {
+        f"TextEncoder, pass size auto ({encoder.pass_size})": lambda: encoder.encode(texts)
+    }
     for size in (32,) if run.small else (512, 1024):
-        contenders[f"SentenceTransformer.encode alone, batch {size}"] = lambda size=size: library.encode(
-            texts, batch_size=size, normalize_embeddings=True
+        contenders[f"SentenceTransformer.encode alone, batch {size}"] = functools.partial(
+            library.encode, texts, batch_size=size, normalize_embeddings=True
         )
     if not run.small:
         fixed = TextEncoder(EmbeddingConfig(model=str(folder), encode_batch_size=512))
@@ -300,15 +303,15 @@ def random_llm(args, shape: str, dtype: str | None = None, num_gpus: float = 1.0
 
     from rag.config import LLMConfig
     from rag.cuda_graphs import DecodeGraphs
-    from rag.engines import load_engine
+    from rag.engines import TransformersEngine
 
     dtype = dtype or llm_dtype()
-    engine = load_engine(LLMConfig(model=str(random_smollm2(args, dtype)), dtype=dtype), num_gpus)
+    engine = TransformersEngine(LLMConfig(model=str(random_smollm2(args, dtype)), dtype=dtype), num_gpus)
     if shape == "llama8b":
         config = LlamaConfig(
             vocab_size=49152,
             max_position_embeddings=8192,
-            rope_theta=500000.0,
+            rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
             tie_word_embeddings=False,
             **(LLAMA_TOY if args.small else LLAMA_8B),
         )
@@ -621,7 +624,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=480, help="parts that would start later are skipped")
     parser.add_argument("--bandwidth", type=float, default=4.3e12, help="bytes/s: the H200's copy bandwidth measured")
     parser.add_argument("--small", action="store_true", help="toy sizes, for a CPU rehearsal")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "bench" / "results")))
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", RESULTS)))
     args = parser.parse_args()
     if args.small:
         args.repeat = min(args.repeat, 2)

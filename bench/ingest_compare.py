@@ -1,6 +1,6 @@
 """Ingestion throughput of this tree against an earlier revision, on the same documents, in one run.
 
-    python bench/ingest_compare.py [--before 2fc7653] [--runs 3] [--docs ../shared/datasets/sec-10q/docs]
+    python -m bench.ingest_compare [--before 2fc7653] [--runs 3] [--docs ../shared/datasets/sec-10q/docs]
 
 Each run is `rag ingest` as a fresh process (its own local Ray), timed wall-clock from start to exit.
 The two revisions alternate (before, after, before, after, ...) so that drift in a shared machine's
@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-DEFAULT_DOCS = REPO.parent / "shared" / "datasets" / "sec-10q" / "docs"
+from bench.paths import DATASETS, REPO, RESULTS
+
+DEFAULT_DOCS = DATASETS / "sec-10q" / "docs"
 
 
 def cli_module(tree: Path) -> str:
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--before", default="2fc7653", help="the revision to compare with")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-compare-"))

@@ -1,7 +1,7 @@
 """Where ingestion's time goes: every stage of `rag ingest` run alone, in one process on one thread, over the same
 files.
 
-    python bench/ingest_stages.py [--docs DIR ...] [--limit N] [--out bench/results]
+    python -m bench.ingest_stages [--docs DIR ...] [--limit N] [--out bench/results]
 
 A stage's time on one thread is its cost in core-seconds. The stages are the project's own functions, called as the
 pipeline calls them:
@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import each_folder
+from bench.paths import DATASETS
 
-from bench.harness import each_folder  # noqa: E402
-
-DATASETS = REPO.parent / "shared" / "datasets"
 DEFAULT_DOCS = [DATASETS / "sec-10q" / "docs", DATASETS / "filings-mixed" / "docs"]
 PARALLEL = ("parse", "metadata", "chunk", "embed")
 SERIAL = ("index", "write")
@@ -150,7 +146,7 @@ def profile(docs: Path, limit: int | None) -> dict:
         "core_seconds": {k: round(v, 2) for k, v in clock.seconds.items()},
         "cores": cores,
         "floor_seconds": round(parallel / cores + serial, 1),
-        "slowest": max(clock.seconds, key=clock.seconds.get),
+        "slowest": max(clock.seconds, key=lambda stage: clock.seconds[stage]),
     }
 
 

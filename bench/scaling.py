@@ -1,6 +1,6 @@
 """What an index costs as it grows: bytes per chunk and search time per query for flat, IVF and IVF-PQ indexes.
 
-    python bench/scaling.py --index INDEX_DIR [--vectors 1000000] [--runs 3] [--out bench/results]
+    python -m bench.scaling --index INDEX_DIR [--vectors 1000000] [--runs 3] [--out bench/results]
 
 The vectors are the index's own embeddings, resampled with a little noise up to --vectors (so they keep the
 neighbourhoods real text has, which random vectors would not), queried with other resampled vectors. Each index
@@ -15,21 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import faiss
+import numpy as np
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-
-from rag.config import IndexConfig, Settings  # noqa: E402
-from rag.index import build_index  # noqa: E402
-from rag.index_files import CHUNKS_FILE  # noqa: E402
-from rag.versions import open_index  # noqa: E402
+from bench.paths import RESULTS
+from rag.config import IndexConfig, Settings
+from rag.index import build_index
+from rag.index_files import CHUNKS_FILE
+from rag.versions import open_index
 
 QUERIES = 50
 K = 10
@@ -129,7 +126,7 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, default=32)
     parser.add_argument("--pq-m", type=int, default=48)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     faiss.omp_set_num_threads(1)  # per core: a replica's search is one query on one thread

@@ -2,7 +2,7 @@
 
 (No `from __future__ import annotations`: FastAPI must resolve the baseline's local request model.)
 
-    python bench/serve.py --index INDEX_DIR [--out bench/results] [--seconds 45] [--concurrency 1 4 16 64] [--runs ...]
+    python -m bench.serve --index INDEX_DIR [--out bench/results] [--seconds 45] [--concurrency 1 4 16 64] [--runs ...]
                           [--repeat 3] [--label NAME]
 
 Runs, each against a fresh server process on loopback:
@@ -24,14 +24,12 @@ import asyncio
 import itertools
 import json
 import os
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.harness import QUESTIONS, free_port, percentile, spread, start_server, stop_server, wait_ready  # noqa: E402
+from bench.harness import QUESTIONS, free_port, percentile, spread, start_server, stop_server, wait_ready
+from bench.paths import RESULTS
 
 CONCURRENCY = [1, 4, 16, 64]
 RUNS = ("baseline", "serve-batch", "serve-nobatch")
@@ -205,7 +203,7 @@ def bench_server(kind: str, index: str, seconds: float, max_tokens: int, levels:
     try:
         wait_ready(url, proc)
         asyncio.run(closed_loop(url, 2, 5))  # warm-up: first batches, caches
-        result = {"query": []}
+        result: dict[str, Any] = {"query": []}
         for c in levels:
             row = asyncio.run(closed_loop(url, c, seconds))
             print(
@@ -310,7 +308,7 @@ def plot(labelled: dict[str, dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument(

@@ -1,6 +1,6 @@
 """Soak test: steady closed-loop load on the service, the generator replica's resident memory sampled throughout.
 
-    python bench/soak.py --index INDEX_DIR [--minutes 20] [--concurrency 16] [--out bench/results]
+    python -m bench.soak --index INDEX_DIR [--minutes 20] [--concurrency 16] [--out bench/results]
 
 Starts `rag serve` on loopback, finds the generator replica's process (from /readyz?verbose=true),
 then keeps --concurrency clients busy for --minutes (each sends its next question, half /query and
@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.harness import QUESTIONS, free_port, start_server, stop_server, wait_ready  # noqa: E402
+from bench.harness import QUESTIONS, free_port, start_server, stop_server, wait_ready
+from bench.paths import RESULTS
 
 WARM_S = 120  # memory after this is the reference: model loaded, buffers at their working size
 
@@ -67,7 +64,7 @@ def rss_mb(pid: int) -> float:
 async def load(url: str, concurrency: int, seconds: float, pid: int, sample_s: float) -> dict:
     import httpx
 
-    statuses: Counter = Counter()
+    statuses: Counter[int | str] = Counter()  # HTTP status, or the name of the client's error
     samples: list[dict] = []
     started = time.monotonic()
     stop_at = started + seconds
@@ -76,6 +73,7 @@ async def load(url: str, concurrency: int, seconds: float, pid: int, sample_s: f
         n = i
         while time.monotonic() < stop_at:
             question = QUESTIONS[n % len(QUESTIONS)]
+            status: int | str
             try:
                 if n % 2:
                     body = {"messages": [{"role": "user", "content": question}], "stream": True}
@@ -163,7 +161,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--sample-s", type=float, default=5)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     import httpx

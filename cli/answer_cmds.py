@@ -19,6 +19,7 @@ from cli.options import (
     service_options,
     settings_of,
 )
+from rag.config import RETRIEVAL_MODES
 
 
 def _ask_service(args: argparse.Namespace) -> list[tuple[str, int, float]]:
@@ -100,8 +101,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.out,
             settings_of(args),
             endpoint=args.endpoint,
-            kinds=tuple(args.retrievers.split(",")),
-            answer_kind=args.answer_retriever,
+            retrievers=tuple(args.retrievers.split(",")),
+            answer_retriever=args.answer_retriever,
             generate=not args.no_generate,
             limit=args.limit,
             concurrency=args.concurrency,
@@ -146,7 +147,7 @@ def add_parsers(sub) -> None:
     ev.add_argument("--index", type=Path, help="the index to evaluate (not with --sweep)")
     ev.add_argument("--out", type=Path, required=True)
     ev.add_argument("--sweep", type=Path, help="a grid file (configs/sweep.yaml): re-ingests where needed")
-    ev.add_argument("--retrievers", default="dense,bm25,hybrid", help="batch mode: retrieval modes to compare")
+    ev.add_argument("--retrievers", default=",".join(RETRIEVAL_MODES), help="batch mode: retrieval modes to compare")
     ev.add_argument(
         "--answer-retriever", help="the mode whose chunks answers are generated from (default: retrieval.mode)"
     )

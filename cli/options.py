@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rag.config import Settings, load_settings
+from rag.config import RETRIEVAL_MODES, Settings, load_settings
+from rag.filters import FILTER_FIELDS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
@@ -59,12 +60,12 @@ def filter_option(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 def retrieval_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (default: retrieval.mode)")
+    parser.add_argument("--mode", choices=RETRIEVAL_MODES, help="retrieval mode (default: retrieval.mode)")
     parser.add_argument("--top-k", type=int, default=5)
     filter_option(
         parser,
-        "metadata filter, repeatable: company, ticker, form, fiscal_year, fiscal_quarter, "
-        "period_end, file, file_glob (e.g. --filter company=Apple --filter fiscal_year=2023)",
+        f"metadata filter, repeatable: {', '.join(FILTER_FIELDS)} (e.g. --filter company=Apple --filter "
+        "fiscal_year=2023)",
     )
     parser.add_argument(
         "--no-auto-filters",

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from cli.options import cluster_options, config_sources, settings_of
-from ingest.cluster import pool_size
 from rag.config import Settings, resolve_api_key
+from rag.ray_runtime import pool_size
 
 
 def _service_cpus(settings: Settings) -> float:

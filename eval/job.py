@@ -9,11 +9,12 @@ from pathlib import Path
 
 from eval.datasets import Question, load_dataset
 from eval.judge import judge_rows
-from eval.report import score_row, write_report
+from eval.report import write_report
+from eval.rows import RunRow
 from eval.runner import run_batch, run_online
-from rag.config import Settings
+from eval.scoring import score_row
+from rag.config import RETRIEVAL_MODES, Settings
 from rag.filters import parse_filters
-from rag.search import MODES
 from rag.versions import open_index
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ def run_eval(
     out_dir: str | Path,
     settings: Settings,
     endpoint: str | None = None,
-    kinds: tuple[str, ...] = MODES,
-    answer_kind: str | None = None,
+    retrievers: tuple[str, ...] = RETRIEVAL_MODES,
+    answer_retriever: str | None = None,
     generate: bool = True,
     limit: int | None = None,
     concurrency: int = 8,
@@ -35,10 +36,11 @@ def run_eval(
     filters: dict | None = None,
 ) -> dict:
     """``judge``: ``{"base_url", "model", "api_key"}`` of an OpenAI-compatible endpoint; off when None.
-    ``answer_kind``: the retrieval mode answers are generated from (default: the config's ``retrieval.mode``).
+    ``retrievers``: the retrieval modes a batch run compares; ``answer_retriever``: the one answers are generated from
+    (default: the config's ``retrieval.mode``).
     ``filters``: metadata filters sent with every question, under each question's own."""
     started = time.perf_counter()
-    answer_kind = answer_kind or settings.retrieval.mode
+    answer_retriever = answer_retriever or settings.retrieval.mode
     questions: list[Question] = load_dataset(dataset)[:limit]
     if filters:
         parse_filters(filters)  # a typo stops the run here, not in every actor
@@ -53,29 +55,32 @@ def run_eval(
         )
     if endpoint:
         rows = run_online(questions, endpoint, concurrency, api_key, k=10)
-        mode = "online"
-        kinds_run = sorted({kind for r in rows for kind in (r.get("retrieved") or {})})
+        run = "online"
+        compared = sorted({mode for r in rows for mode in r.retrieved})
     else:
-        unknown = [k for k in kinds if k not in MODES]
+        unknown = [m for m in retrievers if m not in RETRIEVAL_MODES]
         if unknown:
-            raise ValueError(f"unknown retrieval mode(s) {unknown}; choose from {list(MODES)}")
-        kinds_run = list(kinds)
-        if answer_kind not in kinds_run and not generate:
-            answer_kind = kinds_run[0]  # only its filters are recorded
-        if answer_kind not in kinds_run:
-            raise ValueError(f"answers are generated from {answer_kind!r}, which is not among {kinds_run}")
-        rows = run_batch(questions, str(index_dir), settings, kinds_run, answer_kind, generate)
-        mode = "batch"
-    by_id = {r["id"]: r for r in rows}
-    scored = [score_row(q, by_id.get(q.id, {"error": "no result"}), indexed_files, answer_kind) for q in questions]
+            raise ValueError(f"unknown retrieval mode(s) {unknown}; choose from {list(RETRIEVAL_MODES)}")
+        compared = list(retrievers)
+        if answer_retriever not in compared and not generate:
+            answer_retriever = compared[0]  # only its filters are recorded
+        if answer_retriever not in compared:
+            raise ValueError(f"answers are generated from {answer_retriever!r}, which is not among {compared}")
+        rows = run_batch(questions, str(index_dir), settings, compared, answer_retriever, generate)
+        run = "batch"
+    by_id = {r.id: r for r in rows}
+    scored = [
+        score_row(q, by_id.get(q.id) or RunRow(q.id, error="no result"), indexed_files, answer_retriever)
+        for q in questions
+    ]
     if judge:
         judge_rows(scored, judge["base_url"], judge["model"], judge.get("api_key"))
     meta = {
         "dataset": str(dataset),
         "index": str(index_dir),
-        "mode": mode,
-        "retrievers": kinds_run,
-        "answer_retriever": answer_kind if generate else None,
+        "run": run,
+        "retrievers": compared,
+        "answer_retriever": answer_retriever if generate else None,
         "llm": settings.llm.model,
         "retrieval": settings.retrieval.model_dump(),
         "max_new_tokens": settings.llm.max_new_tokens,

@@ -1,68 +1,18 @@
-"""Scores per question, aggregates by retrieval kind, question type and chunk type, and the files people read."""
+"""The scored rows summed up (overall, per split, question type and chunk type) and written as the files people read:
+report.json, report.md, rows.jsonl and plots."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import mean
+from typing import Any
 
-from eval import scoring
-from eval.datasets import Question
-from rag.prompts import split_source_list
-
-
-def cited_files(answer: str) -> list[str]:
-    """Files named in the answer's source list (what it cited, or everything it was grounded in)."""
-    return [file for file, _ in split_source_list(answer)[1]]
-
-
-def score_row(q: Question, row: dict, indexed_files: set[str], answer_kind: str) -> dict:
-    gold_in_index = {f for f in indexed_files if q.is_gold_file(f)}
-    scored = {
-        "id": q.id,
-        "question": q.question,
-        "gold_answer": q.answer,
-        "gold_files": q.gold_files,
-        "question_type": q.question_type,
-        "chunk_type": q.chunk_type,
-        "split": q.split,
-        "answer": row.get("answer", ""),
-        "filters": row.get("filters", {}),
-        "error": row.get("error", "") or ("" if gold_in_index else "no gold file is in the index"),
-        "latency_s": row.get("latency_s"),
-        "retrieve_s": row.get("retrieve_s"),
-        "generate_s": row.get("generate_s"),
-        "retrieval": {},
-    }
-    for kind, hits in (row.get("retrieved") or {}).items():
-        files = [h["file"] for h in hits]
-        pages = [f"{h['file']}#{h['page']}" for h in hits]
-        scores = {"files": files, "pages": [h["page"] for h in hits]}
-        if gold_in_index:
-            for k in scoring.K_VALUES:
-                scores[f"recall@{k}"] = scoring.recall_at_k(files, q.is_gold_file, len(gold_in_index), k)
-                scores[f"hit@{k}"] = scoring.hit_at_k(files, q.is_gold_file, k)
-            scores["mrr"] = scoring.reciprocal_rank(files, q.is_gold_file)
-        if q.gold_pages:
-            gold = {f"{f}#{p}" for f, p in q.gold_pages}
-            for k in scoring.K_VALUES:
-                scores[f"page_recall@{k}"] = scoring.recall_at_k(pages, gold.__contains__, len(gold), k)
-                scores[f"page_hit@{k}"] = scoring.hit_at_k(pages, gold.__contains__, k)
-            scores["page_mrr"] = scoring.reciprocal_rank(pages, gold.__contains__)
-        scored["retrieval"][kind] = scores
-    if scored["answer"]:
-        answer, gold = scoring.strip_sources(scored["answer"]), scoring.strip_sources(q.answer)
-        scored["answer_scores"] = {
-            "token_f1": scoring.token_f1(answer, gold),
-            "number_recall": scoring.number_recall(answer, gold),
-            "citation_precision": scoring.citation_precision(cited_files(scored["answer"]), q.is_gold_file),
-            "refusal": float(scoring.is_refusal(scored["answer"])),
-            "answered_from": answer_kind,
-        }
-    return scored
+from eval.rows import ScoredRow
+from eval.scoring import K_VALUES
 
 
 def _mean(values) -> float | None:
@@ -70,49 +20,52 @@ def _mean(values) -> float | None:
     return round(mean(values), 4) if values else None
 
 
-def _percentiles(values: list[float]) -> dict:
-    values = sorted(v for v in values if v is not None)
-    if not values:
+def _percentiles(values: list[float | None]) -> dict[str, float]:
+    known = sorted(v for v in values if v is not None)
+    if not known:
         return {}
-    pick = lambda q: values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]  # noqa: E731
+    pick = lambda q: known[min(len(known) - 1, round(q / 100 * (len(known) - 1)))]  # noqa: E731
     return {"p50": round(pick(50), 3), "p95": round(pick(95), 3), "p99": round(pick(99), 3)}
 
 
-def aggregate(rows: list[dict]) -> dict:
-    """Means over the questions that have each score, overall and per question type and chunk type."""
+def _summary(group: list[ScoredRow]) -> dict[str, Any]:
+    out: dict[str, Any] = {"questions": len(group), "retrieval": {}}
+    for retriever in sorted({k for r in group for k in r.retrieval}):
+        scores = [r.retrieval.get(retriever, {}) for r in group]
+        keys = sorted({key for s in scores for key, v in s.items() if isinstance(v, float)})
+        out["retrieval"][retriever] = {key: _mean(s.get(key) for s in scores) for key in keys}
+    answered = [r.answer_scores for r in group if r.answer_scores]
+    if answered:
+        out["answers"] = {
+            key: _mean(a[key] for a in answered)
+            for key in ("token_f1", "number_recall", "citation_precision", "refusal")
+        }
+    judged = [r.judge["score"] for r in group if r.judge]
+    if judged:
+        out.setdefault("answers", {})["judge_score"] = _mean(judged)
+    return out
 
-    def summarise(group: list[dict]) -> dict:
-        out: dict = {"questions": len(group), "retrieval": {}}
-        kinds = sorted({k for r in group for k in r["retrieval"]})
-        for kind in kinds:
-            keys = sorted(
-                {key for r in group for key, v in r["retrieval"].get(kind, {}).items() if isinstance(v, float)}
-            )
-            out["retrieval"][kind] = {key: _mean(r["retrieval"].get(kind, {}).get(key) for r in group) for key in keys}
-        answered = [r["answer_scores"] for r in group if "answer_scores" in r]
-        if answered:
-            out["answers"] = {
-                key: _mean(a[key] for a in answered)
-                for key in ("token_f1", "number_recall", "citation_precision", "refusal")
-            }
-        judged = [r["judge"]["score"] for r in group if r.get("judge")]
-        if judged:
-            out.setdefault("answers", {})["judge_score"] = _mean(judged)
-        return out
 
-    report = {"overall": summarise(rows), "by_split": {}, "by_question_type": {}, "by_chunk_type": {}}
-    for field, target in (
-        ("split", "by_split"),
-        ("question_type", "by_question_type"),
-        ("chunk_type", "by_chunk_type"),
-    ):
+_GROUPS: dict[str, Callable[[ScoredRow], str]] = {
+    "by_split": lambda r: r.split,
+    "by_question_type": lambda r: r.question_type,
+    "by_chunk_type": lambda r: r.chunk_type,
+}
+
+
+def aggregate(rows: list[ScoredRow]) -> dict[str, Any]:
+    """Means over the questions that have each score, overall and per split, question type and chunk type."""
+    report: dict[str, Any] = {"overall": _summary(rows)}
+    for target, key in _GROUPS.items():
         groups = defaultdict(list)
         for r in rows:
-            groups[r[field]].append(r)
-        report[target] = {name: summarise(group) for name, group in sorted(groups.items())}
-    report["failures"] = sum(bool(r["error"]) for r in rows)
+            groups[key(r)].append(r)
+        report[target] = {name: _summary(group) for name, group in sorted(groups.items())}
+    report["failures"] = sum(bool(r.error) for r in rows)
     latency = {
-        stage: _percentiles([r.get(f"{stage}_s") for r in rows]) for stage in ("latency", "retrieve", "generate")
+        "latency": _percentiles([r.latency_s for r in rows]),
+        "retrieve": _percentiles([r.retrieve_s for r in rows]),
+        "generate": _percentiles([r.generate_s for r in rows]),
     }
     report["latency_s"] = {k: v for k, v in latency.items() if v}
     return report
@@ -162,17 +115,17 @@ def _table(title: str, summary: dict) -> list[str]:
     return lines
 
 
-def write_report(out_dir: Path, rows: list[dict], meta: dict) -> dict:
+def write_report(out_dir: Path, rows: list[ScoredRow], meta: dict) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"meta": meta, **aggregate(rows)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     with (out_dir / "rows.jsonl").open("w") as f:
         for row in rows:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(row.to_json()) + "\n")
     lines = [
         f"# Evaluation: {meta['dataset']}",
         "",
-        f"{len(rows)} questions, index `{meta['index']}`, mode {meta['mode']}, {meta['seconds']:.0f} s, "
+        f"{len(rows)} questions, index `{meta['index']}`, {meta['run']} run, {meta['seconds']:.0f} s, "
         f"{report['failures']} failed (see rows.jsonl).",
         "",
     ]
@@ -205,17 +158,17 @@ def figure(path: Path, size: tuple[float, float] = (6, 4)) -> Iterator:
     plt.close(fig)
 
 
-def _plot(out_dir: Path, report: dict, rows: list[dict]) -> None:
+def _plot(out_dir: Path, report: dict, rows: list[ScoredRow]) -> None:
     with figure(out_dir / "recall_at_k.png") as ax:
         for kind, scores in report["overall"]["retrieval"].items():
-            ks = [k for k in scoring.K_VALUES if f"recall@{k}" in scores]
+            ks = [k for k in K_VALUES if f"recall@{k}" in scores]
             ax.plot(ks, [scores[f"recall@{k}"] for k in ks], "o-", label=kind)
         ax.set_xlabel("k")
         ax.set_ylabel("gold-file recall@k")
         ax.set_ylim(0, 1)
         ax.set_title("Retrieval: gold-file recall@k")
         ax.legend()
-    latencies = [r["latency_s"] for r in rows if r.get("latency_s")]
+    latencies = [r.latency_s for r in rows if r.latency_s]
     if latencies:
         with figure(out_dir / "latency.png") as ax:
             ax.hist(latencies, bins=30)

@@ -12,15 +12,15 @@ from dataclasses import asdict, replace
 import ray
 
 from eval.datasets import Question
-from ingest.cluster import pool_size
+from eval.rows import RunRow
 from rag.answering import local_pipeline
 from rag.config import Settings
 from rag.devices import set_cpu_threads
 from rag.engines import load_engine
 from rag.filters import parse_filters
-from rag.ray_runtime import ensure_ray
+from rag.ray_runtime import ensure_ray, pool_size
 from rag.search import Searcher
-from rag.types import AnswerRequest
+from rag.types import AnswerRequest, RetrievedChunk
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class EvalActor:
         self,
         index_dir: str,
         settings_json: str,
-        kinds: list[str],
-        answer_kind: str,
+        retrievers: list[str],
+        answer_retriever: str,
         generate: bool,
         gpu_fraction: float,
         num_cpus: float,
@@ -43,9 +43,10 @@ class EvalActor:
         set_cpu_threads(num_cpus)
         self.settings = Settings.model_validate_json(settings_json)
         self.searcher = Searcher.from_index_dir(index_dir, self.settings, gpu_fraction=gpu_fraction)
-        engine = load_engine(self.settings.llm, gpu_fraction) if generate else None
-        self.pipeline = engine and local_pipeline(self.searcher, engine)
-        self.kinds, self.answer_kind = kinds, answer_kind
+        self.pipeline = (
+            local_pipeline(self.searcher, load_engine(self.settings.llm, gpu_fraction)) if generate else None
+        )
+        self.retrievers, self.answer_retriever = retrievers, answer_retriever
 
     def __call__(self, batch: dict) -> dict:
         out: dict[str, list] = {
@@ -61,15 +62,15 @@ class EvalActor:
             started = time.perf_counter()
             filters = parse_filters(json.loads(filters))
             found = {
-                kind: self.searcher.search(question, RETRIEVE_K, filters=filters, mode=kind) for kind in self.kinds
+                mode: self.searcher.search(question, RETRIEVE_K, filters=filters, mode=mode) for mode in self.retrievers
             }
-            out["retrieve_s"].append((time.perf_counter() - started) / len(self.kinds))
+            out["retrieve_s"].append((time.perf_counter() - started) / len(self.retrievers))
             out["retrieved"].append({k: [asdict(c) for c in f.chunks] for k, f in found.items()})
             # JSON: Arrow would merge the rows' filter objects into one struct, adding every field to every row.
-            out["filters"].append(json.dumps(found[self.answer_kind].filters))
+            out["filters"].append(json.dumps(found[self.answer_retriever].filters))
             answer, error, gen_started = "", "", time.perf_counter()
             if self.pipeline is not None:
-                top = found[self.answer_kind]
+                top = found[self.answer_retriever]
                 request = AnswerRequest(
                     question,
                     top_k=self.settings.serve.top_k,
@@ -92,14 +93,14 @@ def run_batch(
     questions: Sequence[Question],
     index_dir: str,
     settings: Settings,
-    kinds: list[str],
-    answer_kind: str,
+    retrievers: list[str],
+    answer_retriever: str,
     generate: bool,
-) -> list[dict]:
-    """Every question through retrieval (each kind) and generation, as a Ray Data job over an actor pool."""
+) -> list[RunRow]:
+    """Every question through retrieval (each retriever) and generation, as a Ray Data job over an actor pool."""
     ensure_ray(settings.ray)
-    pool = settings.ingest.embed
-    ds = ray.data.from_items(
+    pool = settings.eval.pool
+    ds: ray.data.Dataset = ray.data.from_items(
         [{"id": q.id, "question": q.question, "filters": json.dumps(q.filters)} for q in questions]
     )
     ds = ds.map_batches(
@@ -107,50 +108,60 @@ def run_batch(
         fn_constructor_kwargs={
             "index_dir": str(index_dir),
             "settings_json": settings.model_dump_json(),
-            "kinds": kinds,
-            "answer_kind": answer_kind,
+            "retrievers": retrievers,
+            "answer_retriever": answer_retriever,
             "generate": generate,
             "gpu_fraction": pool.num_gpus,
             "num_cpus": pool.num_cpus,
         },
         compute=ray.data.ActorPoolStrategy(size=pool_size(pool, ray.cluster_resources())),
-        batch_size=8,
+        batch_size=settings.eval.batch_size,
         batch_format="pandas",
         num_gpus=pool.num_gpus,
         num_cpus=pool.num_cpus,
     )
-    return [{**row, "filters": json.loads(row["filters"])} for row in ds.take_all()]
+    return [
+        RunRow(
+            id=row["id"],
+            error=row["error"],
+            answer=row["answer"],
+            retrieved={mode: [RetrievedChunk(**hit) for hit in hits] for mode, hits in row["retrieved"].items()},
+            filters=json.loads(row["filters"]),
+            retrieve_s=row["retrieve_s"],
+            generate_s=row["generate_s"],
+        )
+        for row in ds.take_all()
+    ]
 
 
-async def _ask(http, url: str, q: Question, k: int, headers: dict) -> dict:
+async def _ask(http, url: str, q: Question, k: int, headers: dict) -> RunRow:
     started = time.perf_counter()
     try:
         r = await http.post(
             f"{url}/query", json={"question": q.question, "top_k": k, "filters": q.filters}, headers=headers
         )
     except Exception as err:
-        return {"id": q.id, "error": f"{type(err).__name__}: {err}", "latency_s": time.perf_counter() - started}
+        return RunRow(q.id, error=f"{type(err).__name__}: {err}", latency_s=time.perf_counter() - started)
     latency = time.perf_counter() - started
     if r.status_code != 200:
-        return {"id": q.id, "error": f"HTTP {r.status_code}: {r.text[:200]}", "latency_s": latency}
+        return RunRow(q.id, error=f"HTTP {r.status_code}: {r.text[:200]}", latency_s=latency)
     data = r.json()
-    retrieved = [
-        {"file": c["file"], "page": c["page"], "score": c["score"], "text": c["text"]}
+    retrieved = [  # the API's citations name no chunk id
+        RetrievedChunk(chunk_id="", file=c["file"], page=c["page"], score=c["score"], text=c["text"])
         for c in sorted(data["citations"], key=lambda c: c["index"])
     ]
-    return {
-        "id": q.id,
-        "error": "",
-        "answer": data["answer"],
-        "retrieved": {data["retrieval"]["mode"]: retrieved},
-        "filters": data["retrieval"]["filters"],
-        "latency_s": latency,
-        "retrieve_s": data["timings"]["retrieve_ms"] / 1000,
-        "generate_s": data["timings"]["generate_ms"] / 1000,
-    }
+    return RunRow(
+        q.id,
+        answer=data["answer"],
+        retrieved={data["retrieval"]["mode"]: retrieved},
+        filters=data["retrieval"]["filters"],
+        latency_s=latency,
+        retrieve_s=data["timings"]["retrieve_ms"] / 1000,
+        generate_s=data["timings"]["generate_ms"] / 1000,
+    )
 
 
-def run_online(questions: Sequence[Question], url: str, concurrency: int, api_key: str | None, k: int) -> list[dict]:
+def run_online(questions: Sequence[Question], url: str, concurrency: int, api_key: str | None, k: int) -> list[RunRow]:
     """Questions sent to a running service, at most ``concurrency`` at a time; latency recorded per request."""
     import httpx
 
@@ -160,12 +171,12 @@ def run_online(questions: Sequence[Question], url: str, concurrency: int, api_ke
         raise ConnectionError(f"the service at {url} is not reachable: {err}") from err
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def main() -> list[dict]:
+    async def main() -> list[RunRow]:
         limit = asyncio.Semaphore(concurrency)
         done = 0
         async with httpx.AsyncClient(timeout=600) as http:
 
-            async def one(q: Question) -> dict:
+            async def one(q: Question) -> RunRow:
                 nonlocal done
                 async with limit:
                     row = await _ask(http, url.rstrip("/"), q, k, headers)

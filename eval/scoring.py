@@ -1,13 +1,18 @@
-"""Scores for one question: retrieval against gold files and pages, the answer against the gold answer."""
+"""Scores for one question: retrieval against gold files and pages, the answer against the gold answer; the source
+list of an answer is read here and nowhere else in eval."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from eval.datasets import Question
+from eval.rows import RunRow, ScoredRow
 from rag.languages import HAN_CHARS, LATIN_WORD
 from rag.prompts import split_source_list
+from rag.types import RetrievedChunk
 
 K_VALUES = (1, 3, 5, 10)
 
@@ -95,3 +100,61 @@ def citation_precision(cited_files: Sequence[str], is_gold: Callable[[str], bool
     if not distinct:
         return None
     return sum(is_gold(f) for f in distinct) / len(distinct)
+
+
+def cited_files(answer: str) -> list[str]:
+    """Files named in the answer's source list (what it cited, or everything it was grounded in)."""
+    return [file for file, _ in split_source_list(answer)[1]]
+
+
+def score_row(q: Question, run: RunRow, indexed_files: set[str], answer_retriever: str) -> ScoredRow:
+    """The question's run scored: each retriever's files and pages against the gold ones, the answer against the gold
+    answer (``answer_retriever``: the retrieval mode it was generated from)."""
+    gold_in_index = {f for f in indexed_files if q.is_gold_file(f)}
+    scored = ScoredRow(
+        id=q.id,
+        question=q.question,
+        gold_answer=q.answer,
+        gold_files=q.gold_files,
+        question_type=q.question_type,
+        chunk_type=q.chunk_type,
+        split=q.split,
+        answer=run.answer,
+        filters=run.filters,
+        error=run.error or ("" if gold_in_index else "no gold file is in the index"),
+        latency_s=run.latency_s,
+        retrieve_s=run.retrieve_s,
+        generate_s=run.generate_s,
+    )
+    scored.retrieval = {mode: _retrieval_scores(q, hits, len(gold_in_index)) for mode, hits in run.retrieved.items()}
+    if scored.answer:
+        scored.answer_scores = {**_answer_scores(q, scored.answer), "answered_from": answer_retriever}
+    return scored
+
+
+def _retrieval_scores(q: Question, hits: list[RetrievedChunk], gold_files_indexed: int) -> dict[str, Any]:
+    files = [h.file for h in hits]
+    pages = [f"{h.file}#{h.page}" for h in hits]
+    scores: dict[str, Any] = {"files": files, "pages": [h.page for h in hits]}
+    if gold_files_indexed:
+        for k in K_VALUES:
+            scores[f"recall@{k}"] = recall_at_k(files, q.is_gold_file, gold_files_indexed, k)
+            scores[f"hit@{k}"] = hit_at_k(files, q.is_gold_file, k)
+        scores["mrr"] = reciprocal_rank(files, q.is_gold_file)
+    if q.gold_pages:
+        gold = {f"{f}#{p}" for f, p in q.gold_pages}
+        for k in K_VALUES:
+            scores[f"page_recall@{k}"] = recall_at_k(pages, gold.__contains__, len(gold), k)
+            scores[f"page_hit@{k}"] = hit_at_k(pages, gold.__contains__, k)
+        scores["page_mrr"] = reciprocal_rank(pages, gold.__contains__)
+    return scores
+
+
+def _answer_scores(q: Question, answer: str) -> dict[str, float | None]:
+    text, gold = strip_sources(answer), strip_sources(q.answer)
+    return {
+        "token_f1": token_f1(text, gold),
+        "number_recall": number_recall(text, gold),
+        "citation_precision": citation_precision(cited_files(answer), q.is_gold_file),
+        "refusal": float(is_refusal(answer)),
+    }

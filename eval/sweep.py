@@ -73,8 +73,8 @@ def run_sweep(
             index_dir,
             out_dir / "points" / folder,
             settings,
-            kinds=(mode,),
-            answer_kind=mode,
+            retrievers=(mode,),
+            answer_retriever=mode,
             generate=bool(spec.get("generate", False)),
             limit=limit,
         )

@@ -13,7 +13,8 @@ import math
 import threading
 
 from ingest.periodic import Periodic
-from rag.config import EmbedPoolConfig, Settings
+from rag.config import Settings
+from rag.ray_runtime import pool_size
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,12 @@ class ClusterShrank(Exception):
 
 def cpus_needed(settings: Settings) -> float:
     pool = settings.ingest.embed
-    return pool.actors * pool.num_cpus + settings.ingest.parse_num_cpus
+    return pool.fitted_actors() * pool.num_cpus + settings.ingest.parse_num_cpus
 
 
 def gpus_needed(settings: Settings) -> float:
     pool = settings.ingest.embed
-    return pool.actors * pool.num_gpus
+    return pool.fitted_actors() * pool.num_gpus
 
 
 def sized_pool(settings: Settings, resources: dict[str, float]) -> Settings:
@@ -60,17 +61,6 @@ def check_fits(settings: Settings, resources: dict[str, float]) -> None:
         )
 
 
-def pool_size(pool: EmbedPoolConfig, resources: dict[str, float]) -> int:
-    """The configured number of embedding actors, or for ``auto`` the number ``resources`` keep busy without
-    sharing: one per GPU share where actors take GPUs, else one per whole CPU's worth of their torch threads (an
-    actor runs ``num_cpus`` rounded up)."""
-    if pool.actors != "auto":
-        return pool.actors
-    if pool.num_gpus:
-        return max(1, math.floor(resources.get("GPU", 0) / pool.num_gpus + 1e-9))
-    return max(1, math.floor(resources.get("CPU", 0) / math.ceil(pool.num_cpus) + 1e-9))
-
-
 def fit_pool(settings: Settings, resources: dict[str, float]) -> Settings:
     """``settings`` with as many embedding actors as fit on ``resources`` (at most ``pool_size``)."""
     pool, parse = settings.ingest.embed, settings.ingest.parse_num_cpus
@@ -86,7 +76,7 @@ def fit_pool(settings: Settings, resources: dict[str, float]) -> Settings:
 def sized_for(settings: Settings, files: int) -> Settings:
     """``settings`` (a pool of a set size) with no more embedding actors than ``files``: a file is one block of the
     pipeline, and an actor without one would load its model for nothing."""
-    if settings.ingest.embed.actors <= max(files, 1):
+    if settings.ingest.embed.fitted_actors() <= max(files, 1):
         return settings
     sized = settings.model_copy(deep=True)
     sized.ingest.embed.actors = max(files, 1)
@@ -99,9 +89,9 @@ def admit(settings: Settings, free: dict[str, float], files: int) -> Settings:
     is left (a file is one parsing task)."""
     fitted = sized_for(fit_pool(settings, free), files)
     pool, parse = fitted.ingest.embed, fitted.ingest.parse_num_cpus
-    spare = free.get("CPU", 0) - pool.actors * pool.num_cpus
+    spare = free.get("CPU", 0) - pool.fitted_actors() * pool.num_cpus
     parse_tasks = max(1, min(files, math.floor(spare / parse + 1e-9)))
-    fitted.ingest.max_cpus = pool.actors * pool.num_cpus + parse_tasks * parse
+    fitted.ingest.max_cpus = pool.fitted_actors() * pool.num_cpus + parse_tasks * parse
     return fitted
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from reportlab.lib.pagesizes import LETTER
 from reportlab.lib.styles import getSampleStyleSheet
-from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
+from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate
 
 
 def _flowables(markdown: str, styles) -> list:
     """Headings, paragraphs and page breaks (a line holding only ``---``) from a small subset of Markdown."""
-    out = []
+    out: list[Flowable] = []
     for block in markdown.split("\n\n"):
         block = block.strip()
         if not block:

@@ -154,7 +154,8 @@ def _report_date(cover: str) -> str | None:
         return None
     after = dates_in(cover[caption.end() : caption.end() + 120])
     before = dates_in(cover[max(0, caption.start() - 80) : caption.start()])
-    return (after or before[-1:] or [None])[0]
+    found = after or before[-1:]
+    return found[0] if found else None
 
 
 def _stated_quarter(text: str, around: int | None) -> tuple[int, int] | None:
@@ -168,7 +169,8 @@ def _release_period(pages: list[str]) -> Period:
     """A release's quarter from its headline, else from its first page; its period end from "quarter ... ended"."""
     first = pages[0] if pages else ""
     head = " ".join(first[:600].split())
-    quarter = (quarters_in(head) or quarters_in(" ".join(first.split())) or [None])[0]
+    quarters = quarters_in(head) or quarters_in(" ".join(first.split()))
+    quarter = quarters[0] if quarters else None
     ended = _QUARTER_ENDED.search(" ".join(first.split()))
     period_end = ended and iso_date(*ended.groups()[-3:])
     if quarter:
@@ -194,15 +196,16 @@ def read_period(pages: list[str]) -> Period:
         ended = _PERIOD.search(flat)
         return Period(kind, ended and iso_date(*ended.groups()), year)
     if kind == QUARTERLY_REPORT:
-        ended = dates_in(flat[:3000])
-        return Period(kind, ended[0] if ended else None, *(_stated_quarter(flat[:3000], None) or (None, None)))
+        dates = dates_in(flat[:3000])
+        return Period(kind, dates[0] if dates else None, *(_stated_quarter(flat[:3000], None) or (None, None)))
     cover = " ".join("\n".join(pages[:2]).split())
     period_end = _period_end(cover)
     if kind == "8-K" or (not period_end and _REPORT_DATE.search(cover)):
         period_end = period_end or _report_date(cover)
         return Period(kind, period_end, int(period_end[:4]) if period_end else None)
     if kind.startswith("10-K") or kind in ("20-F", "40-F"):
-        year = _year_of(period_end) if period_end else (fiscal_years_in(flat[:6000]) or [None])[0]
+        stated = fiscal_years_in(flat[:6000])
+        year = _year_of(period_end) if period_end else (stated[0] if stated else None)
         return Period(kind, period_end, year)
     if not period_end:
         quarter = _stated_quarter(flat, None)

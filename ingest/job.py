@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,7 @@ from rag.index_files import (
     read_vectors,
     write_version,
 )
-from rag.ray_runtime import ensure_ray, first_line
+from rag.ray_runtime import ensure_ray, own_message
 from rag.versions import VERSIONS, IndexDir, NoIndex
 
 if TYPE_CHECKING:
@@ -76,8 +76,8 @@ class PipelineOutput:
     notes: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, dict] = field(default_factory=dict)  # file -> DocMetadata fields
     ocr: dict[str, list[dict]] = field(default_factory=dict)  # file -> its pages without a text layer (ingest.ocr)
-    workers: Counter = field(default_factory=Counter)  # (worker, device) -> chunks embedded
-    busy: Counter = field(default_factory=Counter)  # (worker, device) -> seconds spent encoding
+    workers: Counter[tuple[str, str]] = field(default_factory=Counter)  # (worker, device) -> chunks embedded
+    busy: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))  # -> seconds encoding
 
 
 @dataclass
@@ -192,7 +192,7 @@ def _run_once(
     with RunWatch(dataset, settings) as watch, poller:
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                _collect(batch, out, columns, vectors)
+                _collect(cast(dict[str, np.ndarray], batch), out, columns, vectors)  # batch_format="numpy"
         except Exception as err:
             # Tasks lost with a node can fail the execution before the watch sees the node go: the same case.
             watch.raise_if_stopped()
@@ -201,7 +201,7 @@ def _run_once(
                 # because a service's job cannot tell a setting that is wrong from memory that frees up.
                 model = settings.embedding.model
                 raise IngestError(
-                    f"the embedding actors could not load {model!r}: {first_line(err)}", retryable=True
+                    f"the embedding actors could not load {model!r}: {own_message(err)}", retryable=True
                 ) from None
             if cpus_needed(settings) > alive_resources().get("CPU", 0):
                 raise ClusterShrank(f"the execution failed ({type(err).__name__}) and the cluster lost CPUs") from err

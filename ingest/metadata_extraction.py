@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Set
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -160,7 +161,7 @@ def extract_metadata(
     return meta
 
 
-def _is_heading(line: str, ignore: set[str]) -> bool:
+def _is_heading(line: str, ignore: Set[str]) -> bool:
     if _ITEM.match(line):
         return True
     core = _PARENTHETICAL.sub("", line).strip(" :")
@@ -182,7 +183,7 @@ def _is_heading(line: str, ignore: set[str]) -> bool:
     )
 
 
-def section_at(page_text: str, start: int, end: int, ignore: set[str] = frozenset()) -> str | None:
+def section_at(page_text: str, start: int, end: int, ignore: Set[str] = frozenset()) -> str | None:
     """The heading a chunk at ``[start, end)`` of the page sits under: the last one before it, else the first inside it.
 
     ``ignore``: lower-cased lines that are running page headers (the company's name), not sections.

@@ -67,8 +67,8 @@ def _check_container(path: Path) -> bool:
 
 def _info(reader: pypdf.PdfReader) -> PdfInfo:
     try:
-        info = reader.metadata or {}
-        fields = [info.get(key) for key in ("/Title", "/Subject")]
+        info = reader.metadata
+        fields = [info.get(key) for key in ("/Title", "/Subject")] if info else []
     except Exception:  # a broken info dictionary costs its fields, not the file
         return PdfInfo()
     return PdfInfo(*(str(v) if v else None for v in fields))
@@ -84,7 +84,8 @@ def _rebuilt(path: Path) -> io.BytesIO:
             "truncated PDF: no %%EOF marker at the end of the file, and no catalog to rebuild from"
         )
     size = max(int(n) for n in _OBJECT.findall(data)) + 1
-    trailer = b"\ntrailer\n<< /Root %s %s R /Size %d >>\nstartxref\n0\n%%%%EOF\n" % (*catalog.groups(), size)
+    number, generation = catalog.groups()
+    trailer = b"\ntrailer\n<< /Root %s %s R /Size %d >>\nstartxref\n0\n%%%%EOF\n" % (number, generation, size)
     return io.BytesIO(data + trailer)
 
 
@@ -181,7 +182,7 @@ def read_pdf_pages(
                 raise UnreadableDocument(f"pypdf safety limit reached: {err}") from err
             # Large real filings exceed pypdf's default limits; raising them for this file alone is deliberate.
             source = path if whole else _rebuilt(path)
-            with pypdf.apply_configuration(**cfg.raised_limits):
+            with pypdf.apply_configuration(None, **cfg.raised_limits):
                 texts, info, wanted = _extract(source, only, cfg, on_page)
             note = "; ".join(filter(None, [note, f"parsed with raised pypdf limits after: {err}"]))
     except UnreadableDocument:

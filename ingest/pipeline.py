@@ -6,6 +6,7 @@ a single streaming pass yields both the chunks and every failure, and nothing is
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -148,7 +149,7 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
         for f in files
     ]
     # One block per file, so files parse in parallel tasks instead of queueing in one.
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(items))
     # The job reports its own progress (files, chunks); Ray Data's per-operator bars only add noise to a log.
     ds.context.enable_progress_bars = False
     ds.context.execution_no_progress_timeout_s = settings.ingest.stall_timeout_s
@@ -158,17 +159,16 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
             cpu=settings.ingest.max_cpus, gpu=gpus_needed(settings)
         )
     ds = ds.flat_map(
-        extract_pages,
-        fn_kwargs={"pdf": settings.pdf.model_dump(), "counter": counter},
+        functools.partial(extract_pages, pdf=settings.pdf.model_dump(), counter=counter),
         num_cpus=settings.ingest.parse_num_cpus,
     )
     ds = ds.flat_map(
-        chunk_page,
-        fn_kwargs={
-            "chunking_json": settings.chunking.model_dump_json(),
-            "model": settings.embedding.model,
-            "counter": counter,
-        },
+        functools.partial(
+            chunk_page,
+            chunking_json=settings.chunking.model_dump_json(),
+            model=settings.embedding.model,
+            counter=counter,
+        ),
         num_cpus=settings.ingest.parse_num_cpus,
     )
     return ds.map_batches(
@@ -181,7 +181,7 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
         },
         # A batch goes to an actor when it is free, not queued behind its current one: at the end of a run an actor
         # holding two batches while the others sit idle cost the SEC set a quarter of a minute.
-        compute=ray.data.ActorPoolStrategy(size=pool.actors, max_tasks_in_flight_per_actor=1),
+        compute=ray.data.ActorPoolStrategy(size=pool.fitted_actors(), max_tasks_in_flight_per_actor=1),
         batch_size=pool.batch_size,
         batch_format="numpy",
         num_gpus=pool.num_gpus,

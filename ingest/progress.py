@@ -47,7 +47,7 @@ class ProgressCounter:
     """Counts reported by parse tasks and embedding actors; read by the driver. An actor: ``start_counter``."""
 
     def __init__(self):
-        self.files = self.pages = self.chunks_made = self.embedded = 0
+        self.files = self.pages = self.chunks_made = self.chunks_embedded = 0
         self.bytes_parsed = 0
         self.first_embedded_at: float | None = None
 
@@ -64,7 +64,7 @@ class ProgressCounter:
     def embedded(self, chunks: int) -> None:
         if self.first_embedded_at is None:
             self.first_embedded_at = time.time()
-        self.embedded += chunks
+        self.chunks_embedded += chunks
 
     def counts(self) -> dict:
         return dict(vars(self))
@@ -95,7 +95,7 @@ def page_reporter(counter) -> Callable[[int], None]:
 def estimate_left(counts: dict, bytes_total: int, now: float) -> float | None:
     """Seconds until every chunk is embedded: the chunks still expected (what the parsed bytes gave, scaled to all the
     bytes) at the rate embedding has gone since its first batch. None until both have something to go on."""
-    started, embedded = counts["first_embedded_at"], counts["embedded"]
+    started, embedded = counts["first_embedded_at"], counts["chunks_embedded"]
     if started is None or not counts["bytes_parsed"] or now - started < POLL_S or not embedded:
         return None
     expected = max(counts["chunks_made"] * bytes_total / counts["bytes_parsed"], embedded)
@@ -122,7 +122,7 @@ class ProgressPoller(Periodic):
                 "running",
                 counts["files"],
                 counts["pages"],
-                counts["embedded"],
+                counts["chunks_embedded"],
                 estimate_left(counts, self.bytes_total, time.time()),
             )
         )

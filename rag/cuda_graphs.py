@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from rag.decoding import DecodeBatch
+
+if TYPE_CHECKING:
+    from torch.cuda import _POOL_HANDLE
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class DecodeGraphs:
         self.record = record
         self._graphs: dict[tuple[int, int], _Graph] = {}
         self._generation = -1  # of the buffers the graphs read
-        self._pool = None
+        self._pool: _POOL_HANDLE | None = None  # the memory pool the graphs share
 
     def __len__(self) -> int:
         return len(self._graphs)

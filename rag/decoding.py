@@ -23,7 +23,8 @@ import itertools
 from dataclasses import dataclass, field
 
 import torch
-from transformers.cache_utils import DynamicLayer
+from tokenizers.decoders import DecodeStream
+from transformers.cache_utils import Cache, DynamicLayer
 
 from rag.host_memory import mapped_zeros, release_freed_memory
 from rag.types import Sampling, Usage
@@ -41,7 +42,7 @@ class Decoding:
 
     sampling: Sampling
     prompt_tokens: int
-    decoder: object  # tokenizers.decoders.DecodeStream: each token's text without decoding the answer again
+    decoder: DecodeStream  # each token's text without decoding the answer again
     tokens: list[int] = field(default_factory=list)
     held: str = ""  # decoded text that may be the start of a stop sequence
     done: bool = False
@@ -80,13 +81,28 @@ class Prefill:
 
     sequence: Decoding
     ids: list[int]
-    cache: object = None
+    cache: Cache | None = None
     length: int = 0  # prompt tokens cached so far
     next_id: int | None = None  # the first answer token, once the whole prompt is in
 
     @property
     def remaining(self) -> int:
         return len(self.ids) - self.length
+
+    def prefilled(self) -> tuple[Cache, int]:
+        """Its cache and first answer token, once the whole prompt is in."""
+        if self.cache is None or self.next_id is None:
+            raise ValueError("a sequence joins a batch once its whole prompt is prefilled")
+        return self.cache, self.next_id
+
+
+@dataclass
+class LaunchedStep:
+    """A decode step on its way: its sequences, its tokens on their way to the host, and the event that says so."""
+
+    sequences: list[Decoding]
+    tokens: torch.Tensor  # in pinned host memory
+    ready: torch.cuda.Event | None  # None on a CPU, where the step has ended when it returns
 
 
 @dataclass
@@ -157,6 +173,15 @@ class RowLayer(DynamicLayer):
         return self._keys[: s.rows, :, s.start : s.end + 1], self._values[: s.rows, :, s.start : s.end + 1]
 
 
+def _kv(layer: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cache layer's keys and values ([1, heads, length, dim]); layers that keep a state instead (linear attention)
+    have none."""
+    keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+    if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor):
+        raise NotImplementedError(f"a {type(layer).__name__} cache layer holds no keys and values to decode over")
+    return keys, values
+
+
 class DecodeBatch:
     """Sequences decoding together: their cache rows, attention mask, cached lengths (= next position ids) and next
     tokens.
@@ -172,10 +197,13 @@ class DecodeBatch:
         the process."""
         self.sequences: list[Decoding] = []
         self.span = _Span()
-        self.cache = None
-        self.mask = self.lengths = self.next_ids = None  # [row capacity, column capacity], [row capacity] x2
-        self.column = None  # fixed: the column the next step writes, as a tensor (rag.cuda_graphs)
-        self.launched = None  # a step whose tokens are not read yet (rag.engines.TransformersEngine.decode)
+        self.cache: Cache | None = None
+        self.row_layers: list[RowLayer] = []  # the cache's layers where it is joinable, else none
+        self.mask = torch.zeros(0, 0, dtype=torch.bool)  # [row capacity, column capacity]
+        self.lengths = torch.zeros(0, dtype=torch.long)  # [row capacity]
+        self.next_ids = torch.zeros(0, dtype=torch.long)  # [row capacity]
+        self.column = torch.zeros(1, dtype=torch.long)  # fixed: the column the next step writes (rag.cuda_graphs)
+        self.launched: LaunchedStep | None = None  # a step whose tokens are not read yet (TransformersEngine.decode)
         self.first_rows, self.first_columns, self.fixed, self.generation = max(1, rows), columns, fixed, 0
         # A cache that is not plain full attention (sliding-window layers) is kept as the model made it: one sequence.
         self.joinable = True
@@ -190,31 +218,31 @@ class DecodeBatch:
     def add(self, prefilled: Prefill) -> None:
         if not self.can_add():
             raise NotImplementedError("this model's KV cache is not plain full attention: one sequence at a time")
-        layers = prefilled.cache.layers
+        cache, next_id = prefilled.prefilled()
         if not self.sequences:
             self._start(prefilled)
         s, row, length = self.span, len(self.sequences), prefilled.length
         self._reserve(row + 1, length)
         if self.joinable:
-            for layer, source in zip(self.cache.layers, layers, strict=True):
-                layer.put(row, source.keys, source.values)
+            for layer, source in zip(self.row_layers, cache.layers, strict=True):
+                layer.put(row, *_kv(source))
         self.mask[row] = False
         self.mask[row, s.end - length : s.end] = True
-        self.lengths[row], self.next_ids[row] = length, prefilled.next_id
+        self.lengths[row], self.next_ids[row] = length, next_id
         s.start = min(s.start, s.end - length) if self.sequences else s.end - length
         s.rows = row + 1
         self.sequences.append(prefilled.sequence)
         self._refresh()
 
     def _start(self, prefilled: Prefill) -> None:
-        cache, length = prefilled.cache, prefilled.length
+        cache, length = prefilled.prefilled()[0], prefilled.length
         room = max(self.first_columns, length + prefilled.sequence.sampling.max_tokens) + self._spare_columns
-        if self.fixed and self.joinable and self.mask is not None and room <= self.mask.shape[1]:
+        if self.fixed and self.joinable and room <= self.mask.shape[1]:
             # The batch ran empty: fixed buffers stay where they are (graphs read them), the span starts over.
             self.span.rows, self.span.start, self.span.end = 0, length, length
             return
         self.generation = next(_ALLOCATIONS)
-        device = cache.layers[0].keys.device
+        device = _kv(cache.layers[0])[0].device
         self.joinable = all(type(layer) is DynamicLayer for layer in cache.layers)
         rows = self.first_rows if self.joinable else 1
         self.mask = torch.zeros(rows, room, dtype=torch.bool, device=device)
@@ -225,8 +253,11 @@ class DecodeBatch:
         # The first prefill's cache object carries the model's cache settings. A plain one's layers become row
         # layers; any other is kept as the model made it and grows itself.
         self.cache = cache
+        self.row_layers = (
+            [RowLayer(self.span, _kv(layer)[0], rows, room) for layer in cache.layers] if self.joinable else []
+        )
         if self.joinable:
-            cache.layers = [RowLayer(self.span, layer.keys, rows, room) for layer in cache.layers]
+            cache.layers = list(self.row_layers)
 
     @property
     def _spare_columns(self) -> int:
@@ -235,7 +266,8 @@ class DecodeBatch:
     @property
     def capacity(self) -> tuple[int, int]:
         """Rows and columns the buffers hold."""
-        return tuple(self.mask.shape) if self.mask is not None else (0, 0)
+        rows, columns = self.mask.shape
+        return rows, columns
 
     @property
     def columns(self) -> int:
@@ -263,9 +295,8 @@ class DecodeBatch:
 
     def _shift(self, shift: int) -> None:
         s = self.span
-        if self.joinable:
-            for layer in self.cache.layers:
-                layer.shift(shift)
+        for layer in self.row_layers:
+            layer.shift(shift)
         live = self.mask[: s.rows, s.start : s.end].clone()
         self.mask[: s.rows] = False
         self.mask[: s.rows, s.start + shift : s.end + shift] = live
@@ -275,9 +306,8 @@ class DecodeBatch:
         have_rows = self.mask.shape[0]
         rows = max(rows, have_rows * 2 if rows > have_rows else have_rows)
         columns = width + 1 + self._spare_columns
-        if self.joinable:
-            for layer in self.cache.layers:
-                layer.reallocate(rows, columns, shift)
+        for layer in self.row_layers:
+            layer.reallocate(rows, columns, shift)
         mask = self.mask.new_zeros(rows, columns)
         mask[: s.rows, s.start + shift : s.end + shift] = self.mask[: s.rows, s.start : s.end]
         self.mask = mask
@@ -346,9 +376,8 @@ class DecodeBatch:
                 continue
             last = s.rows - 1
             if row != last:
-                if self.joinable:
-                    for layer in self.cache.layers:
-                        layer.move(last, row)
+                for layer in self.row_layers:
+                    layer.move(last, row)
                 self.mask[row], self.lengths[row], self.next_ids[row] = (
                     self.mask[last],
                     self.lengths[last],
@@ -364,6 +393,5 @@ class DecodeBatch:
         return s.rows
 
     def _refresh(self) -> None:
-        if self.joinable:
-            for layer in self.cache.layers:
-                layer.refresh()
+        for layer in self.row_layers:
+            layer.refresh()

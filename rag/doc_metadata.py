@@ -70,8 +70,8 @@ def chunk_header(meta: DocMetadata, file: str, section: str | None = None) -> st
     parts = [who]
     if meta.form:
         parts.append(f"Form {meta.form}")
-    if meta.period_label():
-        parts.append(meta.period_label())
+    if label := meta.period_label():
+        parts.append(label)
     if meta.period_end:
         parts.append(f"period ended {meta.period_end}")
     if section:

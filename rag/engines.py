@@ -17,13 +17,12 @@ import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rag.config import LLMConfig
 from rag.cuda_graphs import DecodeGraphs
-from rag.decoding import DecodeBatch, Decoding, Prefill
+from rag.decoding import DecodeBatch, Decoding, LaunchedStep, Prefill
 from rag.devices import cap_gpu_memory, pick_device, pick_dtype
 from rag.locks import exclusive
 from rag.models import quiet_model_loading, resolve_model
@@ -31,9 +30,12 @@ from rag.prompts import build_messages
 from rag.types import RetrievedChunk, Sampling, Usage
 
 if TYPE_CHECKING:
-    import torch
+    from openai.types.chat import ChatCompletionMessageParam
 
 log = logging.getLogger(__name__)
+
+# One step of a streamed batch: a text delta per conversation, "" while it has nothing new, None once it has finished.
+Deltas = list[str | None]
 
 
 class Engine(ABC):
@@ -48,7 +50,7 @@ class Engine(ABC):
     cfg: LLMConfig
 
     @abstractmethod
-    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[Deltas]:
         """Per step, one text delta per conversation: "" when it has nothing new, None once it has finished."""
 
     def count_tokens(self, text: str) -> int:
@@ -75,15 +77,6 @@ class Engine(ABC):
 
 def _counted_usage(prompt_tokens: int, completion_tokens: int, sampling: Sampling) -> Usage:
     return Usage(prompt_tokens, completion_tokens, "length" if completion_tokens >= sampling.max_tokens else "stop")
-
-
-@dataclass
-class _Launched:
-    """A decode step on its way: its sequences, its tokens on their way to the host, and the event that says so."""
-
-    sequences: list[Decoding]
-    tokens: torch.Tensor  # in pinned host memory
-    ready: torch.cuda.Event | None  # None on a CPU, where the step has ended when it returns
 
 
 def _row_cache(cache, row: int, length: int):
@@ -140,13 +133,13 @@ def _dequantized(path: Path) -> Path:
 
 
 def _dequantize(path: Path, cache: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
     log.info("dequantizing %s once into %s", path.name, cache)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    lm = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    lm: PreTrainedModel = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
     # The weights are plain floats now; without the GGUF marker they save as an ordinary checkpoint.
-    lm.hf_quantizer = None
+    lm.hf_quantizer = None  # type: ignore[assignment]  # torch's Module.__setattr__ is annotated for tensors only
     if hasattr(lm.config, "quantization_config"):
         del lm.config.quantization_config
     tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
@@ -281,7 +274,7 @@ class TransformersEngine(Engine):
             if self.graphs is None or not batch.fixed:
                 return list(zip(sequences, self._advance(sequences, next_ids.tolist()), strict=True))
             # The tokens come to the host as the step ends, while this thread goes on; the event says when.
-            launched = _Launched(
+            launched = LaunchedStep(
                 sequences, next_ids.to("cpu", non_blocking=True), torch.cuda.Event() if next_ids.is_cuda else None
             )
             if launched.ready is not None:
@@ -330,8 +323,9 @@ class TransformersEngine(Engine):
             deltas.append(seq.release(text))
         return deltas
 
-    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
-        batch, sequences, first = self.new_batch(len(conversations)), [], []
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[Deltas]:
+        batch, sequences = self.new_batch(len(conversations)), []
+        first: Deltas = []
         for conversation, params in zip(conversations, sampling, strict=True):
             prefill = self.start(self.encode(conversation), params)
             first.append(self.prefill(prefill, prefill.remaining)[1])
@@ -369,12 +363,13 @@ class OpenAIEngine(Engine):
         api_key = os.environ.get(cfg.openai_api_key_env) or "none"
         self.client = OpenAI(base_url=cfg.openai_base_url, api_key=api_key, timeout=cfg.request_timeout_s)
 
-    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[Deltas]:
         n = len(conversations)
         for i, (conversation, params) in enumerate(zip(conversations, sampling, strict=True)):
             stream = self.client.chat.completions.create(
                 model=self.cfg.model,
-                messages=conversation,
+                # The conversations are built in OpenAI's message format (rag.prompts.build_messages).
+                messages=cast("list[ChatCompletionMessageParam]", conversation),
                 max_tokens=params.max_tokens,
                 temperature=self._temperature(params),
                 stop=list(params.stop) or None,
@@ -407,7 +402,7 @@ class VLLMEngine(Engine):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
-    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[list[str]]:
+    def stream_batch(self, conversations: list[list[dict]], sampling: list[Sampling]) -> Iterator[Deltas]:
         params = [
             self._sampling(max_tokens=p.max_tokens, stop=list(p.stop), temperature=self._temperature(p))
             for p in sampling

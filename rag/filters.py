@@ -95,6 +95,9 @@ class Filters(BaseModel):
         return Filters.model_validate({**other.given(), **self.given()})
 
 
+FILTER_FIELDS = tuple(Filters.model_fields)
+
+
 def parse_filters(raw: dict | None) -> Filters:
     """A client's filter object, with unknown fields and bad values named in the error."""
     if raw is None:

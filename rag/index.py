@@ -37,18 +37,19 @@ def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
     nlist = min(cfg.nlist, n // _MIN_POINTS_PER_CELL)
     if cfg.kind in ("ivf", "ivfpq") and nlist >= 1:
         quantizer = faiss.IndexFlatIP(dim)
+        ivf: faiss.IndexIVF
         if cfg.kind == "ivfpq" and n >= _MIN_POINTS_FOR_PQ:
             if dim % cfg.pq_m:
                 raise ValueError(f"index.pq_m {cfg.pq_m} must divide the embedding dimension {dim}")
-            index = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         else:
             if cfg.kind == "ivfpq":
                 log.warning(
                     "only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF cells", n
                 )
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.nprobe = min(cfg.nprobe, nlist)
-        return index
+            ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.nprobe = min(cfg.nprobe, nlist)
+        return ivf
     if cfg.kind != "flat":
         log.warning("only %d vectors: too few to train IVF cells, building an exact index instead", n)
     return faiss.IndexFlatIP(dim)
@@ -100,7 +101,7 @@ class IndexStore:
 
     def search_text(self, row: int) -> str:
         """What was embedded for a chunk: its header, then its text."""
-        return with_header(self.chunks.at[row, "header"], self.chunks.at[row, "text"])
+        return with_header(str(self.chunks.at[row, "header"]), str(self.chunks.at[row, "text"]))
 
     @property
     def embedding_model(self) -> str:

@@ -34,8 +34,8 @@ def exclusive(path: Path, wait_s: float | None = None, purpose: str = "") -> Ite
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
                 break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
+            except BlockingIOError:  # only raised where a deadline made the lock non-blocking
+                if deadline is None or time.monotonic() >= deadline:
                     handle.seek(0)
                     raise LockBusy(_holder(handle.read())) from None
                 time.sleep(0.2)

@@ -7,16 +7,16 @@ import math
 import os
 from pathlib import Path
 
-from rag.config import RayConfig
+from rag.config import ActorPoolConfig, RayConfig
 
 log = logging.getLogger(__name__)
 
 RAY_DATA_LOGGING = Path(__file__).with_name("ray_data_logging.yaml")
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's own message, without the remote traceback Ray puts around one raised in another process (a
-    replica, an actor)."""
+def own_message(exc: BaseException) -> str:
+    """The last line of an exception's message: its own words where it was raised in another process (a replica, an
+    actor), whose traceback Ray puts above them."""
     text = str(exc.args[0]) if exc.args else str(exc)
     return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
 
@@ -46,3 +46,14 @@ def ensure_ray(cfg: RayConfig, min_cpus: float = 0) -> None:
     else:
         log.info("joining the Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True, configure_logging=False)
+
+
+def pool_size(pool: ActorPoolConfig, resources: dict[str, float]) -> int:
+    """The configured number of actors, or for ``auto`` the number ``resources`` keep busy without sharing: one per
+    GPU share where actors take GPUs, else one per whole CPU's worth of their torch threads (an actor runs
+    ``num_cpus`` rounded up)."""
+    if pool.actors != "auto":
+        return pool.actors
+    if pool.num_gpus:
+        return max(1, math.floor(resources.get("GPU", 0) / pool.num_gpus + 1e-9))
+    return max(1, math.floor(resources.get("CPU", 0) / math.ceil(pool.num_cpus) + 1e-9))

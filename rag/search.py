@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import bm25s
 import numpy as np
 
-from rag.config import RetrievalConfig, Settings
+from rag.config import RETRIEVAL_MODES, RetrievalConfig, Settings
 from rag.devices import pick_device
 from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
@@ -37,7 +38,8 @@ from rag.sections import named_sections, section_rows
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
 from rag.versions import open_index
 
-MODES = ("dense", "bm25", "hybrid")
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
+
 _RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)
 _SELECTION_CACHE = 256
 
@@ -62,9 +64,6 @@ class Bm25:
     """BM25 (bm25s) over each chunk's header and text: the same text the dense index embedded."""
 
     def __init__(self, store: IndexStore):
-        import bm25s
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
         self.model = bm25s.BM25()
         corpus = [search_terms(store.search_text(row)) for row in range(len(store.chunks))]
         self.model.index(corpus, show_progress=False)
@@ -184,8 +183,8 @@ class Searcher:
     ) -> SearchResult:
         """Top-k chunks for a question; ``embedded``: its retrieval query and embedding when the caller made them."""
         mode = mode or self.cfg.mode
-        if mode not in MODES:
-            raise ValueError(f"unknown retrieval mode {mode!r}; choose from {list(MODES)}")
+        if mode not in RETRIEVAL_MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; choose from {list(RETRIEVAL_MODES)}")
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -209,7 +208,7 @@ class Searcher:
             vector = self.encoder.encode([query], query=True)[0]
             lap("embed_ms")
         searches_dense = mode in ("dense", "hybrid")
-        if searches_dense:
+        if searches_dense and vector is not None:  # embedded above wherever the mode searches vectors
             dense = {h.row: h.score for h in self.store.search(vector, depth, self._rows(applied))}
         if vector is not None:
             applied, boosts, widened = self._widened(
@@ -217,7 +216,7 @@ class Searcher:
             )
         rows = self._rows(applied)
         if searches_dense:
-            if widened:  # searched again, inside the request's own filters only
+            if widened and vector is not None:  # searched again, inside the request's own filters only
                 dense = {h.row: h.score for h in self.store.search(vector, depth, rows)}
             lap("dense_ms")
         if mode in ("bm25", "hybrid"):
@@ -266,7 +265,7 @@ class Searcher:
         elif self.cfg.fusion == "rrf":
             fused = {}
             for ranking in (dense, lexical):
-                for rank, row in enumerate(sorted(ranking, key=ranking.get, reverse=True)):
+                for rank, row in enumerate(sorted(ranking, key=lambda row: ranking[row], reverse=True)):
                     fused[row] = fused.get(row, 0.0) + 1.0 / (_RRF_K + rank + 1)
         else:
             w = self.cfg.dense_weight
@@ -275,9 +274,10 @@ class Searcher:
         return sorted(fused.items(), key=lambda item: -item[1])
 
     def _boost(self, ranked: list[tuple[int, float]], boosts: Filters) -> list[tuple[int, float]]:
-        if not boosts.given():
+        rows = self._rows(boosts)
+        if rows is None:  # no boost given
             return ranked
-        return self._boost_rows(ranked, self._rows(boosts), self.cfg.boost)
+        return self._boost_rows(ranked, rows, self.cfg.boost)
 
     @staticmethod
     def _boost_rows(ranked: list[tuple[int, float]], rows: np.ndarray, share: float) -> list[tuple[int, float]]:
@@ -298,6 +298,8 @@ class Searcher:
         return np.unique(np.concatenate(picked)) if picked else np.array([], dtype=np.int64)
 
     def _rerank(self, query: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        if self._reranker is None:
+            return ranked
         head, tail = ranked[: self.cfg.rerank.depth], ranked[self.cfg.rerank.depth :]
         scores = self._reranker.predict(
             [(query, self.store.search_text(row)) for row, _ in head], show_progress_bar=False

@@ -6,6 +6,7 @@ heavier, and they cross between replicas as they are (Ray pickles them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -54,7 +55,7 @@ class Usage:
     finish_reason: str = "stop"
 
 
-def retrieval_query(question: str, history: list[dict] | tuple = (), turns: int = _QUERY_TURNS) -> str:
+def retrieval_query(question: str, history: Sequence[dict] = (), turns: int = _QUERY_TURNS) -> str:
     """The question first, then the previous user turns that a follow-up ("and the quarter before?") leans on; cut to
     what the embedding model reads, so the question is never the part that is lost."""
     earlier = [m["content"] for m in history if m.get("role") == "user"][-turns:][::-1]

@@ -15,7 +15,7 @@ from ray import serve
 from rag.config import load_settings, resolve_keys
 from serving.collections import CollectionsDeployment
 from serving.deployments import GeneratorDeployment, RetrieverDeployment
-from serving.ingress import Ingress
+from serving.ingress import IngressDeployment
 
 
 def build_app(args: dict) -> serve.Application:
@@ -44,4 +44,6 @@ def build_app(args: dict) -> serve.Application:
     generator = GeneratorDeployment.options(**cfg.generator.serve_options()).bind(settings_json)
     ingress_options = cfg.ingress.serve_options()
     ingress_options["backpressure_config"] = {"status_code": 503, "retry_after_s": cfg.retry_after_s}
-    return Ingress.options(**ingress_options).bind(retriever, generator, collections, settings_json, resolve_keys(cfg))
+    return IngressDeployment.options(**ingress_options).bind(
+        retriever, generator, collections, settings_json, resolve_keys(cfg)
+    )

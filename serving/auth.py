@@ -1,4 +1,5 @@
-"""Bearer keys and the collections each one reaches (serve.api_keys, resolved by rag.config.resolve_keys)."""
+"""Bearer keys and the collections each one reaches (serve.api_key and serve.scoped_keys, resolved by
+rag.config.resolve_keys)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ Requests, results and chunks cross as the dataclasses they are (rag.types); a fu
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import cast
 
 from ray.serve.exceptions import BackPressureError
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from rag.types import AnswerRequest, RetrievedChunk, SearchResult, Usage
 
@@ -34,7 +35,8 @@ class ServeGenerator:
 
     async def stream(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> AsyncIterator[str | Usage]:
         try:
-            async for item in self.handle.options(stream=True).stream.remote(request, chunks):
+            stream = cast(DeploymentResponseGenerator, self.handle.options(stream=True).stream.remote(request, chunks))
+            async for item in stream:
                 yield item
         except BackPressureError as err:
             raise Overloaded() from err

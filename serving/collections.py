@@ -30,7 +30,7 @@ from rag.config import CollectionConfig, Settings
 from rag.index_files import FileEntry
 from rag.versions import IndexDir, NoIndex, current_manifest
 from serving.jobs import JobQueue
-from serving.refusals import NotFound, UploadRefused, refusals_returned
+from serving.refusals import ChangeRefused, NotFound, refusals_returned
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,13 @@ _MAX_NAME = 200
 def check_document_name(name: str) -> str:
     """A new document's file name, as stored in the collection's folder: one plain name ending in .pdf."""
     if not name or len(name) > _MAX_NAME:
-        raise UploadRefused(f"a file name must have 1 to {_MAX_NAME} characters")
+        raise ChangeRefused(f"a file name must have 1 to {_MAX_NAME} characters")
     if "/" in name or "\\" in name or ".." in name:
-        raise UploadRefused(f"{name!r}: a file name may not contain path separators or '..'")
+        raise ChangeRefused(f"{name!r}: a file name may not contain path separators or '..'")
     if name.startswith(".") or any(ord(c) < 32 or ord(c) == 127 for c in name) or name == SIDECAR_FILE:
-        raise UploadRefused(f"{name!r}: hidden names, control characters and {SIDECAR_FILE} are not accepted")
+        raise ChangeRefused(f"{name!r}: hidden names, control characters and {SIDECAR_FILE} are not accepted")
     if not name.lower().endswith(".pdf"):
-        raise UploadRefused(f"{name!r}: only PDF files (.pdf) are accepted", 415)
+        raise ChangeRefused(f"{name!r}: only PDF files (.pdf) are accepted", 415)
     return name
 
 
@@ -58,9 +58,7 @@ def _store(folder: Path, uploads: list[tuple[str, bytes]]) -> None:
         os.replace(tmp, folder / filename)
 
 
-# No CPU reserved: it mostly waits, and the jobs it starts reserve their own for their tasks and actors.
-@serve.deployment(name="Collections", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
-class CollectionsDeployment:
+class CollectionsReplica:
     def __init__(self, settings_json: str):
         self.settings = Settings.model_validate_json(settings_json)
         self.collections: dict[str, CollectionConfig] = self.settings.serve.collections
@@ -76,9 +74,8 @@ class CollectionsDeployment:
                     self.queue.submit(name, "*")
 
     def _ingest(self, name: str, settings: Settings, progress: Callable[[Progress], None]) -> IngestResult:
-        collection = self.collections[name]
         # The lock in run_ingest waits for a `rag ingest` of the same index from outside, rather than failing.
-        return run_ingest(collection.docs, collection.index, settings, True, None, progress)
+        return run_ingest(self._folder(name), self.collections[name].index, settings, True, None, progress)
 
     def _count_pending(self, name: str) -> int:
         return sum(d["status"] == "pending" for d in self._documents(name))
@@ -224,26 +221,25 @@ class CollectionsDeployment:
     def _folder(self, name: str) -> Path:
         docs = self.collections[name].docs
         if docs is None:
-            raise UploadRefused(f"collection {name!r} is read-only here: it has no documents folder configured", 409)
+            raise ChangeRefused(f"collection {name!r} is read-only here: it has no documents folder configured", 409)
         return Path(docs)
 
     @refusals_returned
     async def add(self, name: str, uploads: list[tuple[str, bytes]]) -> dict:
         """Store the PDFs (all of them or, if one is refused, none) and schedule the job that indexes them."""
         folder = self._folder(name)
-        limit = self.settings.serve.max_upload_mb * 1024 * 1024
         if not uploads:
-            raise UploadRefused("no files in the upload: send them as multipart form fields named 'files'")
+            raise ChangeRefused("no files in the upload: send them as multipart form fields named 'files'")
         for filename, data in uploads:
             check_document_name(filename)
-            if len(data) > limit:
-                raise UploadRefused(
+            if len(data) > self.settings.serve.max_upload_bytes:
+                raise ChangeRefused(
                     f"{filename!r} has {len(data) / 2**20:.1f} MB; the limit is "
                     f"{self.settings.serve.max_upload_mb:g} MB",
                     413,
                 )
             if not data.startswith(b"%PDF-"):
-                raise UploadRefused(f"{filename!r} is not a PDF (it does not start with %PDF-)", 415)
+                raise ChangeRefused(f"{filename!r} is not a PDF (it does not start with %PDF-)", 415)
         await asyncio.to_thread(_store, folder, uploads)
         job = self.queue.submit(name, *(f"+{filename}" for filename, _ in uploads))
         digests = {filename: hashlib.sha256(data).hexdigest() for filename, data in uploads}
@@ -274,3 +270,10 @@ def _service_placed() -> bool:
     any job's."""
     app = serve.status().applications.get(serve.get_replica_context().app_name)
     return app is None or app.status not in ("NOT_STARTED", "DEPLOYING")
+
+
+# One replica: it owns the job queue and the ledger of what the jobs hold. No CPU reserved: it mostly waits, and the
+# jobs it starts reserve their own for their tasks and actors.
+CollectionsDeployment = serve.deployment(
+    name="Collections", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0}
+)(CollectionsReplica)

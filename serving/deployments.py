@@ -11,18 +11,19 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import numpy as np
 import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from rag.answering import collect
 from rag.batching import ContinuousBatcher
-from rag.config import Settings
+from rag.config import BatchedDeploymentSettings, Settings
 from rag.devices import set_cpu_threads
 from rag.embedding import TextEncoder
-from rag.engines import load_engine
+from rag.engines import Deltas, load_engine
 from rag.model_thread import ModelThread
 from rag.search import EmbeddedQuery, Searcher
 from rag.types import AnswerRequest, RetrievedChunk, Sampling, SearchResult, Usage
@@ -30,7 +31,6 @@ from rag.versions import IndexDir, NoIndex, open_index
 from serving.telemetry import GeneratorMetrics, RetrieverMetrics
 
 log = logging.getLogger(__name__)
-_END = object()
 T = TypeVar("T")
 
 
@@ -54,8 +54,12 @@ def _load_on_model_thread(name: str, load: Callable[[float], T]) -> tuple[ModelT
     return thread, thread.submit(run).result()
 
 
-@serve.deployment(name="Retriever")
-class RetrieverDeployment:
+def _batched(method: Callable, cfg: BatchedDeploymentSettings) -> Callable:
+    """``method`` behind Serve's batching of concurrent calls, sized by the replica's config."""
+    return serve.batch(max_batch_size=cfg.max_batch_size, batch_wait_timeout_s=cfg.batch_wait_timeout_s)(method)
+
+
+class RetrieverReplica:
     """Every collection's search: query embedding batched across concurrent requests, then the shared search (filters,
     dense/BM25/hybrid, rerank).
 
@@ -70,15 +74,16 @@ class RetrieverDeployment:
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.searchers: dict[str, Searcher | None] = {}  # None: no version yet, or an empty one
         self.loaded: dict[str, str | None] = {}  # the version each collection serves
-        self._unloadable: dict[str, str] = {}  # collection -> a version that failed to load, until the pointer moves
+        self._unloadable: dict[
+            str, str | None
+        ] = {}  # collection -> a version that failed to load, until the pointer moves
         self.metrics = RetrieverMetrics()
         num_cpus, self._num_gpus = _replica_resources()
         self._model_thread = ModelThread("retriever")
         self._model_thread.submit(set_cpu_threads, num_cpus).result()
         for name in self.settings.serve.collections:
             self.loaded[name], self.searchers[name] = self._load(name)
-        self._embed.set_max_batch_size(self.settings.serve.retriever.max_batch_size)
-        self._embed.set_batch_wait_timeout_s(self.settings.serve.retriever.batch_wait_timeout_s)
+        self._embed = _batched(self._embed_batch, self.settings.serve.retriever)
         # Serve runs the constructor on the replica's event loop: the follower lives as long as the replica.
         self._follower = asyncio.get_running_loop().create_task(self._follow(self.settings.serve.reload_interval_s))
 
@@ -132,11 +137,10 @@ class RetrieverDeployment:
                     log.warning("could not report versions: %r", err)
             await asyncio.sleep(interval_s)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.02)
-    async def _embed(self, queries: list[tuple[TextEncoder, str]]) -> list:
+    async def _embed_batch(self, queries: list[tuple[TextEncoder, str]]) -> list[np.ndarray]:
         """Queries to vectors, each by its collection's encoder (collections indexed with one model share a pass)."""
         loop = asyncio.get_running_loop()
-        vectors: list = [None] * len(queries)
+        vectors: list[np.ndarray] = [np.empty(0)] * len(queries)
         for encoder in {id(e): e for e, _ in queries}.values():
             mine = [i for i, (e, _) in enumerate(queries) if e is encoder]
             questions = [queries[i][1] for i in mine]
@@ -190,8 +194,7 @@ class RetrieverDeployment:
         return {"replica": self.replica, "mode": self.settings.retrieval.mode, "collections": collections}
 
 
-@serve.deployment(name="Generator")
-class GeneratorDeployment:
+class GeneratorReplica:
     """The LLM. Concurrent requests share each forward pass, and each streams its own answer out of it."""
 
     def __init__(self, settings_json: str):
@@ -210,16 +213,15 @@ class GeneratorDeployment:
             if self.engine.continuous_batching
             else None
         )
-        self._serve_batch.set_max_batch_size(batching.max_batch_size)
-        self._serve_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+        self._serve_batch = _batched(self._stream_batch, batching)
         self.metrics = GeneratorMetrics()
         if self.batcher:
-            self._sampler = asyncio.get_running_loop().create_task(self._sample_batching())
+            self._sampler = asyncio.get_running_loop().create_task(self._sample_batching(self.batcher))
 
-    async def _sample_batching(self) -> None:
+    async def _sample_batching(self, batcher: ContinuousBatcher) -> None:
         """The decode batch's size and queue as gauges, every second: the loop itself never waits on metrics."""
         while True:
-            self.metrics.batching(self.batcher.stats.running, self.batcher.stats.waiting)
+            self.metrics.batching(batcher.stats.running, batcher.stats.waiting)
             await asyncio.sleep(1)
 
     def check_health(self) -> None:
@@ -227,13 +229,14 @@ class GeneratorDeployment:
         if self.batcher:
             self.batcher.check()
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _serve_batch(self, requests: list[tuple[list[dict], Sampling]]) -> AsyncIterator[list]:
+    async def _stream_batch(self, requests: list[tuple[list[dict], Sampling]]) -> AsyncIterator[list]:
         steps = self.engine.stream_batch([r[0] for r in requests], [r[1] for r in requests])
         while True:
             # The engine is synchronous: step it on its thread so the replica keeps answering health checks.
-            deltas = await asyncio.get_running_loop().run_in_executor(self._model_thread, next, steps, _END)
-            if deltas is _END:
+            deltas: Deltas | None = await asyncio.get_running_loop().run_in_executor(
+                self._model_thread, next, steps, None
+            )
+            if deltas is None:  # the batch has finished
                 return
             # Serve ends a caller's stream when its slot holds StopIteration; the batch runs on for the rest.
             yield [StopIteration if delta is None else delta for delta in deltas]
@@ -282,7 +285,18 @@ class GeneratorDeployment:
 
     def info(self) -> dict:
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
-        info = {"model": self.engine.model_name, "device": self.engine.device, "replica": self.replica, "gpu_ids": gpus}
+        info: dict[str, Any] = {
+            "model": self.engine.model_name,
+            "device": self.engine.device,
+            "replica": self.replica,
+            "gpu_ids": gpus,
+        }
         if self.batcher:
             info["batching"] = asdict(self.batcher.stats)
         return info
+
+
+# Built by calls rather than as class decorators, so that the names below are the Deployments Serve makes (what
+# a type checker sees too) and the classes stay plain.
+RetrieverDeployment = serve.deployment(name="Retriever")(RetrieverReplica)
+GeneratorDeployment = serve.deployment(name="Generator")(GeneratorReplica)

@@ -8,11 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError
 
-from rag.ray_runtime import first_line
+from rag.ray_runtime import own_message
 from rag.types import DeadlineExceeded, DecodeLoopStopped
 from rag.versions import NoIndex
 from serving.clients import Overloaded
-from serving.refusals import NotFound, UploadRefused
+from serving.refusals import ChangeRefused, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _replica_lost(request: Request, exc: RayActorError) -> JSONResponse:
 
 
 def _detail(status: int):
-    return lambda request, exc: JSONResponse({"detail": first_line(exc)}, status_code=status)
+    return lambda request, exc: JSONResponse({"detail": own_message(exc)}, status_code=status)
 
 
 def _async(make):
@@ -58,7 +58,7 @@ def install_handlers(app: FastAPI) -> None:
         ),
         RayActorError: _replica_lost,
         DeadlineExceeded: _detail(504),
-        UploadRefused: lambda request, exc: JSONResponse({"detail": first_line(exc)}, status_code=exc.status),
+        ChangeRefused: lambda request, exc: JSONResponse({"detail": own_message(exc)}, status_code=exc.status),
         NotFound: _detail(404),
         NoIndex: _detail(409),
     }

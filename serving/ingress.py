@@ -59,9 +59,7 @@ async def _prepend(first, rest: AsyncIterator) -> AsyncIterator:
         yield item
 
 
-@serve.deployment(name="Ingress")
-@serve.ingress(app)
-class Ingress:
+class IngressReplica:
     def __init__(
         self,
         retriever: DeploymentHandle,
@@ -215,10 +213,10 @@ class Ingress:
         """Multipart upload of one or more PDFs (fields named ``files``); 202 with the job that will index them."""
         name = self._collection(request, name)
         cfg = self.settings.serve
-        limit = cfg.max_upload_mb * 2**20
         # Refused before the body is read when it cannot fit: the form parser would otherwise spool it all to disk.
+        # Each file's own size is checked where it is stored (Collections.add).
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit * _MAX_FILES_PER_UPLOAD + 2**20:
+        if length.isdigit() and int(length) > cfg.max_upload_bytes * _MAX_FILES_PER_UPLOAD + 2**20:
             raise HTTPException(
                 status_code=413,
                 detail=f"the upload has {int(length) / 2**20:.0f} MB; the limit is "
@@ -230,10 +228,6 @@ class Ingress:
         for item in form.getlist("files"):
             if not isinstance(item, StarletteUpload):
                 raise HTTPException(status_code=400, detail="the 'files' fields must be files")
-            if item.size is not None and item.size > limit:
-                raise HTTPException(
-                    status_code=413, detail=f"{item.filename!r} is over the limit of {cfg.max_upload_mb:g} MB"
-                )
             uploads.append((item.filename or "", await item.read()))
         return raise_refused(await self.collections.add.remote(name, uploads))
 
@@ -319,3 +313,6 @@ class Ingress:
             completion_id, created, model, bool(req.stream_options and req.stream_options.include_usage)
         )
         return StreamingResponse(stream.events(_prepend(first, items), found), media_type="text/event-stream")
+
+
+IngressDeployment = serve.deployment(name="Ingress")(serve.ingress(app)(IngressReplica))

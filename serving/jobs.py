@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from ingest.cluster import PoolDoesNotFit, admit, fit_pool, min_cpus
+from ingest.cluster import PoolDoesNotFit, admit, cpus_needed, fit_pool, gpus_needed, min_cpus
 from ingest.job import IngestError, IngestResult
 from ingest.progress import Progress
 from rag.clock import utc_now
@@ -196,7 +196,8 @@ class JobQueue:
     def _start(self, job: Job, granted: Settings, files: int) -> None:
         self.running[job.collection] = job
         pool = granted.ingest.embed
-        self._ledger.granted[job.id] = {"CPU": granted.ingest.max_cpus, "GPU": pool.actors * pool.num_gpus}
+        cpus = granted.ingest.max_cpus or cpus_needed(granted)  # admit() sets it
+        self._ledger.granted[job.id] = {"CPU": cpus, "GPU": gpus_needed(granted)}
         job.state, job.waiting, job.started_at = "running", None, job.started_at or _stamp()
         job.progress = asdict(Progress(files))  # what it has to do, from its first second
         job.attempts.append(

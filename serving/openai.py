@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import HTTPException
 
-from rag.ray_runtime import first_line
+from rag.ray_runtime import own_message
 from rag.types import Answer, Finished, RetrievedChunk, SearchResult, Usage
 from serving.errors import stream_status
 from serving.schemas import (
@@ -114,7 +114,7 @@ class ChatStream:
         except Exception as err:  # the status line has gone out: the stream ends with an error event instead
             log.warning("stream %s ended by %s", self.completion_id, type(err).__name__)
             yield self._data(
-                {"error": {"message": first_line(err), "type": type(err).__name__, "code": stream_status(err)}}
+                {"error": {"message": own_message(err), "type": type(err).__name__, "code": stream_status(err)}}
             )
             return
         yield self._delta(

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 _replica_log = logging.getLogger("ray.serve")
 
 
-class UploadRefused(ValueError):
-    """An upload or deletion that is not acceptable; ``status`` is the HTTP status it deserves."""
+class ChangeRefused(ValueError):
+    """A change to a collection's documents (an upload, a removal, a reindex) that is not acceptable; ``status`` is the
+    HTTP status it deserves."""
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
@@ -28,7 +29,7 @@ class Refused:
     ``raise_refused``): Serve logs every exception a replica raises at ERROR with its traceback, and a refused upload
     is no fault of the service's."""
 
-    error: UploadRefused | NotFound
+    error: ChangeRefused | NotFound
 
 
 def refusals_returned(method):
@@ -36,7 +37,7 @@ def refusals_returned(method):
     async def answered(self, *args, **kwargs):
         try:
             return await method(self, *args, **kwargs)
-        except (UploadRefused, NotFound) as err:
+        except (ChangeRefused, NotFound) as err:
             _replica_log.info("refused %s: %s", method.__name__, err)
             return Refused(err)
 

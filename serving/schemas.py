@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RetrievalMode = Literal["dense", "bm25", "hybrid"]
-_FILTERS = (
-    'Metadata filters, e.g. {"company": "Apple", "fiscal_year": 2023, "fiscal_quarter": [2, 3]}; fields: '
-    "company, ticker, form, fiscal_year, fiscal_quarter, period_end, file, file_glob"
+from rag.config import RetrievalMode
+from rag.filters import FILTER_FIELDS
+
+_FILTERS = 'Metadata filters, e.g. {"company": "Apple", "fiscal_year": 2023, "fiscal_quarter": [2, 3]}; fields: ' + (
+    ", ".join(FILTER_FIELDS)
 )
 
 

@@ -19,7 +19,8 @@ class IngressMetrics:
         self.requests = metrics.Counter(
             "rag_requests",
             description="HTTP requests answered, by route template, status code and collection",
-            tag_keys=("route", "status", "collection"),
+            # ray.serve.metrics.Counter annotates tag_keys as a 1-tuple; it takes any number of keys, as Ray's does.
+            tag_keys=("route", "status", "collection"),  # type: ignore[arg-type]
         )
         self.latency = metrics.Histogram(
             "rag_request_seconds",

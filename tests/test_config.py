@@ -97,9 +97,9 @@ def test_collections_and_scoped_keys(monkeypatch):
 )
 def test_document_names_that_are_refused(name):
     from serving.collections import check_document_name
-    from serving.refusals import UploadRefused
+    from serving.refusals import ChangeRefused
 
-    with pytest.raises(UploadRefused):
+    with pytest.raises(ChangeRefused):
         check_document_name(name)
 
 

@@ -48,7 +48,7 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
     out = tmp_path / "report"
     # Answers from two sources: the scores are of retrieval's own depth, and a shorter prompt answers sooner.
     settings = load_settings(
-        None, ["llm.max_new_tokens=12", "serve.top_k=2", "ingest.embed.actors=1", "ingest.embed.num_cpus=1"]
+        None, ["llm.max_new_tokens=12", "serve.top_k=2", "eval.pool.actors=1", "eval.pool.num_cpus=1"]
     )
     report = run_eval(dataset, small_index, out, settings)
 
@@ -93,7 +93,8 @@ def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_pat
         )
     )
     out = tmp_path / "sweep"
-    points = run_sweep(sweep, dataset, out, None, ["ingest.embed.actors=1", "ingest.embed.num_cpus=1"])
+    pools = ["ingest.embed.actors=1", "ingest.embed.num_cpus=1", "eval.pool.actors=1", "eval.pool.num_cpus=1"]
+    points = run_sweep(sweep, dataset, out, None, pools)
     assert [p["point"] for p in points] == [
         "no headers",
         "mode=dense",

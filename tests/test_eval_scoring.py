@@ -6,7 +6,6 @@ import pytest
 
 from eval import scoring
 from eval.datasets import DatasetError, load_dataset
-from eval.report import cited_files
 
 
 def test_token_f1_by_hand():
@@ -46,7 +45,7 @@ def test_ranking_metrics_by_hand():
 
 def test_citation_precision_and_refusal():
     answer = "Sales rose [1].\n\nSources:\n[1] 2023 Q3 AAPL.pdf, p. 4\n[2] 2023 Q3 MSFT.pdf, p. 9"
-    files = cited_files(answer)
+    files = scoring.cited_files(answer)
     assert files == ["2023 Q3 AAPL.pdf", "2023 Q3 MSFT.pdf"]
     assert scoring.citation_precision(files, lambda f: "AAPL" in f) == 0.5
     assert scoring.citation_precision([], lambda f: True) is None

@@ -1,4 +1,4 @@
-"""bench/gpu_check.py rehearsed on the CPU at toy sizes, every part, so that the GPU check cannot rot between the
+"""bench.gpu_check rehearsed on the CPU at toy sizes, every part, so that the GPU check cannot rot between the
 sessions that are lent a GPU (slow: about a minute and a half)."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 def test_every_part_of_the_gpu_check_runs_and_reports(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--small", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench.gpu_check", "--small", "--out", str(tmp_path)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,

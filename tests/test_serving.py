@@ -358,7 +358,7 @@ def test_eval_online_mode_against_the_service(url, small_index, tmp_path):
     report = run_eval(
         dataset, small_index, tmp_path / "out", Settings(), endpoint=url, concurrency=2, api_key=API_KEY, judge=judge
     )
-    assert report["meta"]["mode"] == "online"
+    assert report["meta"]["run"] == "online"
     rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
     for row in rows:  # every answer got a verdict, or the reason it has none (a 135M model rarely follows the format)
         verdict = row["judge"]
