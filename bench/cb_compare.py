@@ -1,5 +1,5 @@
-"""Our continuous batching (rag.batching) against transformers' own (``generate_batch``, its ContinuousBatchingManager
-with paged attention), on the same model, prompts and machine.
+"""Our continuous batching (rag.llm.batching) against transformers' own (``generate_batch``, its
+ContinuousBatchingManager with paged attention), on the same model, prompts and machine.
 
     python -m bench.cb_compare --index INDEX_DIR [--levels 1 4 16] [--repeat 3] [--max-tokens 64] [--out bench/results]
 
@@ -36,7 +36,7 @@ def conversations(index: str, engine) -> list[list[dict]]:
 
 def ours(engine, thread, max_batch_size: int):
     """Answers a batch of prompts with one ContinuousBatcher, whose decode loop then holds ``thread`` for good."""
-    from rag.batching import ContinuousBatcher
+    from rag.llm.batching import ContinuousBatcher
     from rag.types import Sampling, Usage
 
     batcher = ContinuousBatcher(engine, max_batch_size, thread=thread)
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from rag.config import LLMConfig
-    from rag.engines import load_engine
+    from rag.llm.engines import load_engine
     from rag.model_thread import ModelThread
 
     results: dict = {"max_tokens": args.max_tokens, "repeat": args.repeat, "levels": {}}

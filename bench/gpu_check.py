@@ -9,9 +9,9 @@ the median of --repeat runs, with their range.
 
   encoder   rag.embedding.TextEncoder (pass size auto) against SentenceTransformer.encode alone at its best pass size,
             chunks/s, all-MiniLM-L6-v2 shape (and multilingual-e5-small's, where --models has it)
-  graphs    rag.engines' decode steps replayed as CUDA graphs against the same steps run eagerly: the same tokens in
+  graphs    rag.llm.engines' decode steps replayed as CUDA graphs against the same steps run eagerly: the same tokens in
             float32, and the time a step takes
-  smollm2   the transformers engine and rag.batching.ContinuousBatcher, SmolLM2-135M shape: generated tok/s and
+  smollm2   the transformers engine and rag.llm.batching.ContinuousBatcher, SmolLM2-135M shape: generated tok/s and
             first-token times at c = 1, 16, 64 prompts of the service's size (its prompt builder, 6 passages)
   llama8b   the same for a Llama-3-8B shape (7.4 B), against the GPU's memory-bandwidth limit at c = 1
   tenants   four engine processes, each capped to a quarter of the GPU as a num_gpus: 0.25 replica is; one is driven
@@ -88,7 +88,7 @@ def packaged_models() -> Path:
     ../shared/gpu/models), with the words of the project's demo texts."""
     import shutil
 
-    from rag.engines import causal_lm_source
+    from rag.llm.engines import causal_lm_source
     from rag.models import resolve_model
 
     folder = Path("/tmp/gpu-check-models")
@@ -295,15 +295,15 @@ def llm_dtype() -> str:
 
 
 def random_llm(args, shape: str, dtype: str | None = None, num_gpus: float = 1.0):
-    """The transformers engine (rag.engines.load_engine, as a replica with ``num_gpus`` loads it) over random weights in
-    SmolLM2-135M's shape, or with a Llama-3-8B-shaped model built in place on the device afterwards (its 15 GB would
-    take long to save and load)."""
+    """The transformers engine (as a replica with ``num_gpus`` loads it) over random weights in SmolLM2-135M's shape,
+    or with a Llama-3-8B-shaped model built in place on the device afterwards (its 15 GB would take long to save and
+    load)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from rag.config import LLMConfig
-    from rag.cuda_graphs import DecodeGraphs
-    from rag.engines import TransformersEngine
+    from rag.llm.cuda_graphs import DecodeGraphs
+    from rag.llm.engines import TransformersEngine
 
     dtype = dtype or llm_dtype()
     engine = TransformersEngine(LLMConfig(model=str(random_smollm2(args, dtype)), dtype=dtype), num_gpus)
@@ -361,8 +361,8 @@ def answer_all(batcher, conversations: list[list[dict]], max_tokens: int) -> lis
 def part_llm(run: Run, texts: list[str], shape: str) -> None:
     import torch
 
-    from rag.batching import ContinuousBatcher
     from rag.config import load_settings
+    from rag.llm.batching import ContinuousBatcher
     from rag.model_thread import ModelThread
 
     settings = load_settings(REPO / "configs" / "gpu.yaml")
@@ -466,7 +466,7 @@ def profile(engine, conversation: list[dict]) -> dict:
 
 def part_graphs(run: Run, texts: list[str]) -> None:
     """Graph replay against eager steps on the same prompts: the tokens, in float32, and the time a step takes."""
-    from rag.cuda_graphs import DecodeGraphs
+    from rag.llm.cuda_graphs import DecodeGraphs
     from rag.model_thread import ModelThread
     from rag.types import Sampling
 
@@ -514,7 +514,7 @@ def tenant(index: int, args, report, stop_at: float) -> None:
     so that its next ones run out of memory, then gives it back after two failures."""
     import torch
 
-    from rag.batching import ContinuousBatcher
+    from rag.llm.batching import ContinuousBatcher
 
     engine = random_llm(args, "smollm2", num_gpus=0.25)
     batcher = ContinuousBatcher(engine, 4)

@@ -45,7 +45,7 @@ def baseline_app(index: str, default_tokens: int):
 
     from rag.answering import local_pipeline
     from rag.config import Settings
-    from rag.engines import load_engine
+    from rag.llm.engines import load_engine
     from rag.model_thread import ModelThread
     from rag.search import Searcher
     from rag.types import AnswerRequest

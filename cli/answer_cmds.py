@@ -41,8 +41,8 @@ def _ask_here(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     import asyncio
 
     from rag.answering import local_pipeline
-    from rag.engines import load_engine
     from rag.filters import parse_filters
+    from rag.llm.engines import load_engine
     from rag.search import Searcher
     from rag.types import AnswerRequest
 

@@ -16,8 +16,8 @@ from eval.rows import RunRow
 from rag.answering import local_pipeline
 from rag.config import Settings
 from rag.devices import set_cpu_threads
-from rag.engines import load_engine
 from rag.filters import parse_filters
+from rag.llm.engines import load_engine
 from rag.ray_runtime import ensure_ray, pool_size
 from rag.search import Searcher
 from rag.types import AnswerRequest, RetrievedChunk

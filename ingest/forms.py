@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
-from rag.periods import DATE, MONTHS, YEAR, dates_in, fiscal_years_in, iso_date, quarters_in
+from rag.questions.periods import DATE, MONTHS, YEAR, dates_in, fiscal_years_in, iso_date, quarters_in
 
 EARNINGS_RELEASE = "earnings release"
 ANNUAL_REPORT = "annual report"

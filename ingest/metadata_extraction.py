@@ -21,7 +21,7 @@ from ingest.companies import find_registrant, text_lines
 from ingest.forms import ANNUAL_REPORT, read_period
 from ingest.pdf_pages import PdfInfo
 from rag.doc_metadata import DocMetadata, validation_problems
-from rag.periods import YEAR, year
+from rag.questions.periods import YEAR, year
 
 SIDECAR_FILE = "metadata.jsonl"
 # Part of the index fingerprint: a change to what is extracted re-processes every file.

@@ -18,7 +18,7 @@ from rag.prompts import source_list
 from rag.types import Answer, AnswerRequest, Finished, RetrievedChunk, SearchResult, Usage
 
 if TYPE_CHECKING:  # the ingress holds a pipeline without loading models or indexes
-    from rag.engines import Engine
+    from rag.llm.engines import Engine
     from rag.search import Searcher
 
 

@@ -236,7 +236,7 @@ class LLMConfig(_Section):
     request_timeout_s: float = Field(120.0, gt=0)
     vllm_memory_headroom: float = Field(0.9, gt=0, le=1, description="Share of the replica's GPU memory vLLM may take")
     cuda_graphs: bool = Field(
-        True, description="transformers engine on one GPU: decode steps replayed as CUDA graphs (rag.cuda_graphs)"
+        True, description="transformers engine on one GPU: decode steps replayed as CUDA graphs (rag.llm.cuda_graphs)"
     )
 
 

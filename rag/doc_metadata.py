@@ -2,7 +2,7 @@
 
 Ingestion reads these fields from each file (``ingest.metadata_extraction``) and stores them per file in the
 manifest and per chunk in the chunk store. Search filters on them (``rag.filters``), questions are
-matched against the values an index holds (``rag.mentions``), and the contextual header built from
+matched against the values an index holds (``rag.questions.mentions``), and the contextual header built from
 them is embedded and BM25-indexed with every chunk, so a chunk of one filing no longer reads like
 the same chunk of another.
 """

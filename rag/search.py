@@ -4,7 +4,7 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 
 1. the retrieval query is the question first, then the earlier user turns (the embedding model
    reads 256 tokens, so the question must not be the part that is cut);
-2. filters: the request's own, plus those read from the question (``rag.mentions``), become a set
+2. filters: the request's own, plus those read from the question (``rag.questions.mentions``), become a set
    of chunk rows; dense search runs inside it (a FAISS ID selector) and BM25 scores only it;
 3. candidates (``retrieval.depth`` from each method) are fused by a weighted sum of min-max
    normalised scores (or reciprocal-rank fusion), uncertain mentions add ``retrieval.boost``, chunks under a
@@ -32,9 +32,9 @@ from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
 from rag.index import IndexStore
 from rag.languages import search_terms
-from rag.mentions import MentionMatcher
 from rag.models import resolve_model
-from rag.sections import named_sections, section_rows
+from rag.questions.mentions import MentionMatcher
+from rag.questions.sections import named_sections, section_rows
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
 from rag.versions import open_index
 

@@ -19,11 +19,11 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from rag.answering import collect
-from rag.batching import ContinuousBatcher
 from rag.config import BatchedDeploymentSettings, Settings
 from rag.devices import set_cpu_threads
 from rag.embedding import TextEncoder
-from rag.engines import Deltas, load_engine
+from rag.llm.batching import ContinuousBatcher
+from rag.llm.engines import Deltas, load_engine
 from rag.model_thread import ModelThread
 from rag.search import EmbeddedQuery, Searcher
 from rag.types import AnswerRequest, RetrievedChunk, Sampling, SearchResult, Usage

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from rag import decoding
-from rag.batching import ContinuousBatcher
 from rag.config import LLMConfig
-from rag.cuda_graphs import DecodeGraphs
-from rag.decoding import DecodeBatch
-from rag.engines import load_engine
+from rag.llm.batching import ContinuousBatcher
+from rag.llm.cuda_graphs import DecodeGraphs
+from rag.llm.decoding import DecodeBatch
+from rag.llm.engines import load_engine
 from rag.types import DeadlineExceeded, DecodeLoopStopped, Sampling, Usage
 
 QUESTIONS = [
@@ -290,7 +290,7 @@ def test_a_dead_decode_loop_fails_what_it_held_and_says_so(engine, monkeypatch):
 def test_kv_buffers_live_in_mappings_that_leave_with_them():
     """On the CPU each buffer is a mapping of its own, gone when the tensor goes: never left resident in malloc's
     heaps."""
-    from rag.host_memory import mapped_zeros
+    from rag.llm.host_memory import mapped_zeros
 
     def mappings_of(size: int) -> int:
         with open("/proc/self/maps") as maps:

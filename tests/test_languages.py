@@ -18,8 +18,8 @@ from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
 from rag.filters import company_key
 from rag.languages import is_chinese, join_wrapped_lines, search_terms, weighted_length
-from rag.periods import dates_in, fiscal_years_in, quarters_in
 from rag.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_ZH, build_messages
+from rag.questions.periods import dates_in, fiscal_years_in, quarters_in
 from tests.conftest import REPO
 from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
 

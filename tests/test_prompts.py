@@ -7,7 +7,7 @@ import pytest
 from ingest.pdf_pages import read_pdf_pages
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, LLMConfig, PdfConfig
-from rag.engines import load_engine
+from rag.llm.engines import load_engine
 from rag.prompts import build_messages
 from rag.types import RetrievedChunk
 

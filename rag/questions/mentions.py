@@ -25,7 +25,7 @@ from bm25s.stopwords import STOPWORDS_EN_PLUS
 from rag.doc_metadata import QUESTION_FORMS, form_key
 from rag.filters import Filters, company_key, matching_files, names_of
 from rag.languages import has_han
-from rag.periods import DATE, YEAR, dates_in, fiscal_years_in, quarters_in
+from rag.questions.periods import DATE, YEAR, dates_in, fiscal_years_in, quarters_in
 
 _YEAR_ALONE = re.compile(r"(?<![\d$,.])(" + YEAR + r")(?![\d,%])")
 _LATEST = re.compile(

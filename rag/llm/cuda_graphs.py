@@ -5,7 +5,7 @@ machines measured, 49-56 ms a step for SmolLM2-135M and an 8B model alike, of wh
 (../shared/gpu). A CUDA graph records the launches once and replays them all with one call.
 
 A graph replays fixed shapes at fixed addresses, so a step runs over a fixed window of a DecodeBatch's fixed
-buffers (rag.decoding): its first ``rows`` rows (the live sequences, then padding rows whose results are
+buffers (rag.llm.decoding): its first ``rows`` rows (the live sequences, then padding rows whose results are
 dropped) and its first ``columns`` columns. Rows and columns are rounded up to buckets, and each pair of
 buckets gets its graph the first time a step needs it; all graphs share one memory pool. Prefill stays
 eager: its launches are few against its arithmetic.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rag.decoding import DecodeBatch
+from rag.llm.decoding import DecodeBatch
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE

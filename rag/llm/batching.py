@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from rag.decoding import DecodeBatch, Prefill
+from rag.llm.decoding import DecodeBatch, Prefill
 from rag.model_thread import ModelThread
 from rag.types import DeadlineExceeded, DecodeLoopStopped, Sampling, Usage
 

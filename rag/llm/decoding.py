@@ -12,7 +12,7 @@ The columns in use only move right while sequences keep joining, so whenever the
 of room they are reallocated to fit what is live, the span re-based to the left edge: their size
 follows the longest sequence in the batch, never the time the batch has been running.
 
-On a GPU the buffers are *fixed* instead (CUDA graphs read them by address, rag.cuda_graphs): they
+On a GPU the buffers are *fixed* instead (CUDA graphs read them by address, rag.llm.cuda_graphs): they
 are sized for the batcher's most sequences at once, and when the span reaches their right edge it is
 moved back to the left edge in place; they are reallocated only to hold a longer sequence.
 """
@@ -26,7 +26,7 @@ import torch
 from tokenizers.decoders import DecodeStream
 from transformers.cache_utils import Cache, DynamicLayer
 
-from rag.host_memory import mapped_zeros, release_freed_memory
+from rag.llm.host_memory import mapped_zeros, release_freed_memory
 from rag.types import Sampling, Usage
 
 _ALLOCATIONS = itertools.count(1)  # numbers each allocation of a batch's buffers, unique in the process
@@ -112,9 +112,9 @@ class _Span:
     rows: int = 0
     start: int = 0
     end: int = 0
-    # During a fixed-window step (rag.cuda_graphs): (rows, columns, column). The first ``rows`` rows (live ones, then
-    # padding) write their new token into ``column``, a one-element tensor a replayed graph reads, and attend to the
-    # first ``columns`` columns. None: the step covers the span itself.
+    # During a fixed-window step (rag.llm.cuda_graphs): (rows, columns, column). The first ``rows`` rows (live ones,
+    # then padding) write their new token into ``column``, a one-element tensor a replayed graph reads, and attend to
+    # the first ``columns`` columns. None: the step covers the span itself.
     window: tuple[int, int, torch.Tensor] | None = None
 
 
@@ -202,7 +202,7 @@ class DecodeBatch:
         self.mask = torch.zeros(0, 0, dtype=torch.bool)  # [row capacity, column capacity]
         self.lengths = torch.zeros(0, dtype=torch.long)  # [row capacity]
         self.next_ids = torch.zeros(0, dtype=torch.long)  # [row capacity]
-        self.column = torch.zeros(1, dtype=torch.long)  # fixed: the column the next step writes (rag.cuda_graphs)
+        self.column = torch.zeros(1, dtype=torch.long)  # fixed: the column the next step writes (rag.llm.cuda_graphs)
         self.launched: LaunchedStep | None = None  # a step whose tokens are not read yet (TransformersEngine.decode)
         self.first_rows, self.first_columns, self.fixed, self.generation = max(1, rows), columns, fixed, 0
         # A cache that is not plain full attention (sliding-window layers) is kept as the model made it: one sequence.

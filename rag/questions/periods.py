@@ -2,7 +2,7 @@
 Chinese forms ("2023财年第三季度", "截至2023年7月1日").
 
 One vocabulary for both sides: ingestion reads a filing's period from its pages (``ingest.forms``)
-and search reads the periods a question names (``rag.mentions``), so a period written one way in a
+and search reads the periods a question names (``rag.questions.mentions``), so a period written one way in a
 document and another way in a question still meet.
 """
 

@@ -3,7 +3,7 @@
 Every engine streams a batch of conversations (``stream_batch``): each step yields one text delta per
 conversation ("" while it has nothing new, None once it has finished). The transformers engine also
 exposes its steps, ``encode`` (tokenize, from any thread), ``prefill`` (a chunk of one prompt) and
-``decode`` (one token for a whole DecodeBatch), so that ``rag.batching.ContinuousBatcher`` lets
+``decode`` (one token for a whole DecodeBatch), so that ``rag.llm.batching.ContinuousBatcher`` lets
 requests join and leave its batch between steps. vLLM and remote servers batch on their side and
 are handed Serve's fixed batches.
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from rag.config import LLMConfig
-from rag.cuda_graphs import DecodeGraphs
-from rag.decoding import DecodeBatch, Decoding, LaunchedStep, Prefill
 from rag.devices import cap_gpu_memory, pick_device, pick_dtype
+from rag.llm.cuda_graphs import DecodeGraphs
+from rag.llm.decoding import DecodeBatch, Decoding, LaunchedStep, Prefill
 from rag.locks import exclusive
 from rag.models import quiet_model_loading, resolve_model
 from rag.prompts import build_messages
@@ -42,7 +42,7 @@ class Engine(ABC):
     model_name: str
     device: str = "remote"
     # True where the engine has encode(), prefill() and decode(), so requests join its batch between steps
-    # (rag.batching).
+    # (rag.llm.batching).
     continuous_batching: bool = False
     # True where it also has prefill_together(): several whole prompts in one forward pass.
     prefills_together: bool = False
@@ -172,7 +172,7 @@ class TransformersEngine(Engine):
             self.model.to(self.device)
         self.model.eval()
         self.stop_ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids()}
-        # Decode steps replayed as CUDA graphs (rag.cuda_graphs) on one GPU; a model split over several runs eagerly.
+        # Decode steps replayed as CUDA graphs (rag.llm.cuda_graphs) on one GPU; a model split over GPUs runs eagerly.
         self.graphs = DecodeGraphs(self.model) if self.device == "cuda" and cfg.cuda_graphs and not device_map else None
         # On a GPU a prefill's time is largely the CPU launching its kernels: several prompts in one pass cost the
         # launches of one. On a CPU the arithmetic dominates, and the padding would be pure loss.
