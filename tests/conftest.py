@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,20 @@ REPO = Path(__file__).resolve().parent.parent
 SEC_DIR = REPO.parent / "shared" / "datasets" / "sec-10q"
 SEC_DOCS = SEC_DIR / "docs"
 SMALL_INDEX_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf", "2022 Q3 NVDA.pdf"]
+
+
+def needs_command(command: str, install: str) -> None:
+    """Skip where ``command`` is not installed, saying what to install. CI installs every one (.ci/run) and sets
+    RAG_TESTS_REQUIRE_COMMANDS=1, so that there a missing one fails the test instead of skipping what it proves."""
+    if shutil.which(command):
+        return
+    message = f"needs {command}, not found on the PATH: {install}"
+    if os.environ.get("RAG_TESTS_REQUIRE_COMMANDS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+TESSERACT = "apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim fonts-wqy-microhei"
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from rag.versions import current_manifest
-from tests.conftest import start_app
+from tests.conftest import TESSERACT, needs_command, start_app
 from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
 from tests.test_languages import REPORT, ZH_DOCS
 
@@ -23,6 +23,7 @@ MULTILINGUAL = "multilingual-e5-small-q4"
 @pytest.fixture(scope="module")
 def zh_docs(tmp_path_factory, sec_docs):
     """Every other zh-wiki PDF (16 of 32: the slow suite's time), a report made here, and three image-only files."""
+    needs_command("tesseract", TESSERACT)
     docs = tmp_path_factory.mktemp("zh-docs")
     chosen = sorted(ZH_DOCS.glob("*.pdf"))[::2]
     for pdf in chosen:

@@ -20,7 +20,7 @@ from rag.filters import company_key
 from rag.languages import is_chinese, join_wrapped_lines, search_terms, weighted_length
 from rag.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_ZH, build_messages
 from rag.questions.periods import dates_in, fiscal_years_in, quarters_in
-from tests.conftest import REPO
+from tests.conftest import REPO, TESSERACT, needs_command
 from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
 
 ZH_DOCS = REPO.parent / "shared" / "datasets" / "zh-wiki" / "docs"
@@ -161,6 +161,7 @@ def test_ingestion_picks_the_multilingual_model_for_a_chinese_folder_only(tmp_pa
 
 
 def test_a_scanned_english_page_is_read_by_ocr_and_a_blank_one_reported(tmp_path, sec_docs):
+    needs_command("tesseract", TESSERACT)
     scan = scanned_pdf(tmp_path / "scan.pdf", sec_docs / "2023 Q3 AAPL.pdf", [3])
     assert not (pypdf.PdfReader(scan).pages[0].extract_text() or "").strip()  # no text layer
     doc = read_pdf_pages(scan, PdfConfig())

@@ -16,7 +16,7 @@ import pytest
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
 from rag.versions import current_manifest
-from tests.conftest import start_app
+from tests.conftest import needs_command, start_app
 
 pytestmark = pytest.mark.slow
 
@@ -54,11 +54,9 @@ def browser():
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
+    for command in ("chromium", "chromedriver"):
+        needs_command(command, "apt-get install chromium chromium-driver")
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail(
-            "the browser tests need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver"
-        )
     options = Options()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
