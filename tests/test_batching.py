@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from rag import decoding
 from rag.config import LLMConfig
+from rag.llm import decoding
 from rag.llm.batching import ContinuousBatcher
 from rag.llm.cuda_graphs import DecodeGraphs
 from rag.llm.decoding import DecodeBatch
