@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 from ray import serve
+from ray.serve import Deployment
 
 from rag.config import load_settings, resolve_keys
 from serving.collections import CollectionsDeployment
 from serving.deployments import GeneratorDeployment, RetrieverDeployment
-from serving.ingress import IngressDeployment
+from serving.ingress import Ingress
 
 
 def build_app(args: dict) -> serve.Application:
@@ -44,6 +46,7 @@ def build_app(args: dict) -> serve.Application:
     generator = GeneratorDeployment.options(**cfg.generator.serve_options()).bind(settings_json)
     ingress_options = cfg.ingress.serve_options()
     ingress_options["backpressure_config"] = {"status_code": 503, "retry_after_s": cfg.retry_after_s}
-    return IngressDeployment.options(**ingress_options).bind(
-        retriever, generator, collections, settings_json, resolve_keys(cfg)
-    )
+    # Decorated as Serve's docs write it (serve.ingress freezes the FastAPI app as the class is made): mypy keeps the
+    # class's type through class decorators, so it is told what Serve returns.
+    ingress = cast(Deployment, Ingress)
+    return ingress.options(**ingress_options).bind(retriever, generator, collections, settings_json, resolve_keys(cfg))

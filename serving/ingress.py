@@ -59,7 +59,9 @@ async def _prepend(first, rest: AsyncIterator) -> AsyncIterator:
         yield item
 
 
-class IngressReplica:
+@serve.deployment(name="Ingress")
+@serve.ingress(app)
+class Ingress:
     def __init__(
         self,
         retriever: DeploymentHandle,
@@ -313,6 +315,3 @@ class IngressReplica:
             completion_id, created, model, bool(req.stream_options and req.stream_options.include_usage)
         )
         return StreamingResponse(stream.events(_prepend(first, items), found), media_type="text/event-stream")
-
-
-IngressDeployment = serve.deployment(name="Ingress")(serve.ingress(app)(IngressReplica))

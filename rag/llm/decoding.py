@@ -219,12 +219,13 @@ class DecodeBatch:
         if not self.can_add():
             raise NotImplementedError("this model's KV cache is not plain full attention: one sequence at a time")
         cache, next_id = prefilled.prefilled()
+        layers = list(cache.layers)  # the prompt's own: a first sequence's cache object becomes the batch's below
         if not self.sequences:
             self._start(prefilled)
         s, row, length = self.span, len(self.sequences), prefilled.length
         self._reserve(row + 1, length)
         if self.joinable:
-            for layer, source in zip(self.row_layers, cache.layers, strict=True):
+            for layer, source in zip(self.row_layers, layers, strict=True):
                 layer.put(row, *_kv(source))
         self.mask[row] = False
         self.mask[row, s.end - length : s.end] = True
