@@ -66,10 +66,23 @@ def not_files(folder: Path) -> dict[str, str]:
     return {"loop.pdf": "loops", "gone.pdf": "to nothing", "folder.pdf": "a directory"}
 
 
-def copy_docs(names: list[str], source: Path, target: Path) -> Path:
+def copy_docs(names: list[str], source: Path, target: Path, pages: int | None = None) -> Path:
+    """The named files of ``source`` into ``target``; with ``pages``, only their first pages (a real filing's cover,
+    contents and statements: what a test about something else needs of it, in a fraction of the embedding time)."""
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copy(source / name, target / name)
+        if pages is None:
+            shutil.copy(source / name, target / name)
+        else:
+            first_pages(source / name, target / name, pages)
+    return target
+
+
+def first_pages(source: Path, target: Path, pages: int) -> Path:
+    writer = pypdf.PdfWriter()
+    for page in pypdf.PdfReader(source).pages[:pages]:
+        writer.add_page(page)
+    writer.write(target)
     return target
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import start_app, wait_served
+from tests.conftest import SHORT_PROMPTS, start_app, wait_served
 from tests.pdf_factory import copy_docs
 
 pytestmark = pytest.mark.slow
@@ -37,6 +37,7 @@ def service(ray_cluster, sec_docs, tmp_path_factory):
     overrides = [
         "serve.reload_interval_s=1",
         "llm.max_new_tokens=8",
+        SHORT_PROMPTS,
         "ingest.embed.batch_size=32",
         f"ingest.stall_timeout_s={STALL_S}",
         "serve.job_retry_s=2",

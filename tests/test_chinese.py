@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from rag.versions import current_manifest
-from tests.conftest import TESSERACT, needs_command, start_app
+from tests.conftest import SHORT_PROMPTS, TESSERACT, needs_command, start_app
 from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
 from tests.test_languages import REPORT, ZH_DOCS
 
@@ -118,7 +118,7 @@ def test_the_scans_text_is_found_by_a_question(zh_index):
 def url(zh_index):
     from ray import serve
 
-    yield start_app(zh_index, ["llm.max_new_tokens=16"])
+    yield start_app(zh_index, ["llm.max_new_tokens=16", SHORT_PROMPTS])
     serve.shutdown()
 
 

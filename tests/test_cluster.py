@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO, SEC_DIR, free_port
+from tests.conftest import REPO, SEC_DIR, SHORT_PROMPTS, free_port
 from tests.pdf_factory import copy_docs
 from tests.ray_cluster import RayCluster, tool, wait_until
 
@@ -29,6 +29,7 @@ QUESTION = "What were Apple's total net sales for the quarter ended July 1, 2023
 # Small replicas, so the service fits beside a job on two small nodes; short answers, so the model is not the test.
 SERVICE = [
     "llm.max_new_tokens=16",
+    SHORT_PROMPTS,
     "serve.generator.ray_actor_options={num_cpus: 1}",
     "serve.retriever.ray_actor_options={num_cpus: 0.25}",
 ]
@@ -103,6 +104,8 @@ def test_ray_job_evaluates_on_the_cluster(cluster, cluster_index, tmp_path):
             "3",
             "--set",
             "llm.max_new_tokens=16",
+            "--set",
+            SHORT_PROMPTS,
         ],
     )
     report = json.loads((out / "report.json").read_text())

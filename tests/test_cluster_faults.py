@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from rag.versions import IndexDir, current_manifest
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, SHORT_PROMPTS, free_port
 from tests.pdf_factory import copy_docs
 from tests.ray_cluster import RayCluster, tool, wait_until
 
@@ -88,6 +88,7 @@ def test_losing_a_node_mid_serve_replaces_its_replicas(cluster, small_index):
     service = [
         f"serve.port={port}",
         "llm.max_new_tokens=8",
+        SHORT_PROMPTS,
         "serve.generator.num_replicas=2",
         "serve.generator.ray_actor_options={num_cpus: 1}",
         "serve.retriever.num_replicas=2",

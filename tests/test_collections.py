@@ -14,7 +14,7 @@ import pytest
 
 from cli.main import main as rag_main
 from rag.versions import current_manifest
-from tests.conftest import start_app, wait_served
+from tests.conftest import SHORT_PROMPTS, start_app, wait_served
 from tests.pdf_factory import bad_files, copy_docs
 
 pytestmark = pytest.mark.slow
@@ -48,6 +48,7 @@ def service(small_index, tmp_path_factory):
         "serve.reload_interval_s=1",
         "serve.max_upload_mb=2",
         "llm.max_new_tokens=8",
+        SHORT_PROMPTS,
     ]
     os.environ.update(KEYS)
     try:

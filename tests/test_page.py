@@ -16,7 +16,7 @@ import pytest
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
 from rag.versions import current_manifest
-from tests.conftest import needs_command, start_app
+from tests.conftest import SHORT_PROMPTS, needs_command, start_app
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,7 @@ def service(small_index, tmp_path_factory):
         f"serve.collections.filings.docs={root / 'docs'}",
         "serve.reload_interval_s=1",
         "llm.max_new_tokens=24",
+        SHORT_PROMPTS,
     ]
     os.environ["RAG_API_KEY"] = KEY
     try:

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port, wait_served
+from tests.conftest import REPO, SHORT_PROMPTS, free_port, wait_served
 from tests.pdf_factory import copy_docs
 from tests.ray_cluster import tool, wait_until
 
@@ -38,6 +38,7 @@ def start(root, port: int) -> subprocess.Popen:
             "serve.reload_interval_s=1",
             "--set",
             "llm.max_new_tokens=8",
+            SHORT_PROMPTS,
         ],
         env=env,
         cwd=REPO,

@@ -15,7 +15,7 @@ from openai import OpenAI
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
 from rag.types import retrieval_query
-from tests.conftest import start_app
+from tests.conftest import SHORT_PROMPTS, start_app
 
 API_KEY = "test-secret"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -33,6 +33,7 @@ def url(small_index):
             small_index,
             [
                 "llm.max_new_tokens=24",
+                SHORT_PROMPTS,
                 # Small queues so the overload test can fill them with a handful of requests.
                 "serve.generator.max_ongoing_requests=2",
                 "serve.generator.max_queued_requests=2",

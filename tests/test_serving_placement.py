@@ -6,10 +6,11 @@ import pytest
 import ray
 from ray import serve
 
-from tests.conftest import start_app
+from tests.conftest import SHORT_PROMPTS, start_app
 
 SMALL = [
     "llm.max_new_tokens=8",
+    SHORT_PROMPTS,
     "serve.ingress.ray_actor_options={num_cpus: 0.1}",
     "serve.retriever.ray_actor_options={num_cpus: 0.1}",
 ]
