@@ -20,7 +20,7 @@ from tests.pdf_factory import copy_docs
 
 pytestmark = pytest.mark.slow
 
-# The shortest filings (28-29 pages): what is tested is the queue, not the pipeline's speed.
+# The first pages of the shortest filings: what is tested is the queue, not the pipeline's speed.
 COLLECTIONS = {"a": "2023 Q2 AAPL.pdf", "b": "2022 Q3 AAPL.pdf", "c": "2023 Q3 AAPL.pdf"}
 UPLOADS = {"a": "2022 Q3 AAPL.pdf", "b": "2023 Q3 AAPL.pdf", "c": "2023 Q2 AAPL.pdf"}
 STALL_S = 20
@@ -28,7 +28,12 @@ JOB_CPUS = 4 - (0.1 + 0.4 + 1.5)  # the cluster's (tests/conftest.py) less the r
 
 
 @pytest.fixture(scope="module")
-def service(ray_cluster, sec_docs, tmp_path_factory):
+def filings(sec_docs, tmp_path_factory) -> Path:
+    return copy_docs(sorted({*COLLECTIONS.values(), *UPLOADS.values()}), sec_docs, tmp_path_factory.mktemp("f"), 10)
+
+
+@pytest.fixture(scope="module")
+def service(ray_cluster, filings, tmp_path_factory):
     """Three writable collections, each with a filing waiting in its folder when the service starts. Embedding batches
     are small, so that a stopped pool is told from a slow one within STALL_S."""
     from ray import serve
@@ -43,7 +48,7 @@ def service(ray_cluster, sec_docs, tmp_path_factory):
         "serve.job_retry_s=2",
     ]
     for name, file in COLLECTIONS.items():
-        copy_docs([file], sec_docs, root / name / "docs")
+        copy_docs([file], filings, root / name / "docs")
         overrides += [
             f"serve.collections.{name}.index={root / name / 'index'}",
             f"serve.collections.{name}.docs={root / name / 'docs'}",
@@ -124,13 +129,13 @@ def test_pending_documents_of_three_collections_at_start_are_all_indexed(service
         assert [(d["file"], d["status"]) for d in documents(service, name)] == [(file, "indexed")]
 
 
-def test_uploads_to_three_collections_in_one_second_are_all_indexed(service, sec_docs):
+def test_uploads_to_three_collections_in_one_second_are_all_indexed(service, filings):
     def upload(name: str) -> None:
         file = UPLOADS[name]
         response = httpx.post(
             f"{service}/v1/collections/{name}/documents",
             timeout=60,
-            files=[("files", (file, (sec_docs / file).read_bytes(), "application/pdf"))],
+            files=[("files", (file, (filings / file).read_bytes(), "application/pdf"))],
         )
         assert response.status_code == 202, response.text
         accepted[name] = response.json()["job"]
@@ -174,12 +179,12 @@ def embedding_actor_pids() -> list[int]:
     return pids
 
 
-def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, sec_docs):
+def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, filings):
     file = "2023 Q3 AAPL.pdf"
     response = httpx.post(
         f"{service}/v1/collections/a/documents",
         timeout=60,
-        files=[("files", (file, (sec_docs / file).read_bytes(), "application/pdf"))],
+        files=[("files", (file, (filings / file).read_bytes(), "application/pdf"))],
     )
     assert response.status_code == 202, response.text
     job_id = response.json()["job"]["id"]

@@ -22,10 +22,11 @@ MULTILINGUAL = "multilingual-e5-small-q4"
 
 @pytest.fixture(scope="module")
 def zh_docs(tmp_path_factory, sec_docs):
-    """Every other zh-wiki PDF (16 of 32: the slow suite's time), a report made here, and three image-only files."""
+    """Every fourth zh-wiki PDF (8 of 32, about 250 of its questions: the slow suite's time), a report made here, and
+    three image-only files."""
     needs_command("tesseract", TESSERACT)
     docs = tmp_path_factory.mktemp("zh-docs")
-    chosen = sorted(ZH_DOCS.glob("*.pdf"))[::2]
+    chosen = sorted(ZH_DOCS.glob("*.pdf"))[::4]
     for pdf in chosen:
         shutil.copy(pdf, docs / pdf.name)
     chinese_pdf(docs / "苹果季度报告.pdf", [REPORT, "本季度公司回购股票共计一百五十亿美元，并派发股息三十八亿美元。"])
@@ -59,7 +60,7 @@ def test_the_collection_is_embedded_multilingually_and_its_scans_are_read(zh_ind
 
 
 def test_eval_reports_page_hits_per_split_and_mode(zh_index, zh_docs, tmp_path):
-    """Questions on the half of zh-wiki indexed here; the goal of page hit@5 >= 0.9 on the held-back split."""
+    """Questions on the quarter of zh-wiki indexed here; the goal of page hit@5 >= 0.9 on the held-back split."""
     from cli.main import main
 
     indexed = {p.name for p in zh_docs.glob("*.pdf")}
@@ -68,7 +69,7 @@ def test_eval_reports_page_hits_per_split_and_mode(zh_index, zh_docs, tmp_path):
         for q in map(json.loads, QUESTIONS.read_text(encoding="utf-8").splitlines())
         if set(q["gold_files"]) <= indexed
     ]
-    assert len(rows) > 400
+    assert len(rows) > 200
     dataset = tmp_path / "questions.jsonl"
     dataset.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in rows), encoding="utf-8")
     out = tmp_path / "eval"

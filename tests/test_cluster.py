@@ -66,7 +66,7 @@ def submit(cluster: RayCluster, entrypoint: list[str], timeout_s: float = 900) -
 def cluster_index(cluster, sec_docs, tmp_path_factory):
     """Ingested by a Ray Job on the cluster, into a folder every node sees (on this machine, any folder)."""
     root = tmp_path_factory.mktemp("cluster")
-    docs = copy_docs(FILES, sec_docs, root / "docs")
+    docs = copy_docs(FILES, sec_docs, root / "docs", pages=20)  # cover, statements and notes: the test is the cluster
     index = root / "index"
     output = submit(cluster, [tool("rag"), "ingest", str(docs), "--index", str(index)])
     return index, output

@@ -48,12 +48,13 @@ def test_losing_a_node_mid_ingest_refits_the_pool_and_finishes(cluster, sec_docs
     # both nodes.
     cluster.start_head(num_cpus=1)
     worker = cluster.add_worker(num_cpus=1)
-    docs, index = copy_docs(FIRST, sec_docs, tmp_path / "docs"), tmp_path / "index"
+    # The first 20 pages of each filing: the run still outlasts the node's loss and the pool's refit.
+    docs, index = copy_docs(FIRST, sec_docs, tmp_path / "docs", pages=20), tmp_path / "index"
     ingest = [tool("rag"), "ingest", str(docs), "--index", str(index), "--address", cluster.address]
     first = subprocess.run(ingest, capture_output=True, text=True, timeout=600, cwd=REPO, env=cluster.env)
     assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
     published = IndexDir(index).current_name()
-    copy_docs(MORE, sec_docs, docs)
+    copy_docs(MORE, sec_docs, docs, pages=20)
 
     job = subprocess.Popen(
         ingest, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=cluster.env

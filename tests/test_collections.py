@@ -91,14 +91,20 @@ def ask(url: str, key: str, collection: str, question: str = QUESTION) -> httpx.
     )
 
 
-def test_documents_in_and_out_while_queries_run(service, sec_docs, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def amazon(sec_docs, tmp_path_factory) -> Path:
+    """The first pages of three Amazon filings (cover, statements): the test is about the collection, not their size."""
+    return copy_docs(AMAZON, sec_docs, tmp_path_factory.mktemp("amazon"), pages=10)
+
+
+def test_documents_in_and_out_while_queries_run(service, amazon, monkeypatch, capsys):
     url, _ = service
     monkeypatch.setenv("RAG_API_KEY", SEC_KEY)  # what `rag docs` sends
     assert ask(url, SEC_KEY, "sec").status_code == 409  # nothing indexed yet, and it says so
-    first = upload(url, SEC_KEY, "sec", [(n, (sec_docs / n).read_bytes()) for n in AMAZON[:2]])
+    first = upload(url, SEC_KEY, "sec", [(n, (amazon / n).read_bytes()) for n in AMAZON[:2]])
     assert first.status_code == 202, first.text
     # Uploads in a row join the job that is queued, or start one: never a queue of full runs.
-    assert rag_main(["docs", "add", str(sec_docs / AMAZON[2]), "--endpoint", url, "--collection", "sec"]) == 0
+    assert rag_main(["docs", "add", str(amazon / AMAZON[2]), "--endpoint", url, "--collection", "sec"]) == 0
     second = capsys.readouterr().out.split("job ")[-1].strip()
     jobs = {first.json()["job"]["id"], second}
     assert len(jobs) <= 2

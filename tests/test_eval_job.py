@@ -76,7 +76,7 @@ def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_pat
     from eval.sweep import run_sweep
     from tests.pdf_factory import copy_docs
 
-    docs = copy_docs(["2023 Q3 AAPL.pdf"], sec_docs, tmp_path / "docs")
+    docs = copy_docs(["2023 Q3 AAPL.pdf"], sec_docs, tmp_path / "docs", pages=12)
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(
         f"docs: {docs}\ngenerate: false\ngrid:\n  chunking.chunk_size: [600]\n  retrieval.mode: [dense, bm25]\n"

@@ -38,6 +38,7 @@ def start(root, port: int) -> subprocess.Popen:
             "serve.reload_interval_s=1",
             "--set",
             "llm.max_new_tokens=8",
+            "--set",
             SHORT_PROMPTS,
         ],
         env=env,
@@ -59,7 +60,9 @@ def statuses(url: str, collection: str) -> dict[str, str]:
 
 
 def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp_path):
-    copy_docs([WAITING], sec_docs, tmp_path / "hr" / "docs")
+    # Their first pages (cover and statements): the test is about the jobs, not the filings' length.
+    filings = copy_docs([UPLOAD, WAITING], sec_docs, tmp_path / "filings", pages=12)
+    copy_docs([WAITING], filings, tmp_path / "hr" / "docs")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start(tmp_path, port)
@@ -68,7 +71,7 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
         accepted = httpx.post(
             f"{url}/v1/collections/sec/documents",
             timeout=60,
-            files=[("files", (UPLOAD, (sec_docs / UPLOAD).read_bytes(), "application/pdf"))],
+            files=[("files", (UPLOAD, (filings / UPLOAD).read_bytes(), "application/pdf"))],
         )
         assert accepted.status_code == 202, accepted.text
         time.sleep(8)
