@@ -4,6 +4,8 @@ drop it without a word. The service's serveConfigV2 must be a config Serve and t
 
 from __future__ import annotations
 
+import functools
+
 import jsonschema
 import pytest
 import yaml
@@ -33,9 +35,12 @@ def strict(schema: dict) -> dict:
     return out
 
 
+@functools.cache
 def crd_schema(kind: str) -> dict:
+    """Read once per kind: the CRDs are megabytes of YAML (libyaml's parser where PyYAML has it)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for path in CRDS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
+        crd = yaml.load(path.read_text(), Loader=loader)
         if crd["spec"]["names"]["kind"] == kind:
             version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
             return strict(version["schema"]["openAPIV3Schema"])

@@ -8,6 +8,8 @@ from ray import serve
 
 from tests.conftest import SHORT_PROMPTS, start_app
 
+pytestmark = pytest.mark.slow  # two Serve applications of their own, five model replicas: about a minute and a half
+
 SMALL = [
     "llm.max_new_tokens=8",
     SHORT_PROMPTS,
