@@ -62,6 +62,7 @@ def test_four_actors_share_one_gpu_and_fall_back_to_cpu(ray_cluster, many_small_
     assert sum(w.chunks for w in workers) == result.chunks_total
 
 
+@pytest.mark.slow  # a second pool of model-loading actors, on both nodes: half a minute
 def test_work_spreads_over_both_nodes(ray_cluster, many_small_docs, tmp_path):
     # 1.5 CPUs each: no node of two CPUs holds both actors, so Ray must place one on each node.
     settings = load_settings(None, ["ingest.embed.actors=2", "ingest.embed.num_cpus=1.5", "ingest.embed.batch_size=8"])
