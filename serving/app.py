@@ -41,12 +41,14 @@ def build_app(args: dict) -> serve.Application:
         collection.index = str(Path(collection.index).resolve())
         collection.docs = collection.docs and str(Path(collection.docs).resolve())
     settings_json = settings.model_dump_json(exclude={"serve": {"api_key"}})
-    collections = CollectionsDeployment.bind(settings_json)
-    retriever = RetrieverDeployment.options(**cfg.retriever.serve_options()).bind(settings_json, collections)
-    generator = GeneratorDeployment.options(**cfg.generator.serve_options()).bind(settings_json)
+    # The deployments are decorated as Serve's docs write them; mypy keeps a class's type through class decorators,
+    # so it is told what @serve.deployment returns.
+    collections = cast(Deployment, CollectionsDeployment).bind(settings_json)
+    retriever = (
+        cast(Deployment, RetrieverDeployment).options(**cfg.retriever.serve_options()).bind(settings_json, collections)
+    )
+    generator = cast(Deployment, GeneratorDeployment).options(**cfg.generator.serve_options()).bind(settings_json)
     ingress_options = cfg.ingress.serve_options()
     ingress_options["backpressure_config"] = {"status_code": 503, "retry_after_s": cfg.retry_after_s}
-    # Decorated as Serve's docs write it (serve.ingress freezes the FastAPI app as the class is made): mypy keeps the
-    # class's type through class decorators, so it is told what Serve returns.
-    ingress = cast(Deployment, Ingress)
-    return ingress.options(**ingress_options).bind(retriever, generator, collections, settings_json, resolve_keys(cfg))
+    ingress = cast(Deployment, Ingress).options(**ingress_options)
+    return ingress.bind(retriever, generator, collections, settings_json, resolve_keys(cfg))

@@ -58,7 +58,10 @@ def _store(folder: Path, uploads: list[tuple[str, bytes]]) -> None:
         os.replace(tmp, folder / filename)
 
 
-class CollectionsReplica:
+# One replica: it owns the job queue and the ledger of what the jobs hold. No CPU reserved: it mostly waits, and the
+# jobs it starts reserve their own for their tasks and actors.
+@serve.deployment(name="Collections", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
+class CollectionsDeployment:
     def __init__(self, settings_json: str):
         self.settings = Settings.model_validate_json(settings_json)
         self.collections: dict[str, CollectionConfig] = self.settings.serve.collections
@@ -270,10 +273,3 @@ def _service_placed() -> bool:
     any job's."""
     app = serve.status().applications.get(serve.get_replica_context().app_name)
     return app is None or app.status not in ("NOT_STARTED", "DEPLOYING")
-
-
-# One replica: it owns the job queue and the ledger of what the jobs hold. No CPU reserved: it mostly waits, and the
-# jobs it starts reserve their own for their tasks and actors.
-CollectionsDeployment = serve.deployment(
-    name="Collections", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0}
-)(CollectionsReplica)

@@ -54,12 +54,15 @@ def _load_on_model_thread(name: str, load: Callable[[float], T]) -> tuple[ModelT
     return thread, thread.submit(run).result()
 
 
-def _batched(method: Callable, cfg: BatchedDeploymentSettings) -> Callable:
-    """``method`` behind Serve's batching of concurrent calls, sized by the replica's config."""
-    return serve.batch(max_batch_size=cfg.max_batch_size, batch_wait_timeout_s=cfg.batch_wait_timeout_s)(method)
+def _size_batches(batched: Any, cfg: BatchedDeploymentSettings) -> None:
+    """Serve's batching of a ``@serve.batch`` method sized by the replica's config: the decorator's own defaults
+    stand until this runs in the constructor."""
+    batched.set_max_batch_size(cfg.max_batch_size)
+    batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
 
-class RetrieverReplica:
+@serve.deployment(name="Retriever")
+class RetrieverDeployment:
     """Every collection's search: query embedding batched across concurrent requests, then the shared search (filters,
     dense/BM25/hybrid, rerank).
 
@@ -83,7 +86,7 @@ class RetrieverReplica:
         self._model_thread.submit(set_cpu_threads, num_cpus).result()
         for name in self.settings.serve.collections:
             self.loaded[name], self.searchers[name] = self._load(name)
-        self._embed = _batched(self._embed_batch, self.settings.serve.retriever)
+        _size_batches(self._embed, self.settings.serve.retriever)
         # Serve runs the constructor on the replica's event loop: the follower lives as long as the replica.
         self._follower = asyncio.get_running_loop().create_task(self._follow(self.settings.serve.reload_interval_s))
 
@@ -137,7 +140,8 @@ class RetrieverReplica:
                     log.warning("could not report versions: %r", err)
             await asyncio.sleep(interval_s)
 
-    async def _embed_batch(self, queries: list[tuple[TextEncoder, str]]) -> list[np.ndarray]:
+    @serve.batch()
+    async def _embed(self, queries: list[tuple[TextEncoder, str]]) -> list[np.ndarray]:
         """Queries to vectors, each by its collection's encoder (collections indexed with one model share a pass)."""
         loop = asyncio.get_running_loop()
         vectors: list[np.ndarray] = [np.empty(0)] * len(queries)
@@ -194,7 +198,8 @@ class RetrieverReplica:
         return {"replica": self.replica, "mode": self.settings.retrieval.mode, "collections": collections}
 
 
-class GeneratorReplica:
+@serve.deployment(name="Generator")
+class GeneratorDeployment:
     """The LLM. Concurrent requests share each forward pass, and each streams its own answer out of it."""
 
     def __init__(self, settings_json: str):
@@ -213,7 +218,7 @@ class GeneratorReplica:
             if self.engine.continuous_batching
             else None
         )
-        self._serve_batch = _batched(self._stream_batch, batching)
+        _size_batches(self._serve_batch, batching)  # type: ignore[misc]  # serve.batch's stubs: see _serve_batch
         self.metrics = GeneratorMetrics()
         if self.batcher:
             self._sampler = asyncio.get_running_loop().create_task(self._sample_batching(self.batcher))
@@ -229,7 +234,12 @@ class GeneratorReplica:
         if self.batcher:
             self.batcher.check()
 
-    async def _stream_batch(self, requests: list[tuple[list[dict], Sampling]]) -> AsyncIterator[list]:
+    # serve.batch's annotations cover methods that return lists, not async generators that stream them (which it
+    # supports): mypy is told so here and where the method is called.
+    @serve.batch()  # type: ignore[arg-type]
+    async def _serve_batch(  # type: ignore[misc]
+        self, requests: list[tuple[list[dict], Sampling]]
+    ) -> AsyncIterator[list]:
         steps = self.engine.stream_batch([r[0] for r in requests], [r[1] for r in requests])
         while True:
             # The engine is synchronous: step it on its thread so the replica keeps answering health checks.
@@ -243,7 +253,7 @@ class GeneratorReplica:
 
     async def _fixed_batch(self, messages: list[dict], sampling: Sampling) -> AsyncIterator[str | Usage]:
         parts = []
-        async for delta in self._serve_batch((messages, sampling)):
+        async for delta in self._serve_batch((messages, sampling)):  # type: ignore[misc, call-arg]
             parts.append(delta)
             yield delta
         yield self.engine.usage(messages, "".join(parts), sampling)
@@ -294,9 +304,3 @@ class GeneratorReplica:
         if self.batcher:
             info["batching"] = asdict(self.batcher.stats)
         return info
-
-
-# Built by calls rather than as class decorators, so that the names below are the Deployments Serve makes (what
-# a type checker sees too) and the classes stay plain.
-RetrieverDeployment = serve.deployment(name="Retriever")(RetrieverReplica)
-GeneratorDeployment = serve.deployment(name="Generator")(GeneratorReplica)
