@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.harness import QUESTIONS, spread
+from bench.harness import QUESTIONS, plot_spread, spread
 from bench.paths import RESULTS
 
 
@@ -131,18 +131,7 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in ("ours", "transformers"):
         figures = [results["levels"][c][name]["tokens_per_s"] for c in levels]
-        medians = [f["median"] for f in figures]
-        ax.errorbar(
-            [int(c) for c in levels],
-            medians,
-            fmt="o-",
-            capsize=4,
-            label=name,
-            yerr=[
-                [m - f["min"] for m, f in zip(medians, figures, strict=True)],
-                [f["max"] - m for m, f in zip(medians, figures, strict=True)],
-            ],
-        )
+        plot_spread(ax, [int(c) for c in levels], figures, name)
     ax.set_xscale("log", base=2)
     ax.set_xticks([int(c) for c in levels], levels)
     ax.set_xlabel("prompts arriving together")

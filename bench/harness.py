@@ -119,3 +119,11 @@ def each_folder(description: str, default_docs: list[Path], measure, name: str, 
         print(line(results[-1]), flush=True)
         (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / f"{name}.png")
+
+
+def plot_spread(ax, xs: list, figures: list[dict], label: str) -> None:
+    """Medians joined by a line, each with a bar from the min to the max of its runs (``figures``: ``spread()``s)."""
+    medians = [f["median"] for f in figures]
+    low = [m - f["min"] for m, f in zip(medians, figures, strict=True)]
+    high = [f["max"] - m for m, f in zip(medians, figures, strict=True)]
+    ax.errorbar(xs, medians, yerr=[low, high], fmt="o-", capsize=4, label=label)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import QUESTIONS, free_port, percentile, spread, start_server, stop_server, wait_ready
+from bench.harness import QUESTIONS, free_port, percentile, plot_spread, spread, start_server, stop_server, wait_ready
 from bench.paths import RESULTS
 
 CONCURRENCY = [1, 4, 16, 64]
@@ -271,19 +271,8 @@ def plot(labelled: dict[str, dict], path: Path) -> None:
             name = f"{label} {kind}".strip()
             xs = sorted(int(c[1:]) for c in levels if c.startswith("c"))
             figures = [levels[f"c{x}"]["rps"] for x in xs]
-            medians = [f["median"] for f in figures]
             if xs:
-                ax1.errorbar(
-                    xs,
-                    medians,
-                    fmt="o-",
-                    capsize=4,
-                    label=name,
-                    yerr=[
-                        [m - f["min"] for m, f in zip(medians, figures, strict=True)],
-                        [f["max"] - m for m, f in zip(medians, figures, strict=True)],
-                    ],
-                )
+                plot_spread(ax1, xs, figures, name)
             top = {**(levels[f"c{xs[-1]}"] if xs else {}), **levels.get("burst", {})}
             if kind != "baseline":
                 bars.append((name, [top.get(key, {}).get("median") or 0 for key, _ in LATENCIES]))
