@@ -86,19 +86,26 @@ def test_a_pool_larger_than_the_cluster_fails_at_once(ray_cluster, many_small_do
         )
 
 
-def _slow(batch):
-    time.sleep(0.3)
-    return batch
-
-
 def test_a_running_execution_is_found_and_stopped_from_another_thread(ray_cluster):
     """The one reach into Ray Data's internals (how a shrunk cluster stops a run): when an upgrade moves them, this
     fails here rather than a node loss going unhandled."""
     import ray
 
-    dataset = ray.data.range(400, override_num_blocks=40).map_batches(_slow)
+    def slow(batch):  # defined here so that Ray pickles it by value: workers cannot import a test module
+        time.sleep(0.3)
+        return batch
+
+    dataset = ray.data.range(400, override_num_blocks=40).map_batches(slow)
     rows: list = []
-    consumer = threading.Thread(target=lambda: rows.extend(dataset.iter_batches(batch_size=None)), daemon=True)
+    errors: list[BaseException] = []
+
+    def consume():
+        try:
+            rows.extend(dataset.iter_batches(batch_size=None))
+        except BaseException as error:  # a failed task must fail the test, not die with the thread
+            errors.append(error)
+
+    consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
     deadline, executor = time.monotonic() + 60, None
     while executor is None and time.monotonic() < deadline:  # found before its first output too
@@ -108,7 +115,8 @@ def test_a_running_execution_is_found_and_stopped_from_another_thread(ray_cluste
     executor.shutdown(force=True)
     consumer.join(60)
     assert not consumer.is_alive()
-    assert len(rows) < 40  # stopped early, without an error in the consumer
+    assert errors == []
+    assert len(rows) < 40  # stopped early
 
 
 def test_the_pool_is_fitted_to_what_a_shrunk_cluster_has_left():
