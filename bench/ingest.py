@@ -102,9 +102,9 @@ def flops_per_token(model_name: str) -> float:
 def token_count(index_dir: Path, model_name: str) -> int:
     """Tokens the encoder actually saw: each chunk with its header, cut at the model's max_seq_length."""
     from rag.doc_metadata import with_header
-    from rag.index_files import read_chunks
     from rag.models import load_sentence_encoder
-    from rag.versions import IndexDir
+    from rag.store.files import read_chunks
+    from rag.store.versions import IndexDir
 
     model = load_sentence_encoder(model_name, "cpu")
     chunks = read_chunks(IndexDir(index_dir).current().path)
@@ -145,7 +145,7 @@ def baseline_run(docs: Path, work: Path) -> dict:
 
 def pipeline_run(docs: Path, work: Path, keep: bool) -> dict:
     from rag.devices import pick_dtype
-    from rag.versions import current_manifest
+    from rag.store.versions import current_manifest
 
     index_dir = work / "pipeline"
     started = time.perf_counter()

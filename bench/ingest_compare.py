@@ -38,7 +38,7 @@ def ingest_once(tree: Path, docs: Path, index_dir: Path) -> dict:
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} in {tree} failed:\n{proc.stderr[-3000:]}")
-    from rag.versions import current_manifest  # reads an older tree's unversioned index too
+    from rag.store.versions import current_manifest  # reads an older tree's unversioned index too
 
     manifest = current_manifest(index_dir)
     pages = sum(e.pages for e in manifest.files)

@@ -9,9 +9,9 @@ pipeline calls them:
   metadata  ingest.metadata_extraction.extract_metadata
   chunk     ingest.pipeline.chunk_page (the splitter, each chunk's section and header)
   embed     rag.embedding.TextEncoder.encode (the configured model and dtype) in batches of ingest.embed.batch_size
-  index     rag.index.build_index, the configured kind
+  index     rag.store.vectors.build_index, the configured kind
   bm25      rag.search.Bm25 (built by each retriever replica when it loads a version, not by the job)
-  write     rag.index_files.write_version
+  write     rag.store.files.write_version
 The floor a machine sets is the larger of (1) all the stages that run in parallel tasks and actors (parse,
 metadata, chunk, embed) spread over its cores, and (2) the driver's serial stages (index, write) after them.
 Writes ingest_stages.json and ingest_stages.png.
@@ -71,8 +71,8 @@ def profile(docs: Path, limit: int | None) -> dict:
     from rag.config import Settings
     from rag.doc_metadata import with_header
     from rag.embedding import TextEncoder
-    from rag.index import build_index
-    from rag.index_files import CHUNK_COLUMNS, EmbeddingInfo, IndexInfo, Manifest, RunStats, write_version
+    from rag.store.files import CHUNK_COLUMNS, EmbeddingInfo, IndexInfo, Manifest, RunStats, write_version
+    from rag.store.vectors import build_index
 
     torch.set_num_threads(1)  # one thread: a stage's time is its core-seconds
     settings = Settings()
@@ -111,8 +111,8 @@ def profile(docs: Path, limit: int | None) -> dict:
     index, built_on = clock.time("index", build_index, vectors, settings.index)
     chunks = pd.DataFrame(rows).reindex(columns=CHUNK_COLUMNS)
     with tempfile.TemporaryDirectory() as out:
-        from rag.index import IndexStore
         from rag.search import Bm25
+        from rag.store.reader import IndexStore
 
         manifest = Manifest(
             created_at="",

@@ -4,7 +4,7 @@
 
 The vectors are the index's own embeddings, resampled with a little noise up to --vectors (so they keep the
 neighbourhoods real text has, which random vectors would not), queried with other resampled vectors. Each index
-kind is built by the project's own rag.index.build_index; search is timed one query at a time on one thread (a
+kind is built by the project's own rag.store.vectors.build_index; search is timed one query at a time on one thread (a
 core's share), --runs times, and recall@10 is measured against the flat index. Also measured on the real index:
 bytes per chunk in the chunk store (on disk, in memory) and in the BM25 index. Writes scaling.json and scaling.png;
 docs/scaling.md turns these into a 1-million-page plan.
@@ -24,9 +24,9 @@ import numpy as np
 
 from bench.paths import RESULTS
 from rag.config import IndexConfig, Settings
-from rag.index import build_index
-from rag.index_files import CHUNKS_FILE
-from rag.versions import open_index
+from rag.store.files import CHUNKS_FILE
+from rag.store.vectors import build_index
+from rag.store.versions import open_index
 
 QUERIES = 50
 K = 10

@@ -43,7 +43,7 @@ def cmd_docs_list(args: argparse.Namespace) -> int:
     if args.index is None:
         print("error: give --endpoint URL of a running service, or --index DIR", file=sys.stderr)
         return 2
-    from rag.versions import open_index
+    from rag.store.versions import open_index
 
     files = open_index(args.index).files
     columns = ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "aliases", "title"]

@@ -49,7 +49,7 @@ def _print_summary(result) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from cli.progress import ProgressLine
     from ingest.job import IngestError, run_ingest
-    from rag.versions import IndexBusy
+    from rag.store.versions import IndexBusy
 
     progress = ProgressLine()
     try:
@@ -90,8 +90,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_index_versions(args: argparse.Namespace) -> int:
-    from rag.index_files import read_manifest
-    from rag.versions import IndexDir
+    from rag.store.files import read_manifest
+    from rag.store.versions import IndexDir
 
     versions = IndexDir(args.index).versions()
     for version in versions:
@@ -106,7 +106,7 @@ def cmd_index_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_index_rollback(args: argparse.Namespace) -> int:
-    from rag.versions import IndexBusy, IndexDir
+    from rag.store.versions import IndexBusy, IndexDir
 
     index = IndexDir(args.index)
     try:

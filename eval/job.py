@@ -15,7 +15,7 @@ from eval.runner import run_batch, run_online
 from eval.scoring import score_row
 from rag.config import RETRIEVAL_MODES, Settings
 from rag.filters import parse_filters
-from rag.versions import open_index
+from rag.store.versions import open_index
 
 log = logging.getLogger(__name__)
 

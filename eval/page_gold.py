@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from eval.datasets import Question, load_dataset
-from rag.versions import open_index
+from rag.store.versions import open_index
 
 SINGLE_DOC = "Single-Doc"
 _FIGURE = re.compile(

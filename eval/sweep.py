@@ -28,7 +28,7 @@ from eval.report import figure
 from ingest.job import run_ingest
 from ingest.planning import fingerprint
 from rag.config import load_settings
-from rag.versions import IndexDir
+from rag.store.versions import IndexDir
 
 METRICS = ("hit@1", "hit@5", "recall@5", "mrr", "page_hit@1", "page_hit@5", "page_mrr")
 SPLITS = ("dev", "test")

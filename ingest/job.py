@@ -1,5 +1,5 @@
 """``rag ingest``: plan the incremental run, execute the Ray Data pipeline, merge with what is reused, publish a new
-index version (rag.versions) under the index's lock."""
+index version (rag.store.versions) under the index's lock."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from ingest.progress import Progress, ProgressPoller, start_counter
 from rag.clock import utc_now
 from rag.config import Settings
 from rag.doc_metadata import FIELDS
-from rag.index import build_index
-from rag.index_files import (
+from rag.ray_runtime import ensure_ray, own_message
+from rag.store.files import (
     CHUNK_COLUMNS,
     EmbeddingInfo,
     EmbedWorker,
@@ -47,8 +47,8 @@ from rag.index_files import (
     read_vectors,
     write_version,
 )
-from rag.ray_runtime import ensure_ray, own_message
-from rag.versions import VERSIONS, IndexDir, NoIndex
+from rag.store.vectors import build_index
+from rag.store.versions import VERSIONS, IndexDir, NoIndex
 
 if TYPE_CHECKING:
     import faiss

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ingest.metadata_extraction import METADATA_VERSION, SIDECAR_FILE
 from rag.config import Settings
-from rag.index_files import Manifest
+from rag.store.files import Manifest
 
 
 def fingerprint(settings: Settings) -> str:

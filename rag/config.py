@@ -288,7 +288,7 @@ COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class CollectionConfig(_Section):
-    index: str = Field(description="Its versioned index directory (rag.versions); empty until the first ingestion")
+    index: str = Field(description="Its versioned index directory (rag.store); empty until the first ingestion")
     docs: str | None = Field(
         None,
         description="Its documents folder: uploads go here and its ingestions read it; None: read-only through the API",

@@ -30,13 +30,13 @@ from rag.config import RETRIEVAL_MODES, RetrievalConfig, Settings
 from rag.devices import pick_device
 from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
-from rag.index import IndexStore
 from rag.languages import search_terms
 from rag.models import resolve_model
 from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
+from rag.store.reader import IndexStore
+from rag.store.versions import open_index
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
-from rag.versions import open_index
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
 

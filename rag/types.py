@@ -34,7 +34,7 @@ class SearchResult:
     matched: list[str] = field(default_factory=list)  # words of the question the filters came from
     widened: dict = field(default_factory=dict)  # filters read from the question that were dropped, and why
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage
-    version: str = ""  # of the index searched (rag.versions)
+    version: str = ""  # of the index searched (rag.store.versions)
 
 
 @dataclass

@@ -27,8 +27,8 @@ from ingest.metadata_extraction import SIDECAR_FILE
 from ingest.planning import document_paths, hash_file
 from ingest.progress import Progress
 from rag.config import CollectionConfig, Settings
-from rag.index_files import FileEntry
-from rag.versions import IndexDir, NoIndex, current_manifest
+from rag.store.files import FileEntry
+from rag.store.versions import IndexDir, NoIndex, current_manifest
 from serving.jobs import JobQueue
 from serving.refusals import ChangeRefused, NotFound, refusals_returned
 

@@ -26,8 +26,8 @@ from rag.llm.batching import ContinuousBatcher
 from rag.llm.engines import Deltas, load_engine
 from rag.model_thread import ModelThread
 from rag.search import EmbeddedQuery, Searcher
+from rag.store.versions import IndexDir, NoIndex, open_index
 from rag.types import AnswerRequest, RetrievedChunk, Sampling, SearchResult, Usage
-from rag.versions import IndexDir, NoIndex, open_index
 from serving.telemetry import GeneratorMetrics, RetrieverMetrics
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class RetrieverDeployment:
     """Every collection's search: query embedding batched across concurrent requests, then the shared search (filters,
     dense/BM25/hybrid, rerank).
 
-    Each collection is served at its index's current version and followed there (rag.versions): every
+    Each collection is served at its index's current version and followed there (rag.store.versions): every
     ``serve.reload_interval_s`` the replica reads the version pointers, loads a new version beside the one
     serving and swaps it in; requests already running finish on the version they started with. It reports
     what it serves to ``registry`` (the Collections deployment), for /v1/collections."""

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError
 
 from rag.ray_runtime import own_message
+from rag.store.versions import NoIndex
 from rag.types import DeadlineExceeded, DecodeLoopStopped
-from rag.versions import NoIndex
 from serving.clients import Overloaded
 from serving.refusals import ChangeRefused, NotFound
 

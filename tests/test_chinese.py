@@ -9,7 +9,7 @@ import shutil
 import httpx
 import pytest
 
-from rag.versions import current_manifest
+from rag.store.versions import current_manifest
 from tests.conftest import SHORT_PROMPTS, TESSERACT, needs_command, start_app
 from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
 from tests.test_languages import REPORT, ZH_DOCS

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from rag.versions import IndexDir, current_manifest
+from rag.store.versions import IndexDir, current_manifest
 from tests.conftest import REPO, SHORT_PROMPTS, free_port
 from tests.pdf_factory import copy_docs
 from tests.ray_cluster import RayCluster, tool, wait_until

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from cli.main import main as rag_main
-from rag.versions import current_manifest
+from rag.store.versions import current_manifest
 from tests.conftest import SHORT_PROMPTS, start_app, wait_served
 from tests.pdf_factory import bad_files, copy_docs
 

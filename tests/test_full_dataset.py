@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rag.versions import current_manifest
+from rag.store.versions import current_manifest
 
 pytestmark = pytest.mark.slow
 

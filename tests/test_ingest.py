@@ -21,9 +21,9 @@ from ingest.job import IngestError, run_ingest
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig, load_settings
 from rag.filters import Filters
-from rag.index_files import CHUNK_COLUMNS, CHUNKS_FILE
 from rag.search import Searcher
-from rag.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
+from rag.store.files import CHUNK_COLUMNS, CHUNKS_FILE
+from rag.store.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
 from tests.pdf_factory import bad_files, copy_docs, first_pages, not_files
 
 SEC_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"]

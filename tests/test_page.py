@@ -15,7 +15,7 @@ import pytest
 
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
-from rag.versions import current_manifest
+from rag.store.versions import current_manifest
 from tests.conftest import SHORT_PROMPTS, needs_command, start_app
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from ingest.cluster import PoolDoesNotFit, admit, fit_pool, running_executor, sized_pool
 from ingest.job import IngestError, run_ingest
 from rag.config import load_settings
-from rag.versions import current_manifest
+from rag.store.versions import current_manifest
 from tests.pdf_factory import text_pdf
 
 TOPICS = ["revenue", "inventory", "leases", "goodwill", "taxes", "dividends", "litigation", "segments"]

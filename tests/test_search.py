@@ -7,10 +7,10 @@ import pytest
 
 from rag.config import IndexConfig, load_settings
 from rag.filters import Filters
-from rag.index import build_index
 from rag.models import resolve_model
 from rag.questions.sections import named_sections
 from rag.search import Searcher
+from rag.store.vectors import build_index
 
 APPLE_Q3 = "What were Apple's total net sales for the quarter ended July 1, 2023?"
 

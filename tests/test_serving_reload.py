@@ -12,8 +12,8 @@ import pytest
 from ingest.job import run_ingest
 from rag.config import load_settings
 from rag.filters import Filters
+from rag.store.versions import IndexDir, current_manifest
 from rag.types import AnswerRequest, SearchResult
-from rag.versions import IndexDir, current_manifest
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow

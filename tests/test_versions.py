@@ -14,10 +14,10 @@ import pytest
 
 from cli.main import main as rag_main
 from rag.config import IndexConfig
-from rag.index import build_index
-from rag.index_files import CHUNK_COLUMNS, MANIFEST_FILE, EmbeddingInfo, IndexInfo, Manifest, RunStats
-from rag.index_files import write_version as write_files
-from rag.versions import LOCK, IndexBusy, IndexDir, open_index
+from rag.store.files import CHUNK_COLUMNS, MANIFEST_FILE, EmbeddingInfo, IndexInfo, Manifest, RunStats
+from rag.store.files import write_version as write_files
+from rag.store.vectors import build_index
+from rag.store.versions import LOCK, IndexBusy, IndexDir, open_index
 
 
 def write_version(path, tag: str, n: int) -> None:
@@ -99,7 +99,7 @@ def test_readers_see_one_version_whole_while_another_process_publishes(tmp_path)
 
 HOLD = """
 import sys, time
-from rag.versions import IndexDir
+from rag.store.versions import IndexDir
 with IndexDir(sys.argv[1]).writing(purpose="a test holding the lock"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -1,6 +1,6 @@
 """The index's files: what one version holds on disk, and the only code that reads or writes them.
 
-A version directory (rag.versions keeps several and points to the current one) holds:
+A version directory (rag.store.versions keeps several and points to the current one) holds:
     faiss.index      vectors, row i of the chunk store is FAISS id i
     chunks.parquet   one row per chunk: chunk_id, file, page (1-based), chunk_index, text, char_start,
                      char_end, doc_hash, header (what is embedded before the text) and the file's

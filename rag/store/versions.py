@@ -2,7 +2,7 @@
 
     INDEX_DIR/
       CURRENT              the current version's name; replaced whole (os.replace), never absent once written
-      versions/v000007/    one complete index (rag.index_files: faiss.index, chunks.parquet, embeddings.npy,
+      versions/v000007/    one complete index (rag.store.files: faiss.index, chunks.parquet, embeddings.npy,
       manifest.json)
       .lock                held by the one writer (an ingestion, a rollback) for as long as it writes
       .staging-*/          a version being written; a writer that died left it, the next writer removes it
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.index_files import INDEX_FILES, Manifest, has_manifest, read_manifest
 from rag.locks import LockBusy, exclusive
+from rag.store.files import INDEX_FILES, Manifest, has_manifest, read_manifest
 
 if TYPE_CHECKING:
-    from rag.index import IndexStore
+    from rag.store.reader import IndexStore
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class Writer:
 def open_index(root: str | Path) -> IndexStore:
     """The current version of the index at ``root``, loaded and checked. A version pruned between reading the pointer
     and opening it (several versions published in that moment) is followed to the new current one."""
-    from rag.index import IndexStore
+    from rag.store.reader import IndexStore
 
     index = IndexDir(root)
     while True:

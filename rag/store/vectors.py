@@ -1,0 +1,76 @@
+"""FAISS: the configured index built over vectors, and the search parameters each kind takes (rag.store.reader
+searches it)."""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+
+from rag.config import IndexConfig
+
+log = logging.getLogger(__name__)
+
+# faiss warns below about 39 training points per IVF cell; fewer cells beat a badly trained quantizer.
+_MIN_POINTS_PER_CELL = 39
+# Likewise per code of a product quantizer's sub-space (8 bits: 256 codes).
+_MIN_POINTS_FOR_PQ = 256 * _MIN_POINTS_PER_CELL
+
+
+def faiss_gpus() -> int:
+    """GPUs faiss can use: zero with faiss-cpu, or with faiss-gpu on a machine without CUDA."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return get() if get else 0
+
+
+def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
+    if cfg.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = cfg.hnsw_ef_search
+        return index
+    nlist = min(cfg.nlist, n // _MIN_POINTS_PER_CELL)
+    if cfg.kind in ("ivf", "ivfpq") and nlist >= 1:
+        quantizer = faiss.IndexFlatIP(dim)
+        ivf: faiss.IndexIVF
+        if cfg.kind == "ivfpq" and n >= _MIN_POINTS_FOR_PQ:
+            if dim % cfg.pq_m:
+                raise ValueError(f"index.pq_m {cfg.pq_m} must divide the embedding dimension {dim}")
+            ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            if cfg.kind == "ivfpq":
+                log.warning(
+                    "only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF cells", n
+                )
+            ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.nprobe = min(cfg.nprobe, nlist)
+        return ivf
+    if cfg.kind != "flat":
+        log.warning("only %d vectors: too few to train IVF cells, building an exact index instead", n)
+    return faiss.IndexFlatIP(dim)
+
+
+def build_index(vectors: np.ndarray, cfg: IndexConfig) -> tuple[faiss.Index, str]:
+    """Build the configured index over ``vectors``; returns it (on the CPU, ready to save) and where it was built."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = _empty_index(vectors.shape[1], cfg, len(vectors))
+    # faiss has no GPU HNSW; everything else trains and adds on the GPU when one is there.
+    on_gpu = cfg.use_gpu == "auto" and faiss_gpus() > 0 and not isinstance(index, faiss.IndexHNSWFlat)
+    if on_gpu:
+        resources = faiss.StandardGpuResources()
+        index = faiss.index_cpu_to_gpu(resources, 0, index)
+    if not index.is_trained:
+        index.train(vectors)
+    index.add(vectors)
+    if on_gpu:
+        index = faiss.index_gpu_to_cpu(index)
+    return index, "gpu" if on_gpu else "cpu"
+
+
+def search_params(index: faiss.Index, selector) -> faiss.SearchParameters:
+    """Search parameters carrying a selector, of the type each index kind requires (keeping its own nprobe/efSearch)."""
+    if isinstance(index, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+    if isinstance(index, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    return faiss.SearchParameters(sel=selector)
