@@ -1,4 +1,4 @@
-"""``rag ingest``, ``rag search``, ``rag index versions|rollback`` and ``rag demo``: an index on this machine."""
+"""``rag ingest``, ``rag search``, ``rag index versions|verify|rollback`` and ``rag demo``: an index on this machine."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def _print_summary(result) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from cli.progress import ProgressLine
     from ingest.job import IngestError, run_ingest
+    from rag.store.errors import StoreError
     from rag.store.versions import IndexBusy
 
     progress = ProgressLine()
@@ -56,7 +57,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         result = run_ingest(
             args.docs_dir, args.index, settings_of(args), prune=args.prune, wait_s=args.wait, progress=progress
         )
-    except (IngestError, IndexBusy) as err:
+    except (IngestError, IndexBusy, StoreError) as err:
         progress.close()
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -103,6 +104,29 @@ def cmd_index_versions(args: argparse.Namespace) -> int:
     if not versions:
         print(f"{args.index} holds no index versions")
     return 0
+
+
+def cmd_index_verify(args: argparse.Namespace) -> int:
+    from rag.store.errors import DamagedVersion
+    from rag.store.files import verify
+    from rag.store.versions import IndexDir
+
+    versions = IndexDir(args.index).versions()
+    damaged = []
+    for version in versions:
+        mark = "*" if version.current else " "
+        try:
+            manifest = verify(version.path)
+        except DamagedVersion as err:
+            damaged.append(version)
+            print(f"{mark} {version.name}  DAMAGED: {err}")
+        else:
+            stored = sum(f.bytes for f in manifest.stored.values())
+            how = f"{stored:,} bytes match their SHA-256" if manifest.stored else "read whole (no hashes kept then)"
+            print(f"{mark} {version.name}  ok: {how}")
+    if not versions:
+        print(f"{args.index} holds no index versions")
+    return 1 if damaged else 0
 
 
 def cmd_index_rollback(args: argparse.Namespace) -> int:
@@ -165,11 +189,14 @@ def add_parsers(sub) -> None:
     search.add_argument("--index", type=Path, required=True)
     search.set_defaults(func=cmd_search)
 
-    index_cmd = sub.add_parser("index", help="an index's versions: list them, roll back to one")
+    index_cmd = sub.add_parser("index", help="an index's versions: list them, check their files, roll back to one")
     index_sub = index_cmd.add_subparsers(dest="index_command", required=True)
     versions = index_sub.add_parser("versions", help="list the versions kept, * marks the current one")
     versions.add_argument("--index", type=Path, required=True)
     versions.set_defaults(func=cmd_index_versions)
+    verify = index_sub.add_parser("verify", help="read every version's files whole against their SHA-256")
+    verify.add_argument("--index", type=Path, required=True)
+    verify.set_defaults(func=cmd_index_verify)
     rollback = index_sub.add_parser("rollback", help="make an earlier version current again")
     rollback.add_argument("--index", type=Path, required=True)
     rollback.add_argument("--to", help="the version to make current (default: the one before the current)")

@@ -10,6 +10,7 @@ import logging
 import sys
 
 from cli import answer_cmds, docs_cmds, index_cmds, serve_cmd
+from rag.store.errors import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it narrates every CPU variant it tries
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

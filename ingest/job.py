@@ -34,6 +34,7 @@ from rag.clock import utc_now
 from rag.config import Settings
 from rag.doc_metadata import FIELDS
 from rag.ray_runtime import ensure_ray, own_message
+from rag.store.errors import VERSIONS
 from rag.store.files import (
     CHUNK_COLUMNS,
     EmbeddingInfo,
@@ -48,7 +49,7 @@ from rag.store.files import (
     write_version,
 )
 from rag.store.vectors import build_index
-from rag.store.versions import VERSIONS, IndexDir, NoIndex
+from rag.store.versions import IndexDir, NoIndex
 
 if TYPE_CHECKING:
     import faiss
@@ -352,7 +353,7 @@ def run_ingest(
         chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
         manifest, index = _finish(docs_dir, settings, fp, plan, previous, new, chunks, vectors, started)
         with writer.staging() as staged:
-            write_version(staged, index, chunks, vectors, manifest)
+            manifest = write_version(staged, index, chunks, vectors, manifest)
             version = writer.publish(staged, settings.index.keep_versions)
     log.info("published %s as version %s", index_dir, version)
     return IngestResult(manifest, plan, version)

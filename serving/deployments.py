@@ -26,6 +26,7 @@ from rag.llm.batching import ContinuousBatcher
 from rag.llm.engines import Deltas, load_engine
 from rag.model_thread import ModelThread
 from rag.search import EmbeddedQuery, Searcher
+from rag.store.errors import DamagedVersion
 from rag.store.versions import IndexDir, NoIndex, open_index
 from rag.types import AnswerRequest, RetrievedChunk, Sampling, SearchResult, Usage
 from serving.telemetry import GeneratorMetrics, RetrieverMetrics
@@ -116,6 +117,10 @@ class RetrieverDeployment:
                 started = time.perf_counter()
                 try:
                     version, searcher = await loop.run_in_executor(None, self._load, name)
+                except DamagedVersion as err:  # said in one line: the file and the way out
+                    log.error("collection %s: %s; still serving %s", name, err, self.loaded[name])
+                    self._unloadable[name] = current
+                    continue
                 except Exception:  # a broken version must not take the serving one down with it
                     log.exception(
                         "collection %s: could not load version %s; still serving %s", name, current, self.loaded[name]

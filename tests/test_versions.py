@@ -14,6 +14,7 @@ import pytest
 
 from cli.main import main as rag_main
 from rag.config import IndexConfig
+from rag.store.errors import DamagedVersion, DiskFull
 from rag.store.files import CHUNK_COLUMNS, MANIFEST_FILE, EmbeddingInfo, IndexInfo, Manifest, RunStats
 from rag.store.files import write_version as write_files
 from rag.store.vectors import build_index
@@ -154,3 +155,51 @@ def test_versions_and_rollback_commands(tmp_path, capsys):
     assert rag_main(["index", "rollback", "--index", str(root), "--to", "v000001"]) == 0
     publish(root, "t3", 9, keep=1)
     assert [v.name for v in IndexDir(root).versions()] == ["v000004"]
+
+
+def test_a_damaged_file_is_named_with_the_way_out_and_verify_finds_what_sizes_cannot(tmp_path, capsys):
+    root = tmp_path / "index"
+    publish(root, "good", 40)
+    publish(root, "later", 50)
+    later = root / "versions" / "v000002"
+    (later / "faiss.index").write_bytes((later / "faiss.index").read_bytes()[:-7])  # a copy cut short
+    with pytest.raises(
+        DamagedVersion, match=f"faiss.index holds .* bytes where .* were written.*rollback --index {root}"
+    ):
+        open_index(root)
+    assert rag_main(["search", "any question", "--index", str(root)]) == 2
+    assert "version v000002 is damaged" in capsys.readouterr().err  # one line, not FAISS's C++ assertion
+
+    assert rag_main(["index", "rollback", "--index", str(root)]) == 0
+    good = root / "versions" / "v000001" / "embeddings.npy"
+    flipped = bytearray(good.read_bytes())
+    flipped[-1] ^= 0xFF  # one bit of one vector: the size is right, the data is not
+    good.write_bytes(bytes(flipped))
+    assert open_index(root).version == "v000001"  # opening checks sizes only: cheap enough for every reload
+    capsys.readouterr()
+    assert rag_main(["index", "verify", "--index", str(root)]) == 1
+    verified = capsys.readouterr().out.splitlines()
+    assert "embeddings.npy does not match the SHA-256" in verified[0] and verified[0].startswith("* v000001  DAMAGED")
+    assert "faiss.index holds" in verified[1]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB file system (a tmpfs), for what a full disk does."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"a small file system is a tmpfs mount, which needs root: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_sentence_and_the_current_version_stays(small_disk):
+    root = small_disk / "index"
+    publish(root, "fits", 20)
+    with pytest.raises(DiskFull, match=f"no space left on the device holding {root}: .*needs about .* MB and .* MB are free"):
+        publish(root, "too big", 8000)  # 8,000 x 8 floats: 256 KB stored and 256 KB more in FAISS
+    assert open_index(root).version == "v000001"
+    assert not list(root.glob(".staging-*"))  # what was written of it is gone, the space with it
+    assert publish(root, "fits again", 30) == "v000002"

@@ -7,7 +7,8 @@ A version directory (rag.store.versions keeps several and points to the current 
                      metadata (rag.doc_metadata.FIELDS)
     embeddings.npy   the vectors again, float32, so an incremental run can rebuild the index
                      without re-embedding what did not change
-    manifest.json    config, model and dimension, one entry per input file (``Manifest``)
+    manifest.json    config, model and dimension, one entry per input file, and the size and SHA-256 of each
+                     file above (``Manifest``)
 
 Written by ingestion, read by serving, eval and the CLI. faiss is imported only by the functions that touch its
 file, so a process that reads manifests (the ingress, the collections registry) never loads it.
@@ -15,21 +16,27 @@ file, so a process that reads manifests (the ingress, the collections registry) 
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
 from rag.doc_metadata import FIELDS
+from rag.store.errors import DamagedVersion, DiskFull
 
 INDEX_FILE = "faiss.index"
 CHUNKS_FILE = "chunks.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
-INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)
+DATA_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE)
+INDEX_FILES = (*DATA_FILES, MANIFEST_FILE)
 
 CHUNK_COLUMNS = [
     "chunk_id",
@@ -44,6 +51,8 @@ CHUNK_COLUMNS = [
     *FIELDS,
 ]
 
+T = TypeVar("T")
+_NEARLY_FULL = 1 << 20
 Status = Literal["indexed", "skipped_unchanged", "failed"]
 
 
@@ -90,6 +99,11 @@ class IndexInfo(BaseModel):
     vectors: int
 
 
+class StoredFile(BaseModel):
+    bytes: int
+    sha256: str
+
+
 class Manifest(BaseModel):
     version: int = 1
     created_at: str
@@ -100,6 +114,7 @@ class Manifest(BaseModel):
     index: IndexInfo
     files: list[FileEntry]
     run: RunStats
+    stored: dict[str, StoredFile] = {}  # the version's other files; empty in versions written before they were kept
 
     def entries(self) -> dict[str, FileEntry]:
         return {e.file: e for e in self.files}
@@ -117,11 +132,60 @@ def has_manifest(path: Path) -> bool:
 def read_manifest(path: Path) -> Manifest:
     if not has_manifest(path):
         raise FileNotFoundError(f"{path} is not an index directory: {MANIFEST_FILE} is missing")
-    return Manifest.model_validate_json((path / MANIFEST_FILE).read_text())
+    return _reading(path / MANIFEST_FILE, lambda f: Manifest.model_validate_json(f.read_text()))
+
+
+def check_sizes(path: Path, manifest: Manifest) -> None:
+    """Every file the manifest lists is there at its size (cheap, done whenever a version is opened); DamagedVersion
+    names the first that is not."""
+    for name, stored in manifest.stored.items():
+        try:
+            size = (path / name).stat().st_size
+        except FileNotFoundError:
+            raise DamagedVersion(path / name, "is missing") from None
+        if size != stored.bytes:
+            raise DamagedVersion(path / name, f"holds {size:,} bytes where {stored.bytes:,} were written")
+
+
+def verify(path: Path) -> Manifest:
+    """Every file of the version at ``path`` read whole against its SHA-256 (``rag index verify``); DamagedVersion
+    names the first that does not match. A version written before hashes were kept is read through instead."""
+    manifest = read_manifest(path)
+    check_sizes(path, manifest)
+    for name, stored in manifest.stored.items():
+        if _sha256(path / name) != stored.sha256:
+            raise DamagedVersion(path / name, "does not match the SHA-256 recorded when it was written")
+    if not manifest.stored:
+        for read in (read_chunks, read_vectors, read_faiss):
+            read(path)
+    return manifest
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _reading(file: Path, read: Callable[[Path], T]) -> T:
+    """``read(file)``, its failure (a cut or garbled file: each library words it its own way) as DamagedVersion."""
+    try:
+        return read(file)
+    except FileNotFoundError:
+        raise DamagedVersion(file, "is missing") from None
+    except Exception as err:
+        raise DamagedVersion(file, f"cannot be read ({_first_line(err)})") from err
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
 def read_chunks(path: Path) -> pd.DataFrame:
-    chunks = pd.read_parquet(path / CHUNKS_FILE)
+    chunks = _reading(path / CHUNKS_FILE, pd.read_parquet)
     for column in CHUNK_COLUMNS:  # an index written before metadata existed has none
         if column not in chunks:
             chunks[column] = "" if column == "header" else None
@@ -131,20 +195,42 @@ def read_chunks(path: Path) -> pd.DataFrame:
 def read_vectors(path: Path, mapped: bool = False) -> np.ndarray:
     """The stored embeddings; ``mapped``: memory-mapped, so a filtered search reads only its rows and a version pruned
     from disk while it is served stays readable."""
-    return np.load(path / EMBEDDINGS_FILE, mmap_mode="r" if mapped else None)
+    return _reading(path / EMBEDDINGS_FILE, lambda f: np.load(f, mmap_mode="r" if mapped else None))
 
 
 def read_faiss(path: Path):
     import faiss
 
-    return faiss.read_index(str(path / INDEX_FILE))
+    return _reading(path / INDEX_FILE, lambda f: faiss.read_index(str(f)))
 
 
-def write_version(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray, manifest: Manifest) -> None:
-    """Every file of a version into ``path``, the manifest last."""
+def write_version(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray, manifest: Manifest) -> Manifest:
+    """Every file of a version into ``path``, the manifest last, with each other file's size and SHA-256; returns
+    that manifest. A full disk is DiskFull."""
     import faiss
 
-    faiss.write_index(index, str(path / INDEX_FILE))
-    chunks[CHUNK_COLUMNS].to_parquet(path / CHUNKS_FILE, index=False)
-    np.save(path / EMBEDDINGS_FILE, vectors)
-    (path / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
+    try:
+        faiss.write_index(index, str(path / INDEX_FILE))
+        chunks[CHUNK_COLUMNS].to_parquet(path / CHUNKS_FILE, index=False)
+        np.save(path / EMBEDDINGS_FILE, vectors)
+        stored = {
+            name: StoredFile(bytes=(path / name).stat().st_size, sha256=_sha256(path / name)) for name in DATA_FILES
+        }
+        manifest = manifest.model_copy(update={"stored": stored})
+        (path / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
+    except (OSError, RuntimeError) as err:
+        # Each library words it its own way (numpy: "N requested and M written", with no errno), so a write that
+        # failed on a device left with next to nothing free is taken for a full one.
+        if getattr(err, "errno", None) == errno.ENOSPC or shutil.disk_usage(path).free < _NEARLY_FULL:
+            for name in INDEX_FILES:  # what fit is of no use: the space it takes is the user's again
+                (path / name).unlink(missing_ok=True)
+            raise DiskFull(path.parent, _size_of(chunks, vectors)) from None
+        raise
+    return manifest
+
+
+def _size_of(chunks: pd.DataFrame, vectors: np.ndarray) -> int:
+    """About what a version's files take: the vectors twice at most (stored, and in the index), the chunks' text and
+    their other columns."""
+    text = int(chunks["text"].str.len().sum()) if len(chunks) else 0
+    return 2 * vectors.nbytes + text + 64 * len(chunks)

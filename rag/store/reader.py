@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 
 from rag.doc_metadata import FIELDS, with_header
-from rag.store.files import read_chunks, read_faiss, read_manifest, read_vectors
+from rag.store.files import check_sizes, read_chunks, read_faiss, read_manifest, read_vectors
 from rag.store.vectors import search_params
 
 
@@ -28,6 +28,7 @@ class IndexStore:
         self.root = Path(root)
         self.version = version
         self.manifest = read_manifest(self.root)
+        check_sizes(self.root, self.manifest)
         self.chunks = read_chunks(self.root)
         self.index = read_faiss(self.root)
         counts = {"manifest": self.manifest.index.vectors, "faiss": self.index.ntotal, "chunks": len(self.chunks)}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.locks import LockBusy, exclusive
+from rag.store.errors import VERSIONS
 from rag.store.files import INDEX_FILES, Manifest, has_manifest, read_manifest
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POINTER = "CURRENT"
-VERSIONS = "versions"
 LOCK = ".lock"
 _STAGING = ".staging-"
 _LEGACY = "v000000"

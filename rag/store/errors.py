@@ -1,0 +1,40 @@
+"""What can go wrong with the index's files, each said in one sentence that names the file and the way out. Light to
+import: the CLI catches these before it has loaded anything else."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+VERSIONS = "versions"  # an index directory keeps its versions in this folder (rag.store.versions)
+
+
+class StoreError(Exception):
+    """The index's files cannot be written or read; the message is one sentence naming the file and the way out."""
+
+
+class DamagedVersion(StoreError):
+    """A version's file is missing, cut short or unreadable: the version is not opened."""
+
+    def __init__(self, path: Path, what: str):
+        root = path.parent.parent.parent if path.parent.parent.name == VERSIONS else path.parent
+        super().__init__(
+            f"{path} {what}, so version {path.parent.name} is damaged and is not opened: `rag index rollback --index "
+            f"{root}` makes the version before it current, `rag index verify --index {root}` checks every version"
+        )
+
+
+class DiskFull(StoreError):
+    """No space left where a version is written; the current version is untouched."""
+
+    def __init__(self, path: Path, needed_bytes: int):
+        free = shutil.disk_usage(path if path.exists() else path.parent).free
+        super().__init__(
+            f"no space left on the device holding {path}: the new version needs about {_mb(needed_bytes)} and "
+            f"{_mb(free)} are free. The current version is untouched: free some space there (or give the index "
+            "another place) and run again"
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
