@@ -10,8 +10,7 @@ pipeline calls them:
   chunk     ingest.pipeline.chunk_page (the splitter, each chunk's section and header)
   embed     rag.embedding.TextEncoder.encode (the configured model and dtype) in batches of ingest.embed.batch_size
   index     rag.store.vectors.build_index, the configured kind
-  bm25      rag.search.Bm25 (built by each retriever replica when it loads a version, not by the job)
-  write     rag.store.files.write_version
+  write     rag.store.files.write_version (FAISS, the chunks, the vectors, and the BM25 index it builds)
 The floor a machine sets is the larger of (1) all the stages that run in parallel tasks and actors (parse,
 metadata, chunk, embed) spread over its cores, and (2) the driver's serial stages (index, write) after them.
 Writes ingest_stages.json and ingest_stages.png.
@@ -111,9 +110,6 @@ def profile(docs: Path, limit: int | None) -> dict:
     index, built_on = clock.time("index", build_index, vectors, settings.index)
     chunks = pd.DataFrame(rows).reindex(columns=CHUNK_COLUMNS)
     with tempfile.TemporaryDirectory() as out:
-        from rag.search import Bm25
-        from rag.store.reader import IndexStore
-
         manifest = Manifest(
             created_at="",
             docs_dir=str(docs),
@@ -132,7 +128,6 @@ def profile(docs: Path, limit: int | None) -> dict:
             ),
         )
         clock.time("write", write_version, Path(out), index, chunks, vectors, manifest)
-        clock.time("bm25", Bm25, IndexStore(out))
     parallel = sum(clock.seconds[s] for s in PARALLEL)
     serial = sum(clock.seconds[s] for s in SERIAL)
     cores = os.cpu_count() or 1
@@ -156,7 +151,7 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [*PARALLEL, *SERIAL, "bm25"]
+    stages = [*PARALLEL, *SERIAL]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     left = [0.0] * len(results)
     labels = [f"{Path(r['docs']).parent.name}\n{r['pages']} pages, {r['chunks']} chunks" for r in results]

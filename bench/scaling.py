@@ -72,12 +72,13 @@ def time_search(search, queries: np.ndarray, runs: int) -> list[float]:
 def chunk_store_costs(index_dir: str) -> tuple[dict, np.ndarray]:
     """Bytes per chunk of the real index (the chunk table on disk and loaded, the BM25 index built over it), and its
     vectors."""
-    from rag.search import Bm25
+    from rag.store.files import search_texts
+    from rag.store.lexical import Bm25
 
     store = open_index(index_dir)
     n = len(store.chunks)
     tracemalloc.start()
-    bm25 = Bm25(store)
+    bm25 = Bm25.build(search_texts(store.chunks))
     bm25_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     del bm25

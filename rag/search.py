@@ -16,29 +16,25 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import bm25s
 import numpy as np
 
 from rag.config import RETRIEVAL_MODES, RetrievalConfig, Settings
 from rag.devices import pick_device
 from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
-from rag.languages import search_terms
 from rag.models import resolve_model
 from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
+from rag.store.lexical import Bm25
 from rag.store.reader import IndexStore
 from rag.store.versions import open_index
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
-
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
 
 _RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)
 _SELECTION_CACHE = 256
@@ -58,23 +54,6 @@ def _normalised(scores: dict[int, float]) -> dict[int, float]:
     low, high = min(scores.values()), max(scores.values())
     span = high - low
     return {row: (s - low) / span if span > 0 else 1.0 for row, s in scores.items()}
-
-
-class Bm25:
-    """BM25 (bm25s) over each chunk's header and text: the same text the dense index embedded."""
-
-    def __init__(self, store: IndexStore):
-        self.model = bm25s.BM25()
-        corpus = [search_terms(store.search_text(row)) for row in range(len(store.chunks))]
-        self.model.index(corpus, show_progress=False)
-        self.size = len(corpus)
-
-    def scores(self, query: str) -> np.ndarray:
-        """Every chunk's score; terms the corpus lacks score nothing (get_scores fails only on no terms at all)."""
-        terms = search_terms(query)
-        if not terms:
-            return np.zeros(self.size, dtype=np.float32)
-        return self.model.get_scores(terms)
 
 
 class Searcher:
@@ -113,7 +92,7 @@ class Searcher:
     def bm25(self) -> Bm25:
         """The lexical model, built on first use: a dense-only service never pays for it."""
         if self._bm25 is None:
-            self._bm25 = Bm25(self.store)
+            self._bm25 = self.store.lexical()
         return self._bm25
 
     def chunk_at(self, row: int, score: float) -> RetrievedChunk:

@@ -10,6 +10,8 @@ from rag.filters import Filters
 from rag.models import resolve_model
 from rag.questions.sections import named_sections
 from rag.search import Searcher
+from rag.store.files import search_texts
+from rag.store.lexical import Bm25
 from rag.store.vectors import build_index
 
 APPLE_Q3 = "What were Apple's total net sales for the quarter ended July 1, 2023?"
@@ -213,3 +215,13 @@ def test_a_filing_whose_company_was_read_wrong_is_still_found(ray_cluster, sec_d
     assert found.chunks[0].file == "2023 Q3 AAPL.pdf"
     assert found.filters == {"file": ["2023 Q2 AAPL.pdf", "2023 Q3 AAPL.pdf"]}
     assert found.boosts["file"] == ["2023 Q3 AAPL.pdf"]
+
+
+def test_bm25_is_stored_with_the_version_and_read_from_disk(searcher):
+    """Written by the ingestion, memory-mapped by the reader: the same scores as a BM25 built from the chunks now."""
+    stored = searcher.bm25()
+    assert isinstance(stored.model.scores["data"], np.memmap)
+    built = Bm25.build(search_texts(searcher.store.chunks))
+    for query in (APPLE_Q3, "NVIDIA data center revenue", "the"):
+        assert np.array_equal(stored.scores(query), built.scores(query))
+    assert "bm25/data.csc.index.npy" in searcher.store.manifest.stored

@@ -97,16 +97,29 @@ def test_a_new_current_version_goes_live_on_every_replica_while_queries_run(retr
     print(f"both replicas serving the new version {reload_s:.1f} s after the pointer moved")
 
 
+def _publish_broken(root, damage) -> str:
+    """A copy of the current version, damaged by ``damage(staged_directory)``, published as the current one."""
+    with IndexDir(root).writing() as writer, writer.staging() as staged:
+        for part in IndexDir(root).current().path.iterdir():
+            shutil.copy(part, staged / part.name)
+        damage(staged)
+        return writer.publish(staged, keep=5)
+
+
+def _counts_disagree(staged) -> None:
+    manifest = staged / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"vectors": ', '"vectors": 1', 1))
+
+
+def _cut_short(staged) -> None:
+    index = staged / "faiss.index"
+    index.write_bytes(index.read_bytes()[:100])
+
+
 def test_a_version_that_fails_its_checks_is_not_served(retriever, two_versions):
     serving = _versions(retriever)
-    with IndexDir(two_versions).writing() as writer, writer.staging() as staged:
-        current = IndexDir(two_versions).current().path
-        for part in current.iterdir():
-            shutil.copy(part, staged / part.name)
-        manifest = staged / "manifest.json"
-        manifest.write_text(manifest.read_text().replace('"vectors": ', '"vectors": 1', 1))  # counts disagree
-        broken = writer.publish(staged, keep=5)
-    time.sleep(3)
-    served = _versions(retriever)
-    assert IndexDir(two_versions).current_name() == broken and served == serving
-    assert _search(retriever).chunks
+    for damage in (_counts_disagree, _cut_short):
+        broken = _publish_broken(two_versions, damage)
+        time.sleep(3)
+        assert IndexDir(two_versions).current_name() == broken and _versions(retriever) == serving, damage.__name__
+        assert _search(retriever).chunks

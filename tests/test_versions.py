@@ -198,7 +198,9 @@ def small_disk(tmp_path):
 def test_a_full_disk_is_one_sentence_and_the_current_version_stays(small_disk):
     root = small_disk / "index"
     publish(root, "fits", 20)
-    with pytest.raises(DiskFull, match=f"no space left on the device holding {root}: .*needs about .* MB and .* MB are free"):
+    with pytest.raises(
+        DiskFull, match=f"no space left on the device holding {root}: .*needs about .* MB and .* MB are free"
+    ):
         publish(root, "too big", 8000)  # 8,000 x 8 floats: 256 KB stored and 256 KB more in FAISS
     assert open_index(root).version == "v000001"
     assert not list(root.glob(".staging-*"))  # what was written of it is gone, the space with it

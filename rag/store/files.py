@@ -7,11 +7,12 @@ A version directory (rag.store.versions keeps several and points to the current 
                      metadata (rag.doc_metadata.FIELDS)
     embeddings.npy   the vectors again, float32, so an incremental run can rebuild the index
                      without re-embedding what did not change
+    bm25/            the lexical index over the same texts (rag.store.lexical), memory-mapped when opened
     manifest.json    config, model and dimension, one entry per input file, and the size and SHA-256 of each
                      file above (``Manifest``)
 
-Written by ingestion, read by serving, eval and the CLI. faiss is imported only by the functions that touch its
-file, so a process that reads manifests (the ingress, the collections registry) never loads it.
+Written by ingestion, read by serving, eval and the CLI. faiss and bm25s are imported only by the functions that
+touch their files, so a process that reads manifests (the ingress, the collections registry) never loads them.
 """
 
 from __future__ import annotations
@@ -28,15 +29,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from rag.doc_metadata import FIELDS
+from rag.doc_metadata import FIELDS, with_header
 from rag.store.errors import DamagedVersion, DiskFull
 
 INDEX_FILE = "faiss.index"
 CHUNKS_FILE = "chunks.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
-DATA_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE)
-INDEX_FILES = (*DATA_FILES, MANIFEST_FILE)
+INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)
 
 CHUNK_COLUMNS = [
     "chunk_id",
@@ -115,6 +115,7 @@ class Manifest(BaseModel):
     files: list[FileEntry]
     run: RunStats
     stored: dict[str, StoredFile] = {}  # the version's other files; empty in versions written before they were kept
+    lexical: int = 0  # rag.store.lexical.TERMS of the BM25 stored with it; 0: none (built when opened)
 
     def entries(self) -> dict[str, FileEntry]:
         return {e.file: e for e in self.files}
@@ -198,6 +199,20 @@ def read_vectors(path: Path, mapped: bool = False) -> np.ndarray:
     return _reading(path / EMBEDDINGS_FILE, lambda f: np.load(f, mmap_mode="r" if mapped else None))
 
 
+def search_texts(chunks: pd.DataFrame) -> list[str]:
+    """What was embedded for each chunk, and what BM25 reads: its header, then its text."""
+    return [with_header(str(h), str(t)) for h, t in zip(chunks["header"], chunks["text"], strict=True)]
+
+
+def read_lexical(path: Path, manifest: Manifest):
+    """The BM25 stored with the version, memory-mapped; None where it was stored without one, or with other terms."""
+    from rag.store.lexical import LEXICAL_DIR, TERMS, Bm25
+
+    if manifest.lexical != TERMS:
+        return None
+    return _reading(path / LEXICAL_DIR, lambda d: Bm25.load(d, manifest.index.vectors))
+
+
 def read_faiss(path: Path):
     import faiss
 
@@ -205,25 +220,32 @@ def read_faiss(path: Path):
 
 
 def write_version(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray, manifest: Manifest) -> Manifest:
-    """Every file of a version into ``path``, the manifest last, with each other file's size and SHA-256; returns
-    that manifest. A full disk is DiskFull."""
+    """Every file of a version into the empty directory ``path``, the manifest last, with each other file's size and
+    SHA-256; returns that manifest. A full disk is DiskFull, and what was written of the version is removed."""
     import faiss
+
+    from rag.store.lexical import LEXICAL_DIR, TERMS, Bm25
 
     try:
         faiss.write_index(index, str(path / INDEX_FILE))
         chunks[CHUNK_COLUMNS].to_parquet(path / CHUNKS_FILE, index=False)
         np.save(path / EMBEDDINGS_FILE, vectors)
+        lexical = TERMS if Bm25.build(search_texts(chunks)).save(path / LEXICAL_DIR) else 0
+        written = sorted(f for f in path.rglob("*") if f.is_file())
         stored = {
-            name: StoredFile(bytes=(path / name).stat().st_size, sha256=_sha256(path / name)) for name in DATA_FILES
+            f.relative_to(path).as_posix(): StoredFile(bytes=f.stat().st_size, sha256=_sha256(f)) for f in written
         }
-        manifest = manifest.model_copy(update={"stored": stored})
+        manifest = manifest.model_copy(update={"stored": stored, "lexical": lexical})
         (path / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
     except (OSError, RuntimeError) as err:
         # Each library words it its own way (numpy: "N requested and M written", with no errno), so a write that
         # failed on a device left with next to nothing free is taken for a full one.
         if getattr(err, "errno", None) == errno.ENOSPC or shutil.disk_usage(path).free < _NEARLY_FULL:
-            for name in INDEX_FILES:  # what fit is of no use: the space it takes is the user's again
-                (path / name).unlink(missing_ok=True)
+            for part in path.iterdir():  # what fit is of no use: the space it takes is the user's again
+                if part.is_dir():
+                    shutil.rmtree(part)
+                else:
+                    part.unlink()
             raise DiskFull(path.parent, _size_of(chunks, vectors)) from None
         raise
     return manifest

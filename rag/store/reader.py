@@ -10,7 +10,16 @@ import faiss
 import numpy as np
 
 from rag.doc_metadata import FIELDS, with_header
-from rag.store.files import check_sizes, read_chunks, read_faiss, read_manifest, read_vectors
+from rag.store.files import (
+    check_sizes,
+    read_chunks,
+    read_faiss,
+    read_lexical,
+    read_manifest,
+    read_vectors,
+    search_texts,
+)
+from rag.store.lexical import Bm25
 from rag.store.vectors import search_params
 
 
@@ -45,6 +54,11 @@ class IndexStore:
     def search_text(self, row: int) -> str:
         """What was embedded for a chunk: its header, then its text."""
         return with_header(str(self.chunks.at[row, "header"]), str(self.chunks.at[row, "text"]))
+
+    def lexical(self) -> Bm25:
+        """BM25 over the chunks: the one stored with the version, memory-mapped, or built now for a version stored
+        without one."""
+        return read_lexical(self.root, self.manifest) or Bm25.build(search_texts(self.chunks))
 
     @property
     def embedding_model(self) -> str:
