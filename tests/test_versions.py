@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import shutil
 import subprocess
 import sys
 import threading
@@ -205,3 +207,17 @@ def test_a_full_disk_is_one_sentence_and_the_current_version_stays(small_disk):
     assert open_index(root).version == "v000001"
     assert not list(root.glob(".staging-*"))  # what was written of it is gone, the space with it
     assert publish(root, "fits again", 30) == "v000002"
+
+
+def test_a_version_written_before_hashes_and_bm25_were_kept_is_still_read(tmp_path, capsys):
+    root = tmp_path / "index"
+    publish(root, "older", 12)
+    version = root / "versions" / "v000001"
+    manifest = json.loads((version / MANIFEST_FILE).read_text())
+    del manifest["stored"], manifest["lexical"]
+    (version / MANIFEST_FILE).write_text(json.dumps(manifest))
+    shutil.rmtree(version / "bm25")
+    store = open_index(root)
+    assert store.lexical().scores("older").shape == (12,)  # built from the chunks, as before BM25 was stored
+    assert rag_main(["index", "verify", "--index", str(root)]) == 0
+    assert "read whole" in capsys.readouterr().out
