@@ -31,6 +31,7 @@ MORE = [
     "2023 Q1 INTC.pdf",
     "2022 Q3 AMZN.pdf",
 ]
+APPLE_Q3 = "What were Apple's total net sales for the quarter ended July 1, 2023?"
 NODE_DEATH_S = 20  # how long Ray takes to declare a silent node dead (its health check), with room
 
 
@@ -118,6 +119,8 @@ def test_losing_a_node_mid_serve_replaces_its_replicas(cluster, small_index):
         )
         before = _replica_nodes(cluster)
         assert len({node for nodes in before.values() for node in nodes}) == 2, before  # Serve spread them
+        asked = httpx.post(f"{url}/query", json={"question": APPLE_Q3, "top_k": 2}, timeout=150)
+        assert asked.status_code == 200 and asked.json()["citations"][0]["file"] == "2023 Q3 AAPL.pdf", asked.text
 
         outcomes: list[tuple[object, float, float]] = []  # (status or error, sent at, seconds)
         stop = threading.Event()
