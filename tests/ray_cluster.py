@@ -25,6 +25,7 @@ import httpx
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
+STOP_GRACE_S = 5
 
 
 def tool(name: str) -> str:
@@ -116,7 +117,9 @@ class RayCluster:
                 os.killpg(node.process.pid, signal.SIGTERM)
         for node in reversed(self.nodes):
             try:
-                node.process.wait(timeout=30)
+                # A moment to exit cleanly, not more: `ray start --block` often outwaits any grace (seen: 30 s), and
+                # nothing of a test's cluster outlives the test.
+                node.process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 os.killpg(node.process.pid, signal.SIGKILL)
                 node.process.wait()

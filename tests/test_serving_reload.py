@@ -100,8 +100,7 @@ def test_a_new_current_version_goes_live_on_every_replica_while_queries_run(retr
 def _publish_broken(root, damage) -> str:
     """A copy of the current version, damaged by ``damage(staged_directory)``, published as the current one."""
     with IndexDir(root).writing() as writer, writer.staging() as staged:
-        for part in IndexDir(root).current().path.iterdir():
-            shutil.copy(part, staged / part.name)
+        shutil.copytree(IndexDir(root).current().path, staged, dirs_exist_ok=True)
         damage(staged)
         return writer.publish(staged, keep=5)
 
