@@ -117,7 +117,9 @@ def _load_previous(index: IndexDir) -> Previous | None:
     except NoIndex:
         return None
     try:
-        return Previous(read_manifest(version.path), read_chunks(version.path), read_vectors(version.path))
+        # Mapped: only the rows of the files kept are read into memory, not every vector of the version.
+        vectors = read_vectors(version.path, mapped=True)
+        return Previous(read_manifest(version.path), read_chunks(version.path), vectors)
     except Exception as err:  # an unreadable old index costs a full re-embed, not the run
         log.warning("previous index version %s is unreadable (%s); re-ingesting everything", version.path, err)
         return None
