@@ -221,3 +221,12 @@ def test_a_version_written_before_hashes_and_bm25_were_kept_is_still_read(tmp_pa
     assert store.lexical().scores("older").shape == (12,)  # built from the chunks, as before BM25 was stored
     assert rag_main(["index", "verify", "--index", str(root)]) == 0
     assert "read whole" in capsys.readouterr().out
+
+
+def test_a_damaged_bm25_file_names_its_version_and_index(tmp_path):
+    root = tmp_path / "index"
+    publish(root, "words", 30)
+    data = root / "versions" / "v000001" / "bm25" / "data.csc.index.npy"
+    data.write_bytes(data.read_bytes()[:-4])
+    with pytest.raises(DamagedVersion, match=f"bm25/data.csc.index.npy holds .*version v000001 is damaged.*{root}`"):
+        open_index(root)

@@ -16,11 +16,13 @@ class StoreError(Exception):
 class DamagedVersion(StoreError):
     """A version's file is missing, cut short or unreadable: the version is not opened."""
 
-    def __init__(self, path: Path, what: str):
-        root = path.parent.parent.parent if path.parent.parent.name == VERSIONS else path.parent
+    def __init__(self, version: Path, name: str, what: str):
+        """``version``: the version's folder; ``name``: the file, relative to it."""
+        versioned = version.parent.name == VERSIONS  # else an index written before versions: the folder itself
+        root, label = (version.parent.parent, f"version {version.name}") if versioned else (version, "the index")
         super().__init__(
-            f"{path} {what}, so version {path.parent.name} is damaged and is not opened: `rag index rollback --index "
-            f"{root}` makes the version before it current, `rag index verify --index {root}` checks every version"
+            f"{version / name} {what}, so {label} is damaged and is not opened: `rag index rollback --index {root}` "
+            f"makes the version before it current, `rag index verify --index {root}` checks every version"
         )
 
 

@@ -23,7 +23,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from pydantic import BaseModel
 
 from rag.doc_metadata import FIELDS, with_header
 from rag.store.errors import DamagedVersion, DiskFull
+
+if TYPE_CHECKING:
+    from rag.store.lexical import Bm25
 
 INDEX_FILE = "faiss.index"
 CHUNKS_FILE = "chunks.parquet"
@@ -133,7 +136,7 @@ def has_manifest(path: Path) -> bool:
 def read_manifest(path: Path) -> Manifest:
     if not has_manifest(path):
         raise FileNotFoundError(f"{path} is not an index directory: {MANIFEST_FILE} is missing")
-    return _reading(path / MANIFEST_FILE, lambda f: Manifest.model_validate_json(f.read_text()))
+    return _reading(path, MANIFEST_FILE, lambda f: Manifest.model_validate_json(f.read_text()))
 
 
 def check_sizes(path: Path, manifest: Manifest) -> None:
@@ -143,9 +146,9 @@ def check_sizes(path: Path, manifest: Manifest) -> None:
         try:
             size = (path / name).stat().st_size
         except FileNotFoundError:
-            raise DamagedVersion(path / name, "is missing") from None
+            raise DamagedVersion(path, name, "is missing") from None
         if size != stored.bytes:
-            raise DamagedVersion(path / name, f"holds {size:,} bytes where {stored.bytes:,} were written")
+            raise DamagedVersion(path, name, f"holds {size:,} bytes where {stored.bytes:,} were written")
 
 
 def verify(path: Path) -> Manifest:
@@ -155,7 +158,7 @@ def verify(path: Path) -> Manifest:
     check_sizes(path, manifest)
     for name, stored in manifest.stored.items():
         if _sha256(path / name) != stored.sha256:
-            raise DamagedVersion(path / name, "does not match the SHA-256 recorded when it was written")
+            raise DamagedVersion(path, name, "does not match the SHA-256 recorded when it was written")
     if not manifest.stored:
         for read in (read_chunks, read_vectors, read_faiss):
             read(path)
@@ -170,14 +173,15 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def _reading(file: Path, read: Callable[[Path], T]) -> T:
-    """``read(file)``, its failure (a cut or garbled file: each library words it its own way) as DamagedVersion."""
+def _reading(path: Path, name: str, read: Callable[[Path], T]) -> T:
+    """``read`` of the version's file ``name``; its failure (a cut or garbled file: each library words it its own way)
+    as DamagedVersion."""
     try:
-        return read(file)
+        return read(path / name)
     except FileNotFoundError:
-        raise DamagedVersion(file, "is missing") from None
+        raise DamagedVersion(path, name, "is missing") from None
     except Exception as err:
-        raise DamagedVersion(file, f"cannot be read ({_first_line(err)})") from err
+        raise DamagedVersion(path, name, f"cannot be read ({_first_line(err)})") from err
 
 
 def _first_line(err: Exception) -> str:
@@ -186,7 +190,7 @@ def _first_line(err: Exception) -> str:
 
 
 def read_chunks(path: Path) -> pd.DataFrame:
-    chunks = _reading(path / CHUNKS_FILE, pd.read_parquet)
+    chunks = _reading(path, CHUNKS_FILE, pd.read_parquet)
     for column in CHUNK_COLUMNS:  # an index written before metadata existed has none
         if column not in chunks:
             chunks[column] = "" if column == "header" else None
@@ -196,7 +200,7 @@ def read_chunks(path: Path) -> pd.DataFrame:
 def read_vectors(path: Path, mapped: bool = False) -> np.ndarray:
     """The stored embeddings; ``mapped``: memory-mapped, so a filtered search reads only its rows and a version pruned
     from disk while it is served stays readable."""
-    return _reading(path / EMBEDDINGS_FILE, lambda f: np.load(f, mmap_mode="r" if mapped else None))
+    return _reading(path, EMBEDDINGS_FILE, lambda f: np.load(f, mmap_mode="r" if mapped else None))
 
 
 def search_texts(chunks: pd.DataFrame) -> list[str]:
@@ -204,19 +208,19 @@ def search_texts(chunks: pd.DataFrame) -> list[str]:
     return [with_header(str(h), str(t)) for h, t in zip(chunks["header"], chunks["text"], strict=True)]
 
 
-def read_lexical(path: Path, manifest: Manifest):
+def read_lexical(path: Path, manifest: Manifest) -> Bm25 | None:
     """The BM25 stored with the version, memory-mapped; None where it was stored without one, or with other terms."""
     from rag.store.lexical import LEXICAL_DIR, TERMS, Bm25
 
     if manifest.lexical != TERMS:
         return None
-    return _reading(path / LEXICAL_DIR, lambda d: Bm25.load(d, manifest.index.vectors))
+    return _reading(path, LEXICAL_DIR, lambda d: Bm25.load(d, manifest.index.vectors))
 
 
 def read_faiss(path: Path):
     import faiss
 
-    return _reading(path / INDEX_FILE, lambda f: faiss.read_index(str(f)))
+    return _reading(path, INDEX_FILE, lambda f: faiss.read_index(str(f)))
 
 
 def write_version(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray, manifest: Manifest) -> Manifest:
