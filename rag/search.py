@@ -90,7 +90,8 @@ class Searcher:
         return cls(store, encoder, settings.retrieval)
 
     def bm25(self) -> Bm25:
-        """The lexical model, built on first use: a dense-only service never pays for it."""
+        """The lexical model, opened on first use (mapped from the version, or built for a version stored without one):
+        a dense-only service never pays for it."""
         if self._bm25 is None:
             self._bm25 = self.store.lexical()
         return self._bm25

@@ -104,7 +104,7 @@ class RetrieverDeployment:
         encoders = [s.encoder for s in self.searchers.values() if s is not None]
         searcher = self._model_thread.submit(Searcher.over, store, self.settings, self._num_gpus, encoders).result()
         if self.settings.retrieval.mode != "dense":
-            searcher.bm25()  # built while the old version still answers, not by the first query to the new one
+            searcher.bm25()  # opened while the old version still answers, not by the first query to the new one
         return store.version, searcher
 
     async def _follow(self, interval_s: float) -> None:
