@@ -10,7 +10,7 @@ pipeline calls them:
   chunk     ingest.pipeline.chunk_page (the splitter, each chunk's section and header)
   embed     rag.embedding.TextEncoder.encode (the configured model and dtype) in batches of ingest.embed.batch_size
   index     rag.store.vectors.build_index, the configured kind
-  write     rag.store.files.write_version (FAISS, the chunks, the vectors, and the BM25 index it builds)
+  write     rag.store.segments.write_segment (FAISS, the chunks, the vectors, and the BM25 index it builds)
 The floor a machine sets is the larger of (1) all the stages that run in parallel tasks and actors (parse,
 metadata, chunk, embed) spread over its cores, and (2) the driver's serial stages (index, write) after them.
 Writes ingest_stages.json and ingest_stages.png.
@@ -70,8 +70,9 @@ def profile(docs: Path, limit: int | None) -> dict:
     from rag.config import Settings
     from rag.doc_metadata import with_header
     from rag.embedding import TextEncoder
-    from rag.store.files import CHUNK_COLUMNS, EmbeddingInfo, IndexInfo, Manifest, RunStats, write_version
-    from rag.store.vectors import build_index
+    from rag.store.files import CHUNK_COLUMNS
+    from rag.store.segments import write_segment
+    from rag.store.vectors import build_index, kind_of
 
     torch.set_num_threads(1)  # one thread: a stage's time is its core-seconds
     settings = Settings()
@@ -110,24 +111,7 @@ def profile(docs: Path, limit: int | None) -> dict:
     index, built_on = clock.time("index", build_index, vectors, settings.index)
     chunks = pd.DataFrame(rows).reindex(columns=CHUNK_COLUMNS)
     with tempfile.TemporaryDirectory() as out:
-        manifest = Manifest(
-            created_at="",
-            docs_dir=str(docs),
-            fingerprint="",
-            settings={},
-            embedding=EmbeddingInfo(model=settings.embedding.model, dim=int(vectors.shape[1]), normalize=True),
-            index=IndexInfo(kind=settings.index.kind, built_on=built_on, vectors=len(vectors)),
-            files=[],
-            run=RunStats(
-                seconds=0,
-                files_processed=len(files),
-                pages_processed=pages,
-                chunks_embedded=len(rows),
-                pages_per_s=0,
-                chunks_per_s=0,
-            ),
-        )
-        clock.time("write", write_version, Path(out), index, chunks, vectors, manifest)
+        clock.time("write", write_segment, Path(out), index, built_on, kind_of(index), chunks, vectors)
     parallel = sum(clock.seconds[s] for s in PARALLEL)
     serial = sum(clock.seconds[s] for s in SERIAL)
     cores = os.cpu_count() or 1

@@ -85,11 +85,11 @@ def chunk_store_costs(index_dir: str) -> tuple[dict, np.ndarray]:
     return {
         "chunks": n,
         "pages": sum(e.pages for e in store.manifest.files),
-        "chunk_store_disk_bytes_per_chunk": round((store.root / CHUNKS_FILE).stat().st_size / n, 1),
+        "chunk_store_disk_bytes_per_chunk": round(sum((p / CHUNKS_FILE).stat().st_size for p in store.segments) / n, 1),
         "chunk_store_memory_bytes_per_chunk": round(int(store.chunks.memory_usage(deep=True).sum()) / n, 1),
         "bm25_memory_bytes_per_chunk": round(bm25_bytes / n, 1),
-        "embedding_dim": int(store.index.d),
-    }, np.asarray(store.vectors, dtype=np.float32)
+        "embedding_dim": store.manifest.embedding.dim,
+    }, np.concatenate([np.asarray(s.vectors, dtype=np.float32) for s in store.segments.values()])
 
 
 def retriever_costs(index_dir: str, runs: int) -> dict:

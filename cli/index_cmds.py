@@ -1,4 +1,5 @@
-"""``rag ingest``, ``rag search``, ``rag index versions|verify|rollback`` and ``rag demo``: an index on this machine."""
+"""``rag ingest``, ``rag search``, ``rag index versions|verify|merge|rollback`` and ``rag demo``: an index on this
+machine."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def _print_summary(result) -> None:
         workers = ", ".join(f"{w.worker} on {w.device}: {w.chunks} in {w.busy_seconds:.0f}s" for w in run.embed_workers)
         print(f"embedded by {workers}")
     print(f"index      {m.index.kind} ({m.index.built_on}), {m.embedding.model} dim {m.embedding.dim}")
+    masked = sum(len(s.deleted) for s in m.segments)
+    print(f"segments   {len(m.segments)}" + (f", {masked} files masked out of them until a merge" if masked else ""))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -99,7 +102,7 @@ def cmd_index_versions(args: argparse.Namespace) -> int:
         m = read_manifest(version.path)
         print(
             f"{'*' if version.current else ' '} {version.name}  {m.created_at}  {m.indexed_files} files  "
-            f"{m.index.vectors} chunks"
+            f"{m.index.vectors} chunks  {len(m.segments) if m.segmented else 1} segments"
         )
     if not versions:
         print(f"{args.index} holds no index versions")
@@ -108,7 +111,7 @@ def cmd_index_versions(args: argparse.Namespace) -> int:
 
 def cmd_index_verify(args: argparse.Namespace) -> int:
     from rag.store.errors import DamagedVersion
-    from rag.store.files import verify
+    from rag.store.segments import verify
     from rag.store.versions import IndexDir
 
     versions = IndexDir(args.index).versions()
@@ -116,13 +119,12 @@ def cmd_index_verify(args: argparse.Namespace) -> int:
     for version in versions:
         mark = "*" if version.current else " "
         try:
-            manifest = verify(version.path)
+            _, stored = verify(version.path)
         except DamagedVersion as err:
             damaged.append(version)
             print(f"{mark} {version.name}  DAMAGED: {err}")
         else:
-            stored = sum(f.bytes for f in manifest.stored.values())
-            how = f"{stored:,} bytes match their SHA-256" if manifest.stored else "read whole (no hashes kept then)"
+            how = f"{stored:,} bytes match their SHA-256" if stored else "read whole (no hashes kept then)"
             print(f"{mark} {version.name}  ok: {how}")
     if not versions:
         print(f"{args.index} holds no index versions")
@@ -147,6 +149,22 @@ def cmd_index_rollback(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{args.index}: {current} -> {target} (current); a running service follows within serve.reload_interval_s")
+    return 0
+
+
+def cmd_index_merge(args: argparse.Namespace) -> int:
+    from rag.store.merging import merge_all
+    from rag.store.versions import IndexBusy
+
+    try:
+        merged, published, before, after = merge_all(args.index, settings_of(args).index, args.wait)
+    except IndexBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if published is None:
+        print(f"{args.index}: version {merged} is one segment with nothing masked out: nothing to merge")
+    else:
+        print(f"{args.index}: {merged} ({before} segments) merged into {published} ({after}), now current")
     return 0
 
 
@@ -189,7 +207,9 @@ def add_parsers(sub) -> None:
     search.add_argument("--index", type=Path, required=True)
     search.set_defaults(func=cmd_search)
 
-    index_cmd = sub.add_parser("index", help="an index's versions: list them, check their files, roll back to one")
+    index_cmd = sub.add_parser(
+        "index", help="an index's versions: list them, check their files, merge its segments, roll back to one"
+    )
     index_sub = index_cmd.add_subparsers(dest="index_command", required=True)
     versions = index_sub.add_parser("versions", help="list the versions kept, * marks the current one")
     versions.add_argument("--index", type=Path, required=True)
@@ -197,6 +217,16 @@ def add_parsers(sub) -> None:
     verify = index_sub.add_parser("verify", help="read every version's files whole against their SHA-256")
     verify.add_argument("--index", type=Path, required=True)
     verify.set_defaults(func=cmd_index_verify)
+    merge = index_sub.add_parser(
+        "merge",
+        help="rewrite the current version's segments as one, without the chunks masked out of them",
+        parents=[config_options()],
+    )
+    merge.add_argument("--index", type=Path, required=True)
+    merge.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running ingestion"
+    )
+    merge.set_defaults(func=cmd_index_merge)
     rollback = index_sub.add_parser("rollback", help="make an earlier version current again")
     rollback.add_argument("--index", type=Path, required=True)
     rollback.add_argument("--to", help="the version to make current (default: the one before the current)")

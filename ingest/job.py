@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from rag.clock import utc_now
 from rag.config import Settings
 from rag.doc_metadata import FIELDS
 from rag.ray_runtime import ensure_ray, own_message
-from rag.store.errors import VERSIONS
+from rag.store.errors import SEGMENTS, VERSIONS
 from rag.store.files import (
     CHUNK_COLUMNS,
     EmbeddingInfo,
@@ -43,16 +43,14 @@ from rag.store.files import (
     IndexInfo,
     Manifest,
     RunStats,
-    read_chunks,
+    SegmentRef,
+    check_sizes,
     read_manifest,
-    read_vectors,
-    write_version,
 )
-from rag.store.vectors import build_index
-from rag.store.versions import IndexDir, NoIndex
-
-if TYPE_CHECKING:
-    import faiss
+from rag.store.merging import due, merge
+from rag.store.segments import Located
+from rag.store.vectors import build_index, kind_of
+from rag.store.versions import IndexDir, NoIndex, Writer
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +82,7 @@ class PipelineOutput:
 @dataclass
 class Previous:
     manifest: Manifest
-    chunks: pd.DataFrame
-    vectors: np.ndarray
+    segments: list[Located]
 
 
 @dataclass
@@ -103,7 +100,7 @@ def _refuse_strangers(index: IndexDir) -> None:
     """A folder that holds no index but other files is someone's folder, given as --index by mistake."""
     if index.current_name() is not None or not index.root.exists():
         return
-    strangers = [p.name for p in index.root.iterdir() if p.name != VERSIONS and not p.name.startswith(".")]
+    strangers = [p.name for p in index.root.iterdir() if p.name not in (VERSIONS, SEGMENTS) and p.name[0] != "."]
     if strangers:
         raise IngestError(
             f"{index.root} holds no index but other files ({', '.join(sorted(strangers)[:3])}): "
@@ -111,15 +108,16 @@ def _refuse_strangers(index: IndexDir) -> None:
         )
 
 
-def _load_previous(index: IndexDir) -> Previous | None:
+def _load_previous(writer: Writer) -> Previous | None:
     try:
-        version = index.current()
+        version = writer.index.current()
     except NoIndex:
         return None
     try:
-        # Mapped: only the rows of the files kept are read into memory, not every vector of the version.
-        vectors = read_vectors(version.path, mapped=True)
-        return Previous(read_manifest(version.path), read_chunks(version.path), vectors)
+        segments = writer.segments_of(version)
+        for segment in segments:
+            check_sizes(segment.path, segment.info.stored)
+        return Previous(read_manifest(version.path), segments)
     except Exception as err:  # an unreadable old index costs a full re-embed, not the run
         log.warning("previous index version %s is unreadable (%s); re-ingesting everything", version.path, err)
         return None
@@ -253,23 +251,30 @@ def _collect(batch: dict[str, np.ndarray], out: PipelineOutput, columns: dict[st
     vectors.append(batch["embedding"][ok])
 
 
-def _merge(
-    previous: Previous | None, keep_files: set[str], new: PipelineOutput, dim: int
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Reused chunks plus new ones, in (file, page, chunk) order so FAISS ids are stable for the same input."""
-    parts, vecs = [new.chunks], [np.zeros((0, dim), dtype=np.float32) if new.vectors is None else new.vectors]
-    if previous is not None and keep_files:
-        kept = previous.chunks["file"].isin(keep_files).to_numpy()
-        parts.insert(0, previous.chunks[kept])
-        vecs.insert(0, previous.vectors[kept])
-    chunks = pd.concat([p for p in parts if len(p)] or [new.chunks], ignore_index=True)
-    vectors = np.concatenate(vecs)
+def _ordered(new: PipelineOutput, dim: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The run's chunks and vectors in (file, page, chunk) order, as a segment holds them."""
+    if new.vectors is None:
+        return new.chunks.reindex(columns=CHUNK_COLUMNS), np.zeros((0, dim), dtype=np.float32)
+    chunks = new.chunks
     order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
-    return chunks.iloc[order].reset_index(drop=True)[CHUNK_COLUMNS], np.ascontiguousarray(vectors[order])
+    return chunks.iloc[order].reset_index(drop=True)[CHUNK_COLUMNS], np.ascontiguousarray(new.vectors[order])
 
 
-def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput, chunks: pd.DataFrame) -> list[FileEntry]:
-    per_file = chunks["file"].value_counts().to_dict()
+def _carried(previous: Previous | None, keep_files: set[str]) -> list[Located]:
+    """The previous version's segments, each with the files not kept masked out; those left with nothing dropped."""
+    carried = []
+    for segment in previous.segments if previous else []:
+        deleted = sorted(set(segment.ref.deleted) | (set(segment.info.files) - keep_files))
+        rows = segment.info.rows - sum(segment.info.files.get(f, 0) for f in deleted)
+        if rows:
+            carried.append(
+                Located(SegmentRef(name=segment.ref.name, rows=rows, deleted=deleted), segment.path, segment.info)
+            )
+    return carried
+
+
+def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput) -> list[FileEntry]:
+    per_file = new.chunks["file"].value_counts().to_dict() if len(new.chunks) else {}
     old = previous.manifest.entries() if previous else {}
     entries = []
     for src in plan.to_process:
@@ -328,7 +333,7 @@ def run_ingest(
     with IndexDir(index_dir).writing(wait_s, purpose=f"an ingestion of {docs_dir}") as writer:
         sidecar = read_sidecar(docs_dir)
         sources = discover(docs_dir, sidecar)
-        previous = _load_previous(writer.index)
+        previous = _load_previous(writer)
         if not sources and previous is None:
             raise IngestError(f"no files in {docs_dir}")
         settings = embedding_for(sources, settings, previous.manifest.embedding.model if previous else None)
@@ -352,41 +357,49 @@ def run_ingest(
             else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None)
         )
         dim = new.vectors.shape[1] if new.vectors is not None else _embedding_dim(settings, previous, fp)
-        chunks, vectors = _merge(previous, {s.file for s in plan.unchanged} | set(plan.missing), new, dim)
-        manifest, index = _finish(docs_dir, settings, fp, plan, previous, new, chunks, vectors, started)
-        with writer.staging() as staged:
-            manifest = write_version(staged, index, chunks, vectors, manifest)
-            version = writer.publish(staged, settings.index.keep_versions)
-    log.info("published %s as version %s", index_dir, version)
+        segments = _carried(previous, {s.file for s in plan.unchanged} | set(plan.missing))
+        chunks, vectors = _ordered(new, dim)
+        if len(chunks):
+            index, built_on = build_index(vectors, settings.index)
+            segments.append(writer.add_segment(index, built_on, kind_of(index), chunks, vectors))
+        merging = due(segments, settings.index)
+        if merging and progress:
+            progress(Progress(len(plan.to_process), "merging", len(new.pages), sum(new.pages.values()), len(chunks)))
+        segments = merge(writer, segments, merging, settings.index)
+        manifest = _manifest(docs_dir, settings, fp, dim, plan, previous, new, segments, started)
+        version = writer.publish_manifest(manifest, settings.index.keep_versions)
+    log.info("published %s as version %s (%d segments)", index_dir, version, len(segments))
     return IngestResult(manifest, plan, version)
 
 
-def _finish(
+def _manifest(
     docs_dir: Path,
     settings: Settings,
     fp: str,
+    dim: int,
     plan: Plan,
     previous: Previous | None,
     new: PipelineOutput,
-    chunks: pd.DataFrame,
-    vectors: np.ndarray,
+    segments: list[Located],
     started: float,
-) -> tuple[Manifest, faiss.Index]:
-    """The FAISS index over ``vectors`` and the manifest that describes the run."""
-    index, built_on = build_index(vectors, settings.index)
+) -> Manifest:
+    """The manifest that describes the run and the segments its version is made of."""
     seconds = time.perf_counter() - started
     pages_processed = sum(new.pages.values())
-    manifest = Manifest(
+    newest = segments[-1].info if segments else None
+    return Manifest(
         created_at=utc_now(),
         docs_dir=str(docs_dir.resolve()),
         fingerprint=fp,
         # No secret is ever written out: the API key is left out (and would read as asterisks anyway).
         settings=settings.model_dump(mode="json", exclude={"ray": True, "serve": {"api_key"}}),
-        embedding=EmbeddingInfo(
-            model=settings.embedding.model, dim=int(vectors.shape[1]), normalize=settings.embedding.normalize
+        embedding=EmbeddingInfo(model=settings.embedding.model, dim=dim, normalize=settings.embedding.normalize),
+        index=IndexInfo(
+            kind=settings.index.kind,
+            built_on=newest.built_on if newest else "cpu",
+            vectors=sum(s.ref.rows for s in segments),
         ),
-        index=IndexInfo(kind=settings.index.kind, built_on=built_on, vectors=int(index.ntotal)),
-        files=_entries(plan, previous, new, chunks),
+        files=_entries(plan, previous, new),
         run=RunStats(
             seconds=round(seconds, 2),
             files_processed=len(plan.to_process),
@@ -399,8 +412,8 @@ def _finish(
                 for (w, d), n in sorted(new.workers.items())
             ],
         ),
+        segments=[s.ref for s in segments],
     )
-    return manifest, index
 
 
 def _embedding_dim(settings: Settings, previous: Previous | None, fp: str) -> int:

@@ -21,7 +21,8 @@ class Progress:
     """What a watcher is told (the CLI's line, the service's job status)."""
 
     files_total: int
-    stage: str = "planning"  # planning (reading the folder), starting (Ray and the pipeline), running, indexing
+    stage: str = "planning"  # planning (reading the folder), starting (Ray and the pipeline), running, indexing,
+    # merging (segments rewritten as one: rag.store.merging)
     files_parsed: int = 0  # files whose pages were read (or that failed)
     pages_parsed: int = 0
     chunks_embedded: int = 0

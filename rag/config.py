@@ -166,6 +166,12 @@ class IndexConfig(_Section):
     hnsw_ef_search: int = Field(64, gt=0)
     use_gpu: Literal["auto", "never"] = Field("auto", description="auto: build on the GPU when faiss has one")
     keep_versions: int = Field(3, ge=1, description="Index versions kept on disk for rollback (the current one always)")
+    max_segments: int = Field(
+        10, ge=1, description="A run that leaves more segments merges the smallest ones (docs/ingestion.md)"
+    )
+    max_deleted_share: float = Field(
+        0.3, gt=0, le=1, description="A segment with more of its chunks masked out (changed or removed) is rewritten"
+    )
 
 
 class RerankConfig(_Section):

@@ -31,7 +31,7 @@ from rag.filters import Filters, matching_files
 from rag.models import resolve_model
 from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
-from rag.store.lexical import Bm25
+from rag.store.lexical import Lexical
 from rag.store.reader import IndexStore
 from rag.store.versions import open_index
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
@@ -60,7 +60,7 @@ class Searcher:
     def __init__(self, store: IndexStore, encoder: TextEncoder, cfg: RetrievalConfig):
         self.store, self.encoder, self.cfg = store, encoder, cfg
         self.matcher = MentionMatcher(store.files)
-        self._bm25: Bm25 | None = None
+        self._bm25: Lexical | None = None
         self._reranker = None
         self._selections: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sections: dict[str, np.ndarray] = {}
@@ -89,7 +89,7 @@ class Searcher:
         encoder = next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction=gpu_fraction)
         return cls(store, encoder, settings.retrieval)
 
-    def bm25(self) -> Bm25:
+    def bm25(self) -> Lexical:
         """The lexical model, opened on first use (mapped from the version, or built for a version stored without one):
         a dense-only service never pays for it."""
         if self._bm25 is None:

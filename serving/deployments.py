@@ -94,9 +94,10 @@ class RetrieverDeployment:
     def _load(self, name: str) -> tuple[str | None, Searcher | None]:
         """The collection's current version and a searcher over it, checked, with its BM25 built now rather than on
         the first request; no searcher while it has no version or an empty one. A query encoder already loaded for the
-        same model is shared."""
+        same model is shared, and so are the segments the version it serves shares with the new one."""
+        serving = self.searchers.get(name)
         try:
-            store = open_index(self.settings.serve.collections[name].index)
+            store = open_index(self.settings.serve.collections[name].index, serving.store if serving else None)
         except NoIndex:
             return None, None
         if not len(store.chunks):

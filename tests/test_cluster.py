@@ -73,13 +73,13 @@ def cluster_index(cluster, sec_docs, tmp_path_factory):
 
 
 def test_ray_job_ingests_on_the_cluster(cluster_index):
-    import pandas as pd
+    from rag.store.versions import open_index
 
     index, output = cluster_index
     version = (index / "CURRENT").read_text().strip()
     manifest = json.loads((index / "versions" / version / "manifest.json").read_text())
     assert {e["file"]: e["status"] for e in manifest["files"]} == {f: "indexed" for f in FILES}
-    chunks = pd.read_parquet(index / "versions" / version / "chunks.parquet")
+    chunks = open_index(index).chunks
     assert set(chunks["file"]) == set(FILES) and len(chunks) == manifest["index"]["vectors"] > 100
     # The job's own progress lines, not Ray Data's per-operator bars, in the job's (non-interactive) log.
     assert re.search(r"ingest: indexing, 2/2 files read, [\d,]+ pages, [\d,]+ chunks embedded", output), output[-2000:]

@@ -22,8 +22,8 @@ from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig, load_settings
 from rag.filters import Filters
 from rag.search import Searcher
-from rag.store.files import CHUNK_COLUMNS, CHUNKS_FILE
-from rag.store.versions import LOCK, IndexBusy, IndexDir, current_manifest, open_index
+from rag.store.files import CHUNK_COLUMNS
+from rag.store.versions import LOCK, IndexBusy, current_manifest, open_index
 from tests.pdf_factory import bad_files, copy_docs, first_pages, not_files
 
 SEC_FILES = ["2023 Q3 AAPL.pdf", "2023 Q2 AAPL.pdf"]
@@ -76,7 +76,7 @@ def test_every_file_is_accounted_for(docs, first_run):
 
 def test_chunks_keep_file_page_and_offsets(docs, first_run):
     index_dir, _ = first_run
-    chunks = pd.read_parquet(IndexDir(index_dir).current().path / CHUNKS_FILE)
+    chunks = open_index(index_dir).chunks
     assert list(chunks.columns) == CHUNK_COLUMNS
     assert chunks["chunk_id"].is_unique
     pages = read_pdf_pages(docs[0] / "2023 Q3 AAPL.pdf", PdfConfig()).texts
@@ -114,12 +114,15 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
 
     again = run_ingest(folder, index_dir, settings)
     assert again.manifest.run.chunks_embedded == 0
+    assert again.manifest.segments == first_run[1].manifest.segments  # the same segment, by reference
     assert {e.status for e in again.manifest.files if e.file in SEC_FILES} == {"skipped_unchanged"}
     pd.testing.assert_frame_equal(open_index(index_dir).chunks, before)
 
     # "2023 Q2 AAPL.pdf" now holds another filing's content: its old chunks must go.
     first_pages(sec_docs / "2022 Q3 AAPL.pdf", folder / "2023 Q2 AAPL.pdf", PAGES)
     (folder / "2023 Q3 AAPL.pdf").unlink()
+    # Half of a two-file segment is masked out below: no merge until asked for, to see what is masked.
+    settings = load_settings(None, [*FAST, "index.max_deleted_share=1"])
     changed = run_ingest(folder, index_dir, settings)
     entries = changed.manifest.entries()
     assert entries["2023 Q2 AAPL.pdf"].status == "indexed"
@@ -130,11 +133,34 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     old_hash = before.loc[before["file"] == "2023 Q2 AAPL.pdf", "doc_hash"].unique()
     assert len(new_hash) == 1 and new_hash[0] != old_hash[0]
     assert changed.manifest.run.chunks_embedded == (chunks["file"] == "2023 Q2 AAPL.pdf").sum()
+    # The changed file is masked out of the first run's segment; only its new chunks were written, as a second one.
+    old, new = changed.manifest.segments
+    assert (old.name, old.deleted, new.deleted) == (again.manifest.segments[0].name, ["2023 Q2 AAPL.pdf"], [])
+    assert new.rows == changed.manifest.run.chunks_embedded
+
+    # A merge rewrites them as one, without what was masked out: dense search finds the same, with the same scores.
+    query = "iPhone net sales by category"
+    found = [(c.file, c.page, c.score) for c in Searcher.from_index_dir(index_dir, DENSE).search(query, 8).chunks]
+    assert rag_main(["index", "merge", "--index", str(index_dir)]) == 0
+    (merged,) = current_manifest(index_dir).segments
+    assert merged.rows == len(chunks) and not merged.deleted
+    pd.testing.assert_frame_equal(
+        open_index(index_dir).chunks.sort_values("chunk_id", ignore_index=True),
+        chunks.sort_values("chunk_id", ignore_index=True),
+    )
+    assert [
+        (c.file, c.page, c.score) for c in Searcher.from_index_dir(index_dir, DENSE).search(query, 8).chunks
+    ] == found
 
     pruned = run_ingest(folder, index_dir, settings, prune=True)
     assert pruned.plan.pruned == ["2023 Q3 AAPL.pdf"]
     assert "2023 Q3 AAPL.pdf" not in pruned.manifest.entries()
     assert set(open_index(index_dir).chunks["file"]) == {"2023 Q2 AAPL.pdf"}
+    assert [s.deleted for s in pruned.manifest.segments] == [["2023 Q3 AAPL.pdf"]]
+    # With the default bound (0.3), the next run merges what half of is masked out, though it has nothing to process.
+    merged = run_ingest(folder, index_dir, load_settings(None, FAST))
+    assert merged.manifest.run.files_processed == 0
+    assert [(s.rows, s.deleted) for s in merged.manifest.segments] == [(len(open_index(index_dir).chunks), [])]
 
 
 def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_path):

@@ -59,16 +59,17 @@ def test_a_selective_filter_still_returns_k(searcher, mode):
 def test_selector_inside_approximate_indexes(searcher):
     """HNSW and IVF search inside the selected rows and, where they find too few there, finish exactly."""
     store = searcher.store
+    (segment,) = store.segments.values()
     rows = np.flatnonzero((store.chunks["file"] == "2022 Q3 NVDA.pdf").to_numpy())
-    query = np.asarray(store.vectors[rows[3]], dtype=np.float32)
+    query = np.asarray(segment.vectors[rows[3]], dtype=np.float32)
     exact = store.search(query, 10, rows)
     for kind in ("hnsw", "ivf"):
-        approx, _ = build_index(np.asarray(store.vectors), IndexConfig(kind=kind, nlist=4, nprobe=1))
-        original, store.index = store.index, approx
+        approx, _ = build_index(np.asarray(segment.vectors), IndexConfig(kind=kind, nlist=4, nprobe=1))
+        original, segment.index = segment.index, approx
         try:
             hits = store.search(query, 10, rows)
         finally:
-            store.index = original
+            segment.index = original
         assert len(hits) == 10 and set(h.row for h in hits) <= set(rows.tolist())
         assert hits[0].row == exact[0].row == rows[3]
 
@@ -78,7 +79,8 @@ def test_ivfpq_compresses_and_still_finds(searcher):
     about the index's own, enough to train the quantizers)."""
     import faiss
 
-    base = np.asarray(searcher.store.vectors, dtype=np.float32)
+    (segment,) = searcher.store.segments.values()
+    base = np.asarray(segment.vectors, dtype=np.float32)
     rng = np.random.default_rng(0)
     vectors = base[rng.integers(0, len(base), 12_000)] + rng.normal(0, 0.02, (12_000, base.shape[1])).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -219,9 +221,10 @@ def test_a_filing_whose_company_was_read_wrong_is_still_found(ray_cluster, sec_d
 
 def test_bm25_is_stored_with_the_version_and_read_from_disk(searcher):
     """Written by the ingestion, memory-mapped by the reader: the same scores as a BM25 built from the chunks now."""
+    (segment,) = searcher.store.segments.values()
     stored = searcher.bm25()
-    assert isinstance(stored.model.scores["data"], np.memmap)
+    assert isinstance(segment.lexical().model.scores["data"], np.memmap)
     built = Bm25.build(search_texts(searcher.store.chunks))
     for query in (APPLE_Q3, "NVIDIA data center revenue", "the"):
         assert np.array_equal(stored.scores(query), built.scores(query))
-    assert "bm25/data.csc.index.npy" in searcher.store.manifest.stored
+    assert "bm25/data.csc.index.npy" in segment.info.stored

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -101,18 +102,24 @@ def _publish_broken(root, damage) -> str:
     """A copy of the current version, damaged by ``damage(staged_directory)``, published as the current one."""
     with IndexDir(root).writing() as writer, writer.staging() as staged:
         shutil.copytree(IndexDir(root).current().path, staged, dirs_exist_ok=True)
-        damage(staged)
+        damage(root, staged)
         return writer.publish(staged, keep=5)
 
 
-def _counts_disagree(staged) -> None:
+def _counts_disagree(root, staged) -> None:
     manifest = staged / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"vectors": ', '"vectors": 1', 1))
 
 
-def _cut_short(staged) -> None:
-    index = staged / "faiss.index"
-    index.write_bytes(index.read_bytes()[:100])
+def _cut_short(root, staged) -> None:
+    """The version's first segment copied to a new one whose FAISS index is cut short, listed in its place."""
+    manifest = json.loads((staged / "manifest.json").read_text())
+    segment = manifest["segments"][0]
+    copy = root / "segments" / f"{segment['name'][:7]}-cut"
+    shutil.copytree(root / "segments" / segment["name"], copy)
+    (copy / "faiss.index").write_bytes((copy / "faiss.index").read_bytes()[:100])
+    segment["name"] = copy.name
+    (staged / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_a_version_that_fails_its_checks_is_not_served(retriever, two_versions):

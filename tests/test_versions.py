@@ -17,19 +17,30 @@ import pytest
 from cli.main import main as rag_main
 from rag.config import IndexConfig
 from rag.store.errors import DamagedVersion, DiskFull
-from rag.store.files import CHUNK_COLUMNS, MANIFEST_FILE, EmbeddingInfo, IndexInfo, Manifest, RunStats
-from rag.store.files import write_version as write_files
+from rag.store.files import (
+    CHUNK_COLUMNS,
+    MANIFEST_FILE,
+    EmbeddingInfo,
+    IndexInfo,
+    Manifest,
+    RunStats,
+    write_json,
+    write_parts,
+)
 from rag.store.vectors import build_index
 from rag.store.versions import LOCK, IndexBusy, IndexDir, open_index
 
 
-def write_version(path, tag: str, n: int) -> None:
-    """A small complete index whose every chunk says which version it belongs to."""
+def _chunks(tag: str, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """``n`` chunks of one file, each saying which version it belongs to, and their vectors."""
     chunks = pd.DataFrame({c: [None] * n for c in CHUNK_COLUMNS})
     chunks["file"], chunks["page"], chunks["chunk_index"] = f"{tag}.pdf", 1, range(n)
     chunks["text"], chunks["header"] = tag, ""
-    vectors = np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
-    manifest = Manifest(
+    return chunks, np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
+
+
+def _manifest(tag: str, n: int, **more) -> Manifest:
+    return Manifest(
         created_at=tag,
         docs_dir="",
         fingerprint="",
@@ -38,14 +49,29 @@ def write_version(path, tag: str, n: int) -> None:
         index=IndexInfo(kind="flat", built_on="cpu", vectors=n),
         files=[],
         run=RunStats(seconds=0, files_processed=0, pages_processed=0, chunks_embedded=0, pages_per_s=0, chunks_per_s=0),
+        **more,
     )
-    write_files(path, build_index(vectors, IndexConfig())[0], chunks, vectors, manifest)
+
+
+def write_unsegmented(path, tag: str, n: int) -> None:
+    """A version as it was written before segments: its one segment's files in its own folder."""
+    chunks, vectors = _chunks(tag, n)
+    stored, lexical = write_parts(path, build_index(vectors, IndexConfig())[0], chunks, vectors)
+    write_json(path / MANIFEST_FILE, _manifest(tag, n, version=1, stored=stored, lexical=lexical))
+
+
+def segment_of(root, version: str):
+    """The folder of the one segment of ``version``."""
+    (ref,) = json.loads((root / "versions" / version / MANIFEST_FILE).read_text())["segments"]
+    return root / "segments" / ref["name"]
 
 
 def publish(root, tag: str, n: int, keep: int = 3) -> str:
-    with IndexDir(root).writing() as writer, writer.staging() as staged:
-        write_version(staged, tag, n)
-        return writer.publish(staged, keep)
+    """A version of one new segment of ``n`` chunks."""
+    chunks, vectors = _chunks(tag, n)
+    with IndexDir(root).writing() as writer:
+        segment = writer.add_segment(build_index(vectors, IndexConfig())[0], "cpu", "flat", chunks, vectors)
+        return writer.publish_manifest(_manifest(tag, n, segments=[segment.ref]), keep)
 
 
 def test_publish_points_to_the_new_version_and_keeps_a_few(tmp_path):
@@ -53,6 +79,7 @@ def test_publish_points_to_the_new_version_and_keeps_a_few(tmp_path):
     names = [publish(root, f"t{i}", 5 + i, keep=2) for i in range(4)]
     assert names == ["v000001", "v000002", "v000003", "v000004"]
     assert [(v.name, v.current) for v in IndexDir(root).versions()] == [("v000003", False), ("v000004", True)]
+    assert len(list((root / "segments").iterdir())) == 2  # the segments of the versions pruned went with them
     store = open_index(root)
     assert (store.version, len(store.chunks), set(store.chunks["text"])) == ("v000004", 8, {"t3"})
     assert not list(root.glob(".staging-*"))
@@ -85,8 +112,9 @@ def test_readers_see_one_version_whole_while_another_process_publishes(tmp_path)
             tags = set(store.chunks["text"])
             n = len(store.chunks)
             # One version's chunks, FAISS rows and manifest, never parts of two.
-            if len(tags) != 1 or store.index.ntotal != n or store.manifest.created_at not in tags:
-                errors.append(f"mixed: {tags}, {n} chunks, {store.index.ntotal} vectors")
+            vectors = sum(s.index.ntotal for s in store.segments.values())
+            if len(tags) != 1 or vectors != n or store.manifest.created_at not in tags:
+                errors.append(f"mixed: {tags}, {n} chunks, {vectors} vectors")
             seen.add(store.version)
 
     readers = [threading.Thread(target=read) for _ in range(3)]
@@ -132,7 +160,7 @@ def test_a_second_writer_is_refused_or_waits_and_a_killed_one_leaves_no_lock(tmp
 def test_an_unversioned_index_is_read_then_adopted(tmp_path):
     root = tmp_path / "index"
     root.mkdir()
-    write_version(root, "legacy", 4)
+    write_unsegmented(root, "legacy", 4)
     assert open_index(root).version == "v000000"
     assert publish(root, "new", 6) == "v000001"
     assert [v.name for v in IndexDir(root).versions()] == ["v000000", "v000001"]
@@ -163,17 +191,19 @@ def test_a_damaged_file_is_named_with_the_way_out_and_verify_finds_what_sizes_ca
     root = tmp_path / "index"
     publish(root, "good", 40)
     publish(root, "later", 50)
-    later = root / "versions" / "v000002"
+    later = segment_of(root, "v000002")
     (later / "faiss.index").write_bytes((later / "faiss.index").read_bytes()[:-7])  # a copy cut short
     with pytest.raises(
-        DamagedVersion, match=f"faiss.index holds .* bytes where .* were written.*rollback --index {root}"
+        DamagedVersion,
+        match=f"{later.name}/faiss.index holds .* bytes where .* were written.*segment {later.name}.*"
+        f"rollback --index {root}",
     ):
         open_index(root)
     assert rag_main(["search", "any question", "--index", str(root)]) == 2
-    assert "version v000002 is damaged" in capsys.readouterr().err  # one line, not FAISS's C++ assertion
+    assert f"segment {later.name} (with each version using it) is damaged" in capsys.readouterr().err  # not FAISS's
 
     assert rag_main(["index", "rollback", "--index", str(root)]) == 0
-    good = root / "versions" / "v000001" / "embeddings.npy"
+    good = segment_of(root, "v000001") / "embeddings.npy"
     flipped = bytearray(good.read_bytes())
     flipped[-1] ^= 0xFF  # one bit of one vector: the size is right, the data is not
     good.write_bytes(bytes(flipped))
@@ -211,8 +241,9 @@ def test_a_full_disk_is_one_sentence_and_the_current_version_stays(small_disk):
 
 def test_a_version_written_before_hashes_and_bm25_were_kept_is_still_read(tmp_path, capsys):
     root = tmp_path / "index"
-    publish(root, "older", 12)
-    version = root / "versions" / "v000001"
+    root.mkdir()
+    write_unsegmented(root, "older", 12)
+    version = root
     manifest = json.loads((version / MANIFEST_FILE).read_text())
     del manifest["stored"], manifest["lexical"]
     (version / MANIFEST_FILE).write_text(json.dumps(manifest))
@@ -226,7 +257,137 @@ def test_a_version_written_before_hashes_and_bm25_were_kept_is_still_read(tmp_pa
 def test_a_damaged_bm25_file_names_its_version_and_index(tmp_path):
     root = tmp_path / "index"
     publish(root, "words", 30)
-    data = root / "versions" / "v000001" / "bm25" / "data.csc.index.npy"
+    data = segment_of(root, "v000001") / "bm25" / "data.csc.index.npy"
     data.write_bytes(data.read_bytes()[:-4])
-    with pytest.raises(DamagedVersion, match=f"bm25/data.csc.index.npy holds .*version v000001 is damaged.*{root}`"):
+    with pytest.raises(DamagedVersion, match=f"bm25/data.csc.index.npy holds .*segment s000001-.* is damaged.*{root}`"):
         open_index(root)
+
+
+# ---- segments ------------------------------------------------------------------------------------------------------
+
+
+def _texts_chunks(files: dict[str, int], seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Chunks of several files with varied words (Zipf-distributed, as words are) and their vectors."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array([f"term{i}" for i in range(800)])
+    weights = 1 / np.arange(1, 801)
+    rows = [(f, i) for f, n in files.items() for i in range(n)]
+    chunks = pd.DataFrame({c: [None] * len(rows) for c in CHUNK_COLUMNS})
+    chunks["file"], chunks["chunk_index"], chunks["page"], chunks["header"] = (
+        [f for f, _ in rows],
+        [i for _, i in rows],
+        1,
+        "",
+    )
+    chunks["chunk_id"] = [f"{seed}:{f}:{i}" for f, i in rows]
+    chunks["text"] = [" ".join(rng.choice(vocab, int(rng.integers(20, 80)), p=weights / weights.sum())) for _ in rows]
+    vectors = rng.standard_normal((len(rows), 8)).astype(np.float32)
+    return chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _publish_segments(root, parts: list[tuple[pd.DataFrame, np.ndarray, list[str]]]) -> str:
+    """A version of one segment per part, each with the files listed masked out."""
+    with IndexDir(root).writing() as writer:
+        refs = []
+        for chunks, vectors, deleted in parts:
+            ref = writer.add_segment(build_index(vectors, IndexConfig())[0], "cpu", "flat", chunks, vectors).ref
+            rows = int((~chunks["file"].isin(deleted)).sum())
+            refs.append(ref.model_copy(update={"deleted": deleted, "rows": rows}))
+        return writer.publish_manifest(_manifest("segments", sum(r.rows for r in refs), segments=refs), keep=5)
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory):
+    """One index whose version is three segments, one file rewritten since the first (masked out of it), and another
+    whose version is the same live chunks as one segment."""
+    first, first_vectors = _texts_chunks({"a.pdf": 60, "b.pdf": 50, "c.pdf": 40}, seed=1)
+    second, second_vectors = _texts_chunks({"d.pdf": 70}, seed=2)
+    third, third_vectors = _texts_chunks({"b.pdf": 30}, seed=3)  # b.pdf changed: its new chunks
+    split = tmp_path_factory.mktemp("split") / "index"
+    _publish_segments(
+        split, [(first, first_vectors, ["b.pdf"]), (second, second_vectors, []), (third, third_vectors, [])]
+    )
+    live = first["file"] != "b.pdf"
+    whole = tmp_path_factory.mktemp("whole") / "index"
+    chunks = pd.concat([first[live], second, third], ignore_index=True)
+    _publish_segments(whole, [(chunks, np.concatenate([first_vectors[live], second_vectors, third_vectors]), [])])
+    return open_index(split), open_index(whole)
+
+
+def _by_id(store, hits) -> list[tuple[str, float]]:
+    return [(store.chunks.at[h.row, "chunk_id"], h.score) for h in hits]
+
+
+def test_a_version_of_segments_searches_as_one_without_what_is_masked_out(segmented):
+    split, whole = segmented
+    assert len(split.segments) == 3 and len(split.chunks) == len(whole.chunks) == 200
+    assert set(split.chunks["chunk_id"]) == set(whole.chunks["chunk_id"])  # b.pdf's old chunks are not there
+    for seed in range(5):
+        query = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+        # Exact (flat) segments: the same chunks with the same scores as one segment of the same chunks.
+        assert _by_id(split, split.search(query, 10)) == _by_id(whole, whole.search(query, 10))
+        # A filter's rows: only those, from whichever segments hold them.
+        rows = np.flatnonzero(split.chunks["file"].isin(["b.pdf", "c.pdf"]).to_numpy())
+        hits = split.search(query, 10, rows)
+        assert len(hits) == 10 and set(split.chunks["file"][[h.row for h in hits]]) <= {"b.pdf", "c.pdf"}
+        whole_rows = np.flatnonzero(whole.chunks["file"].isin(["b.pdf", "c.pdf"]).to_numpy())
+        assert _by_id(split, hits) == _by_id(whole, whole.search(query, 10, whole_rows))
+
+
+def test_bm25_scores_segments_as_one_collection(segmented):
+    split, whole = segmented
+    lexical_split, lexical_whole = split.lexical(), whole.lexical()
+    ids = split.chunks["chunk_id"].to_numpy()
+    order = pd.Series(range(len(whole.chunks)), index=whole.chunks["chunk_id"])[ids].to_numpy()
+    for query in ("term5 term300 term77", "term400 term401", "term1 term2 term650"):
+        mine, one = lexical_split.scores(query), lexical_whole.scores(query)[order]
+        assert mine.shape == (200,) and mine.max() > 0
+        # Document frequencies are the version's (b.pdf's masked chunks count until a merge, as in Lucene); lengths
+        # are weighed against each segment's own mean: close, not equal.
+        assert np.abs(mine - one).max() < 0.1 * one.max()
+        assert len(set(np.argsort(-mine)[:10]) & set(np.argsort(-one)[:10])) >= 8
+
+
+def test_reload_reuses_the_segments_it_has_open(segmented, tmp_path):
+    split, _ = segmented
+    root = split.root.parent.parent
+    again = open_index(root, reuse=split)
+    assert all(again.segments[p] is split.segments[p] for p in split.segments)
+
+
+def test_merges_rewrite_segments_as_one_and_runs_merge_past_their_bounds(segmented, capsys):
+    from rag.store.merging import due
+    from rag.store.segments import located
+
+    split, whole = segmented
+    root = split.root.parent.parent
+    segments = located(split.root, split.manifest)
+    assert due(segments, IndexConfig()) == [segments[0]]  # b.pdf: 50 of its 150 rows masked out, past 0.3
+    assert due(segments, IndexConfig(max_deleted_share=0.5)) == []
+    # Past the count: the smallest first, down to half the bound.
+    assert [s.ref.rows for s in due(segments, IndexConfig(max_segments=2, max_deleted_share=0.5))] == [30, 70, 100]
+
+    assert rag_main(["index", "merge", "--index", str(root)]) == 0
+    assert "3 segments) merged into v000002 (1)" in capsys.readouterr().out
+    merged = open_index(root)
+    assert [s.deleted for s in merged.manifest.segments] == [[]] and len(merged.chunks) == 200
+    query = np.random.default_rng(9).standard_normal(8).astype(np.float32)
+    assert _by_id(merged, merged.search(query, 10)) == _by_id(whole, whole.search(query, 10))
+    assert rag_main(["index", "merge", "--index", str(root)]) == 0
+    assert "nothing to merge" in capsys.readouterr().out
+    assert rag_main(["index", "rollback", "--index", str(root)]) == 0  # the segments of the version before stay
+    assert len(open_index(root).segments) == 3
+
+
+def test_a_version_written_before_segments_is_linked_in_as_one(tmp_path):
+    root = tmp_path / "index"
+    root.mkdir()
+    write_unsegmented(root, "old", 20)
+    with IndexDir(root).writing() as writer:
+        old = IndexDir(root).current()
+        (segment,) = writer.segments_of(old)
+        assert (segment.path / "faiss.index").stat().st_ino == (old.path / "faiss.index").stat().st_ino  # no copy
+        writer.publish_manifest(_manifest("old", 20, segments=[segment.ref]), keep=3)
+    store = open_index(root)
+    assert (store.version, len(store.chunks), set(store.chunks["text"])) == ("v000001", 20, {"old"})
+    assert rag_main(["index", "verify", "--index", str(root)]) == 0

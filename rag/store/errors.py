@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 VERSIONS = "versions"  # an index directory keeps its versions in this folder (rag.store.versions)
+SEGMENTS = "segments"  # and the segments they are made of in this one (rag.store.segments)
 
 
 class StoreError(Exception):
@@ -14,12 +15,17 @@ class StoreError(Exception):
 
 
 class DamagedVersion(StoreError):
-    """A version's file is missing, cut short or unreadable: the version is not opened."""
+    """A version's file (or one of its segments') is missing, cut short or unreadable: the version is not opened."""
 
     def __init__(self, version: Path, name: str, what: str):
-        """``version``: the version's folder; ``name``: the file, relative to it."""
-        versioned = version.parent.name == VERSIONS  # else an index written before versions: the folder itself
-        root, label = (version.parent.parent, f"version {version.name}") if versioned else (version, "the index")
+        """``version``: the folder of the version or of one of its segments; ``name``: the file, relative to it."""
+        kept = version.parent.name in (VERSIONS, SEGMENTS)  # else an index written before versions: the folder itself
+        root = version.parent.parent if kept else version
+        label = {
+            VERSIONS: f"version {version.name}",
+            SEGMENTS: f"segment {version.name} (with each version using it)",
+        }.get(version.parent.name)
+        label = label or "the index"
         super().__init__(
             f"{version / name} {what}, so {label} is damaged and is not opened: `rag index rollback --index {root}` "
             f"makes the version before it current, `rag index verify --index {root}` checks every version"

@@ -1,15 +1,18 @@
-"""The index's files: what one version holds on disk, and the only code that reads or writes them.
+"""The index's files: the manifest of a version, the files of a segment, and the only code that reads or writes them.
 
-A version directory (rag.store.versions keeps several and points to the current one) holds:
-    faiss.index      vectors, row i of the chunk store is FAISS id i
+A version (rag.store.versions keeps several and points to the current one) is its manifest.json: config, model and
+dimension, one entry per input file, the run's figures, and the segments it is made of (``Manifest.segments``), each
+with the files masked out of it since it was written. A segment (rag.store.segments) is a folder of:
+    faiss.index      vectors, row i of the segment's chunks is FAISS id i
     chunks.parquet   one row per chunk: chunk_id, file, page (1-based), chunk_index, text, char_start,
                      char_end, doc_hash, header (what is embedded before the text) and the file's
                      metadata (rag.doc_metadata.FIELDS)
-    embeddings.npy   the vectors again, float32, so an incremental run can rebuild the index
-                     without re-embedding what did not change
+    embeddings.npy   the vectors again, float32: exact re-scoring, and merges without re-embedding
     bm25/            the lexical index over the same texts (rag.store.lexical), memory-mapped when opened
-    manifest.json    config, model and dimension, one entry per input file, and the size and SHA-256 of each
-                     file above (``Manifest``)
+    segment.json     its rows, chunks per file, and the size and SHA-256 of each file above (``SegmentInfo``)
+
+A version written before segments (manifest "version": 1) holds one segment's files in its own folder, with their
+sizes and hashes in its manifest; it is read as it is.
 
 Written by ingestion, read by serving, eval and the CLI. faiss and bm25s are imported only by the functions that
 touch their files, so a process that reads manifests (the ingress, the collections registry) never loads them.
@@ -39,7 +42,9 @@ INDEX_FILE = "faiss.index"
 CHUNKS_FILE = "chunks.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
-INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)
+LEXICAL_DIR = "bm25"
+INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)  # of a version written before segments
+FORMAT = 2
 
 CHUNK_COLUMNS = [
     "chunk_id",
@@ -107,8 +112,16 @@ class StoredFile(BaseModel):
     sha256: str
 
 
+class SegmentRef(BaseModel):
+    """A segment as a version uses it: its folder's name under segments/, and what of it is live there."""
+
+    name: str
+    rows: int  # live: the segment's rows less those of ``deleted``
+    deleted: list[str] = []  # files masked out of it (changed or removed since it was written), until a merge
+
+
 class Manifest(BaseModel):
-    version: int = 1
+    version: int = FORMAT  # of the layout: 1 before segments
     created_at: str
     docs_dir: str
     fingerprint: str  # ingest.planning.fingerprint: what shaped the chunks and vectors
@@ -117,8 +130,14 @@ class Manifest(BaseModel):
     index: IndexInfo
     files: list[FileEntry]
     run: RunStats
-    stored: dict[str, StoredFile] = {}  # the version's other files; empty in versions written before they were kept
+    segments: list[SegmentRef] = []
+    # Layout 1 only, where the version's folder holds its one segment's files:
+    stored: dict[str, StoredFile] = {}  # their sizes and hashes; empty in versions written before they were kept
     lexical: int = 0  # rag.store.lexical.TERMS of the BM25 stored with it; 0: none (built when opened)
+
+    @property
+    def segmented(self) -> bool:
+        return self.version >= 2
 
     def entries(self) -> dict[str, FileEntry]:
         return {e.file: e for e in self.files}
@@ -136,33 +155,27 @@ def has_manifest(path: Path) -> bool:
 def read_manifest(path: Path) -> Manifest:
     if not has_manifest(path):
         raise FileNotFoundError(f"{path} is not an index directory: {MANIFEST_FILE} is missing")
-    return _reading(path, MANIFEST_FILE, lambda f: Manifest.model_validate_json(f.read_text()))
+    return reading(path, MANIFEST_FILE, lambda f: Manifest.model_validate_json(f.read_text()))
 
 
-def check_sizes(path: Path, manifest: Manifest) -> None:
-    """Every file the manifest lists is there at its size (cheap, done whenever a version is opened); DamagedVersion
-    names the first that is not."""
-    for name, stored in manifest.stored.items():
+def check_sizes(path: Path, stored: dict[str, StoredFile]) -> None:
+    """Every file listed is there at its size (cheap, done whenever a segment is opened); DamagedVersion names the
+    first that is not."""
+    for name, entry in stored.items():
         try:
             size = (path / name).stat().st_size
         except FileNotFoundError:
             raise DamagedVersion(path, name, "is missing") from None
-        if size != stored.bytes:
-            raise DamagedVersion(path, name, f"holds {size:,} bytes where {stored.bytes:,} were written")
+        if size != entry.bytes:
+            raise DamagedVersion(path, name, f"holds {size:,} bytes where {entry.bytes:,} were written")
 
 
-def verify(path: Path) -> Manifest:
-    """Every file of the version at ``path`` read whole against its SHA-256 (``rag index verify``); DamagedVersion
-    names the first that does not match. A version written before hashes were kept is read through instead."""
-    manifest = read_manifest(path)
-    check_sizes(path, manifest)
-    for name, stored in manifest.stored.items():
-        if _sha256(path / name) != stored.sha256:
+def check_hashes(path: Path, stored: dict[str, StoredFile]) -> None:
+    """Every file listed read whole against its SHA-256 (``rag index verify``)."""
+    check_sizes(path, stored)
+    for name, entry in stored.items():
+        if _sha256(path / name) != entry.sha256:
             raise DamagedVersion(path, name, "does not match the SHA-256 recorded when it was written")
-    if not manifest.stored:
-        for read in (read_chunks, read_vectors, read_faiss):
-            read(path)
-    return manifest
 
 
 def _sha256(file: Path) -> str:
@@ -173,7 +186,7 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def _reading(path: Path, name: str, read: Callable[[Path], T]) -> T:
+def reading(path: Path, name: str, read: Callable[[Path], T]) -> T:
     """``read`` of the version's file ``name``; its failure (a cut or garbled file: each library words it its own way)
     as DamagedVersion."""
     try:
@@ -190,7 +203,7 @@ def _first_line(err: Exception) -> str:
 
 
 def read_chunks(path: Path) -> pd.DataFrame:
-    chunks = _reading(path, CHUNKS_FILE, pd.read_parquet)
+    chunks = reading(path, CHUNKS_FILE, pd.read_parquet)
     for column in CHUNK_COLUMNS:  # an index written before metadata existed has none
         if column not in chunks:
             chunks[column] = "" if column == "header" else None
@@ -200,7 +213,7 @@ def read_chunks(path: Path) -> pd.DataFrame:
 def read_vectors(path: Path, mapped: bool = False) -> np.ndarray:
     """The stored embeddings; ``mapped``: memory-mapped, so a filtered search reads only its rows and a version pruned
     from disk while it is served stays readable."""
-    return _reading(path, EMBEDDINGS_FILE, lambda f: np.load(f, mmap_mode="r" if mapped else None))
+    return reading(path, EMBEDDINGS_FILE, lambda f: np.load(f, mmap_mode="r" if mapped else None))
 
 
 def search_texts(chunks: pd.DataFrame) -> list[str]:
@@ -208,27 +221,29 @@ def search_texts(chunks: pd.DataFrame) -> list[str]:
     return [with_header(str(h), str(t)) for h, t in zip(chunks["header"], chunks["text"], strict=True)]
 
 
-def read_lexical(path: Path, manifest: Manifest) -> Bm25 | None:
-    """The BM25 stored with the version, memory-mapped; None where it was stored without one, or with other terms."""
-    from rag.store.lexical import LEXICAL_DIR, TERMS, Bm25
+def read_lexical(path: Path, lexical: int, rows: int) -> Bm25 | None:
+    """The BM25 stored in ``path`` over its ``rows`` chunks, memory-mapped; None where it was stored without one
+    (``lexical`` 0), or with other terms."""
+    from rag.store.lexical import TERMS, Bm25
 
-    if manifest.lexical != TERMS:
+    if lexical != TERMS:
         return None
-    return _reading(path, LEXICAL_DIR, lambda d: Bm25.load(d, manifest.index.vectors))
+    return reading(path, LEXICAL_DIR, lambda d: Bm25.load(d, rows))
 
 
 def read_faiss(path: Path):
     import faiss
 
-    return _reading(path, INDEX_FILE, lambda f: faiss.read_index(str(f)))
+    return reading(path, INDEX_FILE, lambda f: faiss.read_index(str(f)))
 
 
-def write_version(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray, manifest: Manifest) -> Manifest:
-    """Every file of a version into the empty directory ``path``, the manifest last, with each other file's size and
-    SHA-256; returns that manifest. A full disk is DiskFull, and what was written of the version is removed."""
+def write_parts(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray) -> tuple[dict[str, StoredFile], int]:
+    """A segment's files into the empty directory ``path``; returns each one's size and SHA-256, and the
+    rag.store.lexical.TERMS of its BM25 (0: the chunks have no terms). A full disk is DiskFull, and what was written
+    is removed."""
     import faiss
 
-    from rag.store.lexical import LEXICAL_DIR, TERMS, Bm25
+    from rag.store.lexical import TERMS, Bm25
 
     try:
         faiss.write_index(index, str(path / INDEX_FILE))
@@ -239,20 +254,37 @@ def write_version(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray, 
         stored = {
             f.relative_to(path).as_posix(): StoredFile(bytes=f.stat().st_size, sha256=_sha256(f)) for f in written
         }
-        manifest = manifest.model_copy(update={"stored": stored, "lexical": lexical})
-        (path / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
     except (OSError, RuntimeError) as err:
-        # Each library words it its own way (numpy: "N requested and M written", with no errno), so a write that
-        # failed on a device left with next to nothing free is taken for a full one.
-        if getattr(err, "errno", None) == errno.ENOSPC or shutil.disk_usage(path).free < _NEARLY_FULL:
-            for part in path.iterdir():  # what fit is of no use: the space it takes is the user's again
-                if part.is_dir():
-                    shutil.rmtree(part)
-                else:
-                    part.unlink()
+        if _full(path, err):
+            _empty(path)  # what fit is of no use: the space it takes is the user's again
             raise DiskFull(path.parent, _size_of(chunks, vectors)) from None
         raise
-    return manifest
+    return stored, lexical
+
+
+def write_json(path: Path, model: BaseModel) -> None:
+    """A manifest or segment description, the last file of its folder written; a full disk is DiskFull."""
+    try:
+        path.write_text(json.dumps(model.model_dump(), indent=2) + "\n")
+    except OSError as err:
+        if _full(path.parent, err):
+            path.unlink(missing_ok=True)
+            raise DiskFull(path.parent, len(model.model_dump_json())) from None
+        raise
+
+
+def _full(path: Path, err: Exception) -> bool:
+    """Whether a write failed for want of space. Each library words it its own way (numpy: "N requested and M
+    written", with no errno), so a write that failed on a device left with next to nothing free is taken for it."""
+    return getattr(err, "errno", None) == errno.ENOSPC or shutil.disk_usage(path).free < _NEARLY_FULL
+
+
+def _empty(path: Path) -> None:
+    for part in path.iterdir():
+        if part.is_dir():
+            shutil.rmtree(part)
+        else:
+            part.unlink()
 
 
 def _size_of(chunks: pd.DataFrame, vectors: np.ndarray) -> int:

@@ -1,64 +1,118 @@
-"""One index version opened for reading: its vectors searched, its chunks and manifest read (rag.store.versions
-finds the current one)."""
+"""One index version opened for reading: its segments searched as one, its chunks and manifest read
+(rag.store.versions finds the current one)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 
 from rag.doc_metadata import FIELDS, with_header
-from rag.store.files import (
-    check_sizes,
-    read_chunks,
-    read_faiss,
-    read_lexical,
-    read_manifest,
-    read_vectors,
-    search_texts,
-)
-from rag.store.lexical import Bm25
+from rag.store.files import CHUNK_COLUMNS, read_manifest
+from rag.store.lexical import Lexical
+from rag.store.segments import Located, Segment, located
 from rag.store.vectors import search_params
 
 
 @dataclass
 class Hit:
-    row: int  # position in the chunk store
+    row: int  # position in the version's chunks
     score: float
+
+
+class _Part:
+    """A segment as one version sees it: its live rows (None: all of them) at ``offset`` in the version's rows."""
+
+    def __init__(self, segment: Segment, where: Located, offset: int):
+        self.segment, self.offset = segment, offset
+        self.live: np.ndarray | None = None
+        self._not_deleted = None
+        if where.ref.deleted:
+            self.live = np.flatnonzero(~segment.chunks["file"].isin(where.ref.deleted).to_numpy())
+            deleted = np.setdiff1d(np.arange(segment.info.rows), self.live).astype(np.int64)
+            # Kept with its inner selector: faiss does not hold a reference to it.
+            self._selectors = (faiss.IDSelectorBatch(deleted),)
+            self._not_deleted = faiss.IDSelectorNot(self._selectors[0])
+        self.rows = segment.info.rows if self.live is None else len(self.live)
+
+    def local(self, rows: np.ndarray) -> np.ndarray:
+        """The segment's rows among the version's ``rows``."""
+        mine = rows[(rows >= self.offset) & (rows < self.offset + self.rows)] - self.offset
+        return mine if self.live is None else self.live[mine]
+
+    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> list[Hit]:
+        """The k nearest among its live rows, or among ``rows`` of the version's rows.
+
+        A selection is applied inside FAISS (an ID selector), so it still returns k hits whenever k rows are
+        selected; approximate indexes (IVF, HNSW) that find fewer inside it are completed by an exact search over the
+        selected rows' stored vectors."""
+        selected = self.local(rows) if rows is not None else self.live
+        wanted = min(k, self.rows if selected is None else len(selected))
+        if wanted == 0:
+            return []
+        index = self.segment.index
+        if selected is not None and rows is not None:
+            params = search_params(index, faiss.IDSelectorBatch(selected.astype(np.int64)))
+        else:
+            params = None if self._not_deleted is None else search_params(index, self._not_deleted)
+        scores, ids = index.search(query, wanted, params=params)
+        found = [(int(r), float(s)) for r, s in zip(ids[0], scores[0], strict=True) if r >= 0]
+        if selected is not None and len(found) < wanted:
+            selected = np.sort(selected)
+            exact = np.asarray(self.segment.vectors[selected], dtype=np.float32) @ query[0]
+            found = [(int(selected[i]), float(exact[i])) for i in np.argsort(-exact)[:wanted]]
+        return [Hit(self._row(r), s) for r, s in found]
+
+    def _row(self, local: int) -> int:
+        return self.offset + (local if self.live is None else int(np.searchsorted(self.live, local)))
 
 
 class IndexStore:
     """One loaded index version (rag.store.versions.open_index finds the current one): search vectors, read chunks
-    and the manifest. Its three parts are checked against each other before it serves."""
+    and the manifest. Each segment's parts are checked against each other before it serves. ``reuse``: segments
+    already open (another version's ``segments``), by folder, taken as they are: a segment never changes."""
 
-    def __init__(self, root: str | Path, version: str = ""):
+    def __init__(self, root: str | Path, version: str = "", reuse: Mapping[Path, Segment] | None = None):
         self.root = Path(root)
         self.version = version
         self.manifest = read_manifest(self.root)
-        check_sizes(self.root, self.manifest)
-        self.chunks = read_chunks(self.root)
-        self.index = read_faiss(self.root)
-        counts = {"manifest": self.manifest.index.vectors, "faiss": self.index.ntotal, "chunks": len(self.chunks)}
-        if len(set(counts.values())) > 1:
-            raise ValueError(f"{self.root} is inconsistent, not serving it: {counts}")
+        self.segments: dict[Path, Segment] = {}
+        self._parts: list[_Part] = []
+        offset = 0
+        for where in located(self.root, self.manifest):
+            segment = (reuse or {}).get(where.path) or Segment(where.path, where.info)
+            self.segments[where.path] = segment
+            self._parts.append(_Part(segment, where, offset))
+            offset += self._parts[-1].rows
+        self.chunks = self._live_chunks()
+        if self.manifest.index.vectors != len(self.chunks):
+            raise ValueError(
+                f"{self.root} is inconsistent, not serving it: its manifest counts {self.manifest.index.vectors} "
+                f"chunks, its segments hold {len(self.chunks)}"
+            )
         # One row per file with its metadata: filters and question matching work on files, not chunks.
         self.files = self.chunks.drop_duplicates("file")[["file", *FIELDS]].reset_index(drop=True)
         self.files = self.files.astype(object).where(self.files.notna(), None)
         for column in ("fiscal_year", "fiscal_quarter"):  # Parquet stores a column with gaps as floats: 2018.0
             self.files[column] = [None if v is None else int(v) for v in self.files[column]]
-        # Mapped now, so a version pruned from disk while it is still being served stays readable.
-        self.vectors = read_vectors(self.root, mapped=True)
+
+    def _live_chunks(self) -> pd.DataFrame:
+        live = [p.segment.chunks if p.live is None else p.segment.chunks.iloc[p.live] for p in self._parts]
+        if len(live) == 1 and self._parts[0].live is None:
+            return live[0]
+        return pd.concat(live, ignore_index=True) if live else pd.DataFrame(columns=CHUNK_COLUMNS)
 
     def search_text(self, row: int) -> str:
         """What was embedded for a chunk: its header, then its text."""
         return with_header(str(self.chunks.at[row, "header"]), str(self.chunks.at[row, "text"]))
 
-    def lexical(self) -> Bm25:
-        """BM25 over the chunks: the one stored with the version, memory-mapped, or built now for a version stored
-        without one."""
-        return read_lexical(self.root, self.manifest) or Bm25.build(search_texts(self.chunks))
+    def lexical(self) -> Lexical:
+        """BM25 over the version's chunks, its segments' scored as one collection (rag.store.lexical.Lexical)."""
+        return Lexical([(p.segment.lexical(), p.live) for p in self._parts])
 
     @property
     def embedding_model(self) -> str:
@@ -66,20 +120,9 @@ class IndexStore:
 
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[Hit]:
         """The k nearest chunks to one query vector; ``rows``: only among these chunk rows (a filter's selection).
-
-        A selection is applied inside FAISS (an ID selector), so it still returns k hits whenever k rows
-        are selected; approximate indexes (IVF, HNSW) that find fewer inside it are completed by an
-        exact search over the selected rows' stored vectors.
-        """
+        Each segment gives its k nearest; the k best of them are the version's."""
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        wanted = min(k, self.index.ntotal if rows is None else len(rows))
-        if wanted == 0:
-            return []
-        params = None if rows is None else search_params(self.index, faiss.IDSelectorBatch(rows.astype(np.int64)))
-        scores, ids = self.index.search(query, wanted, params=params)
-        hits = [Hit(int(r), float(s)) for r, s in zip(ids[0], scores[0], strict=True) if r >= 0]
-        if rows is not None and len(hits) < wanted:
-            selected = np.sort(rows)
-            exact = np.asarray(self.vectors[selected], dtype=np.float32) @ query[0]
-            hits = [Hit(int(selected[i]), float(exact[i])) for i in np.argsort(-exact)[:wanted]]
-        return hits
+        hits = [hit for part in self._parts for hit in part.search(query, k, rows)]
+        if len(self._parts) > 1:
+            hits.sort(key=lambda h: -h.score)
+        return hits[:k]

@@ -24,30 +24,35 @@ def faiss_gpus() -> int:
     return get() if get else 0
 
 
+def kind_for(n: int, cfg: IndexConfig) -> str:
+    """The kind of index ``build_index`` makes of ``n`` vectors: the configured one, or a simpler one where too few
+    vectors train it."""
+    if cfg.kind in ("ivf", "ivfpq") and n // _MIN_POINTS_PER_CELL < 1:
+        return "flat"
+    return "ivf" if cfg.kind == "ivfpq" and n < _MIN_POINTS_FOR_PQ else cfg.kind
+
+
 def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
-    if cfg.kind == "hnsw":
+    kind = kind_for(n, cfg)
+    if kind != cfg.kind:
+        log.warning("only %d vectors: too few to train %s, building %s instead", n, cfg.kind, kind)
+    if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = cfg.hnsw_ef_search
         return index
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
     nlist = min(cfg.nlist, n // _MIN_POINTS_PER_CELL)
-    if cfg.kind in ("ivf", "ivfpq") and nlist >= 1:
-        quantizer = faiss.IndexFlatIP(dim)
-        ivf: faiss.IndexIVF
-        if cfg.kind == "ivfpq" and n >= _MIN_POINTS_FOR_PQ:
-            if dim % cfg.pq_m:
-                raise ValueError(f"index.pq_m {cfg.pq_m} must divide the embedding dimension {dim}")
-            ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        else:
-            if cfg.kind == "ivfpq":
-                log.warning(
-                    "only %d vectors: too few to train product quantizers, keeping whole vectors in the IVF cells", n
-                )
-            ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        ivf.nprobe = min(cfg.nprobe, nlist)
-        return ivf
-    if cfg.kind != "flat":
-        log.warning("only %d vectors: too few to train IVF cells, building an exact index instead", n)
-    return faiss.IndexFlatIP(dim)
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf: faiss.IndexIVF
+    if kind == "ivfpq":
+        if dim % cfg.pq_m:
+            raise ValueError(f"index.pq_m {cfg.pq_m} must divide the embedding dimension {dim}")
+        ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+    else:
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.nprobe = min(cfg.nprobe, nlist)
+    return ivf
 
 
 def build_index(vectors: np.ndarray, cfg: IndexConfig) -> tuple[faiss.Index, str]:
@@ -65,6 +70,16 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig) -> tuple[faiss.Index, str
     if on_gpu:
         index = faiss.index_gpu_to_cpu(index)
     return index, "gpu" if on_gpu else "cpu"
+
+
+def kind_of(index: faiss.Index) -> str:
+    """The rag.config.IndexConfig.kind of an index built by ``build_index`` (flat where too few vectors for the one
+    configured)."""
+    if isinstance(index, faiss.IndexHNSW):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "ivfpq"
+    return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
 
 
 def search_params(index: faiss.Index, selector) -> faiss.SearchParameters:

@@ -2,15 +2,16 @@
 
     INDEX_DIR/
       CURRENT              the current version's name; replaced whole (os.replace), never absent once written
-      versions/v000007/    one complete index (rag.store.files: faiss.index, chunks.parquet, embeddings.npy,
-      manifest.json)
-      .lock                held by the one writer (an ingestion, a rollback) for as long as it writes
-      .staging-*/          a version being written; a writer that died left it, the next writer removes it
+      versions/v000007/    one version: its manifest.json, which lists its segments (rag.store.files)
+      segments/s000012-*/  one immutable segment (rag.store.segments), shared by the versions that list it
+      .lock                held by the one writer (an ingestion, a merge, a rollback) for as long as it writes
+      .staging-*/          a segment or version being written; a writer that died left it, the next one removes it
 
 A reader resolves CURRENT once and opens that version as a whole, so it never sees a mix of two runs;
-a writer builds a new version beside the others and then flips CURRENT. An index written before
-versions existed (the four files at the top level) is read as it is and becomes version v000000 on
-the next write.
+a writer adds segments, then a version listing them beside the others, and then flips CURRENT. A segment no kept
+version lists is removed with the last version that did. An index written before versions existed (the four files
+at the top level) is read as it is and becomes version v000000 on the next write; a version written before segments
+holds its one segment's files itself, and they are linked into segments/ when a run builds on it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.locks import LockBusy, exclusive
-from rag.store.errors import VERSIONS
-from rag.store.files import INDEX_FILES, Manifest, has_manifest, read_manifest
+from rag.store.errors import SEGMENTS, VERSIONS
+from rag.store.files import (
+    INDEX_FILES,
+    LEXICAL_DIR,
+    MANIFEST_FILE,
+    Manifest,
+    SegmentRef,
+    has_manifest,
+    read_manifest,
+    write_json,
+)
+from rag.store.segments import Located, SegmentInfo, adopt, located, new_segment_name, segment_dir, write_segment
 
 if TYPE_CHECKING:
     from rag.store.reader import IndexStore
@@ -124,6 +135,35 @@ class Writer:
             shutil.rmtree(path, ignore_errors=True)
             raise
 
+    def add_segment(self, index, built_on: str, kind: str, chunks, vectors) -> Located:
+        """A new segment of ``chunks`` and their ``vectors`` (in FAISS ``index``), complete on disk before it is
+        named; no version lists it yet."""
+        with self.staging() as staged:
+            info = write_segment(staged, index, built_on, kind, chunks, vectors)
+            return self._name(staged, info)
+
+    def segments_of(self, version: Version) -> list[Located]:
+        """The segments of ``version``; one written before segments has its files linked in as one now."""
+        manifest = read_manifest(version.path)
+        if manifest.segmented:
+            return located(version.path, manifest)
+        if not manifest.index.vectors:
+            return []
+        with self.staging() as staged:
+            return [self._name(staged, adopt(version.path, manifest, staged))]
+
+    def _name(self, staged: Path, info: SegmentInfo) -> Located:
+        (self.root / SEGMENTS).mkdir(exist_ok=True)
+        name = new_segment_name(self.root)
+        staged.rename(segment_dir(self.root, name))
+        return Located(SegmentRef(name=name, rows=info.rows), segment_dir(self.root, name), info)
+
+    def publish_manifest(self, manifest: Manifest, keep: int) -> str:
+        """A version of ``manifest`` (its segments already written), made current; see ``publish``."""
+        with self.staging() as staged:
+            write_json(staged / MANIFEST_FILE, manifest)
+            return self.publish(staged, keep)
+
     def publish(self, staged: Path, keep: int) -> str:
         """Make ``staged`` the next version and the current one; keep the newest ``keep`` versions (and the current)."""
         self._adopt_legacy()
@@ -144,11 +184,16 @@ class Writer:
         tmp.replace(self.root / POINTER)  # atomic: a reader sees the old name or the new one
 
     def prune(self, keep: int) -> None:
+        """Versions past the newest ``keep`` (never the current one), then the segments no version left lists."""
         current = self.index.current_name()
         found = sorted(p for p in (self.root / VERSIONS).glob("v*") if p.is_dir())
         for old in found[:-keep] if keep else found:
             if old.name != current:
                 shutil.rmtree(old, ignore_errors=True)
+        listed = {ref.name for v in self.index.versions() for ref in read_manifest(v.path).segments}
+        for segment in (self.root / SEGMENTS).glob("*"):
+            if segment.name not in listed:
+                shutil.rmtree(segment, ignore_errors=True)
 
     def _adopt_legacy(self) -> None:
         """An unversioned index becomes v000000: linked in, pointed to, and only then removed from the top level,
@@ -156,25 +201,28 @@ class Writer:
         if (self.root / POINTER).exists() or not has_manifest(self.root):
             return
         target = self.root / VERSIONS / _LEGACY
-        target.mkdir(parents=True, exist_ok=True)
-        for name in INDEX_FILES:
+        names = [*INDEX_FILES, *read_manifest(self.root).stored]  # the stored ones include bm25/'s
+        for name in names:
             if (self.root / name).exists() and not (target / name).exists():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
                 os.link(self.root / name, target / name)
         self.point_to(_LEGACY)
-        for name in INDEX_FILES:
+        for name in names:
             (self.root / name).unlink(missing_ok=True)
+        shutil.rmtree(self.root / LEXICAL_DIR, ignore_errors=True)
 
 
-def open_index(root: str | Path) -> IndexStore:
-    """The current version of the index at ``root``, loaded and checked. A version pruned between reading the pointer
-    and opening it (several versions published in that moment) is followed to the new current one."""
+def open_index(root: str | Path, reuse: IndexStore | None = None) -> IndexStore:
+    """The current version of the index at ``root``, loaded and checked; ``reuse``: a version already open, whose
+    segments the new one shares are taken from it rather than read again. A version pruned between reading the
+    pointer and opening it (several versions published in that moment) is followed to the new current one."""
     from rag.store.reader import IndexStore
 
     index = IndexDir(root)
     while True:
         version = index.current()
         try:
-            return IndexStore(version.path, version.name)
+            return IndexStore(version.path, version.name, reuse.segments if reuse else None)
         except Exception:
             if index.current_name() == version.name and version.path.exists():
                 raise  # no race: this version itself cannot be read

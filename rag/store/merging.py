@@ -1,0 +1,92 @@
+"""Merges: segments rewritten as one, without what was masked out of them. A run merges when it leaves more segments
+than ``index.max_segments`` (the smallest are merged), a segment with more than ``index.max_deleted_share`` of its
+chunks masked out, or one of another kind of index than ``index.kind`` now makes; ``rag index merge`` merges all."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rag.clock import utc_now
+from rag.config import IndexConfig
+from rag.store.files import CHUNK_COLUMNS, FORMAT, RunStats, read_chunks, read_manifest, read_vectors
+from rag.store.segments import Located
+from rag.store.vectors import build_index, kind_for, kind_of
+from rag.store.versions import IndexDir, Writer
+
+log = logging.getLogger(__name__)
+
+
+def due(segments: list[Located], cfg: IndexConfig) -> list[Located]:
+    """The segments a run should merge (none, or at least one that has chunks masked out, or two)."""
+    chosen = [s for s in segments if _stale(s, cfg)]
+    if len(segments) - len(chosen) + (1 if chosen else 0) > cfg.max_segments:
+        # The smallest first, down to half the bound: each chunk is then rewritten a logarithmic number of times, as
+        # in Lucene's tiered merges, and the runs that follow do not merge again at once.
+        rest = sorted((s for s in segments if s not in chosen), key=lambda s: s.ref.rows)
+        while rest and len(segments) - len(chosen) + 1 > max(1, cfg.max_segments // 2):
+            chosen.append(rest.pop(0))
+    return chosen  # never one segment alone that is not stale: the count's rule takes two at least
+
+
+def _stale(segment: Located, cfg: IndexConfig) -> bool:
+    """Rewritten even alone: too much of it masked out, or of another kind of index than the configured one makes of
+    its rows (index.kind changed)."""
+    masked = segment.deleted_rows > cfg.max_deleted_share * segment.info.rows
+    return masked or segment.info.kind != kind_for(segment.ref.rows, cfg)
+
+
+def merge(writer: Writer, segments: list[Located], chosen: list[Located], cfg: IndexConfig) -> list[Located]:
+    """``segments`` with ``chosen`` replaced by one new segment of their live chunks, in (file, page, chunk) order as a
+    full run writes them, where the first of them was."""
+    if not chosen:
+        return segments
+    parts, vectors = [], []
+    for segment in chosen:
+        chunks = read_chunks(segment.path)
+        live = ~chunks["file"].isin(segment.ref.deleted).to_numpy()
+        parts.append(chunks[live])
+        vectors.append(np.asarray(read_vectors(segment.path, mapped=True)[live], dtype=np.float32))
+    chunks = pd.concat(parts, ignore_index=True)[CHUNK_COLUMNS]
+    if not len(chunks):
+        return [s for s in segments if s not in chosen]
+    order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
+    chunks, merged_vectors = (
+        chunks.iloc[order].reset_index(drop=True),
+        np.ascontiguousarray(np.concatenate(vectors)[order]),
+    )
+    log.info("merging %d segments (%d chunks live)", len(chosen), len(chunks))
+    index, built_on = build_index(merged_vectors, cfg)
+    merged = writer.add_segment(index, built_on, kind_of(index), chunks, merged_vectors)
+    first = min(segments.index(s) for s in chosen)
+    return (
+        [s for s in segments[:first] if s not in chosen] + [merged] + [s for s in segments[first:] if s not in chosen]
+    )
+
+
+def merge_all(root: Path, cfg: IndexConfig, wait_s: float | None = 0) -> tuple[str, str | None, int, int]:
+    """``rag index merge``: the current version's segments rewritten as one, published as a new version. Returns the
+    version merged, the new one (None: nothing to merge) and the segments before and after."""
+    started = time.perf_counter()
+    with IndexDir(root).writing(wait_s, purpose="a merge") as writer:
+        version = writer.index.current()
+        manifest = read_manifest(version.path)
+        segments = writer.segments_of(version)
+        if len(segments) < 2 and not any(s.ref.deleted for s in segments) and manifest.segmented:
+            return version.name, None, len(segments), len(segments)
+        merged = merge(writer, segments, segments, cfg)
+        run = RunStats(
+            seconds=round(time.perf_counter() - started, 2),
+            files_processed=0,
+            pages_processed=0,
+            chunks_embedded=0,
+            pages_per_s=0,
+            chunks_per_s=0,
+        )
+        update = {"created_at": utc_now(), "version": FORMAT, "segments": [s.ref for s in merged], "run": run}
+        published = writer.publish_manifest(manifest.model_copy(update=update), cfg.keep_versions)
+    return version.name, published, len(segments), len(merged)

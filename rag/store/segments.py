@@ -1,0 +1,167 @@
+"""Segments: the immutable parts a version is made of. A run writes one for the files it processed; the files it kept
+stay in their segments by reference; a file changed or removed is masked out of its old segment (``SegmentRef.deleted``)
+until a merge (rag.store.merging) rewrites what is left of it.
+
+    INDEX_DIR/segments/s000004-3f9a1c2e/   faiss.index, chunks.parquet, embeddings.npy, bm25/ (rag.store.files)
+                                           and segment.json, written last: a folder without it is unfinished
+
+A name is never used twice (its suffix is random), so a reader that has a segment open by name has the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from rag.store.errors import SEGMENTS, DamagedVersion
+from rag.store.files import (
+    FileEntry,
+    Manifest,
+    SegmentRef,
+    StoredFile,
+    check_hashes,
+    check_sizes,
+    read_chunks,
+    read_faiss,
+    read_lexical,
+    read_manifest,
+    read_vectors,
+    reading,
+    search_texts,
+    write_json,
+    write_parts,
+)
+
+if TYPE_CHECKING:  # bm25s is loaded by what searches, not by what only reads manifests
+    from rag.store.lexical import Bm25
+
+SEGMENT_FILE = "segment.json"
+
+
+class SegmentInfo(BaseModel):
+    rows: int
+    files: dict[str, int]  # file -> its chunks here
+    kind: str  # the FAISS index's (rag.config.IndexConfig.kind, or flat where too few vectors for it)
+    built_on: str
+    stored: dict[str, StoredFile]
+    lexical: int  # rag.store.lexical.TERMS of its BM25; 0: none
+
+
+@dataclass(frozen=True)
+class Located:
+    """A segment a version uses: where its files are, what it holds, what of it the version masks out."""
+
+    ref: SegmentRef
+    path: Path
+    info: SegmentInfo
+
+    @property
+    def deleted_rows(self) -> int:
+        return sum(self.info.files.get(f, 0) for f in self.ref.deleted)
+
+
+def segment_dir(index_root: Path, name: str) -> Path:
+    return index_root / SEGMENTS / name
+
+
+def new_segment_name(index_root: Path) -> str:
+    taken = [int(p.name[1:7]) for p in (index_root / SEGMENTS).glob("s*") if p.name[1:7].isdigit()]
+    return f"s{max(taken, default=0) + 1:06d}-{secrets.token_hex(4)}"
+
+
+def read_info(path: Path) -> SegmentInfo:
+    return reading(path, SEGMENT_FILE, lambda f: SegmentInfo.model_validate_json(f.read_text()))
+
+
+def located(version_path: Path, manifest: Manifest) -> list[Located]:
+    """The segments of the version at ``version_path``. One written before segments is its own single segment."""
+    if manifest.segmented:
+        root = version_path.parent.parent
+        return [
+            Located(ref, segment_dir(root, ref.name), read_info(segment_dir(root, ref.name)))
+            for ref in manifest.segments
+        ]
+    info = SegmentInfo(
+        rows=manifest.index.vectors,
+        files=_chunks_per_file(manifest.files),
+        kind=manifest.index.kind,
+        built_on=manifest.index.built_on,
+        stored=manifest.stored,
+        lexical=manifest.lexical,
+    )
+    return [Located(SegmentRef(name="", rows=manifest.index.vectors), version_path, info)]
+
+
+def _chunks_per_file(entries: list[FileEntry]) -> dict[str, int]:
+    return {e.file: e.chunks for e in entries if e.status != "failed" and e.chunks}
+
+
+def write_segment(
+    path: Path, index, built_on: str, kind: str, chunks: pd.DataFrame, vectors: np.ndarray
+) -> SegmentInfo:
+    """A segment's files into the empty directory ``path``, its segment.json last."""
+    stored, lexical = write_parts(path, index, chunks, vectors)
+    files = {str(f): int(n) for f, n in chunks["file"].value_counts().sort_index().items()}
+    info = SegmentInfo(rows=len(chunks), files=files, kind=kind, built_on=built_on, stored=stored, lexical=lexical)
+    write_json(path / SEGMENT_FILE, info)
+    return info
+
+
+def adopt(version_path: Path, manifest: Manifest, target: Path) -> SegmentInfo:
+    """The files of a version written before segments linked into the empty directory ``target`` as a segment: an
+    old index becomes segmented on its next write without copying a byte."""
+    (segment,) = located(version_path, manifest)
+    for name in segment.info.stored or {}:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        os.link(version_path / name, target / name)
+    if not segment.info.stored:  # written before sizes were kept: the three files it had, described now
+        for name in ("faiss.index", "chunks.parquet", "embeddings.npy"):
+            os.link(version_path / name, target / name)
+    write_json(target / SEGMENT_FILE, segment.info)
+    return segment.info
+
+
+def verify(version_path: Path) -> tuple[Manifest, int]:
+    """Every file of the version at ``version_path`` read whole against its SHA-256 (``rag index verify``), its
+    manifest and the bytes checked returned; DamagedVersion names the first that does not match. Files written
+    before hashes were kept are read through instead."""
+    manifest = read_manifest(version_path)
+    checked = 0
+    for segment in located(version_path, manifest):
+        check_hashes(segment.path, segment.info.stored)
+        checked += sum(f.bytes for f in segment.info.stored.values())
+        if not segment.info.stored:
+            Segment(segment.path, segment.info)
+    return manifest, checked
+
+
+class Segment:
+    """One segment opened for reading: its chunks in memory, its FAISS index read, its vectors memory-mapped (so a
+    segment removed from disk while it is served stays readable) and its BM25 mapped when first asked for."""
+
+    def __init__(self, path: Path, info: SegmentInfo):
+        self.path, self.info = path, info
+        check_sizes(path, info.stored)
+        self.chunks = read_chunks(path)
+        self.index = read_faiss(path)
+        self.vectors = read_vectors(path, mapped=True)
+        counts = {"segment": info.rows, "faiss": self.index.ntotal, "chunks": len(self.chunks)}
+        if len(set(counts.values())) > 1:
+            raise DamagedVersion(path, "", f"holds counts that disagree ({counts})")
+        self._lexical: Bm25 | None = None
+
+    def lexical(self) -> Bm25:
+        """Its BM25: the one stored with it, memory-mapped, or built now where it was stored without one."""
+        from rag.store.lexical import Bm25
+
+        if self._lexical is None:
+            stored = read_lexical(self.path, self.info.lexical, self.info.rows)
+            self._lexical = stored or Bm25.build(search_texts(self.chunks))
+        return self._lexical
