@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-import pandas as pd
 
 from ingest.cluster import (
     ClusterShrank,
@@ -32,11 +32,9 @@ from ingest.planning import Plan, SourceFile, discover, fingerprint, plan_run, u
 from ingest.progress import Progress, ProgressPoller, start_counter
 from rag.clock import utc_now
 from rag.config import Settings
-from rag.doc_metadata import FIELDS
 from rag.ray_runtime import ensure_ray, own_message
 from rag.store.errors import SEGMENTS, VERSIONS
 from rag.store.files import (
-    CHUNK_COLUMNS,
     EmbeddingInfo,
     EmbedWorker,
     FileEntry,
@@ -49,7 +47,6 @@ from rag.store.files import (
 )
 from rag.store.merging import due, merge
 from rag.store.segments import Located
-from rag.store.vectors import build_index, kind_of
 from rag.store.versions import IndexDir, NoIndex, Writer
 
 log = logging.getLogger(__name__)
@@ -68,8 +65,9 @@ class IngestError(Exception):
 
 @dataclass
 class PipelineOutput:
-    chunks: pd.DataFrame
-    vectors: np.ndarray | None  # None when no chunk was embedded
+    segments: set[str] = field(default_factory=set)  # folders the run's tasks wrote in its staging folder
+    chunks: Counter[str] = field(default_factory=Counter)  # file -> chunks embedded
+    dim: int | None = None  # the vectors', once one was embedded
     pages: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
@@ -127,10 +125,12 @@ def run_pipeline(
     files: list[SourceFile],
     settings: Settings,
     sidecar: dict[str, dict],
+    staging: Path,
     progress: Callable[[Progress], None] | None = None,
 ) -> PipelineOutput:
-    """The pipeline's output over ``files``. A cluster that loses nodes mid-run gets the run again with a pool
-    fitted to what is left (up to MAX_ATTEMPTS); a run that cannot fit or stalls ends in IngestError."""
+    """The pipeline's output over ``files``, its segments written into the folder ``staging``. A cluster that loses
+    nodes mid-run gets the run again with a pool fitted to what is left (up to MAX_ATTEMPTS); a run that cannot fit
+    or stalls ends in IngestError."""
     ensure_ray(settings.ray)  # first: it sets up Ray Data's logging, read when Ray Data is imported
     from ray.data.exceptions import ExecutionTimeoutError
 
@@ -143,7 +143,7 @@ def run_pipeline(
     attempt = 1
     while True:
         try:
-            return _run_once(files, settings, sidecar, progress)
+            return _run_once(files, settings, sidecar, staging, progress)
         except ClusterShrank as err:
             if attempt == MAX_ATTEMPTS:
                 raise IngestError(
@@ -170,15 +170,19 @@ def run_pipeline(
 
 
 def _run_once(
-    files: list[SourceFile], settings: Settings, sidecar: dict[str, dict], progress: Callable[[Progress], None] | None
+    files: list[SourceFile],
+    settings: Settings,
+    sidecar: dict[str, dict],
+    staging: Path,
+    progress: Callable[[Progress], None] | None,
 ) -> PipelineOutput:
+    """One run of the pipeline; what a run before it that failed wrote stays unnamed in ``staging``, and goes with
+    it."""
     import ray
 
     from ingest.pipeline import build_dataset
 
-    columns: dict[str, list] = {c: [] for c in CHUNK_COLUMNS}
-    vectors: list[np.ndarray] = []
-    out = PipelineOutput(pd.DataFrame(), None)
+    out = PipelineOutput()
     pool = settings.ingest.embed
     log.info(
         "running the pipeline over %d files: %d embedding actors x %g CPUs%s",
@@ -188,12 +192,12 @@ def _run_once(
         f", at most {settings.ingest.max_cpus:g} CPUs in all" if settings.ingest.max_cpus else "",
     )
     counter = start_counter()
-    dataset = build_dataset(files, settings, sidecar, counter)
+    dataset = build_dataset(files, settings, sidecar, counter, str(staging.resolve()))
     poller = ProgressPoller(counter, len(files), sum(f.size_bytes for f in files), progress or (lambda _: None))
     with RunWatch(dataset, settings) as watch, poller:
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                _collect(cast(dict[str, np.ndarray], batch), out, columns, vectors)  # batch_format="numpy"
+                _collect(cast(dict[str, np.ndarray], batch), out)  # batch_format="numpy"
         except Exception as err:
             # Tasks lost with a node can fail the execution before the watch sees the node go: the same case.
             watch.raise_if_stopped()
@@ -210,54 +214,33 @@ def _run_once(
         finally:
             ray.kill(counter)
     watch.raise_if_stopped()  # a stopped execution ends the loop early, without an error
-    out.chunks = pd.DataFrame(columns)
     if progress:
-        progress(Progress(len(files), "indexing", len(out.pages), sum(out.pages.values()), len(columns["text"])))
-    if len(out.chunks):
-        out.vectors = np.concatenate(vectors).astype(np.float32)
+        progress(Progress(len(files), "indexing", len(out.pages), sum(out.pages.values()), out.chunks.total()))
     return out
 
 
-def _collect(batch: dict[str, np.ndarray], out: PipelineOutput, columns: dict[str, list], vectors: list) -> None:
-    """One batch of pipeline rows into ``out`` (pages, failures, notes, metadata, workers), ``columns`` and
-    ``vectors``."""
-    for file, n_pages, note, meta, ocr in zip(
-        batch["file"], batch["n_pages"], batch["note"], batch["metadata"], batch["ocr"], strict=True
+def _collect(batch: dict[str, np.ndarray], out: PipelineOutput) -> None:
+    """One batch of the pipeline's rows (one per file and segment, ingest.pipeline.to_segment) into ``out``."""
+    columns = ("file", "n_pages", "note", "error", "metadata", "ocr", "chunks", "workers", "segment", "dim")
+    for file, n_pages, note, error, meta, ocr, chunks, workers, segment, dim in zip(
+        *(batch[c] for c in columns), strict=True
     ):
         out.pages[file] = int(n_pages)
         if note:
             out.notes[file] = note
+        if error:
+            out.failures[file] = error
         if file not in out.metadata:
             out.metadata[file] = {k: v for k, v in json.loads(meta).items() if v is not None}
             out.ocr[file] = json.loads(ocr)
-    for file, error in zip(batch["file"], batch["error"], strict=True):
-        if error:
-            out.failures[file] = error
-    ok = batch["chunk_index"] >= 0
-    for worker, device, seconds in zip(
-        batch["worker"][ok], batch["device"][ok], batch["embed_seconds"][ok], strict=True
-    ):
-        out.workers[(worker, device)] += 1
-        out.busy[(worker, device)] += float(seconds)
-    batch["chunk_id"] = np.array(
-        [f"{h[:16]}:{p}:{c}" for h, p, c in zip(batch["doc_hash"], batch["page"], batch["chunk_index"], strict=True)]
-    )
-    for column in CHUNK_COLUMNS:
-        if column not in FIELDS:
-            columns[column].extend(batch[column][ok].tolist())
-    for file in batch["file"][ok]:
-        for name in FIELDS:
-            columns[name].append(out.metadata[file].get(name))
-    vectors.append(batch["embedding"][ok])
-
-
-def _ordered(new: PipelineOutput, dim: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The run's chunks and vectors in (file, page, chunk) order, as a segment holds them."""
-    if new.vectors is None:
-        return new.chunks.reindex(columns=CHUNK_COLUMNS), np.zeros((0, dim), dtype=np.float32)
-    chunks = new.chunks
-    order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
-    return chunks.iloc[order].reset_index(drop=True)[CHUNK_COLUMNS], np.ascontiguousarray(new.vectors[order])
+        out.chunks[file] += int(chunks)
+        for key, (n, seconds) in json.loads(workers).items():
+            worker, device = key.split("|", 1)
+            out.workers[(worker, device)] += n
+            out.busy[(worker, device)] += seconds
+        if segment:
+            out.segments.add(segment)
+            out.dim = int(dim)
 
 
 def _carried(previous: Previous | None, keep_files: set[str]) -> list[Located]:
@@ -274,7 +257,7 @@ def _carried(previous: Previous | None, keep_files: set[str]) -> list[Located]:
 
 
 def _entries(plan: Plan, previous: Previous | None, new: PipelineOutput) -> list[FileEntry]:
-    per_file = new.chunks["file"].value_counts().to_dict() if len(new.chunks) else {}
+    per_file = new.chunks
     old = previous.manifest.entries() if previous else {}
     entries = []
     for src in plan.to_process:
@@ -351,20 +334,18 @@ def run_ingest(
             len(plan.missing) + len(plan.pruned),
             "pruned" if prune else "kept",
         )
-        new = (
-            run_pipeline(plan.to_process, settings, sidecar, progress)
-            if plan.to_process
-            else PipelineOutput(pd.DataFrame(columns=CHUNK_COLUMNS), None)
-        )
-        dim = new.vectors.shape[1] if new.vectors is not None else _embedding_dim(settings, previous, fp)
         segments = _carried(previous, {s.file for s in plan.unchanged} | set(plan.missing))
-        chunks, vectors = _ordered(new, dim)
-        if len(chunks):
-            index, built_on = build_index(vectors, settings.index)
-            segments.append(writer.add_segment(index, built_on, kind_of(index), chunks, vectors))
+        new = PipelineOutput()
+        with writer.staging() as staging:
+            if plan.to_process:
+                new = run_pipeline(plan.to_process, settings, sidecar, staging, progress)
+            segments += [writer.take(staging / name) for name in sorted(new.segments)]
+        shutil.rmtree(staging, ignore_errors=True)  # what a pipeline run that failed and was run again wrote
+        dim = new.dim or _embedding_dim(settings, previous, fp)
         merging = due(segments, settings.index)
         if merging and progress:
-            progress(Progress(len(plan.to_process), "merging", len(new.pages), sum(new.pages.values()), len(chunks)))
+            embedded = new.chunks.total()
+            progress(Progress(len(plan.to_process), "merging", len(new.pages), sum(new.pages.values()), embedded))
         segments = merge(writer, segments, merging, settings.index)
         manifest = _manifest(docs_dir, settings, fp, dim, plan, previous, new, segments, started)
         version = writer.publish_manifest(manifest, settings.index.keep_versions)
@@ -404,9 +385,9 @@ def _manifest(
             seconds=round(seconds, 2),
             files_processed=len(plan.to_process),
             pages_processed=pages_processed,
-            chunks_embedded=len(new.chunks),
+            chunks_embedded=new.chunks.total(),
             pages_per_s=round(pages_processed / seconds, 2),
-            chunks_per_s=round(len(new.chunks) / seconds, 2),
+            chunks_per_s=round(new.chunks.total() / seconds, 2),
             embed_workers=[
                 EmbedWorker(worker=w, device=d, chunks=n, busy_seconds=round(new.busy[(w, d)], 2))
                 for (w, d), n in sorted(new.workers.items())

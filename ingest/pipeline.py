@@ -1,4 +1,5 @@
-"""The Ray Data job: files -> pages (pypdf, parallel tasks) -> chunks -> vectors (actor pool) -> the driver.
+"""The Ray Data job: files -> pages (pypdf, parallel tasks) -> chunks -> vectors (actor pool) -> segments (written by
+tasks, rag.store) -> the driver, which receives one row per file and segment: what the manifest says, not the chunks.
 
 A file that cannot be read travels through the stages as one row carrying its reason (``error``), so
 a single streaming pass yields both the chunks and every failure, and nothing is dropped silently.
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 import ray
 from ray.data import ExecutionResources
 
@@ -24,10 +26,11 @@ from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from ingest.planning import SourceFile
 from ingest.progress import page_reporter
 from rag.chunking import make_splitter, split_text
-from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
+from rag.config import ChunkingConfig, EmbeddingConfig, IndexConfig, PdfConfig, Settings
 from rag.devices import set_cpu_threads
-from rag.doc_metadata import DocMetadata, chunk_header, with_header
+from rag.doc_metadata import FIELDS, DocMetadata, chunk_header, with_header
 from rag.embedding import TextEncoder
+from rag.store.files import CHUNK_COLUMNS
 
 # page == 0 and chunk_index == -1 mark a row that carries a file's failure instead of text. Missing
 # error and note are "" rather than None: an all-null column comes back from Arrow as NaN floats.
@@ -134,9 +137,62 @@ class EmbedChunks:
         return batch
 
 
-def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str, dict], counter) -> ray.data.Dataset:
+def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict) -> dict[str, np.ndarray]:
+    """A batch of embedded chunks as one segment, written into the folder ``staging`` by the task that holds them
+    (rag.store.segments.write_staged); one row per file of the batch goes on to the driver: its pages, chunks, note,
+    metadata, OCR, failure and embedding workers, and the segment's folder."""
+    from rag.store.segments import write_staged
+
+    ok = batch["chunk_index"] >= 0
+    segment = ""
+    if ok.any():
+        chunks = pd.DataFrame({c: batch[c][ok] for c in CHUNK_COLUMNS if c in batch and c not in FIELDS})
+        chunks["chunk_id"] = [
+            f"{h[:16]}:{p}:{c}"
+            for h, p, c in zip(chunks["doc_hash"], chunks["page"], chunks["chunk_index"], strict=True)
+        ]
+        metadata = {f: json.loads(m) for f, m in zip(batch["file"][ok], batch["metadata"][ok], strict=True)}
+        for name in FIELDS:
+            chunks[name] = [metadata[f].get(name) for f in chunks["file"]]
+        order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
+        vectors = np.ascontiguousarray(batch["embedding"][ok][order], dtype=np.float32)
+        segment = write_staged(staging, chunks.iloc[order].reset_index(drop=True), vectors, IndexConfig(**index))
+    rows: dict[str, dict] = {}
+    for i, file in enumerate(batch["file"]):
+        row = rows.setdefault(
+            file,
+            {
+                "file": file,
+                "n_pages": int(batch["n_pages"][i]),
+                "note": batch["note"][i],
+                "error": batch["error"][i],
+                "metadata": batch["metadata"][i],
+                "ocr": batch["ocr"][i],
+                "chunks": 0,
+                "workers": {},
+            },
+        )
+        if ok[i]:
+            row["chunks"] += 1
+            chunks_seconds = row["workers"].setdefault(f"{batch['worker'][i]}|{batch['device'][i]}", [0, 0.0])
+            chunks_seconds[0] += 1
+            chunks_seconds[1] += float(batch["embed_seconds"][i])
+    return {
+        **{key: np.array([r[key] for r in rows.values()]) for key in ("file", "n_pages", "note", "error", "metadata")},
+        "ocr": np.array([r["ocr"] for r in rows.values()]),
+        "chunks": np.array([r["chunks"] for r in rows.values()], dtype=np.int64),
+        "workers": np.array([json.dumps(r["workers"]) for r in rows.values()]),
+        "segment": np.full(len(rows), segment),
+        "dim": np.full(len(rows), batch["embedding"].shape[1], dtype=np.int64),
+    }
+
+
+def build_dataset(
+    files: list[SourceFile], settings: Settings, sidecar: dict[str, dict], counter, staging: str
+) -> ray.data.Dataset:
     """The lazy pipeline over ``files``; iterate it to run it. ``sidecar``: metadata overrides per file; ``counter``:
-    the ProgressCounter its stages report to."""
+    the ProgressCounter its stages report to; ``staging``: the folder its segments are written into, which every node
+    must see (the index's)."""
     pool = settings.ingest.embed
     items = [
         {
@@ -171,7 +227,7 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
         ),
         num_cpus=settings.ingest.parse_num_cpus,
     )
-    return ds.map_batches(
+    ds = ds.map_batches(
         EmbedChunks,
         fn_constructor_kwargs={
             "embedding": settings.embedding.model_dump(),
@@ -186,4 +242,10 @@ def build_dataset(files: list[SourceFile], settings: Settings, sidecar: dict[str
         batch_format="numpy",
         num_gpus=pool.num_gpus,
         num_cpus=pool.num_cpus,
+    )
+    return ds.map_batches(
+        functools.partial(to_segment, staging=staging, index=settings.index.model_dump()),
+        batch_size=settings.ingest.segment_chunks,
+        batch_format="numpy",
+        num_cpus=settings.ingest.parse_num_cpus,
     )

@@ -142,6 +142,12 @@ class EvalConfig(_Section):
 class IngestConfig(_Section):
     embed: EmbedPoolConfig = EmbedPoolConfig()
     parse_num_cpus: float = Field(0.5, gt=0, description="CPUs per PDF parsing task")
+    segment_chunks: int = Field(
+        50_000,
+        gt=0,
+        description="Chunks one pipeline task writes as a segment (its memory: about 6 KB per chunk while it builds "
+        "FAISS and BM25); a run writes one segment per this many",
+    )
     stall_timeout_s: float = Field(
         600, gt=0, description="A run in which no stage moves for this long fails, naming the stages still running"
     )
@@ -164,7 +170,11 @@ class IndexConfig(_Section):
     pq_m: int = Field(48, gt=0, description="ivfpq: bytes per vector (must divide the embedding dimension)")
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_search: int = Field(64, gt=0)
-    use_gpu: Literal["auto", "never"] = Field("auto", description="auto: build on the GPU when faiss has one")
+    use_gpu: Literal["auto", "never"] = Field(
+        "auto",
+        description="auto: build on the GPU when faiss has one and the process sees it (merges; the pipeline's "
+        "segment tasks reserve no GPU)",
+    )
     keep_versions: int = Field(3, ge=1, description="Index versions kept on disk for rollback (the current one always)")
     max_segments: int = Field(
         10, ge=1, description="A run that leaves more segments merges the smallest ones (docs/ingestion.md)"

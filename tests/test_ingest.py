@@ -167,9 +167,20 @@ def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_
     folder, _ = docs
     index_dir = tmp_path / "index"
     shutil.copytree(first_run[0], index_dir)
-    result = run_ingest(folder, index_dir, load_settings(None, [*FAST, "chunking.chunk_size=600"]))
+    settings = load_settings(None, [*FAST, "chunking.chunk_size=600", "ingest.segment_chunks=40"])
+    result = run_ingest(folder, index_dir, settings)
     assert {e.status for e in result.manifest.files if e.file in SEC_FILES} == {"indexed"}
-    assert open_index(index_dir).chunks["text"].str.len().max() <= 600
+    store = open_index(index_dir)
+    assert store.chunks["text"].str.len().max() <= 600
+    # Written by the pipeline's tasks, a segment per 40 chunks at most (the first run's segment is gone whole).
+    embedded = result.manifest.run.chunks_embedded
+    assert len(store.segments) == len(result.manifest.segments) >= -(-embedded // 40) > 1
+    assert all(
+        s.info.rows <= 40 and not ref.deleted
+        for s, ref in zip(store.segments.values(), result.manifest.segments, strict=True)
+    )
+    assert store.chunks["chunk_id"].is_unique and len(store.chunks) == embedded
+    assert not list(index_dir.glob(".staging-*"))
 
 
 def test_index_kinds(ray_cluster, docs, first_run, tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from rag.config import IndexConfig
 from rag.store.errors import SEGMENTS, DamagedVersion
 from rag.store.files import (
     FileEntry,
@@ -112,6 +113,19 @@ def write_segment(
     info = SegmentInfo(rows=len(chunks), files=files, kind=kind, built_on=built_on, stored=stored, lexical=lexical)
     write_json(path / SEGMENT_FILE, info)
     return info
+
+
+def write_staged(staging: str | Path, chunks: pd.DataFrame, vectors: np.ndarray, cfg: IndexConfig) -> str:
+    """A segment of ``chunks`` and their ``vectors`` (FAISS of the kind ``cfg`` makes of them) in a new folder inside
+    ``staging``, whoever writes it (a pipeline task on any node); returns the folder's name. The index's writer then
+    names it (rag.store.versions.Writer.take)."""
+    from rag.store.vectors import build_index, kind_of
+
+    path = Path(staging) / secrets.token_hex(8)
+    path.mkdir()
+    index, built_on = build_index(vectors, cfg)
+    write_segment(path, index, built_on, kind_of(index), chunks, vectors)
+    return path.name
 
 
 def adopt(version_path: Path, manifest: Manifest, target: Path) -> SegmentInfo:

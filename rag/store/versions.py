@@ -38,7 +38,16 @@ from rag.store.files import (
     read_manifest,
     write_json,
 )
-from rag.store.segments import Located, SegmentInfo, adopt, located, new_segment_name, segment_dir, write_segment
+from rag.store.segments import (
+    Located,
+    SegmentInfo,
+    adopt,
+    located,
+    new_segment_name,
+    read_info,
+    segment_dir,
+    write_segment,
+)
 
 if TYPE_CHECKING:
     from rag.store.reader import IndexStore
@@ -141,6 +150,10 @@ class Writer:
         with self.staging() as staged:
             info = write_segment(staged, index, built_on, kind, chunks, vectors)
             return self._name(staged, info)
+
+    def take(self, staged: Path) -> Located:
+        """A segment written into ``staged`` (rag.store.segments.write_staged), named now; no version lists it yet."""
+        return self._name(staged, read_info(staged))
 
     def segments_of(self, version: Version) -> list[Located]:
         """The segments of ``version``; one written before segments has its files linked in as one now."""
