@@ -103,4 +103,4 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
         assert jobs == [[], []], jobs
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=120)
+        server.wait(timeout=300)  # Serve's own shutdown (30 s) then Ray's: minutes on a loaded machine
