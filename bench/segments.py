@@ -108,7 +108,6 @@ def split(index: Path, parts: int, out: Path) -> list[int]:
     import numpy as np
 
     from rag.config import IndexConfig
-    from rag.store.vectors import build_index, kind_of
     from rag.store.versions import IndexDir, open_index
 
     store = open_index(index)
@@ -123,8 +122,7 @@ def split(index: Path, parts: int, out: Path) -> list[int]:
         for i, group in enumerate(dealt):
             rows = np.flatnonzero(store.chunks["file"].isin(group).to_numpy())
             chunks = store.chunks.iloc[rows].reset_index(drop=True)
-            index_, built_on = build_index(vectors[rows], IndexConfig(kind=store.manifest.index.kind))
-            ref = writer.add_segment(index_, built_on, kind_of(index_), chunks, vectors[rows]).ref
+            ref = writer.add_segment(chunks, vectors[rows], IndexConfig(kind=store.manifest.index.kind)).ref
             masked = [files[0]] if i == 0 and parts > 1 else []
             refs.append(
                 ref.model_copy(update={"deleted": masked, "rows": ref.rows - int(chunks["file"].isin(masked).sum())})

@@ -154,9 +154,7 @@ def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict) -> dict[
         metadata = {f: json.loads(m) for f, m in zip(batch["file"][ok], batch["metadata"][ok], strict=True)}
         for name in FIELDS:
             chunks[name] = [metadata[f].get(name) for f in chunks["file"]]
-        order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
-        vectors = np.ascontiguousarray(batch["embedding"][ok][order], dtype=np.float32)
-        segment = write_staged(staging, chunks.iloc[order].reset_index(drop=True), vectors, IndexConfig(**index))
+        segment = write_staged(staging, chunks, batch["embedding"][ok], IndexConfig(**index))
     rows: dict[str, dict] = {}
     for i, file in enumerate(batch["file"]):
         row = rows.setdefault(

@@ -70,7 +70,7 @@ def publish(root, tag: str, n: int, keep: int = 3) -> str:
     """A version of one new segment of ``n`` chunks."""
     chunks, vectors = _chunks(tag, n)
     with IndexDir(root).writing() as writer:
-        segment = writer.add_segment(build_index(vectors, IndexConfig())[0], "cpu", "flat", chunks, vectors)
+        segment = writer.add_segment(chunks, vectors, IndexConfig())
         return writer.publish_manifest(_manifest(tag, n, segments=[segment.ref]), keep)
 
 
@@ -290,7 +290,7 @@ def _publish_segments(root, parts: list[tuple[pd.DataFrame, np.ndarray, list[str
     with IndexDir(root).writing() as writer:
         refs = []
         for chunks, vectors, deleted in parts:
-            ref = writer.add_segment(build_index(vectors, IndexConfig())[0], "cpu", "flat", chunks, vectors).ref
+            ref = writer.add_segment(chunks, vectors, IndexConfig()).ref
             rows = int((~chunks["file"].isin(deleted)).sum())
             refs.append(ref.model_copy(update={"deleted": deleted, "rows": rows}))
         return writer.publish_manifest(_manifest("segments", sum(r.rows for r in refs), segments=refs), keep=5)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 VERSIONS = "versions"  # an index directory keeps its versions in this folder (rag.store.versions)
 SEGMENTS = "segments"  # and the segments they are made of in this one (rag.store.segments)
+STAGING = ".staging-"  # and what is being written in folders named so (rag.store.versions)
 
 
 class StoreError(Exception):
@@ -36,6 +37,9 @@ class DiskFull(StoreError):
     """No space left where a version is written; the current version is untouched."""
 
     def __init__(self, path: Path, needed_bytes: int):
+        """``path``: what was being written; named by the index directory that holds it."""
+        while any(part.startswith(STAGING) for part in path.parts):
+            path = path.parent
         free = shutil.disk_usage(path if path.exists() else path.parent).free
         super().__init__(
             f"no space left on the device holding {path}: the new version needs about {_mb(needed_bytes)} and "

@@ -257,7 +257,7 @@ def write_parts(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray) ->
     except (OSError, RuntimeError) as err:
         if _full(path, err):
             _empty(path)  # what fit is of no use: the space it takes is the user's again
-            raise DiskFull(path.parent, _size_of(chunks, vectors)) from None
+            raise DiskFull(path, _size_of(chunks, vectors)) from None
         raise
     return stored, lexical
 
@@ -269,7 +269,7 @@ def write_json(path: Path, model: BaseModel) -> None:
     except OSError as err:
         if _full(path.parent, err):
             path.unlink(missing_ok=True)
-            raise DiskFull(path.parent, len(model.model_dump_json())) from None
+            raise DiskFull(path, len(model.model_dump_json())) from None
         raise
 
 

@@ -15,7 +15,7 @@ from rag.clock import utc_now
 from rag.config import IndexConfig
 from rag.store.files import CHUNK_COLUMNS, FORMAT, RunStats, read_chunks, read_manifest, read_vectors
 from rag.store.segments import Located
-from rag.store.vectors import build_index, kind_for, kind_of
+from rag.store.vectors import kind_for
 from rag.store.versions import IndexDir, Writer
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,7 @@ def _stale(segment: Located, cfg: IndexConfig) -> bool:
 
 
 def merge(writer: Writer, segments: list[Located], chosen: list[Located], cfg: IndexConfig) -> list[Located]:
-    """``segments`` with ``chosen`` replaced by one new segment of their live chunks, in (file, page, chunk) order as a
-    full run writes them, where the first of them was."""
+    """``segments`` with ``chosen`` replaced by one new segment of their live chunks, where the first of them was."""
     if not chosen:
         return segments
     parts, vectors = [], []
@@ -54,14 +53,8 @@ def merge(writer: Writer, segments: list[Located], chosen: list[Located], cfg: I
     chunks = pd.concat(parts, ignore_index=True)[CHUNK_COLUMNS]
     if not len(chunks):
         return [s for s in segments if s not in chosen]
-    order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
-    chunks, merged_vectors = (
-        chunks.iloc[order].reset_index(drop=True),
-        np.ascontiguousarray(np.concatenate(vectors)[order]),
-    )
     log.info("merging %d segments (%d chunks live)", len(chosen), len(chunks))
-    index, built_on = build_index(merged_vectors, cfg)
-    merged = writer.add_segment(index, built_on, kind_of(index), chunks, merged_vectors)
+    merged = writer.add_segment(chunks, np.concatenate(vectors), cfg)
     first = min(segments.index(s) for s in chosen)
     return (
         [s for s in segments[:first] if s not in chosen] + [merged] + [s for s in segments[first:] if s not in chosen]

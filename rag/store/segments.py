@@ -85,10 +85,8 @@ def located(version_path: Path, manifest: Manifest) -> list[Located]:
     """The segments of the version at ``version_path``. One written before segments is its own single segment."""
     if manifest.segmented:
         root = version_path.parent.parent
-        return [
-            Located(ref, segment_dir(root, ref.name), read_info(segment_dir(root, ref.name)))
-            for ref in manifest.segments
-        ]
+        paths = [segment_dir(root, ref.name) for ref in manifest.segments]
+        return [Located(ref, path, read_info(path)) for ref, path in zip(manifest.segments, paths, strict=True)]
     info = SegmentInfo(
         rows=manifest.index.vectors,
         files=_chunks_per_file(manifest.files),
@@ -116,16 +114,24 @@ def write_segment(
 
 
 def write_staged(staging: str | Path, chunks: pd.DataFrame, vectors: np.ndarray, cfg: IndexConfig) -> str:
-    """A segment of ``chunks`` and their ``vectors`` (FAISS of the kind ``cfg`` makes of them) in a new folder inside
+    """A segment of ``chunks`` and their ``vectors`` (in (file, page, chunk) order, with FAISS of the kind ``cfg`` makes
+    of them) in a new folder inside
     ``staging``, whoever writes it (a pipeline task on any node); returns the folder's name. The index's writer then
     names it (rag.store.versions.Writer.take)."""
     from rag.store.vectors import build_index, kind_of
 
+    chunks, vectors = _in_order(chunks, vectors)
     path = Path(staging) / secrets.token_hex(8)
     path.mkdir()
     index, built_on = build_index(vectors, cfg)
     write_segment(path, index, built_on, kind_of(index), chunks, vectors)
     return path.name
+
+
+def _in_order(chunks: pd.DataFrame, vectors: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Chunks and their vectors in (file, page, chunk) order: a segment's, whatever order they came in."""
+    order = np.lexsort((chunks["chunk_index"].to_numpy(), chunks["page"].to_numpy(), chunks["file"].to_numpy()))
+    return chunks.iloc[order].reset_index(drop=True), np.ascontiguousarray(vectors[order], dtype=np.float32)
 
 
 def adopt(version_path: Path, manifest: Manifest, target: Path) -> SegmentInfo:

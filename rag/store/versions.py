@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.config import IndexConfig
 from rag.locks import LockBusy, exclusive
-from rag.store.errors import SEGMENTS, VERSIONS
+from rag.store.errors import SEGMENTS, STAGING, VERSIONS
 from rag.store.files import (
     INDEX_FILES,
     LEXICAL_DIR,
@@ -46,7 +47,7 @@ from rag.store.segments import (
     new_segment_name,
     read_info,
     segment_dir,
-    write_segment,
+    write_staged,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 
 POINTER = "CURRENT"
 LOCK = ".lock"
-_STAGING = ".staging-"
 _LEGACY = "v000000"
 
 
@@ -130,26 +130,27 @@ class Writer:
         self.root = index.root
 
     def clean_staging(self) -> None:
-        for stale in self.root.glob(_STAGING + "*"):
+        for stale in self.root.glob(STAGING + "*"):
             shutil.rmtree(stale, ignore_errors=True)
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
         """A directory to write a version into; removed if writing fails."""
         self.root.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=_STAGING, dir=self.root))
+        path = Path(tempfile.mkdtemp(prefix=STAGING, dir=self.root))
         try:
             yield path
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
 
-    def add_segment(self, index, built_on: str, kind: str, chunks, vectors) -> Located:
-        """A new segment of ``chunks`` and their ``vectors`` (in FAISS ``index``), complete on disk before it is
-        named; no version lists it yet."""
-        with self.staging() as staged:
-            info = write_segment(staged, index, built_on, kind, chunks, vectors)
-            return self._name(staged, info)
+    def add_segment(self, chunks, vectors, cfg: IndexConfig) -> Located:
+        """A new segment of ``chunks`` and their ``vectors`` (rag.store.segments.write_staged), complete on disk
+        before it is named; no version lists it yet."""
+        with self.staging() as staging:
+            segment = self.take(staging / write_staged(staging, chunks, vectors, cfg))
+        staging.rmdir()  # empty: its one segment was renamed out of it
+        return segment
 
     def take(self, staged: Path) -> Located:
         """A segment written into ``staged`` (rag.store.segments.write_staged), named now; no version lists it yet."""
