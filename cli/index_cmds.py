@@ -93,6 +93,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def cmd_index_versions(args: argparse.Namespace) -> int:
     from rag.store.files import read_manifest
     from rag.store.versions import IndexDir
@@ -102,7 +106,7 @@ def cmd_index_versions(args: argparse.Namespace) -> int:
         m = read_manifest(version.path)
         print(
             f"{'*' if version.current else ' '} {version.name}  {m.created_at}  {m.indexed_files} files  "
-            f"{m.index.vectors} chunks  {len(m.segments) if m.segmented else 1} segments"
+            f"{m.index.vectors} chunks  {_count(len(m.segments) if m.segmented else 1, 'segment')}"
         )
     if not versions:
         print(f"{args.index} holds no index versions")
