@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 from rag.store.versions import IndexDir, current_manifest
 from tests.conftest import REPO, SHORT_PROMPTS, free_port
 from tests.pdf_factory import copy_docs
-from tests.ray_cluster import RayCluster, tool, wait_until
+from tests.ray_cluster import RayCluster, stop_service, tool, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -164,8 +163,7 @@ def test_losing_a_node_mid_serve_replaces_its_replicas(cluster, small_index):
         allowed = {200, 503, 500} if ingress_lost else {200, 503}
         assert {s for s, _, _ in after if isinstance(s, int)} <= allowed, after
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=300)  # Serve's own shutdown (30 s) then Ray's: minutes on a loaded machine
+        stop_service(server)
 
 
 def _replica_nodes(cluster: RayCluster) -> dict[str, list[str]]:

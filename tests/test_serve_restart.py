@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO, SHORT_PROMPTS, free_port, wait_served
 from tests.pdf_factory import copy_docs
-from tests.ray_cluster import tool, wait_until
+from tests.ray_cluster import stop_service, tool, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -102,5 +102,4 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
         jobs = [c["jobs"] for c in httpx.get(f"{url}/v1/collections", timeout=30).json()["data"]]
         assert jobs == [[], []], jobs
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=300)  # Serve's own shutdown (30 s) then Ray's: minutes on a loaded machine
+        stop_service(server)
