@@ -103,11 +103,10 @@ def token_count(index_dir: Path, model_name: str) -> int:
     """Tokens the encoder actually saw: each chunk with its header, cut at the model's max_seq_length."""
     from rag.doc_metadata import with_header
     from rag.models import load_sentence_encoder
-    from rag.store.files import read_chunks
-    from rag.store.versions import IndexDir
+    from rag.store.versions import open_index
 
     model = load_sentence_encoder(model_name, "cpu")
-    chunks = read_chunks(IndexDir(index_dir).current().path)
+    chunks = open_index(index_dir).read(columns=["header", "text"])
     texts = [with_header(h, t) for h, t in zip(chunks["header"], chunks["text"], strict=True)]
     limit = model.max_seq_length
     return sum(min(limit, len(ids)) for ids in model.tokenizer(texts)["input_ids"])

@@ -41,7 +41,7 @@ def take_up(index: str, way: str) -> dict:
     before, started = _rss_bytes(), time.perf_counter()
     store = open_index(index)
     opened = time.perf_counter()
-    bm25 = Bm25.build(search_texts(store.chunks)) if way == "built" else store.lexical()
+    bm25 = Bm25.build(search_texts(store.read())) if way == "built" else store.lexical()
     bm25.scores(QUERY)
     done = time.perf_counter()
     return {

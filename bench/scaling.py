@@ -78,7 +78,7 @@ def chunk_store_costs(index_dir: str) -> tuple[dict, np.ndarray]:
     store = open_index(index_dir)
     n = len(store.chunks)
     tracemalloc.start()
-    bm25 = Bm25.build(search_texts(store.chunks))
+    bm25 = Bm25.build(search_texts(store.read()))
     bm25_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     del bm25

@@ -121,7 +121,7 @@ def split(index: Path, parts: int, out: Path) -> list[int]:
     with IndexDir(out).writing() as writer:
         for i, group in enumerate(dealt):
             rows = np.flatnonzero(store.chunks["file"].isin(group).to_numpy())
-            chunks = store.chunks.iloc[rows].reset_index(drop=True)
+            chunks = store.read(rows)
             ref = writer.add_segment(chunks, vectors[rows], IndexConfig(kind=store.manifest.index.kind)).ref
             masked = [files[0]] if i == 0 and parts > 1 else []
             refs.append(

@@ -40,7 +40,7 @@ def figures(text: str) -> set[str]:
 
 def page_texts(index_dir: Path) -> dict[str, dict[int, str]]:
     """Each indexed file's pages as the index stores them (its chunks joined)."""
-    chunks = open_index(index_dir).chunks
+    chunks = open_index(index_dir).read(columns=["file", "page", "text"])
     pages: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for file, page, text in zip(chunks["file"], chunks["page"], chunks["text"], strict=True):
         pages[file][int(page)].append(text)

@@ -31,6 +31,7 @@ from rag.filters import Filters, matching_files
 from rag.models import resolve_model
 from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
+from rag.store.files import search_texts
 from rag.store.lexical import Lexical
 from rag.store.reader import IndexStore
 from rag.store.versions import open_index
@@ -96,9 +97,15 @@ class Searcher:
             self._bm25 = self.store.lexical()
         return self._bm25
 
-    def chunk_at(self, row: int, score: float) -> RetrievedChunk:
-        c = self.store.chunks.iloc[row]
-        return RetrievedChunk(c["chunk_id"], c["file"], int(c["page"]), float(score), c["text"])
+    def chunks_at(self, ranked: list[tuple[int, float]]) -> list[RetrievedChunk]:
+        """The ranked rows' chunks, their text read from the index's files."""
+        read = self.store.read([row for row, _ in ranked], ["chunk_id", "file", "page", "text"])
+        return [
+            RetrievedChunk(str(chunk_id), str(file), int(page), float(score), str(text))
+            for chunk_id, file, page, text, (_, score) in zip(
+                read["chunk_id"], read["file"], read["page"], read["text"], ranked, strict=True
+            )
+        ]
 
     # ---- filters ------------------------------------------------------------------------------
 
@@ -212,7 +219,7 @@ class Searcher:
             lap("rerank_ms")
         if self.cfg.diverse_files:
             ranked = self._diverse(ranked)
-        chunks = [self.chunk_at(row, score) for row, score in ranked[:k]]
+        chunks = self.chunks_at(ranked[:k])
         lap("rank_ms")
         timings["total_ms"] = round(sum(timings.values()), 2)
         return SearchResult(
@@ -281,17 +288,18 @@ class Searcher:
         if self._reranker is None:
             return ranked
         head, tail = ranked[: self.cfg.rerank.depth], ranked[self.cfg.rerank.depth :]
-        scores = self._reranker.predict(
-            [(query, self.store.search_text(row)) for row, _ in head], show_progress_bar=False
-        )
+        texts = search_texts(self.store.read([row for row, _ in head], ["header", "text"]))
+        scores = self._reranker.predict([(query, text) for text in texts], show_progress_bar=False)
         rescored = sorted(zip((row for row, _ in head), map(float, scores), strict=True), key=lambda item: -item[1])
         return rescored + tail
 
     def _diverse(self, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Each file's best chunk first; then, with ``diverse_pages``, each page's best chunk; then the rest, each group
         in rank order."""
-        files = self.store.chunks["file"].to_numpy()
-        pages = self.store.chunks["page"].to_numpy()
+        rows = [row for row, _ in ranked]
+        picked = self.store.chunks.iloc[rows]
+        files = dict(zip(rows, picked["file"], strict=True))
+        pages = dict(zip(rows, picked["page"], strict=True))
         seen_files: set[str] = set()
         seen_pages: set[tuple[str, int]] = set()
         first, second, rest = [], [], []

@@ -76,7 +76,7 @@ def test_every_file_is_accounted_for(docs, first_run):
 
 def test_chunks_keep_file_page_and_offsets(docs, first_run):
     index_dir, _ = first_run
-    chunks = open_index(index_dir).chunks
+    chunks = open_index(index_dir).read()
     assert list(chunks.columns) == CHUNK_COLUMNS
     assert chunks["chunk_id"].is_unique
     pages = read_pdf_pages(docs[0] / "2023 Q3 AAPL.pdf", PdfConfig()).texts
@@ -110,13 +110,13 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     index_dir = tmp_path / "index"
     shutil.copytree(first_run[0], index_dir)
     settings = load_settings(None, FAST)
-    before = open_index(index_dir).chunks
+    before = open_index(index_dir).read()
 
     again = run_ingest(folder, index_dir, settings)
     assert again.manifest.run.chunks_embedded == 0
     assert again.manifest.segments == first_run[1].manifest.segments  # the same segment, by reference
     assert {e.status for e in again.manifest.files if e.file in SEC_FILES} == {"skipped_unchanged"}
-    pd.testing.assert_frame_equal(open_index(index_dir).chunks, before)
+    pd.testing.assert_frame_equal(open_index(index_dir).read(), before)
 
     # "2023 Q2 AAPL.pdf" now holds another filing's content: its old chunks must go.
     first_pages(sec_docs / "2022 Q3 AAPL.pdf", folder / "2023 Q2 AAPL.pdf", PAGES)
@@ -128,7 +128,7 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     assert entries["2023 Q2 AAPL.pdf"].status == "indexed"
     assert entries["2023 Q3 AAPL.pdf"].status == "skipped_unchanged"
     assert "gone" in entries["2023 Q3 AAPL.pdf"].note
-    chunks = open_index(index_dir).chunks
+    chunks = open_index(index_dir).read()
     new_hash = chunks.loc[chunks["file"] == "2023 Q2 AAPL.pdf", "doc_hash"].unique()
     old_hash = before.loc[before["file"] == "2023 Q2 AAPL.pdf", "doc_hash"].unique()
     assert len(new_hash) == 1 and new_hash[0] != old_hash[0]
@@ -145,7 +145,7 @@ def test_incremental_rerun_change_and_prune(ray_cluster, docs, first_run, tmp_pa
     (merged,) = current_manifest(index_dir).segments
     assert merged.rows == len(chunks) and not merged.deleted
     pd.testing.assert_frame_equal(
-        open_index(index_dir).chunks.sort_values("chunk_id", ignore_index=True),
+        open_index(index_dir).read().sort_values("chunk_id", ignore_index=True),
         chunks.sort_values("chunk_id", ignore_index=True),
     )
     assert [
@@ -171,7 +171,7 @@ def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_
     result = run_ingest(folder, index_dir, settings)
     assert {e.status for e in result.manifest.files if e.file in SEC_FILES} == {"indexed"}
     store = open_index(index_dir)
-    assert store.chunks["text"].str.len().max() <= 600
+    assert store.read()["text"].str.len().max() <= 600
     # Written by the pipeline's tasks, a segment per 40 chunks at most (the first run's segment is gone whole).
     embedded = result.manifest.run.chunks_embedded
     assert len(store.segments) == len(result.manifest.segments) >= -(-embedded // 40) > 1
@@ -179,7 +179,7 @@ def test_chunking_change_re_embeds_everything(ray_cluster, docs, first_run, tmp_
         s.info.rows <= 40 and not ref.deleted
         for s, ref in zip(store.segments.values(), result.manifest.segments, strict=True)
     )
-    assert store.chunks["chunk_id"].is_unique and len(store.chunks) == embedded
+    assert store.read()["chunk_id"].is_unique and len(store.chunks) == embedded
     assert not list(index_dir.glob(".staging-*"))
 
 
@@ -187,7 +187,7 @@ def test_index_kinds(ray_cluster, docs, first_run, tmp_path):
     """IVF and HNSW indexes return the same best page as the exact index for a copied phrase."""
     folder = _filings_only(docs, tmp_path / "docs")
     exact = Searcher.from_index_dir(first_run[0], DENSE)
-    query = " ".join(exact.store.chunks.iloc[40]["text"].split())[:300]
+    query = " ".join(exact.store.read([40])["text"][0].split())[:300]
     expected = exact.search(query, 1).chunks[0]
     for kind in ("ivf", "hnsw"):
         index_dir = tmp_path / kind
@@ -271,7 +271,7 @@ def test_two_ingestions_at_once_one_is_refused_and_the_index_stays_whole(ray_clu
     assert len(published) == 1 and len(refused) == 1, outcomes
     assert "being written" in str(refused[0]) and "rag ingest --wait" in str(refused[0])
     store = open_index(index_dir)  # opened whole: manifest, chunks and vectors agree
-    assert store.version == published[0] and store.chunks["text"].str.len().max() <= 700
+    assert store.version == published[0] and store.read()["text"].str.len().max() <= 700
 
 
 @pytest.mark.slow
@@ -309,7 +309,7 @@ def test_an_ingestion_killed_midway_leaves_the_current_version_serving(ray_clust
 
     after = open_index(index_dir)
     assert after.version == before.version
-    pd.testing.assert_frame_equal(after.chunks, before.chunks)
+    pd.testing.assert_frame_equal(after.read(), before.read())
     rerun = run_ingest(folder, index_dir, load_settings(None, [*FAST, "chunking.chunk_size=700"]))
-    assert rerun.version != before.version and open_index(index_dir).chunks["text"].str.len().max() <= 700
+    assert rerun.version != before.version and open_index(index_dir).read()["text"].str.len().max() <= 700
     assert not list(index_dir.glob(".staging-*"))

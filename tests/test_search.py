@@ -125,17 +125,9 @@ def test_cross_encoder_reranks_inside_the_filters(small_index, tmp_path):
     reranking = Searcher.from_index_dir(small_index, settings)
     found = reranking.search(APPLE_Q3, 10)
     assert {c.file for c in found.chunks} == {"2023 Q3 AAPL.pdf"} and found.timings_ms["rerank_ms"] > 0
-    scores = CrossEncoder(str(path)).predict(
-        [
-            (
-                APPLE_Q3,
-                reranking.store.search_text(
-                    reranking.store.chunks.index[reranking.store.chunks["chunk_id"] == c.chunk_id][0]
-                ),
-            )
-            for c in found.chunks
-        ]
-    )
+    chunks = reranking.store.read().set_index("chunk_id")
+    texts = search_texts(chunks.loc[[c.chunk_id for c in found.chunks]])
+    scores = CrossEncoder(str(path)).predict([(APPLE_Q3, text) for text in texts])
     assert np.allclose([c.score for c in found.chunks], scores, atol=1e-4)
     assert list(scores) == sorted(scores, reverse=True)
 
@@ -183,7 +175,7 @@ def test_a_statement_the_question_names_is_preferred(searcher):
     found = preferring.search(question, 5)
     assert "section: cash flows" in found.matched
     assert all(
-        "CASH FLOWS" in searcher.store.chunks.set_index("chunk_id").at[c.chunk_id, "header"].upper()
+        "CASH FLOWS" in searcher.store.read().set_index("chunk_id").at[c.chunk_id, "header"].upper()
         for c in found.chunks[:2]
     )
 
@@ -224,7 +216,7 @@ def test_bm25_is_stored_with_the_version_and_read_from_disk(searcher):
     (segment,) = searcher.store.segments.values()
     stored = searcher.bm25()
     assert isinstance(segment.lexical().model.scores["data"], np.memmap)
-    built = Bm25.build(search_texts(searcher.store.chunks))
+    built = Bm25.build(search_texts(searcher.store.read()))
     for query in (APPLE_Q3, "NVIDIA data center revenue", "the"):
         assert np.array_equal(stored.scores(query), built.scores(query))
     assert "bm25/data.csc.index.npy" in segment.info.stored

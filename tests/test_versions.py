@@ -12,10 +12,12 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from cli.main import main as rag_main
 from rag.config import IndexConfig
+from rag.store import files
 from rag.store.errors import DamagedVersion, DiskFull
 from rag.store.files import (
     CHUNK_COLUMNS,
@@ -27,6 +29,7 @@ from rag.store.files import (
     write_json,
     write_parts,
 )
+from rag.store.rows import IN_MEMORY
 from rag.store.vectors import build_index
 from rag.store.versions import LOCK, IndexBusy, IndexDir, open_index
 
@@ -81,7 +84,7 @@ def test_publish_points_to_the_new_version_and_keeps_a_few(tmp_path):
     assert [(v.name, v.current) for v in IndexDir(root).versions()] == [("v000003", False), ("v000004", True)]
     assert len(list((root / "segments").iterdir())) == 2  # the segments of the versions pruned went with them
     store = open_index(root)
-    assert (store.version, len(store.chunks), set(store.chunks["text"])) == ("v000004", 8, {"t3"})
+    assert (store.version, len(store.chunks), set(store.read()["text"])) == ("v000004", 8, {"t3"})
     assert not list(root.glob(".staging-*"))
 
 
@@ -109,7 +112,7 @@ def test_readers_see_one_version_whole_while_another_process_publishes(tmp_path)
             except Exception as err:
                 errors.append(repr(err))
                 continue
-            tags = set(store.chunks["text"])
+            tags = set(store.read()["text"])
             n = len(store.chunks)
             # One version's chunks, FAISS rows and manifest, never parts of two.
             vectors = sum(s.index.ntotal for s in store.segments.values())
@@ -165,7 +168,7 @@ def test_an_unversioned_index_is_read_then_adopted(tmp_path):
     assert publish(root, "new", 6) == "v000001"
     assert [v.name for v in IndexDir(root).versions()] == ["v000000", "v000001"]
     assert not (root / MANIFEST_FILE).exists()
-    assert set(open_index(root).chunks["text"]) == {"new"}
+    assert set(open_index(root).read()["text"]) == {"new"}
 
 
 def test_versions_and_rollback_commands(tmp_path, capsys):
@@ -304,9 +307,11 @@ def segmented(tmp_path_factory):
     second, second_vectors = _texts_chunks({"d.pdf": 70}, seed=2)
     third, third_vectors = _texts_chunks({"b.pdf": 30}, seed=3)  # b.pdf changed: its new chunks
     split = tmp_path_factory.mktemp("split") / "index"
-    _publish_segments(
-        split, [(first, first_vectors, ["b.pdf"]), (second, second_vectors, []), (third, third_vectors, [])]
-    )
+    with pytest.MonkeyPatch.context() as patch:  # several row groups a segment, for the reads by row below
+        patch.setattr(files, "CHUNK_ROW_GROUP", 16)
+        _publish_segments(
+            split, [(first, first_vectors, ["b.pdf"]), (second, second_vectors, []), (third, third_vectors, [])]
+        )
     live = first["file"] != "b.pdf"
     whole = tmp_path_factory.mktemp("whole") / "index"
     chunks = pd.concat([first[live], second, third], ignore_index=True)
@@ -315,13 +320,14 @@ def segmented(tmp_path_factory):
 
 
 def _by_id(store, hits) -> list[tuple[str, float]]:
-    return [(store.chunks.at[h.row, "chunk_id"], h.score) for h in hits]
+    ids = store.read([h.row for h in hits], ["chunk_id"])["chunk_id"]
+    return [(chunk_id, h.score) for chunk_id, h in zip(ids, hits, strict=True)]
 
 
 def test_a_version_of_segments_searches_as_one_without_what_is_masked_out(segmented):
     split, whole = segmented
     assert len(split.segments) == 3 and len(split.chunks) == len(whole.chunks) == 200
-    assert set(split.chunks["chunk_id"]) == set(whole.chunks["chunk_id"])  # b.pdf's old chunks are not there
+    assert set(split.read()["chunk_id"]) == set(whole.read()["chunk_id"])  # b.pdf's old chunks are not there
     for seed in range(5):
         query = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
         # Exact (flat) segments: the same chunks with the same scores as one segment of the same chunks.
@@ -334,11 +340,28 @@ def test_a_version_of_segments_searches_as_one_without_what_is_masked_out(segmen
         assert _by_id(split, hits) == _by_id(whole, whole.search(query, 10, whole_rows))
 
 
+def test_chunks_are_read_by_row_from_disk_and_memory_holds_what_search_needs(segmented):
+    split, whole = segmented
+    every = split.read()
+    assert list(every.columns) == CHUNK_COLUMNS and len(every) == 200
+    assert set(every["chunk_id"]) == set(whole.read()["chunk_id"])
+    for segment in split.segments.values():
+        assert pq.ParquetFile(segment.path / "chunks.parquet").metadata.num_row_groups > 1
+    # Any rows in any order, across segments, row groups and what is masked out, as a whole read gives them.
+    rows = np.random.default_rng(4).permutation(200)[:60]
+    pd.testing.assert_frame_equal(split.read(rows), every.iloc[rows].reset_index(drop=True))
+    pd.testing.assert_frame_equal(split.read(rows[:1], ["text"]), every.iloc[rows[:1]][["text"]].reset_index(drop=True))
+    # In memory: a chunk's file, page, place and header, strings as categories; files with their metadata once each.
+    assert list(split.chunks.columns) == IN_MEMORY and isinstance(split.chunks["file"].dtype, pd.CategoricalDtype)
+    assert (split.chunks["file"] == every["file"]).all() and (split.chunks["page"] == every["page"]).all()
+    assert sorted(split.files["file"]) == sorted(whole.files["file"]) == ["a.pdf", "b.pdf", "c.pdf", "d.pdf"]
+
+
 def test_bm25_scores_segments_as_one_collection(segmented):
     split, whole = segmented
     lexical_split, lexical_whole = split.lexical(), whole.lexical()
-    ids = split.chunks["chunk_id"].to_numpy()
-    order = pd.Series(range(len(whole.chunks)), index=whole.chunks["chunk_id"])[ids].to_numpy()
+    ids = split.read()["chunk_id"].to_numpy()
+    order = pd.Series(range(len(whole.chunks)), index=whole.read()["chunk_id"])[ids].to_numpy()
     for query in ("term5 term300 term77", "term400 term401", "term1 term2 term650"):
         mine, one = lexical_split.scores(query), lexical_whole.scores(query)[order]
         assert mine.shape == (200,) and mine.max() > 0
@@ -389,5 +412,5 @@ def test_a_version_written_before_segments_is_linked_in_as_one(tmp_path):
         assert (segment.path / "faiss.index").stat().st_ino == (old.path / "faiss.index").stat().st_ino  # no copy
         writer.publish_manifest(_manifest("old", 20, segments=[segment.ref]), keep=3)
     store = open_index(root)
-    assert (store.version, len(store.chunks), set(store.chunks["text"])) == ("v000001", 20, {"old"})
+    assert (store.version, len(store.chunks), set(store.read()["text"])) == ("v000001", 20, {"old"})
     assert rag_main(["index", "verify", "--index", str(root)]) == 0

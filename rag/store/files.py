@@ -45,6 +45,7 @@ MANIFEST_FILE = "manifest.json"
 LEXICAL_DIR = "bm25"
 INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)  # of a version written before segments
 FORMAT = 2
+CHUNK_ROW_GROUP = 1024  # rows per Parquet row group of chunks.parquet: a hit decodes one group, about 1 MB of text
 
 CHUNK_COLUMNS = [
     "chunk_id",
@@ -202,14 +203,6 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
-def read_chunks(path: Path) -> pd.DataFrame:
-    chunks = reading(path, CHUNKS_FILE, pd.read_parquet)
-    for column in CHUNK_COLUMNS:  # an index written before metadata existed has none
-        if column not in chunks:
-            chunks[column] = "" if column == "header" else None
-    return chunks
-
-
 def read_vectors(path: Path, mapped: bool = False) -> np.ndarray:
     """The stored embeddings; ``mapped``: memory-mapped, so a filtered search reads only its rows and a version pruned
     from disk while it is served stays readable."""
@@ -247,7 +240,8 @@ def write_parts(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray) ->
 
     try:
         faiss.write_index(index, str(path / INDEX_FILE))
-        chunks[CHUNK_COLUMNS].to_parquet(path / CHUNKS_FILE, index=False)
+        # Row groups small enough that a hit's text is read without decoding much else (rag.store.rows).
+        chunks[CHUNK_COLUMNS].to_parquet(path / CHUNKS_FILE, index=False, row_group_size=CHUNK_ROW_GROUP)
         np.save(path / EMBEDDINGS_FILE, vectors)
         lexical = TERMS if Bm25.build(search_texts(chunks)).save(path / LEXICAL_DIR) else 0
         written = sorted(f for f in path.rglob("*") if f.is_file())

@@ -13,7 +13,8 @@ import pandas as pd
 
 from rag.clock import utc_now
 from rag.config import IndexConfig
-from rag.store.files import CHUNK_COLUMNS, FORMAT, RunStats, read_chunks, read_manifest, read_vectors
+from rag.store.files import CHUNK_COLUMNS, FORMAT, RunStats, read_manifest, read_vectors
+from rag.store.rows import ChunkRows
 from rag.store.segments import Located
 from rag.store.vectors import kind_for
 from rag.store.versions import IndexDir, Writer
@@ -46,7 +47,7 @@ def merge(writer: Writer, segments: list[Located], chosen: list[Located], cfg: I
         return segments
     parts, vectors = [], []
     for segment in chosen:
-        chunks = read_chunks(segment.path)
+        chunks = ChunkRows(segment.path).read()
         live = ~chunks["file"].isin(segment.ref.deleted).to_numpy()
         parts.append(chunks[live])
         vectors.append(np.asarray(read_vectors(segment.path, mapped=True)[live], dtype=np.float32))

@@ -3,19 +3,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
-from rag.doc_metadata import FIELDS, with_header
+from rag.doc_metadata import FIELDS
 from rag.store.files import CHUNK_COLUMNS, read_manifest
 from rag.store.lexical import Lexical
+from rag.store.rows import IN_MEMORY
 from rag.store.segments import Located, Segment, located
 from rag.store.vectors import search_params
+
+
+def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The segments' in-memory columns as the version's, strings kept as categories (pd.concat would make them
+    objects, a Python string a row)."""
+    if len(tables) == 1:
+        return tables[0].reset_index(drop=True)
+    if not tables:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in IN_MEMORY})
+    joined = {}
+    for column in IN_MEMORY:
+        parts = [t[column] for t in tables]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            joined[column] = pd.Series(union_categoricals(parts, ignore_order=True))
+        else:
+            joined[column] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(joined)
+
+
+def _file_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    files = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["file", *FIELDS])
+    files = files.astype(object).where(files.notna(), None)
+    for column in ("fiscal_year", "fiscal_quarter"):  # Parquet stores a column with gaps as floats: 2018.0
+        files[column] = [None if v is None else int(v) for v in files[column]]
+    return files
 
 
 @dataclass
@@ -31,8 +58,9 @@ class _Part:
         self.segment, self.offset = segment, offset
         self.live: np.ndarray | None = None
         self._not_deleted = None
-        if where.ref.deleted:
-            self.live = np.flatnonzero(~segment.chunks["file"].isin(where.ref.deleted).to_numpy())
+        self.deleted = where.ref.deleted
+        if self.deleted:
+            self.live = np.flatnonzero(~segment.rows.table["file"].isin(self.deleted).to_numpy())
             deleted = np.setdiff1d(np.arange(segment.info.rows), self.live).astype(np.int64)
             # Kept with its inner selector: faiss does not hold a reference to it.
             self._selectors = (faiss.IDSelectorBatch(deleted),)
@@ -41,8 +69,31 @@ class _Part:
 
     def local(self, rows: np.ndarray) -> np.ndarray:
         """The segment's rows among the version's ``rows``."""
-        mine = rows[(rows >= self.offset) & (rows < self.offset + self.rows)] - self.offset
+        return self._local(rows[self.holds(rows)])
+
+    def holds(self, rows: np.ndarray) -> np.ndarray:
+        """Which of the version's ``rows`` are this segment's."""
+        return (rows >= self.offset) & (rows < self.offset + self.rows)
+
+    def _local(self, mine: np.ndarray) -> np.ndarray:
+        mine = mine - self.offset
         return mine if self.live is None else self.live[mine]
+
+    def read(self, rows: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+        """``columns`` of the version's ``rows``, all of them this segment's, from disk."""
+        return self.segment.rows.read(self._local(rows), columns)
+
+    def table(self) -> pd.DataFrame:
+        """Its live rows' in-memory columns (rag.store.rows.IN_MEMORY)."""
+        table = self.segment.rows.table
+        return table if self.live is None else table.iloc[self.live]
+
+    def files(self) -> pd.DataFrame:
+        """One row per live file with its metadata, read from each file's first chunk."""
+        table = self.segment.rows.table
+        first = np.flatnonzero(~table["file"].duplicated().to_numpy())
+        files = self.segment.rows.read(first, ["file", *FIELDS])
+        return files[~files["file"].isin(self.deleted)]
 
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> list[Hit]:
         """The k nearest among its live rows, or among ``rows`` of the version's rows.
@@ -88,27 +139,32 @@ class IndexStore:
             self.segments[where.path] = segment
             self._parts.append(_Part(segment, where, offset))
             offset += self._parts[-1].rows
-        self.chunks = self._live_chunks()
+        # One row per chunk, what search reads of every one (rag.store.rows.IN_MEMORY); the rest by read().
+        self.chunks = _concat([p.table() for p in self._parts])
         if self.manifest.index.vectors != len(self.chunks):
             raise ValueError(
                 f"{self.root} is inconsistent, not serving it: its manifest counts {self.manifest.index.vectors} "
                 f"chunks, its segments hold {len(self.chunks)}"
             )
         # One row per file with its metadata: filters and question matching work on files, not chunks.
-        self.files = self.chunks.drop_duplicates("file")[["file", *FIELDS]].reset_index(drop=True)
-        self.files = self.files.astype(object).where(self.files.notna(), None)
-        for column in ("fiscal_year", "fiscal_quarter"):  # Parquet stores a column with gaps as floats: 2018.0
-            self.files[column] = [None if v is None else int(v) for v in self.files[column]]
+        self.files = _file_table([p.files() for p in self._parts])
 
-    def _live_chunks(self) -> pd.DataFrame:
-        live = [p.segment.chunks if p.live is None else p.segment.chunks.iloc[p.live] for p in self._parts]
-        if len(live) == 1 and self._parts[0].live is None:
-            return live[0]
-        return pd.concat(live, ignore_index=True) if live else pd.DataFrame(columns=CHUNK_COLUMNS)
-
-    def search_text(self, row: int) -> str:
-        """What was embedded for a chunk: its header, then its text."""
-        return with_header(str(self.chunks.at[row, "header"]), str(self.chunks.at[row, "text"]))
+    def read(
+        self, rows: Sequence[int] | np.ndarray | None = None, columns: Sequence[str] = CHUNK_COLUMNS
+    ) -> pd.DataFrame:
+        """Whole chunks, text and all, of the version's ``rows`` (None: every one) in the order asked, read from the
+        segments' files."""
+        rows = np.arange(len(self.chunks)) if rows is None else np.asarray(rows, dtype=np.int64)
+        frames, positions = [], []
+        for part in self._parts:
+            mine = np.flatnonzero(part.holds(rows))
+            if len(mine):
+                frames.append(part.read(rows[mine], columns))
+                positions.append(mine)
+        if not frames:
+            return pd.DataFrame(columns=list(columns))
+        order = np.argsort(np.concatenate(positions), kind="stable")
+        return pd.concat(frames, ignore_index=True).iloc[order].reset_index(drop=True)
 
     def lexical(self) -> Lexical:
         """BM25 over the version's chunks, its segments' scored as one collection (rag.store.lexical.Lexical)."""

@@ -29,7 +29,6 @@ from rag.store.files import (
     StoredFile,
     check_hashes,
     check_sizes,
-    read_chunks,
     read_faiss,
     read_lexical,
     read_manifest,
@@ -39,6 +38,7 @@ from rag.store.files import (
     write_json,
     write_parts,
 )
+from rag.store.rows import ChunkRows
 
 if TYPE_CHECKING:  # bm25s is loaded by what searches, not by what only reads manifests
     from rag.store.lexical import Bm25
@@ -163,16 +163,17 @@ def verify(version_path: Path) -> tuple[Manifest, int]:
 
 
 class Segment:
-    """One segment opened for reading: its chunks in memory, its FAISS index read, its vectors memory-mapped (so a
-    segment removed from disk while it is served stays readable) and its BM25 mapped when first asked for."""
+    """One segment opened for reading: its chunks read by row (rag.store.rows), its FAISS index read, its vectors
+    memory-mapped (so a segment removed from disk while it is served stays readable) and its BM25 mapped when first
+    asked for."""
 
     def __init__(self, path: Path, info: SegmentInfo):
         self.path, self.info = path, info
         check_sizes(path, info.stored)
-        self.chunks = read_chunks(path)
+        self.rows = ChunkRows(path)
         self.index = read_faiss(path)
         self.vectors = read_vectors(path, mapped=True)
-        counts = {"segment": info.rows, "faiss": self.index.ntotal, "chunks": len(self.chunks)}
+        counts = {"segment": info.rows, "faiss": self.index.ntotal, "chunks": len(self.rows)}
         if len(set(counts.values())) > 1:
             raise DamagedVersion(path, "", f"holds counts that disagree ({counts})")
         self._lexical: Bm25 | None = None
@@ -183,5 +184,5 @@ class Segment:
 
         if self._lexical is None:
             stored = read_lexical(self.path, self.info.lexical, self.info.rows)
-            self._lexical = stored or Bm25.build(search_texts(self.chunks))
+            self._lexical = stored or Bm25.build(search_texts(self.rows.read(columns=["header", "text"])))
         return self._lexical
