@@ -198,6 +198,12 @@ class RetrievalConfig(_Section):
     )
     dense_weight: float = Field(0.5, ge=0, le=1, description="hybrid, weighted: the dense share (BM25 has the rest)")
     depth: int = Field(100, gt=0, description="Candidates each of dense and BM25 contributes before fusion")
+    rescore: int = Field(
+        100,
+        ge=0,
+        description="An IVF-PQ segment's best candidates (at least depth) scored again with the stored whole vectors, "
+        "memory-mapped; 0: its compressed scores as they are (docs/scaling.md)",
+    )
     auto_filters: bool = Field(
         True, description="Turn companies, tickers, forms and periods named in the question into filters"
     )

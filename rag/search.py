@@ -145,8 +145,8 @@ class Searcher:
         if applied == request or self.cfg.widen_margin is None:
             return applied, boosts, {}
         if inside is None:
-            inside = next((h.score for h in self.store.search(vector, 1, self._rows(applied))), None)
-        outside = self.store.search(vector, 1, self._rows(request))
+            inside = next((h.score for h in self.store.search(vector, 1, self._rows(applied), self.cfg.rescore)), None)
+        outside = self.store.search(vector, 1, self._rows(request), self.cfg.rescore)
         if inside is None or not outside or outside[0].score - inside <= self.cfg.widen_margin:
             return applied, boosts, {}
         dropped = {k: v for k, v in applied.given().items() if k not in request.given()}
@@ -196,7 +196,7 @@ class Searcher:
             lap("embed_ms")
         searches_dense = mode in ("dense", "hybrid")
         if searches_dense and vector is not None:  # embedded above wherever the mode searches vectors
-            dense = {h.row: h.score for h in self.store.search(vector, depth, self._rows(applied))}
+            dense = {h.row: h.score for h in self.store.search(vector, depth, self._rows(applied), self.cfg.rescore)}
         if vector is not None:
             applied, boosts, widened = self._widened(
                 vector, request, applied, boosts, max(dense.values(), default=None)
@@ -204,7 +204,7 @@ class Searcher:
         rows = self._rows(applied)
         if searches_dense:
             if widened and vector is not None:  # searched again, inside the request's own filters only
-                dense = {h.row: h.score for h in self.store.search(vector, depth, rows)}
+                dense = {h.row: h.score for h in self.store.search(vector, depth, rows, self.cfg.rescore)}
             lap("dense_ms")
         if mode in ("bm25", "hybrid"):
             lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25")

@@ -288,12 +288,14 @@ def _texts_chunks(files: dict[str, int], seed: int) -> tuple[pd.DataFrame, np.nd
     return chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def _publish_segments(root, parts: list[tuple[pd.DataFrame, np.ndarray, list[str]]]) -> str:
+def _publish_segments(
+    root, parts: list[tuple[pd.DataFrame, np.ndarray, list[str]]], cfg: IndexConfig | None = None
+) -> str:
     """A version of one segment per part, each with the files listed masked out."""
     with IndexDir(root).writing() as writer:
         refs = []
         for chunks, vectors, deleted in parts:
-            ref = writer.add_segment(chunks, vectors, IndexConfig()).ref
+            ref = writer.add_segment(chunks, vectors, cfg or IndexConfig()).ref
             rows = int((~chunks["file"].isin(deleted)).sum())
             refs.append(ref.model_copy(update={"deleted": deleted, "rows": rows}))
         return writer.publish_manifest(_manifest("segments", sum(r.rows for r in refs), segments=refs), keep=5)
@@ -355,6 +357,29 @@ def test_chunks_are_read_by_row_from_disk_and_memory_holds_what_search_needs(seg
     assert list(split.chunks.columns) == IN_MEMORY and isinstance(split.chunks["file"].dtype, pd.CategoricalDtype)
     assert (split.chunks["file"] == every["file"]).all() and (split.chunks["page"] == every["page"]).all()
     assert sorted(split.files["file"]) == sorted(whole.files["file"]) == ["a.pdf", "b.pdf", "c.pdf", "d.pdf"]
+
+
+def test_a_compressed_segment_rescores_its_candidates_with_the_stored_vectors(tmp_path):
+    import faiss
+
+    chunks, vectors = _texts_chunks({"a.pdf": 6000, "b.pdf": 4000}, seed=5)
+    # Four dimensions a byte: codes coarse enough that their own order is often wrong.
+    _publish_segments(tmp_path / "index", [(chunks, vectors, [])], IndexConfig(kind="ivfpq", nlist=8, nprobe=8, pq_m=2))
+    store = open_index(tmp_path / "index")
+    (segment,) = store.segments.values()
+    assert isinstance(segment.index, faiss.IndexIVFPQ)
+    stored = np.asarray(segment.vectors)
+    recall = {0: [], 100: []}
+    for seed in range(20):
+        query = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+        best = set(np.argsort(-(stored @ query))[:10])
+        for rescore in recall:
+            hits = store.search(query, 10, rescore=rescore)
+            recall[rescore].append(len(best & {h.row for h in hits}) / 10)
+            if rescore:  # the scores of whole vectors, in their order
+                assert np.allclose([h.score for h in hits], stored[[h.row for h in hits]] @ query, atol=1e-5)
+                assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert np.mean(recall[0]) < 0.5 < 0.85 < np.mean(recall[100]), recall  # measured: 0.36 and 0.905
 
 
 def test_bm25_scores_segments_as_one_collection(segmented):

@@ -225,9 +225,13 @@ def read_lexical(path: Path, lexical: int, rows: int) -> Bm25 | None:
 
 
 def read_faiss(path: Path):
+    """The segment's FAISS index memory-mapped, whatever its kind (IO_FLAG_MMAP_IFC maps a flat index's vectors, an
+    IVF index's lists, HNSW's storage): only what searches touch is read, from the page cache that every replica on
+    the machine shares, and a segment removed from disk while it is served stays readable."""
     import faiss
 
-    return reading(path, INDEX_FILE, lambda f: faiss.read_index(str(f)))
+    flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+    return reading(path, INDEX_FILE, lambda f: faiss.read_index(str(f), flags))
 
 
 def write_parts(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray) -> tuple[dict[str, StoredFile], int]:

@@ -95,28 +95,37 @@ class _Part:
         files = self.segment.rows.read(first, ["file", *FIELDS])
         return files[~files["file"].isin(self.deleted)]
 
-    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> list[Hit]:
+    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None, rescore: int) -> list[Hit]:
         """The k nearest among its live rows, or among ``rows`` of the version's rows.
 
         A selection is applied inside FAISS (an ID selector), so it still returns k hits whenever k rows are
         selected; approximate indexes (IVF, HNSW) that find fewer inside it are completed by an exact search over the
-        selected rows' stored vectors."""
+        selected rows' stored vectors. A compressed index (IVF-PQ) gives its best ``rescore`` (or k) candidates,
+        scored again exactly with the stored vectors: the order and the scores are then those of whole vectors."""
         selected = self.local(rows) if rows is not None else self.live
-        wanted = min(k, self.rows if selected is None else len(selected))
+        available = self.rows if selected is None else len(selected)
+        wanted = min(k, available)
         if wanted == 0:
             return []
         index = self.segment.index
+        compressed = isinstance(index, faiss.IndexIVFPQ) and rescore > 0
         if selected is not None and rows is not None:
             params = search_params(index, faiss.IDSelectorBatch(selected.astype(np.int64)))
         else:
             params = None if self._not_deleted is None else search_params(index, self._not_deleted)
-        scores, ids = index.search(query, wanted, params=params)
+        scores, ids = index.search(query, min(max(wanted, rescore), available) if compressed else wanted, params=params)
         found = [(int(r), float(s)) for r, s in zip(ids[0], scores[0], strict=True) if r >= 0]
         if selected is not None and len(found) < wanted:
-            selected = np.sort(selected)
-            exact = np.asarray(self.segment.vectors[selected], dtype=np.float32) @ query[0]
-            found = [(int(selected[i]), float(exact[i])) for i in np.argsort(-exact)[:wanted]]
+            found = self._exact(query, np.sort(selected), wanted)
+        elif compressed:
+            found = self._exact(query, np.sort([r for r, _ in found]), wanted)
         return [Hit(self._row(r), s) for r, s in found]
+
+    def _exact(self, query: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k best of the segment's ``rows`` (sorted: the memory-mapped vectors are read in order) by their stored
+        vectors."""
+        exact = np.asarray(self.segment.vectors[rows], dtype=np.float32) @ query[0]
+        return [(int(rows[i]), float(exact[i])) for i in np.argsort(-exact)[:k]]
 
     def _row(self, local: int) -> int:
         return self.offset + (local if self.live is None else int(np.searchsorted(self.live, local)))
@@ -174,11 +183,12 @@ class IndexStore:
     def embedding_model(self) -> str:
         return self.manifest.embedding.model
 
-    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[Hit]:
-        """The k nearest chunks to one query vector; ``rows``: only among these chunk rows (a filter's selection).
+    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None, rescore: int = 0) -> list[Hit]:
+        """The k nearest chunks to one query vector; ``rows``: only among these chunk rows (a filter's selection);
+        ``rescore``: candidates a compressed segment scores again with whole vectors (_Part.search).
         Each segment gives its k nearest; the k best of them are the version's."""
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        hits = [hit for part in self._parts for hit in part.search(query, k, rows)]
+        hits = [hit for part in self._parts for hit in part.search(query, k, rows, rescore)]
         if len(self._parts) > 1:
             hits.sort(key=lambda h: -h.score)
         return hits[:k]
