@@ -114,8 +114,11 @@ def parse_filters(raw: dict | None) -> Filters:
 
 
 def _isin(column: pd.Series, values: list, key=lambda v: v) -> np.ndarray:
+    """Rows whose value, through ``key``, is one of ``values``'; ``key`` runs once per distinct value (a collection
+    has many files and few companies, forms and periods)."""
     wanted = {key(v) for v in values}
-    return column.map(lambda v: v is not None and not pd.isna(v) and key(v) in wanted).to_numpy(dtype=bool)
+    matching = [v for v in column.dropna().unique() if key(v) in wanted]
+    return column.isin(matching).to_numpy(dtype=bool)
 
 
 def names_of(company: Any, aliases: Any) -> list[str]:
@@ -128,14 +131,18 @@ def names_of(company: Any, aliases: Any) -> list[str]:
     return [n for n in [company, *listed] if isinstance(n, str) and n]
 
 
+def company_keys(files: pd.DataFrame) -> list[frozenset[str]]:
+    """Each file's company and aliases by ``company_key``: what a company filter compares, worked out once per files
+    table (rag.store.reader keeps it as the column ``company_keys``)."""
+    aliases = files["aliases"] if "aliases" in files else [None] * len(files)
+    return [frozenset(map(company_key, names_of(c, a))) for c, a in zip(files["company"], aliases, strict=True)]
+
+
 def _company_mask(files: pd.DataFrame, companies: list[str]) -> np.ndarray:
     """Files whose company or any alias is one of ``companies`` by ``company_key``."""
     wanted = {company_key(c) for c in companies}
-    aliases = files["aliases"] if "aliases" in files else [None] * len(files)
-    return np.array(
-        [any(company_key(n) in wanted for n in names_of(c, a)) for c, a in zip(files["company"], aliases, strict=True)],
-        dtype=bool,
-    )
+    keys = files["company_keys"] if "company_keys" in files else company_keys(files)
+    return np.array([not wanted.isdisjoint(k) for k in keys], dtype=bool)
 
 
 def matching_files(files: pd.DataFrame, filters: Filters) -> np.ndarray:

@@ -99,11 +99,13 @@ class Searcher:
 
     def chunks_at(self, ranked: list[tuple[int, float]]) -> list[RetrievedChunk]:
         """The ranked rows' chunks, their text read from the index's files."""
-        read = self.store.read([row for row, _ in ranked], ["chunk_id", "file", "page", "text"])
+        rows = [row for row, _ in ranked]
+        read = self.store.read(rows, ["chunk_id", "text"])
+        held = self.store.chunks.iloc[rows]
         return [
             RetrievedChunk(str(chunk_id), str(file), int(page), float(score), str(text))
             for chunk_id, file, page, text, (_, score) in zip(
-                read["chunk_id"], read["file"], read["page"], read["text"], ranked, strict=True
+                read["chunk_id"], held["file"], held["page"], read["text"], ranked, strict=True
             )
         ]
 

@@ -45,7 +45,7 @@ MANIFEST_FILE = "manifest.json"
 LEXICAL_DIR = "bm25"
 INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)  # of a version written before segments
 FORMAT = 2
-CHUNK_ROW_GROUP = 1024  # rows per Parquet row group of chunks.parquet: a hit decodes one group, about 1 MB of text
+CHUNK_ROW_GROUP = 256  # rows per Parquet row group of chunks.parquet: a hit decodes one group, about 0.3 MB of text
 
 CHUNK_COLUMNS = [
     "chunk_id",
@@ -244,8 +244,12 @@ def write_parts(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray) ->
 
     try:
         faiss.write_index(index, str(path / INDEX_FILE))
-        # Row groups small enough that a hit's text is read without decoding much else (rag.store.rows).
-        chunks[CHUNK_COLUMNS].to_parquet(path / CHUNKS_FILE, index=False, row_group_size=CHUNK_ROW_GROUP)
+        # Row groups small enough that a hit's text is read without decoding much else (rag.store.rows); texts and
+        # ids, unique, stored plain: dictionary pages of them cost a search more to decode and save nothing.
+        repeated = [c for c in CHUNK_COLUMNS if c not in ("text", "chunk_id")]
+        chunks[CHUNK_COLUMNS].to_parquet(
+            path / CHUNKS_FILE, index=False, row_group_size=CHUNK_ROW_GROUP, use_dictionary=repeated
+        )
         np.save(path / EMBEDDINGS_FILE, vectors)
         lexical = TERMS if Bm25.build(search_texts(chunks)).save(path / LEXICAL_DIR) else 0
         written = sorted(f for f in path.rglob("*") if f.is_file())

@@ -13,11 +13,12 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from rag.doc_metadata import FIELDS
+from rag.filters import company_keys
 from rag.store.files import CHUNK_COLUMNS, read_manifest
 from rag.store.lexical import Lexical
 from rag.store.rows import IN_MEMORY
 from rag.store.segments import Located, Segment, located
-from rag.store.vectors import search_params
+from rag.store.vectors import rows_selector, search_params
 
 
 def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -42,6 +43,7 @@ def _file_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
     files = files.astype(object).where(files.notna(), None)
     for column in ("fiscal_year", "fiscal_quarter"):  # Parquet stores a column with gaps as floats: 2018.0
         files[column] = [None if v is None else int(v) for v in files[column]]
+    files["company_keys"] = company_keys(files)
     return files
 
 
@@ -68,8 +70,9 @@ class _Part:
         self.rows = segment.info.rows if self.live is None else len(self.live)
 
     def local(self, rows: np.ndarray) -> np.ndarray:
-        """The segment's rows among the version's ``rows``."""
-        return self._local(rows[self.holds(rows)])
+        """The segment's rows among the version's ``rows`` (sorted, as a filter's selection is)."""
+        start, end = np.searchsorted(rows, [self.offset, self.offset + self.rows])
+        return self._local(rows[start:end])
 
     def holds(self, rows: np.ndarray) -> np.ndarray:
         """Which of the version's ``rows`` are this segment's."""
@@ -110,7 +113,8 @@ class _Part:
         index = self.segment.index
         compressed = isinstance(index, faiss.IndexIVFPQ) and rescore > 0
         if selected is not None and rows is not None:
-            params = search_params(index, faiss.IDSelectorBatch(selected.astype(np.int64)))
+            selector, _bitmap = rows_selector(selected, self.segment.info.rows)
+            params = search_params(index, selector)
         else:
             params = None if self._not_deleted is None else search_params(index, self._not_deleted)
         scores, ids = index.search(query, min(max(wanted, rescore), available) if compressed else wanted, params=params)

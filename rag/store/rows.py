@@ -48,13 +48,13 @@ class ChunkRows:
         if rows is None:
             return self._read(self._parquet.read, columns)
         rows = np.asarray(rows, dtype=np.int64)
-        groups = np.unique(np.searchsorted(self._starts, rows, side="right") - 1)
-        held = self._read(lambda names: self._parquet.read_row_groups(groups.tolist(), names), columns)
+        group_of = np.searchsorted(self._starts, rows, side="right") - 1
+        groups = np.unique(group_of)
         # Row r sits at r - start(its group) + the rows of the groups read before its own.
         before = np.cumsum([0] + [self._starts[g + 1] - self._starts[g] for g in groups[:-1]])
-        group_of = np.searchsorted(self._starts, rows, side="right") - 1
-        at = rows - self._starts[group_of] + before[np.searchsorted(groups, group_of)]
-        return held.iloc[at].reset_index(drop=True)
+        at = pa.array(rows - self._starts[group_of] + before[np.searchsorted(groups, group_of)])
+        # Only the rows asked for become Python objects: the rest of their groups stays in Arrow's buffers.
+        return self._read(lambda names: self._parquet.read_row_groups(groups.tolist(), names).take(at), columns)
 
     def _read(self, read, columns: Sequence[str] = IN_MEMORY) -> pd.DataFrame:
         """``columns`` through ``read(the columns present)``, a column an older segment lacks filled in (header: "",

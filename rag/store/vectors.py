@@ -82,6 +82,16 @@ def kind_of(index: faiss.Index) -> str:
     return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
 
 
+def rows_selector(rows: np.ndarray, n: int) -> tuple[faiss.IDSelector, np.ndarray]:
+    """A selector of ``rows`` among ``n``: a bitmap, made at numpy's speed whatever the share selected (a batch
+    selector hashes every row, milliseconds per hundred thousand). The bitmap is returned too: faiss does not own it,
+    so the caller holds it while the selector is used."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    bitmap = np.packbits(mask, bitorder="little")
+    return faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)), bitmap
+
+
 def search_params(index: faiss.Index, selector) -> faiss.SearchParameters:
     """Search parameters carrying a selector, of the type each index kind requires (keeping its own nprobe/efSearch)."""
     if isinstance(index, faiss.IndexIVF):

@@ -1,0 +1,328 @@
+"""An index far larger than the shared data, served from disk: its resident memory, its hybrid search time and its dense
+recall against exact search.
+
+    python -m bench.scale --source INDEX_DIR --chunks 3750000 --out DIR [--segment-rows 375000] [--runs 3]
+                          [--queries 200] [--results bench/results]
+
+The collection is made from the source index's own chunks (the SEC filings'), resampled: each synthetic chunk is a
+real one's text, header and metadata, with its vector jittered (Gaussian noise, 0.05 a dimension, renormalised), so
+neighbourhoods and term statistics stay those of real text. Files hold as many chunks as the source's files do on
+average. It is written as --segment-rows segments through the project's own writer (rag.store.versions; the FAISS
+kind by --set index.kind=..., IVF-PQ by default here) into DIR/index, an ordinary index directory that `rag search`,
+`rag index versions` and `rag serve` open like any other. An existing DIR/index of the same size is reused.
+
+Then, --runs times, a fresh process opens the index and searches it one query at a time on one thread: the SEC
+questions (--queries of them, cycled), embedded beforehand (query embedding is not timed), in hybrid mode; it records
+each search's milliseconds, its resident memory (anonymous, and file pages mapped: the page cache's share of it) and
+the machine's page cache before and after. Dense recall@10 compares the index's top 10 (its compressed codes re-scored,
+retrieval.rescore) with an exact search over the stored vectors. Writes scale.json and scale.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.harness import spread
+from bench.paths import DATASETS, RESULTS
+
+NOISE = 0.05
+K = 10
+SEED = 0
+
+
+def _status(field: str) -> int:
+    """A /proc/self/status field in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cached() -> int:
+    """The machine's page cache, bytes."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Cached:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: list[str]) -> dict:
+    """The synthetic collection of ``chunks`` chunks in segments of ``segment_rows``, published as one version."""
+    from rag.clock import utc_now
+    from rag.config import load_settings
+    from rag.doc_metadata import FIELDS
+    from rag.store.files import FORMAT, EmbeddingInfo, FileEntry, IndexInfo, Manifest, RunStats
+    from rag.store.versions import IndexDir, open_index
+
+    settings = load_settings(None, ["index.kind=ivfpq", *overrides])
+    base = open_index(source)
+    texts = base.read()
+    vectors = np.concatenate([np.asarray(s.vectors, dtype=np.float32) for s in base.segments.values()])
+    per_file = max(1, round(len(texts) / texts["file"].nunique()))
+    rng = np.random.default_rng(SEED)
+    started = time.perf_counter()
+    entries, refs = [], []
+    with IndexDir(root).writing(purpose="a synthetic collection") as writer:
+        for start in range(0, chunks, segment_rows):
+            n = min(segment_rows, chunks - start)
+            picked = rng.integers(0, len(texts), n)
+            part = texts.iloc[picked].reset_index(drop=True)
+            ids = np.arange(start, start + n)
+            part["file"] = [f"synthetic-{i // per_file:07d}.pdf" for i in ids]
+            part["chunk_index"] = ids % per_file
+            part["chunk_id"] = [f"syn:{i}" for i in ids]
+            part["doc_hash"] = [f"{i // per_file:064x}" for i in ids]
+            jittered = vectors[picked] + rng.normal(0, NOISE, (n, vectors.shape[1])).astype(np.float32)
+            jittered /= np.linalg.norm(jittered, axis=1, keepdims=True)
+            located = writer.add_segment(part, jittered, settings.index)
+            refs.append(located.ref)
+            firsts = part.drop_duplicates("file")
+            counts = part["file"].value_counts()
+            entries += [
+                FileEntry(
+                    file=row.file,
+                    status="indexed",
+                    doc_hash=row.doc_hash,
+                    size_bytes=0,
+                    pages=1,
+                    chunks=int(counts[row.file]),
+                    metadata=_metadata(row, FIELDS),
+                )
+                for row in firsts.itertuples()
+            ]
+            print(f"segment {len(refs)}: {start + n:,} of {chunks:,} chunks, {time.perf_counter() - started:.0f} s")
+        seconds = round(time.perf_counter() - started, 1)
+        manifest = Manifest(
+            version=FORMAT,
+            created_at=utc_now(),
+            docs_dir=str(root.parent / "docs"),
+            fingerprint="synthetic",
+            settings=settings.model_dump(mode="json"),
+            embedding=EmbeddingInfo(**base.manifest.embedding.model_dump()),
+            index=IndexInfo(kind=settings.index.kind, built_on="cpu", vectors=chunks),
+            files=_merged(entries),
+            run=RunStats(
+                seconds=seconds,
+                files_processed=0,
+                pages_processed=0,
+                chunks_embedded=0,
+                pages_per_s=0,
+                chunks_per_s=round(chunks / seconds, 1),
+            ),
+            segments=refs,
+        )
+        writer.publish_manifest(manifest, keep=1)
+    return {"build_s": seconds, "segments": len(refs)}
+
+
+def _metadata(row, fields) -> dict:
+    """A chunk row's metadata as the manifest keeps it: JSON values, what is missing left out."""
+    values = {f: getattr(row, f) for f in fields}
+    values = {f: v.tolist() if isinstance(v, np.ndarray | np.generic) else v for f, v in values.items()}
+    return {f: v for f, v in values.items() if v is not None and v == v}  # NaN: a gap in a float column
+
+
+def _merged(entries: list) -> list:
+    """One entry per file: a file cut by a segment boundary has chunks in both."""
+    by_file: dict = {}
+    for e in entries:
+        if e.file in by_file:
+            by_file[e.file].chunks += e.chunks
+        else:
+            by_file[e.file] = e
+    return list(by_file.values())
+
+
+def serve_once(root: Path, queries: Path) -> dict:
+    """One process's run (python -m bench.scale --serve): open, search every query, report."""
+    import faiss
+
+    from rag.config import Settings
+    from rag.search import EmbeddedQuery, Searcher
+    from rag.store.versions import open_index
+
+    faiss.omp_set_num_threads(1)
+    cached_before = _cached()
+    loaded = json.loads(queries.read_text())
+    started = time.perf_counter()
+    store = open_index(root)
+    settings = Settings.model_validate(store.manifest.settings)
+    # The encoder a replica holds is loaded and counted; the queries come embedded, so it is not timed.
+    searcher = Searcher.over(store, settings)
+    open_s = time.perf_counter() - started
+    after_open = {"anon": _status("RssAnon"), "file": _status("RssFile")}
+    ms, recall = [], []
+    for q in loaded:
+        vector = np.asarray(q["vector"], dtype=np.float32)
+        t = time.perf_counter()
+        searcher.search(q["question"], K, mode="hybrid", embedded=EmbeddedQuery(q["question"], vector))
+        ms.append((time.perf_counter() - t) * 1000)
+        got = {h.row for h in store.search(vector, K, rescore=settings.retrieval.rescore)}
+        recall.append(len(got & set(q["exact"])) / K)
+    return {
+        "open_s": round(open_s, 2),
+        "ms": ms,
+        "recall_at_10": float(np.mean(recall)),
+        "rss_anon_after_open": after_open["anon"],
+        "rss_file_after_open": after_open["file"],
+        "rss_anon": _status("RssAnon"),
+        "rss_file": _status("RssFile"),
+        "peak_rss": _status("VmHWM"),
+        "page_cache_before": cached_before,
+        "page_cache_after": _cached(),
+    }
+
+
+def exact_top(store, vectors: np.ndarray) -> list[list[int]]:
+    """The exact top K of each query over the stored vectors, read segment by segment (memory-mapped)."""
+    best = [np.empty(0, dtype=np.int64)] * len(vectors)
+    scores = [np.empty(0, dtype=np.float32)] * len(vectors)
+    offset = 0
+    for segment in store.segments.values():
+        stored = segment.vectors
+        for start in range(0, len(stored), 200_000):
+            block = np.asarray(stored[start : start + 200_000], dtype=np.float32) @ vectors.T
+            for i in range(len(vectors)):
+                top = np.argpartition(-block[:, i], K)[:K]
+                rows = np.concatenate([best[i], top + offset + start])
+                values = np.concatenate([scores[i], block[top, i]])
+                keep = np.argsort(-values)[:K]
+                best[i], scores[i] = rows[keep], values[keep]
+        offset += len(stored)
+    return [b.tolist() for b in best]
+
+
+def queries(root: Path, count: int, out: Path) -> None:
+    """The SEC questions embedded by the index's model, with their exact top K, written to ``out``."""
+    from eval.datasets import load_dataset
+    from rag.config import Settings
+    from rag.embedding import TextEncoder
+    from rag.store.versions import open_index
+    from rag.types import retrieval_query
+
+    questions = [q.question for q in load_dataset(DATASETS / "sec-10q" / "qna_data.csv")]
+    questions = [questions[i % len(questions)] for i in range(count)]
+    store = open_index(root)
+    cfg = Settings.model_validate(store.manifest.settings).embedding
+    encoder = TextEncoder(cfg.model_copy(update={"model": store.manifest.embedding.model}))
+    vectors = encoder.encode([retrieval_query(q, ()) for q in questions], query=True).astype(np.float32)
+    exact = exact_top(store, vectors)
+    out.write_text(
+        json.dumps(
+            [
+                {"question": q, "vector": v.tolist(), "exact": e}
+                for q, v, e in zip(questions, vectors, exact, strict=True)
+            ]
+        )
+    )
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    bars = {"p50": result["p50_ms"], "p95": result["p95_ms"]}
+    for x, f in enumerate(bars.values()):
+        axes[0].bar(x, f["median"], color="tab:blue")
+        axes[0].errorbar(
+            x, f["median"], yerr=[[f["median"] - f["min"]], [f["max"] - f["median"]]], color="k", capsize=4
+        )
+    axes[0].axhline(100, color="tab:red", linestyle="--", label="target p95")
+    axes[0].set_xticks(range(len(bars)), list(bars))
+    axes[0].set_ylabel("ms per hybrid search (one thread)")
+    axes[0].legend()
+    memory = {"anonymous": result["rss_anon_bytes"], "file pages mapped": result["rss_file_bytes"]}
+    for x, f in enumerate(memory.values()):
+        axes[1].bar(x, f["median"] / 2**30, color="tab:gray" if x else "tab:blue")
+    axes[1].axhline(2, color="tab:red", linestyle="--", label="target 2 GB")
+    axes[1].set_xticks(range(len(memory)), list(memory))
+    axes[1].set_ylabel("GiB resident after the queries")
+    axes[1].legend()
+    fig.suptitle(
+        f"{result['chunks']:,} chunks in {result['segments']} segments ({result['index']['kind']}), "
+        f"recall@10 {result['recall_at_10']['median']:.3f} (median, min-max of {len(result['runs'])} runs)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, help="an index whose chunks and vectors are resampled")
+    parser.add_argument("--chunks", type=int, default=3_750_000)
+    parser.add_argument("--segment-rows", type=int, default=375_000)
+    parser.add_argument("--out", type=Path, required=True, help="the collection's folder (DIR/index)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--set", action="append", default=[], help="settings for the build, as rag's --set")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # one measuring process
+    args = parser.parse_args()
+    root = args.out / "index"
+    query_file = args.out / "queries.json"
+    if args.serve:
+        print(json.dumps(serve_once(root, query_file)))
+        return
+    from rag.store.versions import current_manifest
+
+    built = None
+    if not (root.exists() and current_manifest(root).index.vectors == args.chunks):
+        if args.source is None:
+            parser.error(f"{root} holds no collection of {args.chunks:,} chunks: give --source to build one")
+        built = build(args.source, root, args.chunks, args.segment_rows, args.set)
+        query_file.unlink(missing_ok=True)
+    if not query_file.exists():
+        queries(root, args.queries, query_file)
+    runs = []
+    for run in range(args.runs):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.scale", "--out", str(args.out), "--serve"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        r = runs[-1]
+        print(
+            f"run {run + 1}: p50 {np.percentile(r['ms'], 50):.1f} ms, p95 {np.percentile(r['ms'], 95):.1f} ms, "
+            f"RSS {r['rss_anon'] / 2**30:.2f} GiB anonymous + {r['rss_file'] / 2**30:.2f} GiB mapped, "
+            f"recall@10 {r['recall_at_10']:.3f}"
+        )
+    manifest = current_manifest(root)
+    on_disk = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    result = {
+        "chunks": args.chunks,
+        "segments": len(manifest.segments),
+        "index": manifest.settings["index"],
+        "rescore": manifest.settings["retrieval"]["rescore"],
+        "queries": args.queries,
+        "threads": 1,
+        "built": built,
+        "bytes_on_disk": on_disk,
+        "p50_ms": spread([float(np.percentile(r["ms"], 50)) for r in runs]),
+        "p95_ms": spread([float(np.percentile(r["ms"], 95)) for r in runs]),
+        "recall_at_10": spread([r["recall_at_10"] for r in runs]),
+        "rss_anon_bytes": spread([r["rss_anon"] for r in runs]),
+        "rss_file_bytes": spread([r["rss_file"] for r in runs]),
+        "peak_rss_bytes": spread([r["peak_rss"] for r in runs]),
+        "open_s": spread([r["open_s"] for r in runs]),
+        "runs": [{k: v for k, v in r.items() if k != "ms"} for r in runs],
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.results / "scale.png")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
