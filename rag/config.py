@@ -160,10 +160,14 @@ class IngestConfig(_Section):
 
 
 class IndexConfig(_Section):
-    kind: Literal["flat", "ivf", "ivfpq", "hnsw"] = Field(
-        "flat",
-        description="flat: exact inner product; ivf: nprobe of nlist cells; ivfpq: ivf with vectors compressed to "
-        "pq_m bytes (docs/scaling.md)",
+    kind: Literal["auto", "flat", "ivf", "ivfpq", "hnsw"] = Field(
+        "auto",
+        description="auto: flat for a segment of fewer than flat_below chunks, ivfpq for a larger one; flat: exact "
+        "inner product; ivf: nprobe of nlist cells; ivfpq: ivf with vectors compressed to pq_m bytes, its candidates "
+        "re-scored with the whole vectors (retrieval.rescore; docs/scaling.md)",
+    )
+    flat_below: int = Field(
+        200_000, gt=0, description="auto: segments of fewer chunks are searched exactly, larger ones through IVF-PQ"
     )
     nlist: int = Field(100, gt=0, description="IVF cells (capped by the number of vectors)")
     nprobe: int = Field(10, gt=0, description="IVF cells searched per query")

@@ -362,6 +362,12 @@ def test_chunks_are_read_by_row_from_disk_and_memory_holds_what_search_needs(seg
 def test_a_compressed_segment_rescores_its_candidates_with_the_stored_vectors(tmp_path):
     import faiss
 
+    from rag.store.vectors import kind_for
+
+    # By default a segment's size picks its kind: exact below index.flat_below, compressed above.
+    assert [kind_for(n, IndexConfig()) for n in (5_000, 199_999, 200_000)] == ["flat", "flat", "ivfpq"]
+    assert kind_for(250_000, IndexConfig(flat_below=300_000)) == "flat"
+
     chunks, vectors = _texts_chunks({"a.pdf": 6000, "b.pdf": 4000}, seed=5)
     # Four dimensions a byte: codes coarse enough that their own order is often wrong.
     _publish_segments(tmp_path / "index", [(chunks, vectors, [])], IndexConfig(kind="ivfpq", nlist=8, nprobe=8, pq_m=2))

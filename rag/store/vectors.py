@@ -25,16 +25,17 @@ def faiss_gpus() -> int:
 
 
 def kind_for(n: int, cfg: IndexConfig) -> str:
-    """The kind of index ``build_index`` makes of ``n`` vectors: the configured one, or a simpler one where too few
-    vectors train it."""
-    if cfg.kind in ("ivf", "ivfpq") and n // _MIN_POINTS_PER_CELL < 1:
+    """The kind of index ``build_index`` makes of ``n`` vectors: the configured one (auto: by their number), or a
+    simpler one where too few vectors train it."""
+    wanted = ("flat" if n < cfg.flat_below else "ivfpq") if cfg.kind == "auto" else cfg.kind
+    if wanted in ("ivf", "ivfpq") and n // _MIN_POINTS_PER_CELL < 1:
         return "flat"
-    return "ivf" if cfg.kind == "ivfpq" and n < _MIN_POINTS_FOR_PQ else cfg.kind
+    return "ivf" if wanted == "ivfpq" and n < _MIN_POINTS_FOR_PQ else wanted
 
 
 def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
     kind = kind_for(n, cfg)
-    if kind != cfg.kind:
+    if kind != cfg.kind and cfg.kind != "auto":
         log.warning("only %d vectors: too few to train %s, building %s instead", n, cfg.kind, kind)
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
