@@ -286,11 +286,10 @@ def main() -> None:
     runs = []
     for run in range(args.runs):
         done = subprocess.run(
-            [sys.executable, "-m", "bench.scale", "--out", str(args.out), "--serve"],
-            capture_output=True,
-            text=True,
-            check=True,
+            [sys.executable, "-m", "bench.scale", "--out", str(args.out), "--serve"], capture_output=True, text=True
         )
+        if done.returncode:
+            raise SystemExit(f"the measuring process failed:\n{done.stderr[-3000:]}")
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         r = runs[-1]
         print(

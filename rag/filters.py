@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from rag.doc_metadata import validation_problems
 from rag.languages import HAN_CHARS
 
-MAX_VALUES = 64  # values per field
+MAX_VALUES = 64  # values per field a client may send
+_DETECTED = "detected"  # validation context: filters the service made (Filters.detected)
 MAX_VALUE_CHARS = 256  # characters per value, and of a file glob
 
 LEGAL_SUFFIXES = {
@@ -77,10 +78,10 @@ class Filters(BaseModel):
 
     @field_validator("company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "file", mode="before")
     @classmethod
-    def _listed(cls, value: Any) -> Any:
+    def _listed(cls, value: Any, info: ValidationInfo) -> Any:
         values = value if value is None or isinstance(value, list) else [value]
         if values is not None:
-            if len(values) > MAX_VALUES:
+            if len(values) > MAX_VALUES and not (info.context or {}).get(_DETECTED):
                 raise ValueError(f"at most {MAX_VALUES} values")
             if any(isinstance(v, str) and len(v) > MAX_VALUE_CHARS for v in values):
                 raise ValueError(f"values are at most {MAX_VALUE_CHARS} characters")
@@ -92,7 +93,14 @@ class Filters(BaseModel):
 
     def merged(self, other: Filters) -> Filters:
         """These filters, with ``other``'s fields filled in where these have none."""
-        return Filters.model_validate({**other.given(), **self.given()})
+        return Filters.detected({**other.given(), **self.given()})
+
+    @classmethod
+    def detected(cls, fields: dict[str, Any]) -> Filters:
+        """Filters the service worked out itself (from a question and the collection's metadata): as many values as
+        the collection holds, where a client's are bounded (MAX_VALUES): "Q1 2023" in a collection of thousands of
+        quarterly reports names thousands of files."""
+        return cls.model_validate(fields, context={_DETECTED: True})
 
 
 FILTER_FIELDS = tuple(Filters.model_fields)

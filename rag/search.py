@@ -156,7 +156,7 @@ class Searcher:
             f"the best passage inside {dropped} scored {inside:.3f}, {outside[0].score:.3f} outside them "
             f"(more than retrieval.widen_margin {self.cfg.widen_margin} apart)"
         )
-        return request, boosts.merged(Filters.model_validate(dropped)), {"dropped": dropped, "reason": reason}
+        return request, boosts.merged(Filters.detected(dropped)), {"dropped": dropped, "reason": reason}
 
     # ---- search ---------------------------------------------------------------------------------
 
@@ -232,19 +232,18 @@ class Searcher:
         """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to
         dense search; alone (``fill``) they complete the list, so a filter with k rows still returns k."""
         scores = self.bm25().scores(query)
-        if rows is not None:
-            allowed = np.full(len(scores), -np.inf, dtype=np.float64)
-            allowed[rows] = scores[rows]
-            scores = allowed
-        depth = min(depth, len(scores) if rows is None else len(rows))
+        # The rows in the running, in row order: a filter's, or those the query's words reach (a small share of a
+        # large collection); the top is taken among them, not over every chunk.
+        pool = rows if rows is not None else (np.arange(len(scores)) if fill else np.flatnonzero(scores))
+        values = scores[pool]
+        if not fill:
+            pool, values = pool[values > 0], values[values > 0]
+        depth = min(depth, len(pool))
         if depth == 0:
             return {}
-        top = np.argpartition(-scores, depth - 1)[:depth]
-        return {
-            int(r): float(scores[r])
-            for r in top[np.argsort(-scores[top], kind="stable")]
-            if scores[r] > 0 or (fill and scores[r] > -np.inf)
-        }
+        top = np.argpartition(-values, depth - 1)[:depth]
+        top = top[np.lexsort((pool[top], -values[top]))]  # best first; equal scores in row order
+        return {int(pool[i]): float(values[i]) for i in top}
 
     def _fuse(self, dense: dict[int, float], lexical: dict[int, float], mode: str) -> list[tuple[int, float]]:
         if mode == "dense" or not lexical:
@@ -282,7 +281,7 @@ class Searcher:
         """Rows under the sections a question names, cached per section."""
         for name in sections:
             if name not in self._sections:
-                self._sections[name] = section_rows(self.store.chunks["header"].to_numpy(), [name])
+                self._sections[name] = section_rows(self.store.chunks["header"], [name])
         picked = [self._sections[name] for name in sections]
         return np.unique(np.concatenate(picked)) if picked else np.array([], dtype=np.int64)
 

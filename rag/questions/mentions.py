@@ -192,9 +192,7 @@ class MentionMatcher:
         if quarters:
             missing = {q for q in quarters if not self._quarter_filter({q}, sure)}
             found = self._quarter_filter(missing, None) if missing else {}
-            return (
-                set(self.files["file"][matching_files(self.files, Filters.model_validate(found))]) if found else set()
-            )
+            return set(self.files["file"][matching_files(self.files, Filters.detected(found))]) if found else set()
         years = set(fiscal_years_in(text)) - {int(y) for y in own["fiscal_year"].dropna()}
         return set(self.files["file"][self.files["fiscal_year"].isin(years)]) if years else set()
 
@@ -227,7 +225,7 @@ class MentionMatcher:
         if latest and not periods:
             periods = {"file": self._latest_files(scope)}
             period_words = ["latest"]
-        with_period = Filters.model_validate({**chosen, **periods})
+        with_period = Filters.detected({**chosen, **periods})
         if periods and matching_files(self.files, with_period).any():
             chosen.update(periods)
             words += period_words
@@ -241,13 +239,13 @@ class MentionMatcher:
         # purpose: docs/retrieval.md).
         elsewhere = self._missing_period_files(period_text, sure) & self._lone_labels if sure and not latest else set()
         if elsewhere:
-            kept = set(self.files["file"][matching_files(self.files, Filters.model_validate(chosen))])
+            kept = set(self.files["file"][matching_files(self.files, Filters.detected(chosen))])
             chosen = {"file": sorted(kept | elsewhere)}
             unsure |= elsewhere
             words += [w for w in period_words if w not in words]
         if unsure:
             boosts = {**boosts, "file": sorted(unsure)}
-        filters = Filters.model_validate(chosen)
+        filters = Filters.detected(chosen)
         if not matching_files(self.files, filters).any():
             filters = Filters()
-        return Detected(filters, Filters.model_validate(boosts), words)
+        return Detected(filters, Filters.detected(boosts), words)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 
 # name: (how a question names it, how a heading names it)
 SECTIONS: dict[str, tuple[re.Pattern, re.Pattern]] = {
@@ -41,12 +42,13 @@ def named_sections(question: str) -> list[str]:
     return [name for name, (asked, _) in SECTIONS.items() if asked.search(question)]
 
 
-def section_rows(headers: np.ndarray, sections: list[str]) -> np.ndarray:
-    """Rows whose header's section (its last ``|`` part) is one of ``sections``."""
+def section_rows(headers: pd.Series, sections: list[str]) -> np.ndarray:
+    """Rows whose header's section (its last ``|`` part) is one of ``sections``. Each distinct header is read once:
+    a collection has millions of chunks and far fewer headers."""
     if not sections:
         return np.array([], dtype=np.int64)
     patterns = [SECTIONS[s][1] for s in sections]
-    tails = (h.rsplit(" | ", 1)[-1] if isinstance(h, str) and " | " in h else "" for h in headers)
-    return np.array(
-        [i for i, tail in enumerate(tails) if tail and any(p.search(tail) for p in patterns)], dtype=np.int64
-    )
+    categorical = headers.astype("category")
+    tails = (h.rsplit(" | ", 1)[-1] if isinstance(h, str) and " | " in h else "" for h in categorical.cat.categories)
+    chosen = [i for i, tail in enumerate(tails) if tail and any(p.search(tail) for p in patterns)]
+    return np.flatnonzero(np.isin(categorical.cat.codes.to_numpy(), chosen))
