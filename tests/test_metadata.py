@@ -13,7 +13,7 @@ from ingest.metadata_extraction import SidecarError, extract_metadata, metadata_
 from ingest.pdf_pages import PdfInfo, read_pdf_pages
 from rag.config import PdfConfig
 from rag.doc_metadata import FIELDS, DocMetadata, chunk_header
-from rag.filters import FilterError, Filters, company_key, matching_files, parse_filters
+from rag.filters import MAX_VALUES, FilterError, Filters, company_key, matching_files, parse_filters
 from rag.questions.mentions import MentionMatcher
 from tests.pdf_factory import text_pdf
 
@@ -166,6 +166,27 @@ def test_bad_filters_are_named():
     with pytest.raises(FilterError, match="file_glob"):
         parse_filters({"file_glob": "*" * 10_000})
     assert parse_filters({"fiscal_year": 2023}).fiscal_year == [2023]
+
+
+def test_a_quarter_named_in_a_collection_of_many_quarterly_reports_filters_them_all():
+    """Clients send at most MAX_VALUES values a field; what the service reads from a question has no such bound."""
+    many = pd.DataFrame(
+        {
+            "file": [f"2023 Q1 C{i:03d}.pdf" for i in range(100)],
+            "title": "t",
+            "company": [f"Company Number {i} Inc." for i in range(100)],
+            "ticker": None,
+            "form": "10-Q",
+            "fiscal_year": 2023,
+            "fiscal_quarter": 2,  # the filers' own quarter; people ask by the files' label
+            "period_end": "2023-04-01",
+            "period_aliases": [["2023 Q1"]] * 100,
+        }
+    ).astype(object)
+    found = MentionMatcher(many).detect("What was revenue in Q1 2023?")
+    assert sorted(found.filters.file or []) == many["file"].tolist()
+    with pytest.raises(FilterError, match=f"at most {MAX_VALUES} values"):
+        parse_filters({"file": many["file"].tolist()})
 
 
 def test_questions_name_what_they_mean():
