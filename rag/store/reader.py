@@ -188,8 +188,8 @@ class IndexStore:
         return self.manifest.embedding.model
 
     def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None, rescore: int = 0) -> list[Hit]:
-        """The k nearest chunks to one query vector; ``rows``: only among these chunk rows (a filter's selection);
-        ``rescore``: candidates a compressed segment scores again with whole vectors (_Part.search).
+        """The k nearest chunks to one query vector; ``rows``: only among these chunk rows, sorted (a filter's
+        selection); ``rescore``: candidates a compressed segment scores again with whole vectors (_Part.search).
         Each segment gives its k nearest; the k best of them are the version's."""
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         hits = [hit for part in self._parts for hit in part.search(query, k, rows, rescore)]
