@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import spread
+from bench.harness import proc_bytes, spread
 from bench.paths import DATASETS, REPO, RESULTS
 
 DEFAULT = [
@@ -29,13 +29,6 @@ DEFAULT = [
     str(DATASETS / "sec-10q" / "docs"),
     str(DATASETS / "filings-mixed" / "docs"),
 ]
-
-
-def _peak_rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(folder: str) -> dict:
@@ -57,7 +50,7 @@ def child(folder: str) -> dict:
             "chunks": result.chunks_total,
             "segments": len(result.manifest.segments),
             "seconds": time.perf_counter() - started,
-            "driver_peak_rss_bytes": _peak_rss_bytes(),
+            "driver_peak_rss_bytes": proc_bytes("VmHWM"),
         }
 
 

@@ -93,6 +93,15 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def proc_bytes(field: str, path: str = "/proc/self/status") -> int:
+    """A field of a /proc file that counts kB, in bytes: this process's VmRSS, VmHWM, RssAnon, RssFile
+    (/proc/self/status), or the machine's page cache, Cached (/proc/meminfo)."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in {path}")
+
+
 def spread(values: list[float]) -> dict:
     values = [v for v in values if v is not None]
     if not values:

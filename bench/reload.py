@@ -18,18 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import spread
+from bench.harness import proc_bytes, spread
 from bench.paths import REPO, RESULTS
 
 WAYS = ("built", "stored")
 QUERY = "What were total net sales for the quarter?"
-
-
-def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def take_up(index: str, way: str) -> dict:
@@ -38,7 +31,7 @@ def take_up(index: str, way: str) -> dict:
     from rag.store.lexical import Bm25
     from rag.store.versions import open_index
 
-    before, started = _rss_bytes(), time.perf_counter()
+    before, started = proc_bytes("VmRSS"), time.perf_counter()
     store = open_index(index)
     opened = time.perf_counter()
     bm25 = Bm25.build(search_texts(store.read())) if way == "built" else store.lexical()
@@ -47,7 +40,7 @@ def take_up(index: str, way: str) -> dict:
     return {
         "seconds": done - started,
         "bm25_seconds": done - opened,
-        "rss_growth_bytes": _rss_bytes() - before,
+        "rss_growth_bytes": proc_bytes("VmRSS") - before,
         "chunks": len(store.chunks),
         "stored": store.manifest.lexical > 0,
     }

@@ -29,28 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import spread
+from bench.harness import proc_bytes, spread
 from bench.paths import DATASETS, RESULTS
 
 NOISE = 0.05
 K = 10
 SEED = 0
-
-
-def _status(field: str) -> int:
-    """A /proc/self/status field in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _cached() -> int:
-    """The machine's page cache, bytes."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("Cached:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: list[str]) -> dict:
@@ -149,7 +133,7 @@ def serve_once(root: Path, queries: Path) -> dict:
     from rag.store.versions import open_index
 
     faiss.omp_set_num_threads(1)
-    cached_before = _cached()
+    cached_before = proc_bytes("Cached", "/proc/meminfo")
     loaded = json.loads(queries.read_text())
     started = time.perf_counter()
     store = open_index(root)
@@ -157,7 +141,7 @@ def serve_once(root: Path, queries: Path) -> dict:
     # The encoder a replica holds is loaded and counted; the queries come embedded, so it is not timed.
     searcher = Searcher.over(store, settings)
     open_s = time.perf_counter() - started
-    after_open = {"anon": _status("RssAnon"), "file": _status("RssFile")}
+    after_open = {"anon": proc_bytes("RssAnon"), "file": proc_bytes("RssFile")}
     ms, recall = [], []
     for q in loaded:
         vector = np.asarray(q["vector"], dtype=np.float32)
@@ -172,11 +156,11 @@ def serve_once(root: Path, queries: Path) -> dict:
         "recall_at_10": float(np.mean(recall)),
         "rss_anon_after_open": after_open["anon"],
         "rss_file_after_open": after_open["file"],
-        "rss_anon": _status("RssAnon"),
-        "rss_file": _status("RssFile"),
-        "peak_rss": _status("VmHWM"),
+        "rss_anon": proc_bytes("RssAnon"),
+        "rss_file": proc_bytes("RssFile"),
+        "peak_rss": proc_bytes("VmHWM"),
         "page_cache_before": cached_before,
-        "page_cache_after": _cached(),
+        "page_cache_after": proc_bytes("Cached", "/proc/meminfo"),
     }
 
 

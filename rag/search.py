@@ -33,7 +33,7 @@ from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
 from rag.store.files import search_texts
 from rag.store.lexical import Lexical
-from rag.store.reader import IndexStore
+from rag.store.reader import Hit, IndexStore
 from rag.store.versions import open_index
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
 
@@ -147,8 +147,8 @@ class Searcher:
         if applied == request or self.cfg.widen_margin is None:
             return applied, boosts, {}
         if inside is None:
-            inside = next((h.score for h in self.store.search(vector, 1, self._rows(applied), self.cfg.rescore)), None)
-        outside = self.store.search(vector, 1, self._rows(request), self.cfg.rescore)
+            inside = next((h.score for h in self._nearest(vector, 1, self._rows(applied))), None)
+        outside = self._nearest(vector, 1, self._rows(request))
         if inside is None or not outside or outside[0].score - inside <= self.cfg.widen_margin:
             return applied, boosts, {}
         dropped = {k: v for k, v in applied.given().items() if k not in request.given()}
@@ -198,7 +198,7 @@ class Searcher:
             lap("embed_ms")
         searches_dense = mode in ("dense", "hybrid")
         if searches_dense and vector is not None:  # embedded above wherever the mode searches vectors
-            dense = {h.row: h.score for h in self.store.search(vector, depth, self._rows(applied), self.cfg.rescore)}
+            dense = {h.row: h.score for h in self._nearest(vector, depth, self._rows(applied))}
         if vector is not None:
             applied, boosts, widened = self._widened(
                 vector, request, applied, boosts, max(dense.values(), default=None)
@@ -206,7 +206,7 @@ class Searcher:
         rows = self._rows(applied)
         if searches_dense:
             if widened and vector is not None:  # searched again, inside the request's own filters only
-                dense = {h.row: h.score for h in self.store.search(vector, depth, rows, self.cfg.rescore)}
+                dense = {h.row: h.score for h in self._nearest(vector, depth, rows)}
             lap("dense_ms")
         if mode in ("bm25", "hybrid"):
             lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25")
@@ -227,6 +227,10 @@ class Searcher:
         return SearchResult(
             chunks, mode, applied.given(), boosts.given(), matched, widened, timings, self.store.version
         )
+
+    def _nearest(self, vector: np.ndarray, k: int, rows: np.ndarray | None) -> list[Hit]:
+        """The index's k nearest chunks among ``rows`` (None: all), compressed segments' candidates re-scored."""
+        return self.store.search(vector, k, rows, self.cfg.rescore)
 
     def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool) -> dict[int, float]:
         """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to

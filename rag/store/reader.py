@@ -59,14 +59,12 @@ class _Part:
     def __init__(self, segment: Segment, where: Located, offset: int):
         self.segment, self.offset = segment, offset
         self.live: np.ndarray | None = None
-        self._not_deleted = None
+        self._live_selector = None
         self.deleted = where.ref.deleted
         if self.deleted:
             self.live = np.flatnonzero(~segment.rows.table["file"].isin(self.deleted).to_numpy())
-            deleted = np.setdiff1d(np.arange(segment.info.rows), self.live).astype(np.int64)
-            # Kept with its inner selector: faiss does not hold a reference to it.
-            self._selectors = (faiss.IDSelectorBatch(deleted),)
-            self._not_deleted = faiss.IDSelectorNot(self._selectors[0])
+            # The bitmap is kept with its selector: faiss does not own it.
+            self._live_selector, self._live_bitmap = rows_selector(self.live, segment.info.rows)
         self.rows = segment.info.rows if self.live is None else len(self.live)
 
     def local(self, rows: np.ndarray) -> np.ndarray:
@@ -116,7 +114,7 @@ class _Part:
             selector, _bitmap = rows_selector(selected, self.segment.info.rows)
             params = search_params(index, selector)
         else:
-            params = None if self._not_deleted is None else search_params(index, self._not_deleted)
+            params = None if self._live_selector is None else search_params(index, self._live_selector)
         scores, ids = index.search(query, min(max(wanted, rescore), available) if compressed else wanted, params=params)
         found = [(int(r), float(s)) for r, s in zip(ids[0], scores[0], strict=True) if r >= 0]
         if selected is not None and len(found) < wanted:

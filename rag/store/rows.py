@@ -51,7 +51,7 @@ class ChunkRows:
         group_of = np.searchsorted(self._starts, rows, side="right") - 1
         groups = np.unique(group_of)
         # Row r sits at r - start(its group) + the rows of the groups read before its own.
-        before = np.cumsum([0] + [self._starts[g + 1] - self._starts[g] for g in groups[:-1]])
+        before = np.concatenate([[0], np.cumsum(np.diff(self._starts)[groups[:-1]])])
         at = pa.array(rows - self._starts[group_of] + before[np.searchsorted(groups, group_of)])
         # Only the rows asked for become Python objects: the rest of their groups stays in Arrow's buffers.
         return self._read(lambda names: self._parquet.read_row_groups(groups.tolist(), names).take(at), columns)
