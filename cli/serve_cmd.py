@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -72,14 +73,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = ", ".join(settings.serve.collections) or "default"
     print(
         f"serving {names}: the page at http://{cfg.host}:{cfg.port}/ (API: POST /query, /v1/chat/completions, "
-        "/v1/collections); Ctrl-C stops"
+        "/v1/collections); Ctrl-C or SIGTERM stops"
     )
+    # A service in the background (nohup, systemd, `docker stop`) is stopped by SIGTERM, and one started with `&` in a
+    # script ignores SIGINT: both end the way Ctrl-C does, Serve shut down first.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         serve.shutdown()
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def add_parsers(sub) -> None:
