@@ -1,0 +1,336 @@
+"""Every figure in an answer looked for in the passages it was given: deterministic, exact where it applies, and able
+to say where each figure stands (the source, its file and page, the line) or that it stands nowhere.
+
+What counts as a figure: amounts (a currency sign, a scale word or both: "$81.8 billion", "RMB 3.5 million", "12亿"),
+numbers written with thousands separators or decimals ("81,797", "0.35"), percentages ("38.3%", "12 percent"), dates
+("July 1, 2023", "2023-07-01", "2023年7月1日") and years. Not figures: bare integers under 100 (list numbers, "3
+segments"), citation marks, form and item names ("10-Q", "Item 7"), file names.
+
+When a figure is supported (the rules; docs/figures.md says what they leave out):
+- a passage holds the same value, to within half a unit of the last digit the answer wrote (rounding to the precision
+  written: "$81.8 billion" is supported by "81,797" in a table "in millions", "$81.9 billion" is not);
+- a passage's bare numbers count at face value and, where the passage says "in thousands", "in millions" or "in
+  billions" (a table's header) or 单位：万元/亿元, at that scale too;
+- signs are ignored: tables write a loss as "(1,234)", an answer as "a loss of $1,234 million";
+- a date matches the same day written any of the ways above; a year matches the year anywhere in a passage;
+- an amount or percentage that is the change between two other figures of the answer (their difference, or the
+  percentage change from the first to the second) is supported as derived from them.
+The passages the answer cites ([n]) are searched first, then the others.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import permutations
+
+from rag.types import RetrievedChunk
+
+_MONTHS = {
+    m: i
+    for i, names in enumerate(
+        (
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ),
+        start=1,
+    )
+    for m in names
+}
+_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_DATE_WORDS = re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}}),?\s+(\d{{4}})\b", re.I)
+_DATE_ISO = re.compile(r"(?<![\d-])(\d{4})-(\d{2})-(\d{2})(?![\d-])")
+_DATE_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+# Spans that hold digits but no figure: citations, file names, form and item names, identifiers joined to words.
+_NOT_FIGURES = re.compile(
+    r"\[\d+\]|[^,:;(\[\n]*\.pdf\b|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule)\s+\d+[A-Z]?\b"
+    r"|\b\d+-[A-Z]\b|\b[A-Z]+\d+\b|\bQ[1-4]\b",
+    re.I,
+)
+_SCALES = {
+    "thousand": 1e3,
+    "thousands": 1e3,
+    "k": 1e3,
+    "million": 1e6,
+    "millions": 1e6,
+    "mn": 1e6,
+    "m": 1e6,
+    "billion": 1e9,
+    "billions": 1e9,
+    "bn": 1e9,
+    "b": 1e9,
+    "trillion": 1e12,
+    "万": 1e4,
+    "亿": 1e8,
+    "万亿": 1e12,
+}
+_FIGURE = re.compile(
+    r"(?<![\w.,/-])(?P<open>\()?(?P<sign>[-−])?\s?(?:(?P<cur>US\$|\$|€|£|¥|RMB|USD|EUR)\s?)?"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?:\s?(?P<scale>thousand|million|billion|trillion|mn|bn|[kmb])\b|\s?(?P<han>万亿|亿|万))?"
+    r"(?P<pct>\s?%|％|\s?percent\b|\s?per\s?cent\b|\s?percentage\s+points?\b)?"
+    r"(?![\w-]|\.\d)",
+    re.I,
+)
+_WORD = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:。！？；：])\s+|\n")
+# Words that say nothing about what a figure measures.
+_PLAIN_WORDS = {
+    *_MONTHS,
+    *(w for w in _SCALES if w.isascii()),
+    *"the and for was were are has had have with from that this its their which than over into per of in on to by as at "
+    "about approximately total compared same period quarter quarters year years ended ending months three six nine "
+    "fiscal during while also based reported amount amounts respectively increase increased decrease decreased "
+    "change changed".split(),
+}
+_CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
+_SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
+
+
+@dataclass(frozen=True)
+class Figure:
+    text: str
+    start: int
+    end: int
+    kind: str  # amount, number, percent, date or year
+    value: float  # amounts at their scale; a date as YYYYMMDD
+    tolerance: float  # half a unit of the last digit written
+    raw: float = 0.0  # the digits as written, before any scale word
+    scale_written: bool = False  # a scale word follows it ("million", "亿")
+
+
+@dataclass
+class FigureCheck:
+    text: str
+    kind: str
+    start: int  # offsets in the answer's text
+    end: int
+    status: str  # supported, unsupported, or cut_off (the answer ended inside it: finish_reason "length")
+    source: int | None = None  # 1-based, into the sources the answer was given
+    file: str | None = None
+    page: int | None = None
+    span: str | None = None  # the line of the source that holds it
+    cited: bool = False  # found in a source the answer cites
+    derived_from: list[str] = field(default_factory=list)  # the two figures it is the change between
+
+
+@dataclass
+class FigureReport:
+    checks: list[FigureCheck]
+    unknown_citations: list[int]  # [n] marks that point at no source
+
+    @property
+    def summary(self) -> dict[str, int]:
+        count = {status: sum(c.status == status for c in self.checks) for status in ("supported", "unsupported")}
+        return {"figures": len(self.checks), **count, "cut_off": len(self.checks) - sum(count.values())}
+
+    @property
+    def all_supported(self) -> bool:
+        return all(c.status == "supported" for c in self.checks)
+
+
+def _date(year: str, month: int, day: str) -> float | None:
+    y, d = int(year), int(day)
+    return float(y * 10000 + month * 100 + d) if 1 <= month <= 12 and 1 <= d <= 31 else None
+
+
+def _dates(text: str) -> Iterator[tuple[int, int, float]]:
+    for match in _DATE_WORDS.finditer(text):
+        value = _date(match[3], _MONTHS[match[1].lower()], match[2])
+        if value:
+            yield match.start(), match.end(), value
+    for pattern in (_DATE_ISO, _DATE_HAN):
+        for match in pattern.finditer(text):
+            value = _date(match[1], int(match[2]), match[3])
+            if value:
+                yield match.start(), match.end(), value
+
+
+def _masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """The text with ``spans`` blanked out, offsets kept."""
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
+
+
+def figures(text: str, everything: bool = False) -> list[Figure]:
+    """The figures of ``text`` in order; ``everything``: bare small integers too (a passage's, to match against)."""
+    found = [Figure(text[s:e], s, e, "date", v, 0.5) for s, e, v in _dates(text)]
+    masked = _masked(text, [(f.start, f.end) for f in found] + [m.span() for m in _NOT_FIGURES.finditer(text)])
+    for m in _FIGURE.finditer(masked):
+        digits = m["num"].replace(",", "")
+        raw = float(digits)
+        decimals = len(digits.partition(".")[2])
+        scale_word = (m["scale"] or m["han"] or "").lower()
+        if scale_word in ("k", "m", "b") and not m["cur"]:
+            scale_word = ""  # "5 m" of distance, "3 b" of a list: only a currency makes the letter a scale
+        scale = _SCALES.get(scale_word, 1.0)
+        if m["pct"]:
+            kind = "percent"
+        elif m["cur"] or scale_word:
+            kind = "amount"
+        elif not decimals and "," not in m["num"] and 1900 <= raw <= 2100:
+            kind = "year"
+        elif decimals or "," in m["num"] or raw >= _SMALLEST_COUNT or everything:
+            kind = "number"
+        else:
+            continue
+        start = m.start("cur") if m["cur"] else m.start("num")
+        end = m.end("pct") if m["pct"] else m.end()
+        text_end = end - (1 if text[end - 1 : end] == ")" and not m["open"] else 0)
+        found.append(
+            Figure(
+                text[start:text_end].strip(),
+                start,
+                text_end,
+                kind,
+                raw * scale,
+                0.5 * 10**-decimals * scale,
+                raw,
+                bool(scale_word),
+            )
+        )
+    return sorted(found, key=lambda f: f.start)
+
+
+@dataclass
+class _Passage:
+    number: int  # 1-based
+    chunk: RetrievedChunk
+    figures: tuple[Figure, ...]
+    context_scales: tuple[float, ...]  # what its bare numbers may be counted in
+
+    def values(self, kind: str) -> Iterator[tuple[float, Figure]]:
+        for f in self.figures:
+            if kind in ("date", "year"):
+                if f.kind == "date" and kind == "date":
+                    yield f.value, f
+                elif kind == "year" and f.kind in ("date", "year"):
+                    yield (f.value // 10000 if f.kind == "date" else f.value), f
+            elif kind == "percent":
+                if f.kind == "percent":
+                    yield f.value, f
+            elif f.kind in ("amount", "number", "year"):
+                yield f.value, f
+                if not f.scale_written:
+                    for scale in self.context_scales:
+                        yield f.raw * scale, f
+
+
+@lru_cache(maxsize=1024)
+def _read_passage(text: str) -> tuple[tuple[Figure, ...], tuple[float, ...]]:
+    """A passage's figures and the scales its bare numbers may be counted in; kept, since the same passages come back
+    for question after question."""
+    scales = tuple({_SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text)})
+    return tuple(figures(text, everything=True)), scales
+
+
+def _passage(number: int, chunk: RetrievedChunk) -> _Passage:
+    return _Passage(number, chunk, *_read_passage(chunk.text))
+
+
+def _words(text: str) -> set[str]:
+    """What a stretch of text is about: its longer words (lower case, a plural's s dropped), Chinese as pairs of
+    characters."""
+    out = set()
+    for word in _WORD.findall(text):
+        if word.isascii():
+            word = word.lower()
+            if word not in _PLAIN_WORDS:
+                out.add(_singular(word))
+        else:
+            out.update(word[i : i + 2] for i in range(len(word) - 1))
+    return out
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    bounds = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]
+    first = max(b for b in bounds if b <= start)
+    last = min((b for b in bounds if b >= end), default=len(text))
+    return text[first:last]
+
+
+def _line(text: str, start: int, end: int) -> str:
+    first = text.rfind("\n", 0, start) + 1
+    last = text.find("\n", end)
+    return " ".join(text[first : last if last >= 0 else len(text)].split())
+
+
+def _holds(passage: _Passage, figure: Figure, about: set[str]) -> Figure | None:
+    """The figure of ``passage`` that supports ``figure``, if one does: the same value, on a line that shares a word
+    with ``about`` (what the answer's sentence says the figure measures) unless the figure is a whole date."""
+    kind = "amount" if figure.kind == "number" else figure.kind
+    for value, there in passage.values(kind):
+        same = abs(abs(value) - abs(figure.value)) <= figure.tolerance + 1e-9 * abs(figure.value)
+        if not same and figure.kind == "number" and there.kind != "date":
+            same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
+        if same and (
+            figure.kind in ("date", "year") or not about or about & _words(_line(passage.chunk.text, there.start, there.end))
+        ):
+            return there
+    return None
+
+
+def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
+    """Two other figures of the answer that ``figure`` is the change between, if any."""
+    amounts = [o for o in others if o.kind in ("amount", "number") and o is not figure]
+    for a, b in permutations(amounts, 2):
+        if figure.kind == "percent":
+            if a.value and abs(abs((b.value - a.value) / a.value * 100) - figure.value) <= figure.tolerance:
+                return [a.text, b.text]
+        elif abs(abs(b.value - a.value) - abs(figure.value)) <= figure.tolerance and figure.value:
+            return [a.text, b.text]
+    return []
+
+
+def check_figures(
+    answer: str, chunks: Sequence[RetrievedChunk], cited: Sequence[int] = (), finish_reason: str = "stop"
+) -> FigureReport:
+    """Each figure of ``answer`` checked against ``chunks`` (the sources it was given, numbered from 1); ``cited``:
+    the source numbers it cites, searched first."""
+    passages = [_passage(i, c) for i, c in enumerate(chunks, start=1)]
+    order = [p for p in passages if p.number in cited] + [p for p in passages if p.number not in cited]
+    found = figures(answer)
+    tail = answer.rstrip(" \t\n,.;:-")
+    checks = []
+    for figure in found:
+        check = FigureCheck(figure.text, figure.kind, figure.start, figure.end, "unsupported")
+        if finish_reason == "length" and figure.end >= len(tail):
+            check.status = "cut_off"
+        # What the figure measures: its sentence says, or the answer's first one, where a list of figures is introduced.
+        about = _words(_sentence(answer, figure.start, figure.end)) | _words(_sentence(answer, 0, 0))
+        for passage in order if check.status != "cut_off" else ():
+            there = _holds(passage, figure, about)
+            if there is not None:
+                check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
+                check.file, check.page = passage.chunk.file, passage.chunk.page
+                check.span = _line(passage.chunk.text, there.start, there.end)
+                break
+        checks.append(check)
+    for figure, check in zip(found, checks, strict=True):
+        if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
+            supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]
+            check.derived_from = _derived(figure, supported)
+            if check.derived_from:
+                check.status = "supported"
+    unknown = sorted({int(n) for n in re.findall(r"\[(\d+)\]", answer) if not 1 <= int(n) <= len(chunks)})
+    return FigureReport(checks, unknown)
