@@ -114,12 +114,14 @@ def main() -> None:
         sources = [p for file, file_pages in pages.items() if question.is_gold_file(file) for p in file_pages]
         if sources:
             rows.append(evaluate(question, sources))
-    result = {"dataset": str(args.dataset), "by_split": summarise(rows), "rows": rows}
+    by_split = summarise(rows)
+    result = {"dataset": str(args.dataset), "by_split": by_split, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    for split, s in result["by_split"].items():
+    for split, s in by_split.items():
         print(
-            f"{split}: {s['figures']} figures in {s['answers_with_figures']} answers, supported {s['supported_recall']}; "
+            f"{split}: {s['figures']} figures in {s['answers_with_figures']} answers, "
+            f"supported {s['supported_recall']}; "
             f"{s['altered']} altered, caught {s['altered_caught']} {s['altered_caught_by_how']}"
         )
 

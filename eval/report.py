@@ -37,8 +37,17 @@ def _summary(group: list[ScoredRow]) -> dict[str, Any]:
     answered = [r.answer_scores for r in group if r.answer_scores]
     if answered:
         out["answers"] = {
-            key: _mean(a[key] for a in answered)
-            for key in ("token_f1", "number_recall", "citation_precision", "refusal")
+            key: _mean(a.get(key) for a in answered)
+            for key in (
+                "token_f1",
+                "number_recall",
+                "citation_precision",
+                "refusal",
+                "figures_supported",
+                "figures_unsupported",
+                "all_figures_supported",
+            )
+            if any(key in a for a in answered)
         }
     judged = [r.judge["score"] for r in group if r.judge]
     if judged:
@@ -66,6 +75,7 @@ def aggregate(rows: list[ScoredRow]) -> dict[str, Any]:
         "latency": _percentiles([r.latency_s for r in rows]),
         "retrieve": _percentiles([r.retrieve_s for r in rows]),
         "generate": _percentiles([r.generate_s for r in rows]),
+        "check": _percentiles([r.check_s for r in rows]),
     }
     report["latency_s"] = {k: v for k, v in latency.items() if v}
     return report
@@ -103,6 +113,9 @@ def _table(title: str, summary: dict) -> list[str]:
             "number_recall": "numbers recalled",
             "citation_precision": "citation precision",
             "refusal": "refusal rate",
+            "figures_supported": "figures supported",
+            "figures_unsupported": "figures unsupported",
+            "all_figures_supported": "answers with every figure supported",
             "judge_score": "judge (1-5)",
         }
         keys = [k for k in names if k in a]

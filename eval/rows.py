@@ -20,6 +20,8 @@ class RunRow:
     latency_s: float | None = None  # online: the whole request
     retrieve_s: float | None = None
     generate_s: float | None = None
+    check_s: float | None = None  # the answer's figures checked (rag.figures)
+    figures: dict[str, int] | None = None  # the check's counts: figures, supported, unsupported, cut_off
 
 
 @dataclass
@@ -39,6 +41,7 @@ class ScoredRow:
     latency_s: float | None
     retrieve_s: float | None
     generate_s: float | None
+    check_s: float | None
     # retrieval mode -> the files and pages it found and their scores (recall@k, hit@k, mrr, page_*)
     retrieval: dict[str, dict[str, Any]] = field(default_factory=dict)
     answer_scores: dict[str, Any] | None = None  # token_f1, number_recall, citation_precision, refusal

@@ -57,6 +57,8 @@ class EvalActor:
             "error": [],
             "retrieve_s": [],
             "generate_s": [],
+            "check_s": [],
+            "figures": [],
         }
         for question, filters in zip(batch["question"], batch["filters"], strict=True):
             started = time.perf_counter()
@@ -69,6 +71,7 @@ class EvalActor:
             # JSON: Arrow would merge the rows' filter objects into one struct, adding every field to every row.
             out["filters"].append(json.dumps(found[self.answer_retriever].filters))
             answer, error, gen_started = "", "", time.perf_counter()
+            check_s, figures = None, None
             if self.pipeline is not None:
                 top = found[self.answer_retriever]
                 request = AnswerRequest(
@@ -78,14 +81,17 @@ class EvalActor:
                     filters=filters,
                 )
                 try:
-                    answer = asyncio.run(
+                    answered = asyncio.run(
                         self.pipeline.answer(request, replace(top, chunks=top.chunks[: request.top_k]))
-                    ).text
+                    )
+                    answer, check_s, figures = answered.text, answered.check_ms / 1000, answered.figures.summary
                 except Exception as err:  # one failed question is a recorded row, not a failed run
                     error = f"{type(err).__name__}: {err}"
             out["answer"].append(answer)
             out["error"].append(error)
             out["generate_s"].append(time.perf_counter() - gen_started)
+            out["check_s"].append(check_s)
+            out["figures"].append(json.dumps(figures))
         return out
 
 
@@ -129,6 +135,8 @@ def run_batch(
             filters=json.loads(row["filters"]),
             retrieve_s=row["retrieve_s"],
             generate_s=row["generate_s"],
+            check_s=row["check_s"],
+            figures=json.loads(row["figures"]),
         )
         for row in ds.take_all()
     ]
@@ -158,6 +166,8 @@ async def _ask(http, url: str, q: Question, k: int, headers: dict) -> RunRow:
         latency_s=latency,
         retrieve_s=data["timings"]["retrieve_ms"] / 1000,
         generate_s=data["timings"]["generate_ms"] / 1000,
+        check_s=data["timings"]["check_ms"] / 1000,
+        figures={k: data["figures"][k] for k in ("figures", "supported", "unsupported", "cut_off")},
     )
 
 

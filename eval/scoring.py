@@ -125,10 +125,15 @@ def score_row(q: Question, run: RunRow, indexed_files: set[str], answer_retrieve
         latency_s=run.latency_s,
         retrieve_s=run.retrieve_s,
         generate_s=run.generate_s,
+        check_s=run.check_s,
     )
     scored.retrieval = {mode: _retrieval_scores(q, hits, len(gold_in_index)) for mode, hits in run.retrieved.items()}
     if scored.answer:
-        scored.answer_scores = {**_answer_scores(q, scored.answer), "answered_from": answer_retriever}
+        scored.answer_scores = {
+            **_answer_scores(q, scored.answer),
+            **figure_scores(run.figures),
+            "answered_from": answer_retriever,
+        }
     return scored
 
 
@@ -148,6 +153,19 @@ def _retrieval_scores(q: Question, hits: list[RetrievedChunk], gold_files_indexe
             scores[f"page_hit@{k}"] = hit_at_k(pages, gold.__contains__, k)
         scores["page_mrr"] = reciprocal_rank(pages, gold.__contains__)
     return scores
+
+
+def figure_scores(counts: dict[str, int] | None) -> dict[str, float | None]:
+    """The answer's figures as the check found them (rag.figures): the shares supported and unsupported, and whether
+    every one is supported; None for an answer with no figures."""
+    total = counts["figures"] if counts else 0
+    if not counts or not total:
+        return {"figures_supported": None, "figures_unsupported": None, "all_figures_supported": None}
+    return {
+        "figures_supported": counts["supported"] / total,
+        "figures_unsupported": counts["unsupported"] / total,
+        "all_figures_supported": float(counts["supported"] == total),
+    }
 
 
 def _answer_scores(q: Question, answer: str) -> dict[str, float | None]:

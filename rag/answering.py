@@ -14,7 +14,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from rag.prompts import source_list
+from rag.figures import FigureReport, check_figures
+from rag.prompts import cited_indices, figures_refusal, source_list, unsupported_warning
 from rag.types import Answer, AnswerRequest, Finished, RetrievedChunk, SearchResult, Usage
 
 if TYPE_CHECKING:  # the ingress holds a pipeline without loading models or indexes
@@ -54,12 +55,30 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def check(request: AnswerRequest, raw: str, chunks: Sequence[RetrievedChunk], usage: Usage) -> FigureReport:
+    """Every figure of the answer ``raw`` looked for in the sources it was given, those it cites first."""
+    return check_figures(raw, chunks, cited_indices(raw, len(chunks)), usage.finish_reason)
+
+
 class AnswerPipeline:
-    def __init__(self, retriever: Retriever, generator: Generator):
-        self.retriever, self.generator = retriever, generator
+    """``unsupported_figures``: what an answer holding figures that its sources do not becomes (rag.config's
+    answers.unsupported_figures): flagged in its checks only, followed by a warning, or refused."""
+
+    def __init__(self, retriever: Retriever, generator: Generator, unsupported_figures: str = "flag"):
+        self.retriever, self.generator, self.policy = retriever, generator, unsupported_figures
 
     async def search(self, request: AnswerRequest) -> SearchResult:
         return await self.retriever.search(request)
+
+    def _shown(self, request: AnswerRequest, raw: str, report: FigureReport) -> str:
+        """The answer's words as the policy lets them out."""
+        unsupported = [c.text for c in report.checks if c.status == "unsupported"]
+        if not unsupported or self.policy == "flag":
+            return raw
+        if self.policy == "warn":
+            return raw + unsupported_warning(request.question, unsupported)
+        report.refused = True
+        return figures_refusal(request.question, unsupported)
 
     async def answer(self, request: AnswerRequest, found: SearchResult | None = None) -> Answer:
         """The whole answer, its sources appended; ``found``: what the caller has searched already."""
@@ -67,20 +86,40 @@ class AnswerPipeline:
         found = found or await self.search(request)
         searched = time.perf_counter()
         raw, usage = await self.generator.complete(request, found.chunks)
+        generated = time.perf_counter()
+        report = check(request, raw, found.chunks, usage)
+        text = self._shown(request, raw, report) + source_list(raw, found.chunks)
         return Answer(
-            raw + source_list(raw, found.chunks), raw, found, usage, (searched - started) * 1000, _ms_since(searched)
+            text,
+            raw,
+            found,
+            usage,
+            (searched - started) * 1000,
+            (generated - searched) * 1000,
+            report,
+            _ms_since(generated),
         )
 
     async def stream(self, request: AnswerRequest, found: SearchResult) -> AsyncIterator[str | Finished]:
-        """The answer's text deltas for chunks already found, then one Finished with its source list."""
+        """The answer's text deltas for chunks already found, then one Finished with its source list and checks.
+
+        Its figures are checked after its last token, so the check never delays the first. Where the policy refuses
+        unsupported figures, nothing is sent before the check: the answer (or the refusal) comes whole."""
         answer, usage = "", None
         async for item in self.generator.stream(request, found.chunks):
             if isinstance(item, Usage):
                 usage = item
             else:
                 answer += item
-                yield item
-        yield Finished(source_list(answer, found.chunks), _ended(usage))
+                if self.policy != "refuse":
+                    yield item
+        usage = _ended(usage)
+        report = check(request, answer, found.chunks, usage)
+        shown = self._shown(request, answer, report)
+        rest = shown if self.policy == "refuse" else shown[len(answer) :]
+        if rest:
+            yield rest
+        yield Finished(source_list(answer, found.chunks), usage, report)
 
 
 class LocalRetriever:
@@ -115,5 +154,5 @@ class LocalGenerator:
         return await collect(self.stream(request, chunks))
 
 
-def local_pipeline(searcher: Searcher, engine: Engine) -> AnswerPipeline:
-    return AnswerPipeline(LocalRetriever(searcher), LocalGenerator(engine))
+def local_pipeline(searcher: Searcher, engine: Engine, unsupported_figures: str = "flag") -> AnswerPipeline:
+    return AnswerPipeline(LocalRetriever(searcher), LocalGenerator(engine), unsupported_figures)

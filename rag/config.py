@@ -266,6 +266,15 @@ class LLMConfig(_Section):
     )
 
 
+class AnswersConfig(_Section):
+    unsupported_figures: Literal["flag", "warn", "refuse"] = Field(
+        "flag",
+        description="An answer holding figures its sources do not (rag.figures): flag (the checks say so), warn (a "
+        "sentence naming them follows the answer) or refuse (the grounded refusal replaces it; a stream then sends "
+        "the answer whole once checked)",
+    )
+
+
 class DeploymentSettings(_Section):
     """Passed to Serve's ``.options()`` as they are: the same keys as a Serve config file's deployment entry."""
 
@@ -430,6 +439,7 @@ class Settings(_Section):
     index: IndexConfig = IndexConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     llm: LLMConfig = LLMConfig()
+    answers: AnswersConfig = AnswersConfig()
     serve: ServeConfig = ServeConfig()
     eval: EvalConfig = EvalConfig()
 

@@ -77,23 +77,27 @@ _SCALES = {
     "万亿": 1e12,
 }
 _FIGURE = re.compile(
-    r"(?<![\w.,/-])(?P<open>\()?(?P<sign>[-−])?\s?(?:(?P<cur>US\$|\$|€|£|¥|RMB|USD|EUR)\s?)?"
-    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?<![A-Za-z0-9_.,/-])(?P<open>\()?(?P<sign>[-−])?\s?(?:(?P<cur>US\$|\$|€|£|¥|RMB|USD|EUR)\s?)?"
+    # A number cut inside a group at the very end ("$21,2") is one too: an answer that ran out of tokens ends so.
+    r"(?P<num>\d{1,3}(?:,\d{3})*,\d{0,2}(?=\s*$)|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|mn|bn|[kmb])\b|\s?(?P<han>万亿|亿|万))?"
     r"(?P<pct>\s?%|％|\s?percent\b|\s?per\s?cent\b|\s?percentage\s+points?\b)?"
-    r"(?![\w-]|\.\d)",
+    r"(?![A-Za-z0-9_-]|[.,]\d)",  # letters, not \w: a Chinese character may touch a figure
     re.I,
 )
 _WORD = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:。！？；：])\s+|\n")
 # Words that say nothing about what a figure measures.
+_FILLER = (
+    "the and for was were are has had have with from that this its their which than over into per of in on to by "
+    "as at about approximately total compared same period quarter quarters year years ended ending months three "
+    "six nine fiscal during while also based reported amount amounts respectively increase increased decrease "
+    "decreased change changed"
+)
 _PLAIN_WORDS = {
     *_MONTHS,
     *(w for w in _SCALES if w.isascii()),
-    *"the and for was were are has had have with from that this its their which than over into per of in on to by as at "
-    "about approximately total compared same period quarter quarters year years ended ending months three six nine "
-    "fiscal during while also based reported amount amounts respectively increase increased decrease decreased "
-    "change changed".split(),
+    *_FILLER.split(),
 }
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
 _SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
@@ -130,6 +134,7 @@ class FigureCheck:
 class FigureReport:
     checks: list[FigureCheck]
     unknown_citations: list[int]  # [n] marks that point at no source
+    refused: bool = False  # the policy withheld the answer for its unsupported figures (rag.answering)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -212,6 +217,7 @@ class _Passage:
     chunk: RetrievedChunk
     figures: tuple[Figure, ...]
     context_scales: tuple[float, ...]  # what its bare numbers may be counted in
+    columns: dict[int, int]  # a table cell's start -> the year its column is headed by
 
     def values(self, kind: str) -> Iterator[tuple[float, Figure]]:
         for f in self.figures:
@@ -230,12 +236,48 @@ class _Passage:
                         yield f.raw * scale, f
 
 
+def _year(figure: Figure) -> int:
+    return int(figure.value // 10000 if figure.kind == "date" else figure.value)
+
+
+def _column_years(text: str, found: Sequence[Figure]) -> dict[int, int]:
+    """The year heading each table cell's column, where the table says: a run of lines holding only years or dates
+    (a statement's "July 1, 2023  June 25, 2022" header, however extraction broke it) followed by rows whose count of
+    values is the count of those years. Cells of rows that count otherwise, and all prose, get none."""
+    lines: dict[int, list[Figure]] = {}
+    for f in found:
+        lines.setdefault(text.count("\n", 0, f.start), []).append(f)
+    columns: dict[int, int] = {}
+    header: list[int] = []
+    pending: list[int] = []
+    for _, line in sorted(lines.items()):
+        years = [_year(f) for f in line if f.kind in ("date", "year")]
+        cells = [f for f in line if f.kind not in ("date", "year")]
+        if years and not cells:
+            pending += years
+        elif cells and not years:
+            header, pending = (pending, []) if pending else (header, pending)
+            if len(cells) == len(header) > 1:
+                columns.update((f.start, year) for f, year in zip(cells, header, strict=True))
+        else:
+            pending = []  # prose that mixes them heads no column
+    return columns
+
+
+def _excepted(text: str, scale: re.Match) -> bool:
+    """A scale a header gives as an exception: "(In millions, except number of shares which are reflected in
+    thousands)" counts no amount in thousands."""
+    opened = max(text.rfind("(", 0, scale.start()), text.rfind("\n", 0, scale.start()))
+    return "except" in text[opened + 1 : scale.start()].lower()
+
+
 @lru_cache(maxsize=1024)
-def _read_passage(text: str) -> tuple[tuple[Figure, ...], tuple[float, ...]]:
-    """A passage's figures and the scales its bare numbers may be counted in; kept, since the same passages come back
-    for question after question."""
-    scales = tuple({_SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text)})
-    return tuple(figures(text, everything=True)), scales
+def _read_passage(text: str) -> tuple[tuple[Figure, ...], tuple[float, ...], dict[int, int]]:
+    """A passage's figures, the scales its bare numbers may be counted in and its cells' column years; kept, since the
+    same passages come back for question after question."""
+    scales = tuple({_SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
+    found = tuple(figures(text, everything=True))
+    return found, scales, _column_years(text, found)
 
 
 def _passage(number: int, chunk: RetrievedChunk) -> _Passage:
@@ -262,11 +304,13 @@ def _singular(word: str) -> str:
     return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
 
 
-def _sentence(text: str, start: int, end: int) -> str:
+def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     bounds = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]
-    first = max(b for b in bounds if b <= start)
-    last = min((b for b in bounds if b >= end), default=len(text))
-    return text[first:last]
+    return max(b for b in bounds if b <= start), min((b for b in bounds if b >= end), default=len(text))
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    return text[slice(*_sentence_bounds(text, start, end))]
 
 
 def _line(text: str, start: int, end: int) -> str:
@@ -275,19 +319,20 @@ def _line(text: str, start: int, end: int) -> str:
     return " ".join(text[first : last if last >= 0 else len(text)].split())
 
 
-def _holds(passage: _Passage, figure: Figure, about: set[str]) -> Figure | None:
-    """The figure of ``passage`` that supports ``figure``, if one does: the same value, on a line that shares a word
-    with ``about`` (what the answer's sentence says the figure measures) unless the figure is a whole date."""
+def _matches(passage: _Passage, figure: Figure, about: set[str]) -> Iterator[Figure]:
+    """The figures of ``passage`` that hold the value of ``figure``, on a line that shares a word with ``about`` (what
+    the answer's sentence says the figure measures) unless the figure is a date or a year."""
     kind = "amount" if figure.kind == "number" else figure.kind
     for value, there in passage.values(kind):
         same = abs(abs(value) - abs(figure.value)) <= figure.tolerance + 1e-9 * abs(figure.value)
         if not same and figure.kind == "number" and there.kind != "date":
             same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
         if same and (
-            figure.kind in ("date", "year") or not about or about & _words(_line(passage.chunk.text, there.start, there.end))
+            figure.kind in ("date", "year")
+            or not about
+            or about & _words(_line(passage.chunk.text, there.start, there.end))
         ):
-            return there
-    return None
+            yield there
 
 
 def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
@@ -302,30 +347,58 @@ def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
     return []
 
 
+def _support(check: FigureCheck, passage: _Passage, there: Figure, cited: Sequence[int]) -> None:
+    check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
+    check.file, check.page = passage.chunk.file, passage.chunk.page
+    check.span = _line(passage.chunk.text, there.start, there.end)
+
+
 def check_figures(
     answer: str, chunks: Sequence[RetrievedChunk], cited: Sequence[int] = (), finish_reason: str = "stop"
 ) -> FigureReport:
     """Each figure of ``answer`` checked against ``chunks`` (the sources it was given, numbered from 1); ``cited``:
-    the source numbers it cites, searched first."""
+    the source numbers it cites, searched first.
+
+    Years bind figures to table columns: a value found only in columns headed by years its sentence does not name is
+    not supported, and neither is a year of a sentence whose values the tables hold only under other years."""
     passages = [_passage(i, c) for i, c in enumerate(chunks, start=1)]
     order = [p for p in passages if p.number in cited] + [p for p in passages if p.number not in cited]
     found = figures(answer)
     tail = answer.rstrip(" \t\n,.;:-")
-    checks = []
-    for figure in found:
-        check = FigureCheck(figure.text, figure.kind, figure.start, figure.end, "unsupported")
+    sentences = [_sentence_bounds(answer, f.start, f.end) for f in found]
+    years: dict[tuple[int, int], set[int]] = {}
+    for figure, sentence in zip(found, sentences, strict=True):
+        if figure.kind in ("date", "year"):
+            years.setdefault(sentence, set()).add(_year(figure))
+    column_years: dict[tuple[int, int], set[int]] = {}  # years heading the columns a sentence's values were found in
+    checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
+    # Values first: a year's check reads the columns they were found in.
+    for i in sorted(range(len(found)), key=lambda i: found[i].kind in ("date", "year")):
+        figure, check, sentence = found[i], checks[i], sentences[i]
         if finish_reason == "length" and figure.end >= len(tail):
             check.status = "cut_off"
+            continue
         # What the figure measures: its sentence says, or the answer's first one, where a list of figures is introduced.
-        about = _words(_sentence(answer, figure.start, figure.end)) | _words(_sentence(answer, 0, 0))
-        for passage in order if check.status != "cut_off" else ():
-            there = _holds(passage, figure, about)
-            if there is not None:
-                check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
-                check.file, check.page = passage.chunk.file, passage.chunk.page
-                check.span = _line(passage.chunk.text, there.start, there.end)
+        about = _words(answer[slice(*sentence)]) | _words(_sentence(answer, 0, 0))
+        named = years.get(sentence, set())
+        if re.search(r"\bfiscal\b|财年|财政年度", answer[slice(*sentence)], re.I):
+            # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.
+            named = named | {year - 1 for year in named}
+        for passage in order:
+            for there in _matches(passage, figure, about):
+                column = passage.columns.get(there.start)
+                if figure.kind in ("date", "year") or column is None:
+                    _support(check, passage, there, cited)
+                    break
+                column_years.setdefault(sentence, set()).add(column)
+                if not named or column in named:
+                    _support(check, passage, there, cited)
+                    break
+            if check.status == "supported":
                 break
-        checks.append(check)
+        held = column_years.get(sentence)
+        if figure.kind in ("date", "year") and held and _year(figure) not in held:
+            check.status, check.source, check.file, check.page, check.span = "unsupported", None, None, None, None
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]

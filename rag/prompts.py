@@ -17,6 +17,15 @@ SYSTEM_PROMPT_ZH = (
     "你只根据下面编号的资料回答问题，并用 [1]、[2] 标注所用的资料。如果资料里没有答案，就说你不知道。请用中文回答。"
 )
 
+# What the figure policy (answers.unsupported_figures, rag.answering) says, in the question's language.
+_UNSUPPORTED_WARNING = "\n\nNot found in the sources, check before use: {figures}."
+_UNSUPPORTED_WARNING_ZH = "\n\n以下数字在资料中找不到，使用前请核对：{figures}。"
+_FIGURES_REFUSAL = (
+    "I do not know: the answer drafted from the sources gave figures that they do not hold ({figures}), so it is "
+    "withheld."
+)
+_FIGURES_REFUSAL_ZH = "我不知道：根据资料拟出的回答含有资料中找不到的数字（{figures}），因此不予给出。"
+
 _CITATION = re.compile(r"\[(\d+)\]")
 _SOURCES_HEADING = "\n\nSources:\n"
 _SOURCES_HEADING_ZH = "\n\n资料：\n"
@@ -101,6 +110,20 @@ def build_messages(
         sources.append(_source(i, chunk, text))
     system = f"{rules}{heading}" + "\n\n".join(sources)
     return [{"role": "system", "content": system}, *kept, {"role": "user", "content": question}]
+
+
+def unsupported_warning(question: str, figures: Sequence[str]) -> str:
+    """The sentence that follows an answer whose ``figures`` its sources do not hold."""
+    return _naming(figures, _UNSUPPORTED_WARNING_ZH if is_chinese(question) else _UNSUPPORTED_WARNING)
+
+
+def figures_refusal(question: str, figures: Sequence[str]) -> str:
+    """What replaces such an answer where the policy refuses it."""
+    return _naming(figures, _FIGURES_REFUSAL_ZH if is_chinese(question) else _FIGURES_REFUSAL)
+
+
+def _naming(figures: Sequence[str], template: str) -> str:
+    return template.format(figures=", ".join(dict.fromkeys(figures)))
 
 
 def cited_indices(answer: str, n_sources: int) -> list[int]:

@@ -109,6 +109,16 @@ class Searcher:
             )
         ]
 
+    def page(self, file: str, page: int) -> RetrievedChunk | None:
+        """One page of the index as a source: its chunks' text in order (None: the version has no such page)."""
+        held = self.store.chunks
+        rows = np.flatnonzero((held["file"] == file).to_numpy() & (held["page"] == page).to_numpy())
+        if not len(rows):
+            return None
+        rows = rows[np.argsort(held["chunk_index"].to_numpy()[rows], kind="stable")]
+        text = "\n".join(self.store.read(rows, ["text"])["text"])
+        return RetrievedChunk(f"{file}#page={page}", file, page, 0.0, text)
+
     # ---- filters ------------------------------------------------------------------------------
 
     def _rows(self, filters: Filters) -> np.ndarray | None:

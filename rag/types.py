@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from rag.filters import Filters
+
+if TYPE_CHECKING:  # rag.figures reads RetrievedChunk from here
+    from rag.figures import FigureReport
 
 _QUERY_CHARS = 1000  # about the embedding model's 256-token window
 _QUERY_TURNS = 2  # earlier user turns a follow-up leans on
@@ -93,6 +97,8 @@ class Answer:
     usage: Usage
     search_ms: float  # 0 when the caller had searched already
     generate_ms: float
+    figures: FigureReport  # each figure of ``raw`` checked against the sources
+    check_ms: float
 
     @property
     def chunks(self) -> list[RetrievedChunk]:
@@ -101,10 +107,11 @@ class Answer:
 
 @dataclass
 class Finished:
-    """A streamed answer's last item: the source list that follows its text, and what it cost."""
+    """A streamed answer's last item: the source list that follows its text, what it cost, and its figures' checks."""
 
     sources: str
     usage: Usage
+    figures: FigureReport
 
 
 class DeadlineExceeded(TimeoutError):

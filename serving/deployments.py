@@ -188,6 +188,13 @@ class RetrieverDeployment:
         self.metrics.latency.observe(time.perf_counter() - started, tags={"collection": name})
         return found
 
+    def pages(self, collection: str, refs: list[tuple[str, int]]) -> list[RetrievedChunk | None]:
+        """Pages of a collection's serving version as sources (None for one it does not hold), for /v1/verify."""
+        searcher = self.searchers[collection]
+        if searcher is None:
+            raise NoIndex(f"collection {collection!r} has no documents indexed yet")
+        return [searcher.page(file, page) for file, page in refs]
+
     def info(self) -> dict:
         collections = {
             name: {

@@ -22,14 +22,24 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from rag.answering import AnswerPipeline
 from rag.config import Settings
+from rag.figures import check_figures
 from rag.filters import FilterError, parse_filters
 from rag.prompts import cited_indices
-from rag.types import AnswerRequest
+from rag.types import AnswerRequest, RetrievedChunk
 from serving.auth import authorized, check_api_key, key_scope
 from serving.clients import ServeGenerator, ServeRetriever
 from serving.errors import install_handlers
 from serving.middleware import HeaderLimit, RequestLog
-from serving.openai import ChatStream, chat_completion, citations, conversation, retrieval_info, usage_info
+from serving.openai import (
+    ChatStream,
+    chat_completion,
+    citations,
+    conversation,
+    figure_checks,
+    figure_summary,
+    retrieval_info,
+    usage_info,
+)
 from serving.refusals import raise_refused
 from serving.schemas import (
     ChatCompletionRequest,
@@ -40,6 +50,8 @@ from serving.schemas import (
     QueryResponse,
     RetrievalOptions,
     Timings,
+    VerifyRequest,
+    VerifyResponse,
 )
 
 _MAX_FILES_PER_UPLOAD = 20
@@ -76,7 +88,9 @@ class Ingress:
         self.retriever = retriever
         self.generator = generator
         self.collections = collections
-        self.pipeline = AnswerPipeline(ServeRetriever(retriever), ServeGenerator(generator))
+        self.pipeline = AnswerPipeline(
+            ServeRetriever(retriever), ServeGenerator(generator), self.settings.answers.unsupported_figures
+        )
         app.state.keys = keys
         app.state.retry_after_s = self.settings.serve.retry_after_s
 
@@ -274,11 +288,14 @@ class Ingress:
             answer=answer.text,
             # What the answer cited first, then the rest of what it was grounded in.
             citations=sorted(citations(answer.chunks), key=lambda c: c.index not in cited),
+            checks=figure_checks(answer.figures),
+            figures=figure_summary(answer.figures),
             retrieval=retrieval_info(answer.search),
             timings=Timings(
                 retrieve_ms=answer.search_ms,
                 generate_ms=answer.generate_ms,
-                total_ms=answer.search_ms + answer.generate_ms,
+                check_ms=answer.check_ms,
+                total_ms=answer.search_ms + answer.generate_ms + answer.check_ms,
             ),
             usage=usage_info(answer.usage),
             finish_reason=answer.usage.finish_reason,
@@ -315,3 +332,31 @@ class Ingress:
             completion_id, created, model, bool(req.stream_options and req.stream_options.include_usage)
         )
         return StreamingResponse(stream.events(_prepend(first, items), found), media_type="text/event-stream")
+
+    @app.post("/v1/verify", dependencies=[Depends(check_api_key)])
+    async def verify(self, req: VerifyRequest, http: Request) -> VerifyResponse:
+        """The figure checks of an answer written anywhere, against the texts it was given or pages of a collection."""
+        if (req.sources is None) == (req.citations is None):
+            raise HTTPException(status_code=400, detail="give either sources (texts) or citations (file and page)")
+        if len(req.answer) > self.settings.serve.max_message_chars:
+            raise HTTPException(
+                status_code=413,
+                detail=f"the answer has {len(req.answer)} characters; "
+                f"the limit is {self.settings.serve.max_message_chars}",
+            )
+        given = len(req.sources or req.citations or [])
+        if not 0 < given <= self.settings.serve.max_top_k:
+            raise HTTPException(status_code=400, detail=f"{given} sources; give 1 to {self.settings.serve.max_top_k}")
+        sources = await self._verify_sources(req, http)
+        report = check_figures(req.answer, sources, cited_indices(req.answer, len(sources)), req.finish_reason)
+        return VerifyResponse(checks=figure_checks(report), figures=figure_summary(report), sources=citations(sources))
+
+    async def _verify_sources(self, req: VerifyRequest, http: Request) -> list[RetrievedChunk]:
+        if req.sources is not None:
+            return [RetrievedChunk(f"source-{i}", s.file, s.page, 0.0, s.text) for i, s in enumerate(req.sources, 1)]
+        refs = [(c.file, c.page) for c in req.citations or []]
+        pages = await self.retriever.pages.remote(self._collection(http, req.collection), refs)
+        missing = [f"{file} p. {page}" for (file, page), found in zip(refs, pages, strict=True) if found is None]
+        if missing:
+            raise HTTPException(status_code=404, detail=f"not in the collection: {'; '.join(missing)}")
+        return pages

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 
 from fastapi import HTTPException
 
+from rag.figures import FigureReport
 from rag.ray_runtime import own_message
 from rag.types import Answer, Finished, RetrievedChunk, SearchResult, Usage
 from serving.errors import stream_status
@@ -18,6 +20,8 @@ from serving.schemas import (
     Choice,
     ChoiceMessage,
     Citation,
+    FigureCheckInfo,
+    FigureSummary,
     RetrievalInfo,
     UsageInfo,
 )
@@ -43,6 +47,14 @@ def conversation(req: ChatCompletionRequest) -> tuple[list[dict], str]:
 
 def citations(chunks: list[RetrievedChunk]) -> list[Citation]:
     return [Citation(index=i, file=c.file, page=c.page, score=c.score, text=c.text) for i, c in enumerate(chunks, 1)]
+
+
+def figure_checks(report: FigureReport) -> list[FigureCheckInfo]:
+    return [FigureCheckInfo(**asdict(c)) for c in report.checks]
+
+
+def figure_summary(report: FigureReport) -> FigureSummary:
+    return FigureSummary(**report.summary, unknown_citations=report.unknown_citations, refused=report.refused)
 
 
 def retrieval_info(found: SearchResult) -> RetrievalInfo:
@@ -73,6 +85,8 @@ def chat_completion(completion_id: str, created: int, model: str, answer: Answer
         choices=[Choice(message=ChoiceMessage(content=answer.text), finish_reason=answer.usage.finish_reason)],
         usage=usage_info(answer.usage),
         citations=citations(answer.chunks),
+        checks=figure_checks(answer.figures),
+        figures=figure_summary(answer.figures),
         retrieval=retrieval_info(answer.search),
     )
 
@@ -121,6 +135,8 @@ class ChatStream:
             {"content": finished.sources},
             finished.usage.finish_reason,
             citations=[c.model_dump() for c in citations(found.chunks)],
+            checks=[c.model_dump() for c in figure_checks(finished.figures)],
+            figures=figure_summary(finished.figures).model_dump(),
             retrieval=retrieval_info(found).model_dump(),
         )
         if self.include_usage:

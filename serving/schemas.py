@@ -50,7 +50,35 @@ class UsageInfo(BaseModel):
 class Timings(BaseModel):
     retrieve_ms: float
     generate_ms: float
+    check_ms: float = Field(description="The figures' check, after the last token")
     total_ms: float
+
+
+class FigureCheckInfo(BaseModel):
+    text: str = Field(description="The figure as the answer writes it")
+    kind: Literal["amount", "number", "percent", "date", "year"]
+    start: int = Field(description="Offsets in the answer's own words (before the source list)")
+    end: int
+    status: Literal["supported", "unsupported", "cut_off"] = Field(
+        description="cut_off: the answer ended inside it (finish_reason length)"
+    )
+    source: int | None = Field(None, description="The [n] of the source that holds it")
+    file: str | None = None
+    page: int | None = None
+    span: str | None = Field(None, description="The line of the source (a sentence, a table row) that holds it")
+    cited: bool = Field(False, description="The answer cites the source that holds it")
+    derived_from: list[str] = Field(
+        default_factory=list, description="Two figures of the answer it is the change between, when not held itself"
+    )
+
+
+class FigureSummary(BaseModel):
+    figures: int
+    supported: int
+    unsupported: int
+    cut_off: int
+    unknown_citations: list[int] = Field(description="[n] marks of the answer that point at no source")
+    refused: bool = Field(description="answers.unsupported_figures is refuse and the answer was withheld")
 
 
 class RetrievalInfo(BaseModel):
@@ -98,6 +126,8 @@ class QueryRequest(RetrievalOptions):
 class QueryResponse(BaseModel):
     answer: str
     citations: list[Citation]
+    checks: list[FigureCheckInfo] = Field(description="Every figure of the answer, looked for in its sources")
+    figures: FigureSummary
     retrieval: RetrievalInfo
     timings: Timings
     usage: UsageInfo
@@ -174,6 +204,8 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: UsageInfo
     citations: list[Citation] = Field(description="The sources the answer was grounded in")
+    checks: list[FigureCheckInfo] = Field(description="Every figure of the answer, looked for in its sources")
+    figures: FigureSummary
     retrieval: RetrievalInfo
 
 
@@ -205,3 +237,33 @@ class DocumentInfo(BaseModel):
         default_factory=dict, description="Company, form, period as read from the document"
     )
     note: str | None = None
+
+
+class VerifySource(BaseModel):
+    text: str = Field(min_length=1)
+    file: str = ""
+    page: int = 0
+
+
+class PageRef(BaseModel):
+    file: str
+    page: int = Field(gt=0)
+
+
+class VerifyRequest(BaseModel):
+    """An answer from anywhere (your own LLM, your own RAG) and what it rests on: the sources' texts, numbered from 1
+    as the answer's [n] cites them, or pages of a collection."""
+
+    answer: str = Field(min_length=1)
+    sources: list[VerifySource] | None = Field(None, description="The texts the answer was given, [1] first")
+    citations: list[PageRef] | None = Field(
+        None, description="Or pages of the collection, [1] first: their indexed text is the sources"
+    )
+    collection: str | None = Field(None, description="Where the pages are (default: the service's default)")
+    finish_reason: Literal["stop", "length"] = Field("stop", description="length: a figure at the end may be cut off")
+
+
+class VerifyResponse(BaseModel):
+    checks: list[FigureCheckInfo]
+    figures: FigureSummary
+    sources: list[Citation] = Field(description="What was checked against, numbered as the answer cites it")

@@ -63,6 +63,15 @@ def test_batch_eval_over_real_questions(small_index, sec_docs, tmp_path):
     assert 0 <= overall["answers"]["token_f1"] <= 1
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert len(rows) == 5 and all(r["answer"] for r in rows)
+    # Each answer's figures were checked: a share per answer that has any, and the check's own time.
+    for row in rows:
+        scores = row["answer_scores"]
+        if scores["figures_supported"] is not None:  # the rest are cut off by the token limit
+            assert 0 <= scores["figures_supported"] + scores["figures_unsupported"] <= 1
+            assert scores["all_figures_supported"] == float(scores["figures_supported"] == 1)
+        else:
+            assert scores["all_figures_supported"] is None
+    assert report["latency_s"]["check"]["p95"] < 1
     assert "gold file" in rows[3]["error"]
     assert rows[4]["filters"] == {"fiscal_quarter": [2]}
     assert all(set(r["files"]) == {"2023 Q2 AAPL.pdf"} for r in rows[4]["retrieval"].values())

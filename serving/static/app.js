@@ -119,6 +119,46 @@ function showSources(item, citations, retrieval) {
   item.append(note);
 }
 
+// Each figure of the answer marked as the service checked it: a supported one opens the source that holds it, with
+// the line shown; one not found in the sources says so in words, not only in colour.
+function markFigures(item, text, checks, summary, citations) {
+  if (summary.refused || !checks.length) return;
+  const words = text.textContent;
+  const pieces = [];
+  let at = 0;
+  for (const check of checks) {
+    if (check.start < at || words.slice(check.start, check.end) !== check.text) continue;
+    pieces.push(words.slice(at, check.start));
+    if (check.status === "supported" && check.source) {
+      const figure = document.createElement("button");
+      figure.type = "button";
+      figure.className = "figure supported";
+      figure.textContent = check.text;
+      const where = check.derived_from.length ? `the change from ${check.derived_from.join(" to ")}` :
+        `${check.file}, p. ${check.page}`;
+      figure.title = `Found in ${where}`;
+      const citation = citations.find((c) => c.index === check.source);
+      figure.onclick = () => openSource(citation, check);
+      pieces.push(figure);
+    } else {
+      const figure = document.createElement("mark");
+      figure.className = `figure ${check.status}`;
+      figure.textContent = check.text;
+      figure.title = check.status === "cut_off" ? "Cut off by the length limit" : "Not found in the sources";
+      pieces.push(figure);
+    }
+    at = check.end;
+  }
+  pieces.push(words.slice(at));
+  text.replaceChildren(...pieces);
+  const missing = checks.filter((c) => c.status === "unsupported").map((c) => c.text);
+  const note = document.createElement("p");
+  note.className = "figures" + (missing.length ? " error" : "");
+  note.textContent = `${summary.supported} of ${summary.figures} figures found in the sources` +
+    (missing.length ? `; not found in the sources: ${missing.join(", ")}` : "");
+  item.querySelector(".text").after(note);
+}
+
 async function* serverEvents(response) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -158,7 +198,10 @@ async function ask(question) {
       if (event.error) throw new Error(`${event.error.code}: ${event.error.message}`);
       const delta = event.choices[0] && event.choices[0].delta;
       if (delta && delta.content) text.textContent += delta.content;
-      if (event.citations) showSources(item, event.citations, event.retrieval);
+      if (event.citations) {
+        showSources(item, event.citations, event.retrieval);
+        if (event.checks) markFigures(item, text, event.checks, event.figures, event.citations);
+      }
     }
     state.history.push({ role: "user", content: question }, { role: "assistant", content: text.textContent });
     say($("status"), "");
@@ -186,7 +229,7 @@ function selectTab(name) {
   }
 }
 
-async function openSource(citation) {
+async function openSource(citation, figure = null) {
   selectTab("source");
   const panel = $("source");
   const title = document.createElement("h2");
@@ -196,6 +239,14 @@ async function openSource(citation) {
   const status = document.createElement("p");
   status.setAttribute("role", "status");
   panel.replaceChildren(title, passage, status);
+  if (figure) {
+    const row = document.createElement("p");
+    row.className = "holding";
+    const label = document.createElement("strong");
+    label.textContent = `${figure.text} stands here: `;
+    row.append(label, figure.span);
+    title.after(row);
+  }
   const path = `/v1/collections/${encodeURIComponent(state.collection)}/documents/${encodeURIComponent(citation.file)}/pdf`;
   try {
     // Fetched with the key (a frame cannot send it), then shown by the browser's own viewer at the page.

@@ -1,0 +1,157 @@
+"""The figure check (rag.figures) and the policy the answer pipeline applies with it, on real filing pages."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ingest.pdf_pages import read_pdf_pages
+from rag.answering import AnswerPipeline
+from rag.config import PdfConfig
+from rag.figures import check_figures, figures
+from rag.types import AnswerRequest, Finished, RetrievedChunk, SearchResult, Usage
+
+
+@pytest.fixture(scope="module")
+def apple_pages(sec_docs) -> list[RetrievedChunk]:
+    """Every page of Apple's 10-Q for the quarter ended July 1, 2023, as sources [1], [2], ..."""
+    texts = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
+    return [RetrievedChunk(f"p{i}", "2023 Q3 AAPL.pdf", i, 0.0, t) for i, t in enumerate(texts, 1)]
+
+
+def _statuses(answer: str, sources: list[RetrievedChunk], **kwargs) -> dict[str, str]:
+    return {c.text: c.status for c in check_figures(answer, sources, **kwargs).checks}
+
+
+def test_what_counts_as_a_figure():
+    text = (
+        "Item 7 of the 10-Q [2] says revenue was $81.8 billion, up 3.5% from 81,797 in 2022; "
+        "3 segments; a loss of (1,234); 营业收入12亿元; July 1, 2023."
+    )
+    assert [(f.text, f.kind) for f in figures(text)] == [
+        ("$81.8 billion", "amount"),
+        ("3.5%", "percent"),
+        ("81,797", "number"),
+        ("2022", "year"),
+        ("1,234", "number"),
+        ("12亿", "amount"),
+        ("July 1, 2023", "date"),
+    ]
+
+
+def test_a_figure_rounded_and_scaled_is_found_on_its_page_and_row(apple_pages):
+    answer = "Apple's total net sales for the quarter ended July 1, 2023 were $81.8 billion [4]."
+    report = check_figures(answer, apple_pages, cited=[4])
+    amount = next(c for c in report.checks if c.kind == "amount")
+    # The statement of operations, "in millions": 81,797 rounds to the 81.8 written.
+    assert (amount.status, amount.page, amount.cited) == ("supported", 4, True)
+    assert amount.span is not None and amount.span.startswith("Total net sales 81,797")
+    assert report.all_supported and report.summary == {"figures": 2, "supported": 2, "unsupported": 0, "cut_off": 0}
+
+
+@pytest.mark.parametrize(
+    "altered",
+    [
+        "$81.9 billion",  # a digit changed: outside the rounding of 81,797
+        "$81.8 million",  # the scale word swapped
+        "$82,959 million",  # the year-ago quarter's figure, for this year's quarter
+    ],
+)
+def test_an_altered_figure_is_not_supported(apple_pages, altered):
+    answer = f"Apple's total net sales for the quarter ended July 1, 2023 were {altered}."
+    statement = apple_pages[3:4]  # the statement of operations, as a search would give it
+    assert _statuses(answer.replace(altered, "$81.8 billion"), statement)["$81.8 billion"] == "supported"
+    assert _statuses(answer, statement)[altered] == "unsupported"
+
+
+def test_a_year_that_heads_another_column_is_not_supported(apple_pages):
+    right = "Apple's total net sales were $81,797 million in the third quarter of 2023."
+    statement = apple_pages[3:4]  # its columns headed "July 1, 2023  June 25, 2022" twice
+    assert _statuses(right, statement) == {"$81,797 million": "supported", "2023": "supported"}
+    shifted = right.replace("2023", "2022")
+    assert _statuses(shifted, statement) == {"$81,797 million": "unsupported", "2022": "unsupported"}
+    # A fiscal year is named by the year it ends in: its quarter's column may be headed by the year before.
+    fiscal = "Apple's total net sales were $81,797 million in the third quarter of fiscal 2024."
+    assert _statuses(fiscal, statement)["$81,797 million"] == "supported"
+
+
+def test_a_change_computed_from_two_cited_figures(apple_pages):
+    answer = (
+        "Research and development rose from $6,797 million to $7,442 million, an increase of $645 million, or 9.5%."
+    )
+    checks = {c.text: c for c in check_figures(answer, apple_pages).checks}
+    assert checks["$645 million"].derived_from == ["$6,797 million", "$7,442 million"]
+    assert checks["9.5%"].status == "supported" and checks["9.5%"].derived_from
+    assert _statuses(answer.replace("9.5%", "12.5%"), apple_pages)["12.5%"] == "unsupported"
+
+
+def test_a_figure_cut_off_by_the_token_limit_and_a_citation_to_nothing(apple_pages):
+    answer = "Total net sales were $81,797 million [4] and services were $21,2"
+    report = check_figures(answer + " [9]", apple_pages[:5], cited=[4])
+    assert report.unknown_citations == [9]
+    cut = check_figures(answer, apple_pages, cited=[4], finish_reason="length")
+    assert [c.status for c in cut.checks] == ["supported", "cut_off"]
+
+
+def test_chinese_figures_with_wan_and_yi():
+    source = RetrievedChunk("c1", "报告.pdf", 1, 0.0, "单位：万元\n营业收入 356,000 312,500\n净利润 4.2亿元")
+    answer = "营业收入为35.6亿元，净利润为4.2亿元。"
+    assert _statuses(answer, [source]) == {"35.6亿": "supported", "4.2亿": "supported"}
+    assert _statuses("营业收入为36.6亿元。", [source]) == {"36.6亿": "unsupported"}
+
+
+class _Written:
+    """A generator that answers with a text written beforehand, as a remote model might: what is under test is the
+    pipeline's policy, not the model."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    async def stream(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> AsyncIterator[str | Usage]:
+        for word in re.split(r"(?<= )", self.text):
+            yield word
+        yield Usage(10, 10)
+
+    async def complete(self, request: AnswerRequest, chunks: list[RetrievedChunk]) -> tuple[str, Usage]:
+        return self.text, Usage(10, 10)
+
+
+class _Found:
+    def __init__(self, chunks: list[RetrievedChunk]):
+        self.chunks = chunks
+
+    async def search(self, request: AnswerRequest) -> SearchResult:
+        return SearchResult(self.chunks, "hybrid")
+
+
+async def _streamed(pipeline: AnswerPipeline, request: AnswerRequest) -> tuple[list[str], Finished]:
+    found = await pipeline.search(request)
+    items = [item async for item in pipeline.stream(request, found)]
+    finished = items[-1]
+    assert isinstance(finished, Finished)
+    return [i for i in items if isinstance(i, str)], finished
+
+
+@pytest.mark.parametrize("policy", ["flag", "warn", "refuse"])
+def test_the_policy_for_unsupported_figures(apple_pages, policy):
+    wrong = "Total net sales were $91,797 million [4]."
+    request = AnswerRequest("What were Apple's total net sales?")
+    pipeline = AnswerPipeline(_Found(apple_pages[2:6]), _Written(wrong), policy)
+    answer = asyncio.run(pipeline.answer(request))
+    assert answer.raw == wrong and answer.figures.summary["unsupported"] == 1
+    shown = answer.text.split("\n\nSources:")[0]
+    deltas, finished = asyncio.run(_streamed(pipeline, request))
+    streamed = "".join(deltas)
+    if policy == "flag":
+        assert shown == wrong and not answer.figures.refused
+    elif policy == "warn":
+        assert shown.startswith(wrong) and shown.endswith("check before use: $91,797 million.")
+    else:
+        assert "$91,797 million" in shown and shown.startswith("I do not know") and answer.figures.refused
+        assert len(deltas) == 1  # nothing went out before the check
+    assert streamed == shown and finished.figures.summary == answer.figures.summary
+    right = AnswerPipeline(_Found(apple_pages[2:6]), _Written("Total net sales were $81,797 million [2]."), policy)
+    assert asyncio.run(right.answer(request)).text.startswith("Total net sales were $81,797 million [2].")
