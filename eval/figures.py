@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import re
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -60,7 +61,9 @@ def alterations(figure: Figure) -> list[tuple[str, str]]:
 
 def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
     answer = question.answer
+    started = time.perf_counter()
     report = check_figures(answer, sources)
+    check_ms = (time.perf_counter() - started) * 1000
     gold = [{"figure": c.text, "kind": c.kind, "supported": c.status == "supported"} for c in report.checks]
     altered = []
     for figure, check in zip(figures(answer), report.checks, strict=True):
@@ -71,7 +74,14 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
             again = [c for c in check_figures(copy, sources).checks if c.start == figure.start]
             caught = bool(again) and again[0].status != "supported"
             altered.append({"figure": figure.text, "altered": text, "how": how, "caught": caught})
-    return {"id": question.id, "split": question.split, "gold": gold, "altered": altered}
+    return {
+        "id": question.id,
+        "split": question.split,
+        "sources": len(sources),
+        "check_ms": round(check_ms, 2),
+        "gold": gold,
+        "altered": altered,
+    }
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -89,6 +99,10 @@ def summarise(rows: list[dict]) -> dict:
             "figures": len(gold),
             "supported_recall": _share([g["supported"] for g in gold]),
             "answers_all_supported": _share([all(g["supported"] for g in r["gold"]) for r in mine if r["gold"]]),
+            "check_ms": {
+                "p50": _quantile([r["check_ms"] for r in mine], 0.5),
+                "p95": _quantile([r["check_ms"] for r in mine], 0.95),
+            },
             "altered": len(altered),
             "altered_caught": _share([a["caught"] for a in altered]),
             "altered_caught_by_how": {how: _share(caught) for how, caught in sorted(by_how.items())},
@@ -96,6 +110,11 @@ def summarise(rows: list[dict]) -> dict:
             "altered_missed": [a for a in altered if not a["caught"]],
         }
     return by_split
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _share(flags: list[bool]) -> float | None:
@@ -122,7 +141,8 @@ def main() -> None:
         print(
             f"{split}: {s['figures']} figures in {s['answers_with_figures']} answers, "
             f"supported {s['supported_recall']}; "
-            f"{s['altered']} altered, caught {s['altered_caught']} {s['altered_caught_by_how']}"
+            f"{s['altered']} altered, caught {s['altered_caught']} {s['altered_caught_by_how']}; "
+            f"check ms {s['check_ms']}"
         )
 
 
