@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from cli.client import call, reported
@@ -22,6 +23,23 @@ from cli.options import (
 from rag.config import RETRIEVAL_MODES
 
 
+def _print_figures(checks: list[dict]) -> None:
+    """Each figure of the answer and where it stands in the sources (rag.figures)."""
+    if not checks:
+        return
+    found = sum(c["status"] == "supported" for c in checks)
+    print(f"\nfigures: {found} of {len(checks)} found in the sources")
+    for c in checks:
+        where = {
+            "supported": f"{c['file']} p.{c['page']}: {c['span']}"
+            if not c["derived_from"]
+            else "the change from " + " to ".join(c["derived_from"]),
+            "unsupported": "NOT FOUND in the sources",
+            "cut_off": "cut off by the length limit",
+        }[c["status"]]
+        print(f"  {c['text']}  {where}")
+
+
 def _ask_service(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     body = {
         "question": args.question,
@@ -34,6 +52,7 @@ def _ask_service(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     data = call(args, "POST", "/query", json=body).json()
     print_retrieval(data["retrieval"]["filters"], data["retrieval"]["boosts"], data["retrieval"]["matched"])
     print(data["answer"])
+    _print_figures(data["checks"])
     return [(c["file"], c["page"], c["score"]) for c in data["citations"]]
 
 
@@ -50,7 +69,11 @@ def _ask_here(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     raw = filters_of(args)
     if args.file_glob:
         raw.setdefault("file_glob", args.file_glob)
-    pipeline = local_pipeline(Searcher.from_index_dir(args.index, settings), load_engine(settings.llm))
+    pipeline = local_pipeline(
+        Searcher.from_index_dir(args.index, settings),
+        load_engine(settings.llm),
+        settings.answers.unsupported_figures,
+    )
     request = AnswerRequest(
         args.question,
         top_k=args.top_k,
@@ -62,6 +85,7 @@ def _ask_here(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     answer = asyncio.run(pipeline.answer(request))
     print_retrieval(answer.search.filters, answer.search.boosts, answer.search.matched)
     print(answer.text)
+    _print_figures([asdict(c) for c in answer.figures.checks])
     return [(c.file, c.page, c.score) for c in answer.chunks]
 
 

@@ -44,7 +44,13 @@ class EvalActor:
         self.settings = Settings.model_validate_json(settings_json)
         self.searcher = Searcher.from_index_dir(index_dir, self.settings, gpu_fraction=gpu_fraction)
         self.pipeline = (
-            local_pipeline(self.searcher, load_engine(self.settings.llm, gpu_fraction)) if generate else None
+            local_pipeline(
+                self.searcher,
+                load_engine(self.settings.llm, gpu_fraction),
+                self.settings.answers.unsupported_figures,
+            )
+            if generate
+            else None
         )
         self.retrievers, self.answer_retriever = retrievers, answer_retriever
 

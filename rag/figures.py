@@ -80,6 +80,8 @@ _FIGURE = re.compile(
     r"(?<![A-Za-z0-9_.,/-])(?P<open>\()?(?P<sign>[-−])?\s?(?:(?P<cur>US\$|\$|€|£|¥|RMB|USD|EUR)\s?)?"
     # A number cut inside a group at the very end ("$21,2") is one too: an answer that ran out of tokens ends so.
     r"(?P<num>\d{1,3}(?:,\d{3})*,\d{0,2}(?=\s*$)|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    # A negative amount's scale after its parenthesis: "($46) million".
+    r"(?P<close>(?<=\d)\)(?=\s?(?:thousand|million|billion|trillion)\b))?"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|mn|bn|[kmb])\b|\s?(?P<han>万亿|亿|万))?"
     r"(?P<pct>\s?%|％|\s?percent\b|\s?per\s?cent\b|\s?percentage\s+points?\b)?"
     r"(?![A-Za-z0-9_-]|[.,]\d)",  # letters, not \w: a Chinese character may touch a figure
@@ -193,7 +195,7 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
             kind = "number"
         else:
             continue
-        start = m.start("cur") if m["cur"] else m.start("num")
+        start = m.start() if m["close"] else m.start("cur") if m["cur"] else m.start("num")
         end = m.end("pct") if m["pct"] else m.end()
         text_end = end - (1 if text[end - 1 : end] == ")" and not m["open"] else 0)
         found.append(
@@ -219,7 +221,9 @@ class _Passage:
     context_scales: tuple[float, ...]  # what its bare numbers may be counted in
     columns: dict[int, int]  # a table cell's start -> the year its column is headed by
 
-    def values(self, kind: str) -> Iterator[tuple[float, Figure]]:
+    def values(self, kind: str, scaled_only: bool = False) -> Iterator[tuple[float, Figure]]:
+        """``scaled_only``: a bare number of a passage whose headers give a scale counts at that scale only (an
+        amount written "$81,797" is not the "81,797" of a table in millions)."""
         for f in self.figures:
             if kind in ("date", "year"):
                 if f.kind == "date" and kind == "date":
@@ -230,7 +234,8 @@ class _Passage:
                 if f.kind == "percent":
                     yield f.value, f
             elif f.kind in ("amount", "number", "year"):
-                yield f.value, f
+                if f.scale_written or not (scaled_only and self.context_scales):
+                    yield f.value, f
                 if not f.scale_written:
                     for scale in self.context_scales:
                         yield f.raw * scale, f
@@ -323,7 +328,7 @@ def _matches(passage: _Passage, figure: Figure, about: set[str]) -> Iterator[Fig
     """The figures of ``passage`` that hold the value of ``figure``, on a line that shares a word with ``about`` (what
     the answer's sentence says the figure measures) unless the figure is a date or a year."""
     kind = "amount" if figure.kind == "number" else figure.kind
-    for value, there in passage.values(kind):
+    for value, there in passage.values(kind, scaled_only=figure.kind == "amount" and not figure.scale_written):
         same = abs(abs(value) - abs(figure.value)) <= figure.tolerance + 1e-9 * abs(figure.value)
         if not same and figure.kind == "number" and there.kind != "date":
             same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale

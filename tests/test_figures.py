@@ -29,7 +29,7 @@ def _statuses(answer: str, sources: list[RetrievedChunk], **kwargs) -> dict[str,
 def test_what_counts_as_a_figure():
     text = (
         "Item 7 of the 10-Q [2] says revenue was $81.8 billion, up 3.5% from 81,797 in 2022; "
-        "3 segments; a loss of (1,234); 营业收入12亿元; July 1, 2023."
+        "3 segments; a loss of (1,234); costs of ($46) million; 营业收入12亿元; July 1, 2023."
     )
     assert [(f.text, f.kind) for f in figures(text)] == [
         ("$81.8 billion", "amount"),
@@ -37,6 +37,7 @@ def test_what_counts_as_a_figure():
         ("81,797", "number"),
         ("2022", "year"),
         ("1,234", "number"),
+        ("($46) million", "amount"),
         ("12亿", "amount"),
         ("July 1, 2023", "date"),
     ]
@@ -58,6 +59,7 @@ def test_a_figure_rounded_and_scaled_is_found_on_its_page_and_row(apple_pages):
         "$81.9 billion",  # a digit changed: outside the rounding of 81,797
         "$81.8 million",  # the scale word swapped
         "$82,959 million",  # the year-ago quarter's figure, for this year's quarter
+        "$81,797",  # the table's figure without its scale: dollars, where the table counts millions
     ],
 )
 def test_an_altered_figure_is_not_supported(apple_pages, altered):
