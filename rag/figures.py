@@ -3,16 +3,18 @@ to say where each figure stands (the source, its file and page, the line) or tha
 
 What counts as a figure: amounts (a currency sign, a scale word or both: "$81.8 billion", "RMB 3.5 million", "12亿"),
 numbers written with thousands separators or decimals ("81,797", "0.35"), percentages ("38.3%", "12 percent"), dates
-("July 1, 2023", "2023-07-01", "2023年7月1日") and years. Not figures: bare integers under 100 (list numbers, "3
-segments"), citation marks, form and item names ("10-Q", "Item 7"), file names.
+("July 1, 2023", "2023-07-01", "2023年7月1日") and years. Not figures: bare integers under 100 ("3 segments"), a
+numbered list's markers ("107. Reliance on ..."), citation marks, form and item names ("10-Q", "Item 7"), file names.
 
-When a figure is supported (the rules; docs/figures.md says what they leave out):
+When a figure is supported (docs/figures.md has every rule, and what they leave out):
 - a passage holds the same value, to within half a unit of the last digit the answer wrote (rounding to the precision
   written: "$81.8 billion" is supported by "81,797" in a table "in millions", "$81.9 billion" is not);
 - a passage's bare numbers count at face value and, where the passage says "in thousands", "in millions" or "in
   billions" (a table's header) or 单位：万元/亿元, at that scale too;
 - signs are ignored: tables write a loss as "(1,234)", an answer as "a loss of $1,234 million";
-- a date matches the same day written any of the ways above; a year matches the year anywhere in a passage;
+- the passage's line holding it shares a word with the answer's sentence (words most passages share do not count);
+- a date matches the same day written any of the ways above; a year matches the year anywhere in a passage, unless
+  the tables put its sentence's values under other years (a column's year binds its values);
 - an amount or percentage that is the change between two other figures of the answer (their difference, or the
   percentage change from the first to the second) is supported as derived from them.
 The passages the answer cites ([n]) are searched first, then the others.
@@ -21,6 +23,7 @@ The passages the answer cites ([n]) are searched first, then the others.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -56,8 +59,9 @@ _DATE_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
 # Spans that hold digits but no figure: citations, file names, form and item names, identifiers joined to words.
 _NOT_FIGURES = re.compile(
     r"\[\d+\]|[^,:;(\[\n]*\.pdf\b|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule)\s+\d+[A-Z]?\b"
-    r"|\b\d+-[A-Z]\b|\b[A-Z]+\d+\b|\bQ[1-4]\b",
-    re.I,
+    r"|\b\d+-[A-Z]\b|\b[A-Z]+\d+\b|\bQ[1-4]\b"
+    r"|^[ \t]*\d+\.(?=[ \t])",  # a numbered list's marker ("107. Reliance on ...")
+    re.I | re.M,
 )
 _SCALES = {
     "thousand": 1e3,
@@ -327,6 +331,8 @@ def _line(text: str, start: int, end: int) -> str:
 def _matches(passage: _Passage, figure: Figure, about: set[str]) -> Iterator[Figure]:
     """The figures of ``passage`` that hold the value of ``figure``, on a line that shares a word with ``about`` (what
     the answer's sentence says the figure measures) unless the figure is a date or a year."""
+    if figure.kind not in ("date", "year") and abs(figure.value) <= figure.tolerance:
+        return  # "$0.0 billion": within its rounding of every small number
     kind = "amount" if figure.kind == "number" else figure.kind
     for value, there in passage.values(kind, scaled_only=figure.kind == "amount" and not figure.scale_written):
         same = abs(abs(value) - abs(figure.value)) <= figure.tolerance + 1e-9 * abs(figure.value)
@@ -338,6 +344,19 @@ def _matches(passage: _Passage, figure: Figure, about: set[str]) -> Iterator[Fig
             or about & _words(_line(passage.chunk.text, there.start, there.end))
         ):
             yield there
+
+
+def _common_words(passages: Sequence[_Passage]) -> set[str]:
+    """Words in more than half of the passages, where there are at least three."""
+    if len(passages) < 3:
+        return set()
+    counts = Counter(word for p in passages for word in _passage_words(p.chunk.text))
+    return {word for word, n in counts.items() if n * 2 > len(passages)}
+
+
+@lru_cache(maxsize=1024)
+def _passage_words(text: str) -> frozenset[str]:
+    return frozenset(_words(text))
 
 
 def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
@@ -368,6 +387,7 @@ def check_figures(
     not supported, and neither is a year of a sentence whose values the tables hold only under other years."""
     passages = [_passage(i, c) for i, c in enumerate(chunks, start=1)]
     order = [p for p in passages if p.number in cited] + [p for p in passages if p.number not in cited]
+    common = _common_words(passages)
     found = figures(answer)
     tail = answer.rstrip(" \t\n,.;:-")
     sentences = [_sentence_bounds(answer, f.start, f.end) for f in found]
@@ -383,8 +403,9 @@ def check_figures(
         if finish_reason == "length" and figure.end >= len(tail):
             check.status = "cut_off"
             continue
-        # What the figure measures: its sentence says, or the answer's first one, where a list of figures is introduced.
-        about = _words(answer[slice(*sentence)]) | _words(_sentence(answer, 0, 0))
+        # What the figure measures: its sentence says, or the answer's first one, where a list of figures is introduced;
+        # less the words most sources share (the company's name), which say nothing about which line is meant.
+        about = (_words(answer[slice(*sentence)]) | _words(_sentence(answer, 0, 0))) - common
         named = years.get(sentence, set())
         if re.search(r"\bfiscal\b|财年|财政年度", answer[slice(*sentence)], re.I):
             # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.

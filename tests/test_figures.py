@@ -28,7 +28,7 @@ def _statuses(answer: str, sources: list[RetrievedChunk], **kwargs) -> dict[str,
 
 def test_what_counts_as_a_figure():
     text = (
-        "Item 7 of the 10-Q [2] says revenue was $81.8 billion, up 3.5% from 81,797 in 2022; "
+        "101. Item 7 of the 10-Q [2] says revenue was $81.8 billion, up 3.5% from 81,797 in 2022; "
         "3 segments; a loss of (1,234); costs of ($46) million; 营业收入12亿元; July 1, 2023."
     )
     assert [(f.text, f.kind) for f in figures(text)] == [
