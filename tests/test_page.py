@@ -136,16 +136,6 @@ def test_ask_read_the_source_upload_and_delete(service, browser, sec_docs, tmp_p
     assert any(s.startswith(f"2023 Q3 AAPL.pdf, p. {p} ") for s in sources for p in holding), sources
     assert "filtered by company=Apple Inc." in item.find_element(By.CSS_SELECTOR, ".applied").text
     assert item.find_element(By.CSS_SELECTOR, ".text").text.strip()
-    # Its figures are marked as the service checked them, and the note under it counts them in words.
-    marked = item.find_elements(By.CSS_SELECTOR, ".text .figure")
-    assert marked, item.text  # the answer to a question about net sales gives one
-    note = item.find_element(By.CSS_SELECTOR, "p.figures").text
-    assert note.endswith(f"of {len(marked)} figures found in the sources") or "not found in the sources: " in note
-    supported = item.find_elements(By.CSS_SELECTOR, ".text button.figure.supported")
-    if supported:  # a found figure opens its page, with the line that holds it shown above the passage
-        supported[0].click()
-        row = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#source .holding"))[0]
-        assert row.text.startswith(f"{supported[0].text} stands here: ")
 
     # A source opens beside the answer: the passage, and the PDF at its page in the browser's own viewer.
     item.find_element(By.CSS_SELECTOR, ".sources button").click()
@@ -154,6 +144,20 @@ def test_ask_read_the_source_upload_and_delete(service, browser, sec_docs, tmp_p
     assert browser.find_element(By.CSS_SELECTOR, "#source blockquote").text.strip()
     time.sleep(2)  # the viewer draws the page
     screenshot(browser, "page-desktop", tmp_path)
+
+    # Its figures are marked as the service checked them, and the note under it counts them in words.
+    marked = item.find_elements(By.CSS_SELECTOR, ".text .figure")
+    assert marked, item.text  # the answer to a question about net sales gives one
+    note = item.find_element(By.CSS_SELECTOR, "p.figures").text
+    assert f"of {len(marked)} figures found in the sources" in note
+    supported = item.find_elements(By.CSS_SELECTOR, ".text button.figure.supported")
+    if supported:  # a found figure opens its page, with the line that holds it shown above the passage and the PDF
+        supported[0].click()
+        row = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#source .holding"))[0]
+        assert row.text.startswith(f"{supported[0].text} stands here: ")
+        wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#source iframe"))
+        time.sleep(2)  # the viewer draws the page
+        screenshot(browser, "page-figure", tmp_path)
     pdf = httpx.get(
         f"{service}/v1/collections/filings/documents/2023%20Q3%20AAPL.pdf/pdf",
         headers={"Authorization": f"Bearer {KEY}"},

@@ -112,6 +112,24 @@ def test_answer_cites_the_page_that_holds_it(url, sec_docs):
     assert data["timings"]["check_ms"] >= 0
 
 
+def test_rag_ask_prints_each_figure_and_where_it_stands(url, capsys, monkeypatch):
+    """``rag ask --endpoint``: the answer, then its figures as the service checked them, one line each."""
+    from cli.main import main
+
+    question = "What were Apple's total net sales for the quarter ended July 1, 2023?"
+    checks = _query(url, {"question": question}).json()["checks"]
+    monkeypatch.setenv("RAG_API_KEY", API_KEY)
+    assert main(["ask", question, "--endpoint", url]) == 0
+    out = capsys.readouterr().out
+    assert "Sources:" in out and "retrieved:" in out
+    found = sum(c["status"] == "supported" for c in checks)
+    assert (f"figures: {found} of {len(checks)} found in the sources" in out) == bool(checks)
+    for check in checks:
+        held = check["status"] == "supported" and not check["derived_from"]
+        where = f"{check['file']} p.{check['page']}: " if held else ""
+        assert f"  {check['text']}  {where}" in out
+
+
 def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
     """An answer from another model, checked against pages of the collection or against texts sent along."""
     pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts

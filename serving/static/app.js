@@ -155,7 +155,8 @@ function markFigures(item, text, checks, summary, citations) {
   const note = document.createElement("p");
   note.className = "figures" + (missing.length ? " error" : "");
   note.textContent = `${summary.supported} of ${summary.figures} figures found in the sources` +
-    (missing.length ? `; not found in the sources: ${missing.join(", ")}` : "");
+    (missing.length ? `; not found in the sources: ${missing.join(", ")}` : "") +
+    (summary.cut_off ? `; ${summary.cut_off} cut off by the length limit` : "");
   item.querySelector(".text").after(note);
 }
 
