@@ -42,6 +42,8 @@ STOPWORDS = set(STOPWORDS_EN_PLUS) | {
 
 # Source weights: how sure each place is to name the registrant, the caption surest.
 _CAPTION, _TABLE_ROW, _SIGNATURE, _CERTIFICATION, _HEADLINE, _LISTING, _INFO, _SUFFIXED = 6, 5, 3, 2, 4, 3, 2, 1
+_COVER_CAPITALS = 5  # a cover without the caption: its first line in capitals, as sure as a registrant table's row
+_HEAD_LINES = 30  # a release's headline comes below its contacts, logo text and "Exhibit 99.1"
 _RUNNER_UP_SHARE = 0.5  # a second company scoring at least this share of the best is kept as an alias
 
 _SUFFIX = (
@@ -62,10 +64,19 @@ _CERTIFICATION_RE = re.compile(
     re.I | re.M,
 )
 _REGISTRANT_LABEL = re.compile(r"^(.{2,90}?)\s*\(\s*(?:the\s+)?registrant\s*\)", re.I)
-_HEADLINE_RE = re.compile(r"^\s*(.{2,60}?)\s+(?:Reports|Announces|Posts|Delivers|Reported|Releases)\b", re.M)
+_HEADLINE_VERBS = ("Reports", "Announces", "Posts", "Delivers", "Reported", "Releases")
+# "<Company> Announces Fourth Quarter Results", in capitals too, after a dateline ("SEATTLE, March 1, 2022 --").
+_HEADLINE_RE = re.compile(
+    r"^\s*(?:[^\n]{0,80}?\d{4}\s*(?:--|[–—])\s*)?(.{2,60}?)\s+(?:"
+    + "|".join(f"{v}|{v.upper()}" for v in _HEADLINE_VERBS)
+    + r")\b",
+    re.M,
+)
+# "Johnson & Johnson (NYSE: JNJ)"; the name is on the listing's line ("(NASDAQ: XXXX)" alone under a headline names
+# only the ticker).
 _LISTING_RE = re.compile(
-    r"(?<![\w&.'’-])([A-Za-z][\w&.'’-]*(?:\s+[A-Z][\w&.'’-]*){0,4})\s*\(\s*(?:NYSE|NASDAQ|Nasdaq|NYSE\s+American)"
-    r"(?:\s*/\s*\w+)?\s*:\s*([A-Z]{1,5}(?:\.[A-Z])?)\s*\)"
+    r"(?:(?<![\w&.'’-])([A-Za-z][\w&.'’-]*(?:[ \t]+(?:[A-Z][\w&.'’-]*|&|and|of|the)){0,5})[ \t]*)?"
+    r"\(\s*(?:NYSE|NASDAQ|Nasdaq|NYSE\s+American)(?:\s*/\s*\w+)?\s*:\s*([A-Z]{1,5}(?:\.[A-Z])?)\s*\)"
 )
 _FORMER_RE = re.compile(r"\b(?:formerly(?:\s+known\s+as)?|f/k/a)\s+([A-Z][\w&.,'’ -]{2,60}?)(?=[)\n;]|\s+\()")
 _RENAMED_RE = re.compile(
@@ -84,7 +95,7 @@ _JUNK_WORDS = re.compile(
     r"\b(?:registrant|commission|exact name|jurisdiction|incorporation|organization|employer|identification|telephone|"
     r"address|zip code|area code|securities|exchange act|pursuant|report|form\s+10|form\s+8|indicate|check mark|"
     r"filer|number|page|table of contents|see|note|our|we|this|its|which|that|certify|date|event|reported|earliest|"
-    r"officer|president|director|chief|stock exchange|nasdaq|file|specified|charter)\b",
+    r"officer|president|director|chief|stock exchange|nasdaq|nyse|file|specified|charter)\b",
     re.I,
 )
 # Jurisdictions that stand in the cells beside a registrant's name.
@@ -218,8 +229,15 @@ _NOT_TICKERS = {
     "NO",
     "YES",
 }
+# A filing cover's own headings in capitals, which come before or around the name.
+_COVER_HEADING = re.compile(
+    r"^\(?(?:UNITED STATES|WASHINGTON\b.*|MARK ONE|OR|FORM\b.*|AMENDMENT\b.*|.*\bREPORT\b.*|.*\bACT OF\b.*)\)?$"
+)
+_FILING_COVER = re.compile(r"securities\s+and\s+exchange\s+commission", re.I)
+_CHECK_MARK = re.compile(r"indicate\s+by\s+check\s+mark", re.I)
+_NAME_AREA_END = re.compile(rf"{_CHECK_MARK.pattern}|registered\s+pursuant|trading\s+symbol", re.I)
 _SYMBOL_HEADER = re.compile(r"trading\s+symbol", re.I)
-_SYMBOL_END = re.compile(r"indicate\s+by\s+check\s+mark", re.I)
+_SMALL_CAPITALS = re.compile(r"(?<![\w&.'’-])([A-Z]) ([A-Z]{2,}[A-Z.,&'’-]*)(?![\w])")
 _TICKER = re.compile(r"(?<![\w$.])([A-Z]{1,5}(?:\.[A-Z])?)(?![\w.])")
 
 
@@ -271,9 +289,22 @@ def _split_joint(name: str) -> list[str]:
 
 
 def text_lines(text: str) -> list[str]:
-    """A page's non-blank lines with runs of spaces (and form underscores) squeezed to one space."""
-    stripped = (" ".join(line.replace("_", " ").split()) for line in text.splitlines())
+    """A page's non-blank lines with runs of spaces (and form underscores) squeezed to one space, and words set in
+    small capitals joined again."""
+    stripped = (_join_small_capitals(" ".join(line.replace("_", " ").split())) for line in text.splitlines())
     return [line for line in stripped if line]
+
+
+def _join_small_capitals(line: str) -> str:
+    """ "M ANUFACTURING C OMPANY" -> "MANUFACTURING COMPANY": small capitals set the first letter of each word in a
+    larger size, and extraction reads the size change as a space. Only a line in capitals with two such words (or
+    one alone) is joined: "PART I FINANCIAL INFORMATION" keeps its "I"."""
+    if any(c.islower() for c in line):
+        return line
+    splits = list(_SMALL_CAPITALS.finditer(line))
+    if len(splits) >= 2 or (splits and splits[0].group(0) == line):
+        return _SMALL_CAPITALS.sub(r"\1\2", line)
+    return line
 
 
 def _caption_candidates(cover: str) -> list[tuple[str, int]]:
@@ -304,6 +335,24 @@ def _caption_candidates(cover: str) -> list[tuple[str, int]]:
     return found
 
 
+def _cover_capitals_candidate(cover: str) -> str | None:
+    """The first line in capitals on a cover that is not one of a filing cover's headings: where a cover has no
+    caption, the registrant's name stands in capitals at its top or among the file number and jurisdiction. Only a
+    filing's cover: a glossy report's first capitals are a slogan."""
+    if not _FILING_COVER.search(cover):
+        return None
+    for line in text_lines(cover):
+        if _NAME_AREA_END.search(line):
+            break  # the securities table or the questions to the filer have begun; the name came before them
+        if any(c.islower() for c in line) or _COVER_HEADING.match(line):
+            continue
+        name = _clean(line)
+        # a lone word is a heading broken one word a line ("SECURITIES" / "AND" / "EXCHANGE"), not a name
+        if name and len(name.split()) >= 2:
+            return name
+    return None
+
+
 def _signature_candidates(text: str) -> list[str]:
     lines = text_lines(text)
     found = []
@@ -322,7 +371,7 @@ def _ticker_from_table(cover: str) -> str | None:
     header = _SYMBOL_HEADER.search(cover)
     if not header:
         return None
-    end = _SYMBOL_END.search(cover, header.end())
+    end = _CHECK_MARK.search(cover, header.end())
     table = cover[header.end() : end.start() if end else header.end() + 1500]
     first_row = table.split("\n", 2)[1:2]
     counts: Counter[str] = Counter()
@@ -341,12 +390,15 @@ def find_registrant(cover: str, pages: list[str], info: list[str]) -> Registrant
     """The registrant of a document: ``cover`` is its first pages, ``pages`` every page read, ``info`` the PDF's
     title, subject and author."""
     scored: list[tuple[str, int]] = list(_caption_candidates(cover))
+    capitals = None if scored else _cover_capitals_candidate(cover)
+    if capitals:
+        scored.append((capitals, _COVER_CAPITALS))
     text = "\n".join(pages)
     scored += [(n, _CERTIFICATION) for n in (_clean(m.group(1)) for m in _CERTIFICATION_RE.finditer(text)) if n]
     scored += [(n, _SIGNATURE) for n in map(_clean, _signature_candidates(text)) if n]
-    head = "\n".join(text_lines(cover)[:12])
+    head = "\n".join(text_lines(cover)[:_HEAD_LINES])
     scored += [(n, _HEADLINE) for n in (_clean(m.group(1)) for m in _HEADLINE_RE.finditer(head)) if n]
-    listings = [(_clean(m.group(1)), m.group(2)) for m in _LISTING_RE.finditer(cover)]
+    listings = [(_clean(m.group(1) or ""), m.group(2)) for m in _LISTING_RE.finditer(cover)]
     scored += [(n, _LISTING) for n, _ in listings if n]
     for field in info:
         scored += [(n, _INFO) for n in (_clean(m.group(1)) for m in _SUFFIXED_NAME_ANY_CASE.finditer(field)) if n]
@@ -374,8 +426,8 @@ def find_registrant(cover: str, pages: list[str], info: list[str]) -> Registrant
     ranked = sorted(totals, key=lambda k: -totals[k])
     best = ranked[0]
     # The spelling most sources use, a mixed-case one before one in capitals ("Intel Corporation", not "INTEL ...").
-    name = max(spellings[best].items(), key=lambda kv: (not kv[0].isupper(), kv[1]))[0]
-    aliases = list(spellings[best])
+    name = max(spellings[best].items(), key=lambda kv: (not _shouted(kv[0]), kv[1]))[0]
+    aliases = [name, *spellings[best]]
     aliases += [
         s for k in ranked[1:] if k in stated and totals[k] >= _RUNNER_UP_SHARE * totals[best] for s in spellings[k]
     ]
@@ -385,6 +437,12 @@ def find_registrant(cover: str, pages: list[str], info: list[str]) -> Registrant
     if ticker:
         aliases.append(ticker)
     return Registrant(name, _unique(aliases), ticker)
+
+
+def _shouted(name: str) -> bool:
+    """Set mostly in capitals ("INTEL CORPORATION", "McDONALD'S"): a heading's spelling, not the name's."""
+    letters = [c for c in name if c.isalpha()]
+    return sum(c.isupper() for c in letters) > 0.5 * len(letters)
 
 
 def _unique(values: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pypdf
 from reportlab.lib.pagesizes import LETTER
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen import canvas
 
 
@@ -23,6 +24,31 @@ def text_pdf(path: Path, pages: list[str]) -> Path:
             line = f"{line} {word}".strip()
         c.drawString(40, y, line)
         c.showPage()
+    c.save()
+    return path
+
+
+def cover_pdf(path: Path, lines: list[str], small_caps: str | None = None) -> Path:
+    """A one-page cover, a line of text each; the line ``small_caps`` is set in small capitals as designers set
+    names: each word's first letter larger, a little apart from the rest (extraction reads the gap as a space)."""
+    c = canvas.Canvas(str(path), pagesize=LETTER, invariant=1)
+    y = 750
+    for line in lines:
+        if line == small_caps:
+            x = 40.0
+            for word in line.split():
+                first, rest = word[0], word[1:].upper()
+                c.setFont("Helvetica", 14)
+                c.drawString(x, y, first)
+                x += stringWidth(first, "Helvetica", 14) + 3
+                c.setFont("Helvetica", 10)
+                c.drawString(x, y, rest)
+                x += stringWidth(f"{rest} ", "Helvetica", 10)
+        else:
+            c.setFont("Helvetica", 10)
+            c.drawString(40, y, line)
+        y -= 16
+    c.showPage()
     c.save()
     return path
 

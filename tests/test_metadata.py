@@ -15,7 +15,7 @@ from rag.config import PdfConfig
 from rag.doc_metadata import FIELDS, DocMetadata, chunk_header
 from rag.filters import MAX_VALUES, FilterError, Filters, company_key, matching_files, parse_filters
 from rag.questions.mentions import MentionMatcher
-from tests.pdf_factory import text_pdf
+from tests.pdf_factory import cover_pdf, text_pdf
 
 
 @pytest.fixture(scope="module")
@@ -356,6 +356,73 @@ def test_metadata_of_a_folder_it_has_never_seen():
     """The whole of filings-mixed (71 files, only the pages extraction reads): right for at least 0.97 per field."""
     result = check(MIXED / "docs", MIXED / "truth.jsonl")
     assert all(share >= 0.97 for share in result["share_right"].values()), misses_table(result)
+
+
+_FILING_HEAD = [
+    "UNITED STATES",
+    "SECURITIES AND EXCHANGE COMMISSION",
+    "Washington, D.C. 20549",
+    "FORM 10-K",
+    "ANNUAL REPORT PURSUANT TO SECTION 13 OR 15(d) OF THE SECURITIES EXCHANGE ACT OF 1934",
+    "For the fiscal year ended December 31, 2022",
+    "Commission File Number 001-12345",
+]
+_FILING_TAIL = [
+    "Delaware 12-3456789",
+    "(State or other jurisdiction of incorporation) (I.R.S. Employer Identification No.)",
+    "Indicate by check mark whether the registrant is a well-known seasoned issuer. Yes No",
+]
+# Covers of the four kinds the shared filings lack, made on the spot; each body names other companies with a legal
+# suffix (a supplier, the auditor), which is who came out before.
+_COVERS = {
+    "no caption, the name in capitals at the top": (
+        ["NORTHWIND TRADERS", *_FILING_HEAD, *_FILING_TAIL],
+        None,
+        ("Northwind Traders", None),
+    ),
+    "small capitals read with a space after each first letter": (
+        [
+            *_FILING_HEAD,
+            "Wide World Manufacturing Company",
+            "(Exact name of registrant as specified in its charter)",
+            *_FILING_TAIL,
+        ],
+        "Wide World Manufacturing Company",
+        ("Wide World Manufacturing Company", None),
+    ),
+    "a release's headline in capitals with its listing on the line below": (
+        [
+            "Exhibit 99.1",
+            "TAILSPIN TOYS ANNOUNCES FOURTH QUARTER FISCAL 2022 RESULTS",
+            "(NASDAQ: TSTG)",
+            "Revenue of $1.2 billion, up 12% year over year",
+            "SEATTLE, March 1, 2022 -- Tailspin Toys today reported results for the fourth quarter of fiscal 2022.",
+        ],
+        None,
+        ("Tailspin Toys", "TSTG"),
+    ),
+    "an ampersand in the name of a release's listing": (
+        [
+            "Exhibit 99.1",
+            "Press Release",
+            "Litware & Proseware (NYSE: LPW) today reported results for the third quarter of fiscal 2023.",
+            "Quarterly revenue of $310 million; the quarter ended September 30, 2023.",
+        ],
+        None,
+        ("Litware & Proseware", "LPW"),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(_COVERS))
+def test_registrant_names_on_covers_unlike_the_shared_ones(tmp_path, kind):
+    lines, small_caps, (company, ticker) = _COVERS[kind]
+    body = "We buy parts from Contoso Corporation and Fabrikam, Inc. Our auditor is Ernst & Young LLP. " * 3
+    pdf = cover_pdf(tmp_path / "cover.pdf", lines, small_caps)
+    pages = [*read_pdf_pages(pdf, PdfConfig()).texts, body]
+    meta = extract_metadata("doc.pdf", pages, PdfInfo(""))
+    assert company_key(meta.company or "") == company_key(company), meta
+    assert meta.ticker == ticker
 
 
 def test_a_download_cut_short_in_its_cross_reference_table_is_read_with_a_note(tmp_path):
