@@ -25,7 +25,7 @@ from rag.questions.periods import YEAR, year
 
 SIDECAR_FILE = "metadata.jsonl"
 # Part of the index fingerprint: a change to what is extracted re-processes every file.
-METADATA_VERSION = 2
+METADATA_VERSION = 3
 
 # What extraction reads of a file: the cover and the pages after it, and the last pages.
 _HEAD_PAGES = 12  # a 10-Q says when its fiscal year ends in its first notes
