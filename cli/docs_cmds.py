@@ -34,19 +34,25 @@ def cmd_docs_list(args: argparse.Namespace) -> int:
                 d["status"],
                 str(d.get("pages") or "-"),
                 str(d.get("chunks") or "-"),
+                d.get("language") or "-",
                 d.get("reason") or d.get("note") or "",
             ]
             for d in response.json()["data"]
         ]
-        _table(["file", "status", "pages", "chunks", "reason"], rows)
+        _table(["file", "status", "pages", "chunks", "language", "reason"], rows)
         return 0
     if args.index is None:
         print("error: give --endpoint URL of a running service, or --index DIR", file=sys.stderr)
         return 2
     from rag.store.versions import open_index
 
-    files = open_index(args.index).files
-    columns = ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end", "aliases", "title"]
+    store = open_index(args.index)
+    entries = store.manifest.entries()
+    files = store.files.assign(
+        language=store.files["file"].map(lambda f: entries[f].language if f in entries else None)
+    )
+    columns = ["file", "language", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end"]
+    columns += ["aliases", "title"]
     _table(columns, [[_cell(v) for v in row] for row in files[columns].itertuples(index=False)])
     return 0
 

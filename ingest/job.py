@@ -26,7 +26,7 @@ from ingest.cluster import (
     sized_for,
     sized_pool,
 )
-from ingest.languages import embedding_for
+from ingest.languages import embedding_for, languages_of
 from ingest.metadata_extraction import read_sidecar
 from ingest.planning import Plan, SourceFile, discover, fingerprint, plan_run, unusable_entries
 from ingest.progress import Progress, ProgressPoller, start_counter
@@ -319,7 +319,8 @@ def run_ingest(
         previous = _load_previous(writer)
         if not sources and previous is None:
             raise IngestError(f"no files in {docs_dir}")
-        settings = embedding_for(sources, settings, previous.manifest.embedding.model if previous else None)
+        languages = languages_of(sources, settings, previous.manifest if previous else None)
+        settings = embedding_for(settings, languages, previous.manifest.embedding.model if previous else None)
         fp = fingerprint(settings)
         plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
         plan.unusable = unusable_entries(docs_dir)
@@ -347,7 +348,7 @@ def run_ingest(
             embedded = new.chunks.total()
             progress(Progress(len(plan.to_process), "merging", len(new.pages), sum(new.pages.values()), embedded))
         segments = merge(writer, segments, merging, settings.index)
-        manifest = _manifest(docs_dir, settings, fp, dim, plan, previous, new, segments, started)
+        manifest = _manifest(docs_dir, settings, fp, dim, plan, previous, new, segments, started, languages)
         version = writer.publish_manifest(manifest, settings.index.keep_versions)
     log.info("published %s as version %s (%d segments)", index_dir, version, len(segments))
     return IngestResult(manifest, plan, version)
@@ -363,6 +364,7 @@ def _manifest(
     new: PipelineOutput,
     segments: list[Located],
     started: float,
+    languages: dict[str, str | None],
 ) -> Manifest:
     """The manifest that describes the run and the segments its version is made of."""
     seconds = time.perf_counter() - started
@@ -380,7 +382,9 @@ def _manifest(
             built_on=newest.built_on if newest else "cpu",
             vectors=sum(s.ref.rows for s in segments),
         ),
-        files=_entries(plan, previous, new),
+        files=[
+            e.model_copy(update={"language": languages.get(e.file, e.language)}) for e in _entries(plan, previous, new)
+        ],
         run=RunStats(
             seconds=round(seconds, 2),
             files_processed=len(plan.to_process),

@@ -1,5 +1,8 @@
-"""Which embedding model a collection gets: the configured one, or the multilingual one when its pages are mostly
-Chinese (an English-only model maps Chinese text to noise: zh-wiki page hit@5 0.34 against 0.9 and more)."""
+"""Each file's language, and the embedding model a collection gets: the configured one while every file is in Latin
+script, the multilingual one as soon as any file is not. An English-only model maps Chinese text to noise (zh-wiki
+page hit@5 0.34 against 0.9 and more), so one Chinese file among English ones, or a Chinese upload to an English
+collection, moves the whole collection to the multilingual model: one vector space, one query vector, and the English
+files' retrieval measured against their own model in docs/languages.md."""
 
 from __future__ import annotations
 
@@ -8,36 +11,58 @@ import logging
 from ingest.pdf_pages import UnreadableDocument, read_pdf_pages
 from ingest.planning import SourceFile
 from rag.config import Settings
-from rag.languages import han_share
+from rag.languages import language_of
+from rag.store.files import Manifest
 
 log = logging.getLogger(__name__)
 
-SAMPLE_FILES = 12  # spread over the folder: a few pages of each are enough to tell the script
-SAMPLE_PAGES = 2
-MULTILINGUAL_SHARE = 0.3  # of the sample's letters that are Han
+SAMPLE_PAGES = 2  # a file's first pages tell its script; without OCR, which would cost seconds a page
 
 
-def _sample_text(sources: list[SourceFile], settings: Settings) -> str:
-    """The first pages of files spread over the folder; without OCR, which would cost seconds a page."""
-    step = max(1, len(sources) // SAMPLE_FILES)
-    texts = []
-    for src in sorted(sources, key=lambda s: s.file)[::step][:SAMPLE_FILES]:
-        try:
-            texts += read_pdf_pages(src.path, settings.pdf, only=lambda n: range(min(n, SAMPLE_PAGES)), ocr=False).texts
-        except UnreadableDocument:  # reported by the pipeline; here it only leaves the sample
-            continue
-    return "".join(texts)
+def file_language(src: SourceFile, settings: Settings) -> str | None:
+    """``rag.languages.language_of`` of the file's first pages; None where they have no text or cannot be read."""
+    try:
+        pages = read_pdf_pages(src.path, settings.pdf, only=lambda n: range(min(n, SAMPLE_PAGES)), ocr=False)
+    except UnreadableDocument:  # reported by the pipeline; here it only has no language
+        return None
+    return language_of("".join(pages.texts))
 
 
-def embedding_for(sources: list[SourceFile], settings: Settings, previous_model: str | None) -> Settings:
-    """``settings`` with the embedding model this collection is indexed with. A collection indexed with the
-    multilingual model keeps it (English embeds well there too; switching would re-embed everything)."""
+def languages_of(sources: list[SourceFile], settings: Settings, previous: Manifest | None) -> dict[str, str | None]:
+    """Each file's language: the previous version's where the file is unchanged, read from its first pages
+    otherwise."""
+    known = previous.entries() if previous else {}
+    # files gone from the folder stay in the collection until a run with --prune
+    languages = {file: entry.language for file, entry in known.items() if entry.status != "failed"}
+    for src in sources:
+        entry = known.get(src.file)
+        unchanged = entry is not None and entry.doc_hash == src.doc_hash and entry.language is not None
+        languages[src.file] = entry.language if unchanged and entry else file_language(src, settings)
+    return languages
+
+
+def embedding_for(settings: Settings, languages: dict[str, str | None], previous_model: str | None) -> Settings:
+    """``settings`` with the embedding model this collection is indexed with: the multilingual one where any file
+    is not in Latin script, or where the collection was already indexed with it (English embeds well there too;
+    switching back would embed everything again)."""
     multilingual = settings.embedding.multilingual_model
     if multilingual is None or multilingual == settings.embedding.model:
         return settings
     if previous_model != multilingual:
-        share = han_share(_sample_text(sources, settings))
-        if share < MULTILINGUAL_SHARE:
+        others = sorted(f for f, language in languages.items() if language not in (None, "en"))
+        if not others:
             return settings
-        log.info("%.0f%% of the sampled pages' letters are Han: embedding with %s", 100 * share, multilingual)
+        named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        if previous_model is None:
+            log.info("%d files are not in Latin script (%s): embedding with %s", len(others), named, multilingual)
+        else:
+            log.warning(
+                "%d files are not in Latin script (%s): the collection moves from %s to %s, and every one of its "
+                "%d files is embedded again",
+                len(others),
+                named,
+                previous_model,
+                multilingual,
+                len(languages),
+            )
     return settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"model": multilingual})})

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
+
+from rag.languages import Language
 
 # How a search ranks chunks: by vector, by BM25 or both fused (rag.search). The CLI, the API and eval take their
 # choices from here.
@@ -200,7 +202,18 @@ class RetrievalConfig(_Section):
     fusion: Literal["weighted", "rrf"] = Field(
         "rrf", description="hybrid: weighted sum of min-max normalised scores, or reciprocal-rank fusion"
     )
-    dense_weight: float = Field(0.5, ge=0, le=1, description="hybrid, weighted: the dense share (BM25 has the rest)")
+    dense_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="hybrid: the dense share (BM25 has the rest) of the reciprocal ranks (rrf) or of the min-max "
+        "normalised scores (weighted)",
+    )
+    dense_weight_by_language: dict[Language, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="hybrid: the dense share for a question in this language (rag.languages.language_of), where "
+        "one mode reads it better than the other (docs/languages.md)",
+    )
     depth: int = Field(100, gt=0, description="Candidates each of dense and BM25 contributes before fusion")
     rescore: int = Field(
         100,

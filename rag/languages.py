@@ -7,6 +7,10 @@ from __future__ import annotations
 import itertools
 import re
 from functools import cache
+from typing import Literal
+
+# What a document or a question is written in, as the embedding model sees it (language_of)
+Language = Literal["en", "zh", "other"]
 
 # CJK unified ideographs (with extension A and the compatibility block), and the full-width punctuation around them
 HAN_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # for a regular expression's character class
@@ -14,6 +18,7 @@ _FULL_WIDTH = "\u3000-\u303f\uff00-\uffef"
 _HAN_CHAR = re.compile(f"[{HAN_CHARS}]")
 _WIDE = re.compile(f"[{HAN_CHARS}{_FULL_WIDTH}]")
 _LETTER = re.compile(rf"[^\W\d_]|[{HAN_CHARS}]")
+_LATIN_END = 0x024F  # the last letter of Latin Extended-B
 # A lower-cased Latin word or number, decimals and thousands kept whole ("81,797", "3.5"): search and scoring alike
 LATIN_WORD = r"[a-z0-9]+(?:[.,][0-9]+)*"
 # Latin words and numbers, and Han runs, in the order the text has them
@@ -105,6 +110,19 @@ def han_share(text: str) -> float:
     """The share of Han characters among the letters of ``text`` (0 when it has none)."""
     letters = len(_LETTER.findall(text))
     return len(_HAN_CHAR.findall(text)) / letters if letters else 0.0
+
+
+def language_of(text: str) -> Language | None:
+    """What a document is written in, as far as the embedding model cares: "zh" (at least 30% of its letters Han),
+    "other" (as many in another script beyond Latin: Cyrillic, Arabic, Hangul, kana ...), "en" (Latin script; French
+    or German count here too), None when it has no letters (a scan before OCR)."""
+    letters = _LETTER.findall(text)
+    if not letters:
+        return None
+    if len(_HAN_CHAR.findall(text)) >= 0.3 * len(letters):
+        return "zh"
+    beyond_latin = sum(ord(c) > _LATIN_END for c in letters)
+    return "other" if beyond_latin >= 0.3 * len(letters) else "en"
 
 
 def is_chinese(text: str) -> bool:

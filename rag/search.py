@@ -28,6 +28,7 @@ from rag.config import RETRIEVAL_MODES, RetrievalConfig, Settings
 from rag.devices import pick_device
 from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
+from rag.languages import language_of
 from rag.models import resolve_model
 from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
@@ -221,7 +222,7 @@ class Searcher:
         if mode in ("bm25", "hybrid"):
             lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25")
             lap("bm25_ms")
-        ranked = self._fuse(dense, lexical, mode)
+        ranked = self._fuse(dense, lexical, mode, self._dense_weight(question))
         ranked = self._boost(ranked, boosts)
         sections = named_sections(question) if self.cfg.section_boost else []
         ranked = self._boost_rows(ranked, self._section_rows(sections), self.cfg.section_boost)
@@ -259,18 +260,22 @@ class Searcher:
         top = top[np.lexsort((pool[top], -values[top]))]  # best first; equal scores in row order
         return {int(pool[i]): float(values[i]) for i in top}
 
-    def _fuse(self, dense: dict[int, float], lexical: dict[int, float], mode: str) -> list[tuple[int, float]]:
+    def _dense_weight(self, question: str) -> float:
+        language = language_of(question) or "en"
+        return self.cfg.dense_weight_by_language.get(language, self.cfg.dense_weight)
+
+    def _fuse(self, dense: dict[int, float], lexical: dict[int, float], mode: str, w: float) -> list[tuple[int, float]]:
+        """Hybrid: ``w`` is the dense share, of reciprocal ranks (rrf) or of min-max normalised scores."""
         if mode == "dense" or not lexical:
             fused = dict(dense) if mode != "bm25" else {}
         elif mode == "bm25":
             fused = _normalised(lexical)
         elif self.cfg.fusion == "rrf":
             fused = {}
-            for ranking in (dense, lexical):
+            for ranking, share in ((dense, w), (lexical, 1 - w)):
                 for rank, row in enumerate(sorted(ranking, key=lambda row: ranking[row], reverse=True)):
-                    fused[row] = fused.get(row, 0.0) + 1.0 / (_RRF_K + rank + 1)
+                    fused[row] = fused.get(row, 0.0) + 2 * share / (_RRF_K + rank + 1)
         else:
-            w = self.cfg.dense_weight
             d, b = _normalised(dense), _normalised(lexical)
             fused = {row: w * d.get(row, 0.0) + (1 - w) * b.get(row, 0.0) for row in d.keys() | b.keys()}
         return sorted(fused.items(), key=lambda item: -item[1])

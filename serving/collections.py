@@ -186,7 +186,9 @@ class CollectionsDeployment:
     @staticmethod
     def _indexed(entry: FileEntry) -> dict:
         return {
-            **entry.model_dump(include={"file", "reason", "pages", "chunks", "size_bytes", "metadata", "note"}),
+            **entry.model_dump(
+                include={"file", "reason", "pages", "chunks", "size_bytes", "metadata", "note", "language"}
+            ),
             "status": "failed" if entry.status == "failed" else "indexed",
         }
 

@@ -237,6 +237,9 @@ class DocumentInfo(BaseModel):
         default_factory=dict, description="Company, form, period as read from the document"
     )
     note: str | None = None
+    language: str | None = Field(
+        None, description="zh, other (a script beyond Latin) or en (Latin script), from its first pages"
+    )
 
 
 class VerifySource(BaseModel):

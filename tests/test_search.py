@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,21 @@ def test_modes_rank_differently_and_files_are_diverse(searcher):
     assert len(set(files[:3])) == 3
 
 
+def test_the_dense_share_of_the_fusion_follows_the_question_language(small_index):
+    """All on dense, hybrid ranks as dense does; all on BM25, as BM25 does; a weight for another language leaves an
+    English question as the default fuses it."""
+    question = "gross margin percentage"
+
+    def ranking(mode: str, by_language: dict) -> list[str]:
+        settings = load_settings(None, [f"retrieval.dense_weight_by_language={json.dumps(by_language)}"])
+        found = Searcher.from_index_dir(small_index, settings).search(question, 8, mode=mode, auto_filters=False)
+        return [c.chunk_id for c in found.chunks]
+
+    assert ranking("hybrid", {"en": 1.0}) == ranking("dense", {})
+    assert ranking("hybrid", {"en": 0.0}) == ranking("bm25", {})
+    assert ranking("hybrid", {"zh": 0.0}) == ranking("hybrid", {}) != ranking("dense", {})
+
+
 def test_history_never_outweighs_the_question(searcher):
     history = [
         {"role": "user", "content": "Tell me everything about NVIDIA's data center business. " * 30},
@@ -137,11 +154,20 @@ def test_rag_docs_and_rag_search_show_metadata_and_filters(small_index, capsys):
 
     assert rag_main(["docs", "list", "--index", str(small_index)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:7] == ["file", "company", "ticker", "form", "fiscal_year", "fiscal_quarter", "period_end"]
+    assert lines[0].split()[:8] == [
+        "file",
+        "language",
+        "company",
+        "ticker",
+        "form",
+        "fiscal_year",
+        "fiscal_quarter",
+        "period_end",
+    ]
     nvda = next(line for line in lines if line.startswith("2022 Q3 NVDA.pdf"))
     assert "NVIDIA Corporation" in nvda and "10-Q" in nvda and "2022-10-30" in nvda
     # NVIDIA's fiscal 2023 Q3 (its year ends in January), as an integer; the file name's "2022 Q3" is an alias
-    assert nvda.split()[6:9] == ["10-Q", "2023", "3"] and "2022 Q3" in nvda
+    assert nvda.split()[3] == "en" and nvda.split()[7:10] == ["10-Q", "2023", "3"] and "2022 Q3" in nvda
     assert lines[-1] == "3 files"
     assert (
         rag_main(["search", "gaming revenue", "--index", str(small_index), "--filter", "ticker=NVDA", "--top-k", "2"])

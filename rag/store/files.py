@@ -77,6 +77,7 @@ class FileEntry(BaseModel):
     metadata: dict = {}  # rag.doc_metadata.DocMetadata fields that were found
     ocr: list[dict] = []  # pages without a text layer: page, OCR's mean confidence, or why it has no text (ingest.ocr)
     overrides_hash: str = ""  # of the file's metadata.jsonl entry: a changed entry re-processes the file
+    language: str | None = None  # rag.languages.language_of its first pages: zh, other, en; None: no text there
 
 
 class EmbedWorker(BaseModel):
