@@ -210,7 +210,7 @@ class RetrievalConfig(_Section):
         "normalised scores (weighted)",
     )
     dense_weight_by_language: dict[Language, Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=dict,
+        default_factory=lambda: {"zh": 0.1},
         description="hybrid: the dense share for a question in this language (rag.languages.language_of), where "
         "one mode reads it better than the other (docs/languages.md)",
     )
