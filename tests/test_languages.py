@@ -172,6 +172,7 @@ def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(
     """Every file is embedded again, and says so; both languages are then found by their own questions."""
     from cli.main import main as rag_main
     from ingest.job import run_ingest
+    from ingest.languages import languages_of
     from rag.config import load_settings
     from rag.search import Searcher
     from tests.pdf_factory import text_pdf
@@ -191,6 +192,11 @@ def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(
     assert second.manifest.embedding.model == "multilingual-e5-small-q4"
     assert second.manifest.run.files_processed == 2  # the English file too: one collection, one vector space
     assert {e.file: e.language for e in second.manifest.files} == {"orchard.pdf": "en", "熊猫.pdf": "zh"}
+    # a large folder's files are read by Ray tasks, to the same languages
+    assert languages_of(discover(folder, {}), settings, None, parallel_from=1) == {
+        "orchard.pdf": "en",
+        "熊猫.pdf": "zh",
+    }
     searcher = Searcher.from_index_dir(tmp_path / "index", load_settings(None, ["retrieval.mode=dense"]))
     assert searcher.search("大熊猫吃什么？", k=1).chunks[0].file == "熊猫.pdf"
     assert searcher.search("How many crates of apples were harvested?", k=1).chunks[0].file == "orchard.pdf"
