@@ -57,6 +57,8 @@ def test_the_collection_is_embedded_multilingually_and_its_scans_are_read(zh_ind
     blank = entries["blank-scan.pdf"]
     assert blank["status"] == "failed" and "OCR found no text" in blank["reason"]
     assert entries["苹果季度报告.pdf"]["metadata"]["fiscal_quarter"] == 3
+    # a language from each file's first pages; a scan has no text there until OCR reads it
+    assert entries["苹果季度报告.pdf"]["language"] == "zh" and entries["scan-10q.pdf"]["language"] is None
 
 
 def test_eval_reports_page_hits_per_split_and_mode(zh_index, zh_docs, tmp_path):

@@ -119,9 +119,12 @@ def test_documents_in_and_out_while_queries_run(service, amazon, monkeypatch, ca
 
     listed = httpx.get(f"{url}/v1/collections/sec/documents", headers=auth(SEC_KEY), timeout=30).json()["data"]
     assert [(d["file"], d["status"]) for d in listed] == [(n, "indexed") for n in AMAZON]
-    assert all(d["pages"] > 0 and d["chunks"] > 0 and d["metadata"]["company"] for d in listed)
+    assert all(
+        d["pages"] > 0 and d["chunks"] > 0 and d["metadata"]["company"] and d["language"] == "en" for d in listed
+    )
     assert rag_main(["docs", "list", "--endpoint", url, "--collection", "sec"]) == 0
-    assert [line.split()[-3] for line in capsys.readouterr().out.splitlines()[1:4]] == ["indexed"] * 3
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
+    assert [(row[-4], row[-1]) for row in rows] == [("indexed", "en")] * 3  # status ... language
 
     cited = {c["file"] for c in ask(url, SEC_KEY, "sec").json()["citations"]}
     assert cited == {"2023 Q2 AMZN.pdf"}
