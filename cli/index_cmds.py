@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from cli.options import cluster_options, config_options, filters_of, print_retrieval, retrieval_options, settings_of
@@ -44,6 +45,8 @@ def _print_summary(result) -> None:
     if run.embed_workers:
         workers = ", ".join(f"{w.worker} on {w.device}: {w.chunks} in {w.busy_seconds:.0f}s" for w in run.embed_workers)
         print(f"embedded by {workers}")
+    languages = Counter(e.language or "no text" for e in m.files if e.status != "failed")
+    print("languages  " + ", ".join(f"{language} {n}" for language, n in sorted(languages.items())))
     print(f"index      {m.index.kind} ({m.index.built_on}), {m.embedding.model} dim {m.embedding.dim}")
     masked = sum(len(s.deleted) for s in m.segments)
     print(f"segments   {len(m.segments)}" + (f", {masked} files masked out of them until a merge" if masked else ""))

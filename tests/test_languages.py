@@ -175,6 +175,7 @@ def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(
     from ingest.languages import languages_of
     from rag.config import load_settings
     from rag.search import Searcher
+    from rag.store.versions import current_manifest
     from tests.pdf_factory import text_pdf
 
     folder = tmp_path / "docs"
@@ -186,12 +187,16 @@ def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(
     first = run_ingest(folder, tmp_path / "index", settings)
     assert first.manifest.embedding.model == settings.embedding.model
     chinese_pdf(folder / "熊猫.pdf", ["大熊猫是中国特有的哺乳动物，主要栖息在四川的山地竹林中，以竹子为主要食物。"])
+    sets = ["--set", "ingest.embed.actors=1", "--set", "ingest.embed.num_cpus=0.5"]
+    capsys.readouterr()
     with caplog.at_level(logging.WARNING, logger="ingest.languages"):
-        second = run_ingest(folder, tmp_path / "index", settings)
+        assert rag_main(["ingest", str(folder), "--index", str(tmp_path / "index"), *sets]) == 0
     assert "every one of its 2 files is embedded again" in caplog.text
-    assert second.manifest.embedding.model == "multilingual-e5-small-q4"
-    assert second.manifest.run.files_processed == 2  # the English file too: one collection, one vector space
-    assert {e.file: e.language for e in second.manifest.files} == {"orchard.pdf": "en", "熊猫.pdf": "zh"}
+    assert "\nlanguages  en 1, zh 1\n" in capsys.readouterr().out
+    second = current_manifest(tmp_path / "index")
+    assert second.embedding.model == "multilingual-e5-small-q4"
+    assert second.run.files_processed == 2  # the English file too: one collection, one vector space
+    assert {e.file: e.language for e in second.files} == {"orchard.pdf": "en", "熊猫.pdf": "zh"}
     # a large folder's files are read by Ray tasks, to the same languages
     assert languages_of(discover(folder, {}), settings, None, parallel_from=1) == {
         "orchard.pdf": "en",
