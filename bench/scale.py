@@ -65,7 +65,7 @@ def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: l
             part["doc_hash"] = [f"{i // per_file:064x}" for i in ids]
             jittered = vectors[picked] + rng.normal(0, NOISE, (n, vectors.shape[1])).astype(np.float32)
             jittered /= np.linalg.norm(jittered, axis=1, keepdims=True)
-            located = writer.add_segment(part, jittered, settings.index)
+            located = writer.add_segment(part, jittered, settings.index, base.manifest.embedding.model)
             refs.append(located.ref)
             firsts = part.drop_duplicates("file")
             counts = part["file"].value_counts()

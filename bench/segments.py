@@ -122,7 +122,8 @@ def split(index: Path, parts: int, out: Path) -> list[int]:
         for i, group in enumerate(dealt):
             rows = np.flatnonzero(store.chunks["file"].isin(group).to_numpy())
             chunks = store.read(rows)
-            ref = writer.add_segment(chunks, vectors[rows], IndexConfig(kind=store.manifest.index.kind)).ref
+            kind = IndexConfig(kind=store.manifest.index.kind)
+            ref = writer.add_segment(chunks, vectors[rows], kind, store.manifest.embedding.model).ref
             masked = [files[0]] if i == 0 and parts > 1 else []
             refs.append(
                 ref.model_copy(update={"deleted": masked, "rows": ref.rows - int(chunks["file"].isin(masked).sum())})

@@ -47,7 +47,8 @@ def _print_summary(result) -> None:
         print(f"embedded by {workers}")
     languages = Counter(e.language or "no text" for e in m.files if e.status != "failed")
     print("languages  " + ", ".join(f"{language} {n}" for language, n in sorted(languages.items())))
-    print(f"index      {m.index.kind} ({m.index.built_on}), {m.embedding.model} dim {m.embedding.dim}")
+    models = ", ".join(f"{e.model} dim {e.dim}" for e in (m.embedding, m.multilingual) if e)
+    print(f"index      {m.index.kind} ({m.index.built_on}), {models}")
     masked = sum(len(s.deleted) for s in m.segments)
     print(f"segments   {len(m.segments)}" + (f", {masked} files masked out of them until a merge" if masked else ""))
 

@@ -26,7 +26,7 @@ from ingest.cluster import (
     sized_for,
     sized_pool,
 )
-from ingest.languages import embedding_for, languages_of
+from ingest.languages import languages_of, models_for
 from ingest.metadata_extraction import read_sidecar
 from ingest.planning import Plan, SourceFile, discover, fingerprint, plan_run, unusable_entries
 from ingest.progress import Progress, ProgressPoller, start_counter
@@ -75,6 +75,20 @@ class PipelineOutput:
     ocr: dict[str, list[dict]] = field(default_factory=dict)  # file -> its pages without a text layer (ingest.ocr)
     workers: Counter[tuple[str, str]] = field(default_factory=Counter)  # (worker, device) -> chunks embedded
     busy: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))  # -> seconds encoding
+
+    def absorb(self, other: PipelineOutput) -> None:
+        """``other``'s files and segments added to these (a run of the pipeline per embedding model)."""
+        self.segments |= other.segments
+        self.chunks.update(other.chunks)
+        self.dim = self.dim or other.dim
+        self.pages.update(other.pages)
+        self.failures.update(other.failures)
+        self.notes.update(other.notes)
+        self.metadata.update(other.metadata)
+        self.ocr.update(other.ocr)
+        self.workers.update(other.workers)
+        for key, seconds in other.busy.items():
+            self.busy[key] += seconds
 
 
 @dataclass
@@ -320,7 +334,7 @@ def run_ingest(
         if not sources and previous is None:
             raise IngestError(f"no files in {docs_dir}")
         languages = languages_of(sources, settings, previous.manifest if previous else None)
-        settings = embedding_for(settings, languages, previous.manifest.embedding.model if previous else None)
+        models = models_for(settings, languages)
         fp = fingerprint(settings)
         plan = plan_run(sources, previous.manifest if previous else None, fp, prune)
         plan.unusable = unusable_entries(docs_dir)
@@ -336,19 +350,26 @@ def run_ingest(
             "pruned" if prune else "kept",
         )
         segments = _carried(previous, {s.file for s in plan.unchanged} | set(plan.missing))
-        new = PipelineOutput()
+        new, dims = PipelineOutput(), {}
         with writer.staging() as staging:
-            if plan.to_process:
-                new = run_pipeline(plan.to_process, settings, sidecar, staging, progress)
+            for model in dict.fromkeys(models[src.file] for src in plan.to_process):
+                # a run of the pipeline per embedding model: each file's vectors come from the model of its language
+                files = [src for src in plan.to_process if models[src.file] == model]
+                log.info("embedding %d files with %s", len(files), model)
+                out = run_pipeline(files, with_model(settings, model), sidecar, staging, progress)
+                new.absorb(out)
+                dims[model] = out.dim
             segments += [writer.take(staging / name) for name in sorted(new.segments)]
         shutil.rmtree(staging, ignore_errors=True)  # what a pipeline run that failed and was run again wrote
-        dim = new.dim or _embedding_dim(settings, previous, fp)
         merging = due(segments, settings.index)
         if merging and progress:
             embedded = new.chunks.total()
             progress(Progress(len(plan.to_process), "merging", len(new.pages), sum(new.pages.values()), embedded))
-        segments = merge(writer, segments, merging, settings.index)
-        manifest = _manifest(docs_dir, settings, fp, dim, plan, previous, new, segments, started, languages)
+        segments = merge(writer, segments, merging, settings.index, settings.embedding.model)
+        # the Latin-script files' model first (the manifest's embedding), the other scripts' after it
+        used = sorted(set(models.values()), key=lambda m: m != settings.embedding.model) or [settings.embedding.model]
+        infos = [_embedding_info(with_model(settings, m), dims.get(m), previous, fp) for m in used]
+        manifest = _manifest(docs_dir, settings, fp, infos, plan, previous, new, segments, started, languages)
         version = writer.publish_manifest(manifest, settings.index.keep_versions)
     log.info("published %s as version %s (%d segments)", index_dir, version, len(segments))
     return IngestResult(manifest, plan, version)
@@ -358,7 +379,7 @@ def _manifest(
     docs_dir: Path,
     settings: Settings,
     fp: str,
-    dim: int,
+    embeddings: list[EmbeddingInfo],
     plan: Plan,
     previous: Previous | None,
     new: PipelineOutput,
@@ -366,6 +387,7 @@ def _manifest(
     started: float,
     languages: dict[str, str | None],
 ) -> Manifest:
+    """``embeddings``: the Latin-script files' model first, then the other scripts', where the collection has both."""
     """The manifest that describes the run and the segments its version is made of."""
     seconds = time.perf_counter() - started
     pages_processed = sum(new.pages.values())
@@ -376,7 +398,8 @@ def _manifest(
         fingerprint=fp,
         # No secret is ever written out: the API key is left out (and would read as asterisks anyway).
         settings=settings.model_dump(mode="json", exclude={"ray": True, "serve": {"api_key"}}),
-        embedding=EmbeddingInfo(model=settings.embedding.model, dim=dim, normalize=settings.embedding.normalize),
+        embedding=embeddings[0],
+        multilingual=embeddings[1] if len(embeddings) > 1 else None,
         index=IndexInfo(
             kind=settings.index.kind,
             built_on=newest.built_on if newest else "cpu",
@@ -401,10 +424,19 @@ def _manifest(
     )
 
 
-def _embedding_dim(settings: Settings, previous: Previous | None, fp: str) -> int:
-    """The model's dimension, from the previous manifest when it used the same settings, else from the model."""
-    if previous is not None and previous.manifest.fingerprint == fp:
-        return previous.manifest.embedding.dim
-    from rag.embedding import TextEncoder
+def with_model(settings: Settings, model: str) -> Settings:
+    return settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"model": model})})
 
-    return TextEncoder(settings.embedding.model_copy(update={"device": "cpu"}), gpu_fraction=0).dim
+
+def _embedding_info(settings: Settings, dim: int | None, previous: Previous | None, fp: str) -> EmbeddingInfo:
+    """The model's, with its dimension: this run's vectors', else the previous manifest's where it used the same
+    settings, else the model's own."""
+    model = settings.embedding.model
+    if dim is None and previous is not None and previous.manifest.fingerprint == fp:
+        known = [e for e in (previous.manifest.embedding, previous.manifest.multilingual) if e and e.model == model]
+        dim = known[0].dim if known else None
+    if dim is None:
+        from rag.embedding import TextEncoder
+
+        dim = TextEncoder(settings.embedding.model_copy(update={"device": "cpu"}), gpu_fraction=0).dim
+    return EmbeddingInfo(model=model, dim=dim, normalize=settings.embedding.normalize)

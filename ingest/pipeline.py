@@ -137,7 +137,7 @@ class EmbedChunks:
         return batch
 
 
-def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict) -> dict[str, np.ndarray]:
+def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict, model: str) -> dict[str, np.ndarray]:
     """A batch of embedded chunks as one segment, written into the folder ``staging`` by the task that holds them
     (rag.store.segments.write_staged); one row per file of the batch goes on to the driver: its pages, chunks, note,
     metadata, OCR, failure and embedding workers, and the segment's folder."""
@@ -154,7 +154,7 @@ def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict) -> dict[
         metadata = {f: json.loads(m) for f, m in zip(batch["file"][ok], batch["metadata"][ok], strict=True)}
         for name in FIELDS:
             chunks[name] = [metadata[f].get(name) for f in chunks["file"]]
-        segment = write_staged(staging, chunks, batch["embedding"][ok], IndexConfig(**index))
+        segment = write_staged(staging, chunks, batch["embedding"][ok], IndexConfig(**index), model)
     rows: dict[str, dict] = {}
     for i, file in enumerate(batch["file"]):
         row = rows.setdefault(
@@ -242,7 +242,9 @@ def build_dataset(
         num_cpus=pool.num_cpus,
     )
     return ds.map_batches(
-        functools.partial(to_segment, staging=staging, index=settings.index.model_dump()),
+        functools.partial(
+            to_segment, staging=staging, index=settings.index.model_dump(), model=settings.embedding.model
+        ),
         batch_size=settings.ingest.segment_chunks,
         batch_format="numpy",
         num_cpus=settings.ingest.parse_num_cpus,

@@ -22,10 +22,8 @@ def fingerprint(settings: Settings) -> str:
         "metadata": METADATA_VERSION,
         "pdf": settings.pdf.model_dump(),
         "chunking": settings.chunking.model_dump(),
-        # the multilingual model counts where it was chosen: as embedding.model (ingest.languages)
-        "embedding": settings.embedding.model_dump(
-            exclude={"device", "dtype", "encode_batch_size", "multilingual_model"}
-        ),
+        # both models: files not in Latin script are embedded by the multilingual one (ingest.languages)
+        "embedding": settings.embedding.model_dump(exclude={"device", "dtype", "encode_batch_size"}),
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 

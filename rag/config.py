@@ -23,8 +23,9 @@ RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 
 
 class _Section(BaseModel):
-    # A typo in a YAML key must fail loudly instead of silently keeping the default.
-    model_config = ConfigDict(extra="forbid")
+    # A typo in a YAML key must fail loudly instead of silently keeping the default; defaults are validated like
+    # values, so a default and the same value from YAML are alike (30 and 30.0 fingerprint the same).
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class RayConfig(_Section):

@@ -59,8 +59,13 @@ def _normalised(scores: dict[int, float]) -> dict[int, float]:
 
 
 class Searcher:
-    def __init__(self, store: IndexStore, encoder: TextEncoder, cfg: RetrievalConfig):
-        self.store, self.encoder, self.cfg = store, encoder, cfg
+    def __init__(
+        self, store: IndexStore, encoder: TextEncoder, cfg: RetrievalConfig, multilingual: TextEncoder | None = None
+    ):
+        """``encoder``: the model of the version's vectors, or of its Latin-script files' where ``multilingual``
+        embedded the rest (ingest.languages): a question is then embedded by its own language's model and searched
+        among that model's vectors."""
+        self.store, self.encoder, self.cfg, self.multilingual = store, encoder, cfg, multilingual
         self.matcher = MentionMatcher(store.files)
         self._bm25: Lexical | None = None
         self._reranker = None
@@ -84,12 +89,26 @@ class Searcher:
         gpu_fraction: float | None = None,
         encoders: Sequence[TextEncoder] = (),
     ) -> Searcher:
-        """A searcher over a loaded index; one of ``encoders`` is reused when it is the model the index was embedded
+        """A searcher over a loaded index; one of ``encoders`` is reused where it is a model the index was embedded
         with."""
-        used = store.manifest.embedding
-        cfg = settings.embedding.model_copy(update={"model": used.model, "normalize": used.normalize})
-        encoder = next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction=gpu_fraction)
-        return cls(store, encoder, settings.retrieval)
+        manifest = store.manifest
+        used = [e for e in (manifest.embedding, manifest.multilingual) if e and e.model in store.models]
+        loaded = []
+        for info in used or [manifest.embedding]:
+            cfg = settings.embedding.model_copy(update={"model": info.model, "normalize": info.normalize})
+            loaded.append(next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction))
+        return cls(store, loaded[0], settings.retrieval, loaded[1] if len(loaded) > 1 else None)
+
+    @property
+    def encoders(self) -> list[TextEncoder]:
+        return [self.encoder] + ([self.multilingual] if self.multilingual else [])
+
+    def encoder_for(self, question: str) -> TextEncoder:
+        """The model that embeds ``question``: the multilingual one for a question beyond Latin script, where the
+        version has vectors of both."""
+        if self.multilingual is not None and language_of(question) in ("zh", "other"):
+            return self.multilingual
+        return self.encoder
 
     def bm25(self) -> Lexical:
         """The lexical model, opened on first use (mapped from the version, or built for a version stored without one):
@@ -149,7 +168,13 @@ class Searcher:
         return merged, detected.boosts, detected.matched
 
     def _widened(
-        self, vector: np.ndarray, request: Filters, applied: Filters, boosts: Filters, inside: float | None
+        self,
+        vector: np.ndarray,
+        model: str,
+        request: Filters,
+        applied: Filters,
+        boosts: Filters,
+        inside: float | None,
     ) -> tuple[Filters, Filters, dict]:
         """Filters read from the question fail soft: where the best chunk inside them (``inside``: its score, when the
         caller has searched them already) scores far below the best chunk the request's own filters allow, a label was
@@ -158,8 +183,8 @@ class Searcher:
         if applied == request or self.cfg.widen_margin is None:
             return applied, boosts, {}
         if inside is None:
-            inside = next((h.score for h in self._nearest(vector, 1, self._rows(applied))), None)
-        outside = self._nearest(vector, 1, self._rows(request))
+            inside = next((h.score for h in self._nearest(vector, model, 1, self._rows(applied))), None)
+        outside = self._nearest(vector, model, 1, self._rows(request))
         if inside is None or not outside or outside[0].score - inside <= self.cfg.widen_margin:
             return applied, boosts, {}
         dropped = {k: v for k, v in applied.given().items() if k not in request.given()}
@@ -204,20 +229,22 @@ class Searcher:
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
         widened: dict = {}
+        encoder = self.encoder_for(question)  # the caller's ``embedded`` vector comes from it too
         if vector is None and (mode != "bm25" or applied != request):
-            vector = self.encoder.encode([query], query=True)[0]
+            vector = encoder.encode([query], query=True)[0]
             lap("embed_ms")
+        model = encoder.cfg.model
         searches_dense = mode in ("dense", "hybrid")
         if searches_dense and vector is not None:  # embedded above wherever the mode searches vectors
-            dense = {h.row: h.score for h in self._nearest(vector, depth, self._rows(applied))}
+            dense = {h.row: h.score for h in self._nearest(vector, model, depth, self._rows(applied))}
         if vector is not None:
             applied, boosts, widened = self._widened(
-                vector, request, applied, boosts, max(dense.values(), default=None)
+                vector, model, request, applied, boosts, max(dense.values(), default=None)
             )
         rows = self._rows(applied)
         if searches_dense:
             if widened and vector is not None:  # searched again, inside the request's own filters only
-                dense = {h.row: h.score for h in self._nearest(vector, depth, rows)}
+                dense = {h.row: h.score for h in self._nearest(vector, model, depth, rows)}
             lap("dense_ms")
         if mode in ("bm25", "hybrid"):
             lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25")
@@ -239,9 +266,10 @@ class Searcher:
             chunks, mode, applied.given(), boosts.given(), matched, widened, timings, self.store.version
         )
 
-    def _nearest(self, vector: np.ndarray, k: int, rows: np.ndarray | None) -> list[Hit]:
-        """The index's k nearest chunks among ``rows`` (None: all), compressed segments' candidates re-scored."""
-        return self.store.search(vector, k, rows, self.cfg.rescore)
+    def _nearest(self, vector: np.ndarray, model: str, k: int, rows: np.ndarray | None) -> list[Hit]:
+        """The index's k nearest chunks among ``rows`` (None: all) of those ``model`` embedded (the vector's),
+        compressed segments' candidates re-scored."""
+        return self.store.search(vector, k, rows, self.cfg.rescore, model if self.multilingual else None)
 
     def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool) -> dict[int, float]:
         """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to

@@ -102,7 +102,7 @@ class RetrieverDeployment:
             return None, None
         if not len(store.chunks):
             return store.version, None
-        encoders = [s.encoder for s in self.searchers.values() if s is not None]
+        encoders = [e for s in self.searchers.values() if s is not None for e in s.encoders]
         searcher = self._model_thread.submit(Searcher.over, store, self.settings, self._num_gpus, encoders).result()
         if self.settings.retrieval.mode != "dense":
             searcher.bm25()  # opened while the old version still answers, not by the first query to the new one
@@ -171,7 +171,8 @@ class RetrieverDeployment:
         embedded = None
         if mode != "bm25":
             query = request.retrieval_query
-            embedded = EmbeddedQuery(query, await self._embed((searcher.encoder, query)))
+            encoder = searcher.encoder_for(request.question)  # a Chinese question's, where the collection has both
+            embedded = EmbeddedQuery(query, await self._embed((encoder, query)))
         embed_ms = (time.perf_counter() - started) * 1000
         found = searcher.search(
             request.question,

@@ -142,7 +142,7 @@ def test_the_multilingual_encoder_puts_a_chinese_question_next_to_its_passage(zh
 def test_each_file_gets_a_language_and_any_file_beyond_latin_script_makes_the_collection_multilingual(
     tmp_path, sec_docs
 ):
-    from ingest.languages import embedding_for, languages_of
+    from ingest.languages import languages_of, models_for
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -152,13 +152,16 @@ def test_each_file_gets_a_language_and_any_file_beyond_latin_script_makes_the_co
     settings = Settings()
     languages = languages_of(discover(folder, {}), settings, None)
     assert sorted(languages.values()) == ["en", "zh", "zh"] and languages["a.pdf"] == "en"
-    assert embedding_for(settings, languages, None).embedding.model == "multilingual-e5-small-q4"
-    english = {"a.pdf": "en", "scan.pdf": None}  # a scan's first pages have no text yet: it does not decide
-    assert embedding_for(settings, english, None).embedding.model == settings.embedding.model
-    # once a collection is multilingual it stays so: English added later embeds well there too
-    assert embedding_for(settings, english, "multilingual-e5-small-q4").embedding.model == "multilingual-e5-small-q4"
+    e5, minilm = "multilingual-e5-small-q4", settings.embedding.model
+    # each file the model that reads its script; a scan (no text before OCR) the one most files have
+    assert models_for(settings, {**languages, "scan.pdf": None}) == {
+        **{name: e5 for name, language in languages.items() if language == "zh"},
+        "a.pdf": minilm,
+        "scan.pdf": e5,
+    }
+    assert set(models_for(settings, {"a.pdf": "en", "scan.pdf": None}).values()) == {minilm}
     off = Settings.model_validate({"embedding": {"multilingual_model": None}})
-    assert embedding_for(off, languages, None).embedding.model == settings.embedding.model
+    assert set(models_for(off, languages).values()) == {minilm}
     # scripts, not words: Latin-script languages read as English; Cyrillic, Hangul and kana need the multilingual model
     assert [language_of(t) for t in ("Le chiffre d'affaires a augmenté.", "Выручка выросла.", "매출이 증가했다")] == [
         "en",
@@ -168,8 +171,11 @@ def test_each_file_gets_a_language_and_any_file_beyond_latin_script_makes_the_co
     assert language_of("12,345 — 6.7%") is None
 
 
-def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(ray_cluster, tmp_path, capsys, caplog):
-    """Every file is embedded again, and says so; both languages are then found by their own questions."""
+def test_a_chinese_upload_to_an_english_collection_gets_a_vector_space_of_its_own(
+    ray_cluster, tmp_path, capsys, caplog
+):
+    """Only the new file is embedded, by the multilingual model; each question is embedded by its language's model
+    and finds its own file, the other language's vectors never in its way."""
     from cli.main import main as rag_main
     from ingest.job import run_ingest
     from ingest.languages import languages_of
@@ -185,17 +191,18 @@ def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(
     )
     settings = load_settings(None, ["ingest.embed.actors=1", "ingest.embed.num_cpus=0.5"])
     first = run_ingest(folder, tmp_path / "index", settings)
-    assert first.manifest.embedding.model == settings.embedding.model
+    assert (first.manifest.embedding.model, first.manifest.multilingual) == (settings.embedding.model, None)
     chinese_pdf(folder / "熊猫.pdf", ["大熊猫是中国特有的哺乳动物，主要栖息在四川的山地竹林中，以竹子为主要食物。"])
     sets = ["--set", "ingest.embed.actors=1", "--set", "ingest.embed.num_cpus=0.5"]
     capsys.readouterr()
-    with caplog.at_level(logging.WARNING, logger="ingest.languages"):
+    with caplog.at_level(logging.INFO, logger="ingest.job"):
         assert rag_main(["ingest", str(folder), "--index", str(tmp_path / "index"), *sets]) == 0
-    assert "every one of its 2 files is embedded again" in caplog.text
+    assert "embedding 1 files with multilingual-e5-small-q4" in caplog.text
     assert "\nlanguages  en 1, zh 1\n" in capsys.readouterr().out
     second = current_manifest(tmp_path / "index")
-    assert second.embedding.model == "multilingual-e5-small-q4"
-    assert second.run.files_processed == 2  # the English file too: one collection, one vector space
+    assert second.embedding.model == settings.embedding.model
+    assert second.multilingual is not None and second.multilingual.model == "multilingual-e5-small-q4"
+    assert second.run.files_processed == 1  # the English file keeps its vectors
     assert {e.file: e.language for e in second.files} == {"orchard.pdf": "en", "熊猫.pdf": "zh"}
     # a large folder's files are read by Ray tasks, to the same languages
     assert languages_of(discover(folder, {}), settings, None, parallel_from=1) == {
@@ -203,8 +210,14 @@ def test_a_chinese_upload_moves_an_english_collection_to_the_multilingual_model(
         "熊猫.pdf": "zh",
     }
     searcher = Searcher.from_index_dir(tmp_path / "index", load_settings(None, ["retrieval.mode=dense"]))
-    assert searcher.search("大熊猫吃什么？", k=1).chunks[0].file == "熊猫.pdf"
-    assert searcher.search("How many crates of apples were harvested?", k=1).chunks[0].file == "orchard.pdf"
+    assert searcher.store.models == [settings.embedding.model, "multilingual-e5-small-q4"]
+    chinese = searcher.search("大熊猫吃什么？", k=2)
+    english = searcher.search("How many crates of apples were harvested?", k=2)
+    assert [c.file for c in chinese.chunks] == ["熊猫.pdf"] and [c.file for c in english.chunks] == ["orchard.pdf"]
+    # merged, each model's segments stay apart: two models' vectors never share an index
+    assert rag_main(["index", "merge", "--index", str(tmp_path / "index")]) == 0
+    merged = Searcher.from_index_dir(tmp_path / "index", load_settings(None, ["retrieval.mode=dense"]))
+    assert len(merged.store.segments) == 2 and merged.search("大熊猫吃什么？", k=2).chunks[0].file == "熊猫.pdf"
     capsys.readouterr()
     assert rag_main(["docs", "list", "--index", str(tmp_path / "index")]) == 0
     listed = capsys.readouterr().out.splitlines()

@@ -73,7 +73,7 @@ def publish(root, tag: str, n: int, keep: int = 3) -> str:
     """A version of one new segment of ``n`` chunks."""
     chunks, vectors = _chunks(tag, n)
     with IndexDir(root).writing() as writer:
-        segment = writer.add_segment(chunks, vectors, IndexConfig())
+        segment = writer.add_segment(chunks, vectors, IndexConfig(), "")
         return writer.publish_manifest(_manifest(tag, n, segments=[segment.ref]), keep)
 
 
@@ -295,7 +295,7 @@ def _publish_segments(
     with IndexDir(root).writing() as writer:
         refs = []
         for chunks, vectors, deleted in parts:
-            ref = writer.add_segment(chunks, vectors, cfg or IndexConfig()).ref
+            ref = writer.add_segment(chunks, vectors, cfg or IndexConfig(), "").ref
             rows = int((~chunks["file"].isin(deleted)).sum())
             refs.append(ref.model_copy(update={"deleted": deleted, "rows": rows}))
         return writer.publish_manifest(_manifest("segments", sum(r.rows for r in refs), segments=refs), keep=5)

@@ -128,7 +128,8 @@ class Manifest(BaseModel):
     docs_dir: str
     fingerprint: str  # ingest.planning.fingerprint: what shaped the chunks and vectors
     settings: dict
-    embedding: EmbeddingInfo
+    embedding: EmbeddingInfo  # Latin-script files' model (every file's, where the collection has one model)
+    multilingual: EmbeddingInfo | None = None  # other scripts' model, where the collection holds both kinds
     index: IndexInfo
     files: list[FileEntry]
     run: RunStats

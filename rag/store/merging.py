@@ -41,8 +41,21 @@ def _stale(segment: Located, cfg: IndexConfig) -> bool:
     return masked or segment.info.kind != kind_for(segment.ref.rows, cfg)
 
 
-def merge(writer: Writer, segments: list[Located], chosen: list[Located], cfg: IndexConfig) -> list[Located]:
-    """``segments`` with ``chosen`` replaced by one new segment of their live chunks, where the first of them was."""
+def merge(
+    writer: Writer, segments: list[Located], chosen: list[Located], cfg: IndexConfig, default_model: str
+) -> list[Located]:
+    """``segments`` with ``chosen`` replaced by one new segment of their live chunks per embedding model among them
+    (two models' vectors never share an index), where the first of each was. ``default_model``: the manifest's, for
+    segments written before they named their own."""
+    for model in dict.fromkeys(s.info.model or default_model for s in chosen):
+        group = [s for s in chosen if (s.info.model or default_model) == model]
+        segments = _merged(writer, segments, group, cfg, model)
+    return segments
+
+
+def _merged(
+    writer: Writer, segments: list[Located], chosen: list[Located], cfg: IndexConfig, model: str
+) -> list[Located]:
     if not chosen:
         return segments
     parts, vectors = [], []
@@ -55,7 +68,7 @@ def merge(writer: Writer, segments: list[Located], chosen: list[Located], cfg: I
     if not len(chunks):
         return [s for s in segments if s not in chosen]
     log.info("merging %d segments (%d chunks live)", len(chosen), len(chunks))
-    merged = writer.add_segment(chunks, np.concatenate(vectors), cfg)
+    merged = writer.add_segment(chunks, np.concatenate(vectors), cfg, model)
     first = min(segments.index(s) for s in chosen)
     return (
         [s for s in segments[:first] if s not in chosen] + [merged] + [s for s in segments[first:] if s not in chosen]
@@ -72,7 +85,7 @@ def merge_all(root: Path, cfg: IndexConfig, wait_s: float | None = 0) -> tuple[s
         segments = writer.segments_of(version)
         if len(segments) < 2 and not any(s.ref.deleted for s in segments) and manifest.segmented:
             return version.name, None, len(segments), len(segments)
-        merged = merge(writer, segments, segments, cfg)
+        merged = merge(writer, segments, segments, cfg, manifest.embedding.model)
         run = RunStats(
             seconds=round(time.perf_counter() - started, 2),
             files_processed=0,

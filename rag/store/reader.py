@@ -56,8 +56,8 @@ class Hit:
 class _Part:
     """A segment as one version sees it: its live rows (None: all of them) at ``offset`` in the version's rows."""
 
-    def __init__(self, segment: Segment, where: Located, offset: int):
-        self.segment, self.offset = segment, offset
+    def __init__(self, segment: Segment, where: Located, offset: int, model: str):
+        self.segment, self.offset, self.model = segment, offset, model
         self.live: np.ndarray | None = None
         self._live_selector = None
         self.deleted = where.ref.deleted
@@ -148,7 +148,8 @@ class IndexStore:
         for where in located(self.root, self.manifest):
             segment = (reuse or {}).get(where.path) or Segment(where.path, where.info)
             self.segments[where.path] = segment
-            self._parts.append(_Part(segment, where, offset))
+            model = where.info.model or self.manifest.embedding.model
+            self._parts.append(_Part(segment, where, offset, model))
             offset += self._parts[-1].rows
         # One row per chunk, what search reads of every one (rag.store.rows.IN_MEMORY); the rest by read().
         self.chunks = _concat([p.table() for p in self._parts])
@@ -182,15 +183,25 @@ class IndexStore:
         return Lexical([(p.segment.lexical(), p.live) for p in self._parts])
 
     @property
-    def embedding_model(self) -> str:
-        return self.manifest.embedding.model
+    def models(self) -> list[str]:
+        """The embedding models of its vectors: one, or the Latin-script files' and the other scripts' (the
+        manifest's ``embedding`` and ``multilingual``)."""
+        return list(dict.fromkeys(p.model for p in self._parts)) or [self.manifest.embedding.model]
 
-    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None = None, rescore: int = 0) -> list[Hit]:
+    @property
+    def embedding_model(self) -> str:
+        return ", ".join(self.models)
+
+    def search(
+        self, query: np.ndarray, k: int, rows: np.ndarray | None = None, rescore: int = 0, model: str | None = None
+    ) -> list[Hit]:
         """The k nearest chunks to one query vector; ``rows``: only among these chunk rows, sorted (a filter's
-        selection); ``rescore``: candidates a compressed segment scores again with whole vectors (_Part.search).
+        selection); ``rescore``: candidates a compressed segment scores again with whole vectors (_Part.search);
+        ``model``: only among the vectors of this model (the one that embedded the query; None: the version has one).
         Each segment gives its k nearest; the k best of them are the version's."""
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        hits = [hit for part in self._parts for hit in part.search(query, k, rows, rescore)]
-        if len(self._parts) > 1:
+        parts = [p for p in self._parts if model is None or p.model == model]
+        hits = [hit for part in parts for hit in part.search(query, k, rows, rescore)]
+        if len(parts) > 1:
             hits.sort(key=lambda h: -h.score)
         return hits[:k]

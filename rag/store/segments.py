@@ -53,6 +53,7 @@ class SegmentInfo(BaseModel):
     built_on: str
     stored: dict[str, StoredFile]
     lexical: int  # rag.store.lexical.TERMS of its BM25; 0: none
+    model: str | None = None  # that embedded its vectors; None: written before segments had their own (the manifest's)
 
 
 @dataclass(frozen=True)
@@ -103,19 +104,21 @@ def _chunks_per_file(entries: list[FileEntry]) -> dict[str, int]:
 
 
 def write_segment(
-    path: Path, index, built_on: str, kind: str, chunks: pd.DataFrame, vectors: np.ndarray
+    path: Path, index, built_on: str, kind: str, chunks: pd.DataFrame, vectors: np.ndarray, model: str
 ) -> SegmentInfo:
     """A segment's files into the empty directory ``path``, its segment.json last."""
     stored, lexical = write_parts(path, index, chunks, vectors)
     files = {str(f): int(n) for f, n in chunks["file"].value_counts().sort_index().items()}
-    info = SegmentInfo(rows=len(chunks), files=files, kind=kind, built_on=built_on, stored=stored, lexical=lexical)
+    info = SegmentInfo(
+        rows=len(chunks), files=files, kind=kind, built_on=built_on, stored=stored, lexical=lexical, model=model
+    )
     write_json(path / SEGMENT_FILE, info)
     return info
 
 
-def write_staged(staging: str | Path, chunks: pd.DataFrame, vectors: np.ndarray, cfg: IndexConfig) -> str:
-    """A segment of ``chunks`` and their ``vectors`` (in (file, page, chunk) order, with FAISS of the kind ``cfg`` makes
-    of them) in a new folder inside
+def write_staged(staging: str | Path, chunks: pd.DataFrame, vectors: np.ndarray, cfg: IndexConfig, model: str) -> str:
+    """A segment of ``chunks`` and their ``vectors`` (embedded by ``model``, in (file, page, chunk) order, with FAISS of
+    the kind ``cfg`` makes of them) in a new folder inside
     ``staging``, whoever writes it (a pipeline task on any node); returns the folder's name. The index's writer then
     names it (rag.store.versions.Writer.take)."""
     from rag.store.vectors import build_index, kind_of
@@ -124,7 +127,7 @@ def write_staged(staging: str | Path, chunks: pd.DataFrame, vectors: np.ndarray,
     path = Path(staging) / secrets.token_hex(8)
     path.mkdir()
     index, built_on = build_index(vectors, cfg)
-    write_segment(path, index, built_on, kind_of(index), chunks, vectors)
+    write_segment(path, index, built_on, kind_of(index), chunks, vectors, model)
     return path.name
 
 

@@ -144,11 +144,11 @@ class Writer:
             shutil.rmtree(path, ignore_errors=True)
             raise
 
-    def add_segment(self, chunks, vectors, cfg: IndexConfig) -> Located:
+    def add_segment(self, chunks, vectors, cfg: IndexConfig, model: str) -> Located:
         """A new segment of ``chunks`` and their ``vectors`` (rag.store.segments.write_staged), complete on disk
         before it is named; no version lists it yet."""
         with self.staging() as staging:
-            segment = self.take(staging / write_staged(staging, chunks, vectors, cfg))
+            segment = self.take(staging / write_staged(staging, chunks, vectors, cfg, model))
         staging.rmdir()  # empty: its one segment was renamed out of it
         return segment
 
