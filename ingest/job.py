@@ -356,7 +356,7 @@ def run_ingest(
                 # a run of the pipeline per embedding model: each file's vectors come from the model of its language
                 files = [src for src in plan.to_process if models[src.file] == model]
                 log.info("embedding %d files with %s", len(files), model)
-                out = run_pipeline(files, with_model(settings, model), sidecar, staging, progress)
+                out = run_pipeline(files, _with_model(settings, model), sidecar, staging, progress)
                 new.absorb(out)
                 dims[model] = out.dim
             segments += [writer.take(staging / name) for name in sorted(new.segments)]
@@ -368,7 +368,7 @@ def run_ingest(
         segments = merge(writer, segments, merging, settings.index, settings.embedding.model)
         # the Latin-script files' model first (the manifest's embedding), the other scripts' after it
         used = sorted(set(models.values()), key=lambda m: m != settings.embedding.model) or [settings.embedding.model]
-        infos = [_embedding_info(with_model(settings, m), dims.get(m), previous, fp) for m in used]
+        infos = [_embedding_info(_with_model(settings, m), dims.get(m), previous, fp) for m in used]
         manifest = _manifest(docs_dir, settings, fp, infos, plan, previous, new, segments, started, languages)
         version = writer.publish_manifest(manifest, settings.index.keep_versions)
     log.info("published %s as version %s (%d segments)", index_dir, version, len(segments))
@@ -387,8 +387,8 @@ def _manifest(
     started: float,
     languages: dict[str, str | None],
 ) -> Manifest:
-    """``embeddings``: the Latin-script files' model first, then the other scripts', where the collection has both."""
-    """The manifest that describes the run and the segments its version is made of."""
+    """The manifest that describes the run and the segments its version is made of; ``embeddings``: the Latin-script
+    files' model first, then the other scripts', where the collection has both."""
     seconds = time.perf_counter() - started
     pages_processed = sum(new.pages.values())
     newest = segments[-1].info if segments else None
@@ -424,7 +424,7 @@ def _manifest(
     )
 
 
-def with_model(settings: Settings, model: str) -> Settings:
+def _with_model(settings: Settings, model: str) -> Settings:
     return settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"model": model})})
 
 
