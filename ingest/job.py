@@ -365,7 +365,8 @@ def run_ingest(
         if merging and progress:
             embedded = new.chunks.total()
             progress(Progress(len(plan.to_process), "merging", len(new.pages), sum(new.pages.values()), embedded))
-        segments = merge(writer, segments, merging, settings.index, settings.embedding.model)
+        legacy = previous.manifest.embedding.model if previous else settings.embedding.model  # of unnamed segments
+        segments = merge(writer, segments, merging, settings.index, legacy)
         # the Latin-script files' model first (the manifest's embedding), the other scripts' after it
         used = sorted(set(models.values()), key=lambda m: m != settings.embedding.model) or [settings.embedding.model]
         infos = [_embedding_info(_with_model(settings, m), dims.get(m), previous, fp) for m in used]

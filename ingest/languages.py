@@ -18,8 +18,6 @@ from rag.store.files import Manifest
 log = logging.getLogger(__name__)
 
 SAMPLE_PAGES = 2  # a file's first pages tell its script; without OCR, which would cost seconds a page
-
-
 PARALLEL_FROM = 32  # files to read: from this many, Ray tasks read them across the cluster (60-90 ms a file here)
 _BATCH = 16  # files a task reads
 
