@@ -12,9 +12,13 @@ from cli.options import service_options
 
 
 def _cell(value) -> str:
-    if value is None:
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "__len__"):
+        return "; ".join(map(str, value))
+    if value is None or value != value:  # NaN: pandas' missing number where a column mixes years and gaps
         return "-"
-    return "; ".join(map(str, value)) if not isinstance(value, str) and hasattr(value, "__len__") else str(value)
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)  # 2023.0 -> 2023
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> None:
