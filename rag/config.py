@@ -102,9 +102,8 @@ class EmbeddingConfig(_Section):
     )
     multilingual_model: str | None = Field(
         "multilingual-e5-small-q4",
-        description="Embeds a collection whose pages are mostly Chinese (or Japanese kanji), "
-        "which `model` was not trained on; chosen per ingestion from a sample of the pages (docs/languages.md). "
-        "None: always `model`",
+        description="Embeds each file not in Latin script (Chinese, Cyrillic, Hangul ...), which `model` was not "
+        "trained on; a question beyond Latin script is embedded by it too (docs/languages.md). None: always `model`",
     )
     query_prefix: str | None = Field(
         None,
