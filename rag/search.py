@@ -28,7 +28,7 @@ from rag.config import RETRIEVAL_MODES, RetrievalConfig, Settings
 from rag.devices import pick_device
 from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
-from rag.languages import language_of
+from rag.languages import has_han, language_of
 from rag.models import resolve_model
 from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
@@ -104,9 +104,10 @@ class Searcher:
         return [self.encoder] + ([self.multilingual] if self.multilingual else [])
 
     def encoder_for(self, question: str) -> TextEncoder:
-        """The model that embeds ``question``: the multilingual one for a question beyond Latin script, where the
-        version has vectors of both."""
-        if self.multilingual is not None and language_of(question) in ("zh", "other"):
+        """The model that embeds ``question``: the multilingual one for a question beyond Latin script or with any Han
+        in it ("《This Is Where I Came In》是Bee Gees的第几张原创专辑？": the English model cannot read its Han), where
+        the version has vectors of both."""
+        if self.multilingual is not None and (language_of(question) in ("zh", "other") or has_han(question)):
             return self.multilingual
         return self.encoder
 

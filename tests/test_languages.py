@@ -214,6 +214,8 @@ def test_a_chinese_upload_to_an_english_collection_gets_a_vector_space_of_its_ow
     chinese = searcher.search("大熊猫吃什么？", k=2)
     english = searcher.search("How many crates of apples were harvested?", k=2)
     assert [c.file for c in chinese.chunks] == ["熊猫.pdf"] and [c.file for c in english.chunks] == ["orchard.pdf"]
+    # more Latin letters than Han, still a question the English model cannot read
+    assert searcher.encoder_for("《This Is Where I Came In》是Bee Gees的第几张原创专辑？") is searcher.multilingual
     # merged, each model's segments stay apart: two models' vectors never share an index
     assert rag_main(["index", "merge", "--index", str(tmp_path / "index")]) == 0
     merged = Searcher.from_index_dir(tmp_path / "index", load_settings(None, ["retrieval.mode=dense"]))
