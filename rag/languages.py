@@ -106,12 +106,6 @@ _CHINESE_STOPWORDS = frozenset(
 HAN_CHAR_WEIGHT = 3
 
 
-def han_share(text: str) -> float:
-    """The share of Han characters among the letters of ``text`` (0 when it has none)."""
-    letters = len(_LETTER.findall(text))
-    return len(_HAN_CHAR.findall(text)) / letters if letters else 0.0
-
-
 def language_of(text: str) -> Language | None:
     """What a document is written in, as far as the embedding model cares: "zh" (at least 30% of its letters Han),
     "other" (as many in another script beyond Latin: Cyrillic, Arabic, Hangul, kana ...), "en" (Latin script; French
@@ -127,7 +121,7 @@ def language_of(text: str) -> Language | None:
 
 def is_chinese(text: str) -> bool:
     """Mostly Han: a Chinese passage or question (a few Latin names and numbers inside it do not change that)."""
-    return han_share(text) >= 0.3
+    return language_of(text) == "zh"
 
 
 def has_han(text: str) -> bool:

@@ -107,7 +107,7 @@ class Searcher:
         """The model that embeds ``question``: the multilingual one for a question beyond Latin script or with any Han
         in it ("《This Is Where I Came In》是Bee Gees的第几张原创专辑？": the English model cannot read its Han), where
         the version has vectors of both."""
-        if self.multilingual is not None and (language_of(question) in ("zh", "other") or has_han(question)):
+        if self.multilingual is not None and (has_han(question) or language_of(question) == "other"):
             return self.multilingual
         return self.encoder
 
