@@ -109,7 +109,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from eval.sweep import run_sweep
 
         config, overrides = config_sources(args)
-        points = run_sweep(args.sweep, args.dataset, args.out, config, overrides, limit=args.limit)
+        points = run_sweep(args.sweep, args.dataset, args.out, config, overrides, limit=args.limit, docs=args.docs)
         print(f"{len(points)} points; table: {Path(args.out) / 'sweep.md'}")
         return 0
     if args.index is None:
@@ -171,6 +171,7 @@ def add_parsers(sub) -> None:
     ev.add_argument("--index", type=Path, help="the index to evaluate (not with --sweep)")
     ev.add_argument("--out", type=Path, required=True)
     ev.add_argument("--sweep", type=Path, help="a grid file (configs/sweep.yaml): re-ingests where needed")
+    ev.add_argument("--docs", type=Path, help="with --sweep: the documents to ingest, instead of the file's 'docs'")
     ev.add_argument("--retrievers", default=",".join(RETRIEVAL_MODES), help="batch mode: retrieval modes to compare")
     ev.add_argument(
         "--answer-retriever", help="the mode whose chunks answers are generated from (default: retrieval.mode)"

@@ -54,18 +54,21 @@ def run_sweep(
     config: str | Path | None,
     overrides: list[str],
     limit: int | None = None,
+    docs: str | Path | None = None,
 ) -> list[dict]:
+    """``docs``: the documents of ``dataset`` where they are not the sweep file's own (one grid, two question sets)."""
     spec = yaml.safe_load(Path(sweep_file).read_text()) or {}
     points = sweep_points(spec)
-    if "docs" not in spec or not points:
-        raise ValueError(f"{sweep_file}: a sweep needs 'docs' and a 'grid' or 'points'")
+    docs = docs or spec.get("docs")
+    if not docs or not points:
+        raise ValueError(f"{sweep_file}: a sweep needs 'docs' (or --docs) and a 'grid' or 'points'")
     out_dir = Path(out_dir)
     rows = []
     for name, point in points:
         settings = load_settings(config, overrides + [f"{k}={json.dumps(v)}" for k, v in point.items()])
         index_dir = out_dir / "indexes" / fingerprint(settings)
         if IndexDir(index_dir).current_name() is None:
-            run_ingest(spec["docs"], index_dir, settings)
+            run_ingest(docs, index_dir, settings)
         mode = settings.retrieval.mode
         folder = "".join(c if c.isalnum() or c in "=.-" else "_" for c in name)
         report = run_eval(

@@ -246,6 +246,15 @@ class RetrievalConfig(_Section):
         description="Chunks under a statement the question names (cash flows, balance sheet, ...) gain this "
         "share of the best score (docs/retrieval.md)",
     )
+    line_boost: float = Field(
+        1.0,
+        ge=0,
+        description="The best line_depth chunks gain this share of the best score times the share of the question's "
+        "words that one of their lines with a figure names (docs/retrieval.md)",
+    )
+    line_depth: int = Field(
+        50, gt=0, description="Candidates the line boost reads, their text from disk (100 and 200 ranked the same)"
+    )
     widen_margin: float | None = Field(
         0.2,
         ge=0,

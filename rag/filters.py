@@ -56,10 +56,16 @@ _HAN_LEGAL_SUFFIX = re.compile(r"(?:(?:集团)?(?:股份有限公司|有限责�
 _NAME_WORD = re.compile(rf"[a-z0-9&]+|[{HAN_CHARS}]+")
 
 
+def name_words(text: str) -> list[str]:
+    """The words of a name, or of a question that may name one, as names are compared: lower case, no punctuation,
+    no ".com" ("McDonald's" -> ["mcdonald", "s"], as "McDONALD’S CORPORATION" is read)."""
+    return _NAME_WORD.findall(re.sub(r"\.com\b", "", text.lower()))
+
+
 def company_key(name: str) -> str:
     """A company's name without case, punctuation or legal suffix: "AMAZON.COM, INC." -> "amazon", 苹果股份有限公司 ->
     苹果."""
-    words = _NAME_WORD.findall(re.sub(r"\.com\b", "", name.lower()))
+    words = name_words(name)
     core = [w for w in (_HAN_LEGAL_SUFFIX.sub("", w) for w in words) if w and w not in LEGAL_SUFFIXES]
     return " ".join(core or words)
 

@@ -30,6 +30,7 @@ from rag.embedding import TextEncoder
 from rag.filters import Filters, matching_files
 from rag.languages import has_han, language_of
 from rag.models import resolve_model
+from rag.questions.lines import asked_words, line_coverage
 from rag.questions.mentions import MentionMatcher
 from rag.questions.sections import named_sections, section_rows
 from rag.store.files import search_texts
@@ -248,13 +249,14 @@ class Searcher:
                 dense = {h.row: h.score for h in self._nearest(vector, model, depth, rows)}
             lap("dense_ms")
         if mode in ("bm25", "hybrid"):
-            lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25")
+            lexical = self._bm25_top(query, depth, rows, fill=mode == "bm25", model=model)
             lap("bm25_ms")
         ranked = self._fuse(dense, lexical, mode, self._dense_weight(question))
         ranked = self._boost(ranked, boosts)
         sections = named_sections(question) if self.cfg.section_boost else []
         ranked = self._boost_rows(ranked, self._section_rows(sections), self.cfg.section_boost)
         matched = matched + [f"section: {s}" for s in sections]
+        ranked = self._line_boost(question, matched, ranked)
         if self._reranker is not None and ranked:
             ranked = self._rerank(query, ranked)
             lap("rerank_ms")
@@ -272,10 +274,11 @@ class Searcher:
         compressed segments' candidates re-scored."""
         return self.store.search(vector, k, rows, self.cfg.rescore, model if self.multilingual else None)
 
-    def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool) -> dict[int, float]:
-        """The ``depth`` best rows by BM25. Rows sharing no word with the query score 0: in hybrid they are left to
-        dense search; alone (``fill``) they complete the list, so a filter with k rows still returns k."""
-        scores = self.bm25().scores(query)
+    def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool, model: str) -> dict[int, float]:
+        """The ``depth`` best rows by BM25, with the word frequencies of the question's language (``model``'s chunks)
+        where the version holds two. Rows sharing no word with the query score 0: in hybrid they are left to dense
+        search; alone (``fill``) they complete the list, so a filter with k rows still returns k."""
+        scores = self.bm25().scores(query, model if self.multilingual else None)
         # The rows in the running, in row order: a filter's, or those the query's words reach (a small share of a
         # large collection); the top is taken among them, not over every chunk.
         pool = rows if rows is not None else (np.arange(len(scores)) if fill else np.flatnonzero(scores))
@@ -302,6 +305,8 @@ class Searcher:
         elif self.cfg.fusion == "rrf":
             fused = {}
             for ranking, share in ((dense, w), (lexical, 1 - w)):
+                if not share:  # a mode given no share brings no candidates either
+                    continue
                 for rank, row in enumerate(sorted(ranking, key=lambda row: ranking[row], reverse=True)):
                     fused[row] = fused.get(row, 0.0) + 2 * share / (_RRF_K + rank + 1)
         else:
@@ -324,6 +329,24 @@ class Searcher:
         bonus = share * abs(ranked[0][1])
         boosted = [(row, score + bonus * (row in chosen)) for row, score in ranked]
         return sorted(boosted, key=lambda item: -item[1])
+
+    def _line_boost(
+        self, question: str, matched: list[str], ranked: list[tuple[int, float]]
+    ) -> list[tuple[int, float]]:
+        """The best ``line_depth`` chunks gain ``line_boost`` of the best score times the share of the question's
+        words that one of their lines with a figure names (rag.questions.lines)."""
+        share = self.cfg.line_boost
+        # Words are read as Latin-script words: Chinese has no spaces to find them by (BM25's jieba terms do that).
+        asked = asked_words(question, matched) if share and ranked and not has_han(question) else []
+        if not asked:
+            return ranked
+        head, tail = ranked[: self.cfg.line_depth], ranked[self.cfg.line_depth :]
+        texts = self.store.read([row for row, _ in head], ["text"])["text"]
+        bonus = share * abs(ranked[0][1])
+        boosted = [
+            (row, score + bonus * line_coverage(asked, text)) for (row, score), text in zip(head, texts, strict=True)
+        ]
+        return sorted(boosted, key=lambda item: -item[1]) + tail
 
     def _section_rows(self, sections: list[str]) -> np.ndarray:
         """Rows under the sections a question names, cached per section."""

@@ -88,7 +88,8 @@ def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_pat
     docs = copy_docs(["2023 Q3 AAPL.pdf"], sec_docs, tmp_path / "docs", pages=12)
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(
-        f"docs: {docs}\ngenerate: false\ngrid:\n  chunking.chunk_size: [600]\n  retrieval.mode: [dense, bm25]\n"
+        f"docs: {tmp_path / 'not here'}\ngenerate: false\n"
+        "grid:\n  chunking.chunk_size: [600]\n  retrieval.mode: [dense, bm25]\n"
         "points:\n  no headers: {chunking.contextual_headers: false, retrieval.mode: dense}\n"
     )
     dataset = tmp_path / "q.jsonl"
@@ -103,7 +104,7 @@ def test_sweep_reuses_indexes_and_compares_points(ray_cluster, sec_docs, tmp_pat
     )
     out = tmp_path / "sweep"
     pools = ["ingest.embed.actors=1", "ingest.embed.num_cpus=1", "eval.pool.actors=1", "eval.pool.num_cpus=1"]
-    points = run_sweep(sweep, dataset, out, None, pools)
+    points = run_sweep(sweep, dataset, out, None, pools, docs=docs)  # the documents given win over the file's
     assert [p["point"] for p in points] == [
         "no headers",
         "mode=dense",

@@ -1,11 +1,15 @@
 """Metric functions against cases worked out by hand, and the SEC adapter on the real CSV."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from eval import scoring
 from eval.datasets import DatasetError, load_dataset
+from ingest.pdf_pages import read_pdf_pages
+from rag.config import PdfConfig
 
 
 def test_token_f1_by_hand():
@@ -95,3 +99,35 @@ def test_judge_verdicts_are_parsed_or_recorded():
     assert parse_verdict("score:2") == {"score": 2, "reason": ""}
     assert parse_verdict("I think it is fine")["score"] is None
     assert parse_verdict("SCORE: 9")["score"] is None
+
+
+FILINGS_10K = Path(__file__).resolve().parent.parent / "eval" / "questions" / "filings-10k-pages.jsonl"
+MIXED_DOCS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed" / "docs"
+
+
+def test_the_10k_question_set_holds_its_evidence_on_every_gold_page():
+    """eval/questions/filings-10k-pages.jsonl: each gold page's text holds one alternative of the question's evidence
+    (whitespace aside), as the set was built; the pages are read again from the PDFs."""
+    rows = [json.loads(line) for line in FILINGS_10K.read_text().splitlines()]
+    questions = load_dataset(FILINGS_10K)
+    assert len(questions) == len(rows) >= 100 and {q.split for q in questions} == {"dev", "test"}
+    wanted: dict[str, set[int]] = {}
+    for row in rows:
+        for gold in row["gold_pages"]:
+            wanted.setdefault(gold["file"], set()).add(gold["page"])
+    texts = {
+        (file, n + 1): text
+        for file, pages in wanted.items()
+        for n, text in enumerate(
+            read_pdf_pages(MIXED_DOCS / file, PdfConfig(), only=lambda _, p=pages: [x - 1 for x in p], ocr=False).texts
+        )
+    }
+
+    def bare(text: str) -> str:
+        return re.sub(r"\s+", "", text).lower()
+
+    for row in rows:
+        assert row["gold_pages"], row["id"]
+        for gold in row["gold_pages"]:
+            page = bare(texts[gold["file"], gold["page"]])
+            assert any(all(bare(s) in page for s in choice) for choice in row["evidence"]), (row["id"], gold)

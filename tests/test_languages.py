@@ -21,6 +21,8 @@ from rag.filters import company_key
 from rag.languages import is_chinese, join_wrapped_lines, language_of, search_terms, weighted_length
 from rag.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_ZH, build_messages
 from rag.questions.periods import dates_in, fiscal_years_in, quarters_in
+from rag.store.files import search_texts
+from rag.store.lexical import Bm25
 from tests.conftest import REPO, TESSERACT, needs_command
 from tests.pdf_factory import blank_scan, chinese_pdf, scanned_pdf
 
@@ -220,6 +222,12 @@ def test_a_chinese_upload_to_an_english_collection_gets_a_vector_space_of_its_ow
     assert rag_main(["index", "merge", "--index", str(tmp_path / "index")]) == 0
     merged = Searcher.from_index_dir(tmp_path / "index", load_settings(None, ["retrieval.mode=dense"]))
     assert len(merged.store.segments) == 2 and merged.search("大熊猫吃什么？", k=2).chunks[0].file == "熊猫.pdf"
+    # An English question's BM25 counts word frequencies over the English chunks, as in an English collection
+    english = np.flatnonzero((merged.store.chunks["file"] == "orchard.pdf").to_numpy())
+    alone = Bm25.build(search_texts(merged.store.read(english, ["header", "text"])))
+    question = "How many crates of apples did the orchard harvest?"
+    own = merged.bm25().scores(question, settings.embedding.model)[english]
+    assert np.allclose(own, alone.scores(question)) and not np.allclose(merged.bm25().scores(question)[english], own)
     capsys.readouterr()
     assert rag_main(["docs", "list", "--index", str(tmp_path / "index")]) == 0
     listed = capsys.readouterr().out.splitlines()

@@ -307,6 +307,26 @@ def test_names_people_use_and_years_that_filter():
     assert _aliased(match.detect("Microsoft's operating income in Q1 2023").filters) == ["2023 Q1 MSFT.pdf"]
 
 
+def test_names_with_punctuation_are_found_however_the_question_writes_them():
+    files = pd.DataFrame(
+        {
+            "file": ["mcd.pdf", "amzn.pdf"],
+            "company": ["McDonald's Corporation", "Amazon.com, Inc."],
+            "aliases": [["McDONALD’S CORPORATION"], None],
+            "ticker": None,
+            "form": "10-K",
+            "fiscal_year": 2022,
+            "fiscal_quarter": None,
+            "period_end": "2022-12-31",
+        }
+    ).astype(object)
+    match = MentionMatcher(files)
+    for question in ("What were McDonald's total revenues in 2022?", "McDonald’s revenues in 2022", "MCDONALD'S 2022"):
+        assert match.detect(question).filters.given() == {"company": ["McDonald's Corporation"], "fiscal_year": [2022]}
+    assert match.detect("What did Amazon.com earn in 2022?").filters.company == ["Amazon.com, Inc."]
+    assert match.detect("What did McDonald earn?").filters.given() == {}
+
+
 def test_follow_ups_take_what_the_question_leaves_out_from_earlier_turns():
     match = MentionMatcher(FILES)
     history = [

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from rag.config import IndexConfig, load_settings
+from ingest.pdf_pages import read_pdf_pages
+from rag.config import IndexConfig, PdfConfig, load_settings
 from rag.filters import Filters
 from rag.models import resolve_model
+from rag.questions.lines import asked_words, line_coverage
 from rag.questions.sections import named_sections
 from rag.search import Searcher
 from rag.store.files import search_texts
@@ -111,7 +113,9 @@ def test_the_dense_share_of_the_fusion_follows_the_question_language(small_index
     question = "gross margin percentage"
 
     def ranking(mode: str, by_language: dict) -> list[str]:
-        settings = load_settings(None, [f"retrieval.dense_weight_by_language={json.dumps(by_language)}"])
+        # without the line boost, whose bonus is a share of each mode's own best score
+        overrides = [f"retrieval.dense_weight_by_language={json.dumps(by_language)}", "retrieval.line_boost=0"]
+        settings = load_settings(None, overrides)
         found = Searcher.from_index_dir(small_index, settings).search(question, 8, mode=mode, auto_filters=False)
         return [c.chunk_id for c in found.chunks]
 
@@ -204,6 +208,30 @@ def test_a_statement_the_question_names_is_preferred(searcher):
         "CASH FLOWS" in searcher.store.read().set_index("chunk_id").at[c.chunk_id, "header"].upper()
         for c in found.chunks[:2]
     )
+
+
+def test_the_line_that_names_what_is_asked_beside_a_figure(sec_docs):
+    question = "How much did Apple pay for dividends and dividend equivalents in the nine months ended July 1, 2023?"
+    asked = asked_words(question, ["apple", "2023-07-01"])
+    assert asked == ["pay", "dividends", "dividend", "equivalents", "nine", "months", "ended", "july"]
+    pages = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
+    coverage = [line_coverage(asked, text) for text in pages]
+    # The cash flow statement's row ("Payments for dividends and dividend equivalents (11,267) (11,138)") names the
+    # most; the MD&A sentence that says dividends in prose, and pages without those words, name less.
+    assert coverage.index(max(coverage)) + 1 == 8
+    assert line_coverage(asked, "Payments for dividends and dividend equivalents") == 0.0  # no figure on the line
+    assert line_coverage([], pages[7]) == 0.0
+
+
+def test_a_row_that_names_the_question_lifts_its_page(searcher):
+    question = "How much did Apple pay for dividends and dividend equivalents in the nine months ended July 1, 2023?"
+    plain = Searcher(searcher.store, searcher.encoder, searcher.cfg.model_copy(update={"line_boost": 0.0}))
+    assert searcher.cfg.line_boost > 0
+    pages = [[(c.file, c.page) for c in s.search(question, 5).chunks] for s in (searcher, plain)]
+    # the cash flow statement (p. 8), whose row names every word asked, joins the MD&A sentence that says it in prose
+    # (p. 18) among the five sources; without the boost it is not there
+    assert ("2023 Q3 AAPL.pdf", 8) in pages[0] and ("2023 Q3 AAPL.pdf", 8) not in pages[1]
+    assert pages[0][0] == pages[1][0] == ("2023 Q3 AAPL.pdf", 18)
 
 
 def test_diverse_pages_lists_each_page_once_before_repeating_one(searcher):

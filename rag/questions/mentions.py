@@ -23,7 +23,7 @@ import pandas as pd
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 from rag.doc_metadata import QUESTION_FORMS, form_key
-from rag.filters import Filters, company_key, matching_files, names_of
+from rag.filters import Filters, company_key, matching_files, name_words, names_of
 from rag.languages import has_han
 from rag.questions.periods import DATE, YEAR, dates_in, fiscal_years_in, quarters_in
 
@@ -107,7 +107,8 @@ class MentionMatcher:
 
     def _companies_in(self, text: str) -> tuple[set[str], set[str], list[str]]:
         """(files of companies named with confidence, files of companies perhaps meant, words that matched)."""
-        lowered, sure, words = text.lower(), set(), []
+        # The question's words as names are keyed, so that "McDonald's" meets the key "mcdonald s"
+        lowered, sure, words = " ".join(name_words(text)), set(), []
         for key in sorted(self._sure, key=len, reverse=True):  # "meta platforms" before "meta"
             if _has(lowered, key):
                 sure |= self._sure[key]

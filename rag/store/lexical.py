@@ -78,23 +78,28 @@ class Lexical:
     frequencies, and a term's are rescaled here to the version's (summed over its segments, as Lucene does across
     its segments), so a chunk scores the same whichever segment holds it. Each segment's documents' lengths are
     still measured against its own mean; and a chunk masked out of a segment counts until a merge removes it, as a
-    deleted document does in Lucene."""
+    deleted document does in Lucene. In a collection of two languages the frequencies are the question's language's
+    (its model's segments): Chinese chunks would otherwise make every English word look rarer, common ones most, and
+    reorder English results (docs/languages.md)."""
 
-    def __init__(self, parts: Sequence[tuple[Bm25, np.ndarray | None]]):
-        """``parts``: each segment's BM25 and its live rows (None: all), in the version's order."""
-        self.parts = parts
+    def __init__(self, parts: Sequence[tuple[Bm25, np.ndarray | None]], models: Sequence[str] | None = None):
+        """``parts``: each segment's BM25 and its live rows (None: all), in the version's order; ``models``: the
+        model that embedded each."""
+        self.parts, self.models = parts, list(models) if models is not None else [None] * len(parts)
         self.size = sum(b.size if live is None else len(live) for b, live in parts)
 
-    def scores(self, query: str) -> np.ndarray:
-        """Every live chunk's score, in the version's row order."""
+    def scores(self, query: str, model: str | None = None) -> np.ndarray:
+        """Every live chunk's score, in the version's row order; ``model``: count frequencies over its segments only
+        (None, or a model no segment has: all of them)."""
         if len(self.parts) == 1 and self.parts[0][1] is None:
             return self.parts[0][0].scores(query)
         found = [bm25.postings(search_terms(query)) for bm25, _ in self.parts]
-        docs = sum(bm25.size for bm25, _ in self.parts)
+        counted = [m == model for m in self.models] if model in self.models else [True] * len(self.parts)
+        docs = sum(bm25.size for (bm25, _), c in zip(self.parts, counted, strict=True) if c)
         with_term: dict[str, int] = {}
-        for postings in found:
+        for postings, c in zip(found, counted, strict=True):
             for term, rows in {t: r for t, r, _ in postings}.items():
-                with_term[term] = with_term.get(term, 0) + len(rows)
+                with_term[term] = with_term.get(term, 0) + len(rows) * c
         out = []
         for (bm25, live), postings in zip(self.parts, found, strict=True):
             scores = np.zeros(bm25.size, dtype=np.float32)

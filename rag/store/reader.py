@@ -180,7 +180,7 @@ class IndexStore:
 
     def lexical(self) -> Lexical:
         """BM25 over the version's chunks, its segments' scored as one collection (rag.store.lexical.Lexical)."""
-        return Lexical([(p.segment.lexical(), p.live) for p in self._parts])
+        return Lexical([(p.segment.lexical(), p.live) for p in self._parts], [p.model for p in self._parts])
 
     @property
     def models(self) -> list[str]:
