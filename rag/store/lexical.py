@@ -82,10 +82,10 @@ class Lexical:
     (its model's segments): Chinese chunks would otherwise make every English word look rarer, common ones most, and
     reorder English results (docs/languages.md)."""
 
-    def __init__(self, parts: Sequence[tuple[Bm25, np.ndarray | None]], models: Sequence[str] | None = None):
+    def __init__(self, parts: Sequence[tuple[Bm25, np.ndarray | None]], models: Sequence[str]):
         """``parts``: each segment's BM25 and its live rows (None: all), in the version's order; ``models``: the
         model that embedded each."""
-        self.parts, self.models = parts, list(models) if models is not None else [None] * len(parts)
+        self.parts, self.models = parts, list(models)
         self.size = sum(b.size if live is None else len(live) for b, live in parts)
 
     def scores(self, query: str, model: str | None = None) -> np.ndarray:
