@@ -99,7 +99,7 @@ def plot(results: list[dict], path: Path, baseline: list[dict] | None = None) ->
     ax.legend(loc="lower right")
     ax.set_xlabel("chunks in the run")
     ax.set_ylabel("MiB")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room above the highest point for its label
     runs = results[0]["driver_peak_rss_bytes"]["runs"]
     ax.set_title(f"The ingestion driver's peak memory ({runs} run{'s' if runs > 1 else ''} each)")
     fig.tight_layout()

@@ -72,7 +72,7 @@ def profile(docs: Path, limit: int | None) -> dict:
     from rag.embedding import TextEncoder
     from rag.store.files import CHUNK_COLUMNS
     from rag.store.segments import write_segment
-    from rag.store.vectors import build_index, kind_of
+    from rag.store.vectors import build_index
 
     torch.set_num_threads(1)  # one thread: a stage's time is its core-seconds
     settings = Settings()
@@ -108,10 +108,10 @@ def profile(docs: Path, limit: int | None) -> dict:
     vectors = np.concatenate(
         [clock.time("embed", encoder.encode, texts[i : i + size]) for i in range(0, len(texts), size)]
     )
-    index, built_on = clock.time("index", build_index, vectors, settings.index)
+    built = clock.time("index", build_index, vectors, settings.index)
     chunks = pd.DataFrame(rows).reindex(columns=CHUNK_COLUMNS)
     with tempfile.TemporaryDirectory() as out:
-        clock.time("write", write_segment, Path(out), index, built_on, kind_of(index), chunks, vectors)
+        clock.time("write", write_segment, Path(out), built, None, chunks, vectors, settings.embedding.model)
     parallel = sum(clock.seconds[s] for s in PARALLEL)
     serial = sum(clock.seconds[s] for s in SERIAL)
     cores = os.cpu_count() or 1

@@ -2,7 +2,8 @@
 recall against exact search.
 
     python -m bench.scale --source INDEX_DIR --chunks 3750000 --out DIR [--segment-rows 375000] [--runs 3]
-                          [--queries 200] [--results bench/results]
+                          [--queries 200] [--set index.nlist=1024] [--search-set retrieval.rescore=400] [--cold]
+                          [--results bench/results]
 
 The collection is made from the source index's own chunks (the SEC filings'), resampled: each synthetic chunk is a
 real one's text, header and metadata, with its vector jittered (Gaussian noise, 0.05 a dimension, renormalised), so
@@ -11,11 +12,14 @@ average. It is written as --segment-rows segments through the project's own writ
 kind by --set index.kind=..., IVF-PQ by default here) into DIR/index, an ordinary index directory that `rag search`,
 `rag index versions` and `rag serve` open like any other. An existing DIR/index of the same size is reused.
 
-Then, --runs times, a fresh process opens the index and searches it one query at a time on one thread: the SEC
-questions (--queries of them, cycled), embedded beforehand (query embedding is not timed), in hybrid mode; it records
+Then, --runs times, a fresh process opens the index (with the version's settings and --search-set, which need no
+rebuild) and searches it one query at a time on one thread: the SEC
+questions (--queries of them, cycled), embedded beforehand (query embedding is not timed), in the retrieval mode
+configured (hybrid; --search-set retrieval.mode=dense for dense only); it records
 each search's milliseconds, its resident memory (anonymous, and file pages mapped: the page cache's share of it) and
 the machine's page cache before and after. Dense recall@10 compares the index's top 10 (its compressed codes re-scored,
-retrieval.rescore) with an exact search over the stored vectors. Writes scale.json and scale.png.
+retrieval.rescore) with an exact search over the stored vectors. Writes scale.json and scale.png; with --cold (root),
+the page cache is emptied before each run, as after a reboot, and they are scale-cold.json and scale-cold.png.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: l
     per_file = max(1, round(len(texts) / texts["file"].nunique()))
     rng = np.random.default_rng(SEED)
     started = time.perf_counter()
-    entries, refs = [], []
+    entries: list = []
+    written: list = []
     with IndexDir(root).writing(purpose="a synthetic collection") as writer:
         for start in range(0, chunks, segment_rows):
             n = min(segment_rows, chunks - start)
@@ -65,8 +70,9 @@ def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: l
             part["doc_hash"] = [f"{i // per_file:064x}" for i in ids]
             jittered = vectors[picked] + rng.normal(0, NOISE, (n, vectors.shape[1])).astype(np.float32)
             jittered /= np.linalg.norm(jittered, axis=1, keepdims=True)
-            located = writer.add_segment(part, jittered, settings.index, base.manifest.embedding.model)
-            refs.append(located.ref)
+            # Built on the first segment's training, as a collection's later segments are.
+            model = base.manifest.embedding.model
+            written.append(writer.add_segment(part, jittered, settings.index, model, written))
             firsts = part.drop_duplicates("file")
             counts = part["file"].value_counts()
             entries += [
@@ -81,7 +87,7 @@ def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: l
                 )
                 for row in firsts.itertuples()
             ]
-            print(f"segment {len(refs)}: {start + n:,} of {chunks:,} chunks, {time.perf_counter() - started:.0f} s")
+            print(f"segment {len(written)}: {start + n:,} of {chunks:,} chunks, {time.perf_counter() - started:.0f} s")
         seconds = round(time.perf_counter() - started, 1)
         manifest = Manifest(
             version=FORMAT,
@@ -100,10 +106,10 @@ def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: l
                 pages_per_s=0,
                 chunks_per_s=round(chunks / seconds, 1),
             ),
-            segments=refs,
+            segments=[w.ref for w in written],
         )
         writer.publish_manifest(manifest, keep=1)
-    return {"build_s": seconds, "segments": len(refs)}
+    return {"build_s": seconds, "segments": len(written)}
 
 
 def _metadata(row, fields) -> dict:
@@ -124,11 +130,12 @@ def _merged(entries: list) -> list:
     return list(by_file.values())
 
 
-def serve_once(root: Path, queries: Path) -> dict:
-    """One process's run (python -m bench.scale --serve): open, search every query, report."""
+def serve_once(root: Path, queries: Path, overrides: list[str]) -> dict:
+    """One process's run (python -m bench.scale --serve): open, search every query (the version's settings, then
+    ``overrides``), report."""
     import faiss
 
-    from rag.config import Settings
+    from rag.config import Settings, load_settings
     from rag.search import EmbeddedQuery, Searcher
     from rag.store.versions import open_index
 
@@ -137,22 +144,28 @@ def serve_once(root: Path, queries: Path) -> dict:
     loaded = json.loads(queries.read_text())
     started = time.perf_counter()
     store = open_index(root)
-    settings = Settings.model_validate(store.manifest.settings)
+    settings = load_settings(None, overrides, base=Settings.model_validate(store.manifest.settings))
     # The encoder a replica holds is loaded and counted; the queries come embedded, so it is not timed.
     searcher = Searcher.over(store, settings)
     open_s = time.perf_counter() - started
     after_open = {"anon": proc_bytes("RssAnon"), "file": proc_bytes("RssFile")}
-    ms, recall = [], []
+    ms, recall, stages = [], [], []
     for q in loaded:
         vector = np.asarray(q["vector"], dtype=np.float32)
         t = time.perf_counter()
-        searcher.search(q["question"], K, mode="hybrid", embedded=EmbeddedQuery(q["question"], vector))
+        found = searcher.search(q["question"], K, embedded=EmbeddedQuery(q["question"], vector))
         ms.append((time.perf_counter() - t) * 1000)
-        got = {h.row for h in store.search(vector, K, rescore=settings.retrieval.rescore)}
+        stages.append(found.timings_ms)
+        got = {h.row for h in store.search(vector, K, rescore=settings.retrieval.rescore, nprobe=searcher.nprobe)}
         recall.append(len(got & set(q["exact"])) / K)
     return {
         "open_s": round(open_s, 2),
         "ms": ms,
+        "mode": searcher.cfg.mode,
+        "rescore": settings.retrieval.rescore,
+        "nprobe": searcher.nprobe,
+        "first_10_ms": ms[:10],  # from a cold page cache (--cold), what the first searches after a reboot cost
+        "stage_ms": {k: float(np.median([t.get(k, 0.0) for t in stages])) for k in stages[0]},
         "recall_at_10": float(np.mean(recall)),
         "rss_anon_after_open": after_open["anon"],
         "rss_file_after_open": after_open["file"],
@@ -208,6 +221,15 @@ def queries(root: Path, count: int, out: Path) -> None:
     )
 
 
+def drop_page_cache() -> None:
+    """Empty the machine's page cache (root only), so that a run reads the index from disk as after a reboot."""
+    subprocess.run(["sync"], check=True)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as err:
+        raise SystemExit(f"--cold needs root to empty the page cache (/proc/sys/vm/drop_caches): {err}") from None
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -223,7 +245,7 @@ def plot(result: dict, path: Path) -> None:
         )
     axes[0].axhline(100, color="tab:red", linestyle="--", label="target p95")
     axes[0].set_xticks(range(len(bars)), list(bars))
-    axes[0].set_ylabel("ms per hybrid search (one thread)")
+    axes[0].set_ylabel(f"ms per {result['mode']} search (one thread)")
     axes[0].legend()
     memory = {"anonymous": result["rss_anon_bytes"], "file pages mapped": result["rss_file_bytes"]}
     for x, f in enumerate(memory.values()):
@@ -249,13 +271,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--set", action="append", default=[], help="settings for the build, as rag's --set")
+    parser.add_argument(
+        "--search-set", action="append", default=[], help="settings for searching (index.nprobe=32), as rag's --set"
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="empty the page cache before each run (root): the index read from disk"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--name", help="of the files written in --results (default scale, or scale-cold)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # one measuring process
     args = parser.parse_args()
     root = args.out / "index"
     query_file = args.out / "queries.json"
     if args.serve:
-        print(json.dumps(serve_once(root, query_file)))
+        print(json.dumps(serve_once(root, query_file, args.search_set)))
         return
     from rag.store.versions import current_manifest
 
@@ -269,8 +298,13 @@ def main() -> None:
         queries(root, args.queries, query_file)
     runs = []
     for run in range(args.runs):
+        if args.cold:
+            drop_page_cache()
         done = subprocess.run(
-            [sys.executable, "-m", "bench.scale", "--out", str(args.out), "--serve"], capture_output=True, text=True
+            [sys.executable, "-m", "bench.scale", "--out", str(args.out), "--serve"]
+            + [f"--search-set={o}" for o in args.search_set],
+            capture_output=True,
+            text=True,
         )
         if done.returncode:
             raise SystemExit(f"the measuring process failed:\n{done.stderr[-3000:]}")
@@ -279,7 +313,7 @@ def main() -> None:
         print(
             f"run {run + 1}: p50 {np.percentile(r['ms'], 50):.1f} ms, p95 {np.percentile(r['ms'], 95):.1f} ms, "
             f"RSS {r['rss_anon'] / 2**30:.2f} GiB anonymous + {r['rss_file'] / 2**30:.2f} GiB mapped, "
-            f"recall@10 {r['recall_at_10']:.3f}"
+            f"recall@10 {r['recall_at_10']:.3f}; median ms by stage {r['stage_ms']}"
         )
     manifest = current_manifest(root)
     on_disk = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
@@ -287,7 +321,11 @@ def main() -> None:
         "chunks": args.chunks,
         "segments": len(manifest.segments),
         "index": manifest.settings["index"],
-        "rescore": manifest.settings["retrieval"]["rescore"],
+        "rescore": runs[0]["rescore"],
+        "nprobe": runs[0]["nprobe"],
+        "search_set": args.search_set,
+        "mode": runs[0]["mode"],
+        "page_cache": "emptied before each run" if args.cold else "as the machine had it (warm once built or run)",
         "queries": args.queries,
         "threads": 1,
         "built": built,
@@ -302,8 +340,9 @@ def main() -> None:
         "runs": [{k: v for k, v in r.items() if k != "ms"} for r in runs],
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.results / "scale.png")
+    name = args.name or ("scale-cold" if args.cold else "scale")
+    (args.results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.results / f"{name}.png")
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 
 

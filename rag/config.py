@@ -171,8 +171,13 @@ class IndexConfig(_Section):
     flat_below: int = Field(
         200_000, gt=0, description="auto: segments of fewer chunks are searched exactly, larger ones through IVF-PQ"
     )
-    nlist: int = Field(100, gt=0, description="IVF cells (capped by the number of vectors)")
-    nprobe: int = Field(10, gt=0, description="IVF cells searched per query")
+    nlist: int = Field(
+        1024,
+        gt=0,
+        description="IVF cells (fewer where a segment has too few vectors to train them); trained once and shared by "
+        "the collection's IVF segments (docs/scaling.md)",
+    )
+    nprobe: int = Field(16, gt=0, description="IVF cells searched per query; read when searching, so no rebuild")
     pq_m: int = Field(48, gt=0, description="ivfpq: bytes per vector (must divide the embedding dimension)")
     hnsw_m: int = Field(32, gt=1)
     hnsw_ef_search: int = Field(64, gt=0)
@@ -220,7 +225,7 @@ class RetrievalConfig(_Section):
     )
     depth: int = Field(100, gt=0, description="Candidates each of dense and BM25 contributes before fusion")
     rescore: int = Field(
-        100,
+        200,
         ge=0,
         description="An IVF-PQ segment's best candidates (at least depth) scored again with the stored whole vectors, "
         "memory-mapped; 0: its compressed scores as they are (docs/scaling.md)",
@@ -487,16 +492,20 @@ def _apply(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def load_settings(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
-    """Defaults, then the YAML file at ``path``, then ``overrides`` (``section.key=value``)."""
-    tree: dict[str, Any] = {}
+def load_settings(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: Settings | None = None
+) -> Settings:
+    """Defaults (or ``base``), then the YAML file at ``path``, then ``overrides`` (``section.key=value``)."""
+    tree: dict[str, Any] = base.model_dump(mode="json") if base else {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        tree = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(tree, dict):
+        read = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(read, dict):
             raise ValueError(f"config file {path} must hold a mapping of sections")
+        for section, values in read.items():
+            tree[section] = {**tree.get(section, {}), **values} if isinstance(values, dict) else values
     for text in overrides:
         _apply(tree, *parse_override(text))
     return Settings.model_validate(tree)

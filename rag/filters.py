@@ -145,18 +145,23 @@ def names_of(company: Any, aliases: Any) -> list[str]:
     return [n for n in [company, *listed] if isinstance(n, str) and n]
 
 
-def company_keys(files: pd.DataFrame) -> list[frozenset[str]]:
+def company_keys(files: pd.DataFrame) -> pd.Categorical:
     """Each file's company and aliases by ``company_key``: what a company filter compares, worked out once per files
-    table (rag.store.reader keeps it as the column ``company_keys``)."""
+    table (rag.store.reader keeps it as the column ``company_keys``), as categories: many files, few companies."""
     aliases = files["aliases"] if "aliases" in files else [None] * len(files)
-    return [frozenset(map(company_key, names_of(c, a))) for c, a in zip(files["company"], aliases, strict=True)]
+    keys = [frozenset(map(company_key, names_of(c, a))) for c, a in zip(files["company"], aliases, strict=True)]
+    return pd.Categorical(keys)
 
 
 def _company_mask(files: pd.DataFrame, companies: list[str]) -> np.ndarray:
-    """Files whose company or any alias is one of ``companies`` by ``company_key``."""
+    """Files whose company or any alias is one of ``companies`` by ``company_key``: each distinct set of keys is
+    compared once."""
     wanted = {company_key(c) for c in companies}
-    keys = files["company_keys"] if "company_keys" in files else company_keys(files)
-    return np.array([not wanted.isdisjoint(k) for k in keys], dtype=bool)
+    keys = pd.Series(files["company_keys"] if "company_keys" in files else company_keys(files))
+    if not isinstance(keys.dtype, pd.CategoricalDtype):
+        keys = keys.astype("category")
+    meets = np.array([not wanted.isdisjoint(k) for k in keys.cat.categories] + [False], dtype=bool)
+    return meets[keys.cat.codes.to_numpy()]  # code -1 (no key set) reads the last, False
 
 
 def matching_files(files: pd.DataFrame, filters: Filters) -> np.ndarray:

@@ -61,12 +61,18 @@ def _normalised(scores: dict[int, float]) -> dict[int, float]:
 
 class Searcher:
     def __init__(
-        self, store: IndexStore, encoder: TextEncoder, cfg: RetrievalConfig, multilingual: TextEncoder | None = None
+        self,
+        store: IndexStore,
+        encoder: TextEncoder,
+        cfg: RetrievalConfig,
+        multilingual: TextEncoder | None = None,
+        nprobe: int | None = None,
     ):
         """``encoder``: the model of the version's vectors, or of its Latin-script files' where ``multilingual``
         embedded the rest (ingest.languages): a question is then embedded by its own language's model and searched
-        among that model's vectors."""
+        among that model's vectors. ``nprobe``: IVF cells searched (index.nprobe; None: each index's own)."""
         self.store, self.encoder, self.cfg, self.multilingual = store, encoder, cfg, multilingual
+        self.nprobe = nprobe
         self.matcher = MentionMatcher(store.files)
         self._bm25: Lexical | None = None
         self._reranker = None
@@ -98,7 +104,8 @@ class Searcher:
         for info in used or [manifest.embedding]:
             cfg = settings.embedding.model_copy(update={"model": info.model, "normalize": info.normalize})
             loaded.append(next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction))
-        return cls(store, loaded[0], settings.retrieval, loaded[1] if len(loaded) > 1 else None)
+        multilingual = loaded[1] if len(loaded) > 1 else None
+        return cls(store, loaded[0], settings.retrieval, multilingual, settings.index.nprobe)
 
     @property
     def encoders(self) -> list[TextEncoder]:
@@ -122,12 +129,12 @@ class Searcher:
     def chunks_at(self, ranked: list[tuple[int, float]]) -> list[RetrievedChunk]:
         """The ranked rows' chunks, their text read from the index's files."""
         rows = [row for row, _ in ranked]
-        read = self.store.read(rows, ["chunk_id", "text"])
+        ids, texts = self.store.strings(rows, "chunk_id"), self.store.strings(rows, "text")
         held = self.store.chunks.iloc[rows]
         return [
-            RetrievedChunk(str(chunk_id), str(file), int(page), float(score), str(text))
+            RetrievedChunk(chunk_id, str(file), int(page), float(score), text)
             for chunk_id, file, page, text, (_, score) in zip(
-                read["chunk_id"], held["file"], held["page"], read["text"], ranked, strict=True
+                ids, held["file"], held["page"], texts, ranked, strict=True
             )
         ]
 
@@ -150,7 +157,7 @@ class Searcher:
         key = filters.model_dump_json()
         if key not in self._selections:
             files = self.store.files["file"][matching_files(self.store.files, filters)]
-            self._selections[key] = np.flatnonzero(self.store.chunks["file"].isin(files).to_numpy())
+            self._selections[key] = self.store.rows_of(files)
             if len(self._selections) > _SELECTION_CACHE:
                 self._selections.popitem(last=False)
         self._selections.move_to_end(key)
@@ -272,25 +279,21 @@ class Searcher:
     def _nearest(self, vector: np.ndarray, model: str, k: int, rows: np.ndarray | None) -> list[Hit]:
         """The index's k nearest chunks among ``rows`` (None: all) of those ``model`` embedded (the vector's),
         compressed segments' candidates re-scored."""
-        return self.store.search(vector, k, rows, self.cfg.rescore, model if self.multilingual else None)
+        model_searched = model if self.multilingual else None
+        return self.store.search(vector, k, rows, self.cfg.rescore, model_searched, self.nprobe)
 
     def _bm25_top(self, query: str, depth: int, rows: np.ndarray | None, fill: bool, model: str) -> dict[int, float]:
         """The ``depth`` best rows by BM25, with the word frequencies of the question's language (``model``'s chunks)
         where the version holds two. Rows sharing no word with the query score 0: in hybrid they are left to dense
-        search; alone (``fill``) they complete the list, so a filter with k rows still returns k."""
-        scores = self.bm25().scores(query, model if self.multilingual else None)
-        # The rows in the running, in row order: a filter's, or those the query's words reach (a small share of a
-        # large collection); the top is taken among them, not over every chunk.
-        pool = rows if rows is not None else (np.arange(len(scores)) if fill else np.flatnonzero(scores))
-        values = scores[pool]
-        if not fill:
-            pool, values = pool[values > 0], values[values > 0]
-        depth = min(depth, len(pool))
-        if depth == 0:
-            return {}
-        top = np.argpartition(-values, depth - 1)[:depth]
-        top = top[np.lexsort((pool[top], -values[top]))]  # best first; equal scores in row order
-        return {int(pool[i]): float(values[i]) for i in top}
+        search; alone (``fill``) they complete the list in row order, so a filter with k rows still returns k."""
+        found, scores = self.bm25().top(query, depth, rows, model if self.multilingual else None)
+        best = dict(zip(found.tolist(), scores.tolist(), strict=True))
+        if fill and len(best) < depth:
+            wanted = depth + len(best)  # the first rows enough to find depth that score 0
+            pool = rows[:wanted] if rows is not None else np.arange(min(wanted, len(self.store.chunks)))
+            zeros = [int(r) for r in pool if int(r) not in best]
+            best.update(dict.fromkeys(zeros[: depth - len(best)], 0.0))
+        return best
 
     def _dense_weight(self, question: str) -> float:
         language = language_of(question) or "en"
@@ -341,7 +344,7 @@ class Searcher:
         if not asked:
             return ranked
         head, tail = ranked[: self.cfg.line_depth], ranked[self.cfg.line_depth :]
-        texts = self.store.read([row for row, _ in head], ["text"])["text"]
+        texts = self.store.strings([row for row, _ in head], "text")
         bonus = share * abs(ranked[0][1])
         boosted = [
             (row, score + bonus * line_coverage(asked, text)) for (row, score), text in zip(head, texts, strict=True)

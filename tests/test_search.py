@@ -60,8 +60,11 @@ def test_a_selective_filter_still_returns_k(searcher, mode):
     assert found.filters == {"period_end": ["2022-10-30"]} and {c.file for c in found.chunks} == {"2022 Q3 NVDA.pdf"}
 
 
-def test_selector_inside_approximate_indexes(searcher):
-    """HNSW and IVF search inside the selected rows and, where they find too few there, finish exactly."""
+def test_selector_inside_approximate_indexes(searcher, monkeypatch):
+    """HNSW and IVF search inside the selected rows and, where they find too few there, finish exactly; a small
+    selection is searched exactly on its stored vectors, whatever the index."""
+    from rag.store import reader
+
     store = searcher.store
     (segment,) = store.segments.values()
     rows = np.flatnonzero((store.chunks["file"] == "2022 Q3 NVDA.pdf").to_numpy())
@@ -71,11 +74,17 @@ def test_selector_inside_approximate_indexes(searcher):
         approx, _ = build_index(np.asarray(segment.vectors), IndexConfig(kind=kind, nlist=4, nprobe=1))
         original, segment.index = segment.index, approx
         try:
-            hits = store.search(query, 10, rows)
+            assert [h.row for h in store.search(query, 10, rows)] == [h.row for h in exact]
+            with monkeypatch.context() as patch:
+                patch.setattr(reader, "_EXACT_UP_TO", 0)  # through the index, inside its selector
+                hits = store.search(query, 10, rows)
+                ivf_every_cell = store.search(query, 10, nprobe=4)
         finally:
             segment.index = original
         assert len(hits) == 10 and set(h.row for h in hits) <= set(rows.tolist())
         assert hits[0].row == exact[0].row == rows[3]
+        if kind == "ivf":  # nprobe given when searching: every cell searched is an exact search
+            assert [h.row for h in ivf_every_cell] == [h.row for h in store.search(query, 10)]
 
 
 def test_ivfpq_compresses_and_still_finds(searcher):

@@ -29,7 +29,7 @@ from rag.store.files import (
     write_json,
     write_parts,
 )
-from rag.store.rows import IN_MEMORY
+from rag.store.rows import IN_MEMORY, ChunkRows
 from rag.store.vectors import build_index
 from rag.store.versions import LOCK, IndexBusy, IndexDir, open_index
 
@@ -59,7 +59,7 @@ def _manifest(tag: str, n: int, **more) -> Manifest:
 def write_unsegmented(path, tag: str, n: int) -> None:
     """A version as it was written before segments: its one segment's files in its own folder."""
     chunks, vectors = _chunks(tag, n)
-    stored, lexical = write_parts(path, build_index(vectors, IndexConfig())[0], chunks, vectors)
+    stored, lexical = write_parts(path, build_index(vectors, IndexConfig())[0], None, chunks, vectors)
     write_json(path / MANIFEST_FILE, _manifest(tag, n, version=1, stored=stored, lexical=lexical))
 
 
@@ -342,21 +342,35 @@ def test_a_version_of_segments_searches_as_one_without_what_is_masked_out(segmen
         assert _by_id(split, hits) == _by_id(whole, whole.search(query, 10, whole_rows))
 
 
-def test_chunks_are_read_by_row_from_disk_and_memory_holds_what_search_needs(segmented):
+def test_chunks_are_read_by_row_from_disk_and_memory_holds_what_search_needs(segmented, tmp_path):
     split, whole = segmented
     every = split.read()
     assert list(every.columns) == CHUNK_COLUMNS and len(every) == 200
     assert set(every["chunk_id"]) == set(whole.read()["chunk_id"])
     for segment in split.segments.values():
-        assert pq.ParquetFile(segment.path / "chunks.parquet").metadata.num_row_groups > 1
+        parquet = pq.ParquetFile(segment.path / "chunks.parquet")
+        assert parquet.metadata.num_row_groups > 1 and not {"text", "chunk_id"} & set(parquet.schema_arrow.names)
+    # A segment written before texts and ids were stored apart holds them in its chunks.parquet.
+    first = next(iter(split.segments.values()))
+    (tmp_path / "older").mkdir()
+    first.rows.read().to_parquet(tmp_path / "older" / "chunks.parquet", row_group_size=16)
+    some = np.array([40, 3, 17])
+    pd.testing.assert_frame_equal(ChunkRows(tmp_path / "older").read(some), first.rows.read(some))
+    assert ChunkRows(tmp_path / "older").strings(some, "text") == first.rows.strings(some, "text")
     # Any rows in any order, across segments, row groups and what is masked out, as a whole read gives them.
     rows = np.random.default_rng(4).permutation(200)[:60]
     pd.testing.assert_frame_equal(split.read(rows), every.iloc[rows].reset_index(drop=True))
     pd.testing.assert_frame_equal(split.read(rows[:1], ["text"]), every.iloc[rows[:1]][["text"]].reset_index(drop=True))
+    for column in ("text", "chunk_id"):  # what each hit reads, without a frame
+        assert split.strings(rows, column) == every[column].iloc[rows].tolist()
     # In memory: a chunk's file, page, place and header, strings as categories; files with their metadata once each.
     assert list(split.chunks.columns) == IN_MEMORY and isinstance(split.chunks["file"].dtype, pd.CategoricalDtype)
     assert (split.chunks["file"] == every["file"]).all() and (split.chunks["page"] == every["page"]).all()
     assert sorted(split.files["file"]) == sorted(whole.files["file"]) == ["a.pdf", "b.pdf", "c.pdf", "d.pdf"]
+    # A file's rows, found by their runs: b.pdf's live ones are in the third segment, after d.pdf's.
+    for wanted in (["b.pdf"], ["a.pdf", "d.pdf"], ["c.pdf", "b.pdf", "z.pdf"], []):
+        expected = np.flatnonzero(every["file"].isin(wanted).to_numpy())
+        assert np.array_equal(split.rows_of(wanted), expected)
 
 
 def test_a_compressed_segment_rescores_its_candidates_with_the_stored_vectors(tmp_path):
@@ -388,6 +402,36 @@ def test_a_compressed_segment_rescores_its_candidates_with_the_stored_vectors(tm
     assert np.mean(recall[0]) < 0.5 < 0.85 < np.mean(recall[100]), recall  # measured: 0.36 and 0.905
 
 
+def test_ivf_segments_share_one_training_and_merges_keep_it(tmp_path):
+    """A collection's IVF segments take up the training (coarse quantizer) of one already written rather than train
+    their own, and a merge keeps it; one trained with fewer cells than configured, or for other settings, is not
+    taken up."""
+    import faiss
+
+    from rag.store.merging import merge
+
+    cfg = IndexConfig(kind="ivf", nlist=8, nprobe=2)
+    parts = [_texts_chunks({f"{name}.pdf": 1000}, seed) for seed, name in enumerate("abc")]
+    with IndexDir(tmp_path / "index").writing() as writer:
+        written: list = []
+        for chunks, vectors in parts:
+            written.append(writer.add_segment(chunks, vectors, cfg, "", written))
+        assert len({s.info.training for s in written}) == 1 and written[0].info.training
+        indexes = [faiss.read_index(str(s.path / "faiss.index")) for s in written]  # held: each owns its quantizer
+        centroids = [faiss.downcast_index(index.quantizer).reconstruct_n(0, 8) for index in indexes]
+        assert all(np.array_equal(centroids[0], c) for c in centroids[1:])
+        assert writer.add_segment(*parts[0], cfg.model_copy(update={"nlist": 4}), "", written).info.training not in {
+            written[0].info.training
+        }
+        # Two cells: 100 vectors train no more.
+        small = writer.add_segment(*_texts_chunks({"s.pdf": 100}, 7), cfg, "", [])
+        assert faiss.read_index(str(small.path / "faiss.index")).nlist == 2
+        assert writer.add_segment(*parts[1], cfg, "", [small]).info.training != small.info.training
+
+        (merged,) = merge(writer, written, written, cfg, "")
+        assert merged.info.training == written[0].info.training and merged.info.rows == 3000
+
+
 def test_bm25_scores_segments_as_one_collection(segmented):
     split, whole = segmented
     lexical_split, lexical_whole = split.lexical(), whole.lexical()
@@ -400,6 +444,23 @@ def test_bm25_scores_segments_as_one_collection(segmented):
         # are weighed against each segment's own mean: close, not equal.
         assert np.abs(mine - one).max() < 0.1 * one.max()
         assert len(set(np.argsort(-mine)[:10]) & set(np.argsort(-one)[:10])) >= 8
+
+
+def test_bm25_top_ranks_as_every_score_does(segmented):
+    """The pruned search (rarest terms first, the rest looked up for the chunks that can still rank) returns what
+    ranking every chunk's score returns, inside a selection or not, across segments and what is masked out."""
+    selections = [None, np.sort(np.random.default_rng(3).choice(200, 60, replace=False)), np.array([5, 150])]
+    for store in segmented:
+        lexical = store.lexical()
+        for query in ("term5 term300 term77", "term0 term1 term2 term3 term799", "term0 term0 term4", "absent"):
+            every = lexical.scores(query)
+            for rows in selections:
+                pool = np.arange(len(every)) if rows is None else rows
+                pool = pool[every[pool] > 0]
+                for depth in (1, 10, 50):
+                    got, scores = lexical.top(query, depth, rows)
+                    assert got.tolist() == pool[np.lexsort((pool, -every[pool]))][:depth].tolist()
+                    assert np.allclose(scores, every[got], rtol=1e-5)
 
 
 def test_reload_reuses_the_segments_it_has_open(segmented, tmp_path):

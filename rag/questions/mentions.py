@@ -94,13 +94,25 @@ class MentionMatcher:
         for key in self._sure:  # a name that is some company's own name is never only a guess
             self._unsure.pop(key, None)
         self._forms = {form_key(f): f for f in files["form"].dropna()}
-        labels = Counter(company_key(c) if isinstance(c, str) else None for c in files["company"])
+        self._company_keys = pd.Series(
+            [company_key(c) if isinstance(c, str) else None for c in files["company"]], index=files.index
+        )
+        labels = Counter(self._company_keys)
         self._lone_labels = {
-            f
-            for f, c in zip(files["file"], files["company"], strict=True)
-            if labels[company_key(c) if isinstance(c, str) else None] == 1 or not isinstance(c, str)
+            f for f, key in zip(files["file"], self._company_keys, strict=True) if key is None or labels[key] == 1
         }
         self._period_ends = set(files["period_end"].dropna())
+        # Each file's quarters, by the labels its name gives it and by its filer's calendar: worked out once, as
+        # questions name quarters against every file.
+        period_labels = files["period_aliases"] if "period_aliases" in files else [None] * len(files)
+        self._labelled = {
+            f: {tuple(map(int, re.findall(r"\d+", a))) for a in names_of(None, named)}
+            for f, named in zip(files["file"], period_labels, strict=True)
+        }
+        self._fiscal_quarter = {
+            f: (int(y), int(q)) if pd.notna(y) and pd.notna(q) else None
+            for f, y, q in zip(files["file"], files["fiscal_year"], files["fiscal_quarter"], strict=True)
+        }
         self._years = {int(y) for y in files["fiscal_year"].dropna()}
 
     # ---- companies ------------------------------------------------------------------------------
@@ -133,18 +145,10 @@ class MentionMatcher:
     def _quarter_filter(self, quarters: set[tuple[int, int]], scope: set[str] | None) -> dict:
         """The filter for the quarters named, {} where no file of ``scope`` has them. Where the folder labels its files
         ("2023 Q1 MSFT.pdf") and a label differs from the filer's fiscal quarter, the label is what people ask by."""
-        rows = self._rows(scope)
-        labels = rows["period_aliases"] if "period_aliases" in rows else [None] * len(rows)
-        relabelled, by_label, by_fiscal = set(), set(), set()
-        for file, year, quarter, named in zip(
-            rows["file"], rows["fiscal_year"], rows["fiscal_quarter"], labels, strict=True
-        ):
-            own = {tuple(map(int, re.findall(r"\d+", a))) for a in names_of(None, named)}
-            relabelled |= {file} if own else set()
-            by_label |= {file} if own & quarters else set()
-            by_fiscal |= (
-                {file} if pd.notna(year) and pd.notna(quarter) and (int(year), int(quarter)) in quarters else set()
-            )
+        files = self.files["file"] if scope is None else scope
+        relabelled = {f for f in files if self._labelled[f]}
+        by_label = {f for f in relabelled if self._labelled[f] & quarters}
+        by_fiscal = {f for f in files if self._fiscal_quarter[f] in quarters}
         if by_label:
             return {"file": sorted(by_label | (by_fiscal - relabelled))}
         if not by_fiscal:
@@ -199,7 +203,7 @@ class MentionMatcher:
 
     def _latest_files(self, scope: set[str] | None) -> list[str]:
         files = self._rows(scope).dropna(subset=["period_end"])
-        groups = files.groupby(files["company"].map(company_key)) if len(files) else []
+        groups = files.groupby(self._company_keys[files.index]) if len(files) else []
         return sorted(group.loc[group["period_end"].idxmax(), "file"] for _, group in groups)
 
     # ---- the question ---------------------------------------------------------------------------

@@ -4,9 +4,13 @@ A version (rag.store.versions keeps several and points to the current one) is it
 dimension, one entry per input file, the run's figures, and the segments it is made of (``Manifest.segments``), each
 with the files masked out of it since it was written. A segment (rag.store.segments) is a folder of:
     faiss.index      vectors, row i of the segment's chunks is FAISS id i
-    chunks.parquet   one row per chunk: chunk_id, file, page (1-based), chunk_index, text, char_start,
-                     char_end, doc_hash, header (what is embedded before the text) and the file's
-                     metadata (rag.doc_metadata.FIELDS)
+    trained.index    an IVF index's training, empty (its coarse quantizer, IVF-PQ's codebooks): segments built later
+                     take it up rather than train their own, so a collection's IVF segments share it
+    chunks.parquet   one row per chunk: file, page (1-based), chunk_index, char_start, char_end, doc_hash,
+                     header (what is embedded before the text) and the file's metadata (rag.doc_metadata.FIELDS)
+    text.bin, chunk_id.bin and their .offsets.npy
+                     each chunk's text and id, UTF-8 one after another, and where each starts: a hit's text
+                     is a slice of a memory-mapped file (segments written before them hold both in chunks.parquet)
     embeddings.npy   the vectors again, float32: exact re-scoring, and merges without re-embedding
     bm25/            the lexical index over the same texts (rag.store.lexical), memory-mapped when opened
     segment.json     its rows, chunks per file, and the size and SHA-256 of each file above (``SegmentInfo``)
@@ -39,13 +43,17 @@ if TYPE_CHECKING:
     from rag.store.lexical import Bm25
 
 INDEX_FILE = "faiss.index"
+TRAINED_FILE = "trained.index"
 CHUNKS_FILE = "chunks.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
 LEXICAL_DIR = "bm25"
 INDEX_FILES = (INDEX_FILE, CHUNKS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE)  # of a version written before segments
 FORMAT = 2
-CHUNK_ROW_GROUP = 256  # rows per Parquet row group of chunks.parquet: a hit decodes one group, about 0.3 MB of text
+CHUNK_ROW_GROUP = 256  # rows per Parquet row group of chunks.parquet: reading a row decodes its group
+# Columns read for every hit of every search, stored apart from chunks.parquet (rag.store.rows.Strings): decoding a
+# row group per hit cost more than the rest of a search over a million chunks.
+STRING_COLUMNS = ("chunk_id", "text")
 
 CHUNK_COLUMNS = [
     "chunk_id",
@@ -236,22 +244,34 @@ def read_faiss(path: Path):
     return reading(path, INDEX_FILE, lambda f: faiss.read_index(str(f), flags))
 
 
-def write_parts(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray) -> tuple[dict[str, StoredFile], int]:
-    """A segment's files into the empty directory ``path``; returns each one's size and SHA-256, and the
-    rag.store.lexical.TERMS of its BM25 (0: the chunks have no terms). A full disk is DiskFull, and what was written
-    is removed."""
+def read_trained(path: Path):
+    """The training stored with the segment at ``path``, or None where it has none (not IVF, or written before
+    trainings were kept)."""
+    import faiss
+
+    if not (path / TRAINED_FILE).exists():
+        return None
+    return reading(path, TRAINED_FILE, lambda f: faiss.read_index(str(f)))
+
+
+def write_parts(
+    path: Path, index, trained, chunks: pd.DataFrame, vectors: np.ndarray
+) -> tuple[dict[str, StoredFile], int]:
+    """A segment's files into the empty directory ``path`` (``trained``: its index's training, or None); returns each
+    one's size and SHA-256, and the rag.store.lexical.TERMS of its BM25 (0: the chunks have no terms). A full disk is
+    DiskFull, and what was written is removed."""
     import faiss
 
     from rag.store.lexical import TERMS, Bm25
 
     try:
         faiss.write_index(index, str(path / INDEX_FILE))
-        # Row groups small enough that a hit's text is read without decoding much else (rag.store.rows); texts and
-        # ids, unique, stored plain: dictionary pages of them cost a search more to decode and save nothing.
-        repeated = [c for c in CHUNK_COLUMNS if c not in ("text", "chunk_id")]
-        chunks[CHUNK_COLUMNS].to_parquet(
-            path / CHUNKS_FILE, index=False, row_group_size=CHUNK_ROW_GROUP, use_dictionary=repeated
-        )
+        if trained is not None:
+            faiss.write_index(trained, str(path / TRAINED_FILE))
+        tabled = [c for c in CHUNK_COLUMNS if c not in STRING_COLUMNS]
+        chunks[tabled].to_parquet(path / CHUNKS_FILE, index=False, row_group_size=CHUNK_ROW_GROUP)
+        for column in STRING_COLUMNS:
+            write_strings(path, column, chunks[column])
         np.save(path / EMBEDDINGS_FILE, vectors)
         lexical = TERMS if Bm25.build(search_texts(chunks)).save(path / LEXICAL_DIR) else 0
         written = sorted(f for f in path.rglob("*") if f.is_file())
@@ -264,6 +284,18 @@ def write_parts(path: Path, index, chunks: pd.DataFrame, vectors: np.ndarray) ->
             raise DiskFull(path, _size_of(chunks, vectors)) from None
         raise
     return stored, lexical
+
+
+def strings_files(column: str) -> tuple[str, str]:
+    """The files of a column stored apart (STRING_COLUMNS): its UTF-8 bytes, and where each row's start."""
+    return f"{column}.bin", f"{column}.offsets.npy"
+
+
+def write_strings(path: Path, column: str, values: pd.Series) -> None:
+    data, offsets = strings_files(column)
+    encoded = [str(v).encode() for v in values]
+    (path / data).write_bytes(b"".join(encoded))
+    np.save(path / offsets, np.cumsum([0, *map(len, encoded)], dtype=np.int64))
 
 
 def write_json(path: Path, model: BaseModel) -> None:

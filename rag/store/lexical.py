@@ -19,11 +19,15 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to
 # What rag.languages.search_terms makes of a text, numbered: a change to it must bump this, and versions stored with
 # an older number are then re-tokenized when opened rather than searched with terms that no longer match queries'.
 TERMS = 1
+_COMMON = 0.1  # the share of a segment's chunks past which a term is looked up for the best chunks only
+_SLACK = 1e-5
+_BEST_KEPT = 100_000  # terms whose highest score a segment remembers
 
 
 class Bm25:
     def __init__(self, model: bm25s.BM25 | None, size: int):
         self.model, self.size = model, size  # no model: not one term in the corpus (bm25s cannot index that)
+        self._best: dict[str, float] = {}
 
     @classmethod
     def build(cls, texts: Iterable[str]) -> Bm25:
@@ -52,6 +56,14 @@ class Bm25:
         if not terms or self.model is None:
             return np.zeros(self.size, dtype=np.float32)
         return self.model.get_scores(terms)
+
+    def best(self, term: str, stored: np.ndarray) -> float:
+        """The highest of ``term``'s ``stored`` scores, remembered: the most it adds to any chunk."""
+        if term not in self._best:
+            if len(self._best) >= _BEST_KEPT:
+                self._best.clear()
+            self._best[term] = float(stored.max())
+        return self._best[term]
 
     def postings(self, terms: list[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Each of ``terms`` that the corpus holds (repeats kept, as bm25s counts them): its documents and their
@@ -88,11 +100,9 @@ class Lexical:
         self.parts, self.models = parts, list(models)
         self.size = sum(b.size if live is None else len(live) for b, live in parts)
 
-    def scores(self, query: str, model: str | None = None) -> np.ndarray:
-        """Every live chunk's score, in the version's row order; ``model``: count frequencies over its segments only
-        (None, or a model no segment has: all of them)."""
-        if len(self.parts) == 1 and self.parts[0][1] is None:
-            return self.parts[0][0].scores(query)
+    def _weighted(self, query: str, model: str | None) -> list[list[tuple[str, np.ndarray, np.ndarray, float]]]:
+        """Each segment's postings of the query's terms, with the factor that rescales its stored scores to the
+        version's document frequencies (those of ``model``'s segments; None, or a model no segment has: all)."""
         found = [bm25.postings(search_terms(query)) for bm25, _ in self.parts]
         counted = [m == model for m in self.models] if model in self.models else [True] * len(self.parts)
         docs = sum(bm25.size for (bm25, _), c in zip(self.parts, counted, strict=True) if c)
@@ -100,11 +110,113 @@ class Lexical:
         for postings, c in zip(found, counted, strict=True):
             for term, rows in {t: r for t, r, _ in postings}.items():
                 with_term[term] = with_term.get(term, 0) + len(rows) * c
+        return [
+            [(t, rows, stored, _idf(docs, with_term[t]) / _idf(bm25.size, len(rows))) for t, rows, stored in postings]
+            for (bm25, _), postings in zip(self.parts, found, strict=True)
+        ]
+
+    def scores(self, query: str, model: str | None = None) -> np.ndarray:
+        """Every live chunk's score, in the version's row order; ``model``: count frequencies over its segments only
+        (None, or a model no segment has: all of them). Every posting of every term is read: ``top`` is the search."""
+        if len(self.parts) == 1 and self.parts[0][1] is None:
+            return self.parts[0][0].scores(query)
         out = []
-        for (bm25, live), postings in zip(self.parts, found, strict=True):
+        for (bm25, live), postings in zip(self.parts, self._weighted(query, model), strict=True):
             scores = np.zeros(bm25.size, dtype=np.float32)
-            for term, rows, stored in postings:
-                scale = _idf(docs, with_term[term]) / _idf(bm25.size, len(rows))
+            for _, rows, stored, scale in postings:
                 scores[rows] += stored * np.float32(scale)
             out.append(scores if live is None else scores[live])
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def top(
+        self, query: str, depth: int, rows: np.ndarray | None = None, model: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``depth`` best live chunks with a score above 0 (among ``rows`` of the version, sorted, where given):
+        their version rows and scores, best first, equal scores in row order; frequencies as ``scores`` counts them.
+
+        Exact, without adding up every posting of common words: each segment first scores the terms in at most
+        _COMMON of its chunks; a chunk's score can only grow from there, so the ``depth``-th best of those scores
+        over the whole version is a floor. A term in more chunks ("10-Q" in every header) weighs little (its inverse
+        document frequency is low): where even all such terms' highest scores could not lift a chunk the other terms
+        left below the floor, they are looked up for the chunks that can still rank rather than added over the
+        segment (term-at-a-time pruning, Moffat and Zobel's "continue")."""
+        weighted = self._weighted(query, model)
+        segments, offset = [], 0
+        for (bm25, live), postings in zip(self.parts, weighted, strict=True):
+            size = bm25.size if live is None else len(live)
+            chosen = live if rows is None else _within(rows, offset, size, live)
+            if postings and (chosen is None or len(chosen)):
+                rare = [p for p in postings if len(p[1]) <= _COMMON * bm25.size]
+                common = [p for p in postings if len(p[1]) > _COMMON * bm25.size]
+                segments.append((bm25, live, offset, chosen, common, _added(bm25.size, rare)))
+            offset += size
+        partial = [scores if chosen is None else scores[chosen] for _, _, _, chosen, _, scores in segments]
+        floor = _kth_best(np.concatenate([p[p > 0] for p in partial]) if partial else np.zeros(0), depth)
+        found_rows, found_scores = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)]
+        for bm25, live, offset, chosen, common, scores in segments:
+            local, best = _segment_best(bm25, common, scores, chosen, depth, floor)
+            found_rows.append((local if live is None else np.searchsorted(live, local)) + offset)
+            found_scores.append(best)
+            floor = max(floor, _kth_best(np.concatenate(found_scores), depth))  # whole scores held: a higher floor
+        return _best_first(np.concatenate(found_rows), np.concatenate(found_scores), depth)
+
+
+def _added(size: int, postings: list[tuple[str, np.ndarray, np.ndarray, float]]) -> np.ndarray:
+    scores = np.zeros(size, dtype=np.float32)
+    for _, rows, stored, scale in postings:
+        scores[rows] += stored * np.float32(scale)
+    return scores
+
+
+def _kth_best(scores: np.ndarray, k: int) -> float:
+    """The k-th highest of ``scores``; 0 where there are fewer."""
+    return float(np.partition(scores, len(scores) - k)[len(scores) - k]) if len(scores) >= k else 0.0
+
+
+def _segment_best(
+    bm25: Bm25,
+    common: list[tuple[str, np.ndarray, np.ndarray, float]],
+    scores: np.ndarray,
+    chosen: np.ndarray | None,
+    depth: int,
+    floor: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A segment's ``depth`` best chunks among ``chosen`` (None: all) at or above ``floor``, with their scores:
+    ``scores`` holds the rarer terms' (Lexical.top), to which ``common`` terms are added, looked up for the chunks
+    that can still reach the floor where the most they add could lift no other."""
+    among = scores if chosen is None else scores[chosen]
+    reach = sum(bm25.best(term, stored) * scale for term, _, stored, scale in common)
+    floor *= 1 - _SLACK  # float rounding never leaves out a chunk that ties
+    if common and floor > reach:
+        local = np.flatnonzero(among.astype(np.float64) + reach >= floor)
+        local = local if chosen is None else chosen[local]
+        for _, rows, stored, scale in common:
+            # In the postings' own integer type: numpy would otherwise convert the whole postings list to compare.
+            at = np.minimum(np.searchsorted(rows, local.astype(rows.dtype)), len(rows) - 1)
+            found = rows[at] == local
+            scores[local[found]] += stored[at[found]] * np.float32(scale)
+        return _best_first(local, scores[local], depth)
+    for _, rows, stored, scale in common:
+        scores[rows] += stored * np.float32(scale)
+    among = scores if chosen is None else scores[chosen]
+    local = np.flatnonzero(among >= floor if floor > 0 else among > 0)
+    local = local if chosen is None else chosen[local]
+    return _best_first(local, scores[local], depth)
+
+
+def _within(rows: np.ndarray, offset: int, size: int, live: np.ndarray | None) -> np.ndarray:
+    """The segment's own rows among the version's ``rows`` (sorted) for the part at ``offset`` of ``size`` rows."""
+    start, end = np.searchsorted(rows, [offset, offset + size])
+    mine = rows[start:end] - offset
+    return mine if live is None else live[mine]
+
+
+def _best_first(rows: np.ndarray, scores: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``depth`` best of ``rows`` (in row order) with a score above 0, best first, equal scores in row order."""
+    positive = scores > 0
+    rows, scores = rows[positive], scores[positive]
+    if len(rows) > depth:  # all that tie with the depth-th are kept for the order below to choose among
+        keep = scores >= np.partition(scores, len(scores) - depth)[len(scores) - depth]
+        rows, scores = rows[keep], scores[keep]
+    order = np.lexsort((rows, -scores))[:depth]
+    return rows[order], scores[order]

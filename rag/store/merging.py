@@ -49,12 +49,19 @@ def merge(
     segments written before they named their own."""
     for model in dict.fromkeys(s.info.model or default_model for s in chosen):
         group = [s for s in chosen if (s.info.model or default_model) == model]
-        segments = _merged(writer, segments, group, cfg, model)
+        # Any of the model's segments may lend its IVF training, those merged too: it stays with the new segment.
+        share = [s for s in segments if (s.info.model or default_model) == model]
+        segments = _merged(writer, segments, group, cfg, model, share)
     return segments
 
 
 def _merged(
-    writer: Writer, segments: list[Located], chosen: list[Located], cfg: IndexConfig, model: str
+    writer: Writer,
+    segments: list[Located],
+    chosen: list[Located],
+    cfg: IndexConfig,
+    model: str,
+    share: list[Located],
 ) -> list[Located]:
     if not chosen:
         return segments
@@ -68,7 +75,7 @@ def _merged(
     if not len(chunks):
         return [s for s in segments if s not in chosen]
     log.info("merging %d segments (%d chunks live)", len(chosen), len(chunks))
-    merged = writer.add_segment(chunks, np.concatenate(vectors), cfg, model)
+    merged = writer.add_segment(chunks, np.concatenate(vectors), cfg, model, share)
     first = min(segments.index(s) for s in chosen)
     return (
         [s for s in segments[:first] if s not in chosen] + [merged] + [s for s in segments[first:] if s not in chosen]

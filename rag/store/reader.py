@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import faiss
@@ -19,6 +20,10 @@ from rag.store.lexical import Lexical
 from rag.store.rows import IN_MEMORY
 from rag.store.segments import Located, Segment, located
 from rag.store.vectors import rows_selector, search_params
+
+# A selection this small is searched exactly on its stored vectors (about 3 MB read, a millisecond) rather than through
+# an approximate index, whose cells a selector still scans whole: faster there, and exact.
+_EXACT_UP_TO = 2048
 
 
 def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -84,6 +89,9 @@ class _Part:
         """``columns`` of the version's ``rows``, all of them this segment's, from disk."""
         return self.segment.rows.read(self._local(rows), columns)
 
+    def strings(self, rows: np.ndarray, column: str) -> list[str]:
+        return self.segment.rows.strings(self._local(rows), column)
+
     def table(self) -> pd.DataFrame:
         """Its live rows' in-memory columns (rag.store.rows.IN_MEMORY)."""
         table = self.segment.rows.table
@@ -96,25 +104,34 @@ class _Part:
         files = self.segment.rows.read(first, ["file", *FIELDS])
         return files[~files["file"].isin(self.deleted)]
 
-    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None, rescore: int) -> list[Hit]:
+    def search(self, query: np.ndarray, k: int, rows: np.ndarray | None, rescore: int, nprobe: int | None) -> list[Hit]:
         """The k nearest among its live rows, or among ``rows`` of the version's rows.
 
         A selection is applied inside FAISS (an ID selector), so it still returns k hits whenever k rows are
         selected; approximate indexes (IVF, HNSW) that find fewer inside it are completed by an exact search over the
-        selected rows' stored vectors. A compressed index (IVF-PQ) gives its best ``rescore`` (or k) candidates,
-        scored again exactly with the stored vectors: the order and the scores are then those of whole vectors."""
+        selected rows' stored vectors, and a selection of at most _EXACT_UP_TO rows is searched that way alone. A
+        compressed index (IVF-PQ) gives its best ``rescore`` (or k) candidates, scored again exactly with the stored
+        vectors: the order and the scores are then those of whole vectors. ``nprobe``: IVF cells searched (None: the
+        index's own)."""
         selected = self.local(rows) if rows is not None else self.live
         available = self.rows if selected is None else len(selected)
         wanted = min(k, available)
         if wanted == 0:
             return []
         index = self.segment.index
+        if (
+            selected is not None
+            and rows is not None
+            and available <= _EXACT_UP_TO
+            and not isinstance(index, faiss.IndexFlat)
+        ):
+            return [Hit(self._row(r), s) for r, s in self._exact(query, np.sort(selected), wanted)]
         compressed = isinstance(index, faiss.IndexIVFPQ) and rescore > 0
         if selected is not None and rows is not None:
             selector, _bitmap = rows_selector(selected, self.segment.info.rows)
-            params = search_params(index, selector)
+            params = search_params(index, selector, nprobe)
         else:
-            params = None if self._live_selector is None else search_params(index, self._live_selector)
+            params = search_params(index, self._live_selector, nprobe)
         scores, ids = index.search(query, min(max(wanted, rescore), available) if compressed else wanted, params=params)
         found = [(int(r), float(s)) for r, s in zip(ids[0], scores[0], strict=True) if r >= 0]
         if selected is not None and len(found) < wanted:
@@ -178,6 +195,42 @@ class IndexStore:
         order = np.argsort(np.concatenate(positions), kind="stable")
         return pd.concat(frames, ignore_index=True).iloc[order].reset_index(drop=True)
 
+    def rows_of(self, files: Sequence[str] | pd.Series) -> np.ndarray:
+        """The version's rows of ``files``, sorted: the runs of rows that hold them (a segment keeps each file's
+        chunks together), so the work grows with the rows selected rather than with the collection."""
+        starts, ends, runs = self._file_runs
+        chosen = np.array(sorted(i for f in set(files) for i in runs.get(f, ())), dtype=np.int64)
+        if not len(chosen):
+            return np.zeros(0, dtype=np.int64)
+        starts, lengths = starts[chosen], ends[chosen] - starts[chosen]
+        # Each run's rows: its start repeated, plus the position within it.
+        return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+
+    @cached_property
+    def _file_runs(self) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
+        """Where each run of rows of one file starts and ends, and each file's runs."""
+        files = self.chunks["file"]
+        codes = files.cat.codes.to_numpy() if isinstance(files.dtype, pd.CategoricalDtype) else files.to_numpy()
+        change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+        starts = np.concatenate([[0], change]).astype(np.int64)
+        ends = np.concatenate([change, [len(codes)]]).astype(np.int64)
+        runs: dict[str, list[int]] = {}
+        for i, name in enumerate(files.iloc[starts].astype(str) if len(codes) else []):
+            runs.setdefault(name, []).append(i)
+        return starts, ends, runs
+
+    def strings(self, rows: Sequence[int] | np.ndarray, column: str) -> list[str]:
+        """One column's values (text, chunk_id) of the version's ``rows``, in the order asked: what each hit of a
+        search reads, without the frames ``read`` builds."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out: list[str] = [""] * len(rows)
+        for part in self._parts:
+            mine = np.flatnonzero(part.holds(rows))
+            if len(mine):
+                for at, value in zip(mine.tolist(), part.strings(rows[mine], column), strict=True):
+                    out[at] = value
+        return out
+
     def lexical(self) -> Lexical:
         """BM25 over the version's chunks, its segments' scored as one collection (rag.store.lexical.Lexical)."""
         return Lexical([(p.segment.lexical(), p.live) for p in self._parts], [p.model for p in self._parts])
@@ -193,15 +246,22 @@ class IndexStore:
         return ", ".join(self.models)
 
     def search(
-        self, query: np.ndarray, k: int, rows: np.ndarray | None = None, rescore: int = 0, model: str | None = None
+        self,
+        query: np.ndarray,
+        k: int,
+        rows: np.ndarray | None = None,
+        rescore: int = 0,
+        model: str | None = None,
+        nprobe: int | None = None,
     ) -> list[Hit]:
         """The k nearest chunks to one query vector; ``rows``: only among these chunk rows, sorted (a filter's
         selection); ``rescore``: candidates a compressed segment scores again with whole vectors (_Part.search);
-        ``model``: only among the vectors of this model (the one that embedded the query; None: the version has one).
-        Each segment gives its k nearest; the k best of them are the version's."""
+        ``model``: only among the vectors of this model (the one that embedded the query; None: the version has one);
+        ``nprobe``: IVF cells searched in each IVF segment (None: as it was built). Each segment gives its k nearest;
+        the k best of them are the version's."""
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         parts = [p for p in self._parts if model is None or p.model == model]
-        hits = [hit for part in parts for hit in part.search(query, k, rows, rescore)]
+        hits = [hit for part in parts for hit in part.search(query, k, rows, rescore, nprobe)]
         if len(parts) > 1:
             hits.sort(key=lambda h: -h.score)
         return hits[:k]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from rag.store.files import (
     read_faiss,
     read_lexical,
     read_manifest,
+    read_trained,
     read_vectors,
     reading,
     search_texts,
@@ -40,8 +42,11 @@ from rag.store.files import (
 )
 from rag.store.rows import ChunkRows
 
-if TYPE_CHECKING:  # bm25s is loaded by what searches, not by what only reads manifests
+if TYPE_CHECKING:  # bm25s and faiss are loaded by what searches or writes, not by what only reads manifests
+    import faiss
+
     from rag.store.lexical import Bm25
+    from rag.store.vectors import Training
 
 SEGMENT_FILE = "segment.json"
 
@@ -54,6 +59,7 @@ class SegmentInfo(BaseModel):
     stored: dict[str, StoredFile]
     lexical: int  # rag.store.lexical.TERMS of its BM25; 0: none
     model: str | None = None  # that embedded its vectors; None: written before segments had their own (the manifest's)
+    training: str | None = None  # names its IVF training (trained.index), the same in every segment that shares it
 
 
 @dataclass(frozen=True)
@@ -104,31 +110,68 @@ def _chunks_per_file(entries: list[FileEntry]) -> dict[str, int]:
 
 
 def write_segment(
-    path: Path, index, built_on: str, kind: str, chunks: pd.DataFrame, vectors: np.ndarray, model: str
+    path: Path,
+    built: tuple[faiss.Index, str],
+    training: Training | None,
+    chunks: pd.DataFrame,
+    vectors: np.ndarray,
+    model: str,
 ) -> SegmentInfo:
-    """A segment's files into the empty directory ``path``, its segment.json last."""
-    stored, lexical = write_parts(path, index, chunks, vectors)
+    """A segment's files into the empty directory ``path``, its segment.json last. ``built``: its FAISS index and
+    where it was built (rag.store.vectors.build_index); ``training``: the index's, or None."""
+    from rag.store.vectors import kind_of
+
+    index, built_on = built
+    stored, lexical = write_parts(path, index, training.index if training else None, chunks, vectors)
     files = {str(f): int(n) for f, n in chunks["file"].value_counts().sort_index().items()}
     info = SegmentInfo(
-        rows=len(chunks), files=files, kind=kind, built_on=built_on, stored=stored, lexical=lexical, model=model
+        rows=len(chunks),
+        files=files,
+        kind=kind_of(index),
+        built_on=built_on,
+        stored=stored,
+        lexical=lexical,
+        model=model,
+        training=training.name if training else None,
     )
     write_json(path / SEGMENT_FILE, info)
     return info
 
 
-def write_staged(staging: str | Path, chunks: pd.DataFrame, vectors: np.ndarray, cfg: IndexConfig, model: str) -> str:
+def write_staged(
+    staging: str | Path,
+    chunks: pd.DataFrame,
+    vectors: np.ndarray,
+    cfg: IndexConfig,
+    model: str,
+    share: Sequence[Located] = (),
+) -> str:
     """A segment of ``chunks`` and their ``vectors`` (embedded by ``model``, in (file, page, chunk) order, with FAISS of
-    the kind ``cfg`` makes of them) in a new folder inside
-    ``staging``, whoever writes it (a pipeline task on any node); returns the folder's name. The index's writer then
-    names it (rag.store.versions.Writer.take)."""
-    from rag.store.vectors import build_index, kind_of
+    the kind ``cfg`` makes of them) in a new folder inside ``staging``, whoever writes it (a pipeline task on any node);
+    returns the folder's name. The index's writer then names it (rag.store.versions.Writer.take). An IVF index takes
+    up the training of the first of ``share`` (segments of the same model) whose training is as configured
+    (rag.store.vectors.shares_training); only without one is it trained, on these vectors."""
+    from rag.store.vectors import Training, build_index, train_index
 
     chunks, vectors = _in_order(chunks, vectors)
     path = Path(staging) / secrets.token_hex(8)
     path.mkdir()
-    index, built_on = build_index(vectors, cfg)
-    write_segment(path, index, built_on, kind_of(index), chunks, vectors, model)
+    shared = _shared_training(share, len(vectors), vectors.shape[1], cfg)
+    trained = shared.index if shared else train_index(vectors, cfg)
+    built = build_index(vectors, cfg, trained)
+    write_segment(path, built, shared or Training.of(trained), chunks, vectors, model)
     return path.name
+
+
+def _shared_training(share: Sequence[Located], n: int, dim: int, cfg: IndexConfig) -> Training | None:
+    from rag.store.vectors import Training, shares_training
+
+    for segment in share:
+        if segment.info.training:
+            trained = read_trained(segment.path)
+            if trained is not None and shares_training(trained, n, dim, cfg):
+                return Training(trained, segment.info.training)
+    return None
 
 
 def _in_order(chunks: pd.DataFrame, vectors: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:

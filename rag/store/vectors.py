@@ -4,6 +4,8 @@ searches it)."""
 from __future__ import annotations
 
 import logging
+import secrets
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -56,21 +58,63 @@ def _empty_index(dim: int, cfg: IndexConfig, n: int) -> faiss.Index:
     return ivf
 
 
-def build_index(vectors: np.ndarray, cfg: IndexConfig) -> tuple[faiss.Index, str]:
-    """Build the configured index over ``vectors``; returns it (on the CPU, ready to save) and where it was built."""
+def _on_gpu(index: faiss.Index, cfg: IndexConfig) -> bool:
+    # faiss has no GPU HNSW; everything else trains and adds on the GPU when one is there.
+    return cfg.use_gpu == "auto" and faiss_gpus() > 0 and not isinstance(index, faiss.IndexHNSWFlat)
+
+
+def _run(index: faiss.Index, on_gpu: bool, step) -> faiss.Index:
+    """``step(index)`` on the GPU or here; the index comes back on the CPU, ready to save or copy."""
+    if not on_gpu:
+        step(index)
+        return index
+    on_device = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    step(on_device)
+    return faiss.index_gpu_to_cpu(on_device)
+
+
+def train_index(vectors: np.ndarray, cfg: IndexConfig) -> faiss.Index:
+    """An empty index of the kind ``build_index`` makes of ``vectors``, trained on them where its kind needs training
+    (IVF's coarse quantizer, IVF-PQ's codebooks too)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     index = _empty_index(vectors.shape[1], cfg, len(vectors))
-    # faiss has no GPU HNSW; everything else trains and adds on the GPU when one is there.
-    on_gpu = cfg.use_gpu == "auto" and faiss_gpus() > 0 and not isinstance(index, faiss.IndexHNSWFlat)
-    if on_gpu:
-        resources = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(resources, 0, index)
-    if not index.is_trained:
-        index.train(vectors)
-    index.add(vectors)
-    if on_gpu:
-        index = faiss.index_gpu_to_cpu(index)
-    return index, "gpu" if on_gpu else "cpu"
+    if index.is_trained:
+        return index
+    return _run(index, _on_gpu(index, cfg), lambda i: i.train(vectors))
+
+
+def build_index(vectors: np.ndarray, cfg: IndexConfig, trained: faiss.Index | None = None) -> tuple[faiss.Index, str]:
+    """The configured index over ``vectors``, on the CPU and ready to save, and where it was built. ``trained``: an
+    empty index ready for them (``train_index``'s, or a training shared by the collection's segments), filled as a
+    copy, instead of one trained on ``vectors`` here."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    empty = faiss.clone_index(trained if trained is not None else train_index(vectors, cfg))
+    on_gpu = _on_gpu(empty, cfg)
+    return _run(empty, on_gpu, lambda i: i.add(vectors)), "gpu" if on_gpu else "cpu"
+
+
+@dataclass(frozen=True)
+class Training:
+    """An IVF index trained and left empty (its coarse quantizer; IVF-PQ's codebooks too), kept with each segment
+    built on it under one name, so that later segments of the collection take it up rather than train their own."""
+
+    index: faiss.Index
+    name: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    @classmethod
+    def of(cls, trained: faiss.Index) -> Training | None:
+        """A fresh training, where the index's kind has one worth keeping (IVF's)."""
+        return cls(trained) if isinstance(trained, faiss.IndexIVF) else None
+
+
+def shares_training(trained: faiss.Index, n: int, dim: int, cfg: IndexConfig) -> bool:
+    """Whether a segment of ``n`` vectors of ``dim`` is built on ``trained`` as configured: the kind ``cfg`` makes of
+    them, with all of its cells (a quantizer trained on too few vectors for ``cfg.nlist`` is not taken up by others)
+    and its code size."""
+    kind = kind_for(n, cfg)
+    if kind not in ("ivf", "ivfpq") or kind_of(trained) != kind or trained.d != dim:
+        return False
+    return trained.nlist == cfg.nlist and (kind == "ivf" or cfg.pq_m == trained.pq.M)
 
 
 def kind_of(index: faiss.Index) -> str:
@@ -93,10 +137,11 @@ def rows_selector(rows: np.ndarray, n: int) -> tuple[faiss.IDSelector, np.ndarra
     return faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)), bitmap
 
 
-def search_params(index: faiss.Index, selector) -> faiss.SearchParameters:
-    """Search parameters carrying a selector, of the type each index kind requires (keeping its own nprobe/efSearch)."""
+def search_params(index: faiss.Index, selector, nprobe: int | None = None) -> faiss.SearchParameters:
+    """Search parameters carrying a selector (None: all rows), of the type each index kind requires; ``nprobe``: IVF
+    cells to search (None: the index's own, set when it was built)."""
     if isinstance(index, faiss.IndexIVF):
-        return faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe or index.nprobe, index.nlist))
     if isinstance(index, faiss.IndexHNSW):
         return faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
     return faiss.SearchParameters(sel=selector)

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +144,12 @@ class Writer:
             shutil.rmtree(path, ignore_errors=True)
             raise
 
-    def add_segment(self, chunks, vectors, cfg: IndexConfig, model: str) -> Located:
-        """A new segment of ``chunks`` and their ``vectors`` (rag.store.segments.write_staged), complete on disk
-        before it is named; no version lists it yet."""
+    def add_segment(self, chunks, vectors, cfg: IndexConfig, model: str, share: Sequence[Located] = ()) -> Located:
+        """A new segment of ``chunks`` and their ``vectors`` (rag.store.segments.write_staged: an IVF index takes up
+        the training of one of ``share`` where it can), complete on disk before it is named; no version lists it
+        yet."""
         with self.staging() as staging:
-            segment = self.take(staging / write_staged(staging, chunks, vectors, cfg, model))
+            segment = self.take(staging / write_staged(staging, chunks, vectors, cfg, model, share))
         staging.rmdir()  # empty: its one segment was renamed out of it
         return segment
 
