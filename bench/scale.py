@@ -13,13 +13,13 @@ kind by --set index.kind=..., IVF-PQ by default here) into DIR/index, an ordinar
 `rag index versions` and `rag serve` open like any other. An existing DIR/index of the same size is reused.
 
 Then, --runs times, a fresh process opens the index (with the version's settings and --search-set, which need no
-rebuild) and searches it one query at a time on one thread: the SEC
-questions (--queries of them, cycled), embedded beforehand (query embedding is not timed), in the retrieval mode
-configured (hybrid; --search-set retrieval.mode=dense for dense only); it records
-each search's milliseconds, its resident memory (anonymous, and file pages mapped: the page cache's share of it) and
-the machine's page cache before and after. Dense recall@10 compares the index's top 10 (its compressed codes re-scored,
-retrieval.rescore) with an exact search over the stored vectors. Writes scale.json and scale.png; with --cold (root),
-the page cache is emptied before each run, as after a reboot, and they are scale-cold.json and scale-cold.png.
+rebuild) and searches it one query at a time on one thread: the SEC questions (--queries of them, cycled), embedded
+beforehand (query embedding is not timed), in the retrieval mode configured (hybrid; --search-set
+retrieval.mode=dense for dense only); it records each search's milliseconds and stages, its resident memory
+(anonymous, and file pages mapped: the page cache's share of it) and the machine's page cache before and after.
+Dense recall@10 compares the index's top 10 (its compressed codes re-scored, retrieval.rescore) with an exact search
+over the stored vectors. Writes scale.json and scale.png; with --cold (root), the page cache is emptied before each
+run, as after a reboot, and they are scale-cold.json and scale-cold.png (--name names them otherwise).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: l
     vectors = np.concatenate([np.asarray(s.vectors, dtype=np.float32) for s in base.segments.values()])
     per_file = max(1, round(len(texts) / texts["file"].nunique()))
     rng = np.random.default_rng(SEED)
+    model = base.manifest.embedding.model
     started = time.perf_counter()
     entries: list = []
     written: list = []
@@ -71,7 +72,6 @@ def build(source: Path, root: Path, chunks: int, segment_rows: int, overrides: l
             jittered = vectors[picked] + rng.normal(0, NOISE, (n, vectors.shape[1])).astype(np.float32)
             jittered /= np.linalg.norm(jittered, axis=1, keepdims=True)
             # Built on the first segment's training, as a collection's later segments are.
-            model = base.manifest.embedding.model
             written.append(writer.add_segment(part, jittered, settings.index, model, written))
             firsts = part.drop_duplicates("file")
             counts = part["file"].value_counts()

@@ -287,7 +287,7 @@ def write_parts(
 
 
 def strings_files(column: str) -> tuple[str, str]:
-    """The files of a column stored apart (STRING_COLUMNS): its UTF-8 bytes, and where each row's start."""
+    """The files of a column stored apart (STRING_COLUMNS): its UTF-8 bytes, and where each row starts."""
     return f"{column}.bin", f"{column}.offsets.npy"
 
 

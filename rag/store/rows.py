@@ -23,7 +23,7 @@ _DICTIONARY = ["file", "header"]  # repeated strings, held as categories
 
 
 class Strings:
-    """One column's values as UTF-8 bytes one after another, memory-mapped, and where each row's start."""
+    """One column's values as UTF-8 bytes one after another, memory-mapped, and where each row starts."""
 
     def __init__(self, path: Path, column: str):
         data, offsets = strings_files(column)
