@@ -72,12 +72,22 @@ def small_index(ray_cluster, sec_docs, tmp_path_factory):
     return index_dir
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A port free now, and never one handed out before in this session: the kernel may give a port it has just
+    given again, and a Ray node started with two equal ports fails (seen in CI: its metrics and its dashboard
+    agent both on 33647)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 SERVE_START_ATTEMPTS = 3
