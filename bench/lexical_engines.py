@@ -3,7 +3,7 @@ rag.store.lexical.Lexical.top) against Tantivy (Rust, Lucene's design: block-max
 cannot enter the top), on the same terms of the same chunks.
 
     python -m bench.lexical_engines --index DIR/index --out DIR/tantivy [--queries 200] [--runs 3]
-                                    [--results bench/results]
+                                    [--results bench/results] [--name lexical_engines]
 
 The Tantivy index is built once into --out (reused when it is there) from each chunk's search terms
 (rag.languages.search_terms, the words BM25 reads here, jieba's for Chinese), joined by spaces and split again by
@@ -11,7 +11,8 @@ Tantivy's whitespace tokenizer, so both engines see the same terms. The queries 
 top 100 (retrieval.depth). Each run times every query on both engines in turn, in one process and one thread; it
 reports the median and p95 per engine, their ratio, and how many of the top 100 (and top 10) they share: the two
 differ in BM25's parameters (Tantivy k1 1.2, bm25s 1.5) and Tantivy scores each of its segments by the whole
-index's statistics. Writes lexical_engines.json and lexical_engines.png. Needs `pip install tantivy`.
+index's statistics. Writes lexical_engines.json and lexical_engines.png (--name names them otherwise). Needs
+`pip install '.[bench]'` (tantivy).
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="lexical_engines", help="of the JSON and PNG written in --results")
     args = parser.parse_args()
     try:
         import tantivy
@@ -168,8 +170,8 @@ def main() -> None:
         **measure(store, index, questions, args.runs),
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "lexical_engines.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.results / "lexical_engines.png")
+    (args.results / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.results / f"{args.name}.png")
     print(json.dumps(result, indent=2))
 
 
