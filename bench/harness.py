@@ -136,3 +136,11 @@ def plot_spread(ax, xs: list, figures: list[dict], label: str) -> None:
     low = [m - f["min"] for m, f in zip(medians, figures, strict=True)]
     high = [f["max"] - m for m, f in zip(medians, figures, strict=True)]
     ax.errorbar(xs, medians, yerr=[low, high], fmt="o-", capsize=4, label=label)
+
+
+def bar_spread(ax, x: float, figure: dict, color: str, scale: float = 1) -> None:
+    """A bar at the median of ``figure`` (a ``spread()``, divided by ``scale``), with a line from its min to max."""
+    median = figure["median"] / scale
+    ax.bar(x, median, color=color)
+    low, high = median - figure["min"] / scale, figure["max"] / scale - median
+    ax.errorbar(x, median, yerr=[[low], [high]], color="k", capsize=4)

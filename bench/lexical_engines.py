@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import spread
+from bench.harness import bar_spread, spread
 from bench.paths import DATASETS, RESULTS
 
 DEPTH = 100
@@ -122,8 +122,7 @@ def plot(result: dict, path: Path) -> None:
         "Tantivy p95": result["tantivy_p95_ms"],
     }
     for x, f in enumerate(bars.values()):
-        ax.bar(x, f["median"], color="tab:blue" if x < 2 else "tab:orange")
-        ax.errorbar(x, f["median"], yerr=[[f["median"] - f["min"]], [f["max"] - f["median"]]], color="k", capsize=4)
+        bar_spread(ax, x, f, "tab:blue" if x < 2 else "tab:orange")
     ax.set_xticks(range(len(bars)), list(bars))
     ax.set_ylabel(f"ms for the top {DEPTH} by BM25 (one thread)")
     ax.set_title(

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import proc_bytes, spread
+from bench.harness import bar_spread, proc_bytes, spread
 from bench.paths import REPO, RESULTS
 
 WAYS = ("built", "stored")
@@ -83,12 +83,7 @@ def plot(result: dict, path: Path) -> None:
         (axes[1], "rss_growth_bytes", 2**20, "memory the process grew by (MB)"),
     ):
         for x, way in enumerate(WAYS):
-            f = result["ways"][way][key]
-            median = f["median"] / scale
-            ax.bar(x, median, color="tab:blue" if way == "stored" else "tab:gray")
-            ax.errorbar(
-                x, median, yerr=[[median - f["min"] / scale], [f["max"] / scale - median]], color="k", capsize=4
-            )
+            bar_spread(ax, x, result["ways"][way][key], "tab:blue" if way == "stored" else "tab:gray", scale)
         ax.set_xticks(range(len(WAYS)), ["BM25 built on load", "BM25 stored, mmapped"])
         ax.set_ylabel(label)
     fig.suptitle(f"Taking up a version of {result['chunks']} chunks (median, min-max of {result['runs']} runs)")

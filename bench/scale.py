@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import proc_bytes, spread
+from bench.harness import bar_spread, proc_bytes, spread
 from bench.paths import DATASETS, RESULTS
 
 NOISE = 0.05
@@ -239,10 +239,7 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     bars = {"p50": result["p50_ms"], "p95": result["p95_ms"]}
     for x, f in enumerate(bars.values()):
-        axes[0].bar(x, f["median"], color="tab:blue")
-        axes[0].errorbar(
-            x, f["median"], yerr=[[f["median"] - f["min"]], [f["max"] - f["median"]]], color="k", capsize=4
-        )
+        bar_spread(axes[0], x, f, "tab:blue")
     axes[0].axhline(100, color="tab:red", linestyle="--", label="target p95")
     axes[0].set_xticks(range(len(bars)), list(bars))
     axes[0].set_ylabel(f"ms per {result['mode']} search (one thread)")

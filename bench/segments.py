@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import spread
+from bench.harness import bar_spread, spread
 from bench.paths import RESULTS
 
 QUERY = "What were total net sales for the quarter?"
@@ -143,11 +143,7 @@ def plot(result: dict, path: Path) -> None:
     axes[0].set_xticks([0, 1], [f"full run ({result['files']} files)", "one file changed"])
     axes[0].set_ylabel("MB written")
     for x, way in enumerate(WAYS):
-        f = result["take_up_seconds"][way]
-        axes[1].bar(x, f["median"], color="tab:gray" if way == "reopened" else "tab:blue")
-        axes[1].errorbar(
-            x, f["median"], yerr=[[f["median"] - f["min"]], [f["max"] - f["median"]]], color="k", capsize=4
-        )
+        bar_spread(axes[1], x, result["take_up_seconds"][way], "tab:gray" if way == "reopened" else "tab:blue")
     axes[1].set_xticks(range(len(WAYS)), ["every segment read", "open segments reused"])
     axes[1].set_ylabel("seconds to serve the new version")
     fig.suptitle(f"A one-file change to {result['chunks']:,} chunks (median, min-max of {result['runs']} runs)")

@@ -59,6 +59,13 @@ def _normalised(scores: dict[int, float]) -> dict[int, float]:
     return {row: (s - low) / span if span > 0 else 1.0 for row, s in scores.items()}
 
 
+def _boosted(ranked: list[tuple[int, float]], gains: dict[int, float], share: float) -> list[tuple[int, float]]:
+    """``ranked`` again, each row up by ``share`` of the best score times its gain (0 to 1; rows not in ``gains``:
+    0). A share of the best score, so a boost means the same for cosine, normalised and reciprocal-rank scores."""
+    bonus = share * abs(ranked[0][1])
+    return sorted(((row, score + bonus * gains.get(row, 0.0)) for row, score in ranked), key=lambda item: -item[1])
+
+
 class Searcher:
     def __init__(
         self,
@@ -327,11 +334,7 @@ class Searcher:
     def _boost_rows(ranked: list[tuple[int, float]], rows: np.ndarray, share: float) -> list[tuple[int, float]]:
         if not ranked or not len(rows) or not share:
             return ranked
-        chosen = set(rows.tolist())
-        # A share of the best score, so the boost means the same for cosine, normalised and reciprocal-rank scores.
-        bonus = share * abs(ranked[0][1])
-        boosted = [(row, score + bonus * (row in chosen)) for row, score in ranked]
-        return sorted(boosted, key=lambda item: -item[1])
+        return _boosted(ranked, dict.fromkeys(rows.tolist(), 1.0), share)
 
     def _line_boost(
         self, question: str, matched: list[str], ranked: list[tuple[int, float]]
@@ -343,13 +346,9 @@ class Searcher:
         asked = asked_words(question, matched) if share and ranked and not has_han(question) else []
         if not asked:
             return ranked
-        head, tail = ranked[: self.cfg.line_depth], ranked[self.cfg.line_depth :]
-        texts = self.store.strings([row for row, _ in head], "text")
-        bonus = share * abs(ranked[0][1])
-        boosted = [
-            (row, score + bonus * line_coverage(asked, text)) for (row, score), text in zip(head, texts, strict=True)
-        ]
-        return sorted(boosted, key=lambda item: -item[1]) + tail
+        head = [row for row, _ in ranked[: self.cfg.line_depth]]
+        texts = self.store.strings(head, "text")
+        return _boosted(ranked, {row: line_coverage(asked, text) for row, text in zip(head, texts, strict=True)}, share)
 
     def _section_rows(self, sections: list[str]) -> np.ndarray:
         """Rows under the sections a question names, cached per section."""

@@ -122,9 +122,7 @@ class Lexical:
             return self.parts[0][0].scores(query)
         out = []
         for (bm25, live), postings in zip(self.parts, self._weighted(query, model), strict=True):
-            scores = np.zeros(bm25.size, dtype=np.float32)
-            for _, rows, stored, scale in postings:
-                scores[rows] += stored * np.float32(scale)
+            scores = _add(np.zeros(bm25.size, dtype=np.float32), postings)
             out.append(scores if live is None else scores[live])
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
@@ -148,7 +146,7 @@ class Lexical:
             if postings and (chosen is None or len(chosen)):
                 rare = [p for p in postings if len(p[1]) <= _COMMON * bm25.size]
                 common = [p for p in postings if len(p[1]) > _COMMON * bm25.size]
-                segments.append((bm25, live, offset, chosen, common, _added(bm25.size, rare)))
+                segments.append((bm25, live, offset, chosen, common, _add(np.zeros(bm25.size, np.float32), rare)))
             offset += size
         partial = [scores if chosen is None else scores[chosen] for _, _, _, chosen, _, scores in segments]
         floor = _kth_best(np.concatenate([p[p > 0] for p in partial]) if partial else np.zeros(0), depth)
@@ -161,8 +159,8 @@ class Lexical:
         return _best_first(np.concatenate(found_rows), np.concatenate(found_scores), depth)
 
 
-def _added(size: int, postings: list[tuple[str, np.ndarray, np.ndarray, float]]) -> np.ndarray:
-    scores = np.zeros(size, dtype=np.float32)
+def _add(scores: np.ndarray, postings: list[tuple[str, np.ndarray, np.ndarray, float]]) -> np.ndarray:
+    """``scores`` (a segment's, in place) with every posting of ``postings`` added, rescaled."""
     for _, rows, stored, scale in postings:
         scores[rows] += stored * np.float32(scale)
     return scores
@@ -196,8 +194,7 @@ def _segment_best(
             found = rows[at] == local
             scores[local[found]] += stored[at[found]] * np.float32(scale)
         return _best_first(local, scores[local], depth)
-    for _, rows, stored, scale in common:
-        scores[rows] += stored * np.float32(scale)
+    _add(scores, common)
     among = scores if chosen is None else scores[chosen]
     local = np.flatnonzero(among >= floor if floor > 0 else among > 0)
     local = local if chosen is None else chosen[local]

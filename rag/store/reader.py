@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -185,11 +185,9 @@ class IndexStore:
         segments' files."""
         rows = np.arange(len(self.chunks)) if rows is None else np.asarray(rows, dtype=np.int64)
         frames, positions = [], []
-        for part in self._parts:
-            mine = np.flatnonzero(part.holds(rows))
-            if len(mine):
-                frames.append(part.read(rows[mine], columns))
-                positions.append(mine)
+        for part, mine in self._by_part(rows):
+            frames.append(part.read(rows[mine], columns))
+            positions.append(mine)
         if not frames:
             return pd.DataFrame(columns=list(columns))
         order = np.argsort(np.concatenate(positions), kind="stable")
@@ -224,12 +222,17 @@ class IndexStore:
         search reads, without the frames ``read`` builds."""
         rows = np.asarray(rows, dtype=np.int64)
         out: list[str] = [""] * len(rows)
+        for part, mine in self._by_part(rows):
+            for at, value in zip(mine.tolist(), part.strings(rows[mine], column), strict=True):
+                out[at] = value
+        return out
+
+    def _by_part(self, rows: np.ndarray) -> Iterator[tuple[_Part, np.ndarray]]:
+        """Each segment that holds some of the version's ``rows``, with their positions among them."""
         for part in self._parts:
             mine = np.flatnonzero(part.holds(rows))
             if len(mine):
-                for at, value in zip(mine.tolist(), part.strings(rows[mine], column), strict=True):
-                    out[at] = value
-        return out
+                yield part, mine
 
     def lexical(self) -> Lexical:
         """BM25 over the version's chunks, its segments' scored as one collection (rag.store.lexical.Lexical)."""
