@@ -36,6 +36,7 @@ _MIN_KEY_CHARS = 3  # a name shorter than this ("HP" aside, which its ticker cov
 _MIN_HAN_KEY_CHARS = 2
 _MIN_FIRST_WORD_CHARS = 4
 _JOINERS = {"and", "&", "of", "the"}
+_PICKED_KEPT = 64  # sets of files (a question's companies) whose rows are kept
 
 
 @dataclass
@@ -104,15 +105,21 @@ class MentionMatcher:
         self._period_ends = set(files["period_end"].dropna())
         # Each file's quarters, by the labels its name gives it and by its filer's calendar: worked out once, as
         # questions name quarters against every file.
+        # Each quarter's files, as sets: a question's scope is met by set operations, not a walk over its files.
         period_labels = files["period_aliases"] if "period_aliases" in files else [None] * len(files)
-        self._labelled = {
-            f: {tuple(map(int, re.findall(r"\d+", a))) for a in names_of(None, named)}
-            for f, named in zip(files["file"], period_labels, strict=True)
-        }
-        self._fiscal_quarter = {
-            f: (int(y), int(q)) if pd.notna(y) and pd.notna(q) else None
-            for f, y, q in zip(files["file"], files["fiscal_year"], files["fiscal_quarter"], strict=True)
-        }
+        self._relabelled: set[str] = set()
+        self._by_label: dict[tuple[int, ...], set[str]] = defaultdict(set)
+        for f, named in zip(files["file"], period_labels, strict=True):
+            for label in {tuple(map(int, re.findall(r"\d+", a))) for a in names_of(None, named)}:
+                self._by_label[label].add(f)
+                self._relabelled.add(f)
+        self._by_fiscal: dict[tuple[int, int], set[str]] = defaultdict(set)
+        for f, y, q in zip(files["file"], files["fiscal_year"], files["fiscal_quarter"], strict=True):
+            if pd.notna(y) and pd.notna(q):
+                self._by_fiscal[(int(y), int(q))].add(f)
+        # Each file's row, for the hundreds of files a company's name picks out of thousands
+        self._position = {f: i for i, f in enumerate(files["file"])}
+        self._picked: dict[frozenset[str], pd.DataFrame] = {}
         self._years = {int(y) for y in files["fiscal_year"].dropna()}
 
     # ---- companies ------------------------------------------------------------------------------
@@ -140,15 +147,23 @@ class MentionMatcher:
     # ---- periods --------------------------------------------------------------------------------
 
     def _rows(self, files: set[str] | None) -> pd.DataFrame:
-        return self.files if files is None else self.files[self.files["file"].isin(files)]
+        """The rows of ``files`` (None: all), kept for the next questions: a question's companies come back."""
+        if files is None:
+            return self.files
+        key = frozenset(files)
+        if key not in self._picked:
+            if len(self._picked) >= _PICKED_KEPT:
+                self._picked.pop(next(iter(self._picked)))
+            self._picked[key] = self.files.take(sorted(self._position[f] for f in files))
+        return self._picked[key]
 
     def _quarter_filter(self, quarters: set[tuple[int, int]], scope: set[str] | None) -> dict:
         """The filter for the quarters named, {} where no file of ``scope`` has them. Where the folder labels its files
         ("2023 Q1 MSFT.pdf") and a label differs from the filer's fiscal quarter, the label is what people ask by."""
-        files = self.files["file"] if scope is None else scope
-        relabelled = {f for f in files if self._labelled[f]}
-        by_label = {f for f in relabelled if self._labelled[f] & quarters}
-        by_fiscal = {f for f in files if self._fiscal_quarter[f] in quarters}
+        files = set(self._position) if scope is None else scope
+        relabelled = self._relabelled & files
+        by_label = set().union(*(self._by_label.get(q, set()) for q in quarters)) & relabelled
+        by_fiscal = set().union(*(self._by_fiscal.get(q, set()) for q in quarters)) & files
         if by_label:
             return {"file": sorted(by_label | (by_fiscal - relabelled))}
         if not by_fiscal:

@@ -50,5 +50,6 @@ def section_rows(headers: pd.Series, sections: list[str]) -> np.ndarray:
     patterns = [SECTIONS[s][1] for s in sections]
     categorical = headers.astype("category")
     tails = (h.rsplit(" | ", 1)[-1] if isinstance(h, str) and " | " in h else "" for h in categorical.cat.categories)
-    chosen = [i for i, tail in enumerate(tails) if tail and any(p.search(tail) for p in patterns)]
-    return np.flatnonzero(np.isin(categorical.cat.codes.to_numpy(), chosen))
+    # One flag per category and one more, last, for the code -1 of a missing header.
+    wanted = np.array([bool(tail) and any(p.search(tail) for p in patterns) for tail in tails] + [False])
+    return np.flatnonzero(wanted[categorical.cat.codes.to_numpy()])

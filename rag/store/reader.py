@@ -196,8 +196,12 @@ class IndexStore:
     def rows_of(self, files: Sequence[str] | pd.Series) -> np.ndarray:
         """The version's rows of ``files``, sorted: the runs of rows that hold them (a segment keeps each file's
         chunks together), so the work grows with the rows selected rather than with the collection."""
-        starts, ends, runs = self._file_runs
-        chosen = np.array(sorted(i for f in set(files) for i in runs.get(f, ())), dtype=np.int64)
+        starts, ends, run_files, names = self._file_runs
+        codes = names.get_indexer(pd.Index(pd.unique(pd.Series(files, dtype=object))))
+        wanted = np.zeros(len(names) + 1, dtype=bool)  # the last flag: files the version lacks (code -1)
+        wanted[codes] = True
+        wanted[-1] = False
+        chosen = np.flatnonzero(wanted[run_files])
         if not len(chosen):
             return np.zeros(0, dtype=np.int64)
         starts, lengths = starts[chosen], ends[chosen] - starts[chosen]
@@ -205,17 +209,16 @@ class IndexStore:
         return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
     @cached_property
-    def _file_runs(self) -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
-        """Where each run of rows of one file starts and ends, and each file's runs."""
-        files = self.chunks["file"]
-        codes = files.cat.codes.to_numpy() if isinstance(files.dtype, pd.CategoricalDtype) else files.to_numpy()
-        change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
-        starts = np.concatenate([[0], change]).astype(np.int64)
-        ends = np.concatenate([change, [len(codes)]]).astype(np.int64)
-        runs: dict[str, list[int]] = {}
-        for i, name in enumerate(files.iloc[starts].astype(str) if len(codes) else []):
-            runs.setdefault(name, []).append(i)
-        return starts, ends, runs
+    def _file_runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+        """Where each run of rows of one file starts and ends, the file of each run (its position in the last) and
+        the version's file names."""
+        files = self.chunks["file"].astype("category")
+        codes = files.cat.codes.to_numpy()
+        first = np.ones(len(codes), dtype=bool)
+        first[1:] = codes[1:] != codes[:-1]
+        starts = np.flatnonzero(first)
+        ends = np.append(starts[1:], len(codes))[: len(starts)]
+        return starts, ends, codes[starts], files.cat.categories
 
     def strings(self, rows: Sequence[int] | np.ndarray, column: str) -> list[str]:
         """One column's values (text, chunk_id) of the version's ``rows``, in the order asked: what each hit of a
