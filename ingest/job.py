@@ -8,7 +8,7 @@ import logging
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -141,8 +141,10 @@ def run_pipeline(
     sidecar: dict[str, dict],
     staging: Path,
     progress: Callable[[Progress], None] | None = None,
+    share: Sequence[Located] = (),
 ) -> PipelineOutput:
-    """The pipeline's output over ``files``, its segments written into the folder ``staging``. A cluster that loses
+    """The pipeline's output over ``files``, its segments written into the folder ``staging`` (taking up the IVF
+    training of one of ``share`` where they can: rag.store.segments.write_staged). A cluster that loses
     nodes mid-run gets the run again with a pool fitted to what is left (up to MAX_ATTEMPTS); a run that cannot fit
     or stalls ends in IngestError."""
     ensure_ray(settings.ray)  # first: it sets up Ray Data's logging, read when Ray Data is imported
@@ -157,7 +159,7 @@ def run_pipeline(
     attempt = 1
     while True:
         try:
-            return _run_once(files, settings, sidecar, staging, progress)
+            return _run_once(files, settings, sidecar, staging, progress, share)
         except ClusterShrank as err:
             if attempt == MAX_ATTEMPTS:
                 raise IngestError(
@@ -189,6 +191,7 @@ def _run_once(
     sidecar: dict[str, dict],
     staging: Path,
     progress: Callable[[Progress], None] | None,
+    share: Sequence[Located],
 ) -> PipelineOutput:
     """One run of the pipeline; what a run before it that failed wrote stays unnamed in ``staging``, and goes with
     it."""
@@ -206,7 +209,7 @@ def _run_once(
         f", at most {settings.ingest.max_cpus:g} CPUs in all" if settings.ingest.max_cpus else "",
     )
     counter = start_counter()
-    dataset = build_dataset(files, settings, sidecar, counter, str(staging.resolve()))
+    dataset = build_dataset(files, settings, sidecar, counter, str(staging.resolve()), share)
     poller = ProgressPoller(counter, len(files), sum(f.size_bytes for f in files), progress or (lambda _: None))
     with RunWatch(dataset, settings) as watch, poller:
         try:
@@ -350,13 +353,16 @@ def run_ingest(
             "pruned" if prune else "kept",
         )
         segments = _carried(previous, {s.file for s in plan.unchanged} | set(plan.missing))
+        legacy = previous.manifest.embedding.model if previous else settings.embedding.model  # of unnamed segments
         new, dims = PipelineOutput(), {}
         with writer.staging() as staging:
             for model in dict.fromkeys(models[src.file] for src in plan.to_process):
                 # a run of the pipeline per embedding model: each file's vectors come from the model of its language
                 files = [src for src in plan.to_process if models[src.file] == model]
                 log.info("embedding %d files with %s", len(files), model)
-                out = run_pipeline(files, _with_model(settings, model), sidecar, staging, progress)
+                # The collection's trainings: a run's first segments, with none before them, each train their own.
+                share = [s for s in segments if s.info.training and (s.info.model or legacy) == model]
+                out = run_pipeline(files, _with_model(settings, model), sidecar, staging, progress, share)
                 new.absorb(out)
                 dims[model] = out.dim
             segments += [writer.take(staging / name) for name in sorted(new.segments)]
@@ -365,7 +371,6 @@ def run_ingest(
         if merging and progress:
             embedded = new.chunks.total()
             progress(Progress(len(plan.to_process), "merging", len(new.pages), sum(new.pages.values()), embedded))
-        legacy = previous.manifest.embedding.model if previous else settings.embedding.model  # of unnamed segments
         segments = merge(writer, segments, merging, settings.index, legacy)
         # the Latin-script files' model first (the manifest's embedding), the other scripts' after it
         used = sorted(set(models.values()), key=lambda m: m != settings.embedding.model) or [settings.embedding.model]

@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from functools import lru_cache
 
@@ -31,6 +31,7 @@ from rag.devices import set_cpu_threads
 from rag.doc_metadata import FIELDS, DocMetadata, chunk_header, with_header
 from rag.embedding import TextEncoder
 from rag.store.files import CHUNK_COLUMNS
+from rag.store.segments import Located, write_staged
 
 # page == 0 and chunk_index == -1 mark a row that carries a file's failure instead of text. Missing
 # error and note are "" rather than None: an all-null column comes back from Arrow as NaN floats.
@@ -137,12 +138,13 @@ class EmbedChunks:
         return batch
 
 
-def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict, model: str) -> dict[str, np.ndarray]:
+def to_segment(
+    batch: dict[str, np.ndarray], staging: str, index: dict, model: str, share: Sequence[Located] = ()
+) -> dict[str, np.ndarray]:
     """A batch of embedded chunks as one segment, written into the folder ``staging`` by the task that holds them
-    (rag.store.segments.write_staged); one row per file of the batch goes on to the driver: its pages, chunks, note,
-    metadata, OCR, failure and embedding workers, and the segment's folder."""
-    from rag.store.segments import write_staged
-
+    (rag.store.segments.write_staged: an IVF index takes up the training of one of ``share``, the collection's
+    segments of ``model``, where it can); one row per file of the batch goes on to the driver: its pages, chunks,
+    note, metadata, OCR, failure and embedding workers, and the segment's folder."""
     ok = batch["chunk_index"] >= 0
     segment = ""
     if ok.any():
@@ -154,7 +156,7 @@ def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict, model: s
         metadata = {f: json.loads(m) for f, m in zip(batch["file"][ok], batch["metadata"][ok], strict=True)}
         for name in FIELDS:
             chunks[name] = [metadata[f].get(name) for f in chunks["file"]]
-        segment = write_staged(staging, chunks, batch["embedding"][ok], IndexConfig(**index), model)
+        segment = write_staged(staging, chunks, batch["embedding"][ok], IndexConfig(**index), model, share)
     rows: dict[str, dict] = {}
     for i, file in enumerate(batch["file"]):
         row = rows.setdefault(
@@ -186,11 +188,16 @@ def to_segment(batch: dict[str, np.ndarray], staging: str, index: dict, model: s
 
 
 def build_dataset(
-    files: list[SourceFile], settings: Settings, sidecar: dict[str, dict], counter, staging: str
+    files: list[SourceFile],
+    settings: Settings,
+    sidecar: dict[str, dict],
+    counter,
+    staging: str,
+    share: Sequence[Located] = (),
 ) -> ray.data.Dataset:
     """The lazy pipeline over ``files``; iterate it to run it. ``sidecar``: metadata overrides per file; ``counter``:
     the ProgressCounter its stages report to; ``staging``: the folder its segments are written into, which every node
-    must see (the index's)."""
+    must see (the index's); ``share``: segments whose IVF training the new ones may take up."""
     pool = settings.ingest.embed
     items = [
         {
@@ -243,7 +250,11 @@ def build_dataset(
     )
     return ds.map_batches(
         functools.partial(
-            to_segment, staging=staging, index=settings.index.model_dump(), model=settings.embedding.model
+            to_segment,
+            staging=staging,
+            index=settings.index.model_dump(),
+            model=settings.embedding.model,
+            share=list(share),
         ),
         batch_size=settings.ingest.segment_chunks,
         batch_format="numpy",

@@ -23,6 +23,7 @@ from rag.config import PdfConfig, load_settings
 from rag.filters import Filters
 from rag.search import Searcher
 from rag.store.files import CHUNK_COLUMNS
+from rag.store.segments import located
 from rag.store.versions import LOCK, IndexBusy, current_manifest, open_index
 from tests.pdf_factory import bad_files, copy_docs, first_pages, not_files
 
@@ -197,6 +198,26 @@ def test_index_kinds(ray_cluster, docs, first_run, tmp_path):
         assert result.manifest.index.kind == kind
         got = Searcher.from_index_dir(index_dir, DENSE).search(query, 1).chunks[0]
         assert (got.file, got.page) == (expected.file, expected.page)
+
+
+def test_an_ivf_collection_s_later_runs_take_up_its_training(ray_cluster, docs, tmp_path, sec_docs):
+    """A run's segments are built on the IVF training the collection's segments share rather than each training
+    its own: their cells are the same, so they merge without training again."""
+    folder = _filings_only(docs, tmp_path / "docs")
+    ivf = load_settings(None, [*FAST, "index.kind=ivf", "index.nlist=2"])  # two cells, which the two files train
+    run_ingest(folder, tmp_path / "index", ivf)
+    (first,) = _segments(tmp_path / "index")
+    assert first.info.training
+    first_pages(sec_docs / "2023 Q1 AAPL.pdf", folder / "2023 Q1 AAPL.pdf", 2 * PAGES)  # enough chunks for IVF
+    later = run_ingest(folder, tmp_path / "index", ivf)
+    assert later.manifest.run.files_processed == 1
+    kept, added = _segments(tmp_path / "index")
+    assert (kept.ref.name, added.info.training) == (first.ref.name, first.info.training)
+
+
+def _segments(index_dir):
+    store = open_index(index_dir)
+    return located(store.root, store.manifest)
 
 
 def test_refuses_to_replace_a_folder_that_is_not_an_index(ray_cluster, docs, tmp_path):
