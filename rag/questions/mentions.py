@@ -103,9 +103,8 @@ class MentionMatcher:
             f for f, key in zip(files["file"], self._company_keys, strict=True) if key is None or labels[key] == 1
         }
         self._period_ends = set(files["period_end"].dropna())
-        # Each file's quarters, by the labels its name gives it and by its filer's calendar: worked out once, as
-        # questions name quarters against every file.
-        # Each quarter's files, as sets: a question's scope is met by set operations, not a walk over its files.
+        # Each quarter's files, by the labels their names give them and by their filers' calendars: worked out once,
+        # as sets, so that the quarters a question names meet its scope by set operations, not a walk over its files.
         period_labels = files["period_aliases"] if "period_aliases" in files else [None] * len(files)
         self._relabelled: set[str] = set()
         self._by_label: dict[tuple[int, ...], set[str]] = defaultdict(set)
@@ -119,6 +118,7 @@ class MentionMatcher:
                 self._by_fiscal[(int(y), int(q))].add(f)
         # Each file's row, for the hundreds of files a company's name picks out of thousands
         self._position = {f: i for i, f in enumerate(files["file"])}
+        self._every = set(self._position)
         self._picked: dict[frozenset[str], pd.DataFrame] = {}
         self._years = {int(y) for y in files["fiscal_year"].dropna()}
 
@@ -160,7 +160,7 @@ class MentionMatcher:
     def _quarter_filter(self, quarters: set[tuple[int, int]], scope: set[str] | None) -> dict:
         """The filter for the quarters named, {} where no file of ``scope`` has them. Where the folder labels its files
         ("2023 Q1 MSFT.pdf") and a label differs from the filer's fiscal quarter, the label is what people ask by."""
-        files = set(self._position) if scope is None else scope
+        files = self._every if scope is None else scope
         relabelled = self._relabelled & files
         by_label = set().union(*(self._by_label.get(q, set()) for q in quarters)) & relabelled
         by_fiscal = set().union(*(self._by_fiscal.get(q, set()) for q in quarters)) & files
