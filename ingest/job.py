@@ -361,7 +361,7 @@ def run_ingest(
                 files = [src for src in plan.to_process if models[src.file] == model]
                 log.info("embedding %d files with %s", len(files), model)
                 # The collection's trainings: a run's first segments, with none before them, each train their own.
-                share = [s for s in segments if s.info.training and (s.info.model or legacy) == model]
+                share = [s for s in segments if s.info.training and s.embedded_by(legacy) == model]
                 out = run_pipeline(files, _with_model(settings, model), sidecar, staging, progress, share)
                 new.absorb(out)
                 dims[model] = out.dim

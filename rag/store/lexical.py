@@ -177,16 +177,16 @@ def _kth_best(scores: np.ndarray, k: int) -> float:
     return float(np.partition(scores, len(scores) - k)[len(scores) - k]) if len(scores) >= k else 0.0
 
 
-def _kth_best_over(parts: list[np.ndarray], k: int) -> float:
-    """The k-th highest score above 0 of all ``parts``; 0 where there are fewer. The k best so far are carried from
-    part to part, so that each later part is only read for what beats them."""
+def _kth_best_over(parts: list[np.ndarray], k: int, floor: float = 0.0) -> float:
+    """The k-th highest score above ``floor`` of all ``parts``; ``floor`` where there are fewer. The k best so far are
+    carried from part to part, so that each later part is only read for what beats them."""
     best = np.zeros(0, dtype=np.float32)
     for part in parts:
-        floor = best.min() if len(best) >= k else 0.0
-        best = np.concatenate([best, part[part > floor]])
+        above = best.min() if len(best) >= k else floor
+        best = np.concatenate([best, part[part > above]])
         if len(best) > k:
             best = np.partition(best, len(best) - k)[len(best) - k :]
-    return float(best.min()) if len(best) >= k else 0.0
+    return float(best.min()) if len(best) >= k else floor
 
 
 def _segment_best(
@@ -221,16 +221,10 @@ def _segment_best(
                 return _best_first(local, scores[local], depth)
         _add(scores, [left.pop()])
         among = scores if chosen is None else scores[chosen]
-        floor = _kth_best_above(among, depth, floor)
+        floor = max(floor, _kth_best_over([among], depth, floor) * (1 - _SLACK))
     local = np.flatnonzero(among >= floor if floor > 0 else among > 0)
     local = local if chosen is None else chosen[local]
     return _best_first(local, scores[local], depth)
-
-
-def _kth_best_above(scores: np.ndarray, k: int, floor: float) -> float:
-    """The k-th highest of ``scores`` where that is above ``floor``, less the rounding slack; else ``floor``."""
-    above = scores[scores > floor]
-    return max(floor, _kth_best(above, k) * (1 - _SLACK)) if len(above) >= k else floor
 
 
 def _within(rows: np.ndarray, offset: int, size: int, live: np.ndarray | None) -> np.ndarray:

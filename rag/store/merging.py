@@ -47,10 +47,10 @@ def merge(
     """``segments`` with ``chosen`` replaced by one new segment of their live chunks per embedding model among them
     (two models' vectors never share an index), where the first of each was. ``default_model``: the manifest's, for
     segments written before they named their own."""
-    for model in dict.fromkeys(s.info.model or default_model for s in chosen):
-        group = [s for s in chosen if (s.info.model or default_model) == model]
+    for model in dict.fromkeys(s.embedded_by(default_model) for s in chosen):
+        group = [s for s in chosen if s.embedded_by(default_model) == model]
         # Any of the model's segments may lend its IVF training, those merged too: it stays with the new segment.
-        share = [s for s in segments if (s.info.model or default_model) == model]
+        share = [s for s in segments if s.embedded_by(default_model) == model]
         segments = _merged(writer, segments, group, cfg, model, share)
     return segments
 

@@ -165,8 +165,7 @@ class IndexStore:
         for where in located(self.root, self.manifest):
             segment = (reuse or {}).get(where.path) or Segment(where.path, where.info)
             self.segments[where.path] = segment
-            model = where.info.model or self.manifest.embedding.model
-            self._parts.append(_Part(segment, where, offset, model))
+            self._parts.append(_Part(segment, where, offset, where.embedded_by(self.manifest.embedding.model)))
             offset += self._parts[-1].rows
         # One row per chunk, what search reads of every one (rag.store.rows.IN_MEMORY); the rest by read().
         self.chunks = _concat([p.table() for p in self._parts])

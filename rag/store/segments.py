@@ -74,6 +74,10 @@ class Located:
     def deleted_rows(self) -> int:
         return sum(self.info.files.get(f, 0) for f in self.ref.deleted)
 
+    def embedded_by(self, default: str) -> str:
+        """The model of its vectors; ``default`` (the manifest's) for a segment written before segments named theirs."""
+        return self.info.model or default
+
 
 def segment_dir(index_root: Path, name: str) -> Path:
     return index_root / SEGMENTS / name
