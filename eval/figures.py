@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from eval.datasets import Question, load_dataset
+from ingest.metadata_extraction import extract_metadata
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
 from rag.figures import Figure, check_figures, figures
@@ -30,12 +31,15 @@ _SWAPS = {"thousand": "million", "million": "billion", "billion": "million", "ä¸
 
 
 def pages_of(docs: Path) -> dict[str, list[RetrievedChunk]]:
-    """Every page of every PDF in ``docs``, as sources."""
+    """Every page of every PDF in ``docs``, as sources, with the metadata ingestion would read from each file."""
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     out = {}
     for path in sorted(docs.glob("*.pdf")):
-        texts = read_pdf_pages(path, PdfConfig(), ocr=False).texts
-        out[path.name] = [RetrievedChunk(f"{path.name}#{i}", path.name, i, 0.0, t) for i, t in enumerate(texts, 1)]
+        doc = read_pdf_pages(path, PdfConfig(), ocr=False)
+        meta = extract_metadata(path.name, doc.texts, doc.info).model_dump(exclude_none=True)
+        out[path.name] = [
+            RetrievedChunk(f"{path.name}#{i}", path.name, i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)
+        ]
     return out
 
 
@@ -73,7 +77,7 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
             copy = answer[: figure.start] + text + answer[figure.end :]
             again = [c for c in check_figures(copy, sources).checks if c.start == figure.start]
             caught = bool(again) and again[0].status != "supported"
-            altered.append({"figure": figure.text, "altered": text, "how": how, "caught": caught})
+            altered.append({"figure": figure.text, "at": figure.start, "altered": text, "how": how, "caught": caught})
     return {
         "id": question.id,
         "split": question.split,

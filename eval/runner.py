@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 RETRIEVE_K = 10  # enough for recall@10; the answer is generated from the first top_k
 
 
+def _stored(chunk: RetrievedChunk) -> dict:
+    """A hit as its row stores it, without its document's metadata: the scores read file, page and text, and Arrow
+    cannot store a document that has none (an empty struct)."""
+    return {k: v for k, v in asdict(chunk).items() if k != "metadata"}
+
+
 class EvalActor:
     """Holds the searcher and the LLM; retrieves a batch of questions in each mode and answers them from one."""
 
@@ -73,7 +79,7 @@ class EvalActor:
                 mode: self.searcher.search(question, RETRIEVE_K, filters=filters, mode=mode) for mode in self.retrievers
             }
             out["retrieve_s"].append((time.perf_counter() - started) / len(self.retrievers))
-            out["retrieved"].append({k: [asdict(c) for c in f.chunks] for k, f in found.items()})
+            out["retrieved"].append({k: [_stored(c) for c in f.chunks] for k, f in found.items()})
             # JSON: Arrow would merge the rows' filter objects into one struct, adding every field to every row.
             out["filters"].append(json.dumps(found[self.answer_retriever].filters))
             answer, error, gen_started = "", "", time.perf_counter()

@@ -9,6 +9,9 @@ the same chunk of another.
 
 from __future__ import annotations
 
+import re
+from datetime import date, timedelta
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 # The chunk store's metadata columns, in this order; a filter can name any of them.
@@ -50,6 +53,21 @@ class DocMetadata(BaseModel):
     period_end: str | None = None  # ISO date the report covers up to
     # Other names of the period: a file name's own label ("2023 Q1") where it differs from the filer's fiscal quarter.
     period_aliases: list[str] | None = None
+
+    def own_quarters(self) -> set[tuple[int, int]]:
+        """The (year, quarter)s a reader may call this document's period by: its fiscal quarter, its period aliases (a
+        file name's "2023 Q1") and the calendar quarter most of its period falls in (NVIDIA's fiscal first quarter of
+        2024 ends April 30, 2023: "Q1 2023" to most readers). Empty for a document of no quarter."""
+        if not (self.fiscal_year and self.fiscal_quarter):
+            return set()
+        out = {(self.fiscal_year, self.fiscal_quarter)}
+        for alias in self.period_aliases or []:
+            if m := re.fullmatch(r"(\d{4}) Q([1-4])", alias):
+                out.add((int(m[1]), int(m[2])))
+        if self.period_end:
+            middle = date.fromisoformat(self.period_end) - timedelta(days=45)
+            out.add((middle.year, (middle.month - 1) // 3 + 1))
+        return out
 
     def period_label(self) -> str | None:
         if self.fiscal_year and self.fiscal_quarter:

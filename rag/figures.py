@@ -22,13 +22,17 @@ The passages the answer cites ([n]) are searched first, then the others.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from functools import lru_cache
 from itertools import permutations
 
+from rag.doc_metadata import DocMetadata, chunk_header
+from rag.questions.periods import quarter_mentions
 from rag.types import RetrievedChunk
 
 _MONTHS = {
@@ -106,6 +110,33 @@ _PLAIN_WORDS = {
     *_FILLER.split(),
 }
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
+# A date that ends the period an answer reports on ("the quarter ended July 1, 2023"), not any date ("as of", "on").
+_PERIOD_ENDED = re.compile(
+    r"\b(?:quarter|quarterly\s+period|(?:three|six|nine|twelve)\s+months|period)\s+end(?:ed|ing)\s+(?:on\s+)?$", re.I
+)
+# What names a period as the one compared against: right before it ("down 5% from Q2 2022", "compared to the same
+# quarter of 2022"), or anywhere earlier in its sentence for the words that only compare ("..., compared to $694
+# million for the three months ended December 25, 2021").
+_COMPARED_JUST_BEFORE = re.compile(
+    r"\b(?:from|over|compared\s+(?:to|with)|versus|vs\.?|than|against|prior|previous|same)\s+(?:the\s+)?(?:same\s+)?"
+    r"(?:(?:period|quarter)\s+)?(?:(?:of|in)\s+)?$",
+    re.I,
+)
+_COMPARED = re.compile(
+    r"\b(?:compared|comparison|versus|vs\.?|than|prior|previous|preceding|a\s+year\s+(?:ago|earlier))\b", re.I
+)
+# A year that names a quarter with the words before it: "compared to the same quarter in 2022" (the quarter its
+# sentence named before), "the first nine months of 2023" (the year to its third quarter's end).
+_SAME_QUARTER = re.compile(
+    r"\bsame\s+(?:fiscal\s+)?quarter\s+(?:of\s+|in\s+)(?:the\s+)?(?:fiscal\s+)?(?:year\s+)?$", re.I
+)
+_MONTHS_OF = re.compile(
+    r"\b(three|six|nine)\s+months\s+(?:of\s+|in\s+)(?:the\s+)?(?:fiscal\s+)?(?:years?\s+)?(?:\d{4}\s+and\s+)?$", re.I
+)
+_MONTHS_COUNTED = {"three": 3, "six": 6, "nine": 9}
+_AS_OF = re.compile(r"\b(?:as\s+of|as\s+at)\s+$", re.I)
+_DAYS_OFF = 7  # a 52-53 week year ends its quarters on other days than the year before
+_LATER_EVENTS = 60  # days after its period's end that a filing reports events up to (it is filed within 40-45)
 _SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
 
 
@@ -293,6 +324,32 @@ def _passage(number: int, chunk: RetrievedChunk) -> _Passage:
     return _Passage(number, chunk, *_read_passage(chunk.text))
 
 
+@dataclass(frozen=True)
+class _Period:
+    """The period a source's document reports on, as its metadata says."""
+
+    fiscal: tuple[int, int]  # (fiscal year, fiscal quarter)
+    quarters: frozenset[tuple[int, int]]  # (year, quarter)s a reader may name it by (DocMetadata.own_quarters)
+    end: date | None
+    label: str  # what a reader is shown as the span that holds it ("Apple Inc. (AAPL) | Form 10-Q | Q3 2023 | ...")
+
+
+def _period(chunk: RetrievedChunk) -> _Period | None:
+    """Its document's period, None for a document of no quarter (a report, a page with no metadata)."""
+    if not (chunk.metadata.get("fiscal_year") and chunk.metadata.get("fiscal_quarter")):
+        return None
+    return _read_period(chunk.file, json.dumps(chunk.metadata, sort_keys=True))
+
+
+@lru_cache(maxsize=1024)
+def _read_period(file: str, metadata: str) -> _Period:
+    """Kept per document: every passage of a filing has the same."""
+    meta = DocMetadata.model_validate_json(metadata)
+    end = date.fromisoformat(meta.period_end) if meta.period_end else None
+    fiscal = (meta.fiscal_year or 0, meta.fiscal_quarter or 0)  # both given: _period asks
+    return _Period(fiscal, frozenset(meta.own_quarters()), end, chunk_header(meta, file))
+
+
 def _words(text: str) -> set[str]:
     """What a stretch of text is about: its longer words (lower case, a plural's s dropped), Chinese as pairs of
     characters."""
@@ -347,7 +404,20 @@ def _matches(passage: _Passage, figure: Figure, about: set[str]) -> Iterator[Fig
 
 
 def _common_words(passages: Sequence[_Passage]) -> set[str]:
-    """Words in more than half of the passages, where there are at least three."""
+    """Words that say nothing about which line is meant: the names of the sources' documents' companies where their
+    metadata gives them, else words in more than half of the passages (where there are at least three)."""
+    names = {
+        name
+        for p in passages
+        for name in [
+            p.chunk.metadata.get("company"),
+            p.chunk.metadata.get("ticker"),
+            *(p.chunk.metadata.get("aliases") or []),
+        ]
+        if name
+    }
+    if names:
+        return set().union(*(_words(name) for name in names))
     if len(passages) < 3:
         return set()
     counts = Counter(word for p in passages for word in _passage_words(p.chunk.text))
@@ -357,6 +427,128 @@ def _common_words(passages: Sequence[_Passage]) -> set[str]:
 @lru_cache(maxsize=1024)
 def _passage_words(text: str) -> frozenset[str]:
     return frozenset(_words(text))
+
+
+@dataclass(frozen=True)
+class _AsOf:
+    """A date balances are stated at ("as of September 30, 2023"), where "the quarter ended" names a period's end."""
+
+    day: date
+
+
+_Named = tuple[int, int] | date | _AsOf  # a quarter, a period's end, a balance's date
+
+
+def _named_period(
+    answer: str, figure: Figure, sentence_start: int, mentions: Sequence[tuple[int, int, tuple[int, int]]]
+) -> tuple[_Named, bool] | None:
+    """The period ``figure`` names, if it names one: a (year, quarter) for the year of "Q3 2023", a date for one
+    after "the quarter ended" or "as of"; and whether it is named as the period compared against. None: it names no
+    period."""
+    named: _Named
+    if figure.kind == "year":
+        around = [m for m in mentions if m[0] <= figure.start and figure.end <= m[1]]
+        before = answer[sentence_start : figure.start]
+        earlier = [m[2][1] for m in mentions if sentence_start <= m[0] and m[1] <= figure.start]
+        if around:
+            start, named = around[0][0], around[0][2]
+        elif _SAME_QUARTER.search(before) and earlier:
+            return (
+                int(figure.value),
+                earlier[-1],
+            ), True  # "the third quarter of 2023 compared to the same quarter in 2022"
+        elif months := _MONTHS_OF.search(before):
+            start, named = sentence_start + months.start(), (int(figure.value), _MONTHS_COUNTED[months[1].lower()] // 3)
+        else:
+            return None
+    elif figure.kind == "date":
+        value = int(figure.value)
+        start, day = figure.start, date(value // 10000, value // 100 % 100, value % 100)
+        before = answer[max(0, figure.start - 40) : figure.start]
+        if _PERIOD_ENDED.search(before):
+            named = day
+        elif _AS_OF.search(before):
+            named = _AsOf(day)
+        else:
+            return None
+    else:
+        return None
+    before = answer[sentence_start:start]
+    return named, bool(_COMPARED_JUST_BEFORE.search(before[-40:]) or _COMPARED.search(before))
+
+
+def _a_year_before(said: _Named, then: _Named) -> bool:
+    """Whether ``said`` is the period of a year before ``then`` (a 52-53 week year's quarter may end some days off)."""
+    if isinstance(said, tuple):
+        return isinstance(then, tuple) and (said[0] + 1, said[1]) == then
+    day = said.day if isinstance(said, _AsOf) else said
+    other = then.day if isinstance(then, _AsOf) else then
+    return isinstance(other, date) and abs((day - other + timedelta(days=365)).days) <= _DAYS_OFF
+
+
+def _reports(period: _Period, named: _Named, a_year_before: bool) -> bool:
+    """Whether the document reports on ``named`` as its own period or (``a_year_before``) as the same period a year
+    before, which every filing prints beside its own."""
+    if isinstance(named, tuple):
+        return any(_a_year_before(named, then) if a_year_before else named == then for then in period.quarters)
+    if period.end is None:
+        return False
+    if a_year_before:
+        return _a_year_before(named, period.end)
+    if isinstance(named, date):
+        return named == period.end
+    return _states_balances_at(named.day, period.end, period.fiscal[1])
+
+
+def _states_balances_at(day: date, end: date, fiscal_quarter: int) -> bool:
+    """Whether a filing states balances as of ``day``: its period's end, the end of the fiscal year before (the
+    balance sheet's other column) or, in the weeks after, a later event it reports ("as of October 20, 2022, $36.1
+    billion remained")."""
+    months = end.year * 12 + end.month - 1 - 3 * fiscal_quarter
+    year_end = date(months // 12, months % 12 + 1, 1) + timedelta(days=end.day - 1)
+    return 0 <= (day - end).days <= _LATER_EVENTS or abs((day - year_end).days) <= _DAYS_OFF
+
+
+def _ahead(named: _Named, periods: Sequence[tuple[_Passage, _Period]]) -> bool:
+    """A quarter after the latest the sources report on, within a year: what a filing's outlook speaks of ("sales ...
+    expected to decline in the fourth quarter of fiscal year 2024")."""
+    if not isinstance(named, tuple):
+        return False
+    year, quarter = max(period.fiscal for _, period in periods)
+    return 0 < named[0] * 4 + named[1] - (year * 4 + quarter) <= 4
+
+
+def _check_periods(
+    answer: str,
+    found: Sequence[Figure],
+    checks: Sequence[FigureCheck],
+    sentences: Sequence[tuple[int, int]],
+    periods: Sequence[tuple[_Passage, _Period]],
+    cited: Sequence[int],
+) -> None:
+    """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
+    on, as its own or as the one a sentence compares with, or a quarter its outlook speaks of: every filing prints
+    last year's figures beside its own, so the year alone is on its pages either way."""
+    mentions = quarter_mentions(answer)
+    named = [_named_period(answer, f, sentence[0], mentions) for f, sentence in zip(found, sentences, strict=True)]
+    # The sources' own periods each sentence named: the same periods a year before, named later, compare with them.
+    naming_own: dict[tuple[int, int], list[_Named]] = {}
+    for check, sentence, period_named in zip(checks, sentences, named, strict=True):
+        if period_named is None or check.status == "cut_off":
+            continue
+        said, compared = period_named
+        reported = [(p, period) for p, period in periods if _reports(period, said, False)]
+        if reported:
+            naming_own.setdefault(sentence, []).append(said)
+        elif compared or any(_a_year_before(said, then) for then in naming_own.get(sentence, [])):
+            reported = [(p, period) for p, period in periods if _reports(period, said, True)]
+        if reported and check.status == "supported":
+            passage, period = reported[0]
+            check.source, check.cited = passage.number, passage.number in cited
+            check.file, check.page, check.span = passage.chunk.file, passage.chunk.page, period.label
+            continue
+        if not (reported or _ahead(said, periods)):
+            check.status, check.source, check.file, check.page, check.span = "unsupported", None, None, None, None
 
 
 def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
@@ -425,6 +617,9 @@ def check_figures(
         held = column_years.get(sentence)
         if figure.kind in ("date", "year") and held and _year(figure) not in held:
             check.status, check.source, check.file, check.page, check.span = "unsupported", None, None, None, None
+    periods = [(p, period) for p in order if (period := _period(p.chunk))]
+    if periods:
+        _check_periods(answer, found, checks, sentences, periods, cited)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]

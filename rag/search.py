@@ -139,7 +139,7 @@ class Searcher:
         ids, texts = self.store.strings(rows, "chunk_id"), self.store.strings(rows, "text")
         held = self.store.chunks.iloc[rows]
         return [
-            RetrievedChunk(chunk_id, str(file), int(page), float(score), text)
+            RetrievedChunk(chunk_id, str(file), int(page), float(score), text, self.store.metadata_of(str(file)))
             for chunk_id, file, page, text, (_, score) in zip(
                 ids, held["file"], held["page"], texts, ranked, strict=True
             )
@@ -153,7 +153,7 @@ class Searcher:
             return None
         rows = rows[np.argsort(held["chunk_index"].to_numpy()[rows], kind="stable")]
         text = "\n".join(self.store.read(rows, ["text"])["text"])
-        return RetrievedChunk(f"{file}#page={page}", file, page, 0.0, text)
+        return RetrievedChunk(f"{file}#page={page}", file, page, 0.0, text, self.store.metadata_of(file))
 
     # ---- filters ------------------------------------------------------------------------------
 

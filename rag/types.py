@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.filters import Filters
 
@@ -27,6 +27,8 @@ class RetrievedChunk:
     page: int
     score: float
     text: str
+    # Its document's metadata (rag.doc_metadata.FIELDS it has): the period an answer's "Q3 2023" is checked against.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from ingest.metadata_extraction import extract_metadata
 from ingest.pdf_pages import read_pdf_pages
 from rag.answering import AnswerPipeline
 from rag.config import PdfConfig
@@ -20,6 +21,14 @@ def apple_pages(sec_docs) -> list[RetrievedChunk]:
     """Every page of Apple's 10-Q for the quarter ended July 1, 2023, as sources [1], [2], ..."""
     texts = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig()).texts
     return [RetrievedChunk(f"p{i}", "2023 Q3 AAPL.pdf", i, 0.0, t) for i, t in enumerate(texts, 1)]
+
+
+@pytest.fixture(scope="module")
+def apple_filing(sec_docs) -> list[RetrievedChunk]:
+    """The same pages with the metadata ingestion reads from the filing: fiscal Q3 2023, ended July 1, 2023."""
+    doc = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig())
+    meta = extract_metadata("2023 Q3 AAPL.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
+    return [RetrievedChunk(f"p{i}", "2023 Q3 AAPL.pdf", i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
 
 
 def _statuses(answer: str, sources: list[RetrievedChunk], **kwargs) -> dict[str, str]:
@@ -78,6 +87,40 @@ def test_a_year_that_heads_another_column_is_not_supported(apple_pages):
     # A fiscal year is named by the year it ends in: its quarter's column may be headed by the year before.
     fiscal = "Apple's total net sales were $81,797 million in the third quarter of fiscal 2024."
     assert _statuses(fiscal, statement)["$81,797 million"] == "supported"
+
+
+def test_a_quarter_named_must_be_one_the_filing_reports_on(apple_pages, apple_filing):
+    shifted = "In the third quarter of 2022, the Company announced a new product line."
+    # The filing prints the year-ago quarter beside its own, so the year is on its pages: only its period can tell.
+    assert _statuses(shifted, apple_pages) == {"2022": "supported"}
+    assert _statuses(shifted, apple_filing) == {"2022": "unsupported"}
+    own = check_figures(shifted.replace("2022", "2023"), apple_filing).checks[0]
+    assert own.status == "supported" and own.span is not None
+    assert own.span.startswith("Apple Inc.") and "Q3 2023 | period ended 2023-07-01" in own.span
+    compared = "Net sales fell in the third quarter of 2023 compared to the same quarter in 2022, and from Q3 2021."
+    assert _statuses(compared, apple_filing) == {"2023": "supported", "2022": "supported", "2021": "unsupported"}
+    outlook = "The Company expects lower sales in the fourth quarter of fiscal 2023 than in the fourth quarter of 2021."
+    assert _statuses(outlook, apple_filing) == {"2023": "supported", "2021": "unsupported"}
+
+
+def test_a_date_named_as_a_period_s_end_or_a_balance_s(apple_pages, apple_filing):
+    answer = (
+        "For the quarter ended July 1, 2023, sales fell. For the quarter ended June 25, 2022, they rose. "
+        "Sales fell in the quarter ended July 1, 2023, compared to the quarter ended June 25, 2022. "
+        "As of July 1, 2023, and as of September 24, 2022, the Company held cash; as of June 25, 2022, it held less."
+    )
+    checks = [(c.text, c.status) for c in check_figures(answer, apple_filing).checks]
+    assert checks == [
+        ("July 1, 2023", "supported"),  # the filing's period
+        ("June 25, 2022", "unsupported"),  # the year-ago quarter, named as this one
+        ("July 1, 2023", "supported"),
+        ("June 25, 2022", "supported"),  # the year-ago quarter, named as the one compared against
+        ("July 1, 2023", "supported"),
+        ("September 24, 2022", "supported"),  # the fiscal year's start: the balance sheet's other column
+        ("June 25, 2022", "unsupported"),  # no balance sheet of the filing is stated then
+    ]
+    # Without the filing's period, a date on its pages is all the check can ask for.
+    assert {c.status for c in check_figures(answer, apple_pages).checks} == {"supported"}
 
 
 def test_a_change_computed_from_two_cited_figures(apple_pages):

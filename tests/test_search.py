@@ -43,6 +43,10 @@ def test_question_names_company_and_period(searcher):
     )
     unfiltered = searcher.search(APPLE_Q3, 5, auto_filters=False)
     assert unfiltered.filters == {} and unfiltered.matched == []
+    # Each hit carries its document's metadata: the figure check reads the period it reports on from it.
+    meta = found.chunks[0].metadata
+    assert (meta["fiscal_year"], meta["fiscal_quarter"], meta["period_end"]) == (2023, 3, "2023-07-01")
+    assert searcher.page("2023 Q3 AAPL.pdf", 1).metadata == meta
 
 
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])

@@ -148,6 +148,18 @@ def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
         statement + 6,
     ]
 
+    # The collection's pages carry their filing's period: a quarter the filing does not report on is not supported,
+    # though its year heads the page's year-ago columns.
+    periods = "In the third quarter of 2023 net sales were $81.8 billion [1]; in the third quarter of 2022 they fell."
+    r = httpx.post(f"{url}/v1/verify", json={"answer": periods, "citations": cited[:1]}, headers=AUTH, timeout=60)
+    checks = r.json()["checks"]
+    assert [(c["text"], c["status"]) for c in checks] == [
+        ("2023", "supported"),
+        ("$81.8 billion", "supported"),
+        ("2022", "unsupported"),
+    ]
+    assert "Q3 2023 | period ended 2023-07-01" in checks[0]["span"]
+
     texts = {"answer": "Net income was $19.9 billion.", "sources": [{"text": pages[statement - 1]}]}
     by_text = httpx.post(f"{url}/v1/verify", json=texts, headers=AUTH, timeout=60).json()
     assert [c["status"] for c in by_text["checks"]] == ["supported"]

@@ -78,19 +78,24 @@ def dates_in(text: str) -> list[str]:
     return [d for _, d in sorted(found) if d]
 
 
-def quarters_in(text: str) -> list[tuple[int, int]]:
-    """Every (year, quarter) the text names, in order of appearance."""
-    found: list[tuple[int, tuple[int, int]]] = []
+def quarter_mentions(text: str) -> list[tuple[int, int, tuple[int, int]]]:
+    """Every (start, end, (year, quarter)) the text names, in order of appearance."""
+    found: list[tuple[int, int, tuple[int, int]]] = []
     for pattern in QUARTER_OF_YEAR:
         for m in pattern.finditer(text):
             quarter, y = m.group(1), m.group(2) or m.group(3)
             q = int(quarter) if quarter.isdigit() else ORDINALS[quarter.lower()]
-            found.append((m.start(), (year(y), q)))
-    found += [(m.start(), (int(m.group(1)), int(m.group(2)))) for m in YEAR_QUARTER.finditer(text)]
+            found.append((m.start(), m.end(), (year(y), q)))
+    found += [(m.start(), m.end(), (int(m.group(1)), int(m.group(2)))) for m in YEAR_QUARTER.finditer(text)]
     for m in ZH_QUARTER.finditer(text):
         quarter = next(g for g in m.groups()[1:] if g)
-        found.append((m.start(), (int(m.group(1)), _ZH_NUMERALS.get(quarter) or int(quarter))))
-    return [p for _, p in sorted(found)]
+        found.append((m.start(), m.end(), (int(m.group(1)), _ZH_NUMERALS.get(quarter) or int(quarter))))
+    return sorted(found)
+
+
+def quarters_in(text: str) -> list[tuple[int, int]]:
+    """Every (year, quarter) the text names, in order of appearance."""
+    return [p for _, _, p in quarter_mentions(text)]
 
 
 def fiscal_years_in(text: str) -> list[int]:

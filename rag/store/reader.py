@@ -207,6 +207,18 @@ class IndexStore:
         # Each run's rows: its start repeated, plus the position within it.
         return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
+    def metadata_of(self, file: str) -> dict:
+        """``file``'s metadata as plain values (lists, not arrays), without the fields it lacks: what a search result
+        carries of its document."""
+        return self._metadata.get(file, {})
+
+    @cached_property
+    def _metadata(self) -> dict[str, dict]:
+        return {
+            row["file"]: {k: list(v) if isinstance(v, np.ndarray) else v for k in FIELDS if (v := row[k]) is not None}
+            for row in self.files.to_dict("records")
+        }
+
     @cached_property
     def _file_runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
         """Where each run of rows of one file starts and ends, the file of each run (its position in the last) and
