@@ -12,9 +12,12 @@ When a figure is supported (docs/figures.md has every rule, and what they leave 
 - a passage's bare numbers count at face value and, where the passage says "in thousands", "in millions" or "in
   billions" (a table's header) or 单位：万元/亿元, at that scale too;
 - signs are ignored: tables write a loss as "(1,234)", an answer as "a loss of $1,234 million";
-- the passage's line holding it shares a word with the answer's sentence (words most passages share do not count);
-- a date matches the same day written any of the ways above; a year matches the year anywhere in a passage, unless
-  the tables put its sentence's values under other years (a column's year binds its values);
+- the passage's line holding it shares a word with the answer's sentence (the sources' company names do not count);
+- a date matches the same day written any of the ways above; a year matches the year on a line about the same thing,
+  unless the tables put its sentence's values under other years (a column's year binds its values);
+- a period the answer names ("Q3 2023", "the quarter ended July 1, 2023", "as of September 24, 2022") is one a
+  source's document reports on, as its metadata says: its own, the year-ago one its sentence compares with, or, for a
+  balance, the fiscal year's start; a year then stands anywhere in the filing, as every column's header prints it;
 - an amount or percentage that is the change between two other figures of the answer (their difference, or the
   percentage change from the first to the second) is supported as derived from them.
 The passages the answer cites ([n]) are searched first, then the others.
@@ -109,6 +112,17 @@ _PLAIN_WORDS = {
     *(w for w in _SCALES if w.isascii()),
     *_FILLER.split(),
 }
+# What filings and answers call the same line by other names: an answer's "R&D" or "revenue" is the statement's
+# "Research and development" or "Net sales".
+_SAME_THING = {
+    "r&d": {"research", "development"},
+    "sg&a": {"selling", "general", "administrative"},
+    "revenue": {"sale"},
+    "sale": {"revenue"},
+    "eps": {"earning", "share"},
+    "capex": {"capital", "expenditure"},
+}
+_ABBREVIATED = re.compile(r"\b(?:R&D|SG&A|EPS|capex)\b", re.I)
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
 # A date that ends the period an answer reports on ("the quarter ended July 1, 2023"), not any date ("as of", "on").
 _PERIOD_ENDED = re.compile(
@@ -364,6 +378,12 @@ def _words(text: str) -> set[str]:
     return out
 
 
+def _about(sentence: str) -> set[str]:
+    """What an answer's sentence says its figures measure: its words, and the names filings give the same things."""
+    words = _words(sentence) | {m.lower() for m in _ABBREVIATED.findall(sentence)}
+    return words | set().union(*(_SAME_THING.get(w, set()) for w in words))
+
+
 def _singular(word: str) -> str:
     if word.endswith("ies"):
         return word[:-3] + "y"
@@ -387,7 +407,7 @@ def _line(text: str, start: int, end: int) -> str:
 
 def _matches(passage: _Passage, figure: Figure, about: set[str]) -> Iterator[Figure]:
     """The figures of ``passage`` that hold the value of ``figure``, on a line that shares a word with ``about`` (what
-    the answer's sentence says the figure measures) unless the figure is a date or a year."""
+    the answer's sentence says the figure measures) unless the figure is a date or ``about`` is empty."""
     if figure.kind not in ("date", "year") and abs(figure.value) <= figure.tolerance:
         return  # "$0.0 billion": within its rounding of every small number
     kind = "amount" if figure.kind == "number" else figure.kind
@@ -396,9 +416,7 @@ def _matches(passage: _Passage, figure: Figure, about: set[str]) -> Iterator[Fig
         if not same and figure.kind == "number" and there.kind != "date":
             same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
         if same and (
-            figure.kind in ("date", "year")
-            or not about
-            or about & _words(_line(passage.chunk.text, there.start, there.end))
+            figure.kind == "date" or not about or about & _words(_line(passage.chunk.text, there.start, there.end))
         ):
             yield there
 
@@ -437,6 +455,17 @@ class _AsOf:
 
 
 _Named = tuple[int, int] | date | _AsOf  # a quarter, a period's end, a balance's date
+
+
+def _ends_of_quarter(
+    figure: Figure, mentions: Sequence[tuple[int, int, tuple[int, int]]], periods: Sequence[tuple[_Passage, _Period]]
+) -> set[int]:
+    """For the year of a quarter named ("Q1 2023"), the years the periods of the sources whose own quarter it is end
+    in."""
+    if figure.kind != "year":
+        return set()
+    around = [q for start, end, q in mentions if start <= figure.start and figure.end <= end]
+    return {period.end.year for _, period in periods if around and around[0] in period.quarters and period.end}
 
 
 def _named_period(
@@ -523,13 +552,13 @@ def _check_periods(
     found: Sequence[Figure],
     checks: Sequence[FigureCheck],
     sentences: Sequence[tuple[int, int]],
+    mentions: Sequence[tuple[int, int, tuple[int, int]]],
     periods: Sequence[tuple[_Passage, _Period]],
     cited: Sequence[int],
 ) -> None:
     """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
     on, as its own or as the one a sentence compares with, or a quarter its outlook speaks of: every filing prints
     last year's figures beside its own, so the year alone is on its pages either way."""
-    mentions = quarter_mentions(answer)
     named = [_named_period(answer, f, sentence[0], mentions) for f, sentence in zip(found, sentences, strict=True)]
     # The sources' own periods each sentence named: the same periods a year before, named later, compare with them.
     naming_own: dict[tuple[int, int], list[_Named]] = {}
@@ -587,6 +616,13 @@ def check_figures(
     for figure, sentence in zip(found, sentences, strict=True):
         if figure.kind in ("date", "year"):
             years.setdefault(sentence, set()).add(_year(figure))
+    periods = [(p, period) for p in order if (period := _period(p.chunk))]
+    # A quarter named that is a source's own heads its columns with the year its period ends in: Apple's fiscal Q1
+    # 2023 is the column "December 31, 2022".
+    mentions = quarter_mentions(answer)
+    ends = [_ends_of_quarter(f, mentions, periods) for f in found]
+    for figure_ends, sentence in zip(ends, sentences, strict=True):
+        years.setdefault(sentence, set()).update(figure_ends)
     column_years: dict[tuple[int, int], set[int]] = {}  # years heading the columns a sentence's values were found in
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
     # Values first: a year's check reads the columns they were found in.
@@ -597,7 +633,9 @@ def check_figures(
             continue
         # What the figure measures: its sentence says, or the answer's first one, where a list of figures is introduced;
         # less the words most sources share (the company's name), which say nothing about which line is meant.
-        about = (_words(answer[slice(*sentence)]) | _words(_sentence(answer, 0, 0))) - common
+        about = (_about(answer[slice(*sentence)]) | _about(_sentence(answer, 0, 0))) - common
+        if figure.kind == "year" and periods:
+            about = set()  # the sources' periods decide what a year names (_check_periods), wherever it stands
         named = years.get(sentence, set())
         if re.search(r"\bfiscal\b|财年|财政年度", answer[slice(*sentence)], re.I):
             # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.
@@ -615,11 +653,10 @@ def check_figures(
             if check.status == "supported":
                 break
         held = column_years.get(sentence)
-        if figure.kind in ("date", "year") and held and _year(figure) not in held:
+        if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.status, check.source, check.file, check.page, check.span = "unsupported", None, None, None, None
-    periods = [(p, period) for p in order if (period := _period(p.chunk))]
     if periods:
-        _check_periods(answer, found, checks, sentences, periods, cited)
+        _check_periods(answer, found, checks, sentences, mentions, periods, cited)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]

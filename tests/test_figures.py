@@ -14,6 +14,7 @@ from rag.answering import AnswerPipeline
 from rag.config import PdfConfig
 from rag.figures import check_figures, figures
 from rag.types import AnswerRequest, Finished, RetrievedChunk, SearchResult, Usage
+from tests.test_languages import ZH_DOCS
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,25 @@ def test_a_quarter_named_must_be_one_the_filing_reports_on(apple_pages, apple_fi
     assert _statuses(outlook, apple_filing) == {"2023": "supported", "2021": "unsupported"}
 
 
+def test_a_fiscal_quarter_s_columns_are_dated_by_its_end(sec_docs):
+    """Apple's fiscal first quarter of 2023 ended December 31, 2022: its statement's column says 2022."""
+    doc = read_pdf_pages(sec_docs / "2023 Q1 AAPL.pdf", PdfConfig())
+    meta = extract_metadata("2023 Q1 AAPL.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
+    statement = next(t for t in doc.texts if "Total net sales 117,154" in t)
+    answer = "Apple's total net sales for Q1 2023 were $117,154 million."
+    without = RetrievedChunk("s", "2023 Q1 AAPL.pdf", 1, 0.0, statement)
+    assert _statuses(answer, [without]) == {"2023": "unsupported", "$117,154 million": "unsupported"}
+    with_period = RetrievedChunk("s", "2023 Q1 AAPL.pdf", 1, 0.0, statement, meta)
+    assert _statuses(answer, [with_period]) == {"2023": "supported", "$117,154 million": "supported"}
+
+
+def test_what_filings_call_by_other_names(apple_pages):
+    statement = apple_pages[3:4]
+    assert _statuses("R&D spending was $7,442 million.", statement) == {"$7,442 million": "supported"}
+    assert _statuses("Its revenue was $81,797 million.", statement) == {"$81,797 million": "supported"}
+    assert _statuses("Its spending was $7,442 million.", statement) == {"$7,442 million": "unsupported"}
+
+
 def test_a_date_named_as_a_period_s_end_or_a_balance_s(apple_pages, apple_filing):
     answer = (
         "For the quarter ended July 1, 2023, sales fell. For the quarter ended June 25, 2022, they rose. "
@@ -146,6 +166,17 @@ def test_chinese_figures_with_wan_and_yi():
     answer = "营业收入为35.6亿元，净利润为4.2亿元。"
     assert _statuses(answer, [source]) == {"35.6亿": "supported", "4.2亿": "supported"}
     assert _statuses("营业收入为36.6亿元。", [source]) == {"36.6亿": "unsupported"}
+
+
+def test_a_year_in_prose_stands_on_a_line_about_the_same_thing():
+    """A page of articles holds many years; without a period to read from the sources, the year's line decides."""
+    article = ZH_DOCS / "百科-trial-002.pdf"
+    texts = read_pdf_pages(article, PdfConfig(), ocr=False).texts
+    pages = [RetrievedChunk(f"p{i}", article.name, i, 0.0, t) for i, t in enumerate(texts, 1)]
+    answer = "2008年，欧盟批准猴面包树果实作为果汁和谷物棒的成分。"
+    assert _statuses(answer, pages) == {"2008": "supported"}
+    assert any("2007" in t for t in texts)  # in the same article, about other things
+    assert _statuses(answer.replace("2008", "2007"), pages) == {"2007": "unsupported"}
 
 
 class _Written:
