@@ -176,7 +176,8 @@ class FigureCheck:
     source: int | None = None  # 1-based, into the sources the answer was given
     file: str | None = None
     page: int | None = None
-    span: str | None = None  # the line of the source that holds it
+    span: str | None = None  # the line of the source that holds it, or (held_by "period") its document's period
+    held_by: str = "line"  # or "period": a period the answer names, found in its source's document's metadata
     cited: bool = False  # found in a source the answer cites
     derived_from: list[str] = field(default_factory=list)  # the two figures it is the change between
 
@@ -575,6 +576,7 @@ def _check_periods(
             passage, period = reported[0]
             check.source, check.cited = passage.number, passage.number in cited
             check.file, check.page, check.span = passage.chunk.file, passage.chunk.page, period.label
+            check.held_by = "period"
             continue
         if not (reported or _ahead(said, periods)):
             check.status, check.source, check.file, check.page, check.span = "unsupported", None, None, None, None

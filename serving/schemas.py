@@ -65,7 +65,14 @@ class FigureCheckInfo(BaseModel):
     source: int | None = Field(None, description="The [n] of the source that holds it")
     file: str | None = None
     page: int | None = None
-    span: str | None = Field(None, description="The line of the source (a sentence, a table row) that holds it")
+    span: str | None = Field(
+        None,
+        description="The line of the source (a sentence, a table row) that holds it; for a period, the period its "
+        "source's document reports on",
+    )
+    held_by: Literal["line", "period"] = Field(
+        "line", description="period: a period the answer names, found in the metadata of its source's document"
+    )
     cited: bool = Field(False, description="The answer cites the source that holds it")
     derived_from: list[str] = Field(
         default_factory=list, description="Two figures of the answer it is the change between, when not held itself"
