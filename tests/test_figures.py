@@ -143,6 +143,21 @@ def test_a_date_named_as_a_period_s_end_or_a_balance_s(apple_pages, apple_filing
     assert {c.status for c in check_figures(answer, apple_pages).checks} == {"supported"}
 
 
+def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
+    """Two pages a search would give: the statement of equity's "Cash dividends declared ... (2,036)" rounds to $2.0
+    billion and shares "cash" with the sentence, but the prose line about the commercial paper shares far more."""
+    texts = read_pdf_pages(sec_docs / "2023 Q1 INTC.pdf", PdfConfig()).texts
+    equity, liquidity = (
+        next(i for i, t in enumerate(texts, 1) if line in t) for line in ("Cash dividends declared", "settled in cash")
+    )
+    pages = [RetrievedChunk(f"p{i}", "2023 Q1 INTC.pdf", i, 0.0, texts[i - 1]) for i in (equity, liquidity)]
+    answer = "Intel settled in cash $2.9 billion of its commercial paper and had $1.0 billion outstanding."
+    right = check_figures(answer, pages).checks[0]
+    assert (right.status, right.page) == ("supported", liquidity)
+    assert "Cash dividends declared" in texts[equity - 1] and "(2,036)" in texts[equity - 1]
+    assert _statuses(answer.replace("$2.9", "$2.0"), pages)["$2.0 billion"] == "unsupported"
+
+
 def test_a_change_computed_from_two_cited_figures(apple_pages):
     answer = (
         "Research and development rose from $6,797 million to $7,442 million, an increase of $645 million, or 9.5%."
