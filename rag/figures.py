@@ -182,6 +182,11 @@ class FigureCheck:
     cited: bool = False  # found in a source the answer cites
     derived_from: list[str] = field(default_factory=list)  # the two figures it is the change between
 
+    def withdraw(self) -> None:
+        """Not supported after all, by a rule that reads more than the line that held it."""
+        self.status, self.source, self.file, self.page, self.span = "unsupported", None, None, None, None
+        self.held_by = "line"
+
 
 @dataclass
 class FigureReport:
@@ -514,11 +519,8 @@ def _named_period(
         earlier = [m[2][1] for m in mentions if sentence_start <= m[0] and m[1] <= figure.start]
         if around:
             start, named = around[0][0], around[0][2]
-        elif _SAME_QUARTER.search(before) and earlier:
-            return (
-                int(figure.value),
-                earlier[-1],
-            ), True  # "the third quarter of 2023 compared to the same quarter in 2022"
+        elif _SAME_QUARTER.search(before) and earlier:  # "Q3 2023, compared to the same quarter in 2022"
+            return (int(figure.value), earlier[-1]), True
         elif months := _MONTHS_OF.search(before):
             start, named = sentence_start + months.start(), (int(figure.value), _MONTHS_COUNTED[months[1].lower()] // 3)
         else:
@@ -611,7 +613,7 @@ def _check_periods(
             check.held_by = "period"
             continue
         if not (reported or _ahead(said, periods)):
-            check.status, check.source, check.file, check.page, check.span = "unsupported", None, None, None, None
+            check.withdraw()
 
 
 def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
@@ -666,7 +668,7 @@ def check_figures(
             check.status = "cut_off"
             continue
         # What the figure measures: its sentence says, or the answer's first one, where a list of figures is introduced;
-        # less the words most sources share (the company's name), which say nothing about which line is meant.
+        # less the sources' company names, which say nothing about which line is meant.
         about = (_about(answer[slice(*sentence)]) | _about(_sentence(answer, 0, 0))) - common
         if figure.kind == "year" and periods:
             about = set()  # the sources' periods decide what a year names (_check_periods), wherever it stands
@@ -689,7 +691,7 @@ def check_figures(
                 break
         held = column_years.get(sentence)
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
-            check.status, check.source, check.file, check.page, check.span = "unsupported", None, None, None, None
+            check.withdraw()
     if periods:
         _check_periods(answer, found, checks, sentences, mentions, periods, cited)
     for figure, check in zip(found, checks, strict=True):
