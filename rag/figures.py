@@ -63,6 +63,10 @@ _MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _DATE_WORDS = re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}}),?\s+(\d{{4}})\b", re.I)
 _DATE_ISO = re.compile(r"(?<![\d-])(\d{4})-(\d{2})-(\d{2})(?![\d-])")
 _DATE_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+# A month written without its day ("August 2022", "2023年7月") stands for any of its days: its middle, give or take.
+_MONTH_WORDS = re.compile(rf"\b({_MONTH})\.?\s+(\d{{4}})\b", re.I)
+_MONTH_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月")
+_MID_MONTH, _A_MONTH = 16, 15.5
 # Spans that hold digits but no figure: citations, file names, form and item names, identifiers joined to words.
 _NOT_FIGURES = re.compile(
     r"\[\d+\]|[^,:;(\[\n]*\.pdf\b|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule)\s+\d+[A-Z]?\b"
@@ -209,16 +213,27 @@ def _date(year: str, month: int, day: str) -> float | None:
     return float(y * 10000 + month * 100 + d) if 1 <= month <= 12 and 1 <= d <= 31 else None
 
 
-def _dates(text: str) -> Iterator[tuple[int, int, float]]:
+def _dates(text: str) -> list[tuple[int, int, float, float]]:
+    """(start, end, value as YYYYMMDD, tolerance) of each date: a day, or a month written without its day."""
+    found = []
     for match in _DATE_WORDS.finditer(text):
         value = _date(match[3], _MONTHS[match[1].lower()], match[2])
         if value:
-            yield match.start(), match.end(), value
+            found.append((match.start(), match.end(), value, 0.5))
     for pattern in (_DATE_ISO, _DATE_HAN):
         for match in pattern.finditer(text):
             value = _date(match[1], int(match[2]), match[3])
             if value:
-                yield match.start(), match.end(), value
+                found.append((match.start(), match.end(), value, 0.5))
+    days = [(start, end) for start, end, _, _ in found]
+    for pattern, year, month in ((_MONTH_WORDS, 2, 1), (_MONTH_HAN, 1, 2)):
+        for match in pattern.finditer(text):
+            number = _MONTHS[match[month].lower()] if month == 1 else int(match[month])
+            if 1 <= number <= 12 and not any(s <= match.start() < e for s, e in days):
+                found.append(
+                    (match.start(), match.end(), int(match[year]) * 10000 + number * 100 + _MID_MONTH, _A_MONTH)
+                )
+    return found
 
 
 def _masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
@@ -231,7 +246,7 @@ def _masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
 
 def figures(text: str, everything: bool = False) -> list[Figure]:
     """The figures of ``text`` in order; ``everything``: bare small integers too (a passage's, to match against)."""
-    found = [Figure(text[s:e], s, e, "date", v, 0.5) for s, e, v in _dates(text)]
+    found = [Figure(text[s:e], s, e, "date", v, tolerance) for s, e, v, tolerance in _dates(text)]
     masked = _masked(text, [(f.start, f.end) for f in found] + [m.span() for m in _NOT_FIGURES.finditer(text)])
     for m in _FIGURE.finditer(masked):
         digits = m["num"].replace(",", "")
@@ -439,6 +454,8 @@ def _matches(passage: _Passage, figure: Figure, about: set[str], shared: int = 1
     kind = "amount" if figure.kind == "number" else figure.kind
     for value, there in passage.values(kind, scaled_only=figure.kind == "amount" and not figure.scale_written):
         same = abs(abs(value) - abs(figure.value)) <= figure.tolerance + 1e-9 * abs(figure.value)
+        if same and figure.kind == "date" and there.tolerance > figure.tolerance:
+            continue  # "March 2023" is no source for "March 16, 2023"
         if not same and figure.kind == "number" and there.kind != "date":
             same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
         if same and (
@@ -525,7 +542,7 @@ def _named_period(
             start, named = sentence_start + months.start(), (int(figure.value), _MONTHS_COUNTED[months[1].lower()] // 3)
         else:
             return None
-    elif figure.kind == "date":
+    elif figure.kind == "date" and figure.tolerance < 1:  # a day: a month ("in March 2023") ends no period
         value = int(figure.value)
         start, day = figure.start, date(value // 10000, value // 100 % 100, value % 100)
         before = answer[max(0, figure.start - 40) : figure.start]

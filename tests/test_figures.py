@@ -158,6 +158,23 @@ def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
     assert _statuses(answer.replace("$2.9", "$2.0"), pages)["$2.0 billion"] == "unsupported"
 
 
+def test_a_month_written_without_its_day(sec_docs):
+    doc = read_pdf_pages(sec_docs / "2023 Q2 AMZN.pdf", PdfConfig())
+    meta = extract_metadata("2023 Q2 AMZN.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
+    pages = [RetrievedChunk(f"p{i}", "2023 Q2 AMZN.pdf", i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
+    answer = "In August 2022, Amazon agreed to acquire iRobot, as amended in July 2023, for about $1.7 billion."
+    assert [(f.text, f.kind) for f in figures(answer)] == [
+        ("August 2022", "date"),
+        ("July 2023", "date"),
+        ("$1.7 billion", "amount"),
+    ]
+    assert set(_statuses(answer, pages).values()) == {"supported"}
+    # The filing's years are on its pages either way; the month with its year is not.
+    assert _statuses(answer.replace("August 2022", "August 2021"), pages)["August 2021"] == "unsupported"
+    # A month is no source for a day of it.
+    assert _statuses(answer.replace("August 2022", "August 16, 2022"), pages)["August 16, 2022"] == "unsupported"
+
+
 def test_a_change_computed_from_two_cited_figures(apple_pages):
     answer = (
         "Research and development rose from $6,797 million to $7,442 million, an increase of $645 million, or 9.5%."
