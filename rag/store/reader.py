@@ -52,6 +52,22 @@ def _file_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return files
 
 
+def _plain_metadata(row: dict) -> dict:
+    """A file's metadata fields as plain values: lists for arrays, whole years and quarters, and no field it lacks
+    (a column with gaps holds NaN there, and its whole numbers as floats: 2023.0)."""
+    out = {}
+    for key in FIELDS:
+        value = row[key]
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            continue
+        if isinstance(value, np.ndarray):
+            value = list(value)
+        elif key in ("fiscal_year", "fiscal_quarter"):
+            value = int(value)
+        out[key] = value
+    return out
+
+
 @dataclass
 class Hit:
     row: int  # position in the version's chunks
@@ -214,10 +230,7 @@ class IndexStore:
 
     @cached_property
     def _metadata(self) -> dict[str, dict]:
-        return {
-            row["file"]: {k: list(v) if isinstance(v, np.ndarray) else v for k in FIELDS if (v := row[k]) is not None}
-            for row in self.files.to_dict("records")
-        }
+        return {row["file"]: _plain_metadata(row) for row in self.files.to_dict("records")}
 
     @cached_property
     def _file_runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
