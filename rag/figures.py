@@ -619,14 +619,16 @@ def _check_periods(
             continue
         said, compared = period_named
         reported = [(p, period) for p, period in periods if _reports(period, said, False)]
+        beside = ""
         if reported:
             naming_own.setdefault(sentence, []).append(said)
         elif compared or any(_a_year_before(said, then) for then in naming_own.get(sentence, [])):
             reported = [(p, period) for p, period in periods if _reports(period, said, True)]
+            beside = ", beside the same period a year before"
         if reported and check.status == "supported":
             passage, period = reported[0]
             check.source, check.cited = passage.number, passage.number in cited
-            check.file, check.page, check.span = passage.chunk.file, passage.chunk.page, period.label
+            check.file, check.page, check.span = passage.chunk.file, passage.chunk.page, period.label + beside
             check.held_by = "period"
             continue
         if not (reported or _ahead(said, periods)):

@@ -100,6 +100,9 @@ def test_a_quarter_named_must_be_one_the_filing_reports_on(apple_pages, apple_fi
     assert own.span.startswith("Apple Inc.") and "Q3 2023 | period ended 2023-07-01" in own.span
     compared = "Net sales fell in the third quarter of 2023 compared to the same quarter in 2022, and from Q3 2021."
     assert _statuses(compared, apple_filing) == {"2023": "supported", "2022": "supported", "2021": "unsupported"}
+    year_ago = check_figures(compared, apple_filing).checks[1]
+    assert year_ago.held_by == "period" and year_ago.span is not None
+    assert year_ago.span.endswith("Q3 2023 | period ended 2023-07-01, beside the same period a year before")
     outlook = "The Company expects lower sales in the fourth quarter of fiscal 2023 than in the fourth quarter of 2021."
     assert _statuses(outlook, apple_filing) == {"2023": "supported", "2021": "unsupported"}
 

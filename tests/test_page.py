@@ -154,7 +154,7 @@ def test_ask_read_the_source_upload_and_delete(service, browser, sec_docs, tmp_p
     if supported:  # a found figure opens its page, with the line that holds it shown above the passage and the PDF
         supported[0].click()
         row = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#source .holding"))[0]
-        said = (" stands here: ", " is the period this document reports on: ")  # a line, or its filing's period
+        said = (" stands here: ", " is a period this document reports on: ")  # a line, or its filing's period
         assert any(row.text.startswith(supported[0].text + how) for how in said), row.text
         wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#source iframe"))
         time.sleep(2)  # the viewer draws the page

@@ -244,7 +244,7 @@ async function openSource(citation, figure = null) {
     const row = document.createElement("p");
     row.className = "holding";
     const label = document.createElement("strong");
-    const where = figure.held_by === "period" ? "is the period this document reports on" : "stands here";
+    const where = figure.held_by === "period" ? "is a period this document reports on" : "stands here";
     label.textContent = `${figure.text} ${where}: `;
     row.append(label, figure.span);
     title.after(row);
