@@ -16,9 +16,7 @@ def _cell(value) -> str:
         return value
     if hasattr(value, "__len__"):
         return "; ".join(map(str, value))
-    if value is None or value != value:  # NaN: pandas' missing number where a column mixes years and gaps
-        return "-"
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)  # 2023.0 -> 2023
+    return "-" if value is None else str(value)
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> None:

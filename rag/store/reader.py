@@ -47,25 +47,17 @@ def _file_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
     files = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["file", *FIELDS])
     files = files.astype(object).where(files.notna(), None)
     for column in ("fiscal_year", "fiscal_quarter"):  # Parquet stores a column with gaps as floats: 2018.0
-        files[column] = [None if v is None else int(v) for v in files[column]]
+        # An object column: a list of ints and Nones would be inferred as floats again, the gaps as NaN.
+        files[column] = pd.Series(
+            [None if v is None else int(v) for v in files[column]], index=files.index, dtype=object
+        )
     files["company_keys"] = company_keys(files)
     return files
 
 
 def _plain_metadata(row: dict) -> dict:
-    """A file's metadata fields as plain values: lists for arrays, whole years and quarters, and no field it lacks
-    (a column with gaps holds NaN there, and its whole numbers as floats: 2023.0)."""
-    out = {}
-    for key in FIELDS:
-        value = row[key]
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            continue
-        if isinstance(value, np.ndarray):
-            value = list(value)
-        elif key in ("fiscal_year", "fiscal_quarter"):
-            value = int(value)
-        out[key] = value
-    return out
+    """A file's metadata fields as plain values (lists, not arrays), without the fields it lacks."""
+    return {k: list(v) if isinstance(v, np.ndarray) else v for k in FIELDS if (v := row[k]) is not None}
 
 
 @dataclass
@@ -224,8 +216,7 @@ class IndexStore:
         return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
     def metadata_of(self, file: str) -> dict:
-        """``file``'s metadata as plain values (lists, not arrays), without the fields it lacks: what a search result
-        carries of its document."""
+        """``file``'s metadata (``_plain_metadata``): what a search result carries of its document."""
         return self._metadata.get(file, {})
 
     @cached_property
