@@ -512,15 +512,22 @@ class _AsOf:
 _Named = tuple[int, int] | date | _AsOf  # a quarter, a period's end, a balance's date
 
 
+def _mention_around(
+    figure: Figure, mentions: Sequence[tuple[int, int, tuple[int, int]]]
+) -> tuple[int, int, tuple[int, int]] | None:
+    """The quarter mention ("Q1 2023", "the third quarter of fiscal 2024") that holds a year figure, if one does."""
+    if figure.kind != "year":
+        return None
+    return next((m for m in mentions if m[0] <= figure.start and figure.end <= m[1]), None)
+
+
 def _ends_of_quarter(
     figure: Figure, mentions: Sequence[tuple[int, int, tuple[int, int]]], periods: Sequence[tuple[_Passage, _Period]]
 ) -> set[int]:
     """For the year of a quarter named ("Q1 2023"), the years the periods of the sources whose own quarter it is end
     in."""
-    if figure.kind != "year":
-        return set()
-    around = [q for start, end, q in mentions if start <= figure.start and figure.end <= end]
-    return {period.end.year for _, period in periods if around and around[0] in period.quarters and period.end}
+    around = _mention_around(figure, mentions)
+    return {period.end.year for _, period in periods if around and around[2] in period.quarters and period.end}
 
 
 def _named_period(
@@ -531,11 +538,11 @@ def _named_period(
     period."""
     named: _Named
     if figure.kind == "year":
-        around = [m for m in mentions if m[0] <= figure.start and figure.end <= m[1]]
+        around = _mention_around(figure, mentions)
         before = answer[sentence_start : figure.start]
         earlier = [m[2][1] for m in mentions if sentence_start <= m[0] and m[1] <= figure.start]
         if around:
-            start, named = around[0][0], around[0][2]
+            start, named = around[0], around[2]
         elif _SAME_QUARTER.search(before) and earlier:  # "Q3 2023, compared to the same quarter in 2022"
             return (int(figure.value), earlier[-1]), True
         elif months := _MONTHS_OF.search(before):
@@ -678,6 +685,10 @@ def check_figures(
     ends = [_ends_of_quarter(f, mentions, periods) for f in found]
     for figure_ends, sentence in zip(ends, sentences, strict=True):
         years.setdefault(sentence, set()).update(figure_ends)
+    # What each sentence's figures measure: its words, or the answer's first sentence's, where a list of figures is
+    # introduced; less the sources' company names, which say nothing about which line is meant.
+    first = _about(_sentence(answer, 0, 0))
+    abouts = {sentence: (_about(answer[slice(*sentence)]) | first) - common for sentence in set(sentences)}
     column_years: dict[tuple[int, int], set[int]] = {}  # years heading the columns a sentence's values were found in
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
     # Values first: a year's check reads the columns they were found in.
@@ -686,9 +697,7 @@ def check_figures(
         if finish_reason == "length" and figure.end >= len(tail):
             check.status = "cut_off"
             continue
-        # What the figure measures: its sentence says, or the answer's first one, where a list of figures is introduced;
-        # less the sources' company names, which say nothing about which line is meant.
-        about = (_about(answer[slice(*sentence)]) | _about(_sentence(answer, 0, 0))) - common
+        about = abouts[sentence]
         if figure.kind == "year" and periods:
             about = set()  # the sources' periods decide what a year names (_check_periods), wherever it stands
         named = years.get(sentence, set())
