@@ -66,7 +66,7 @@ def alterations(figure: Figure) -> list[tuple[str, str]]:
 def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
     answer = question.answer
     started = time.perf_counter()
-    report = check_figures(answer, sources)
+    report = check_figures(answer, sources, question=question.question)
     check_ms = (time.perf_counter() - started) * 1000
     gold = [{"figure": c.text, "kind": c.kind, "supported": c.status == "supported"} for c in report.checks]
     altered = []
@@ -75,7 +75,8 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
             continue  # only a figure the check accepts as written tells whether it notices the change
         for how, text in alterations(figure):
             copy = answer[: figure.start] + text + answer[figure.end :]
-            again = [c for c in check_figures(copy, sources).checks if c.start == figure.start]
+            checks = check_figures(copy, sources, question=question.question).checks
+            again = [c for c in checks if c.start == figure.start]
             caught = bool(again) and again[0].status != "supported"
             altered.append({"figure": figure.text, "at": figure.start, "altered": text, "how": how, "caught": caught})
     return {

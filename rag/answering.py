@@ -55,9 +55,9 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def check_answer(raw: str, chunks: Sequence[RetrievedChunk], usage: Usage) -> FigureReport:
+def check_answer(question: str, raw: str, chunks: Sequence[RetrievedChunk], usage: Usage) -> FigureReport:
     """Every figure of the answer ``raw`` looked for in the sources it was given, those it cites first."""
-    return check_figures(raw, chunks, cited_indices(raw, len(chunks)), usage.finish_reason)
+    return check_figures(raw, chunks, cited_indices(raw, len(chunks)), usage.finish_reason, question)
 
 
 class AnswerPipeline:
@@ -87,7 +87,7 @@ class AnswerPipeline:
         searched = time.perf_counter()
         raw, usage = await self.generator.complete(request, found.chunks)
         generated = time.perf_counter()
-        report = check_answer(raw, found.chunks, usage)
+        report = check_answer(request.question, raw, found.chunks, usage)
         text = self._shown(request, raw, report) + source_list(raw, found.chunks)
         return Answer(
             text,
@@ -114,7 +114,7 @@ class AnswerPipeline:
                 if self.policy != "refuse":
                     yield item
         usage = _ended(usage)
-        report = check_answer(answer, found.chunks, usage)
+        report = check_answer(request.question, answer, found.chunks, usage)
         shown = self._shown(request, answer, report)
         rest = shown if self.policy == "refuse" else shown[len(answer) :]
         if rest:

@@ -654,6 +654,31 @@ def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
     return []
 
 
+def _look_up(
+    check: FigureCheck,
+    figure: Figure,
+    about: set[str],
+    passages: Sequence[_Passage],
+    order: Sequence[_Passage],
+    named: set[int],
+    cited: Sequence[int],
+    columns_seen: set[int],
+) -> bool:
+    """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any); the first
+    that does supports ``check``. ``columns_seen`` gains the years heading the columns it was found in."""
+    shared = _shared_enough(passages, figure, about)
+    for passage in order:
+        for there in _matches(passage, figure, about, shared):
+            column = passage.columns.get(there.start)
+            if figure.kind not in ("date", "year") and column is not None:
+                columns_seen.add(column)
+                if named and column not in named:
+                    continue
+            _support(check, passage, there, cited)
+            return True
+    return False
+
+
 def _support(check: FigureCheck, passage: _Passage, there: Figure, cited: Sequence[int]) -> None:
     check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
     check.file, check.page = passage.chunk.file, passage.chunk.page
@@ -661,10 +686,14 @@ def _support(check: FigureCheck, passage: _Passage, there: Figure, cited: Sequen
 
 
 def check_figures(
-    answer: str, chunks: Sequence[RetrievedChunk], cited: Sequence[int] = (), finish_reason: str = "stop"
+    answer: str,
+    chunks: Sequence[RetrievedChunk],
+    cited: Sequence[int] = (),
+    finish_reason: str = "stop",
+    question: str = "",
 ) -> FigureReport:
     """Each figure of ``answer`` checked against ``chunks`` (the sources it was given, numbered from 1); ``cited``:
-    the source numbers it cites, searched first.
+    the source numbers it cites, searched first; ``question``: what the answer answers, if known.
 
     Years bind figures to table columns: a value found only in columns headed by years its sentence does not name is
     not supported, and neither is a year of a sentence whose values the tables hold only under other years."""
@@ -689,6 +718,12 @@ def check_figures(
     # introduced; less the sources' company names, which say nothing about which line is meant.
     first = _about(_sentence(answer, 0, 0))
     abouts = {sentence: (_about(answer[slice(*sentence)]) | first) - common for sentence in set(sentences)}
+    # A sentence may leave what its figure measures to the one before ("they were $631 million") or to the question
+    # ("the spending was $6,984 million", asked about R&D). Those words are tried only where its own find no line:
+    # added always, they raise the bar of the closest line (_shared_enough) and lost more gold figures than they
+    # found on SEC dev.
+    before = {s: _about(_sentence(answer, max(0, s[0] - 1), max(0, s[0] - 1))) - common for s in set(sentences)}
+    asked = _about(question) - common if question else set()
     column_years: dict[tuple[int, int], set[int]] = {}  # years heading the columns a sentence's values were found in
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
     # Values first: a year's check reads the columns they were found in.
@@ -704,19 +739,11 @@ def check_figures(
         if re.search(r"\bfiscal\b|财年|财政年度", answer[slice(*sentence)], re.I):
             # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.
             named = named | {year - 1 for year in named}
-        shared = _shared_enough(passages, figure, about)
-        for passage in order:
-            for there in _matches(passage, figure, about, shared):
-                column = passage.columns.get(there.start)
-                if figure.kind in ("date", "year") or column is None:
-                    _support(check, passage, there, cited)
-                    break
-                column_years.setdefault(sentence, set()).add(column)
-                if not named or column in named:
-                    _support(check, passage, there, cited)
-                    break
-            if check.status == "supported":
-                break
+        contexts = [about]
+        if about and figure.kind in ("amount", "number", "percent"):
+            contexts += [about | words for words in (before[sentence], asked) if words]
+        seen = column_years.setdefault(sentence, set())
+        any(_look_up(check, figure, words, passages, order, named, cited, seen) for words in contexts)
         held = column_years.get(sentence)
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.withdraw()

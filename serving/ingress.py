@@ -348,7 +348,8 @@ class Ingress:
         if not 0 < given <= self.settings.serve.max_top_k:
             raise HTTPException(status_code=400, detail=f"{given} sources; give 1 to {self.settings.serve.max_top_k}")
         sources = await self._verify_sources(req, http)
-        report = check_figures(req.answer, sources, cited_indices(req.answer, len(sources)), req.finish_reason)
+        cited = cited_indices(req.answer, len(sources))
+        report = check_figures(req.answer, sources, cited, req.finish_reason, req.question)
         return VerifyResponse(checks=figure_checks(report), figures=figure_summary(report), sources=citations(sources))
 
     async def _verify_sources(self, req: VerifyRequest, http: Request) -> list[RetrievedChunk]:

@@ -271,6 +271,9 @@ class VerifyRequest(BaseModel):
     )
     collection: str | None = Field(None, description="Where the pages are (default: the service's default)")
     finish_reason: Literal["stop", "length"] = Field("stop", description="length: a figure at the end may be cut off")
+    question: str = Field(
+        "", description="What the answer answers: its words say what a figure measures where the sentence does not"
+    )
 
 
 class VerifyResponse(BaseModel):

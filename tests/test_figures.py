@@ -126,6 +126,19 @@ def test_what_filings_call_by_other_names(apple_pages):
     assert _statuses("Its spending was $7,442 million.", statement) == {"$7,442 million": "unsupported"}
 
 
+def test_what_a_figure_measures_may_be_said_before_it_or_asked(apple_pages):
+    statement = apple_pages[3:4]
+    before = (
+        "Costs rose. Apple reports research and development on its own line. It was $7,442 million, not $7,443 million."
+    )
+    assert _statuses(before, statement) == {"$7,442 million": "supported", "$7,443 million": "unsupported"}
+    vague = "Its spending was $7,442 million."
+    asked = "How much did Apple spend on research and development in the quarter?"
+    assert _statuses(vague, statement, question=asked) == {"$7,442 million": "supported"}
+    # The question names what is asked, not what every figure is: a figure of another line still needs its own words.
+    assert _statuses("Its spending was $5,973 million.", statement, question=asked) == {"$5,973 million": "unsupported"}
+
+
 def test_a_date_named_as_a_period_s_end_or_a_balance_s(apple_pages, apple_filing):
     answer = (
         "For the quarter ended July 1, 2023, sales fell. For the quarter ended June 25, 2022, they rose. "
