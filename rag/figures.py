@@ -69,7 +69,10 @@ _MONTH_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月")
 _MID_MONTH, _A_MONTH = 16, 15.5
 # Spans that hold digits but no figure: citations, file names, form and item names, identifiers joined to words.
 _NOT_FIGURES = re.compile(
-    r"\[\d+\]|[^,:;(\[\n]*\.pdf\b|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule)\s+\d+[A-Z]?\b"
+    r"\[\d+\]"
+    # a file's name, quoted (a sentence may run up to it) or of a few words
+    r"|\"[^\"\n]{1,200}?\.pdf\"|“[^”\n]{1,200}?\.pdf”|(?:[\w&-]+[ \t]){0,4}[\w&-]+\.pdf\b"
+    r"|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule)\s+\d+[A-Z]?\b"
     r"|\b\d+-[A-Z]\b|\b[A-Z]+\d+\b|\bQ[1-4]\b"
     r"|^[ \t]*\d+\.(?=[ \t])",  # a numbered list's marker ("107. Reliance on ...")
     re.I | re.M,

@@ -51,6 +51,11 @@ def test_what_counts_as_a_figure():
         ("12亿", "amount"),
         ("July 1, 2023", "date"),
     ]
+    # A file's name holds no figure, and ends no earlier one: the sentences before a quoted name stay read.
+    named = (
+        'Microsoft invested $6,844 million in R&D. Its aims are not in "2023 Q1 MSFT.pdf" (SOURCE: 2023 Q2 MSFT.pdf).'
+    )
+    assert [f.text for f in figures(named)] == ["$6,844 million"]
 
 
 def test_a_figure_rounded_and_scaled_is_found_on_its_page_and_row(apple_pages):
