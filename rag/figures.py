@@ -152,8 +152,9 @@ _SAME_QUARTER = re.compile(
     r"\bsame\s+(?:fiscal\s+)?quarter\s+(?:of\s+|in\s+)(?:the\s+)?(?:fiscal\s+)?(?:year\s+)?$", re.I
 )
 _MONTHS_OF = re.compile(
-    r"\b(three|six|nine)\s+months\s+(?:of\s+|in\s+)(?:the\s+)?(?:fiscal\s+)?(?:years?\s+)?(?:\d{4}\s+and\s+)?$", re.I
+    r"\b(three|six|nine)\s+months\s+(?:of\s+|in\s+)(?:the\s+)?(fiscal\s+)?(?:years?\s+)?(?:\d{4}\s+and\s+)?$", re.I
 )
+_FISCAL = re.compile(r"\bfiscal\b|\bFY", re.I)
 _MONTHS_COUNTED = {"three": 3, "six": 6, "nine": 9}
 _AS_OF = re.compile(r"\b(?:as\s+of|as\s+at)\s+$", re.I)
 _DAYS_OFF = 7  # a 52-53 week year ends its quarters on other days than the year before
@@ -512,7 +513,21 @@ class _AsOf:
     day: date
 
 
-_Named = tuple[int, int] | date | _AsOf  # a quarter, a period's end, a balance's date
+@dataclass(frozen=True)
+class _FiscalQuarter:
+    """A quarter named as a fiscal one ("the third quarter of fiscal 2023", "Q1 FY24"): a document's fiscal quarter,
+    not the calendar quarter most of its period falls in."""
+
+    quarter: tuple[int, int]
+
+
+_Named = tuple[int, int] | _FiscalQuarter | date | _AsOf  # a quarter, a period's end, a balance's date
+
+
+def _quarter_of(named: _Named) -> tuple[int, int] | None:
+    if isinstance(named, _FiscalQuarter):
+        return named.quarter
+    return named if isinstance(named, tuple) else None
 
 
 def _mention_around(
@@ -545,11 +560,13 @@ def _named_period(
         before = answer[sentence_start : figure.start]
         earlier = [m[2][1] for m in mentions if sentence_start <= m[0] and m[1] <= figure.start]
         if around:
-            start, named = around[0], around[2]
+            fiscal = _FISCAL.search(answer[around[0] : around[1]])
+            start, named = around[0], _FiscalQuarter(around[2]) if fiscal else around[2]
         elif _SAME_QUARTER.search(before) and earlier:  # "Q3 2023, compared to the same quarter in 2022"
             return (int(figure.value), earlier[-1]), True
         elif months := _MONTHS_OF.search(before):
-            start, named = sentence_start + months.start(), (int(figure.value), _MONTHS_COUNTED[months[1].lower()] // 3)
+            quarter = (int(figure.value), _MONTHS_COUNTED[months[1].lower()] // 3)
+            start, named = sentence_start + months.start(), _FiscalQuarter(quarter) if months[2] else quarter
         else:
             return None
     elif figure.kind == "date" and figure.tolerance < 1:  # a day: a month ("in March 2023") ends no period
@@ -570,16 +587,22 @@ def _named_period(
 
 def _a_year_before(said: _Named, then: _Named) -> bool:
     """Whether ``said`` is the period of a year before ``then`` (a 52-53 week year's quarter may end some days off)."""
-    if isinstance(said, tuple):
-        return isinstance(then, tuple) and (said[0] + 1, said[1]) == then
+    if (quarter := _quarter_of(said)) is not None:
+        return (quarter[0] + 1, quarter[1]) == _quarter_of(then)
     day = said.day if isinstance(said, _AsOf) else said
     other = then.day if isinstance(then, _AsOf) else then
-    return isinstance(other, date) and abs((day - other + timedelta(days=365)).days) <= _DAYS_OFF
+    if not (isinstance(day, date) and isinstance(other, date)):
+        return False
+    return abs((day - other + timedelta(days=365)).days) <= _DAYS_OFF
 
 
 def _reports(period: _Period, named: _Named, a_year_before: bool) -> bool:
     """Whether the document reports on ``named`` as its own period or (``a_year_before``) as the same period a year
     before, which every filing prints beside its own."""
+    if isinstance(named, _FiscalQuarter):
+        if a_year_before:
+            return _a_year_before(named.quarter, period.fiscal)
+        return _in_year_to_date(named.quarter, period)
     if isinstance(named, tuple):
         return any(_a_year_before(named, then) if a_year_before else named == then for then in period.quarters)
     if period.end is None:
@@ -589,6 +612,18 @@ def _reports(period: _Period, named: _Named, a_year_before: bool) -> bool:
     if isinstance(named, date):
         return named == period.end
     return _states_balances_at(named.day, period.end, period.fiscal[1])
+
+
+def _earlier_in_year(named: _Named, period: _Period) -> bool:
+    return isinstance(named, _FiscalQuarter) and named.quarter != period.fiscal
+
+
+def _in_year_to_date(quarter: tuple[int, int], period: _Period) -> bool:
+    """Whether a fiscal quarter is the document's own or an earlier one of its fiscal year, which its year-to-date
+    columns and their discussion cover ("in the first quarter of fiscal 2023 we recorded ...", in a third quarter's
+    filing)."""
+    year, last = period.fiscal
+    return quarter[0] == year and quarter[1] <= last
 
 
 def _states_balances_at(day: date, end: date, fiscal_quarter: int) -> bool:
@@ -603,10 +638,11 @@ def _states_balances_at(day: date, end: date, fiscal_quarter: int) -> bool:
 def _ahead(named: _Named, periods: Sequence[tuple[_Passage, _Period]]) -> bool:
     """A quarter after the latest the sources report on, within a year: what a filing's outlook speaks of ("sales ...
     expected to decline in the fourth quarter of fiscal year 2024")."""
-    if not isinstance(named, tuple):
+    said = _quarter_of(named)
+    if said is None:
         return False
     year, quarter = max(period.fiscal for _, period in periods)
-    return 0 < named[0] * 4 + named[1] - (year * 4 + quarter) <= 4
+    return 0 < said[0] * 4 + said[1] - (year * 4 + quarter) <= 4
 
 
 def _check_periods(
@@ -632,6 +668,9 @@ def _check_periods(
         beside = ""
         if reported:
             naming_own.setdefault(sentence, []).append(said)
+            # A fiscal quarter is named by its own filing where one is a source, else by a later one's year to date.
+            own = [(p, period) for p, period in reported if not _earlier_in_year(said, period)]
+            reported, beside = (own, "") if own else (reported, ", in its year to date")
         elif compared or any(_a_year_before(said, then) for then in naming_own.get(sentence, [])):
             reported = [(p, period) for p, period in periods if _reports(period, said, True)]
             beside = ", beside the same period a year before"

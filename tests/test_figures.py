@@ -124,6 +124,26 @@ def test_a_fiscal_quarter_s_columns_are_dated_by_its_end(sec_docs):
     assert _statuses(answer, [with_period]) == {"2023": "supported", "$117,154 million": "supported"}
 
 
+def test_a_quarter_named_fiscal_is_the_filing_s_fiscal_quarter(sec_docs):
+    """NVIDIA's fiscal third quarter of 2023 ended October 30, 2022: "the third quarter of 2022" to most readers, but
+    "the third quarter of fiscal 2022" is a year earlier."""
+    doc = read_pdf_pages(sec_docs / "2022 Q3 NVDA.pdf", PdfConfig())
+    meta = extract_metadata("2022 Q3 NVDA.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
+    assert (meta["fiscal_year"], meta["fiscal_quarter"]) == (2023, 3)
+    filing = [RetrievedChunk(f"p{i}", "2022 Q3 NVDA.pdf", i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
+    said = "NVIDIA's revenue grew in the third quarter of {}."
+    statuses = {period: _statuses(said.format(period), filing) for period in ("2022", "fiscal 2023", "fiscal 2022")}
+    assert statuses == {
+        "2022": {"2022": "supported"},
+        "fiscal 2023": {"2023": "supported"},
+        "fiscal 2022": {"2022": "unsupported"},
+    }
+    # An earlier quarter of its fiscal year is one its year-to-date columns report on; a later one is not.
+    earlier = check_figures("In the first quarter of fiscal 2023, NVIDIA ended an acquisition.", filing).checks[0]
+    assert earlier.status == "supported" and (earlier.span or "").endswith(", in its year to date")
+    assert _statuses("In the fourth quarter of fiscal 2022, NVIDIA ended it.", filing) == {"2022": "unsupported"}
+
+
 def test_what_filings_call_by_other_names(apple_pages):
     statement = apple_pages[3:4]
     assert _statuses("R&D spending was $7,442 million.", statement) == {"$7,442 million": "supported"}
