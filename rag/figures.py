@@ -133,7 +133,9 @@ _ABBREVIATED = re.compile(r"\b(?:R&D|SG&A|EPS|capex)\b", re.I)
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
 # A date that ends the period an answer reports on ("the quarter ended July 1, 2023"), not any date ("as of", "on").
 _PERIOD_ENDED = re.compile(
-    r"\b(?:quarter|quarterly\s+period|(?:three|six|nine|twelve)\s+months|period)\s+end(?:ed|ing)\s+(?:on\s+)?$", re.I
+    r"\b(?:(?:quarter|quarterly\s+period|(?:three|six|nine|twelve)\s+months|period)\s+end(?:ed|ing)\s+(?:on\s+)?"
+    r"|(?:quarter|year)\s+\()$",  # "the same quarter in the previous year (September 30, 2022)"
+    re.I,
 )
 # What names a period as the one compared against: right before it ("down 5% from Q2 2022", "compared to the same
 # quarter of 2022"), or anywhere earlier in its sentence for the words that only compare ("..., compared to $694
@@ -451,8 +453,7 @@ def _line(text: str, start: int, end: int) -> str:
 
 def _matches(passage: _Passage, figure: Figure, about: set[str], shared: int = 1) -> Iterator[Figure]:
     """The figures of ``passage`` that hold the value of ``figure``, on a line that shares ``shared`` words (at least
-    one) with ``about`` (what the answer's sentence says the figure measures) unless the figure is a date or ``about``
-    is empty."""
+    one) with ``about`` (what the answer's sentence says the figure measures) unless ``about`` is empty."""
     if figure.kind not in ("date", "year") and abs(figure.value) <= figure.tolerance:
         return  # "$0.0 billion": within its rounding of every small number
     kind = "amount" if figure.kind == "number" else figure.kind
@@ -463,9 +464,7 @@ def _matches(passage: _Passage, figure: Figure, about: set[str], shared: int = 1
         if not same and figure.kind == "number" and there.kind != "date":
             same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
         if same and (
-            figure.kind == "date"
-            or not about
-            or len(about & _words(_line(passage.chunk.text, there.start, there.end))) >= max(1, shared)
+            not about or len(about & _words(_line(passage.chunk.text, there.start, there.end))) >= max(1, shared)
         ):
             yield there
 
@@ -646,18 +645,15 @@ def _ahead(named: _Named, periods: Sequence[tuple[_Passage, _Period]]) -> bool:
 
 
 def _check_periods(
-    answer: str,
-    found: Sequence[Figure],
     checks: Sequence[FigureCheck],
     sentences: Sequence[tuple[int, int]],
-    mentions: Sequence[tuple[int, int, tuple[int, int]]],
+    named: Sequence[tuple[_Named, bool] | None],
     periods: Sequence[tuple[_Passage, _Period]],
     cited: Sequence[int],
 ) -> None:
     """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
     on, as its own or as the one a sentence compares with, or a quarter its outlook speaks of: every filing prints
     last year's figures beside its own, so the year alone is on its pages either way."""
-    named = [_named_period(answer, f, sentence[0], mentions) for f, sentence in zip(found, sentences, strict=True)]
     # The sources' own periods each sentence named: the same periods a year before, named later, compare with them.
     naming_own: dict[tuple[int, int], list[_Named]] = {}
     for check, sentence, period_named in zip(checks, sentences, named, strict=True):
@@ -753,6 +749,7 @@ def check_figures(
     # A quarter named that is a source's own heads its columns with the year its period ends in: Apple's fiscal Q1
     # 2023 is the column "December 31, 2022".
     mentions = quarter_mentions(answer)
+    named_periods = [_named_period(answer, f, s[0], mentions) for f, s in zip(found, sentences, strict=True)]
     ends = [_ends_of_quarter(f, mentions, periods) for f in found]
     for figure_ends, sentence in zip(ends, sentences, strict=True):
         years.setdefault(sentence, set()).update(figure_ends)
@@ -777,6 +774,8 @@ def check_figures(
         about = abouts[sentence]
         if figure.kind == "year" and periods:
             about = set()  # the sources' periods decide what a year names (_check_periods), wherever it stands
+        if figure.kind == "date" and named_periods[i] is not None:
+            about = set()  # a period's end or a balance's date: the periods' rules decide, or it may stand anywhere
         named = years.get(sentence, set())
         if re.search(r"\bfiscal\b|财年|财政年度", answer[slice(*sentence)], re.I):
             # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.
@@ -790,7 +789,7 @@ def check_figures(
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.withdraw()
     if periods:
-        _check_periods(answer, found, checks, sentences, mentions, periods, cited)
+        _check_periods(checks, sentences, named_periods, periods, cited)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]

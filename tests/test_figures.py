@@ -182,6 +182,14 @@ def test_a_date_named_as_a_period_s_end_or_a_balance_s(apple_pages, apple_filing
     ]
     # Without the filing's period, a date on its pages is all the check can ask for.
     assert {c.status for c in check_figures(answer, apple_pages).checks} == {"supported"}
+    # A period's end in brackets names the period too; a date that names none must stand on a line about its sentence.
+    bracketed = (
+        "Sales rose against the same quarter of the previous year (June 25, 2022), and the quarter (July 1, 2023)."
+    )
+    assert set(_statuses(bracketed, apple_filing).values()) == {"supported"}
+    lawsuit = "A lawsuit was filed on July 1, 2023."
+    assert _statuses(lawsuit, apple_filing) == {"July 1, 2023": "unsupported"}
+    assert _statuses("Net sales were reported for July 1, 2023.", apple_pages) == {"July 1, 2023": "supported"}
 
 
 def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
