@@ -290,14 +290,18 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
     return sorted(found, key=lambda f: f.start)
 
 
+_Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds values: its words, their kinds
+
+
 @dataclass
 class _Passage:
     number: int  # 1-based
     chunk: RetrievedChunk
     figures: tuple[Figure, ...]
     context_scales: tuple[float, ...]  # what its bare numbers may be counted in
+    unscaled: frozenset[int]  # the starts of bare numbers counted in no scale
     columns: dict[int, int]  # a table cell's start -> the year its column is headed by
-    lines: tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds values: its words, their kinds
+    lines: _Lines
 
     def closest(self, about: set[str], kind: str) -> int:
         """The most words of ``about`` a line of it holding a value of ``kind`` shares."""
@@ -318,7 +322,7 @@ class _Passage:
             elif f.kind in ("amount", "number", "year"):
                 if f.scale_written or not (scaled_only and self.context_scales):
                     yield f.value, f
-                if not f.scale_written:
+                if not (f.scale_written or f.start in self.unscaled):
                     for scale in self.context_scales:
                         yield f.raw * scale, f
 
@@ -361,18 +365,28 @@ def _excepted(text: str, scale: re.Match) -> bool:
 @lru_cache(maxsize=1024)
 def _read_passage(
     text: str,
-) -> tuple[tuple[Figure, ...], tuple[float, ...], dict[int, int], tuple[tuple[frozenset[str], frozenset[str]], ...]]:
-    """A passage's figures, the scales its bare numbers may be counted in, its cells' column years and its lines that
-    hold values; kept, since the same passages come back for question after question."""
+) -> tuple[tuple[Figure, ...], tuple[float, ...], frozenset[int], dict[int, int], _Lines]:
+    """A passage's figures, the scales its bare numbers may be counted in and those that are in none, its cells'
+    column years and its lines that hold values; kept, since the same passages come back for question after question."""
     scales = tuple({_SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
     found = tuple(figures(text, everything=True))
-    kinds: dict[int, set[str]] = {}
+    on_line: dict[int, list[Figure]] = {}
     for f in found:
         if f.kind != "date":
-            kinds.setdefault(text.count("\n", 0, f.start), set()).add(_matched_as(f.kind))
+            on_line.setdefault(text.count("\n", 0, f.start), []).append(f)
     lines = text.split("\n")
-    held = tuple((frozenset(_words(lines[i])), frozenset(k)) for i, k in sorted(kinds.items()))
-    return found, scales, _column_years(text, found), held
+    held = tuple(
+        (frozenset(_words(lines[i])), frozenset(_matched_as(f.kind) for f in line))
+        for i, line in sorted(on_line.items())
+    )
+    # A small whole number alone on its line is a page's number ("Notes to Financial Statements 11") or a count in
+    # prose, not a table's cell: the table's scale does not make it "$11.0 million".
+    unscaled = frozenset(line[0].start for line in on_line.values() if len(line) == 1 and _small_whole(line[0]))
+    return found, scales, unscaled, _column_years(text, found), held
+
+
+def _small_whole(figure: Figure) -> bool:
+    return figure.kind == "number" and figure.raw < _SMALLEST_COUNT and re.fullmatch(r"\d+", figure.text) is not None
 
 
 def _matched_as(kind: str) -> str:

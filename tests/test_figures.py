@@ -192,6 +192,13 @@ def test_a_date_named_as_a_period_s_end_or_a_balance_s(apple_pages, apple_filing
     assert _statuses("Net sales were reported for July 1, 2023.", apple_pages) == {"July 1, 2023": "supported"}
 
 
+def test_a_page_number_is_in_no_table_s_scale():
+    page = "Debt\n(In millions)\nCommercial paper 11 9\nFinancial Statements Notes to Financial Statements 12"
+    source = [RetrievedChunk("p", "", 1, 0.0, page)]
+    assert _statuses("Commercial paper was $11.0 million.", source) == {"$11.0 million": "supported"}
+    assert _statuses("Financial statements show $12.0 million.", source) == {"$12.0 million": "unsupported"}
+
+
 def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
     """Two pages a search would give: the statement of equity's "Cash dividends declared ... (2,036)" rounds to $2.0
     billion and shares "cash" with the sentence, but the prose line about the commercial paper shares far more."""
