@@ -67,11 +67,12 @@ _DATE_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
 _MONTH_WORDS = re.compile(rf"\b({_MONTH})\.?\s+(\d{{4}})\b", re.I)
 _MONTH_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月")
 _MID_MONTH, _A_MONTH = 16, 15.5
-# Spans that hold digits but no figure: citations, file names, form and item names, identifiers joined to words.
+# Spans that hold digits but no figure: a file's name, quoted (a sentence may run up to it) or of a few words (looked
+# for only in a text that has ".pdf": tried at every word, it costs more than all the rest of the reading);
+# citations, form and item names, identifiers joined to words.
+_FILE_NAME = re.compile(r"\"[^\"\n]{1,200}?\.pdf\"|“[^”\n]{1,200}?\.pdf”|(?:[\w&-]+[ \t]){0,4}[\w&-]+\.pdf\b", re.I)
 _NOT_FIGURES = re.compile(
     r"\[\d+\]"
-    # a file's name, quoted (a sentence may run up to it) or of a few words
-    r"|\"[^\"\n]{1,200}?\.pdf\"|“[^”\n]{1,200}?\.pdf”|(?:[\w&-]+[ \t]){0,4}[\w&-]+\.pdf\b"
     r"|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule)\s+\d+[A-Z]?\b"
     r"|\b\d+-[A-Z]\b|\b[A-Z]+\d+\b|\bQ[1-4]\b"
     r"|^[ \t]*\d+\.(?=[ \t])",  # a numbered list's marker ("107. Reliance on ...")
@@ -253,7 +254,9 @@ def _masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
 def figures(text: str, everything: bool = False) -> list[Figure]:
     """The figures of ``text`` in order; ``everything``: bare small integers too (a passage's, to match against)."""
     found = [Figure(text[s:e], s, e, "date", v, tolerance) for s, e, v, tolerance in _dates(text)]
-    masked = _masked(text, [(f.start, f.end) for f in found] + [m.span() for m in _NOT_FIGURES.finditer(text)])
+    names = _FILE_NAME.finditer(text) if ".pdf" in text.lower() else iter(())
+    spans = [m.span() for m in _NOT_FIGURES.finditer(text)] + [m.span() for m in names]
+    masked = _masked(text, [(f.start, f.end) for f in found] + spans)
     for m in _FIGURE.finditer(masked):
         digits = m["num"].replace(",", "")
         raw = float(digits)
@@ -628,6 +631,7 @@ def _reports(period: _Period, named: _Named, a_year_before: bool) -> bool:
 
 
 def _earlier_in_year(named: _Named, period: _Period) -> bool:
+    """Whether a fiscal quarter named is not the document's own (an earlier one its year to date covers)."""
     return isinstance(named, _FiscalQuarter) and named.quarter != period.fiscal
 
 
@@ -797,9 +801,10 @@ def check_figures(
         contexts = [about]
         if about and figure.kind in ("amount", "number", "percent"):
             contexts += [about | words for words in (before[sentence], asked) if words]
-        seen = column_years.setdefault(sentence, set())
-        any(_look_up(check, figure, words, passages, order, named, cited, seen) for words in contexts)
-        held = column_years.get(sentence)
+        held = column_years.setdefault(sentence, set())
+        for words in contexts:
+            if _look_up(check, figure, words, passages, order, named, cited, held):
+                break
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.withdraw()
     if periods:
