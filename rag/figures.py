@@ -668,18 +668,25 @@ def _check_periods(
     named: Sequence[tuple[_Named, bool] | None],
     periods: Sequence[tuple[_Passage, _Period]],
     cited: Sequence[int],
+    against_columns: set[int],
 ) -> None:
     """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
     on, as its own or as the one a sentence compares with, or a quarter its outlook speaks of: every filing prints
-    last year's figures beside its own, so the year alone is on its pages either way."""
+    last year's figures beside its own, so the year alone is on its pages either way. A quarter that is a document's
+    own is supported by its metadata whether or not the passage prints it (a statement's page dates its columns
+    "October 30, 2022", not "fiscal 2023"), unless the sentence's values stand in the tables under other years
+    (``against_columns``: those figures' indices)."""
     # The sources' own periods each sentence named: the same periods a year before, named later, compare with them.
     naming_own: dict[tuple[int, int], list[_Named]] = {}
-    for check, sentence, period_named in zip(checks, sentences, named, strict=True):
+    for i, (check, sentence, period_named) in enumerate(zip(checks, sentences, named, strict=True)):
         if period_named is None or check.status == "cut_off":
             continue
         said, compared = period_named
         reported = [(p, period) for p, period in periods if _reports(period, said, False)]
         beside = ""
+        # A source's own quarter needs no line: its metadata is the source. A date, or the year-ago period, must also
+        # be printed (dates "as of" allow days the document does not report on).
+        by_metadata = bool(reported) and _quarter_of(said) is not None and i not in against_columns
         if reported:
             naming_own.setdefault(sentence, []).append(said)
             # A fiscal quarter is named by its own filing where one is a source, else by a later one's year to date.
@@ -688,9 +695,9 @@ def _check_periods(
         elif compared or any(_a_year_before(said, then) for then in naming_own.get(sentence, [])):
             reported = [(p, period) for p, period in periods if _reports(period, said, True)]
             beside = ", beside the same period a year before"
-        if reported and check.status == "supported":
+        if reported and (check.status == "supported" or by_metadata):
             passage, period = reported[0]
-            check.source, check.cited = passage.number, passage.number in cited
+            check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
             check.file, check.page, check.span = passage.chunk.file, passage.chunk.page, period.label + beside
             check.held_by = "period"
             continue
@@ -782,6 +789,7 @@ def check_figures(
     before = {s: _about(_sentence(answer, max(0, s[0] - 1), max(0, s[0] - 1))) - common for s in set(sentences)}
     asked = _about(question) - common if question else set()
     column_years: dict[tuple[int, int], set[int]] = {}  # years heading the columns a sentence's values were found in
+    against_columns: set[int] = set()  # years and dates withdrawn for them
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
     # Values first: a year's check reads the columns they were found in.
     for i in sorted(range(len(found)), key=lambda i: found[i].kind in ("date", "year")):
@@ -807,8 +815,9 @@ def check_figures(
                 break
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.withdraw()
+            against_columns.add(i)
     if periods:
-        _check_periods(checks, sentences, named_periods, periods, cited)
+        _check_periods(checks, sentences, named_periods, periods, cited, against_columns)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]

@@ -142,6 +142,11 @@ def test_a_quarter_named_fiscal_is_the_filing_s_fiscal_quarter(sec_docs):
     earlier = check_figures("In the first quarter of fiscal 2023, NVIDIA ended an acquisition.", filing).checks[0]
     assert earlier.status == "supported" and (earlier.span or "").endswith(", in its year to date")
     assert _statuses("In the fourth quarter of fiscal 2022, NVIDIA ended it.", filing) == {"2022": "unsupported"}
+    # The statement's page dates its columns "Oct 30, 2022" and never prints "2023": the document's period tells.
+    statement = [c for c in filing if "Research and development 1,945" in c.text]
+    assert len(statement) == 1 and "2023" not in statement[0].text
+    said = "R&D was $1,945 million in the third quarter of fiscal 2023."
+    assert _statuses(said, statement) == {"$1,945 million": "supported", "2023": "supported"}
 
 
 def test_what_filings_call_by_other_names(apple_pages):
