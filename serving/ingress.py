@@ -338,12 +338,12 @@ class Ingress:
         """The figure checks of an answer written anywhere, against the texts it was given or pages of a collection."""
         if (req.sources is None) == (req.citations is None):
             raise HTTPException(status_code=400, detail="give either sources (texts) or citations (file and page)")
-        if len(req.answer) > self.settings.serve.max_message_chars:
-            raise HTTPException(
-                status_code=413,
-                detail=f"the answer has {len(req.answer)} characters; "
-                f"the limit is {self.settings.serve.max_message_chars}",
-            )
+        limit = self.settings.serve.max_message_chars
+        for name, text in (("answer", req.answer), ("question", req.question)):
+            if len(text) > limit:
+                raise HTTPException(
+                    status_code=413, detail=f"the {name} has {len(text)} characters; the limit is {limit}"
+                )
         given = len(req.sources or req.citations or [])
         if not 0 < given <= self.settings.serve.max_top_k:
             raise HTTPException(status_code=400, detail=f"{given} sources; give 1 to {self.settings.serve.max_top_k}")

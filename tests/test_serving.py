@@ -175,6 +175,8 @@ def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
     assert r.status_code == 404 and "2023 Q3 AAPL.pdf p. 999" in r.json()["detail"]
     both = httpx.post(f"{url}/v1/verify", json={**texts, "citations": cited}, headers=AUTH, timeout=60)
     assert both.status_code == 400 and "either" in both.json()["detail"]
+    long = httpx.post(f"{url}/v1/verify", json={**texts, "question": "x" * 5000}, headers=AUTH, timeout=60)
+    assert long.status_code == 413 and "the question has 5000 characters" in long.json()["detail"]
 
 
 def test_file_filter(url):
