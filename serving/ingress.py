@@ -338,8 +338,11 @@ class Ingress:
         """The figure checks of an answer written anywhere, against the texts it was given or pages of a collection."""
         if (req.sources is None) == (req.citations is None):
             raise HTTPException(status_code=400, detail="give either sources (texts) or citations (file and page)")
-        limit = self.settings.serve.max_message_chars
-        for name, text in (("answer", req.answer), ("question", req.question)):
+        cfg = self.settings.serve
+        for name, text, limit in (
+            ("answer", req.answer, cfg.max_message_chars),
+            ("question", req.question, cfg.max_question_chars),
+        ):
             if len(text) > limit:
                 raise HTTPException(
                     status_code=413, detail=f"the {name} has {len(text)} characters; the limit is {limit}"
