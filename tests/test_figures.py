@@ -204,6 +204,40 @@ def test_a_page_number_is_in_no_table_s_scale():
     assert _statuses("Financial statements show $12.0 million.", source) == {"$12.0 million": "unsupported"}
 
 
+def test_a_year_naming_no_period_stands_beside_the_same_words(apple_filing):
+    """A filing prints its years in every column; a year that names no period ("the 2022 Form 10-K", "the Inflation
+    Reduction Act of 2022") must stand on a source's line beside the words it stands beside in the answer."""
+    answer = (
+        "There have been no material changes to the critical accounting estimates since the 2022 Form 10-K. "
+        "Repurchases are subject to excise tax under the Inflation Reduction Act of 2022."
+    )
+    assert _statuses(answer, apple_filing) == {"2022": "supported"}
+    assert any("2021" in page.text for page in apple_filing)
+    shifted = check_figures(answer.replace("2022", "2021"), apple_filing).checks
+    assert [(c.text, c.status) for c in shifted] == [("2021", "unsupported")] * 2
+    # A year with no words beside it in its clause ("In 2022, ...") may stand anywhere, as before.
+    assert _statuses("In 2021, the Company repurchased shares.", apple_filing) == {"2021": "supported"}
+
+
+def _pages_of(sec_docs, name: str, *pages: int) -> list[RetrievedChunk]:
+    texts = read_pdf_pages(sec_docs / name, PdfConfig()).texts
+    return [RetrievedChunk(f"p{i}", name, i, 0.0, texts[i - 1]) for i in pages]
+
+
+def test_durations_and_fair_value_levels_are_no_amounts(sec_docs):
+    """A lease's "11.4 years" on a page "in millions" is not $11.4 million, nor is "Level 1" $1.0 million."""
+    leases = _pages_of(sec_docs, "2022 Q3 AMZN.pdf", 12)
+    assert "in millions" in leases[0].text.lower() and "operating leases 11.3 years 11.4 years" in leases[0].text
+    lease_term = "The weighted-average remaining lease term of operating leases was 11.4 years."
+    assert _statuses(lease_term, leases) == {"11.4": "supported"}
+    cash = "Cash flows from operating leases were $11.4 million."
+    assert _statuses(cash, leases) == {"$11.4 million": "unsupported"}
+    levels = _pages_of(sec_docs, "2023 Q1 INTC.pdf", 17)
+    assert "Level 1 investments consist of money market funds" in levels[0].text
+    paper = "Intel had $1.0 million of commercial paper investments outstanding."
+    assert _statuses(paper, levels) == {"$1.0 million": "unsupported"}
+
+
 def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
     """Two pages a search would give: the statement of equity's "Cash dividends declared ... (2,036)" rounds to $2.0
     billion and shares "cash" with the sentence, but the prose line about the commercial paper shares far more."""
