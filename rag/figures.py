@@ -150,6 +150,8 @@ _COMPARED_JUST_BEFORE = re.compile(
 _COMPARED = re.compile(
     r"\b(?:compared|comparison|versus|vs\.?|than|prior|previous|preceding|a\s+year\s+(?:ago|earlier))\b", re.I
 )
+# What joins a range's start to its end: "from Q3 2022 to Q1 2023".
+_RANGE_TO = re.compile(r"\s+(?:to|through)\s+(?:the\s+)?")
 # A year that names a quarter with the words before it: "compared to the same quarter in 2022" (the quarter its
 # sentence named before), "the first nine months of 2023" (the year to its third quarter's end).
 _SAME_QUARTER = re.compile(
@@ -601,7 +603,15 @@ def _named_period(
     else:
         return None
     before = answer[sentence_start:start]
-    return named, bool(_COMPARED_JUST_BEFORE.search(before[-40:]) or _COMPARED.search(before))
+    compared = bool(_COMPARED_JUST_BEFORE.search(before[-40:]) or _COMPARED.search(before))
+    end = next((m[1] for m in mentions if m[0] <= figure.start < m[1]), figure.end)
+    if compared and (to := _RANGE_TO.match(answer, end)):
+        # "from Q3 2022 to Q1 2023" runs over the sources' own quarters: its start is the period compared against
+        # only where it is the year before its end.
+        then = next((m[2] for m in mentions if m[0] == to.end()), None)
+        if then is not None:
+            compared = _a_year_before(named, then)
+    return named, compared
 
 
 def _a_year_before(said: _Named, then: _Named) -> bool:

@@ -112,6 +112,21 @@ def test_a_quarter_named_must_be_one_the_filing_reports_on(apple_pages, apple_fi
     assert _statuses(outlook, apple_filing) == {"2023": "supported", "2021": "unsupported"}
 
 
+def test_a_range_s_start_is_compared_only_with_its_end(sec_docs, apple_filing):
+    """A range ("from Q3 2022 to Q1 2023") runs over the sources' own quarters: its start is not the year-ago quarter of
+    another source's, as "compared to Q3 2022" would be."""
+    doc = read_pdf_pages(sec_docs / "2023 Q1 AAPL.pdf", PdfConfig())
+    meta = extract_metadata("2023 Q1 AAPL.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
+    first = [RetrievedChunk(f"q{i}", "2023 Q1 AAPL.pdf", i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
+    sources = first + apple_filing  # Apple's fiscal Q1 2023 (calendar Q4 2022) and Q3 2023
+    assert _statuses("Net sales fell from Q1 2022 to Q1 2023.", sources) == {"2022": "supported", "2023": "supported"}
+    assert _statuses("Net sales fell from Q3 2022 to Q1 2023.", sources) == {
+        "2022": "unsupported",
+        "2023": "supported",
+    }
+    assert _statuses("Net sales in Q3 2023 fell from Q3 2022.", sources) == {"2023": "supported", "2022": "supported"}
+
+
 def test_a_fiscal_quarter_s_columns_are_dated_by_its_end(sec_docs):
     """Apple's fiscal first quarter of 2023 ended December 31, 2022: its statement's column says 2022."""
     doc = read_pdf_pages(sec_docs / "2023 Q1 AAPL.pdf", PdfConfig())
