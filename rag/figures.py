@@ -166,6 +166,7 @@ _AS_OF = re.compile(r"\b(?:as\s+of|as\s+at)\s+$", re.I)
 _DAYS_OFF = 7  # a 52-53 week year ends its quarters on other days than the year before
 _LATER_EVENTS = 60  # days after its period's end that a filing reports events up to (it is filed within 40-45)
 _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures, 3 one figure, 4 more than 3
+_HEADER_WORDS = 8  # a statement's header line holds up to six words besides its dates
 _SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
 
 
@@ -351,7 +352,7 @@ def _column_years(text: str, found: Sequence[Figure]) -> dict[int, int]:
         years = [_year(f) for f in line if f.kind in ("date", "year")]
         cells = [f for f in line if f.kind not in ("date", "year")]
         if years and not cells:
-            pending += years
+            pending = [] if _prose_around(text, line) else pending + years
         elif cells and not years:
             header, pending = (pending, []) if pending else (header, pending)
             if len(cells) == len(header) > 1:
@@ -359,6 +360,16 @@ def _column_years(text: str, found: Sequence[Figure]) -> dict[int, int]:
         else:
             pending = []  # prose that mixes them heads no column
     return columns
+
+
+def _prose_around(text: str, line: Sequence[Figure]) -> bool:
+    """Whether the dates of a line stand in running prose ("... at any time. As of September 30, 2023,"), which heads
+    no column, rather than in a table's header: more words besides months than a header's "(In Millions, Except Per
+    Share Amounts; Unaudited)"."""
+    first = text.rfind("\n", 0, line[0].start) + 1
+    last = text.find("\n", line[-1].end)
+    rest = _masked(text[first : last if last >= 0 else len(text)], [(f.start - first, f.end - first) for f in line])
+    return sum(1 for word in _WORD.findall(rest) if word.lower() not in _MONTHS) > _HEADER_WORDS
 
 
 def _excepted(text: str, scale: re.Match) -> bool:

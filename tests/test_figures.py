@@ -253,6 +253,18 @@ def test_durations_and_fair_value_levels_are_no_amounts(sec_docs):
     assert _statuses(paper, levels) == {"$1.0 million": "unsupported"}
 
 
+def test_dates_in_prose_head_no_table_column(sec_docs):
+    """A line of prose ("... may be terminated at any time. As of September") above "30, 2023, $18.7 billion remained
+    of this $60.0 billion ..." is no table header giving the two amounts the years 2021 and 2023."""
+    doc = read_pdf_pages(sec_docs / "2023 Q3 MSFT.pdf", PdfConfig())
+    meta = extract_metadata("2023 Q3 MSFT.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
+    page = next(i for i, t in enumerate(doc.texts, 1) if "remained of this $60.0 billion" in t)
+    assert "at any time. As of September\n30, 2023, $18.7 billion" in doc.texts[page - 1]
+    source = [RetrievedChunk("p", "2023 Q3 MSFT.pdf", page, 0.0, doc.texts[page - 1], meta)]
+    answer = "As of September 30, 2023, $18.7 billion remained of the $60.0 billion share repurchase program."
+    assert set(_statuses(answer, source).values()) == {"supported"}
+
+
 def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
     """Two pages a search would give: the statement of equity's "Cash dividends declared ... (2,036)" rounds to $2.0
     billion and shares "cash" with the sentence, but the prose line about the commercial paper shares far more."""
