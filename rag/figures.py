@@ -298,6 +298,7 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
 
 
 _Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds values: its words, their kinds
+_Column = tuple[int, date | None]  # the year heading a table's column, and the day where a date heads it
 
 
 @dataclass
@@ -307,7 +308,7 @@ class _Passage:
     figures: tuple[Figure, ...]
     context_scales: tuple[float, ...]  # what its bare numbers may be counted in
     unscaled: frozenset[int]  # the starts of bare numbers counted in no scale
-    columns: dict[int, int]  # a table cell's start -> the year its column is headed by
+    columns: dict[int, _Column]  # a table cell's start -> the year (and day) its column is headed by
     lines: _Lines
 
     def closest(self, about: set[str], kind: str) -> int:
@@ -338,28 +339,37 @@ def _year(figure: Figure) -> int:
     return int(figure.value // 10000 if figure.kind == "date" else figure.value)
 
 
-def _column_years(text: str, found: Sequence[Figure]) -> dict[int, int]:
-    """The year heading each table cell's column, where the table says: a run of lines holding only years or dates
-    (a statement's "July 1, 2023  June 25, 2022" header, however extraction broke it) followed by rows whose count of
-    values is the count of those years. Cells of rows that count otherwise, and all prose, get none."""
+def _column_years(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
+    """The year heading each table cell's column, and its day where a date heads it, where the table says: a run of
+    lines holding only years or dates (a statement's "July 1, 2023  June 25, 2022" header, however extraction broke
+    it) followed by rows whose count of values is the count of those years. Cells of rows that count otherwise, and
+    all prose, get none."""
     lines: dict[int, list[Figure]] = {}
     for f in found:
         lines.setdefault(text.count("\n", 0, f.start), []).append(f)
-    columns: dict[int, int] = {}
-    header: list[int] = []
-    pending: list[int] = []
+    columns: dict[int, _Column] = {}
+    header: list[_Column] = []
+    pending: list[_Column] = []
     for _, line in sorted(lines.items()):
-        years = [_year(f) for f in line if f.kind in ("date", "year")]
+        heads = [(_year(f), _day(f)) for f in line if f.kind in ("date", "year")]
         cells = [f for f in line if f.kind not in ("date", "year")]
-        if years and not cells:
-            pending = [] if _prose_around(text, line) else pending + years
-        elif cells and not years:
+        if heads and not cells:
+            pending = [] if _prose_around(text, line) else pending + heads
+        elif cells and not heads:
             header, pending = (pending, []) if pending else (header, pending)
             if len(cells) == len(header) > 1:
-                columns.update((f.start, year) for f, year in zip(cells, header, strict=True))
+                columns.update((f.start, head) for f, head in zip(cells, header, strict=True))
         else:
             pending = []  # prose that mixes them heads no column
     return columns
+
+
+def _day(figure: Figure) -> date | None:
+    """The day a date figure names; None for a year or a month."""
+    if figure.kind != "date" or figure.tolerance >= 1:
+        return None
+    value = int(figure.value)
+    return date(value // 10000, value // 100 % 100, value % 100)
 
 
 def _prose_around(text: str, line: Sequence[Figure]) -> bool:
@@ -382,7 +392,7 @@ def _excepted(text: str, scale: re.Match) -> bool:
 @lru_cache(maxsize=1024)
 def _read_passage(
     text: str,
-) -> tuple[tuple[Figure, ...], tuple[float, ...], frozenset[int], dict[int, int], _Lines]:
+) -> tuple[tuple[Figure, ...], tuple[float, ...], frozenset[int], dict[int, _Column], _Lines]:
     """A passage's figures, the scales its bare numbers may be counted in and those that are in none, its cells'
     column years and its lines that hold values; kept, since the same passages come back for question after question."""
     scales = tuple({_SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
@@ -760,19 +770,24 @@ def _look_up(
     passages: Sequence[_Passage],
     order: Sequence[_Passage],
     named: set[int],
+    days: set[date],
     cited: Sequence[int],
     columns_seen: set[int],
 ) -> bool:
-    """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any); the first
-    that does supports ``check``. ``columns_seen`` gains the years heading the columns it was found in."""
+    """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any) and,
+    where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``.
+    ``columns_seen`` gains the years heading the columns it was found in."""
     shared = _shared_enough(passages, figure, about)
     for passage in order:
         for there in _matches(passage, figure, about, shared):
             column = passage.columns.get(there.start)
             if figure.kind not in ("date", "year") and column is not None:
-                columns_seen.add(column)
-                if named and column not in named:
+                year, day = column
+                columns_seen.add(year)
+                if named and year not in named:
                     continue
+                if day and days and not any(abs((day - said).days) <= _DAYS_OFF for said in days):
+                    continue  # the column of December 31, 2022 is not the quarter ended June 25, 2022
             _support(check, passage, there, cited)
             return True
     return False
@@ -803,9 +818,12 @@ def check_figures(
     tail = answer.rstrip(" \t\n,.;:-")
     sentences = [_sentence_bounds(answer, f.start, f.end) for f in found]
     years: dict[tuple[int, int], set[int]] = {}
+    days: dict[tuple[int, int], set[date]] = {}  # the days each sentence names: they bind values to dated columns
     for figure, sentence in zip(found, sentences, strict=True):
         if figure.kind in ("date", "year"):
             years.setdefault(sentence, set()).add(_year(figure))
+        if (day := _day(figure)) is not None:
+            days.setdefault(sentence, set()).add(day)
     periods = [(p, period) for p in order if (period := _period(p.chunk))]
     # A quarter named that is a source's own heads its columns with the year its period ends in: Apple's fiscal Q1
     # 2023 is the column "December 31, 2022".
@@ -850,7 +868,7 @@ def check_figures(
             contexts += [about | words for words in (before[sentence], asked) if words]
         held = column_years.setdefault(sentence, set())
         for words in contexts:
-            if _look_up(check, figure, words, passages, order, named, cited, held):
+            if _look_up(check, figure, words, passages, order, named, days.get(sentence, set()), cited, held):
                 break
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.withdraw()

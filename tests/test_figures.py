@@ -95,6 +95,18 @@ def test_a_year_that_heads_another_column_is_not_supported(apple_pages):
     assert _statuses(fiscal, statement)["$81,797 million"] == "supported"
 
 
+def test_a_column_headed_by_a_day_is_that_day_s(sec_docs):
+    """Apple's fiscal Q1 2023 table dates its columns "December 31, 2022" and "December 25, 2021": its 15.8% is not the
+    rate of the quarter ended June 25, 2022, though that is 2022 too."""
+    page = _pages_of(sec_docs, "2023 Q1 AAPL.pdf", 22)
+    assert "December 31,\n2022\nDecember 25,\n2021" in page[0].text
+    assert "Effective tax rate 15.8 % 16.0 %" in page[0].text
+    said = "For the quarter ended {}, the effective tax rate was {}."
+    assert _statuses(said.format("December 31, 2022", "15.8%"), page)["15.8%"] == "supported"
+    assert _statuses(said.format("December 25, 2021", "16.0%"), page)["16.0%"] == "supported"
+    assert _statuses(said.format("June 25, 2022", "15.8%"), page)["15.8%"] == "unsupported"
+
+
 def test_a_quarter_named_must_be_one_the_filing_reports_on(apple_pages, apple_filing):
     shifted = "In the third quarter of 2022, the Company announced a new product line."
     # The filing prints the year-ago quarter beside its own, so the year is on its pages: only its period can tell.
