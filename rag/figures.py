@@ -166,7 +166,7 @@ _AS_OF = re.compile(r"\b(?:as\s+of|as\s+at)\s+$", re.I)
 _DAYS_OFF = 7  # a 52-53 week year ends its quarters on other days than the year before
 _LATER_EVENTS = 60  # days after its period's end that a filing reports events up to (it is filed within 40-45)
 _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures, 3 one figure, 4 more than 3
-_HEADER_WORDS = 8  # a statement's header line holds up to six words besides its dates
+_HEADER_WORDS = 8  # more words than this besides its dates make a line prose; a statement's header holds up to six
 _SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
 
 
@@ -611,9 +611,8 @@ def _named_period(
             start, named = sentence_start + months.start(), _FiscalQuarter(quarter) if months[2] else quarter
         else:
             return None
-    elif figure.kind == "date" and figure.tolerance < 1:  # a day: a month ("in March 2023") ends no period
-        value = int(figure.value)
-        start, day = figure.start, date(value // 10000, value // 100 % 100, value % 100)
+    elif (day := _day(figure)) is not None:  # a month ("in March 2023") ends no period
+        start = figure.start
         before = answer[max(0, figure.start - 40) : figure.start]
         if _PERIOD_ENDED.search(before):
             named = day
