@@ -375,11 +375,9 @@ def _day(figure: Figure) -> date | None:
 def _prose_around(text: str, line: Sequence[Figure]) -> bool:
     """Whether the dates of a line stand in running prose ("... at any time. As of September 30, 2023,"), which heads
     no column, rather than in a table's header: more words besides months than a header's "(In Millions, Except Per
-    Share Amounts; Unaudited)"."""
-    first = text.rfind("\n", 0, line[0].start) + 1
-    last = text.find("\n", line[-1].end)
-    rest = _masked(text[first : last if last >= 0 else len(text)], [(f.start - first, f.end - first) for f in line])
-    return sum(1 for word in _WORD.findall(rest) if word.lower() not in _MONTHS) > _HEADER_WORDS
+    Share Amounts; Unaudited)". The line holds no other figure, and a date's only word is its month."""
+    words = _WORD.findall(_line(text, line[0].start, line[-1].end))
+    return sum(1 for word in words if word.lower() not in _MONTHS) > _HEADER_WORDS
 
 
 def _excepted(text: str, scale: re.Match) -> bool:
@@ -597,8 +595,8 @@ def _named_period(
     after "the quarter ended" or "as of"; and whether it is named as the period compared against. None: it names no
     period."""
     named: _Named
+    around = _mention_around(figure, mentions)  # None for a figure that is not a year
     if figure.kind == "year":
-        around = _mention_around(figure, mentions)
         before = answer[sentence_start : figure.start]
         earlier = [m[2][1] for m in mentions if sentence_start <= m[0] and m[1] <= figure.start]
         if around:
@@ -624,8 +622,7 @@ def _named_period(
         return None
     before = answer[sentence_start:start]
     compared = bool(_COMPARED_JUST_BEFORE.search(before[-40:]) or _COMPARED.search(before))
-    end = next((m[1] for m in mentions if m[0] <= figure.start < m[1]), figure.end)
-    if compared and (to := _RANGE_TO.match(answer, end)):
+    if compared and (to := _RANGE_TO.match(answer, around[1] if around else figure.end)):
         # "from Q3 2022 to Q1 2023" runs over the sources' own quarters: its start is the period compared against
         # only where it is the year before its end.
         then = next((m[2] for m in mentions if m[0] == to.end()), None)
