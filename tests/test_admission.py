@@ -63,7 +63,15 @@ def jobs_of(url: str) -> dict[str, list[str]]:
 
 
 def job(url: str, job_id: str) -> dict:
-    return httpx.get(f"{url}/v1/jobs/{job_id}", timeout=30).json()
+    """The job's record. A 503 (a replica busy or being replaced, with Retry-After) is asked again, as a client
+    would; any other failure names its status and body."""
+    for _ in range(10):
+        response = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(float(response.headers.get("retry-after", 1)))
+    assert response.status_code == 200, (job_id, response.status_code, response.text)
+    return response.json()
 
 
 @dataclass
