@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,10 @@ _FIGURE = re.compile(
 )
 _WORD = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:。！？；：])\s+|\n")
+# A line of Chinese prose is a whole paragraph, hundreds of characters about many things: its sentences are the lines
+# a value stands on. (A line of a filing is a line of its layout, shorter than most sentences.)
+_LINE_ENDS = "\n。！？；"
+_LINE_END = re.compile(f"[{_LINE_ENDS}]")
 # Words that say nothing about what a figure measures.
 _FILLER = (
     "the and for was were are has had have with from that this its their which than over into per of in on to by "
@@ -395,11 +400,12 @@ def _read_passage(
     column years and its lines that hold values; kept, since the same passages come back for question after question."""
     scales = tuple({_SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
     found = tuple(figures(text, everything=True))
+    ends = [m.start() for m in _LINE_END.finditer(text)]
     on_line: dict[int, list[Figure]] = {}
     for f in found:
         if f.kind != "date":
-            on_line.setdefault(text.count("\n", 0, f.start), []).append(f)
-    lines = text.split("\n")
+            on_line.setdefault(bisect_left(ends, f.start), []).append(f)
+    lines = _LINE_END.split(text)
     held = tuple(
         (frozenset(_words(lines[i])), frozenset(_matched_as(f.kind) for f in line))
         for i, line in sorted(on_line.items())
@@ -487,9 +493,9 @@ def _sentence(text: str, start: int, end: int) -> str:
 
 
 def _line(text: str, start: int, end: int) -> str:
-    first = text.rfind("\n", 0, start) + 1
-    last = text.find("\n", end)
-    return " ".join(text[first : last if last >= 0 else len(text)].split())
+    first = max(text.rfind(stop, 0, start) for stop in _LINE_ENDS) + 1
+    last = min((at for stop in _LINE_ENDS if (at := text.find(stop, end)) >= 0), default=len(text))
+    return " ".join(text[first:last].split())
 
 
 def _matches(passage: _Passage, figure: Figure, about: set[str], shared: int = 1) -> Iterator[Figure]:
@@ -512,12 +518,14 @@ def _matches(passage: _Passage, figure: Figure, about: set[str], shared: int = 1
 
 def _shared_enough(passages: Sequence[_Passage], figure: Figure, about: set[str]) -> int:
     """How many words of ``about`` the line holding a value must share: no more than _WORDS_SHORT_OF_BEST fewer than
-    the line of the sources that shares most with it. A value on a line much less about the sentence than another
-    is most often some other line's figure that happens to round the same."""
+    the line of the sources that shares most with it, or half as many where that line shares more (a Chinese
+    sentence's pairs of characters count many more than an English line's words). A value on a line much less about
+    the sentence than another is most often some other line's figure that happens to round the same."""
     if figure.kind not in ("amount", "number", "percent") or not about:
         return 1
     kind = _matched_as(figure.kind)
-    return max((p.closest(about, kind) for p in passages), default=0) - _WORDS_SHORT_OF_BEST
+    best = max((p.closest(about, kind) for p in passages), default=0)
+    return best - max(_WORDS_SHORT_OF_BEST, best // 2)
 
 
 def _common_words(passages: Sequence[_Passage]) -> set[str]:
@@ -769,15 +777,22 @@ def _look_up(
     days: set[date],
     cited: Sequence[int],
     columns_seen: set[int],
+    taken: set[tuple[int, int]],
 ) -> bool:
     """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any) and,
     where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``.
-    ``columns_seen`` gains the years heading the columns it was found in."""
+    ``columns_seen`` gains the years heading the columns it was found in; ``taken`` holds the sources' dates and
+    years (passage, start) that the sentence's other dates and years stand on."""
     shared = _shared_enough(passages, figure, about)
     for passage in order:
         for there in _matches(passage, figure, about, shared):
             column = passage.columns.get(there.start)
-            if figure.kind not in ("date", "year") and column is not None:
+            if figure.kind in ("date", "year"):
+                # Each stands on an occurrence of its own: "2009年到2009年" is not the sources' "2009年到2010年".
+                if (passage.number, there.start) in taken:
+                    continue
+                taken.add((passage.number, there.start))
+            elif column is not None:
                 year, day = column
                 columns_seen.add(year)
                 if named and year not in named:
@@ -831,13 +846,16 @@ def check_figures(
     # What each sentence's figures measure: its words, or the answer's first sentence's, where a list of figures is
     # introduced; less the sources' company names, which say nothing about which line is meant.
     first = _about(_sentence(answer, 0, 0))
+    asked = _about(question) - common if question else set()
     abouts = {sentence: (_about(answer[slice(*sentence)]) | first) - common for sentence in set(sentences)}
+    if not any(abouts.values()):  # an answer that is its figure alone ("2007年") measures what the question asks
+        abouts = dict.fromkeys(abouts, asked)
     # A sentence may leave what its figure measures to the one before ("they were $631 million") or to the question
     # ("the spending was $6,984 million", asked about R&D). Those words are tried only where its own find no line:
     # added always, they raise the bar of the closest line (_shared_enough) and lost more gold figures than they
     # found on SEC dev.
     before = {s: _about(_sentence(answer, max(0, s[0] - 1), max(0, s[0] - 1))) - common for s in set(sentences)}
-    asked = _about(question) - common if question else set()
+    taken: dict[tuple[int, int], set[tuple[int, int]]] = {}  # the source dates and years a sentence's stand on
     column_years: dict[tuple[int, int], set[int]] = {}  # years heading the columns a sentence's values were found in
     against_columns: set[int] = set()  # years and dates withdrawn for them
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
@@ -864,7 +882,18 @@ def check_figures(
             contexts += [about | words for words in (before[sentence], asked) if words]
         held = column_years.setdefault(sentence, set())
         for words in contexts:
-            if _look_up(check, figure, words, passages, order, named, days.get(sentence, set()), cited, held):
+            if _look_up(
+                check,
+                figure,
+                words,
+                passages,
+                order,
+                named,
+                days.get(sentence, set()),
+                cited,
+                held,
+                taken.setdefault(sentence, set()),
+            ):
                 break
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.withdraw()

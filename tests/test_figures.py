@@ -334,15 +334,60 @@ def test_chinese_figures_with_wan_and_yi():
     assert _statuses("营业收入为36.6亿元。", [source]) == {"36.6亿": "unsupported"}
 
 
+def _zh_pages(name: str) -> list[RetrievedChunk]:
+    texts = read_pdf_pages(ZH_DOCS / name, PdfConfig(), ocr=False).texts
+    return [RetrievedChunk(f"p{i}", name, i, 0.0, t) for i, t in enumerate(texts, 1)]
+
+
 def test_a_year_in_prose_stands_on_a_line_about_the_same_thing():
     """A page of articles holds many years; without a period to read from the sources, the year's line decides."""
-    article = ZH_DOCS / "百科-trial-002.pdf"
-    texts = read_pdf_pages(article, PdfConfig(), ocr=False).texts
-    pages = [RetrievedChunk(f"p{i}", article.name, i, 0.0, t) for i, t in enumerate(texts, 1)]
+    pages = _zh_pages("百科-trial-002.pdf")
     answer = "2008年，欧盟批准猴面包树果实作为果汁和谷物棒的成分。"
     assert _statuses(answer, pages) == {"2008": "supported"}
-    assert any("2007" in t for t in texts)  # in the same article, about other things
+    assert any("2007" in p.text for p in pages)  # in the same article, about other things
     assert _statuses(answer.replace("2008", "2007"), pages) == {"2007": "unsupported"}
+
+
+def test_a_chinese_paragraph_s_sentences_are_its_lines():
+    """A Chinese paragraph extracts as one line of hundreds of characters: the sentence a value stands in is what
+    must be about the answer's, not the paragraph."""
+    pages = _zh_pages("百科-trial-008.pdf")
+    answer = (
+        "之后于1986年美国的World Events Productions（WEP）公司买下其版权被改编为《Saber Rider and the Star Sheriffs》"
+    )
+    assert _statuses(answer, pages) == {"1986": "supported"}
+    # 1985 is in the paragraph's sentence before, about the broadcast in Japan.
+    assert "1985年9月29日由日本日本电视台播出。之后于1986年美国" in pages[6].text
+    assert _statuses(answer.replace("1986", "1985"), pages) == {"1985": "unsupported"}
+    # Bigrams of a Chinese sentence count many more shared words than an English line's words: the line holding a
+    # value may share half of what the closest line shares.
+    deal = (
+        "2014年6月10日泰森食品公司每股63美元现金，斥资77亿美元收购希尔夏品牌（Hillshire Brands）。"
+        "连同债务承担，交易价格为85.5亿美元。"
+    )
+    assert _statuses(deal, _zh_pages("百科-trial-013.pdf"))["85.5亿"] == "supported"
+
+
+def test_each_year_of_a_sentence_stands_on_its_own_occurrence():
+    """An answer's "from 2009 to 2009" is not the source's "from 2009 to 2010": its one 2009 supports one of them."""
+    pages = _zh_pages("百科-trial-017.pdf")
+    season = "据统计，百老汇在2009年到2010年的剧季的票房收益大约是$10.2亿美金。"
+    assert [c.status for c in check_figures(season, pages).checks] == ["supported"] * 3
+    shifted = check_figures(season.replace("2010", "2009"), pages).checks
+    assert [(c.text, c.status) for c in shifted] == [
+        ("2009", "supported"),
+        ("2009", "unsupported"),
+        ("$10.2亿", "supported"),
+    ]
+
+
+def test_an_answer_that_is_its_figure_alone_measures_what_was_asked():
+    """An answer "2007年" says nothing of what it dates: the question's words must be on the sentence holding it."""
+    pages = _zh_pages("百科-trial-005.pdf")
+    question = "蒋家旻什么时候被挑选成为Tvbeople？"
+    assert _statuses("2007年", pages, question=question) == {"2007": "supported"}
+    assert any("2006年" in p.text for p in pages)  # in other articles of the same file
+    assert _statuses("2006年", pages, question=question) == {"2006": "unsupported"}
 
 
 class _Written:
