@@ -759,6 +759,8 @@ def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
     """Two other figures of the answer that ``figure`` is the change between, if any."""
     amounts = [o for o in others if o.kind in ("amount", "number") and o is not figure]
     for a, b in permutations(amounts, 2):
+        if min(abs(a.value), abs(b.value)) <= figure.tolerance:
+            continue  # "$496 million" is not the change from 190 to $496 million
         if figure.kind == "percent":
             if a.value and abs(abs((b.value - a.value) / a.value * 100) - figure.value) <= figure.tolerance:
                 return [a.text, b.text]

@@ -317,6 +317,15 @@ def test_a_change_computed_from_two_cited_figures(apple_pages):
     assert checks["$645 million"].derived_from == ["$6,797 million", "$7,442 million"]
     assert checks["9.5%"].status == "supported" and checks["9.5%"].derived_from
     assert _statuses(answer.replace("9.5%", "12.5%"), apple_pages)["12.5%"] == "unsupported"
+    # A change has two operands that count: $496 million is not what lies between 190 and $496 million.
+    source = RetrievedChunk("c1", "report.pdf", 1, 0.0, "(In millions)\nInterest expense 496\nOffices 190")
+    answer = "Rent paid was $496 million. Interest expense was $496 million, across 190 offices."
+    checks = check_figures(answer, [source]).checks
+    assert [(c.text, c.status, c.derived_from) for c in checks] == [
+        ("$496 million", "unsupported", []),
+        ("$496 million", "supported", []),
+        ("190", "supported", []),
+    ]
 
 
 def test_a_figure_cut_off_by_the_token_limit_and_a_citation_to_nothing(apple_pages):
