@@ -769,6 +769,16 @@ def _derived(figure: Figure, others: Sequence[Figure]) -> list[str]:
     return []
 
 
+@dataclass
+class _Seen:
+    """What a sentence's figures were found in so far."""
+
+    columns: set[int] = field(default_factory=set)  # the years heading the columns its values were found in
+    # The sources' dates and years (passage, start) its dates and years stand on: each stands on one of its own,
+    # "2009年到2009年" is not the sources' "2009年到2010年".
+    taken: set[tuple[int, int]] = field(default_factory=set)
+
+
 def _look_up(
     check: FigureCheck,
     figure: Figure,
@@ -778,25 +788,22 @@ def _look_up(
     named: set[int],
     days: set[date],
     cited: Sequence[int],
-    columns_seen: set[int],
-    taken: set[tuple[int, int]],
+    seen: _Seen,
 ) -> bool:
     """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any) and,
-    where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``.
-    ``columns_seen`` gains the years heading the columns it was found in; ``taken`` holds the sources' dates and
-    years (passage, start) that the sentence's other dates and years stand on."""
+    where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``, and
+    ``seen`` (its sentence's) gains what it was found in."""
     shared = _shared_enough(passages, figure, about)
     for passage in order:
         for there in _matches(passage, figure, about, shared):
             column = passage.columns.get(there.start)
             if figure.kind in ("date", "year"):
-                # Each stands on an occurrence of its own: "2009年到2009年" is not the sources' "2009年到2010年".
-                if (passage.number, there.start) in taken:
+                if (passage.number, there.start) in seen.taken:
                     continue
-                taken.add((passage.number, there.start))
+                seen.taken.add((passage.number, there.start))
             elif column is not None:
                 year, day = column
-                columns_seen.add(year)
+                seen.columns.add(year)
                 if named and year not in named:
                     continue
                 if day and days and not any(abs((day - said).days) <= _DAYS_OFF for said in days):
@@ -857,8 +864,7 @@ def check_figures(
     # added always, they raise the bar of the closest line (_shared_enough) and lost more gold figures than they
     # found on SEC dev.
     before = {s: _about(_sentence(answer, max(0, s[0] - 1), max(0, s[0] - 1))) - common for s in set(sentences)}
-    taken: dict[tuple[int, int], set[tuple[int, int]]] = {}  # the source dates and years a sentence's stand on
-    column_years: dict[tuple[int, int], set[int]] = {}  # years heading the columns a sentence's values were found in
+    seen = {sentence: _Seen() for sentence in set(sentences)}
     against_columns: set[int] = set()  # years and dates withdrawn for them
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
     # Values first: a year's check reads the columns they were found in.
@@ -882,21 +888,10 @@ def check_figures(
         contexts = [about]
         if about and figure.kind in ("amount", "number", "percent"):
             contexts += [about | words for words in (before[sentence], asked) if words]
-        held = column_years.setdefault(sentence, set())
         for words in contexts:
-            if _look_up(
-                check,
-                figure,
-                words,
-                passages,
-                order,
-                named,
-                days.get(sentence, set()),
-                cited,
-                held,
-                taken.setdefault(sentence, set()),
-            ):
+            if _look_up(check, figure, words, passages, order, named, days.get(sentence, set()), cited, seen[sentence]):
                 break
+        held = seen[sentence].columns
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:
             check.withdraw()
             against_columns.add(i)
