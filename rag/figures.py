@@ -400,7 +400,7 @@ def _read_passage(
     column years and its lines that hold values; kept, since the same passages come back for question after question."""
     scales = tuple({_SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
     found = tuple(figures(text, everything=True))
-    ends = [m.start() for m in _LINE_END.finditer(text)]
+    ends = _line_ends(text)
     on_line: dict[int, list[Figure]] = {}
     for f in found:
         if f.kind != "date":
@@ -492,9 +492,18 @@ def _sentence(text: str, start: int, end: int) -> str:
     return text[slice(*_sentence_bounds(text, start, end))]
 
 
+@lru_cache(maxsize=1024)
+def _line_ends(text: str) -> tuple[int, ...]:
+    """Where a passage's lines end (_LINE_ENDS); kept, as every value looked up on it reads its line."""
+    return tuple(m.start() for m in _LINE_END.finditer(text))
+
+
 def _line(text: str, start: int, end: int) -> str:
-    first = max(text.rfind(stop, 0, start) for stop in _LINE_ENDS) + 1
-    last = min((at for stop in _LINE_ENDS if (at := text.find(stop, end)) >= 0), default=len(text))
+    """The line of a passage that holds ``text[start:end]``, its spaces made single."""
+    ends = _line_ends(text)
+    before, after = bisect_left(ends, start), bisect_left(ends, end)
+    first = ends[before - 1] + 1 if before else 0
+    last = ends[after] if after < len(ends) else len(text)
     return " ".join(text[first:last].split())
 
 
