@@ -677,6 +677,13 @@ def _reports(period: _Period, named: _Named, a_year_before: bool) -> bool:
     return _states_balances_at(named.day, period.end, period.fiscal[1])
 
 
+def _files_reporting(named: _Named, periods: Sequence[tuple[_Passage, _Period]]) -> set[str]:
+    """The documents that report on ``named`` as their own period, and, where any does, those that print it as the
+    same period a year before; empty where none reports on it as its own."""
+    own = {p.chunk.file for p, period in periods if _reports(period, named, False)}
+    return own | {p.chunk.file for p, period in periods if _reports(period, named, True)} if own else own
+
+
 def _earlier_in_year(named: _Named, period: _Period) -> bool:
     """Whether a fiscal quarter named is not the document's own (an earlier one its year to date covers)."""
     return isinstance(named, _FiscalQuarter) and named.quarter != period.fiscal
@@ -734,6 +741,9 @@ def _check_periods(
         # A source's own quarter needs no line: its metadata is the source. A date, or the year-ago period, must also
         # be printed (dates "as of" allow days the document does not report on).
         by_metadata = bool(reported) and _quarter_of(said) is not None and i not in against_columns
+        if reported and _values_elsewhere(checks, sentences, sentence, _files_reporting(said, periods)):
+            check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
+            continue
         if reported:
             naming_own.setdefault(sentence, []).append(said)
             # A fiscal quarter is named by its own filing where one is a source, else by a later one's year to date.
@@ -750,6 +760,20 @@ def _check_periods(
             continue
         if not (reported or _ahead(said, periods)):
             check.withdraw()
+
+
+def _values_elsewhere(
+    checks: Sequence[FigureCheck], sentences: Sequence[tuple[int, int]], sentence: tuple[int, int], files: set[str]
+) -> bool:
+    """Whether the sentence's values were found (on a line) and none of them in ``files``: a question about four
+    quarters has all four filings as sources, and a period it names must be the period of its figures' filing, or
+    of one that prints it beside its own, not any source's."""
+    values = [
+        c
+        for c, s in zip(checks, sentences, strict=True)
+        if s == sentence and c.kind in ("amount", "number", "percent") and c.status == "supported"
+    ]
+    return bool(values) and not any(c.file in files for c in values)
 
 
 _CLAUSE_END = re.compile(r"[,;:()\n]")
@@ -874,6 +898,17 @@ def check_figures(
     # found on SEC dev.
     before = {s: _about(_sentence(answer, max(0, s[0] - 1), max(0, s[0] - 1))) - common for s in set(sentences)}
     seen = {sentence: _Seen() for sentence in set(sentences)}
+    # A sentence's values are sought first in the documents of the periods it names, so that a figure of one
+    # quarter is found in that quarter's filing rather than beside it in a later one (_values_elsewhere).
+    own_files: dict[tuple[int, int], set[str]] = {}
+    for sentence, period_named in zip(sentences, named_periods, strict=True):
+        if period_named is not None and not period_named[1]:
+            said = period_named[0]
+            own_files.setdefault(sentence, set()).update(p.chunk.file for p, o in periods if _reports(o, said, False))
+    orders = {
+        s: [p for p in order if p.chunk.file in files] + [p for p in order if p.chunk.file not in files]
+        for s, files in own_files.items()
+    }
     against_columns: set[int] = set()  # years and dates withdrawn for them
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
     # Values first: a year's check reads the columns they were found in.
@@ -897,8 +932,11 @@ def check_figures(
         contexts = [about]
         if about and figure.kind in ("amount", "number", "percent"):
             contexts += [about | words for words in (before[sentence], asked) if words]
+        in_order = orders.get(sentence, order)
         for words in contexts:
-            if _look_up(check, figure, words, passages, order, named, days.get(sentence, set()), cited, seen[sentence]):
+            if _look_up(
+                check, figure, words, passages, in_order, named, days.get(sentence, set()), cited, seen[sentence]
+            ):
                 break
         held = seen[sentence].columns
         if figure.kind in ("date", "year") and held and _year(figure) not in held and not ends[i] & held:

@@ -27,9 +27,7 @@ def apple_pages(sec_docs) -> list[RetrievedChunk]:
 @pytest.fixture(scope="module")
 def apple_filing(sec_docs) -> list[RetrievedChunk]:
     """The same pages with the metadata ingestion reads from the filing: fiscal Q3 2023, ended July 1, 2023."""
-    doc = read_pdf_pages(sec_docs / "2023 Q3 AAPL.pdf", PdfConfig())
-    meta = extract_metadata("2023 Q3 AAPL.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
-    return [RetrievedChunk(f"p{i}", "2023 Q3 AAPL.pdf", i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
+    return _filing(sec_docs, "2023 Q3 AAPL.pdf")
 
 
 def _statuses(answer: str, sources: list[RetrievedChunk], **kwargs) -> dict[str, str]:
@@ -127,16 +125,40 @@ def test_a_quarter_named_must_be_one_the_filing_reports_on(apple_pages, apple_fi
 def test_a_range_s_start_is_compared_only_with_its_end(sec_docs, apple_filing):
     """A range ("from Q3 2022 to Q1 2023") runs over the sources' own quarters: its start is not the year-ago quarter of
     another source's, as "compared to Q3 2022" would be."""
-    doc = read_pdf_pages(sec_docs / "2023 Q1 AAPL.pdf", PdfConfig())
-    meta = extract_metadata("2023 Q1 AAPL.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
-    first = [RetrievedChunk(f"q{i}", "2023 Q1 AAPL.pdf", i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
-    sources = first + apple_filing  # Apple's fiscal Q1 2023 (calendar Q4 2022) and Q3 2023
+    sources = (
+        _filing(sec_docs, "2023 Q1 AAPL.pdf") + apple_filing
+    )  # Apple's fiscal Q1 2023 (calendar Q4 2022) and Q3 2023
     assert _statuses("Net sales fell from Q1 2022 to Q1 2023.", sources) == {"2022": "supported", "2023": "supported"}
     assert _statuses("Net sales fell from Q3 2022 to Q1 2023.", sources) == {
         "2022": "unsupported",
         "2023": "supported",
     }
     assert _statuses("Net sales in Q3 2023 fell from Q3 2022.", sources) == {"2023": "supported", "2022": "supported"}
+
+
+def _filing(sec_docs, name: str) -> list[RetrievedChunk]:
+    """Every page of a filing, with the metadata ingestion reads from it."""
+    doc = read_pdf_pages(sec_docs / name, PdfConfig())
+    meta = extract_metadata(name, doc.texts, doc.info).model_dump(exclude_none=True)
+    return [RetrievedChunk(f"{name}#{i}", name, i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
+
+
+def test_a_quarter_named_is_the_quarter_of_its_figures_filing(sec_docs):
+    """With a company's filings of two quarters as sources, each quarter is a source's own: a sentence's quarter must
+    be the one of the filing that holds its figures (or of one that prints it beside its own), not any source's."""
+    sources = _filing(sec_docs, "2022 Q3 INTC.pdf") + _filing(sec_docs, "2023 Q1 INTC.pdf")
+    assert _statuses("In Q3 2022, Intel's inventories were $12,831 million.", sources) == {
+        "2022": "supported",
+        "$12,831 million": "supported",
+    }
+    # $13,224 million is the balance of December 31, 2022, which the Q1 2023 filing prints beside its own.
+    assert _statuses("In Q3 2022, Intel's inventories were $13,224 million.", sources) == {
+        "2022": "unsupported",
+        "$13,224 million": "supported",
+    }
+    own = check_figures("In Q1 2023, Intel's inventories were $12,993 million.", sources).checks
+    assert [c.status for c in own] == ["supported", "supported"]
+    assert own[1].file == own[0].file == "2023 Q1 INTC.pdf"
 
 
 def test_a_fiscal_quarter_s_columns_are_dated_by_its_end(sec_docs):
