@@ -677,11 +677,19 @@ def _reports(period: _Period, named: _Named, a_year_before: bool) -> bool:
     return _states_balances_at(named.day, period.end, period.fiscal[1])
 
 
-def _files_reporting(named: _Named, periods: Sequence[tuple[_Passage, _Period]]) -> set[str]:
-    """The documents that report on ``named`` as their own period, and, where any does, those that print it as the
-    same period a year before; empty where none reports on it as its own."""
-    own = {p.chunk.file for p, period in periods if _reports(period, named, False)}
-    return own | {p.chunk.file for p, period in periods if _reports(period, named, True)} if own else own
+def _files_reporting(named: _Named, periods: Sequence[tuple[_Passage, _Period]]) -> dict[str, int | None]:
+    """The documents that report on ``named`` as their own period (None), and, where any does, those that print it as
+    the same period a year before, with the year that heads its column there; empty where none reports on it as its
+    own."""
+    own: dict[str, int | None] = {p.chunk.file: None for p, period in periods if _reports(period, named, False)}
+    if not own:
+        return own
+    year_ago = {
+        passage.chunk.file: period.end.year - 1
+        for passage, period in periods
+        if period.end and _reports(period, named, True)
+    }
+    return year_ago | own
 
 
 def _earlier_in_year(named: _Named, period: _Period) -> bool:
@@ -723,6 +731,7 @@ def _check_periods(
     periods: Sequence[tuple[_Passage, _Period]],
     cited: Sequence[int],
     against_columns: set[int],
+    seen: dict[tuple[int, int], _Seen],
 ) -> None:
     """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
     on, as its own or as the one a sentence compares with, or a quarter its outlook speaks of: every filing prints
@@ -741,7 +750,8 @@ def _check_periods(
         # A source's own quarter needs no line: its metadata is the source. A date, or the year-ago period, must also
         # be printed (dates "as of" allow days the document does not report on).
         by_metadata = bool(reported) and _quarter_of(said) is not None and i not in against_columns
-        if reported and _values_elsewhere(checks, sentences, sentence, _files_reporting(said, periods)):
+        files = _files_reporting(said, periods)
+        if reported and not compared and _values_elsewhere(checks, sentences, sentence, files, seen[sentence]):
             check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
             continue
         if reported:
@@ -763,17 +773,23 @@ def _check_periods(
 
 
 def _values_elsewhere(
-    checks: Sequence[FigureCheck], sentences: Sequence[tuple[int, int]], sentence: tuple[int, int], files: set[str]
+    checks: Sequence[FigureCheck],
+    sentences: Sequence[tuple[int, int]],
+    sentence: tuple[int, int],
+    files: dict[str, int | None],
+    seen: _Seen,
 ) -> bool:
-    """Whether the sentence's values were found (on a line) and none of them in ``files``: a question about four
-    quarters has all four filings as sources, and a period it names must be the period of its figures' filing, or
-    of one that prints it beside its own, not any source's."""
+    """Whether the sentence's values were found (on a line) and none of them in ``files`` (_files_reporting): a
+    question about four quarters has all four filings as sources, and a period it names must be the period of its
+    figures' filing, or of one that prints them in that period's column beside its own, not any source's."""
     values = [
         c
         for c, s in zip(checks, sentences, strict=True)
         if s == sentence and c.kind in ("amount", "number", "percent") and c.status == "supported"
     ]
-    return bool(values) and not any(c.file in files for c in values)
+    return bool(values) and not any(
+        c.file is not None and c.file in files and files[c.file] in (None, seen.column_of.get(c.start)) for c in values
+    )
 
 
 _CLAUSE_END = re.compile(r"[,;:()\n]")
@@ -810,6 +826,8 @@ class _Seen:
     # The sources' dates and years (passage, start) its dates and years stand on: each stands on one of its own,
     # "2009年到2009年" is not the sources' "2009年到2010年".
     taken: set[tuple[int, int]] = field(default_factory=set)
+    # The year heading the column each of its values was found in (None: not in a column), by the value's offset.
+    column_of: dict[int, int | None] = field(default_factory=dict)
 
 
 def _look_up(
@@ -842,6 +860,7 @@ def _look_up(
                 if day and days and not any(abs((day - said).days) <= _DAYS_OFF for said in days):
                     continue  # the column of December 31, 2022 is not the quarter ended June 25, 2022
             _support(check, passage, there, cited)
+            seen.column_of[check.start] = column[0] if column else None
             return True
     return False
 
@@ -943,7 +962,7 @@ def check_figures(
             check.withdraw()
             against_columns.add(i)
     if periods:
-        _check_periods(checks, sentences, named_periods, periods, cited, against_columns)
+        _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]
