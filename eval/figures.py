@@ -3,11 +3,12 @@ documents, nearly every figure must come out supported; on the same answers with
 a scale word swapped, a year shifted), the altered figure must come out unsupported.
 
 Each gold answer is checked against every page of the documents its question names (the gold files), as if those
-pages were the sources it was given. Reported per split (dev: where the rules were shaped; test: held back), with
-every miss listed.
+pages were the sources it was given. With ``--index``, also as the service gives sources: the passages the default
+search returns for its question (``--top-k``), and the pages where the first check found its figures, as if retrieval
+had found them too. Reported per split (dev: where the rules were shaped; test: held back), with every miss listed.
 
     python -m eval.figures --dataset ../shared/datasets/sec-10q/qna_data.csv \
-        --docs ../shared/datasets/sec-10q/docs --out bench/results/figures.json
+        --docs ../shared/datasets/sec-10q/docs --index ./index --out bench/results/figures.json
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
     started = time.perf_counter()
     report = check_figures(answer, sources, question=question.question)
     check_ms = (time.perf_counter() - started) * 1000
-    gold = [{"figure": c.text, "kind": c.kind, "supported": c.status == "supported"} for c in report.checks]
+    gold = [
+        {"figure": c.text, "kind": c.kind, "supported": c.status == "supported", "file": c.file, "page": c.page}
+        for c in report.checks
+    ]
     altered = []
     for figure, check in zip(figures(answer), report.checks, strict=True):
         if check.status != "supported":
@@ -87,6 +91,15 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
         "gold": gold,
         "altered": altered,
     }
+
+
+def as_served(
+    row: dict, retrieved: list[RetrievedChunk], pages: dict[str, list[RetrievedChunk]]
+) -> list[RetrievedChunk]:
+    """The sources of the service's setting: the passages retrieved, then each whole page that held a gold figure in
+    the whole-document check (``row``); a passage retrieved from it may hold only part of it."""
+    held = dict.fromkeys((g["file"], g["page"]) for g in row["gold"] if g["file"])  # not a change computed
+    return retrieved + [pages[file][page - 1] for file, page in held]
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -131,24 +144,37 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--docs", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--index", type=Path, help="an index of --docs: also check against the sources as served")
+    parser.add_argument("--top-k", type=int, default=5, help="passages retrieved in the service's setting")
     args = parser.parse_args()
     pages = pages_of(args.docs)
-    rows = []
+    questions, rows = [], []
     for question in load_dataset(args.dataset):
         sources = [p for file, file_pages in pages.items() if question.is_gold_file(file) for p in file_pages]
         if sources:
+            questions.append(question)
             rows.append(evaluate(question, sources))
-    by_split = summarise(rows)
-    result = {"dataset": str(args.dataset), "by_split": by_split, "rows": rows}
+    result: dict = {"dataset": str(args.dataset), "whole_documents": {"by_split": summarise(rows), "rows": rows}}
+    if args.index:
+        from rag.config import load_settings
+        from rag.search import Searcher
+
+        searcher = Searcher.from_index_dir(args.index, load_settings(None))
+        served = [
+            evaluate(q, as_served(row, searcher.search(q.question, args.top_k).chunks, pages))
+            for q, row in zip(questions, rows, strict=True)
+        ]
+        result["as_served"] = {"top_k": args.top_k, "by_split": summarise(served), "rows": served}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    for split, s in by_split.items():
-        print(
-            f"{split}: {s['figures']} figures in {s['answers_with_figures']} answers, "
-            f"supported {s['supported_recall']}; "
-            f"{s['altered']} altered, caught {s['altered_caught']} {s['altered_caught_by_how']}; "
-            f"check ms {s['check_ms']}"
-        )
+    for setting in ("whole_documents", "as_served"):
+        for split, s in result.get(setting, {}).get("by_split", {}).items():
+            print(
+                f"{setting}, {split}: {s['figures']} figures in {s['answers_with_figures']} answers, "
+                f"supported {s['supported_recall']}; "
+                f"{s['altered']} altered, caught {s['altered_caught']} {s['altered_caught_by_how']}; "
+                f"check ms {s['check_ms']}"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from eval.datasets import Question
+from eval.figures import as_served, evaluate
 from ingest.metadata_extraction import extract_metadata
 from ingest.pdf_pages import read_pdf_pages
 from rag.answering import AnswerPipeline
@@ -159,6 +161,13 @@ def test_a_quarter_named_is_the_quarter_of_its_figures_filing(sec_docs):
     own = check_figures("In Q1 2023, Intel's inventories were $12,993 million.", sources).checks
     assert [c.status for c in own] == ["supported", "supported"]
     assert own[1].file == own[0].file == "2023 Q1 INTC.pdf"
+    # The Q3 2023 filing prints Q3 2022 in its year-ago columns: there, only those columns are Q3 2022's figures.
+    sources += _filing(sec_docs, "2023 Q3 INTC.pdf")
+    year_ago = "In Q3 2022, Intel's Data Center and AI revenue was $4,255 million."
+    assert _statuses(year_ago, sources) == {"2022": "supported", "$4,255 million": "supported"}
+    fine = "In Q3 {}, Intel recorded a $401 million charge for an EC-imposed fine."
+    assert _statuses(fine.format(2023), sources) == {"2023": "supported", "$401 million": "supported"}
+    assert _statuses(fine.format(2022), sources) == {"2022": "unsupported", "$401 million": "supported"}
 
 
 def test_a_fiscal_quarter_s_columns_are_dated_by_its_end(sec_docs):
@@ -473,3 +482,20 @@ def test_the_policy_for_unsupported_figures(apple_pages, policy):
     assert streamed == shown and finished.figures.summary == answer.figures.summary
     right = AnswerPipeline(_Found(apple_pages[2:6]), _Written("Total net sales were $81,797 million [2]."), policy)
     assert asyncio.run(right.answer(request)).text.startswith("Total net sales were $81,797 million [2].")
+
+
+def test_the_check_s_own_evaluation_alters_each_figure_and_serves_its_pages(apple_filing):
+    """eval.figures: a gold answer's figures, each altered in turn, against whole documents and as served."""
+    question = Question("q", "What were Apple's total net sales?", "In Q3 2023, total net sales were $81.8 billion.")
+    whole = evaluate(question, apple_filing)
+    assert [(g["figure"], g["supported"]) for g in whole["gold"]] == [("2023", True), ("$81.8 billion", True)]
+    assert {(a["how"], a["altered"], a["caught"]) for a in whole["altered"]} == {
+        ("year shifted", "2022", True),
+        ("digit changed", "$81.9 billion", True),
+        ("scale swapped", "$81.8 million", True),
+    }
+    # As served: the passages retrieved (here none) and the pages that held the gold figures, whole.
+    sources = as_served(whole, [], {"2023 Q3 AAPL.pdf": apple_filing})
+    held = {(g["file"], g["page"]) for g in whole["gold"]}
+    assert {(c.file, c.page) for c in sources} == held and len(sources) == len(held)
+    assert evaluate(question, sources)["gold"] == whole["gold"]
