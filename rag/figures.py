@@ -552,7 +552,7 @@ def _common_words(passages: Sequence[_Passage]) -> set[str]:
     }
     if names:
         return set().union(*(_words(name) for name in names))
-    if len(passages) < 3:
+    if len(passages) < 3 or any(p.chunk.metadata for p in passages):
         return set()
     counts = Counter(word for p in passages for word in _passage_words(p.chunk.text))
     return {word for word, n in counts.items() if n * 2 > len(passages)}

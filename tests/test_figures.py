@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -499,3 +500,23 @@ def test_the_check_s_own_evaluation_alters_each_figure_and_serves_its_pages(appl
     held = {(g["file"], g["page"]) for g in whole["gold"]}
     assert {(c.file, c.page) for c in sources} == held and len(sources) == len(held)
     assert evaluate(question, sources)["gold"] == whole["gold"]
+
+
+def test_words_most_sources_share_count_where_the_sources_name_no_company():
+    """Indexed articles about four plants all say where each grows ("生长于海拔...米的地区"): those words say what a
+    figure measures. Only texts with no metadata at all (/v1/verify's) have words in most of them stand in for the
+    company names that metadata gives."""
+    pages = [
+        _zh_pages(name)[page - 1]
+        for name, page in [
+            ("百科-trial-006.pdf", 1),
+            ("百科-trial-010.pdf", 1),
+            ("百科-trial-022.pdf", 3),
+            ("百科-trial-020.pdf", 1),
+        ]
+    ]
+    indexed = [replace(p, metadata={"title": p.file.removesuffix(".pdf")}) for p in pages]
+    answer = "五月艾生长于海拔100米至2,800米的地区。"
+    assert _statuses(answer, indexed) == {"100": "supported", "2,800": "supported"}
+    assert _statuses(answer.replace("2,800", "2,900"), indexed)["2,900"] == "unsupported"
+    assert _statuses(answer, pages) == {"100": "unsupported", "2,800": "unsupported"}
