@@ -96,10 +96,14 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
 def as_served(
     row: dict, retrieved: list[RetrievedChunk], pages: dict[str, list[RetrievedChunk]]
 ) -> list[RetrievedChunk]:
-    """The sources of the service's setting: the passages retrieved, then each whole page that held a gold figure in
-    the whole-document check (``row``); a passage retrieved from it may hold only part of it."""
+    """The sources of the service's setting: the passages retrieved, then each page that held a gold figure in the
+    whole-document check (``row``). A passage retrieved from such a page is that page whole, in its place (it may
+    hold only part of it), and the page is not listed twice: a line twice among the sources would stand for two."""
     held = dict.fromkeys((g["file"], g["page"]) for g in row["gold"] if g["file"])  # not a change computed
-    return retrieved + [pages[file][page - 1] for file, page in held]
+    served = [pages[c.file][c.page - 1] if (c.file, c.page) in held else c for c in retrieved]
+    listed = {(c.file, c.page) for c in served}
+    served = list({id(c): c for c in served}.values())  # two passages of one held page are that page once
+    return served + [pages[file][page - 1] for file, page in held if (file, page) not in listed]
 
 
 def summarise(rows: list[dict]) -> dict:
