@@ -750,8 +750,11 @@ def _check_periods(
         # A source's own quarter needs no line: its metadata is the source. A date, or the year-ago period, must also
         # be printed (dates "as of" allow days the document does not report on).
         by_metadata = bool(reported) and _quarter_of(said) is not None and i not in against_columns
-        files = _files_reporting(said, periods)
-        if reported and not compared and _values_elsewhere(checks, sentences, sentence, files, seen[sentence]):
+        if (
+            reported
+            and not compared
+            and _values_elsewhere(checks, sentences, sentence, _files_reporting(said, periods), seen[sentence])
+        ):
             check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
             continue
         if reported:
@@ -922,8 +925,8 @@ def check_figures(
     own_files: dict[tuple[int, int], set[str]] = {}
     for sentence, period_named in zip(sentences, named_periods, strict=True):
         if period_named is not None and not period_named[1]:
-            said = period_named[0]
-            own_files.setdefault(sentence, set()).update(p.chunk.file for p, o in periods if _reports(o, said, False))
+            files = _files_reporting(period_named[0], periods)
+            own_files.setdefault(sentence, set()).update(f for f, year_ago in files.items() if year_ago is None)
     orders = {
         s: [p for p in order if p.chunk.file in files] + [p for p in order if p.chunk.file not in files]
         for s, files in own_files.items()
