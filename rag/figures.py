@@ -732,6 +732,7 @@ def _check_periods(
     cited: Sequence[int],
     against_columns: set[int],
     seen: dict[tuple[int, int], _Seen],
+    clauses: Sequence[tuple[int, int]],
 ) -> None:
     """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
     on, as its own or as the one a sentence compares with, or a quarter its outlook speaks of: every filing prints
@@ -753,7 +754,9 @@ def _check_periods(
         if (
             reported
             and not compared
-            and _values_elsewhere(checks, sentences, sentence, _files_reporting(said, periods), seen[sentence])
+            and _values_elsewhere(
+                checks, clauses[i], sentences, sentence, _files_reporting(said, periods), seen[sentence]
+            )
         ):
             check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
             continue
@@ -777,6 +780,7 @@ def _check_periods(
 
 def _values_elsewhere(
     checks: Sequence[FigureCheck],
+    clause: tuple[int, int],
     sentences: Sequence[tuple[int, int]],
     sentence: tuple[int, int],
     files: dict[str, int | None],
@@ -784,18 +788,29 @@ def _values_elsewhere(
 ) -> bool:
     """Whether the sentence's values were found (on a line) and none of them in ``files`` (_files_reporting): a
     question about four quarters has all four filings as sources, and a period it names must be the period of its
-    figures' filing, or of one that prints them in that period's column beside its own, not any source's."""
+    figures' filing, or of one that prints them in that period's column beside its own, not any source's. Where the
+    period's ``clause`` has values of its own ("$1,945 million in fiscal Q3 2023, and $2,294 million in fiscal Q3
+    2024"), they are its figures."""
     values = [
         c
         for c, s in zip(checks, sentences, strict=True)
         if s == sentence and c.kind in ("amount", "number", "percent") and c.status == "supported"
     ]
+    values = [c for c in values if clause[0] <= c.start < clause[1]] or values
     return bool(values) and not any(
         c.file is not None and c.file in files and files[c.file] in (None, seen.column_of.get(c.start)) for c in values
     )
 
 
 _CLAUSE_END = re.compile(r"[,;:()\n]")
+_CLAUSE_BREAK = re.compile(r"[;:()\n]|,(?!\d)")  # the same, but a comma before a digit separates thousands
+
+
+def _clause_bounds(answer: str, figure: Figure, sentence: tuple[int, int]) -> tuple[int, int]:
+    """Where the clause that holds ``figure`` starts and ends in the answer, within its sentence."""
+    before = list(_CLAUSE_BREAK.finditer(answer, sentence[0], figure.start))
+    after = _CLAUSE_BREAK.search(answer, figure.end, sentence[1])
+    return before[-1].end() if before else sentence[0], after.start() if after else sentence[1]
 
 
 def _year_phrase(answer: str, figure: Figure, sentence: tuple[int, int]) -> set[str]:
@@ -965,7 +980,8 @@ def check_figures(
             check.withdraw()
             against_columns.add(i)
     if periods:
-        _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen)
+        clauses = [_clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
+        _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen, clauses)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]

@@ -171,6 +171,25 @@ def test_a_quarter_named_is_the_quarter_of_its_figures_filing(sec_docs):
     assert _statuses(fine.format(2022), sources) == {"2022": "unsupported", "$401 million": "supported"}
 
 
+def test_each_period_of_a_sentence_is_bound_to_the_figures_of_its_clause(sec_docs):
+    """Two quarters in one sentence, each with its figure: each is the period of the figure beside it, not of either."""
+    sources = _filing(sec_docs, "2022 Q3 NVDA.pdf") + _filing(sec_docs, "2023 Q3 NVDA.pdf")
+    said = (
+        "R&D expenses were $1,945 million in the third quarter of fiscal year 2023, "
+        "and $2,294 million in the third quarter of fiscal year {}."
+    )
+    checks = check_figures(said.format(2024), sources).checks
+    assert [(c.text, c.status) for c in checks] == [
+        ("$1,945 million", "supported"),
+        ("2023", "supported"),
+        ("$2,294 million", "supported"),
+        ("2024", "supported"),
+    ]
+    # Fiscal Q3 2023 is the first filing's own quarter, but $2,294 million is fiscal Q3 2024's.
+    checks = check_figures(said.format(2023), sources).checks
+    assert [c.status for c in checks] == ["supported", "supported", "supported", "unsupported"]
+
+
 def test_a_fiscal_quarter_s_columns_are_dated_by_its_end(sec_docs):
     """Apple's fiscal first quarter of 2023 ended December 31, 2022: its statement's column says 2022."""
     doc = read_pdf_pages(sec_docs / "2023 Q1 AAPL.pdf", PdfConfig())
