@@ -732,6 +732,7 @@ def _check_periods(
     cited: Sequence[int],
     against_columns: set[int],
     seen: dict[tuple[int, int], _Seen],
+    reporting: Sequence[dict[str, int | None]],
     clauses: Sequence[tuple[int, int]],
 ) -> None:
     """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
@@ -751,13 +752,8 @@ def _check_periods(
         # A source's own quarter needs no line: its metadata is the source. A date, or the year-ago period, must also
         # be printed (dates "as of" allow days the document does not report on).
         by_metadata = bool(reported) and _quarter_of(said) is not None and i not in against_columns
-        if (
-            reported
-            and not compared
-            and _values_elsewhere(
-                checks, clauses[i], sentences, sentence, _files_reporting(said, periods), seen[sentence]
-            )
-        ):
+        # reporting[i]: the files of a period named as a source's own and not compared against (_files_reporting).
+        if reporting[i] and _values_elsewhere(checks, clauses[i], sentences, sentence, reporting[i], seen[sentence]):
             check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
             continue
         if reported:
@@ -937,10 +933,10 @@ def check_figures(
     seen = {sentence: _Seen() for sentence in set(sentences)}
     # A sentence's values are sought first in the documents of the periods it names, so that a figure of one
     # quarter is found in that quarter's filing rather than beside it in a later one (_values_elsewhere).
+    reporting = [_files_reporting(p[0], periods) if p is not None and not p[1] else {} for p in named_periods]
     own_files: dict[tuple[int, int], set[str]] = {}
-    for sentence, period_named in zip(sentences, named_periods, strict=True):
-        if period_named is not None and not period_named[1]:
-            files = _files_reporting(period_named[0], periods)
+    for sentence, files in zip(sentences, reporting, strict=True):
+        if files:
             own_files.setdefault(sentence, set()).update(f for f, year_ago in files.items() if year_ago is None)
     orders = {
         s: [p for p in order if p.chunk.file in files] + [p for p in order if p.chunk.file not in files]
@@ -981,7 +977,7 @@ def check_figures(
             against_columns.add(i)
     if periods:
         clauses = [_clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
-        _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen, clauses)
+        _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]
