@@ -151,6 +151,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from eval.tune import FEWEST, table, tune
+    from rag.tuning import TUNED, write_tuned
+
+    if args.clear:
+        (args.index / TUNED).unlink(missing_ok=True)
+        print(f"{args.index}: searched with the config's retrieval settings again")
+        return 0
+    if args.dataset is None:
+        print("error: give --dataset FILE (or --clear)", file=sys.stderr)
+        return 2
+    report = tune(args.index, args.dataset, settings_of(args), FEWEST if args.fewest is None else args.fewest)
+    print(table(report))
+    chosen = report["retrieval"].get("mode_by_language", {})
+    if args.dry_run:
+        print(f"dry run: {args.index} is left as it was")
+    elif chosen:
+        path = write_tuned(args.index, report["retrieval"], report["chosen_by"])
+        modes = ", ".join(f"{language}: {mode}" for language, mode in chosen.items())
+        print(f"{path}: every reader of the collection now searches with {modes} (rag tune --clear undoes it)")
+    else:
+        (args.index / TUNED).unlink(missing_ok=True)
+        print(f"{args.index}: the config's modes stand; nothing written")
+    return 0
+
+
 def add_parsers(sub) -> None:
     ask = sub.add_parser(
         "ask",
@@ -186,3 +212,17 @@ def add_parsers(sub) -> None:
     ev.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
     filter_option(ev, "metadata filter sent with every question (a JSONL question's own 'filters' win)")
     ev.set_defaults(func=cmd_eval)
+
+    tune = sub.add_parser(
+        "tune",
+        help="choose a collection's retrieval mode per language on its own questions' dev split",
+        parents=[config_options()],
+    )
+    tune.add_argument("--index", type=Path, required=True, help="the collection's index directory")
+    tune.add_argument("--dataset", help="questions with gold files (and gold pages, where known): the eval's formats")
+    tune.add_argument(
+        "--fewest", type=int, help="development questions a language needs before its mode is chosen (default: 10)"
+    )
+    tune.add_argument("--dry-run", action="store_true", help="report the choice without writing it")
+    tune.add_argument("--clear", action="store_true", help="remove the collection's tuning")
+    tune.set_defaults(func=cmd_tune)

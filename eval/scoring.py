@@ -127,7 +127,7 @@ def score_row(q: Question, run: RunRow, indexed_files: set[str], answer_retrieve
         generate_s=run.generate_s,
         check_s=run.check_s,
     )
-    scored.retrieval = {mode: _retrieval_scores(q, hits, len(gold_in_index)) for mode, hits in run.retrieved.items()}
+    scored.retrieval = {mode: retrieval_scores(q, hits, len(gold_in_index)) for mode, hits in run.retrieved.items()}
     if scored.answer:
         scored.answer_scores = {
             **_answer_scores(q, scored.answer),
@@ -137,7 +137,7 @@ def score_row(q: Question, run: RunRow, indexed_files: set[str], answer_retrieve
     return scored
 
 
-def _retrieval_scores(q: Question, hits: list[RetrievedChunk], gold_files_indexed: int) -> dict[str, Any]:
+def retrieval_scores(q: Question, hits: list[RetrievedChunk], gold_files_indexed: int) -> dict[str, Any]:
     files = [h.file for h in hits]
     pages = [f"{h.file}#{h.page}" for h in hits]
     scores: dict[str, Any] = {"files": files, "pages": [h.page for h in hits]}

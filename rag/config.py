@@ -208,6 +208,11 @@ _DENSE_WEIGHT_BY_LANGUAGE: dict[Language, float] = {"zh": 0.1}
 
 class RetrievalConfig(_Section):
     mode: RetrievalMode = Field("hybrid", description="Per request too; see docs/retrieval.md")
+    mode_by_language: dict[Language, RetrievalMode] = Field(
+        default_factory=dict,
+        description="The mode for a question in this language (rag.languages.language_of) where the request names "
+        "none; rag tune chooses a collection's (docs/retrieval.md)",
+    )
     fusion: Literal["weighted", "rrf"] = Field(
         "rrf", description="hybrid: weighted sum of min-max normalised scores, or reciprocal-rank fusion"
     )

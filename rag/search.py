@@ -16,6 +16,7 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from rag.store.files import search_texts
 from rag.store.lexical import Lexical
 from rag.store.reader import Hit, IndexStore
 from rag.store.versions import open_index
+from rag.tuning import collection_dir, with_tuning
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
 
 _RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)
@@ -102,9 +104,11 @@ class Searcher:
         settings: Settings,
         gpu_fraction: float | None = None,
         encoders: Sequence[TextEncoder] = (),
+        tuned: bool = True,
     ) -> Searcher:
         """A searcher over a loaded index; one of ``encoders`` is reused where it is a model the index was embedded
-        with."""
+        with. ``tuned``: with the collection's own retrieval settings over the config's, where it has them
+        (rag.tuning)."""
         manifest = store.manifest
         used = [e for e in (manifest.embedding, manifest.multilingual) if e and e.model in store.models]
         loaded = []
@@ -112,7 +116,14 @@ class Searcher:
             cfg = settings.embedding.model_copy(update={"model": info.model, "normalize": info.normalize})
             loaded.append(next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction))
         multilingual = loaded[1] if len(loaded) > 1 else None
-        return cls(store, loaded[0], settings.retrieval, multilingual, settings.index.nprobe)
+        retrieval = with_tuning(settings.retrieval, collection_dir(store.root)) if tuned else settings.retrieval
+        return cls(store, loaded[0], retrieval, multilingual, settings.index.nprobe)
+
+    def retuned(self, cfg: RetrievalConfig) -> Searcher:
+        """The same index and models searched with other retrieval settings (its reranker stays the one it loaded)."""
+        other = copy.copy(self)
+        other.cfg = cfg
+        return other
 
     @property
     def encoders(self) -> list[TextEncoder]:
@@ -223,7 +234,7 @@ class Searcher:
         embedded: EmbeddedQuery | None = None,
     ) -> SearchResult:
         """Top-k chunks for a question; ``embedded``: its retrieval query and embedding when the caller made them."""
-        mode = mode or self.cfg.mode
+        mode = mode or self.mode_for(question)
         if mode not in RETRIEVAL_MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose from {list(RETRIEVAL_MODES)}")
         timings: dict[str, float] = {}
@@ -301,6 +312,10 @@ class Searcher:
             zeros = [int(r) for r in pool if int(r) not in best]
             best.update(dict.fromkeys(zeros[: depth - len(best)], 0.0))
         return best
+
+    def mode_for(self, question: str) -> str:
+        """The mode a question is searched by where its request names none: its language's, else the config's."""
+        return self.cfg.mode_by_language.get(language_of(question) or "en", self.cfg.mode)
 
     def _dense_weight(self, question: str) -> float:
         language = language_of(question) or "en"

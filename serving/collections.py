@@ -29,6 +29,7 @@ from ingest.progress import Progress
 from rag.config import CollectionConfig, Settings
 from rag.store.files import FileEntry
 from rag.store.versions import IndexDir, NoIndex, current_manifest
+from rag.tuning import read_tuned
 from serving.jobs import JobQueue
 from serving.refusals import ChangeRefused, NotFound, refusals_returned
 
@@ -128,6 +129,7 @@ class CollectionsDeployment:
             "documents": manifest.indexed_files,
             "failed": len(manifest.files) - manifest.indexed_files,
             "chunks": manifest.index.vectors,
+            "tuning": _tuning(index),
         }
 
     async def documents(self, name: str) -> list[dict]:
@@ -275,3 +277,15 @@ def _service_placed() -> bool:
     any job's."""
     app = serve.status().applications.get(serve.get_replica_context().app_name)
     return app is None or app.status not in ("NOT_STARTED", "DEPLOYING")
+
+
+def _tuning(index: str | Path) -> dict | None:
+    """The retrieval settings `rag tune` chose for the collection, and on what; None where the config's stand."""
+    try:
+        tuned = read_tuned(index)
+    except ValueError as err:
+        return {"error": str(err)}
+    if tuned is None:
+        return None
+    chosen_by = tuned.get("chosen_by") or {}
+    return {"retrieval": tuned["retrieval"], "dataset": chosen_by.get("dataset"), "at": chosen_by.get("at")}

@@ -28,6 +28,7 @@ from rag.model_thread import ModelThread
 from rag.search import EmbeddedQuery, Searcher
 from rag.store.errors import DamagedVersion
 from rag.store.versions import IndexDir, NoIndex, open_index
+from rag.tuning import with_tuning
 from rag.types import AnswerRequest, RetrievedChunk, Sampling, SearchResult, Usage
 from serving.telemetry import GeneratorMetrics, RetrieverMetrics
 
@@ -104,7 +105,7 @@ class RetrieverDeployment:
             return store.version, None
         encoders = [e for s in self.searchers.values() if s is not None for e in s.encoders]
         searcher = self._model_thread.submit(Searcher.over, store, self.settings, self._num_gpus, encoders).result()
-        if self.settings.retrieval.mode != "dense":
+        if {searcher.cfg.mode, *searcher.cfg.mode_by_language.values()} != {"dense"}:
             searcher.bm25()  # opened while the old version still answers, not by the first query to the new one
         return store.version, searcher
 
@@ -137,6 +138,9 @@ class RetrieverDeployment:
                     old,
                     time.perf_counter() - started,
                 )
+            for name, searcher in list(self.searchers.items()):
+                if searcher is not None:  # `rag tune` run while the collection is served
+                    self.searchers[name] = await loop.run_in_executor(None, self._retuned, name, searcher)
             for name, searcher in self.searchers.items():  # every round: a gauge is exported as last set
                 self.metrics.serving(name, self.loaded[name], len(searcher.store.chunks) if searcher else 0)
             if self.registry is not None:
@@ -145,6 +149,18 @@ class RetrieverDeployment:
                 except Exception as err:  # the registry restarting costs a report, not the follower
                     log.warning("could not report versions: %r", err)
             await asyncio.sleep(interval_s)
+
+    def _retuned(self, name: str, searcher: Searcher) -> Searcher:
+        """The collection's searcher with the retrieval settings its tuning file now gives (rag.tuning)."""
+        try:
+            cfg = with_tuning(self.settings.retrieval, self.settings.serve.collections[name].index)
+        except ValueError as err:
+            log.error("collection %s: %s; searching as before", name, err)
+            return searcher
+        if cfg == searcher.cfg:
+            return searcher
+        log.info("collection %s: now searched with its tuned retrieval settings (modes %s)", name, cfg.mode_by_language)
+        return searcher.retuned(cfg)
 
     @serve.batch()
     async def _embed(self, queries: list[tuple[TextEncoder, str]]) -> list[np.ndarray]:
@@ -166,7 +182,7 @@ class RetrieverDeployment:
         searcher = self.searchers[name]  # one version for the whole request, whatever is swapped in meanwhile
         if searcher is None:
             raise NoIndex(f"collection {name!r} has no documents indexed yet")
-        mode = request.mode or searcher.cfg.mode
+        mode = request.mode or searcher.mode_for(request.question)
         started = time.perf_counter()
         embedded = None
         if mode != "bm25":
@@ -204,6 +220,7 @@ class RetrieverDeployment:
                 "files": len(s.store.files),
                 "model": s.store.embedding_model,
                 "device": s.encoder.device,
+                "mode_by_language": s.cfg.mode_by_language,
             }
             if s
             else {"version": self.loaded[name]}

@@ -14,6 +14,7 @@ from openai import OpenAI
 
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
+from rag.tuning import TUNED, write_tuned
 from rag.types import retrieval_query
 from tests.conftest import SHORT_PROMPTS, start_app
 
@@ -198,6 +199,33 @@ def test_metadata_filters_modes_and_turning_detection_off(url):
     assert data["retrieval"]["mode"] == "bm25" and data["retrieval"]["filters"] == {"ticker": ["NVDA"]}
     plain = _query(url, {"question": "Apple's net sales", "auto_filters": False, "max_tokens": 4}).json()
     assert plain["retrieval"]["filters"] == {} and plain["retrieval"]["matched"] == []
+
+
+def test_a_collection_tuned_while_served_is_searched_by_its_own_mode(url, small_index):
+    """`rag tune` writes the collection's mode beside its versions; the replicas take it up without a new version,
+    and take the config's back when it is cleared. The shared index is left as it was."""
+    body = {"question": "What were Apple's total net sales?", "max_tokens": 1}
+
+    def mode_within(seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        while True:
+            mode = _query(url, body).json()["retrieval"]["mode"]
+            if mode != before or time.monotonic() > deadline:
+                return mode
+            time.sleep(1)
+
+    before = _query(url, body).json()["retrieval"]["mode"]
+    assert before == "hybrid"
+    try:
+        write_tuned(small_index, {"mode_by_language": {"en": "bm25"}}, {"dataset": "a test"})
+        assert mode_within(60) == "bm25"
+        assert _query(url, {**body, "retrieval_mode": "dense"}).json()["retrieval"]["mode"] == "dense"
+        info = httpx.get(f"{url}/v1/collections/default", headers=AUTH, timeout=30).json()
+        assert info["tuning"]["retrieval"] == {"mode_by_language": {"en": "bm25"}}
+    finally:
+        (small_index / TUNED).unlink(missing_ok=True)
+    before = "bm25"
+    assert mode_within(60) == "hybrid"
 
 
 def test_top_k_20_and_a_long_history_still_get_an_answer(url):
