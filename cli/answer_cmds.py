@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import asdict
@@ -164,6 +165,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 2
     report = tune(args.index, args.dataset, settings_of(args), FEWEST if args.fewest is None else args.fewest)
     print(table(report))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     chosen = report["retrieval"].get("mode_by_language", {})
     if args.dry_run:
         print(f"dry run: {args.index} is left as it was")
@@ -223,6 +226,7 @@ def add_parsers(sub) -> None:
     tune.add_argument(
         "--fewest", type=int, help="development questions a language needs before its mode is chosen (default: 10)"
     )
+    tune.add_argument("--out", type=Path, help="also write every mode's figures and the choice here (JSON)")
     tune.add_argument("--dry-run", action="store_true", help="report the choice without writing it")
     tune.add_argument("--clear", action="store_true", help="remove the collection's tuning")
     tune.set_defaults(func=cmd_tune)

@@ -89,8 +89,9 @@ def test_rag_tune_writes_the_choice_and_every_reader_searches_with_it(small_inde
     shutil.copytree(small_index, index)
     configured = [f"retrieval.mode={worst}"]
     argv = ["tune", "--index", str(index), "--dataset", str(questions), "--fewest", "1", "--set", configured[0]]
-    assert main(argv) == 0
+    assert main([*argv, "--out", str(tmp_path / "report.json")]) == 0
     written = json.loads((index / TUNED).read_text())
+    assert json.loads((tmp_path / "report.json").read_text())["retrieval"] == written["retrieval"]
     chosen = written["retrieval"]["mode_by_language"]["en"]
     assert chosen != worst and "(chosen)" in capsys.readouterr().out
     assert written["chosen_by"]["languages"]["en"]["questions"]["test"] > 0
