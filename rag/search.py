@@ -17,6 +17,7 @@ The service's retriever, ``rag search``/``rag ask`` and batch eval all call ``Se
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -40,6 +41,8 @@ from rag.store.reader import Hit, IndexStore
 from rag.store.versions import open_index
 from rag.tuning import collection_dir, with_tuning
 from rag.types import RetrievedChunk, SearchResult, retrieval_query
+
+log = logging.getLogger(__name__)
 
 _RRF_K = 60  # reciprocal-rank fusion constant from Cormack et al. (2009)
 _SELECTION_CACHE = 256
@@ -116,7 +119,10 @@ class Searcher:
             cfg = settings.embedding.model_copy(update={"model": info.model, "normalize": info.normalize})
             loaded.append(next((e for e in encoders if e.cfg == cfg), None) or TextEncoder(cfg, gpu_fraction))
         multilingual = loaded[1] if len(loaded) > 1 else None
-        retrieval = with_tuning(settings.retrieval, collection_dir(store.root)) if tuned else settings.retrieval
+        collection = collection_dir(store.root)
+        retrieval = with_tuning(settings.retrieval, collection) if tuned else settings.retrieval
+        if retrieval != settings.retrieval:
+            log.info("%s: searched by its own modes %s (rag tune)", collection, retrieval.mode_by_language)
         return cls(store, loaded[0], retrieval, multilingual, settings.index.nprobe)
 
     def retuned(self, cfg: RetrievalConfig) -> Searcher:

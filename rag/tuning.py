@@ -8,7 +8,6 @@ say otherwise."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from pydantic import ValidationError
 
 from rag.config import RetrievalConfig
 from rag.store.errors import VERSIONS
-
-log = logging.getLogger(__name__)
 
 TUNED = "retrieval.json"
 
@@ -52,11 +49,9 @@ def with_tuning(cfg: RetrievalConfig, index_dir: str | Path) -> RetrievalConfig:
     for key, value in tuned["retrieval"].items():
         tree[key] = {**tree[key], **value} if isinstance(value, dict) and isinstance(tree.get(key), dict) else value
     try:
-        tuned_cfg = RetrievalConfig.model_validate(tree)
+        return RetrievalConfig.model_validate(tree)
     except ValidationError as err:
         raise ValueError(f"{Path(index_dir) / TUNED}: not retrieval settings this version reads: {err}") from err
-    log.info("%s: searching with its own retrieval settings %s (rag tune)", index_dir, tuned["retrieval"])
-    return tuned_cfg
 
 
 def write_tuned(index_dir: str | Path, retrieval: dict[str, Any], chosen_by: dict[str, Any]) -> Path:
