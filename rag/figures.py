@@ -108,7 +108,9 @@ _FIGURE = re.compile(
     re.I,
 )
 _WORD = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
-_SENTENCE_END = re.compile(r"(?<=[.!?;:。！？；：])\s+|\n")
+# A Chinese sentence's end takes no space after it: without splitting there, an answer of ten sentences about ten years
+# is one sentence, whose words are about all of them.
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；：])\s*|\n")
 # A line of Chinese prose is a whole paragraph, hundreds of characters about many things: its sentences are the lines
 # a value stands on. (A line of a filing is a line of its layout, shorter than most sentences.)
 _LINE_ENDS = "\n。！？；"
@@ -529,8 +531,9 @@ def _shared_enough(passages: Sequence[_Passage], figure: Figure, about: set[str]
     """How many words of ``about`` the line holding a value must share: no more than _WORDS_SHORT_OF_BEST fewer than
     the line of the sources that shares most with it, or half as many where that line shares more (a Chinese
     sentence's pairs of characters count many more than an English line's words). A value on a line much less about
-    the sentence than another is most often some other line's figure that happens to round the same."""
-    if figure.kind not in ("amount", "number", "percent") or not about:
+    the sentence than another is most often some other line's figure that happens to round the same; a year on a line
+    of another article that shares a word or two with its sentence ("始建于") is most often that article's year."""
+    if figure.kind not in ("amount", "number", "percent", "year") or not about:
         return 1
     kind = _matched_as(figure.kind)
     best = max((p.closest(about, kind) for p in passages), default=0)

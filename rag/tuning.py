@@ -1,9 +1,9 @@
 """A collection's own retrieval settings: chosen on its own questions by ``rag tune`` (eval.tune) and kept beside its
 versions as ``INDEX_DIR/retrieval.json``, so they outlive every later ingestion. Every reader of the collection (the
 service's retriever, ``rag ask``, ``rag search``) searches with them over the config's retrieval section; a
-request's own ``retrieval_mode`` still wins, as do the modes ``rag eval`` compares by name. Which mode reads a collection best depends on its documents
-and its users' questions (docs/retrieval.md), so the default is the config's until the collection's own questions
-say otherwise."""
+request's own ``retrieval_mode`` still wins, as do the modes ``rag eval`` compares by name. Which mode reads a
+collection best depends on its documents and its users' questions (docs/retrieval.md), so the default is the
+config's until the collection's own questions say otherwise."""
 
 from __future__ import annotations
 

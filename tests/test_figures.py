@@ -428,6 +428,17 @@ def test_a_chinese_paragraph_s_sentences_are_its_lines():
     assert _statuses(deal, _zh_pages("百科-trial-013.pdf"))["85.5亿"] == "supported"
 
 
+def test_a_year_on_another_article_s_line_is_that_article_s():
+    """A file of articles holds the same phrase with other years ("始建于1903年", another building): a year must stand
+    on a line about as much about its sentence as the closest, as an amount must. A Chinese sentence ends at its
+    "。" with no space after it, so each sentence of a history is about its own year."""
+    pages = _zh_pages("百科-trial-024.pdf")
+    history = "黑龙江省博物馆始建于1904年，原为莫斯科商场。1945年起由苏联政府代管，改称哈尔滨地方志博物馆。"
+    assert _statuses(history, pages) == {"1904": "supported", "1945": "supported"}
+    assert any("始建于1903年" in p.text for p in pages)
+    assert _statuses(history.replace("1904", "1903"), pages) == {"1903": "unsupported", "1945": "supported"}
+
+
 def test_each_year_of_a_sentence_stands_on_its_own_occurrence():
     """An answer's "from 2009 to 2009" is not the source's "from 2009 to 2010": its one 2009 supports one of them."""
     pages = _zh_pages("百科-trial-017.pdf")
