@@ -764,7 +764,11 @@ def _check_periods(
             # A fiscal quarter is named by its own filing where one is a source, else by a later one's year to date.
             own = [(p, period) for p, period in reported if not _earlier_in_year(said, period)]
             reported, beside = (own, "") if own else (reported, ", in its year to date")
-        elif compared or any(_a_year_before(said, then) for then in naming_own.get(sentence, [])):
+        # A period compared against is the year before the sources' own period the sentence named before it, where
+        # it named one: "the third quarter of 2023 ... compared to the same quarter in 2022", not "... in 2021".
+        elif any(_a_year_before(said, then) for then in naming_own.get(sentence, [])) or (
+            compared and not naming_own.get(sentence)
+        ):
             reported = [(p, period) for p, period in periods if _reports(period, said, True)]
             beside = ", beside the same period a year before"
         if reported and (check.status == "supported" or by_metadata):
@@ -810,6 +814,31 @@ def _clause_bounds(answer: str, figure: Figure, sentence: tuple[int, int]) -> tu
     before = list(_CLAUSE_BREAK.finditer(answer, sentence[0], figure.start))
     after = _CLAUSE_BREAK.search(answer, figure.end, sentence[1])
     return before[-1].end() if before else sentence[0], after.start() if after else sentence[1]
+
+
+def _between_periods(
+    found: Sequence[Figure], named: Sequence[tuple[_Named, bool] | None], clauses: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Where each named period's own figures stand: in a clause that names several periods ("$1,945 million in the
+    third quarter of fiscal 2023 and increased to $2,294 million in the third quarter of fiscal 2024"), those between
+    the period before it and itself, or, where none stand there, those after it up to the next; elsewhere its
+    clause."""
+    values = [f.start for f in found if f.kind in ("amount", "number", "percent")]
+    out = []
+    for i, (figure, clause) in enumerate(zip(found, clauses, strict=True)):
+        others = [g for j, g in enumerate(found) if named[j] and j != i and clause[0] <= g.start < clause[1]]
+        if named[i] is None or not others:
+            out.append(clause)
+            continue
+        before = max((g.end for g in others if g.end <= figure.start), default=clause[0])
+        after = min((g.start for g in others if g.start >= figure.end), default=clause[1])
+        if any(before <= v < figure.start for v in values):
+            out.append((before, figure.start))
+        elif any(figure.end <= v < after for v in values):
+            out.append((figure.end, after))
+        else:
+            out.append(clause)
+    return out
 
 
 def _year_phrase(answer: str, figure: Figure, sentence: tuple[int, int]) -> set[str]:
@@ -980,6 +1009,7 @@ def check_figures(
             against_columns.add(i)
     if periods:
         clauses = [_clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
+        clauses = _between_periods(found, named_periods, clauses)
         _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses)
     for figure, check in zip(found, checks, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):

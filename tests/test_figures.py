@@ -139,6 +139,16 @@ def test_a_range_s_start_is_compared_only_with_its_end(sec_docs, apple_filing):
     assert _statuses("Net sales in Q3 2023 fell from Q3 2022.", sources) == {"2023": "supported", "2022": "supported"}
 
 
+def test_a_period_compared_against_is_the_year_before_the_one_named(sec_docs, apple_filing):
+    """The Q3 2022 filing prints Q3 2021 beside its own quarter, but a sentence about Q3 2023 compares with Q3 2022."""
+    sources = _filing(sec_docs, "2022 Q3 AAPL.pdf") + apple_filing  # Apple's fiscal Q3 2022 and Q3 2023
+    margin = "In the third quarter of 2023, the gross margin percentage increased compared to the same quarter in {}."
+    assert _statuses(margin.format(2022), sources) == {"2023": "supported", "2022": "supported"}
+    assert _statuses(margin.format(2021), sources) == {"2023": "supported", "2021": "unsupported"}
+    # Named alone as the one compared against, the year-ago quarter of a source's own stands.
+    assert _statuses("Net sales rose compared to Q3 2021.", sources) == {"2021": "supported"}
+
+
 def _filing(sec_docs, name: str) -> list[RetrievedChunk]:
     """Every page of a filing, with the metadata ingestion reads from it."""
     doc = read_pdf_pages(sec_docs / name, PdfConfig())
@@ -187,6 +197,14 @@ def test_each_period_of_a_sentence_is_bound_to_the_figures_of_its_clause(sec_doc
     ]
     # Fiscal Q3 2023 is the first filing's own quarter, but $2,294 million is fiscal Q3 2024's.
     checks = check_figures(said.format(2023), sources).checks
+    assert [c.status for c in checks] == ["supported", "supported", "supported", "unsupported"]
+    # One clause, no comma: each period's figures are those between the period before it and itself.
+    joined = (
+        "R&D expenses were $1,945 million in the third quarter of fiscal year 2023 "
+        "and increased to $2,294 million in the third quarter of fiscal year {}."
+    )
+    assert [c.status for c in check_figures(joined.format(2024), sources).checks] == ["supported"] * 4
+    checks = check_figures(joined.format(2023), sources).checks
     assert [c.status for c in checks] == ["supported", "supported", "supported", "unsupported"]
 
 
