@@ -1011,9 +1011,15 @@ def check_figures(
         clauses = [_clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
         clauses = _between_periods(found, named_periods, clauses)
         _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses)
-    for figure, check in zip(found, checks, strict=True):
+    for figure, check, sentence in zip(found, checks, sentences, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
-            supported = [f for f, c in zip(found, checks, strict=True) if c.status == "supported"]
+            # A change the answer computes is written beside its operands: in its sentence or the one before
+            # ("= ($143,083 million - $75,022 million) ... = $68,061 million"), not anywhere in a long answer, where
+            # some two figures' change rounds to almost any percentage.
+            near = {sentence, _sentence_bounds(answer, max(0, sentence[0] - 1), max(0, sentence[0] - 1))}
+            supported = [
+                f for f, c, s in zip(found, checks, sentences, strict=True) if c.status == "supported" and s in near
+            ]
             check.derived_from = _derived(figure, supported)
             if check.derived_from:
                 check.status = "supported"

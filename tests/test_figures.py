@@ -386,6 +386,13 @@ def test_a_change_computed_from_two_cited_figures(apple_pages):
     assert checks["$645 million"].derived_from == ["$6,797 million", "$7,442 million"]
     assert checks["9.5%"].status == "supported" and checks["9.5%"].derived_from
     assert _statuses(answer.replace("9.5%", "12.5%"), apple_pages)["12.5%"] == "unsupported"
+    # Its operands stand beside it, in its sentence or the one before, not anywhere in a long answer.
+    apart = (
+        "Research and development rose from $6,797 million to $7,442 million. Products made up most of net sales. "
+        "Services grew by 9.5%."
+    )
+    assert _statuses(apart, apple_pages)["9.5%"] == "unsupported"
+    assert _statuses(apart.replace(" Products made up most of net sales.", ""), apple_pages)["9.5%"] == "supported"
     # A change has two operands that count: $496 million is not what lies between 190 and $496 million.
     source = RetrievedChunk("c1", "report.pdf", 1, 0.0, "(In millions)\nInterest expense 496\nOffices 190")
     answer = "Rent paid was $496 million. Interest expense was $496 million, across 190 offices."
