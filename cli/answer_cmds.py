@@ -154,10 +154,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from eval.tune import FEWEST, table, tune
-    from rag.tuning import TUNED, write_tuned
+    from rag.tuning import clear_tuned, write_tuned
 
     if args.clear:
-        (args.index / TUNED).unlink(missing_ok=True)
+        clear_tuned(args.index)
         print(f"{args.index}: searched with the config's retrieval settings again")
         return 0
     if args.dataset is None:
@@ -175,7 +175,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         modes = ", ".join(f"{language}: {mode}" for language, mode in chosen.items())
         print(f"{path}: every reader of the collection now searches with {modes} (rag tune --clear undoes it)")
     else:
-        (args.index / TUNED).unlink(missing_ok=True)
+        clear_tuned(args.index)
         print(f"{args.index}: the config's modes stand; nothing written")
     return 0
 

@@ -57,7 +57,8 @@ def tune(index_dir: str | Path, dataset: str | Path, settings: Settings, fewest:
         questions, metric = (paged, "page_hit@5") if paged else (questions, "recall@5")
         modes = [configured] + [m for m in RETRIEVAL_MODES if m != configured]
         log.info("tune: %s, %d questions by %s, %d modes", language, len(questions), metric, len(modes))
-        figures = {mode: _figures(searcher, questions, indexed, mode, metric) for mode in modes}
+        gold_files = {q.id: sum(q.is_gold_file(f) for f in indexed) for q in questions}
+        figures = {mode: _figures(searcher, questions, gold_files, mode, metric) for mode in modes}
         dev = [q for q in questions if q.split == "dev"]
         best = configured
         if len(dev) >= fewest:
@@ -78,15 +79,15 @@ def tune(index_dir: str | Path, dataset: str | Path, settings: Settings, fewest:
 
 
 def _figures(
-    searcher: Searcher, questions: list[Question], indexed: set[str], mode: str, metric: str
+    searcher: Searcher, questions: list[Question], gold_files: dict[str, int], mode: str, metric: str
 ) -> dict[str, dict[str, float | None]]:
-    """``metric`` and the reciprocal rank (of the gold page, or file) per split, over the top ten."""
+    """``metric`` and the reciprocal rank (of the gold page, or file) per split, over the top ten; ``gold_files``:
+    how many of each question's gold files the index holds."""
     rank_of = "page_mrr" if metric.startswith("page") else "mrr"
     scores: dict[str, list[dict]] = defaultdict(list)
     for q in questions:
         hits = searcher.search(q.question, 10, filters=parse_filters(q.filters), mode=mode).chunks
-        gold_files = sum(q.is_gold_file(f) for f in indexed)
-        scores[q.split].append(retrieval_scores(q, hits, gold_files))
+        scores[q.split].append(retrieval_scores(q, hits, gold_files[q.id]))
     return {
         split: {
             metric: round(mean(s[metric] for s in scores[split]), 3) if scores[split] else None,

@@ -494,6 +494,12 @@ def _sentence(text: str, start: int, end: int) -> str:
     return text[slice(*_sentence_bounds(text, start, end))]
 
 
+def _sentence_before(text: str, sentence: tuple[int, int]) -> tuple[int, int]:
+    """The bounds of the sentence before ``sentence`` (the first sentence's own, for the first)."""
+    at = max(0, sentence[0] - 1)
+    return _sentence_bounds(text, at, at)
+
+
 @lru_cache(maxsize=1024)
 def _line_ends(text: str) -> tuple[int, ...]:
     """Where a passage's lines end (_LINE_ENDS); kept, as every value looked up on it reads its line."""
@@ -961,7 +967,8 @@ def check_figures(
     # ("the spending was $6,984 million", asked about R&D). Those words are tried only where its own find no line:
     # added always, they raise the bar of the closest line (_shared_enough) and lost more gold figures than they
     # found on SEC dev.
-    before = {s: _about(_sentence(answer, max(0, s[0] - 1), max(0, s[0] - 1))) - common for s in set(sentences)}
+    previous = {s: _sentence_before(answer, s) for s in set(sentences)}
+    before = {s: _about(answer[slice(*previous[s])]) - common for s in previous}
     seen = {sentence: _Seen() for sentence in set(sentences)}
     # A sentence's values are sought first in the documents of the periods it names, so that a figure of one
     # quarter is found in that quarter's filing rather than beside it in a later one (_values_elsewhere).
@@ -1016,7 +1023,7 @@ def check_figures(
             # A change the answer computes is written beside its operands: in its sentence or the one before
             # ("= ($143,083 million - $75,022 million) ... = $68,061 million"), not anywhere in a long answer, where
             # some two figures' change rounds to almost any percentage.
-            near = {sentence, _sentence_bounds(answer, max(0, sentence[0] - 1), max(0, sentence[0] - 1))}
+            near = {sentence, previous[sentence]}
             supported = [
                 f for f, c, s in zip(found, checks, sentences, strict=True) if c.status == "supported" and s in near
             ]

@@ -61,3 +61,8 @@ def write_tuned(index_dir: str | Path, retrieval: dict[str, Any], chosen_by: dic
     tmp.write_text(json.dumps({"retrieval": retrieval, "chosen_by": chosen_by}, indent=2, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def clear_tuned(index_dir: str | Path) -> None:
+    """The collection searched with the config's retrieval settings again."""
+    (Path(index_dir) / TUNED).unlink(missing_ok=True)
