@@ -10,11 +10,13 @@ When a figure is supported (docs/figures.md has every rule, and what they leave 
 - a passage holds the same value, to within half a unit of the last digit the answer wrote (rounding to the precision
   written: "$81.8 billion" is supported by "81,797" in a table "in millions", "$81.9 billion" is not);
 - a passage's bare numbers count at face value and, where the passage says "in thousands", "in millions" or "in
-  billions" (a table's header) or 单位：万元/亿元, at that scale too;
+  billions" (a table's header) or 单位：万元/亿元, at that scale too (not its years: "2023" is no $2.0 billion);
 - signs are ignored: tables write a loss as "(1,234)", an answer as "a loss of $1,234 million";
 - the passage's line holding it shares a word with the answer's sentence (the sources' company names do not count);
 - a date matches the same day written any of the ways above; a year matches the year on a line about the same thing,
-  unless the tables put its sentence's values under other years (a column's year binds its values);
+  unless the tables put its sentence's values under other years (a column's year binds its values, as does a
+  sentence's list of periods the list of values it gives: "$2.8 billion and $2.7 billion as of December 31, 2022 and
+  June 30, 2023");
 - a period the answer names ("Q3 2023", "the quarter ended July 1, 2023", "as of September 24, 2022") is one a
   source's document reports on, as its metadata says: its own, the year-ago one its sentence compares with, or, for a
   balance, the fiscal year's start; a year then stands anywhere in the filing, as every column's header prints it;
@@ -337,7 +339,7 @@ class _Passage:
             elif f.kind in ("amount", "number", "year"):
                 if f.scale_written or not (scaled_only and self.context_scales):
                     yield f.value, f
-                if not (f.scale_written or f.start in self.unscaled):
+                if not (f.scale_written or f.kind == "year" or f.start in self.unscaled):
                     for scale in self.context_scales:
                         yield f.raw * scale, f
 
@@ -369,6 +371,43 @@ def _column_years(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
         else:
             pending = []  # prose that mixes them heads no column
     return columns
+
+
+# What stands between the items of a list of figures: "$453 million and $619 million", "Q1 2022 and Q1 2023",
+# "December 31, 2022, and June 30, 2023".
+_LIST_JOIN = re.compile(r"\s*(?:,\s*(?:and\s+)?|and\s+)(?:Q[1-4]\s+)?", re.I)
+_PROSE_SENTENCE = re.compile(r"(?<=[.;])\s+|\n\s*\n")
+
+
+def _prose_pairs(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
+    """The year (and day) each value of a sentence's list of values is stated for, where the sentence lists as many
+    periods: "was $2.8 billion and $2.7 billion as of December 31, 2022 and June 30, 2023", "... $453 million and $619
+    million in Q1 2022 and Q1 2023", "increased 5% and 7% in 2023 and 2022, respectively". The n-th value is the
+    n-th period's, as in a table's columns."""
+    pairs: dict[int, _Column] = {}
+    bounds = [0, *(m.end() for m in _PROSE_SENTENCE.finditer(text)), len(text) + 1]
+    by_sentence: dict[int, list[Figure]] = {}
+    for f in found:
+        by_sentence.setdefault(bisect_left(bounds, f.start + 1), []).append(f)
+    for line in by_sentence.values():
+        values = _lists(text, [f for f in line if f.kind not in ("date", "year")])
+        heads = _lists(text, [f for f in line if f.kind in ("date", "year")])
+        for cells in values:
+            for periods in heads:
+                if len(cells) == len(periods):
+                    pairs.update((f.start, (_year(p), _day(p))) for f, p in zip(cells, periods, strict=True))
+    return pairs
+
+
+def _lists(text: str, found: Sequence[Figure]) -> list[list[Figure]]:
+    """Runs of two or more figures written as a list ("A, B and C")."""
+    runs: list[list[Figure]] = []
+    for f in found:
+        if runs and _LIST_JOIN.fullmatch(text, runs[-1][-1].end, f.start):
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return [run for run in runs if len(run) > 1]
 
 
 def _day(figure: Figure) -> date | None:
@@ -417,7 +456,7 @@ def _read_passage(
     unscaled = frozenset(line[0].start for line in on_line.values() if len(line) == 1 and _small_whole(line[0]))
     # A duration ("11.4 years", a lease's term) is counted in its own unit, whatever the table's amounts are in.
     unscaled |= {f.start for f in found if f.kind == "number" and _DURATION.match(text, f.end)}
-    return found, scales, unscaled, _column_years(text, found), held
+    return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
 
 
 def _small_whole(figure: Figure) -> bool:

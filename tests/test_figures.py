@@ -361,6 +361,28 @@ def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
     assert _statuses(answer.replace("$2.9", "$2.0"), pages)["$2.0 billion"] == "unsupported"
 
 
+def test_a_year_in_prose_is_no_amount_in_a_table_s_scale(sec_docs):
+    """A page "in millions" whose prose says "the first three months of 2023": 2023 is a year, not $2.0 billion."""
+    texts = read_pdf_pages(sec_docs / "2023 Q1 INTC.pdf", PdfConfig()).texts
+    page = next(i for i, t in enumerate(texts, 1) if "Due to our net loss in the first three months of 2023" in t)
+    assert "in millions" in texts[page - 1].lower()
+    source = [RetrievedChunk("p", "2023 Q1 INTC.pdf", page, 0.0, texts[page - 1])]
+    answer = "Due to its net loss, the assumed exercise of outstanding stock options was $2.0 billion."
+    assert _statuses(answer, source) == {"$2.0 billion": "unsupported"}
+
+
+def test_a_list_of_values_in_prose_is_bound_to_its_list_of_periods(sec_docs):
+    """A value of "... $2.8 billion and $2.7 billion as of December 31, 2022 and June 30, 2023" is its own
+    date's, as a table's cell is its column's."""
+    texts = read_pdf_pages(sec_docs / "2023 Q2 AMZN.pdf", PdfConfig()).texts
+    page = next(i for i, t in enumerate(texts, 1) if "$2.8 billion and $2.7 billion as of December 31, 2022" in t)
+    source = [RetrievedChunk("p", "2023 Q2 AMZN.pdf", page, 0.0, texts[page - 1])]
+    said = "As of {}, the inventory valuation allowance was {}."
+    assert set(_statuses(said.format("June 30, 2023", "$2.7 billion"), source).values()) == {"supported"}
+    assert set(_statuses(said.format("December 31, 2022", "$2.8 billion"), source).values()) == {"supported"}
+    assert _statuses(said.format("June 30, 2023", "$2.8 billion"), source)["$2.8 billion"] == "unsupported"
+
+
 def test_a_month_written_without_its_day(sec_docs):
     doc = read_pdf_pages(sec_docs / "2023 Q2 AMZN.pdf", PdfConfig())
     meta = extract_metadata("2023 Q2 AMZN.pdf", doc.texts, doc.info).model_dump(exclude_none=True)
