@@ -20,6 +20,7 @@ When a figure is supported (docs/figures.md has every rule, and what they leave 
 - a period the answer names ("Q3 2023", "the quarter ended July 1, 2023", "as of September 24, 2022") is one a
   source's document reports on, as its metadata says: its own, the year-ago one its sentence compares with, or, for a
   balance, the fiscal year's start; a year then stands anywhere in the filing, as every column's header prints it;
+  a quarter told as later than the one named before it ("and then ... in Q3 2023") must be later;
 - an amount or percentage that is the change between two other figures of the answer (their difference, or the
   percentage change from the first to the second) is supported as derived from them.
 The passages the answer cites ([n]) are searched first, then the others.
@@ -264,11 +265,19 @@ def _masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
+def _file_names(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _FILE_NAME.finditer(text)] if ".pdf" in text.lower() else []
+
+
+def _file_names_masked(text: str) -> str:
+    """The text without its files' names: "(2023 Q3 MSFT.pdf)" names no quarter."""
+    return _masked(text, _file_names(text))
+
+
 def figures(text: str, everything: bool = False) -> list[Figure]:
     """The figures of ``text`` in order; ``everything``: bare small integers too (a passage's, to match against)."""
     found = [Figure(text[s:e], s, e, "date", v, tolerance) for s, e, v, tolerance in _dates(text)]
-    names = _FILE_NAME.finditer(text) if ".pdf" in text.lower() else iter(())
-    spans = [m.span() for m in _NOT_FIGURES.finditer(text)] + [m.span() for m in names]
+    spans = [m.span() for m in _NOT_FIGURES.finditer(text)] + _file_names(text)
     masked = _masked(text, [(f.start, f.end) for f in found] + spans)
     for m in _FIGURE.finditer(masked):
         digits = m["num"].replace(",", "")
@@ -696,6 +705,30 @@ def _named_period(
     return named, compared
 
 
+# Words that tell a later period of a narrative: "a slight increase in Q2 2023, and then a decrease in Q3 2023", "In
+# Q3 2023, revenue continued to decrease".
+_LATER = re.compile(r"\b(?:then|subsequent(?:ly)?|continued|continuing|further|later|again|afterwards?)\b", re.I)
+_RANGE_FROM = re.compile(r"\bfrom\s+(?:the\s+)?$", re.I)
+
+
+def _out_of_order(answer: str, mentions: Sequence[tuple[int, int, tuple[int, int]]]) -> set[int]:
+    """The starts of quarters an answer tells as later than the quarter it named before ("and then ... in Q3 2022"
+    after "Q2 2023") that are earlier: a narrative's periods follow each other. Words that compare ("compared to Q3
+    2022") or start a range ("from Q3 2022 to ...") name an earlier period on purpose."""
+    out = set()
+    for k in range(1, len(mentions)):
+        before, (start, end, quarter) = mentions[k - 1], mentions[k]
+        sentence = _sentence_bounds(answer, start, end)
+        until = min(mentions[k + 1][0] if k + 1 < len(mentions) else sentence[1], sentence[1])
+        told = answer[max(sentence[0], before[1]) : start] + answer[end:until]
+        lead = answer[sentence[0] : start]
+        if _COMPARED_JUST_BEFORE.search(lead[-40:]) or _RANGE_FROM.search(lead):
+            continue
+        if _LATER.search(told) and quarter < before[2]:
+            out.add(start)
+    return out
+
+
 def _a_year_before(said: _Named, then: _Named) -> bool:
     """Whether ``said`` is the period of a year before ``then`` (a 52-53 week year's quarter may end some days off)."""
     if (quarter := _quarter_of(said)) is not None:
@@ -990,7 +1023,7 @@ def check_figures(
     periods = [(p, period) for p in order if (period := _period(p.chunk))]
     # A quarter named that is a source's own heads its columns with the year its period ends in: Apple's fiscal Q1
     # 2023 is the column "December 31, 2022".
-    mentions = quarter_mentions(answer)
+    mentions = quarter_mentions(_file_names_masked(answer))
     named_periods = [_named_period(answer, f, s[0], mentions) for f, s in zip(found, sentences, strict=True)]
     ends = [_ends_of_quarter(f, mentions, periods) for f in found]
     for figure_ends, sentence in zip(ends, sentences, strict=True):
@@ -1057,6 +1090,10 @@ def check_figures(
         clauses = [_clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
         clauses = _between_periods(found, named_periods, clauses)
         _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses)
+    told_later = _out_of_order(answer, mentions)
+    for figure, check in zip(found, checks, strict=True):
+        if (around := _mention_around(figure, mentions)) and around[0] in told_later:
+            check.withdraw()
     for figure, check, sentence in zip(found, checks, sentences, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             # A change the answer computes is written beside its operands: in its sentence or the one before

@@ -156,6 +156,22 @@ def _filing(sec_docs, name: str) -> list[RetrievedChunk]:
     return [RetrievedChunk(f"{name}#{i}", name, i, 0.0, t, meta) for i, t in enumerate(doc.texts, 1)]
 
 
+def test_a_quarter_told_as_later_must_come_after_the_one_before(sec_docs):
+    """With Intel's filings of Q3 2022, Q2 2023 and Q3 2023 as sources, each quarter is a source's own; but "and then
+    ... in Q3 2022" after "Q2 2023" tells of an earlier quarter as a later one."""
+    sources = [_filing(sec_docs, f"{name} INTC.pdf")[0] for name in ("2022 Q3", "2023 Q2", "2023 Q3")]
+    told = "Revenue fell from Q3 2022 to Q2 2023, and then rose again in {}."
+    assert set(_statuses(told.format("Q3 2023"), sources).values()) == {"supported"}
+    assert [c.status for c in check_figures(told.format("Q3 2022"), sources).checks] == [
+        "supported",
+        "supported",
+        "unsupported",
+    ]
+    # Compared with, or the start of a range, an earlier quarter is named on purpose.
+    compared = "Revenue rose in Q2 2023, and then again in Q3 2023, compared to Q3 2022."
+    assert set(_statuses(compared, sources).values()) == {"supported"}
+
+
 def test_a_quarter_named_is_the_quarter_of_its_figures_filing(sec_docs):
     """With a company's filings of two quarters as sources, each quarter is a source's own: a sentence's quarter must
     be the one of the filing that holds its figures (or of one that prints it beside its own), not any source's."""
