@@ -20,7 +20,8 @@ When a figure is supported (docs/figures.md has every rule, and what they leave 
 - a period the answer names ("Q3 2023", "the quarter ended July 1, 2023", "as of September 24, 2022") is one a
   source's document reports on, as its metadata says: its own, the year-ago one its sentence compares with, or, for a
   balance, the fiscal year's start; a year then stands anywhere in the filing, as every column's header prints it;
-  a quarter told as later than the one named before it ("and then ... in Q3 2023") must be later;
+  a quarter told as later than the one named before it ("and then ... in Q3 2023") must be later, and one compared
+  against is not the one it is compared with; "the most recent quarter" is the sources' latest;
 - an amount or percentage that is the change between two other figures of the answer (their difference, or the
   percentage change from the first to the second) is supported as derived from them.
 The passages the answer cites ([n]) are searched first, then the others.
@@ -708,6 +709,7 @@ def _named_period(
 # Words that tell a later period of a narrative: "a slight increase in Q2 2023, and then a decrease in Q3 2023", "In
 # Q3 2023, revenue continued to decrease".
 _LATER = re.compile(r"\b(?:then|subsequent(?:ly)?|continued|continuing|further|later|again|afterwards?)\b", re.I)
+_LATEST = re.compile(r"\b(?:latest|most\s+recent)\s+(?:fiscal\s+)?quarter", re.I)
 _RANGE_FROM = re.compile(r"\bfrom\s+(?:the\s+)?$", re.I)
 
 
@@ -805,6 +807,15 @@ def _ahead(named: _Named, periods: Sequence[tuple[_Passage, _Period]]) -> bool:
     return 0 < said[0] * 4 + said[1] - (year * 4 + quarter) <= 4
 
 
+def _latest_named(periods: Sequence[tuple[_Passage, _Period]]) -> list[_Named]:
+    """What "the most recent quarter" names: the latest period the sources report on, by its end and its quarters."""
+    ended = [(period.end, period) for _, period in periods if period.end]
+    if not ended:
+        return []
+    end, latest = max(ended, key=lambda e: e[0])
+    return [end, *latest.quarters, _FiscalQuarter(latest.fiscal)]
+
+
 def _check_periods(
     checks: Sequence[FigureCheck],
     sentences: Sequence[tuple[int, int]],
@@ -815,15 +826,19 @@ def _check_periods(
     seen: dict[tuple[int, int], _Seen],
     reporting: Sequence[dict[str, int | None]],
     clauses: Sequence[tuple[int, int]],
+    latest: dict[tuple[int, int], list[_Named]],
 ) -> None:
     """A period the answer names ("Q3 2023", "the quarter ended July 1, 2023") must be one a source's document reports
     on, as its own or as the one a sentence compares with, or a quarter its outlook speaks of: every filing prints
     last year's figures beside its own, so the year alone is on its pages either way. A quarter that is a document's
     own is supported by its metadata whether or not the passage prints it (a statement's page dates its columns
     "October 30, 2022", not "fiscal 2023"), unless the sentence's values stand in the tables under other years
-    (``against_columns``: those figures' indices)."""
-    # The sources' own periods each sentence named: the same periods a year before, named later, compare with them.
+    (``against_columns``: those figures' indices). ``latest``: the sources' latest period, for each sentence that
+    names it as "the most recent quarter"."""
+    # The sources' own periods each sentence named, and the checks that named them: the same periods a year before,
+    # named later, compare with them.
     naming_own: dict[tuple[int, int], list[_Named]] = {}
+    own_checks: dict[tuple[tuple[int, int], _Named], list[FigureCheck]] = {}
     for i, (check, sentence, period_named) in enumerate(zip(checks, sentences, named, strict=True)):
         if period_named is None or check.status == "cut_off":
             continue
@@ -837,15 +852,26 @@ def _check_periods(
         if reporting[i] and _values_elsewhere(checks, clauses[i], sentences, sentence, reporting[i], seen[sentence]):
             check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
             continue
+        if compared and said in naming_own.get(sentence, []):
+            # "For the third quarter of 2022, ... compared to the same quarter in 2022": one of them is wrong.
+            for c in (check, *own_checks[sentence, said]):
+                c.withdraw()
+            continue
         if reported:
             naming_own.setdefault(sentence, []).append(said)
+            own_checks.setdefault((sentence, said), []).append(check)
             # A fiscal quarter is named by its own filing where one is a source, else by a later one's year to date.
             own = [(p, period) for p, period in reported if not _earlier_in_year(said, period)]
             reported, beside = (own, "") if own else (reported, ", in its year to date")
-        # A period compared against is the year before the sources' own period the sentence named before it, where
-        # it named one: "the third quarter of 2023 ... compared to the same quarter in 2022", not "... in 2021".
+        # A period compared against is the year before the sources' own period the sentence named before it, or the
+        # latest where it says "the most recent quarter" instead: "the third quarter of 2023 ... compared to the
+        # same quarter in 2022", not "... in 2021".
         elif any(_a_year_before(said, then) for then in naming_own.get(sentence, [])) or (
-            compared and not naming_own.get(sentence)
+            compared
+            and (
+                not (reference := naming_own.get(sentence) or latest.get(sentence))
+                or any(_a_year_before(said, then) for then in reference)
+            )
         ):
             reported = [(p, period) for p, period in periods if _reports(period, said, True)]
             beside = ", beside the same period a year before"
@@ -1089,7 +1115,11 @@ def check_figures(
     if periods:
         clauses = [_clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
         clauses = _between_periods(found, named_periods, clauses)
-        _check_periods(checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses)
+        names = _latest_named(periods)
+        latest = {s: names for s in set(sentences) if _LATEST.search(answer[slice(*s)])}
+        _check_periods(
+            checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses, latest
+        )
     told_later = _out_of_order(answer, mentions)
     for figure, check in zip(found, checks, strict=True):
         if (around := _mention_around(figure, mentions)) and around[0] in told_later:

@@ -172,6 +172,20 @@ def test_a_quarter_told_as_later_must_come_after_the_one_before(sec_docs):
     assert set(_statuses(compared, sources).values()) == {"supported"}
 
 
+def test_a_period_compared_against_is_not_the_one_compared(sec_docs):
+    """A quarter compared with itself is a mistake in one of the two: neither is supported. "The most recent
+    quarter" names the sources' latest, and the same quarter a year before is that one's."""
+    apple = [_filing(sec_docs, f"{name} AAPL.pdf")[0] for name in ("2022 Q3", "2023 Q3")]
+    compared = "For the third quarter of {}, the Products gross margin increased compared to the same quarter in 2022."
+    assert set(_statuses(compared.format(2023), apple).values()) == {"supported"}
+    assert _statuses(compared.format(2022), apple) == {"2022": "unsupported"}
+    amazon = [page for name in ("2022 Q3", "2023 Q3") for page in _filing(sec_docs, f"{name} AMZN.pdf")]
+    recent = "R&D spending in the most recent quarter increased compared to the same quarter of the previous year ({})."
+    assert _statuses(recent.format("Q3 2022"), amazon) == {"2022": "supported"}
+    # Q3 2021 is the year before the 2022 filing's quarter, but not the most recent one's.
+    assert _statuses(recent.format("Q3 2021"), amazon) == {"2021": "unsupported"}
+
+
 def test_a_quarter_named_is_the_quarter_of_its_figures_filing(sec_docs):
     """With a company's filings of two quarters as sources, each quarter is a source's own: a sentence's quarter must
     be the one of the filing that holds its figures (or of one that prints it beside its own), not any source's."""
