@@ -32,8 +32,7 @@ def one_run(searcher, questions) -> dict[str, list[float]]:
         chunks = searcher.search(question.question, 5).chunks
         searched = time.perf_counter()
         # Cold: the check keeps what it read of the passages it met (lru caches); the first answer to meet them pays.
-        for cache in (figures._read_passage, figures._passage_words, figures._read_period):
-            cache.cache_clear()
+        figures.clear_caches()
         checking = time.perf_counter()
         figures.check_figures(question.answer, chunks, question=question.question)
         done = time.perf_counter()

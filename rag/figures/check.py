@@ -1,0 +1,153 @@
+"""The check itself: every figure of an answer looked for in the passages it was given."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date
+
+from rag.figures.lookup import Seen, change_between, look_up
+from rag.figures.passages import common_words, passage_of, read_passage
+from rag.figures.period_checks import between_periods, check_periods, clause_bounds, year_phrase
+from rag.figures.periods import (
+    LATEST,
+    ends_of_quarter,
+    files_reporting,
+    latest_named,
+    mention_around,
+    named_period,
+    out_of_order,
+    period_of,
+    read_period,
+)
+from rag.figures.reading import day_of, figures, without_file_names, year_of
+from rag.figures.report import FigureCheck, FigureReport
+from rag.figures.words import about_words, line_ends, passage_words, sentence_before, sentence_bounds, sentence_of
+from rag.questions.periods import quarter_mentions
+from rag.types import RetrievedChunk
+
+
+def check_figures(
+    answer: str,
+    chunks: Sequence[RetrievedChunk],
+    cited: Sequence[int] = (),
+    finish_reason: str = "stop",
+    question: str = "",
+) -> FigureReport:
+    """Each figure of ``answer`` checked against ``chunks`` (the sources it was given, numbered from 1); ``cited``:
+    the source numbers it cites, searched first; ``question``: what the answer answers, if known.
+
+    Years bind figures to table columns: a value found only in columns headed by years its sentence does not name is
+    not supported, and neither is a year of a sentence whose values the tables hold only under other years."""
+    passages = [passage_of(i, c) for i, c in enumerate(chunks, start=1)]
+    order = [p for p in passages if p.number in cited] + [p for p in passages if p.number not in cited]
+    common = common_words(passages)
+    found = figures(answer)
+    tail = answer.rstrip(" \t\n,.;:-")
+    sentences = [sentence_bounds(answer, f.start, f.end) for f in found]
+    years: dict[tuple[int, int], set[int]] = {}
+    days: dict[tuple[int, int], set[date]] = {}  # the days each sentence names: they bind values to dated columns
+    for figure, sentence in zip(found, sentences, strict=True):
+        if figure.kind in ("date", "year"):
+            years.setdefault(sentence, set()).add(year_of(figure))
+        if (day := day_of(figure)) is not None:
+            days.setdefault(sentence, set()).add(day)
+    periods = [(p, period) for p in order if (period := period_of(p.chunk))]
+    # A quarter named that is a source's own heads its columns with the year its period ends in: Apple's fiscal Q1
+    # 2023 is the column "December 31, 2022".
+    mentions = quarter_mentions(without_file_names(answer))
+    named_periods = [named_period(answer, f, s[0], mentions) for f, s in zip(found, sentences, strict=True)]
+    ends = [ends_of_quarter(f, mentions, periods) for f in found]
+    for figure_ends, sentence in zip(ends, sentences, strict=True):
+        years.setdefault(sentence, set()).update(figure_ends)
+    # What each sentence's figures measure: its words, or the answer's first sentence's, where a list of figures is
+    # introduced; less the sources' company names, which say nothing about which line is meant.
+    first = about_words(sentence_of(answer, 0, 0))
+    asked = about_words(question) - common if question else set()
+    abouts = {sentence: (about_words(answer[slice(*sentence)]) | first) - common for sentence in set(sentences)}
+    if not any(abouts.values()):  # an answer that is its figure alone ("2007年") measures what the question asks
+        abouts = dict.fromkeys(abouts, asked)
+    # A sentence may leave what its figure measures to the one before ("they were $631 million") or to the question
+    # ("the spending was $6,984 million", asked about R&D). Those words are tried only where its own find no line:
+    # added always, they raise the bar of the closest line (shared_enough) and lost more gold figures than they
+    # found on SEC dev.
+    previous = {s: sentence_before(answer, s) for s in set(sentences)}
+    before = {s: about_words(answer[slice(*previous[s])]) - common for s in previous}
+    seen = {sentence: Seen() for sentence in set(sentences)}
+    # A sentence's values are sought first in the documents of the periods it names, so that a figure of one
+    # quarter is found in that quarter's filing rather than beside it in a later one (period_checks).
+    reporting = [files_reporting(p[0], periods) if p is not None and not p[1] else {} for p in named_periods]
+    own_files: dict[tuple[int, int], set[str]] = {}
+    for sentence, files in zip(sentences, reporting, strict=True):
+        if files:
+            own_files.setdefault(sentence, set()).update(f for f, year_ago in files.items() if year_ago is None)
+    orders = {
+        s: [p for p in order if p.chunk.file in files] + [p for p in order if p.chunk.file not in files]
+        for s, files in own_files.items()
+    }
+    against_columns: set[int] = set()  # years and dates withdrawn for them
+    checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
+    # Values first: a year's check reads the columns they were found in.
+    for i in sorted(range(len(found)), key=lambda i: found[i].kind in ("date", "year")):
+        figure, check, sentence = found[i], checks[i], sentences[i]
+        if finish_reason == "length" and figure.end >= len(tail):
+            check.status = "cut_off"
+            continue
+        about = abouts[sentence]
+        if figure.kind == "year" and periods:
+            # The sources' periods decide what a year names (check_periods), wherever it stands; one that names no
+            # period stands beside the words it stands beside in the answer, where there are any: a filing prints
+            # its years in every column.
+            about = year_phrase(answer, figure, sentence) if named_periods[i] is None else set()
+        if figure.kind == "date" and named_periods[i] is not None:
+            about = set()  # a period's end or a balance's date: the periods' rules decide, or it may stand anywhere
+        named = years.get(sentence, set())
+        if re.search(r"\bfiscal\b|财年|财政年度", answer[slice(*sentence)], re.I):
+            # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.
+            named = named | {year - 1 for year in named}
+        contexts = [about]
+        if about and figure.kind in ("amount", "number", "percent"):
+            contexts += [about | words for words in (before[sentence], asked) if words]
+        in_order = orders.get(sentence, order)
+        for words in contexts:
+            if look_up(
+                check, figure, words, passages, in_order, named, days.get(sentence, set()), cited, seen[sentence]
+            ):
+                break
+        held = seen[sentence].columns
+        if figure.kind in ("date", "year") and held and year_of(figure) not in held and not ends[i] & held:
+            check.withdraw()
+            against_columns.add(i)
+    if periods:
+        clauses = [clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
+        clauses = between_periods(found, named_periods, clauses)
+        names = latest_named(periods)
+        latest = {s: names for s in set(sentences) if LATEST.search(answer[slice(*s)])}
+        check_periods(
+            checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses, latest
+        )
+    told_later = out_of_order(answer, mentions)
+    for figure, check in zip(found, checks, strict=True):
+        if (around := mention_around(figure, mentions)) and around[0] in told_later:
+            check.withdraw()
+    for figure, check, sentence in zip(found, checks, sentences, strict=True):
+        if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
+            # A change the answer computes is written beside its operands: in its sentence or the one before
+            # ("= ($143,083 million - $75,022 million) ... = $68,061 million"), not anywhere in a long answer, where
+            # some two figures' change rounds to almost any percentage.
+            near = {sentence, previous[sentence]}
+            supported = [
+                f for f, c, s in zip(found, checks, sentences, strict=True) if c.status == "supported" and s in near
+            ]
+            check.derived_from = change_between(figure, supported)
+            if check.derived_from:
+                check.status = "supported"
+    unknown = sorted({int(n) for n in re.findall(r"\[(\d+)\]", answer) if not 1 <= int(n) <= len(chunks)})
+    return FigureReport(checks, unknown)
+
+
+def clear_caches() -> None:
+    """Forget every passage and document read so far: the check keeps them (lru caches), since the same passages come
+    back for question after question; a cost benchmark empties them to time an answer that meets its passages first."""
+    for cache in (read_passage, passage_words, read_period, line_ends):
+        cache.cache_clear()

@@ -1,0 +1,81 @@
+"""A figure looked up in the sources, and one supported as the change between two others."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import permutations
+
+from rag.figures.passages import Passage, matches, shared_enough
+from rag.figures.periods import DAYS_OFF
+from rag.figures.reading import Figure
+from rag.figures.report import FigureCheck
+from rag.figures.words import line_of
+
+
+def change_between(figure: Figure, others: Sequence[Figure]) -> list[str]:
+    """Two other figures of the answer that ``figure`` is the change between, if any."""
+    amounts = [o for o in others if o.kind in ("amount", "number") and o is not figure]
+    for a, b in permutations(amounts, 2):
+        if min(abs(a.value), abs(b.value)) <= figure.tolerance:
+            continue  # "$496 million" is not the change from 190 to $496 million
+        if figure.kind == "percent":
+            if a.value and abs(abs((b.value - a.value) / a.value * 100) - figure.value) <= figure.tolerance:
+                return [a.text, b.text]
+        elif abs(abs(b.value - a.value) - abs(figure.value)) <= figure.tolerance and figure.value:
+            return [a.text, b.text]
+    return []
+
+
+@dataclass
+class Seen:
+    """What a sentence's figures were found in so far."""
+
+    columns: set[int] = field(default_factory=set)  # the years heading the columns its values were found in
+    # The sources' dates and years (passage, start) its dates and years stand on: each stands on one of its own,
+    # "2009年到2009年" is not the sources' "2009年到2010年".
+    taken: set[tuple[int, int]] = field(default_factory=set)
+    # The year heading the column each of its values was found in (None: not in a column), by the value's offset.
+    column_of: dict[int, int | None] = field(default_factory=dict)
+
+
+def look_up(
+    check: FigureCheck,
+    figure: Figure,
+    about: set[str],
+    passages: Sequence[Passage],
+    order: Sequence[Passage],
+    named: set[int],
+    days: set[date],
+    cited: Sequence[int],
+    seen: Seen,
+) -> bool:
+    """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any) and,
+    where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``, and
+    ``seen`` (its sentence's) gains what it was found in."""
+    shared = shared_enough(passages, figure, about)
+    for passage in order:
+        for there in matches(passage, figure, about, shared):
+            column = passage.columns.get(there.start)
+            if figure.kind in ("date", "year"):
+                if (passage.number, there.start) in seen.taken:
+                    continue
+                seen.taken.add((passage.number, there.start))
+            elif column is not None:
+                year, day = column
+                seen.columns.add(year)
+                if named and year not in named:
+                    continue
+                if day and days and not any(abs((day - said).days) <= DAYS_OFF for said in days):
+                    continue  # the column of December 31, 2022 is not the quarter ended June 25, 2022
+            _support(check, passage, there, cited)
+            seen.column_of[check.start] = column[0] if column else None
+            return True
+    return False
+
+
+def _support(check: FigureCheck, passage: Passage, there: Figure, cited: Sequence[int]) -> None:
+    check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
+    check.file, check.page = passage.chunk.file, passage.chunk.page
+    check.span = line_of(passage.chunk.text, there.start, there.end)

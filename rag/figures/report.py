@@ -1,0 +1,42 @@
+"""What the check says of each figure, and of the answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FigureCheck:
+    text: str
+    kind: str
+    start: int  # offsets in the answer's text
+    end: int
+    status: str  # supported, unsupported, or cut_off (the answer ended inside it: finish_reason "length")
+    source: int | None = None  # 1-based, into the sources the answer was given
+    file: str | None = None
+    page: int | None = None
+    span: str | None = None  # the line of the source that holds it, or (held_by "period") its document's period
+    held_by: str = "line"  # or "period": a period the answer names, found in its source's document's metadata
+    cited: bool = False  # found in a source the answer cites
+    derived_from: list[str] = field(default_factory=list)  # the two figures it is the change between
+
+    def withdraw(self) -> None:
+        """Not supported after all, by a rule that reads more than the line that held it."""
+        self.status, self.source, self.file, self.page, self.span = "unsupported", None, None, None, None
+        self.held_by = "line"
+
+
+@dataclass
+class FigureReport:
+    checks: list[FigureCheck]
+    unknown_citations: list[int]  # [n] marks that point at no source
+    refused: bool = False  # the policy withheld the answer for its unsupported figures (rag.answering)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        count = {status: sum(c.status == status for c in self.checks) for status in ("supported", "unsupported")}
+        return {"figures": len(self.checks), **count, "cut_off": len(self.checks) - sum(count.values())}
+
+    @property
+    def all_supported(self) -> bool:
+        return all(c.status == "supported" for c in self.checks)
