@@ -20,7 +20,7 @@ from rag.figures.periods import (
     period_of,
     read_period,
 )
-from rag.figures.reading import day_of, figures, without_file_names, year_of
+from rag.figures.reading import day_of, figures, file_names, without_file_names, year_of
 from rag.figures.report import FigureCheck, FigureReport
 from rag.figures.words import about_words, line_ends, passage_words, sentence_before, sentence_bounds, sentence_of
 from rag.questions.periods import quarter_mentions
@@ -149,5 +149,5 @@ def check_figures(
 def clear_caches() -> None:
     """Forget every passage and document read so far: the check keeps them (lru caches), since the same passages come
     back for question after question; a cost benchmark empties them to time an answer that meets its passages first."""
-    for cache in (read_passage, passage_words, read_period, line_ends):
+    for cache in (read_passage, passage_words, read_period, line_ends, file_names):
         cache.cache_clear()

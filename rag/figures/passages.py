@@ -95,8 +95,7 @@ def _column_years(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
 # What stands between the items of a list of figures: "$453 million and $619 million", "Q1 2022 and Q1 2023",
 # "December 31, 2022, and June 30, 2023".
 _LIST_JOIN = re.compile(r"\s*(?:,\s*(?:and\s+)?|and\s+)(?:Q[1-4]\s+)?", re.I)
-
-
+_LIST_GAP = 16  # the most characters a join takes; longer gaps are not read
 _PROSE_SENTENCE = re.compile(r"(?<=[.;])\s+|\n\s*\n")
 
 
@@ -105,18 +104,19 @@ def _prose_pairs(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
     periods: "was $2.8 billion and $2.7 billion as of December 31, 2022 and June 30, 2023", "... $453 million and $619
     million in Q1 2022 and Q1 2023", "increased 5% and 7% in 2023 and 2022, respectively". The n-th value is the
     n-th period's, as in a table's columns."""
-    pairs: dict[int, _Column] = {}
+    values = _lists(text, [f for f in found if f.kind not in ("date", "year")])
+    heads = _lists(text, [f for f in found if f.kind in ("date", "year")])
+    if not (values and heads):
+        return {}
     bounds = [0, *(m.end() for m in _PROSE_SENTENCE.finditer(text)), len(text) + 1]
-    by_sentence: dict[int, list[Figure]] = {}
-    for f in found:
-        by_sentence.setdefault(bisect_left(bounds, f.start + 1), []).append(f)
-    for line in by_sentence.values():
-        values = _lists(text, [f for f in line if f.kind not in ("date", "year")])
-        heads = _lists(text, [f for f in line if f.kind in ("date", "year")])
-        for cells in values:
-            for periods in heads:
-                if len(cells) == len(periods):
-                    pairs.update((f.start, (year_of(p), day_of(p))) for f, p in zip(cells, periods, strict=True))
+    by_sentence: dict[int, list[list[Figure]]] = {}
+    for run in heads:
+        by_sentence.setdefault(bisect_left(bounds, run[0].start + 1), []).append(run)
+    pairs: dict[int, _Column] = {}
+    for cells in values:
+        for periods in by_sentence.get(bisect_left(bounds, cells[0].start + 1), []):
+            if len(cells) == len(periods):
+                pairs.update((f.start, (year_of(p), day_of(p))) for f, p in zip(cells, periods, strict=True))
     return pairs
 
 
@@ -124,7 +124,8 @@ def _lists(text: str, found: Sequence[Figure]) -> list[list[Figure]]:
     """Runs of two or more figures written as a list ("A, B and C")."""
     runs: list[list[Figure]] = []
     for f in found:
-        if runs and _LIST_JOIN.fullmatch(text, runs[-1][-1].end, f.start):
+        after = runs[-1][-1].end if runs else 0
+        if runs and f.start - after <= _LIST_GAP and _LIST_JOIN.fullmatch(text, after, f.start):
             runs[-1].append(f)
         else:
             runs.append([f])

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 MONTHS = {
     m: i
@@ -151,19 +152,21 @@ def _masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def _file_names(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _FILE_NAME.finditer(text)] if ".pdf" in text.lower() else []
+@lru_cache(maxsize=256)
+def file_names(text: str) -> tuple[tuple[int, int], ...]:
+    """Where a text names files; kept, as an answer is read for its figures and again for the quarters it names."""
+    return tuple(m.span() for m in _FILE_NAME.finditer(text)) if ".pdf" in text.lower() else ()
 
 
 def without_file_names(text: str) -> str:
     """The text without its files' names: "(2023 Q3 MSFT.pdf)" names no quarter."""
-    return _masked(text, _file_names(text))
+    return _masked(text, file_names(text))
 
 
 def figures(text: str, everything: bool = False) -> list[Figure]:
     """The figures of ``text`` in order; ``everything``: bare small integers too (a passage's, to match against)."""
     found = [Figure(text[s:e], s, e, "date", v, tolerance) for s, e, v, tolerance in _dates(text)]
-    spans = [m.span() for m in _NOT_FIGURES.finditer(text)] + _file_names(text)
+    spans = [m.span() for m in _NOT_FIGURES.finditer(text)] + list(file_names(text))
     masked = _masked(text, [(f.start, f.end) for f in found] + spans)
     for m in _FIGURE.finditer(masked):
         digits = m["num"].replace(",", "")
