@@ -16,20 +16,10 @@ from rag.figures.words import LINE_END, WORD, line_ends, line_of, passage_words,
 from rag.types import RetrievedChunk
 
 _DURATION = re.compile(r"\s*(?:years?|months?|weeks?|days?|hours?)\b", re.I)
-
-
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
-
-
 _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures, 3 one figure, 4 more than 3
-
-
 _HEADER_WORDS = 8  # more words than this besides its dates make a line prose; a statement's header holds up to six
-
-
 _Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds values: its words, their kinds
-
-
 _Column = tuple[int, date | None]  # the year heading a table's column, and the day where a date heads it
 
 

@@ -108,8 +108,6 @@ def _values_elsewhere(
 
 
 _CLAUSE_END = re.compile(r"[,;:()\n]")
-
-
 _CLAUSE_BREAK = re.compile(r"[;:()\n]|,(?!\d)")  # the same, but a comma before a digit separates thousands
 
 

@@ -22,8 +22,6 @@ _PERIOD_ENDED = re.compile(
     r"|(?:quarter|year)\s+\()$",  # "the same quarter in the previous year (September 30, 2022)"
     re.I,
 )
-
-
 # What names a period as the one compared against: right before it ("down 5% from Q2 2022", "compared to the same
 # quarter of 2022"), or anywhere earlier in its sentence for the words that only compare ("..., compared to $694
 # million for the three months ended December 25, 2021").
@@ -32,41 +30,23 @@ _COMPARED_JUST_BEFORE = re.compile(
     r"(?:(?:period|quarter)\s+)?(?:(?:of|in)\s+)?$",
     re.I,
 )
-
-
 _COMPARED = re.compile(
     r"\b(?:compared|comparison|versus|vs\.?|than|prior|previous|preceding|a\s+year\s+(?:ago|earlier))\b", re.I
 )
-
-
 # What joins a range's start to its end: "from Q3 2022 to Q1 2023".
 _RANGE_TO = re.compile(r"\s+(?:to|through)\s+(?:the\s+)?")
-
-
 # A year that names a quarter with the words before it: "compared to the same quarter in 2022" (the quarter its
 # sentence named before), "the first nine months of 2023" (the year to its third quarter's end).
 _SAME_QUARTER = re.compile(
     r"\bsame\s+(?:fiscal\s+)?quarter\s+(?:of\s+|in\s+)(?:the\s+)?(?:fiscal\s+)?(?:year\s+)?$", re.I
 )
-
-
 _MONTHS_OF = re.compile(
     r"\b(three|six|nine)\s+months\s+(?:of\s+|in\s+)(?:the\s+)?(fiscal\s+)?(?:years?\s+)?(?:\d{4}\s+and\s+)?$", re.I
 )
-
-
 _FISCAL = re.compile(r"\bfiscal\b|\bFY", re.I)
-
-
 _MONTHS_COUNTED = {"three": 3, "six": 6, "nine": 9}
-
-
 _AS_OF = re.compile(r"\b(?:as\s+of|as\s+at)\s+$", re.I)
-
-
 DAYS_OFF = 7  # a 52-53 week year ends its quarters on other days than the year before
-
-
 _LATER_EVENTS = 60  # days after its period's end that a filing reports events up to (it is filed within 40-45)
 
 
@@ -184,11 +164,8 @@ def named_period(
 # Words that tell a later period of a narrative: "a slight increase in Q2 2023, and then a decrease in Q3 2023", "In
 # Q3 2023, revenue continued to decrease".
 _LATER = re.compile(r"\b(?:then|subsequent(?:ly)?|continued|continuing|further|later|again|afterwards?)\b", re.I)
-
-
+# What names the sources' latest period without naming it: "the most recent quarter".
 LATEST = re.compile(r"\b(?:latest|most\s+recent)\s+(?:fiscal\s+)?quarter", re.I)
-
-
 _RANGE_FROM = re.compile(r"\bfrom\s+(?:the\s+)?$", re.I)
 
 

@@ -30,36 +30,18 @@ MONTHS = {
     )
     for m in names
 }
-
-
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
-
-
 _DATE_WORDS = re.compile(rf"\b({_MONTH})\.?\s+(\d{{1,2}}),?\s+(\d{{4}})\b", re.I)
-
-
 _DATE_ISO = re.compile(r"(?<![\d-])(\d{4})-(\d{2})-(\d{2})(?![\d-])")
-
-
 _DATE_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
-
-
 # A month written without its day ("August 2022", "2023年7月") stands for any of its days: its middle, give or take.
 _MONTH_WORDS = re.compile(rf"\b({_MONTH})\.?\s+(\d{{4}})\b", re.I)
-
-
 _MONTH_HAN = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月")
-
-
 _MID_MONTH, _A_MONTH = 16, 15.5
-
-
 # Spans that hold digits but no figure: a file's name, quoted (a sentence may run up to it) or of a few words (looked
 # for only in a text that has ".pdf": tried at every word, it costs more than all the rest of the reading);
 # citations, form and item names, identifiers joined to words.
 _FILE_NAME = re.compile(r"\"[^\"\n]{1,200}?\.pdf\"|“[^”\n]{1,200}?\.pdf”|(?:[\w&-]+[ \t]){0,4}[\w&-]+\.pdf\b", re.I)
-
-
 _NOT_FIGURES = re.compile(
     r"\[\d+\]"
     r"|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule|Level|Tier|Phase|Stage)\s+\d+[A-Z]?\b"
@@ -67,8 +49,6 @@ _NOT_FIGURES = re.compile(
     r"|^[ \t]*\d+\.(?=[ \t])",  # a numbered list's marker ("107. Reliance on ...")
     re.I | re.M,
 )
-
-
 SCALES = {
     "thousand": 1e3,
     "thousands": 1e3,
@@ -86,8 +66,6 @@ SCALES = {
     "亿": 1e8,
     "万亿": 1e12,
 }
-
-
 _FIGURE = re.compile(
     r"(?<![A-Za-z0-9_.,/-])(?P<open>\()?(?P<sign>[-−])?\s?(?:(?P<cur>US\$|\$|€|£|¥|RMB|USD|EUR)\s?)?"
     # A number cut inside a group at the very end ("$21,2") is one too: an answer that ran out of tokens ends so.
@@ -99,8 +77,6 @@ _FIGURE = re.compile(
     r"(?![A-Za-z0-9_-]|[.,]\d)",  # letters, not \w: a Chinese character may touch a figure
     re.I,
 )
-
-
 SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
 
 

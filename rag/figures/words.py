@@ -9,21 +9,13 @@ from functools import lru_cache
 from rag.figures.reading import MONTHS, SCALES
 
 WORD = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
-
-
 # A Chinese sentence's end takes no space after it: without splitting there, an answer of ten sentences about ten years
 # is one sentence, whose words are about all of them.
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；：])\s*|\n")
-
-
 # A line of Chinese prose is a whole paragraph, hundreds of characters about many things: its sentences are the lines
 # a value stands on. (A line of a filing is a line of its layout, shorter than most sentences.)
 _LINE_ENDS = "\n。！？；"
-
-
 LINE_END = re.compile(f"[{_LINE_ENDS}]")
-
-
 # Words that say nothing about what a figure measures.
 _FILLER = (
     "the and for was were are has had have with from that this its their which than over into per of in on to by "
@@ -31,15 +23,11 @@ _FILLER = (
     "six nine fiscal during while also based reported amount amounts respectively increase increased decrease "
     "decreased change changed"
 )
-
-
 _PLAIN_WORDS = {
     *MONTHS,
     *(w for w in SCALES if w.isascii()),
     *_FILLER.split(),
 }
-
-
 # What filings and answers call the same line by other names: an answer's "R&D" or "revenue" is the statement's
 # "Research and development" or "Net sales".
 _SAME_THING = {
@@ -50,8 +38,6 @@ _SAME_THING = {
     "eps": {"earning", "share"},
     "capex": {"capital", "expenditure"},
 }
-
-
 _ABBREVIATED = re.compile(r"\b(?:R&D|SG&A|EPS|capex)\b", re.I)
 
 
