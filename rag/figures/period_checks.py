@@ -33,10 +33,9 @@ def check_periods(
     "October 30, 2022", not "fiscal 2023"), unless the sentence's values stand in the tables under other years
     (``against_columns``: those figures' indices). ``latest``: the sources' latest period, for each sentence that
     names it as "the most recent quarter"."""
-    # The sources' own periods each sentence named, and the checks that named them: the same periods a year before,
-    # named later, compare with them.
-    naming_own: dict[tuple[int, int], list[Named]] = {}
-    own_checks: dict[tuple[tuple[int, int], Named], list[FigureCheck]] = {}
+    # The sources' own periods each sentence named, in order, and the checks that named them: the same periods a
+    # year before, named later, compare with them.
+    naming_own: dict[tuple[int, int], dict[Named, list[FigureCheck]]] = {}
     for i, (check, sentence, period_named) in enumerate(zip(checks, sentences, named, strict=True)):
         if period_named is None or check.status == "cut_off":
             continue
@@ -50,24 +49,23 @@ def check_periods(
         if reporting[i] and _values_elsewhere(checks, clauses[i], sentences, sentence, reporting[i], seen[sentence]):
             check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
             continue
-        if compared and said in naming_own.get(sentence, []):
+        if compared and said in naming_own.get(sentence, {}):
             # "For the third quarter of 2022, ... compared to the same quarter in 2022": one of them is wrong.
-            for c in (check, *own_checks[sentence, said]):
+            for c in (check, *naming_own[sentence][said]):
                 c.withdraw()
             continue
         if reported:
-            naming_own.setdefault(sentence, []).append(said)
-            own_checks.setdefault((sentence, said), []).append(check)
+            naming_own.setdefault(sentence, {}).setdefault(said, []).append(check)
             # A fiscal quarter is named by its own filing where one is a source, else by a later one's year to date.
             own = [(p, period) for p, period in reported if not earlier_in_year(said, period)]
             reported, beside = (own, "") if own else (reported, ", in its year to date")
         # A period compared against is the year before the sources' own period the sentence named before it, or the
         # latest where it says "the most recent quarter" instead: "the third quarter of 2023 ... compared to the
         # same quarter in 2022", not "... in 2021".
-        elif any(year_before(said, then) for then in naming_own.get(sentence, [])) or (
+        elif any(year_before(said, then) for then in naming_own.get(sentence, {})) or (
             compared
             and (
-                not (reference := naming_own.get(sentence) or latest.get(sentence))
+                not (reference := list(naming_own.get(sentence, {})) or latest.get(sentence))
                 or any(year_before(said, then) for then in reference)
             )
         ):
