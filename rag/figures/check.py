@@ -128,7 +128,7 @@ def check_figures(
         )
     told_later = out_of_order(answer, mentions)
     for figure, check in zip(found, checks, strict=True):
-        if (around := mention_around(figure, mentions)) and around[0] in told_later:
+        if check.status != "cut_off" and (around := mention_around(figure, mentions)) and around[0] in told_later:
             check.withdraw()
     for figure, check, sentence in zip(found, checks, sentences, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
