@@ -63,6 +63,13 @@ def _size_batches(batched: Any, cfg: BatchedDeploymentSettings) -> None:
     batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
 
+def _bm25_opened(searcher: Searcher) -> Searcher:
+    """The searcher with its BM25 opened now where any of its modes reads it, not by the first request that does."""
+    if {searcher.cfg.mode, *searcher.cfg.mode_by_language.values()} != {"dense"}:
+        searcher.bm25()
+    return searcher
+
+
 @serve.deployment(name="Retriever")
 class RetrieverDeployment:
     """Every collection's search: query embedding batched across concurrent requests, then the shared search (filters,
@@ -105,9 +112,7 @@ class RetrieverDeployment:
             return store.version, None
         encoders = [e for s in self.searchers.values() if s is not None for e in s.encoders]
         searcher = self._model_thread.submit(Searcher.over, store, self.settings, self._num_gpus, encoders).result()
-        if {searcher.cfg.mode, *searcher.cfg.mode_by_language.values()} != {"dense"}:
-            searcher.bm25()  # opened while the old version still answers, not by the first query to the new one
-        return store.version, searcher
+        return store.version, _bm25_opened(searcher)  # while the old version still answers
 
     async def _follow(self, interval_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -160,7 +165,7 @@ class RetrieverDeployment:
         if cfg == searcher.cfg:
             return searcher
         log.info("collection %s: now searched with its tuned retrieval settings (modes %s)", name, cfg.mode_by_language)
-        return searcher.retuned(cfg)
+        return _bm25_opened(searcher.retuned(cfg))  # a tuning may bring BM25 to a collection searched dense
 
     @serve.batch()
     async def _embed(self, queries: list[tuple[TextEncoder, str]]) -> list[np.ndarray]:
