@@ -87,7 +87,7 @@ def _column_years(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
 _LIST_JOIN = re.compile(r"\s*(?:,\s*(?:and\s+)?|and\s+)(?:Q[1-4]\s+)?", re.I)
 _LIST_GAP = 16  # the most characters a join takes; longer gaps are not read
 # A passage's sentence, for its lists: a PDF breaks prose over layout lines, so a line's end ends no sentence here
-# (words.SENTENCE_END, for answers, ends one at every line).
+# (words.py's _SENTENCE_END, for answers, ends one at every line).
 _PROSE_SENTENCE = re.compile(r"(?<=[.;])\s+|\n\s*\n")
 
 
