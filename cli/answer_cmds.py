@@ -22,6 +22,7 @@ from cli.options import (
     settings_of,
 )
 from rag.config import RETRIEVAL_MODES
+from rag.figures import WHY
 
 
 def _print_figures(checks: list[dict]) -> None:
@@ -35,7 +36,7 @@ def _print_figures(checks: list[dict]) -> None:
             "supported": f"{c['file']} p.{c['page']}: {c['span']}"
             if not c["derived_from"]
             else "the change from " + " to ".join(c["derived_from"]),
-            "unsupported": "NOT FOUND in the sources",
+            "unsupported": f"NOT FOUND in the sources: {WHY[c['why']]}",
             "cut_off": "cut off by the length limit",
         }[c["status"]]
         print(f"  {c['text']}  {where}")

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from eval.datasets import Question, load_dataset
@@ -70,7 +70,14 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
     report = check_figures(answer, sources, question=question.question)
     check_ms = (time.perf_counter() - started) * 1000
     gold = [
-        {"figure": c.text, "kind": c.kind, "supported": c.status == "supported", "file": c.file, "page": c.page}
+        {
+            "figure": c.text,
+            "kind": c.kind,
+            "supported": c.status == "supported",
+            "file": c.file,
+            "page": c.page,
+            "why": c.why,
+        }
         for c in report.checks
     ]
     altered = []
@@ -82,7 +89,10 @@ def evaluate(question: Question, sources: list[RetrievedChunk]) -> dict:
             checks = check_figures(copy, sources, question=question.question).checks
             again = [c for c in checks if c.start == figure.start]
             caught = bool(again) and again[0].status != "supported"
-            altered.append({"figure": figure.text, "at": figure.start, "altered": text, "how": how, "caught": caught})
+            why = again[0].why if again else None
+            altered.append(
+                {"figure": figure.text, "at": figure.start, "altered": text, "how": how, "caught": caught, "why": why}
+            )
     return {
         "id": question.id,
         "split": question.split,
@@ -128,6 +138,8 @@ def summarise(rows: list[dict]) -> dict:
             "altered": len(altered),
             "altered_caught": _share([a["caught"] for a in altered]),
             "altered_caught_by_how": {how: _share(caught) for how, caught in sorted(by_how.items())},
+            # Which rule caught each: most are not found at all; the others name the period rule that withdrew them.
+            "altered_caught_by_why": dict(Counter(a["why"] for a in altered if a["caught"]).most_common()),
             "unsupported_gold_figures": [g for g in gold if not g["supported"]],
             "altered_missed": [a for a in altered if not a["caught"]],
         }
@@ -176,7 +188,8 @@ def main() -> None:
             print(
                 f"{setting}, {split}: {s['figures']} figures in {s['answers_with_figures']} answers, "
                 f"supported {s['supported_recall']}; "
-                f"{s['altered']} altered, caught {s['altered_caught']} {s['altered_caught_by_how']}; "
+                f"{s['altered']} altered, caught {s['altered_caught']} {s['altered_caught_by_how']} "
+                f"by rule {s['altered_caught_by_why']}; "
                 f"check ms {s['check_ms']}"
             )
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.config import RetrievalMode
+from rag.figures import WHY, Why
 from rag.filters import FILTER_FIELDS
 
 _FILTERS = 'Metadata filters, e.g. {"company": "Apple", "fiscal_year": 2023, "fiscal_quarter": [2, 3]}; fields: ' + (
@@ -76,6 +77,11 @@ class FigureCheckInfo(BaseModel):
     cited: bool = Field(False, description="The answer cites the source that holds it")
     derived_from: list[str] = Field(
         default_factory=list, description="Two figures of the answer it is the change between, when not held itself"
+    )
+    why: Why | None = Field(
+        None,
+        description="For an unsupported figure, the rule that found it so: "
+        + "; ".join(f"{code}: {words}" for code, words in WHY.items()),
     )
 
 

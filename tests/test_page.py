@@ -15,6 +15,7 @@ import pytest
 
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
+from rag.figures import WHY
 from rag.store.versions import current_manifest
 from tests.conftest import SHORT_PROMPTS, needs_command, start_app
 
@@ -150,6 +151,8 @@ def test_ask_read_the_source_upload_and_delete(service, browser, sec_docs, tmp_p
     assert marked, item.text  # the answer to a question about net sales gives one
     note = item.find_element(By.CSS_SELECTOR, "p.figures").text
     assert f"of {len(marked)} figures found in the sources" in note
+    for missing in item.find_elements(By.CSS_SELECTOR, ".text mark.figure.unsupported"):  # says why, in words
+        assert missing.get_attribute("title").removeprefix("Not found in the sources: ") in WHY.values()
     supported = item.find_elements(By.CSS_SELECTOR, ".text button.figure.supported")
     if supported:  # a found figure opens its page, with the line that holds it shown above the passage and the PDF
         supported[0].click()

@@ -144,6 +144,7 @@ def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
     assert checks["$81.8 billion"]["status"] == "supported" and checks["$81.8 billion"]["page"] == statement
     assert checks["$81.8 billion"]["span"].startswith("Total net sales 81,797")
     assert checks["$49.7 billion"]["status"] == "unsupported"  # iPhone: $39,669 million that quarter
+    assert checks["$49.7 billion"]["why"] == "not_found" and checks["$81.8 billion"]["why"] is None
     assert data["figures"]["unknown_citations"] == [7] and [s["page"] for s in data["sources"]] == [
         statement,
         statement + 6,
@@ -154,10 +155,10 @@ def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
     periods = "In the third quarter of 2023 net sales were $81.8 billion [1]; in the third quarter of 2022 they fell."
     r = httpx.post(f"{url}/v1/verify", json={"answer": periods, "citations": cited[:1]}, headers=AUTH, timeout=60)
     checks = r.json()["checks"]
-    assert [(c["text"], c["status"]) for c in checks] == [
-        ("2023", "supported"),
-        ("$81.8 billion", "supported"),
-        ("2022", "unsupported"),
+    assert [(c["text"], c["status"], c["why"]) for c in checks] == [
+        ("2023", "supported", None),
+        ("$81.8 billion", "supported", None),
+        ("2022", "unsupported", "not_a_source_period"),
     ]
     assert "Q3 2023 | period ended 2023-07-01" in checks[0]["span"]
 

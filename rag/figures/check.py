@@ -116,7 +116,7 @@ def check_figures(
                 break
         held = seen[sentence].columns
         if figure.kind in ("date", "year") and held and year_of(figure) not in held and not ends[i] & held:
-            check.withdraw()
+            check.withdraw("other_period")
             against_columns.add(i)
     if periods:
         clauses = [clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
@@ -129,7 +129,7 @@ def check_figures(
     told_later = out_of_order(answer, mentions)
     for figure, check in zip(found, checks, strict=True):
         if check.status != "cut_off" and (around := mention_around(figure, mentions)) and around[0] in told_later:
-            check.withdraw()
+            check.withdraw("out_of_order")
     for figure, check, sentence in zip(found, checks, sentences, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             # A change the answer computes is written beside its operands: in its sentence or the one before
@@ -142,6 +142,8 @@ def check_figures(
             check.derived_from = change_between(figure, supported)
             if check.derived_from:
                 check.status = "supported"
+    for check in checks:
+        check.why = (check.why or "not_found") if check.status == "unsupported" else None
     unknown = sorted({int(n) for n in re.findall(r"\[(\d+)\]", answer) if not 1 <= int(n) <= len(chunks)})
     return FigureReport(checks, unknown)
 

@@ -47,12 +47,14 @@ def check_periods(
         by_metadata = bool(reported) and quarter_of(said) is not None and i not in against_columns
         # reporting[i]: the files of a period named as a source's own and not compared against (files_reporting).
         if reporting[i] and _values_elsewhere(checks, clauses[i], sentences, sentence, reporting[i], seen[sentence]):
-            check.withdraw()  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
+            check.withdraw(
+                "other_period"
+            )  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
             continue
         if compared and said in naming_own.get(sentence, {}):
             # "For the third quarter of 2022, ... compared to the same quarter in 2022": one of them is wrong.
             for c in (check, *naming_own[sentence][said]):
-                c.withdraw()
+                c.withdraw("compared_with_itself")
             continue
         if reported:
             naming_own.setdefault(sentence, {}).setdefault(said, []).append(check)
@@ -78,7 +80,7 @@ def check_periods(
             check.held_by = "period"
             continue
         if not (reported or ahead(said, periods)):
-            check.withdraw()
+            check.withdraw("not_a_source_period")
 
 
 def _values_elsewhere(

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+Why = Literal["not_found", "other_period", "not_a_source_period", "compared_with_itself", "out_of_order"]
+# Why a figure is unsupported, in words for a reader who asks which rule said so (the page, app.js, says the same).
+WHY: dict[Why, str] = {
+    "not_found": "no source's line about what its sentence says holds it",
+    "other_period": "its sentence's figures are in the sources under another period",
+    "not_a_source_period": "no source reports on this period, or compares with it",
+    "compared_with_itself": "its sentence compares this period with itself",
+    "out_of_order": "told as later than the quarter named before it, but earlier",
+}
 
 
 @dataclass
@@ -19,11 +30,12 @@ class FigureCheck:
     held_by: str = "line"  # or "period": a period the answer names, found in its source's document's metadata
     cited: bool = False  # found in a source the answer cites
     derived_from: list[str] = field(default_factory=list)  # the two figures it is the change between
+    why: Why | None = None  # for an unsupported figure
 
-    def withdraw(self) -> None:
+    def withdraw(self, why: Why) -> None:
         """Not supported after all, by a rule that reads more than the line that held it."""
         self.status, self.source, self.file, self.page, self.span = "unsupported", None, None, None, None
-        self.held_by = "line"
+        self.held_by, self.why = "line", why
 
 
 @dataclass

@@ -119,8 +119,17 @@ function showSources(item, citations, retrieval) {
   item.append(note);
 }
 
+// Why a figure was not found, as the check's rule says (rag/figures/report.py's WHY, in a reader's words).
+const WHY = {
+  not_found: "no source's line about what its sentence says holds it",
+  other_period: "its sentence's figures are in the sources under another period",
+  not_a_source_period: "no source reports on this period, or compares with it",
+  compared_with_itself: "its sentence compares this period with itself",
+  out_of_order: "told as later than the quarter named before it, but earlier",
+};
+
 // Each figure of the answer marked as the service checked it: a supported one opens the source that holds it, with
-// the line shown; one not found in the sources says so in words, not only in colour.
+// the line shown; one not found in the sources says so in words, not only in colour, and says why.
 function markFigures(item, text, checks, summary, citations) {
   if (summary.refused || !checks.length) return;
   const words = text.textContent;
@@ -144,14 +153,16 @@ function markFigures(item, text, checks, summary, citations) {
       const figure = document.createElement("mark");
       figure.className = `figure ${check.status}`;
       figure.textContent = check.text;
-      figure.title = check.status === "cut_off" ? "Cut off by the length limit" : "Not found in the sources";
+      figure.title = check.status === "cut_off" ? "Cut off by the length limit" :
+        `Not found in the sources: ${WHY[check.why] || WHY.not_found}`;
       pieces.push(figure);
     }
     at = check.end;
   }
   pieces.push(words.slice(at));
   text.replaceChildren(...pieces);
-  const missing = checks.filter((c) => c.status === "unsupported").map((c) => c.text);
+  const missing = checks.filter((c) => c.status === "unsupported")
+    .map((c) => (c.why && c.why !== "not_found" ? `${c.text} (${WHY[c.why]})` : c.text));
   const note = document.createElement("p");
   note.className = "figures" + (missing.length ? " error" : "");
   note.textContent = `${summary.supported} of ${summary.figures} figures found in the sources` +
