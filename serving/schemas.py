@@ -68,8 +68,8 @@ class FigureCheckInfo(BaseModel):
     page: int | None = None
     span: str | None = Field(
         None,
-        description="The line of the source (a sentence, a table row) that holds it; for a period, the period its "
-        "source's document reports on",
+        description="The table row, or the sentence of prose, of the source that holds it; for a period, the period "
+        "its source's document reports on",
     )
     held_by: Literal["line", "period"] = Field(
         "line", description="period: a period the answer names, found in the metadata of its source's document"

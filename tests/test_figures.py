@@ -428,6 +428,27 @@ def test_a_list_of_values_in_prose_is_bound_to_its_list_of_periods(sec_docs):
     assert _statuses(said.format("June 30, 2023", "$2.8 billion"), source)["$2.8 billion"] == "unsupported"
 
 
+def test_a_span_is_its_table_row_or_its_prose_sentence(sec_docs, apple_pages):
+    """A reader is shown the row that holds a figure, or in prose its whole sentence: a PDF breaks one over layout
+    lines ("... $972 million of borrowings under our credit" / "facility."), not over a heading before it."""
+    texts = read_pdf_pages(sec_docs / "2023 Q3 AMZN.pdf", PdfConfig()).texts
+    page = next(i for i, t in enumerate(texts, 1) if "Note 5 — DEBT" in t)
+    debt = [RetrievedChunk("p", "2023 Q3 AMZN.pdf", page, 0.0, texts[page - 1])]
+    (borrowed,) = check_figures("Amazon had $972 million of borrowings under its credit facility.", debt).checks
+    assert borrowed.span == (
+        "As of September 30, 2023, we had $66.5 billion of unsecured senior notes outstanding (the “Notes”) and "
+        "$972 million of borrowings under our credit facility."
+    )
+    texts = read_pdf_pages(sec_docs / "2023 Q3 MSFT.pdf", PdfConfig()).texts
+    page = next(i for i, t in enumerate(texts, 1) if "NOTE 17 — SUBSEQUENT EVENT" in t)
+    event = [RetrievedChunk("p", "2023 Q3 MSFT.pdf", page, 0.0, texts[page - 1])]
+    (paid,) = check_figures("Microsoft paid $61.8 billion for Activision Blizzard.", event).checks
+    assert paid.span is not None and paid.span.startswith("On October 13, 2023, we completed our acquisition")
+    assert paid.span.endswith("for a cash payment of $61.8 billion, net of cash acquired.")  # "Inc." ends none
+    (row,) = check_figures("Apple's total net sales were $81.8 billion.", apple_pages).checks
+    assert row.span is not None and row.span.startswith("Total net sales 81,797") and "." not in row.span
+
+
 def test_a_month_written_without_its_day(sec_docs):
     doc = read_pdf_pages(sec_docs / "2023 Q2 AMZN.pdf", PdfConfig())
     meta = extract_metadata("2023 Q2 AMZN.pdf", doc.texts, doc.info).model_dump(exclude_none=True)

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from itertools import permutations
 
-from rag.figures.passages import Passage, matches, shared_enough
+from rag.figures.passages import Passage, matches, shared_enough, span_of
 from rag.figures.periods import DAYS_OFF
 from rag.figures.reading import Figure
 from rag.figures.report import FigureCheck
-from rag.figures.words import line_of
 
 
 def change_between(figure: Figure, others: Sequence[Figure]) -> list[str]:
@@ -78,4 +77,4 @@ def look_up(
 def _support(check: FigureCheck, passage: Passage, there: Figure, cited: Sequence[int]) -> None:
     check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
     check.file, check.page = passage.chunk.file, passage.chunk.page
-    check.span = line_of(passage.chunk.text, there.start, there.end)
+    check.span = span_of(passage.chunk.text, there.start, there.end)

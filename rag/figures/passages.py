@@ -4,7 +4,7 @@ hold them; and which of them hold a figure of the answer."""
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -88,7 +88,35 @@ _LIST_JOIN = re.compile(r"\s*(?:,\s*(?:and\s+)?|and\s+)(?:Q[1-4]\s+)?", re.I)
 _LIST_GAP = 16  # the most characters a join takes; longer gaps are not read
 # A passage's sentence, for its lists: a PDF breaks prose over layout lines, so a line's end ends no sentence here
 # (words.py's _SENTENCE_END, for answers, ends one at every line).
-_PROSE_SENTENCE = re.compile(r"(?<=[.;])\s+|\n\s*\n")
+_PROSE_SENTENCE = re.compile(r"(?<=[.;])(?<!\bInc\.)(?<!\bCo\.)(?<!\bNo\.)(?<!\bU\.S\.)\s+|\n\s*\n")
+_SPAN_LINES = 2  # the most layout lines a prose sentence shown as a span reaches beyond its figure's, each way
+_LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def span_of(text: str, start: int, end: int) -> str:
+    """What a reader is shown as holding ``text[start:end]``: its table row, or in prose its sentence, which a PDF
+    breaks over layout lines ("... was $2.8 billion and $2.7 billion as of" / "December 31, 2022 and June 30, 2023.")
+    and may share one with another ("... convertible to equity. We have an agreement that"). A prose sentence reaches
+    back over lines of prose only (not a heading) and _SPAN_LINES lines at most each way."""
+    if not _prose(line_of(text, start, end)):
+        return line_of(text, start, end)
+    starts = [0, *(m.end() for m in re.finditer("\n", text))]
+    at = bisect_right(starts, start) - 1
+    low = starts[at]
+    for i in range(at - 1, max(at - 1 - _SPAN_LINES, -1), -1):
+        if not _prose(text[starts[i] : starts[i + 1]]):
+            break
+        low = starts[i]
+    line_end = starts[at + 1] - 1 if at + 1 < len(starts) else len(text)
+    high = starts[min(at + 1 + _SPAN_LINES, len(starts) - 1)] if at + 1 + _SPAN_LINES < len(starts) else len(text)
+    before = [m.end() for m in _PROSE_SENTENCE.finditer(text, low, start)]
+    after = _PROSE_SENTENCE.search(text, end, high)
+    return " ".join(text[before[-1] if before else low : after.start() if after else max(line_end, end)].split())
+
+
+def _prose(line: str) -> bool:
+    """Whether a layout line is running prose, by its words: a table's row or a heading has few."""
+    return len(_LATIN_WORD.findall(line)) > _HEADER_WORDS
 
 
 def _prose_pairs(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
