@@ -449,6 +449,17 @@ def test_a_span_is_its_table_row_or_its_prose_sentence(sec_docs, apple_pages):
     assert row.span is not None and row.span.startswith("Total net sales 81,797") and "." not in row.span
 
 
+def test_a_period_is_shown_as_the_one_of_the_document_that_holds_its_figures(sec_docs):
+    """Intel's and Amazon's filings both end on September 30, 2023: the date of a sentence about Amazon's borrowings is
+    shown as Amazon's period, whichever source comes first."""
+    intel = _filing(sec_docs, "2023 Q3 INTC.pdf")[:1]
+    amazon = [page for page in _filing(sec_docs, "2023 Q3 AMZN.pdf") if "Note 5 — DEBT" in page.text]
+    answer = "As of September 30, 2023, Amazon had $972 million of borrowings under its credit facility."
+    day, borrowed = check_figures(answer, intel + amazon).checks
+    assert day.held_by == "period" and day.file == borrowed.file == "2023 Q3 AMZN.pdf"
+    assert day.span is not None and day.span.startswith("AMAZON.COM")
+
+
 def test_a_month_written_without_its_day(sec_docs):
     doc = read_pdf_pages(sec_docs / "2023 Q2 AMZN.pdf", PdfConfig())
     meta = extract_metadata("2023 Q2 AMZN.pdf", doc.texts, doc.info).model_dump(exclude_none=True)

@@ -74,7 +74,10 @@ def check_periods(
             reported = [(p, period) for p, period in periods if reports(period, said, True)]
             beside = ", beside the same period a year before"
         if reported and (check.status == "supported" or by_metadata):
-            passage, period = reported[0]
+            # Shown as the period of the document that holds its sentence's figures, where one reports on it: "As of
+            # September 30, 2023, Amazon had $972 million ..." is Amazon's quarter, not another company's.
+            holding = {c.file for c in _values(checks, sentences, sentence)}
+            passage, period = min(reported, key=lambda source: source[0].chunk.file not in holding)
             check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
             check.file, check.page, check.span = passage.chunk.file, passage.chunk.page, period.label + beside
             check.held_by = "period"
@@ -96,15 +99,22 @@ def _values_elsewhere(
     figures' filing, or of one that prints them in that period's column beside its own, not any source's. Where the
     period's ``clause`` has values of its own ("$1,945 million in fiscal Q3 2023, and $2,294 million in fiscal Q3
     2024"), they are its figures."""
-    values = [
-        c
-        for c, s in zip(checks, sentences, strict=True)
-        if s == sentence and c.kind in ("amount", "number", "percent") and c.status == "supported"
-    ]
+    values = _values(checks, sentences, sentence)
     values = [c for c in values if clause[0] <= c.start < clause[1]] or values
     return bool(values) and not any(
         c.file is not None and c.file in files and files[c.file] in (None, seen.column_of.get(c.start)) for c in values
     )
+
+
+def _values(
+    checks: Sequence[FigureCheck], sentences: Sequence[tuple[int, int]], sentence: tuple[int, int]
+) -> list[FigureCheck]:
+    """The supported values (amounts, numbers, percentages) of a sentence."""
+    return [
+        c
+        for c, s in zip(checks, sentences, strict=True)
+        if s == sentence and c.kind in ("amount", "number", "percent") and c.status == "supported"
+    ]
 
 
 _CLAUSE_END = re.compile(r"[,;:()\n]")
