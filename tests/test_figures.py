@@ -460,6 +460,20 @@ def test_a_period_is_shown_as_the_one_of_the_document_that_holds_its_figures(sec
     assert day.span is not None and day.span.startswith("AMAZON.COM")
 
 
+def test_a_year_ago_period_named_as_its_figures_own_is_held_by_their_line(sec_docs):
+    """The Q1 2023 filing reports Q1 2022 only as the year before its own: a figure said to be Q1 2022's must stand in
+    a table (whose columns say whose) or on a line that names 2022, not on one that says it is 2023's."""
+    filing = _filing(sec_docs, "2023 Q1 INTC.pdf")
+    notes = (
+        "In the Q1 2023 10-Q, Intel reported that in the first quarter of {}, it issued $11.0 billion of senior notes."
+    )
+    assert _whys(notes.format(2023), filing) == [None, None, None]
+    assert _whys(notes.format(2022), filing) == [None, "other_period", None]
+    # Each period beside its own value: one stated in prose and one in a table's year-ago column are both right.
+    compared = "Intel's revenue was $11.7 billion in Q1 2023, down from $18.4 billion in Q1 2022."
+    assert set(_statuses(compared, filing).values()) == {"supported"}
+
+
 def test_a_month_written_without_its_day(sec_docs):
     doc = read_pdf_pages(sec_docs / "2023 Q2 AMZN.pdf", PdfConfig())
     meta = extract_metadata("2023 Q2 AMZN.pdf", doc.texts, doc.info).model_dump(exclude_none=True)

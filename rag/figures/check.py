@@ -21,7 +21,7 @@ from rag.figures.periods import (
     read_period,
 )
 from rag.figures.reading import day_of, figures, file_names, without_file_names, year_of
-from rag.figures.report import FigureCheck, FigureReport
+from rag.figures.report import FigureCheck, FigureReport, supported_values
 from rag.figures.words import about_words, line_ends, passage_words, sentence_before, sentence_bounds, sentence_of
 from rag.questions.periods import quarter_mentions
 from rag.types import RetrievedChunk
@@ -86,6 +86,8 @@ def check_figures(
         for s, files in own_files.items()
     }
     against_columns: set[int] = set()  # years and dates withdrawn for them
+    clauses = [clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
+    clauses = between_periods(found, named_periods, clauses)
     checks = [FigureCheck(f.text, f.kind, f.start, f.end, "unsupported") for f in found]
     # Values first: a year's check reads the columns they were found in.
     for i in sorted(range(len(found)), key=lambda i: found[i].kind in ("date", "year")):
@@ -115,12 +117,19 @@ def check_figures(
             ):
                 break
         held = seen[sentence].columns
-        if figure.kind in ("date", "year") and held and year_of(figure) not in held and not ends[i] & held:
+        # Not where its own clause states a value the sources hold in prose ("revenue was $11.7 billion in Q1 2023,
+        # compared to $18.4 billion in Q1 2022": only the year-ago value was found in a table).
+        in_prose = any(seen[sentence].column_of.get(c.start, 0) is None for c in supported_values(checks, clauses[i]))
+        if (
+            figure.kind in ("date", "year")
+            and held
+            and year_of(figure) not in held
+            and not ends[i] & held
+            and not in_prose
+        ):
             check.withdraw("other_period")
             against_columns.add(i)
     if periods:
-        clauses = [clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
-        clauses = between_periods(found, named_periods, clauses)
         names = latest_named(periods)
         latest = {s: names for s in set(sentences) if LATEST.search(answer[slice(*s)])}
         check_periods(

@@ -10,7 +10,7 @@ from rag.figures.lookup import Seen
 from rag.figures.passages import Passage
 from rag.figures.periods import Named, Period, ahead, earlier_in_year, quarter_of, reports, year_before
 from rag.figures.reading import Figure
-from rag.figures.report import FigureCheck
+from rag.figures.report import FigureCheck, supported_values
 from rag.figures.words import words_of
 
 
@@ -46,10 +46,9 @@ def check_periods(
         # be printed (dates "as of" allow days the document does not report on).
         by_metadata = bool(reported) and quarter_of(said) is not None and i not in against_columns
         # reporting[i]: the files of a period named as a source's own and not compared against (files_reporting).
-        if reporting[i] and _values_elsewhere(checks, clauses[i], sentences, sentence, reporting[i], seen[sentence]):
-            check.withdraw(
-                "other_period"
-            )  # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure
+        if reporting[i] and _values_elsewhere(checks, clauses[i], sentence, reporting[i], seen[sentence]):
+            # "In Q3 2022, revenue was $81.8 billion": a source's quarter, but not of that figure.
+            check.withdraw("other_period")
             continue
         if compared and said in naming_own.get(sentence, {}):
             # "For the third quarter of 2022, ... compared to the same quarter in 2022": one of them is wrong.
@@ -73,10 +72,13 @@ def check_periods(
         ):
             reported = [(p, period) for p, period in periods if reports(period, said, True)]
             beside = ", beside the same period a year before"
+            if not compared and _another_year_s(check, _clause_values(checks, clauses[i], sentence), seen[sentence]):
+                check.withdraw("other_period")
+                continue
         if reported and (check.status == "supported" or by_metadata):
             # Shown as the period of the document that holds its sentence's figures, where one reports on it: "As of
             # September 30, 2023, Amazon had $972 million ..." is Amazon's quarter, not another company's.
-            holding = {c.file for c in _values(checks, sentences, sentence)}
+            holding = {c.file for c in supported_values(checks, sentence)}
             passage, period = min(reported, key=lambda source: source[0].chunk.file not in holding)
             check.status, check.source, check.cited = "supported", passage.number, passage.number in cited
             check.file, check.page, check.span = passage.chunk.file, passage.chunk.page, period.label + beside
@@ -89,32 +91,39 @@ def check_periods(
 def _values_elsewhere(
     checks: Sequence[FigureCheck],
     clause: tuple[int, int],
-    sentences: Sequence[tuple[int, int]],
     sentence: tuple[int, int],
     files: dict[str, int | None],
     seen: Seen,
 ) -> bool:
     """Whether the sentence's values were found (on a line) and none of them in ``files`` (files_reporting): a
     question about four quarters has all four filings as sources, and a period it names must be the period of its
-    figures' filing, or of one that prints them in that period's column beside its own, not any source's. Where the
-    period's ``clause`` has values of its own ("$1,945 million in fiscal Q3 2023, and $2,294 million in fiscal Q3
-    2024"), they are its figures."""
-    values = _values(checks, sentences, sentence)
-    values = [c for c in values if clause[0] <= c.start < clause[1]] or values
+    figures' filing, or of one that prints them in that period's column beside its own, not any source's."""
+    values = _clause_values(checks, clause, sentence)
     return bool(values) and not any(
         c.file is not None and c.file in files and files[c.file] in (None, seen.column_of.get(c.start)) for c in values
     )
 
 
-def _values(
-    checks: Sequence[FigureCheck], sentences: Sequence[tuple[int, int]], sentence: tuple[int, int]
+def _another_year_s(period: FigureCheck, values: Sequence[FigureCheck], seen: Seen) -> bool:
+    """Whether the values of a period named as their own, which the sources report only as the year before one of
+    theirs, all stand on lines of prose that do not name its year: "In the Q1 2023 10-Q, Intel reported that in the
+    first quarter of 2022, it issued $11.0 billion of senior notes", whose line says "In the first quarter of 2023, we
+    issued ...". A table's cells are the columns' rule's (check.py), which knows the years a fiscal period's columns
+    are headed by."""
+    year = re.search(r"\d{4}", period.text)
+    return (
+        year is not None
+        and bool(values)
+        and not any(seen.column_of.get(c.start) is not None or year[0] in (c.span or "") for c in values)
+    )
+
+
+def _clause_values(
+    checks: Sequence[FigureCheck], clause: tuple[int, int], sentence: tuple[int, int]
 ) -> list[FigureCheck]:
-    """The supported values (amounts, numbers, percentages) of a sentence."""
-    return [
-        c
-        for c, s in zip(checks, sentences, strict=True)
-        if s == sentence and c.kind in ("amount", "number", "percent") and c.status == "supported"
-    ]
+    """The values of a period's ``clause`` where it has any ("$1,945 million in fiscal Q3 2023, and $2,294 million in
+    fiscal Q3 2024"), else of its whole sentence."""
+    return supported_values(checks, clause) or supported_values(checks, sentence)
 
 
 _CLAUSE_END = re.compile(r"[,;:()\n]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,6 +37,15 @@ class FigureCheck:
         """Not supported after all, by a rule that reads more than the line that held it."""
         self.status, self.source, self.file, self.page, self.span = "unsupported", None, None, None, None
         self.held_by, self.why = "line", why
+
+
+def supported_values(checks: Sequence[FigureCheck], bounds: tuple[int, int]) -> list[FigureCheck]:
+    """The supported values (amounts, numbers, percentages) that stand within ``bounds`` of the answer."""
+    return [
+        c
+        for c in checks
+        if bounds[0] <= c.start < bounds[1] and c.kind in ("amount", "number", "percent") and c.status == "supported"
+    ]
 
 
 @dataclass
