@@ -117,15 +117,12 @@ def check_figures(
             ):
                 break
         held = seen[sentence].columns
-        # Not where its own clause states a value the sources hold in prose ("revenue was $11.7 billion in Q1 2023,
-        # compared to $18.4 billion in Q1 2022": only the year-ago value was found in a table).
-        in_prose = any(seen[sentence].column_of.get(c.start, 0) is None for c in supported_values(checks, clauses[i]))
         if (
             figure.kind in ("date", "year")
             and held
             and year_of(figure) not in held
             and not ends[i] & held
-            and not in_prose
+            and not _stated_in_prose(checks, clauses[i], seen[sentence])
         ):
             check.withdraw("other_period")
             against_columns.add(i)
@@ -155,6 +152,13 @@ def check_figures(
         check.why = (check.why or "not_found") if check.status == "unsupported" else None
     unknown = sorted({int(n) for n in re.findall(r"\[(\d+)\]", answer) if not 1 <= int(n) <= len(chunks)})
     return FigureReport(checks, unknown)
+
+
+def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], seen: Seen) -> bool:
+    """Whether a period's own clause states a value the sources hold in prose: the columns its sentence's other values
+    stand in do not judge it ("revenue was $11.7 billion in Q1 2023, compared to $18.4 billion in Q1 2022": only the
+    year-ago value was found in a table)."""
+    return any(c.start in seen.column_of and seen.column_of[c.start] is None for c in supported_values(checks, clause))
 
 
 def clear_caches() -> None:

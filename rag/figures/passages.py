@@ -86,8 +86,8 @@ def _column_years(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
 # "December 31, 2022, and June 30, 2023".
 _LIST_JOIN = re.compile(r"\s*(?:,\s*(?:and\s+)?|and\s+)(?:Q[1-4]\s+)?", re.I)
 _LIST_GAP = 16  # the most characters a join takes; longer gaps are not read
-# A passage's sentence, for its lists: a PDF breaks prose over layout lines, so a line's end ends no sentence here
-# (words.py's _SENTENCE_END, for answers, ends one at every line).
+# A passage's sentence, for its lists and the spans shown: a PDF breaks prose over layout lines, so a line's end ends
+# no sentence here (words.py's _SENTENCE_END, for answers, ends one at every line), nor does "Inc." or "U.S.".
 _PROSE_SENTENCE = re.compile(r"(?<=[.;])(?<!\bInc\.)(?<!\bCo\.)(?<!\bNo\.)(?<!\bU\.S\.)\s+|\n\s*\n")
 _SPAN_LINES = 2  # the most layout lines a prose sentence shown as a span reaches beyond its figure's, each way
 _LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
@@ -108,7 +108,7 @@ def span_of(text: str, start: int, end: int) -> str:
             break
         low = starts[i]
     line_end = starts[at + 1] - 1 if at + 1 < len(starts) else len(text)
-    high = starts[min(at + 1 + _SPAN_LINES, len(starts) - 1)] if at + 1 + _SPAN_LINES < len(starts) else len(text)
+    high = starts[at + 1 + _SPAN_LINES] if at + 1 + _SPAN_LINES < len(starts) else len(text)
     before = [m.end() for m in _PROSE_SENTENCE.finditer(text, low, start)]
     after = _PROSE_SENTENCE.search(text, end, high)
     return " ".join(text[before[-1] if before else low : after.start() if after else max(line_end, end)].split())

@@ -72,7 +72,9 @@ def check_periods(
         ):
             reported = [(p, period) for p, period in periods if reports(period, said, True)]
             beside = ", beside the same period a year before"
-            if not compared and _another_year_s(check, _clause_values(checks, clauses[i], sentence), seen[sentence]):
+            if not compared and _stated_for_another_year(
+                check, _clause_values(checks, clauses[i], sentence), seen[sentence]
+            ):
                 check.withdraw("other_period")
                 continue
         if reported and (check.status == "supported" or by_metadata):
@@ -104,7 +106,7 @@ def _values_elsewhere(
     )
 
 
-def _another_year_s(period: FigureCheck, values: Sequence[FigureCheck], seen: Seen) -> bool:
+def _stated_for_another_year(period: FigureCheck, values: Sequence[FigureCheck], seen: Seen) -> bool:
     """Whether the values of a period named as their own, which the sources report only as the year before one of
     theirs, all stand on lines of prose that do not name its year: "In the Q1 2023 10-Q, Intel reported that in the
     first quarter of 2022, it issued $11.0 billion of senior notes", whose line says "In the first quarter of 2023, we
