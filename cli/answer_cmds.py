@@ -32,13 +32,14 @@ def _print_figures(checks: list[dict]) -> None:
     found = sum(c["status"] == "supported" for c in checks)
     print(f"\nfigures: {found} of {len(checks)} found in the sources")
     for c in checks:
-        where = {
-            "supported": f"{c['file']} p.{c['page']}: {c['span']}"
-            if not c["derived_from"]
-            else "the change from " + " to ".join(c["derived_from"]),
-            "unsupported": f"NOT FOUND in the sources: {WHY[c['why']]}",
-            "cut_off": "cut off by the length limit",
-        }[c["status"]]
+        if c["status"] == "cut_off":
+            where = "cut off by the length limit"
+        elif c["status"] == "unsupported":
+            where = f"NOT FOUND in the sources: {WHY[c['why']]}"
+        elif c["derived_from"]:
+            where = "the change from " + " to ".join(c["derived_from"])
+        else:
+            where = f"{c['file']} p.{c['page']}: {c['span']}"
         print(f"  {c['text']}  {where}")
 
 

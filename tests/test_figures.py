@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -523,6 +523,24 @@ def test_a_figure_cut_off_by_the_token_limit_and_a_citation_to_nothing(apple_pag
     assert report.unknown_citations == [9]
     cut = check_figures(answer, apple_pages, cited=[4], finish_reason="length")
     assert [c.status for c in cut.checks] == ["supported", "cut_off"]
+
+
+def test_rag_ask_prints_where_each_figure_stands_or_why_not(apple_pages, capsys):
+    """What ``rag ask`` prints under an answer: each figure's page and line, the rule that found it unsupported, or
+    that the length limit cut it off."""
+    from cli.answer_cmds import _print_figures
+
+    answer = (
+        "Total net sales were $81,797 million, and $91,797 million in the third quarter of 2023, with services at $21,2"
+    )
+    report = check_figures(answer, apple_pages, finish_reason="length")
+    _print_figures([asdict(c) for c in report.checks])
+    out = capsys.readouterr().out
+    assert "figures: 2 of 4 found in the sources" in out
+    statement = next(c for c in report.checks if c.text == "$81,797 million")
+    assert f"  $81,797 million  2023 Q3 AAPL.pdf p.{statement.page}: Total net sales 81,797" in out
+    assert f"  $91,797 million  NOT FOUND in the sources: {WHY['not_found']}" in out
+    assert "  $21,2  cut off by the length limit" in out
 
 
 def test_chinese_figures_with_wan_and_yi():

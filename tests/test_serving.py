@@ -14,6 +14,7 @@ from openai import OpenAI
 
 from ingest.pdf_pages import read_pdf_pages
 from rag.config import PdfConfig
+from rag.figures import WHY
 from rag.tuning import TUNED, write_tuned
 from rag.types import retrieval_query
 from tests.conftest import SHORT_PROMPTS, start_app
@@ -129,6 +130,8 @@ def test_rag_ask_prints_each_figure_and_where_it_stands(url, capsys, monkeypatch
         held = check["status"] == "supported" and not check["derived_from"]
         where = f"{check['file']} p.{check['page']}: " if held else ""
         assert f"  {check['text']}  {where}" in out
+        if check["why"]:  # an unsupported one says which rule found it so, in words
+            assert f"  {check['text']}  NOT FOUND in the sources: {WHY[check['why']]}" in out
 
 
 def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
