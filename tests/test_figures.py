@@ -449,6 +449,16 @@ def test_a_span_is_its_table_row_or_its_prose_sentence(sec_docs, apple_pages):
     assert row.span is not None and row.span.startswith("Total net sales 81,797") and "." not in row.span
 
 
+def test_a_value_is_shown_on_the_line_most_about_its_sentence(sec_docs):
+    """Intel's page 26 holds an 8% too ("Notebook volume increased 8% ..."), and comes first among the sources: the
+    reader is shown page 5's line, which says what the answer says."""
+    texts = read_pdf_pages(sec_docs / "2023 Q3 INTC.pdf", PdfConfig()).texts
+    sources = [RetrievedChunk(f"p{page}", "2023 Q3 INTC.pdf", page, 0.0, texts[page - 1]) for page in (26, 5)]
+    answer = "Intel's total revenue in Q3 2023 was $14.2 billion, down $1.2 billion or 8% from Q3 2022."
+    share = next(c for c in check_figures(answer, sources).checks if c.text == "8%")
+    assert share.page == 5 and share.span is not None and share.span.startswith("Total revenue of $14.2 billion")
+
+
 def test_a_period_is_shown_as_the_one_of_the_document_that_holds_its_figures(sec_docs):
     """Intel's and Amazon's filings both end on September 30, 2023: the date of a sentence about Amazon's borrowings is
     shown as Amazon's period, whichever source comes first."""

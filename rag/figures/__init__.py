@@ -24,8 +24,8 @@ When a figure is supported (docs/figures.md has every rule, and what they leave 
   against is not the one it is compared with; "the most recent quarter" is the sources' latest;
 - an amount or percentage that is the change between two other figures of the answer (their difference, or the
   percentage change from the first to the second) is supported as derived from them.
-The passages the answer cites ([n]) are searched first, then the others. An unsupported figure says which rule found
-it so (``WHY``).
+The passages the answer cites ([n]) are searched first, then the others, and a value is shown on the line most about
+its sentence among those that hold it. An unsupported figure says which rule found it so (``WHY``).
 
 The modules, each using those before it: ``reading`` (what counts as a figure), ``words`` (what a text is about,
 where its sentences and lines end), ``passages`` (a source as the check reads it), ``periods`` (the sources' periods

@@ -81,10 +81,6 @@ def check_figures(
     for sentence, files in zip(sentences, reporting, strict=True):
         if files:
             own_files.setdefault(sentence, set()).update(f for f, year_ago in files.items() if year_ago is None)
-    orders = {
-        s: [p for p in order if p.chunk.file in files] + [p for p in order if p.chunk.file not in files]
-        for s, files in own_files.items()
-    }
     against_columns: set[int] = set()  # years and dates withdrawn for them
     clauses = [clause_bounds(answer, f, s) for f, s in zip(found, sentences, strict=True)]
     clauses = between_periods(found, named_periods, clauses)
@@ -110,11 +106,9 @@ def check_figures(
         contexts = [about]
         if about and figure.kind in ("amount", "number", "percent"):
             contexts += [about | words for words in (before[sentence], asked) if words]
-        in_order = orders.get(sentence, order)
+        first = own_files.get(sentence, set())
         for words in contexts:
-            if look_up(
-                check, figure, words, passages, in_order, named, days.get(sentence, set()), cited, seen[sentence]
-            ):
+            if look_up(check, figure, words, passages, first, named, days.get(sentence, set()), cited, seen[sentence]):
                 break
         held = seen[sentence].columns
         if (

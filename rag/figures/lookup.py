@@ -44,7 +44,7 @@ def look_up(
     figure: Figure,
     about: set[str],
     passages: Sequence[Passage],
-    order: Sequence[Passage],
+    first: set[str],
     named: set[int],
     days: set[date],
     cited: Sequence[int],
@@ -52,25 +52,35 @@ def look_up(
 ) -> bool:
     """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any) and,
     where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``, and
-    ``seen`` (its sentence's) gains what it was found in."""
+    ``seen`` (its sentence's) gains what it was found in. Sought in the files ``first`` (the documents of the
+    periods its sentence names), then in the rest, the sources the answer cites first in each; a value on the line
+    most about its sentence first, so that the line shown is that one, not one that only happens to hold it too."""
     shared = shared_enough(passages, figure, about)
-    for passage in order:
-        for there in matches(passage, figure, about, shared):
-            column = passage.columns.get(there.start)
-            if figure.kind in ("date", "year"):
-                if (passage.number, there.start) in seen.taken:
-                    continue
-                seen.taken.add((passage.number, there.start))
-            elif column is not None:
-                year, day = column
-                seen.columns.add(year)
-                if named and year not in named:
-                    continue
-                if day and days and not any(abs((day - said).days) <= DAYS_OFF for said in days):
-                    continue  # the column of December 31, 2022 is not the quarter ended June 25, 2022
-            _support(check, passage, there, cited)
-            seen.column_of[check.start] = column[0] if column else None
-            return True
+    value = figure.kind in ("amount", "number", "percent")
+    found = sorted(
+        ((passage, there, count) for passage in passages for there, count in matches(passage, figure, about, shared)),
+        key=lambda found: (
+            found[0].chunk.file not in first,
+            found[0].number not in cited,
+            -found[2] if value else 0,
+        ),
+    )
+    for passage, there, _ in found:
+        column = passage.columns.get(there.start)
+        if figure.kind in ("date", "year"):
+            if (passage.number, there.start) in seen.taken:
+                continue
+            seen.taken.add((passage.number, there.start))
+        elif column is not None:
+            year, day = column
+            seen.columns.add(year)
+            if named and year not in named:
+                continue
+            if day and days and not any(abs((day - said).days) <= DAYS_OFF for said in days):
+                continue  # the column of December 31, 2022 is not the quarter ended June 25, 2022
+        _support(check, passage, there, cited)
+        seen.column_of[check.start] = column[0] if column else None
+        return True
     return False
 
 

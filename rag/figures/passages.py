@@ -206,9 +206,10 @@ def passage_of(number: int, chunk: RetrievedChunk) -> Passage:
     return Passage(number, chunk, *read_passage(chunk.text))
 
 
-def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) -> Iterator[Figure]:
+def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) -> Iterator[tuple[Figure, int]]:
     """The figures of ``passage`` that hold the value of ``figure``, on a line that shares ``shared`` words (at least
-    one) with ``about`` (what the answer's sentence says the figure measures) unless ``about`` is empty."""
+    one) with ``about`` (what the answer's sentence says the figure measures) unless ``about`` is empty; each with
+    the count of words its line shares."""
     if figure.kind not in ("date", "year") and abs(figure.value) <= figure.tolerance:
         return  # "$0.0 billion": within its rounding of every small number
     kind = "amount" if figure.kind == "number" else figure.kind
@@ -218,10 +219,12 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
             continue  # "March 2023" is no source for "March 16, 2023"
         if not same and figure.kind == "number" and there.kind != "date":
             same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
-        if same and (
-            not about or len(about & words_of(line_of(passage.chunk.text, there.start, there.end))) >= max(1, shared)
-        ):
-            yield there
+        if not same:
+            continue
+        if not about:
+            yield there, 0
+        elif (count := len(about & words_of(line_of(passage.chunk.text, there.start, there.end)))) >= max(1, shared):
+            yield there, count
 
 
 def shared_enough(passages: Sequence[Passage], figure: Figure, about: set[str]) -> int:
