@@ -106,9 +106,9 @@ def check_figures(
         contexts = [about]
         if about and figure.kind in ("amount", "number", "percent"):
             contexts += [about | words for words in (before[sentence], asked) if words]
-        first = own_files.get(sentence, set())
+        own = own_files.get(sentence, set())
         for words in contexts:
-            if look_up(check, figure, words, passages, first, named, days.get(sentence, set()), cited, seen[sentence]):
+            if look_up(check, figure, words, passages, own, named, days.get(sentence, set()), cited, seen[sentence]):
                 break
         held = seen[sentence].columns
         if (
