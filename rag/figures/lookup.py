@@ -59,10 +59,10 @@ def look_up(
     value = figure.kind in ("amount", "number", "percent")
     found = sorted(
         ((passage, there, count) for passage in passages for there, count in matches(passage, figure, about, shared)),
-        key=lambda found: (
-            found[0].chunk.file not in first,
-            found[0].number not in cited,
-            -found[2] if value else 0,
+        key=lambda match: (
+            match[0].chunk.file not in first,
+            match[0].number not in cited,
+            -match[2] if value else 0,
         ),
     )
     for passage, there, _ in found:

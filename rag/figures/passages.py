@@ -98,8 +98,9 @@ def span_of(text: str, start: int, end: int) -> str:
     breaks over layout lines ("... was $2.8 billion and $2.7 billion as of" / "December 31, 2022 and June 30, 2023.")
     and may share one with another ("... convertible to equity. We have an agreement that"). A prose sentence reaches
     back over lines of prose only (not a heading) and _SPAN_LINES lines at most each way."""
-    if not _prose(line_of(text, start, end)):
-        return line_of(text, start, end)
+    line = line_of(text, start, end)
+    if not _prose(line):
+        return line
     starts = [0, *(m.end() for m in re.finditer("\n", text))]
     at = bisect_right(starts, start) - 1
     low = starts[at]
