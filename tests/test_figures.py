@@ -178,6 +178,11 @@ def test_a_quarter_told_as_later_must_come_after_the_one_before(sec_docs):
     told = "Revenue fell from Q3 2022 to Q2 2023, and then rose again in {}."
     assert set(_statuses(told.format("Q3 2023"), sources).values()) == {"supported"}
     assert _whys(told.format("Q3 2022"), sources) == [None, None, "out_of_order"]
+    # A list of quarters told as later is told in order.
+    listed = "Revenue fell in Q3 2022. The subsequent rises in Q2 2023 and {} were small."
+    assert set(_statuses(listed.format("Q3 2023"), sources).values()) == {"supported"}
+    assert _whys(listed.format("Q3 2022"), sources) == [None, None, "out_of_order"]
+    assert set(_statuses("Revenue rose in Q2 2023 and Q3 2022.", sources).values()) == {"supported"}
     # Compared with, or the start of a range, an earlier quarter is named on purpose.
     compared = "Revenue rose in Q2 2023, and then again in Q3 2023, compared to Q3 2022."
     assert set(_statuses(compared, sources).values()) == {"supported"}
@@ -358,6 +363,29 @@ def test_a_year_naming_no_period_stands_beside_the_same_words(apple_filing):
     assert [(c.text, c.status) for c in shifted] == [("2021", "unsupported")] * 2
     # A year with no words beside it in its clause ("In 2022, ...") may stand anywhere, as before.
     assert _statuses("In 2021, the Company repurchased shares.", apple_filing) == {"2021": "supported"}
+
+
+def test_a_year_s_words_are_read_over_its_wrapped_line_and_u_s_ends_no_sentence(sec_docs):
+    """Amazon's filing wraps "... associated with our 2022 U.S." / "federal R&D credit." over two layout lines. The
+    answer's "U.S." ends no sentence, so "2021" is held to "federal", the word beside it; the filing's sentence has
+    it, though not on the year's layout line."""
+    filing = _filing(sec_docs, "2023 Q3 AMZN.pdf")
+    assert any("2022 U.S.\nfederal R&D credit" in page.text for page in filing)
+    answer = "A tax benefit came from the qualifying expenditures associated with the {} U.S. federal R&D credit."
+    assert _statuses(answer.format(2022), filing) == {"2022": "supported"}
+    assert _statuses(answer.format(2021), filing) == {"2021": "unsupported"}
+
+
+def test_an_amount_in_one_currency_is_not_the_same_number_in_another(sec_docs):
+    """Intel's page: "a fine in the amount of €1.1 billion ($1.4 billion as of May 2009)". No rate converts one into
+    the other here, and the number in the other currency is no source."""
+    page = _pages_of(sec_docs, "2022 Q3 INTC.pdf", 21)
+    assert _statuses("The EC imposed a fine of €1.1 billion ($1.4 billion).", page) == {
+        "€1.1 billion": "supported",
+        "$1.4 billion": "supported",
+    }
+    assert _statuses("The EC imposed a fine of $1.1 billion.", page) == {"$1.1 billion": "unsupported"}
+    assert _statuses("The EC imposed a fine of €1.4 billion.", page) == {"€1.4 billion": "unsupported"}
 
 
 def _pages_of(sec_docs, name: str, *pages: int) -> list[RetrievedChunk]:

@@ -12,7 +12,7 @@ from datetime import date
 from functools import lru_cache
 
 from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, Figure, day_of, figures, year_of
-from rag.figures.words import LINE_END, WORD, line_ends, line_of, passage_words, words_of
+from rag.figures.words import LINE_END, NOT_AN_END, WORD, line_ends, line_of, passage_words, words_of
 from rag.types import RetrievedChunk
 
 _DURATION = re.compile(r"\s*(?:years?|months?|weeks?|days?|hours?)\b", re.I)
@@ -84,11 +84,11 @@ def _column_years(text: str, found: Sequence[Figure]) -> dict[int, _Column]:
 
 # What stands between the items of a list of figures: "$453 million and $619 million", "Q1 2022 and Q1 2023",
 # "December 31, 2022, and June 30, 2023".
-_LIST_JOIN = re.compile(r"\s*(?:,\s*(?:and\s+)?|and\s+)(?:Q[1-4]\s+)?", re.I)
+LIST_JOIN = re.compile(r"\s*(?:,\s*(?:and\s+)?|and\s+)(?:Q[1-4]\s+)?", re.I)
 _LIST_GAP = 16  # the most characters a join takes; longer gaps are not read
 # A passage's sentence, for its lists and the spans shown: a PDF breaks prose over layout lines, so a line's end ends
-# no sentence here (words.py's _SENTENCE_END, for answers, ends one at every line), nor does "Inc." or "U.S.".
-_PROSE_SENTENCE = re.compile(r"(?<=[.;])(?<!\bInc\.)(?<!\bCo\.)(?<!\bNo\.)(?<!\bU\.S\.)\s+|\n\s*\n")
+# no sentence here (words.py's _SENTENCE_END, for answers, ends one at every line).
+_PROSE_SENTENCE = re.compile(rf"(?<=[.;]){NOT_AN_END}\s+|\n\s*\n")
 _SPAN_LINES = 2  # the most layout lines a prose sentence shown as a span reaches beyond its figure's, each way
 _LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
 
@@ -146,7 +146,7 @@ def _lists(text: str, found: Sequence[Figure]) -> list[list[Figure]]:
     runs: list[list[Figure]] = []
     for f in found:
         after = runs[-1][-1].end if runs else 0
-        if runs and f.start - after <= _LIST_GAP and _LIST_JOIN.fullmatch(text, after, f.start):
+        if runs and f.start - after <= _LIST_GAP and LIST_JOIN.fullmatch(text, after, f.start):
             runs[-1].append(f)
         else:
             runs.append([f])
@@ -220,11 +220,15 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
             continue  # "March 2023" is no source for "March 16, 2023"
         if not same and figure.kind == "number" and there.kind != "date":
             same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
-        if not same:
-            continue
+        if not same or (figure.currency and there.currency and figure.currency != there.currency):
+            continue  # "€1.2 billion" is not the "$1.2 billion" of a source: no rate converts one to the other here
         if not about:
             yield there, 0
-        elif (count := len(about & words_of(line_of(passage.chunk.text, there.start, there.end)))) >= max(1, shared):
+            continue
+        # A year is held to the words beside it in the answer, which a PDF may wrap onto the next line ("with our 2022
+        # U.S." / "federal R&D credit"): its prose sentence is read, not its layout line.
+        around = span_of if figure.kind == "year" else line_of
+        if (count := len(about & words_of(around(passage.chunk.text, there.start, there.end)))) >= max(1, shared):
             yield there, count
 
 

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 from rag.doc_metadata import DocMetadata, chunk_header
-from rag.figures.passages import Passage
+from rag.figures.passages import LIST_JOIN, Passage
 from rag.figures.reading import Figure, day_of
 from rag.figures.words import sentence_bounds
 from rag.types import RetrievedChunk
@@ -174,15 +174,20 @@ def out_of_order(answer: str, mentions: Sequence[tuple[int, int, tuple[int, int]
     after "Q2 2023") that are earlier: a narrative's periods follow each other. Words that compare ("compared to Q3
     2022") or start a range ("from Q3 2022 to ...") name an earlier period on purpose."""
     out = set()
+    later = False  # whether the quarter before was told as later than its own before
     for k in range(1, len(mentions)):
         before, (start, end, quarter) = mentions[k - 1], mentions[k]
         sentence = sentence_bounds(answer, start, end)
         until = min(mentions[k + 1][0] if k + 1 < len(mentions) else sentence[1], sentence[1])
         told = answer[max(sentence[0], before[1]) : start] + answer[end:until]
         lead = answer[sentence[0] : start]
+        # A list of quarters told as later ("the subsequent increases in Q2 2023 and Q3 2023") is told in order.
+        listed = later and before[1] >= sentence[0] and LIST_JOIN.fullmatch(answer, before[1], start) is not None
+        later = False
         if _COMPARED_JUST_BEFORE.search(lead[-40:]) or _RANGE_FROM.search(lead):
             continue
-        if _LATER.search(told) and quarter < before[2]:
+        later = bool(_LATER.search(told)) or listed
+        if later and quarter < before[2]:
             out.add(start)
     return out
 

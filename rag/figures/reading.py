@@ -77,6 +77,8 @@ _FIGURE = re.compile(
     r"(?![A-Za-z0-9_-]|[.,]\d)",  # letters, not \w: a Chinese character may touch a figure
     re.I,
 )
+# One name for each currency's ways of being written; "¥" is the yen's and the yuan's sign, so it stays itself.
+_CURRENCIES = {"us$": "USD", "$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR", "£": "GBP", "rmb": "CNY", "¥": "¥"}
 SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
 
 
@@ -90,6 +92,7 @@ class Figure:
     tolerance: float  # half a unit of the last digit written
     raw: float = 0.0  # the digits as written, before any scale word
     scale_written: bool = False  # a scale word follows it ("million", "亿")
+    currency: str = ""  # the currency written with it, if any ("USD", "EUR")
 
 
 def _date(year: str, month: int, day: str) -> float | None:
@@ -175,6 +178,7 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
                 0.5 * 10**-decimals * scale,
                 raw,
                 bool(scale_word),
+                _CURRENCIES[m["cur"].lower()] if m["cur"] else "",
             )
         )
     return sorted(found, key=lambda f: f.start)

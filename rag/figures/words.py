@@ -9,9 +9,11 @@ from functools import lru_cache
 from rag.figures.reading import MONTHS, SCALES
 
 WORD = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]{2,}")
+# A stop after these ends no sentence: "Apple Inc. reported", "the U.S. federal R&D credit".
+NOT_AN_END = "".join(rf"(?<!\b{re.escape(a)})" for a in ("Inc.", "Co.", "No.", "U.S."))
 # A Chinese sentence's end takes no space after it: without splitting there, an answer of ten sentences about ten years
 # is one sentence, whose words are about all of them.
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；：])\s*|\n")
+_SENTENCE_END = re.compile(rf"(?<=[.!?;:]){NOT_AN_END}\s+|(?<=[。！？；：])\s*|\n")
 # A line of Chinese prose is a whole paragraph, hundreds of characters about many things: its sentences are the lines
 # a value stands on. (A line of a filing is a line of its layout, shorter than most sentences.)
 _LINE_ENDS = "\n。！？；"
