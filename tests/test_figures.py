@@ -315,6 +315,29 @@ def test_what_a_figure_measures_may_be_said_before_it_or_asked(apple_pages):
     assert _statuses("Its spending was $5,973 million.", statement, question=asked) == {"$5,973 million": "unsupported"}
 
 
+def test_words_that_say_nothing_hold_no_figure(sec_docs):
+    """Amazon's page: "We repurchased ... for $2.7 billion ... under these programs." A question's "these" says
+    nothing of what the answer's figure measures."""
+    page = _pages_of(sec_docs, "2023 Q1 AMZN.pdf", 16)
+    assert "$2.7 billion during the three months ended March 31, 2022 under these programs" in " ".join(
+        page[0].text.split()
+    )
+    asked = "How did Amazon's inventory valuation allowance change over these quarters?"
+    assert _statuses("It further decreased to $2.7 billion.", page, question=asked) == {"$2.7 billion": "unsupported"}
+    assert _statuses("It repurchased stock for $2.7 billion.", page, question=asked) == {"$2.7 billion": "supported"}
+
+
+def test_a_number_written_with_its_unit_is_that_number(sec_docs):
+    """Intel's "our New Mexico facility for 300mm advanced analog processing" holds the answer's "300 mm"; "$5MM" is
+    no figure read as five dollars."""
+    page = _pages_of(sec_docs, "2023 Q3 INTC.pdf", 5)
+    answer = "Intel will provide foundry services through its New Mexico facility for 300 mm analog processing."
+    held = check_figures(answer, page).checks[0]
+    assert (held.text, held.status) == ("300", "supported") and "facility for 300mm" in (held.span or "")
+    assert _statuses(answer.replace("300 mm", "200 mm"), page) == {"200": "unsupported"}
+    assert [f.text for f in figures("a 300mm wafer, a $5MM deal")] == ["300"]
+
+
 def test_a_date_named_as_a_period_s_end_or_a_balance_s(apple_pages, apple_filing):
     answer = (
         "For the quarter ended July 1, 2023, sales fell. For the quarter ended June 25, 2022, they rose. "

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, Figure, day_of, figures, year_of
+from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, UNITS, Figure, day_of, figures, year_of
 from rag.figures.words import LINE_END, NOT_AN_END, WORD, line_ends, line_of, passage_words, words_of
 from rag.types import RetrievedChunk
 
-_DURATION = re.compile(r"\s*(?:years?|months?|weeks?|days?|hours?)\b", re.I)
+_MEASURE = re.compile(rf"\s*{UNITS}", re.I)
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
 _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures, 3 one figure, 4 more than 3
 _HEADER_WORDS = 8  # more words than this besides its dates make a line prose; a statement's header holds up to six
@@ -190,7 +190,7 @@ def read_passage(
     # prose, not a table's cell: the table's scale does not make it "$11.0 million".
     unscaled = frozenset(line[0].start for line in on_line.values() if len(line) == 1 and _small_whole(line[0]))
     # A duration ("11.4 years", a lease's term) is counted in its own unit, whatever the table's amounts are in.
-    unscaled |= {f.start for f in found if f.kind == "number" and _DURATION.match(text, f.end)}
+    unscaled |= {f.start for f in found if f.kind == "number" and _MEASURE.match(text, f.end)}
     return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
 
 

@@ -66,6 +66,9 @@ SCALES = {
     "亿": 1e8,
     "万亿": 1e12,
 }
+# Units of measure: a number written with one counts in it, not in a scale ("300mm", "300 mm", "7 nm", "11.4 years").
+# Lengths in lower case only: "$5MM" is five million.
+UNITS = r"(?:(?-i:mm|nm|cm|km|kg)|gb|tb|mw|gw|kwh|years?|months?|weeks?|days?|hours?)\b"
 _FIGURE = re.compile(
     r"(?<![A-Za-z0-9_.,/-])(?P<open>\()?(?P<sign>[-−])?\s?(?:(?P<cur>US\$|\$|€|£|¥|RMB|USD|EUR)\s?)?"
     # A number cut inside a group at the very end ("$21,2") is one too: an answer that ran out of tokens ends so.
@@ -74,7 +77,8 @@ _FIGURE = re.compile(
     r"(?P<close>(?<=\d)\)(?=\s?(?:thousand|million|billion|trillion)\b))?"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|mn|bn|[kmb])\b|\s?(?P<han>万亿|亿|万))?"
     r"(?P<pct>\s?%|％|\s?percent\b|\s?per\s?cent\b|\s?percentage\s+points?\b)?"
-    r"(?![A-Za-z0-9_-]|[.,]\d)",  # letters, not \w: a Chinese character may touch a figure
+    # Letters, not \w: a Chinese character may touch a figure. A unit of measure may ("300mm", "7nm").
+    rf"(?:(?={UNITS})|(?![A-Za-z0-9_-]|[.,]\d))",
     re.I,
 )
 # One name for each currency's ways of being written; "¥" is the yen's and the yuan's sign, so it stays itself.

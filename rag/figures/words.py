@@ -23,7 +23,8 @@ _FILLER = (
     "the and for was were are has had have with from that this its their which than over into per of in on to by "
     "as at about approximately total compared same period quarter quarters year years ended ending months three "
     "six nine fiscal during while also based reported amount amounts respectively increase increased decrease "
-    "decreased change changed"
+    "decreased change changed these those what how might could would should there them they been being such can "
+    "will who whom whose when where why"
 )
 _PLAIN_WORDS = {
     *MONTHS,
