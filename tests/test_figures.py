@@ -325,6 +325,11 @@ def test_words_that_say_nothing_hold_no_figure(sec_docs):
     asked = "How did Amazon's inventory valuation allowance change over these quarters?"
     assert _statuses("It further decreased to $2.7 billion.", page, question=asked) == {"$2.7 billion": "unsupported"}
     assert _statuses("It repurchased stock for $2.7 billion.", page, question=asked) == {"$2.7 billion": "supported"}
+    # Intel's "... a receivable ... of $201 million recorded within other current assets" is no restructuring charge.
+    intel = _pages_of(sec_docs, "2023 Q2 INTC.pdf", 17)
+    assert "of $201 million recorded within other current assets" in " ".join(intel[0].text.split())
+    assert _statuses("Restructuring and other charges were $201 million.", intel) == {"$201 million": "unsupported"}
+    assert _statuses("A receivable of $201 million is in current assets.", intel) == {"$201 million": "supported"}
 
 
 def test_a_number_written_with_its_unit_is_that_number(sec_docs):

@@ -24,7 +24,7 @@ _FILLER = (
     "as at about approximately total compared same period quarter quarters year years ended ending months three "
     "six nine fiscal during while also based reported amount amounts respectively increase increased decrease "
     "decreased change changed these those what how might could would should there them they been being such can "
-    "will who whom whose when where why"
+    "will who whom whose when where why other"
 )
 _PLAIN_WORDS = {
     *MONTHS,
