@@ -189,7 +189,8 @@ def read_passage(
     # A small whole number alone on its line is a page's number ("Notes to Financial Statements 11") or a count in
     # prose, not a table's cell: the table's scale does not make it "$11.0 million".
     unscaled = frozenset(line[0].start for line in on_line.values() if len(line) == 1 and _small_whole(line[0]))
-    # A duration ("11.4 years", a lease's term) is counted in its own unit, whatever the table's amounts are in.
+    # A duration or a measure ("11.4 years", a lease's term; "300mm") is counted in its own unit, whatever the
+    # table's amounts are in.
     unscaled |= {f.start for f in found if f.kind == "number" and _MEASURE.match(text, f.end)}
     return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
 

@@ -183,10 +183,8 @@ def out_of_order(answer: str, mentions: Sequence[tuple[int, int, tuple[int, int]
         lead = answer[sentence[0] : start]
         # A list of quarters told as later ("the subsequent increases in Q2 2023 and Q3 2023") is told in order.
         listed = later and before[1] >= sentence[0] and LIST_JOIN.fullmatch(answer, before[1], start) is not None
-        later = False
-        if _COMPARED_JUST_BEFORE.search(lead[-40:]) or _RANGE_FROM.search(lead):
-            continue
-        later = bool(_LATER.search(told)) or listed
+        on_purpose = _COMPARED_JUST_BEFORE.search(lead[-40:]) or _RANGE_FROM.search(lead)
+        later = not on_purpose and (listed or _LATER.search(told) is not None)
         if later and quarter < before[2]:
             out.add(start)
     return out
