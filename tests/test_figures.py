@@ -683,6 +683,30 @@ def test_an_answer_that_is_its_figure_alone_measures_what_was_asked():
     assert _statuses("2006年", pages, question=question) == {"2006": "unsupported"}
 
 
+def test_a_year_stands_on_the_occurrence_its_words_stand_beside():
+    """A Chinese sentence of a life names many years: each is the year of its own clause ("2014年，吕志兴随和富大埔升上
+    ..."), so a year that the sentence holds elsewhere, beside other words, does not support the answer's."""
+    pages = _zh_pages("百科-trial-031.pdf")
+    league = "2014年，吕志兴随和富大埔升上香港超级联赛，可惜大埔因护级失败归一季便回归甲组。"
+    assert _statuses(league, pages) == {"2014": "supported"}
+    assert any("2013年与一班大埔兄弟" in p.text for p in pages)  # the same sentence of the source, another clause
+    assert _statuses(league.replace("2014", "2013"), pages) == {"2013": "unsupported"}
+    # An answer that is its year alone is the year of the clause the question's words stand in.
+    pages = _zh_pages("百科-trial-027.pdf")
+    question = "杨朝祥是何时取得学士学位的？"
+    assert _statuses("1970年", pages, question=question) == {"1970": "supported"}
+    assert any("1975年在美国明尼苏达州州立大学工业教育研究所取得硕士学位" in p.text for p in pages)
+    assert _statuses("1975年", pages, question=question) == {"1975": "unsupported"}
+    # A date whose clause has no words of its own ("于1984年10月7日至1985年9月29日由日本日本电视台播出") is judged by
+    # nothing beside it, and stands.
+    broadcast = "于1984年10月7日至1985年9月29日由日本日本电视台播出"
+    assert set(_statuses(broadcast, _zh_pages("百科-trial-008.pdf")).values()) == {"supported"}
+    # English prose the same: a sentence's stop ends a clause.
+    plants = [RetrievedChunk("c1", "r.pdf", 1, 0.0, "The plant opened in 2019 in Ohio. In 2021, a second site opened.")]
+    assert _statuses("The Ohio plant opened in 2019.", plants) == {"2019": "supported"}
+    assert _statuses("The Ohio plant opened in 2021.", plants) == {"2021": "unsupported"}
+
+
 class _Written:
     """A generator that answers with a text written beforehand, as a remote model might: what is under test is the
     pipeline's policy, not the model."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from rag.figures.lookup import Seen, change_between, look_up
-from rag.figures.passages import common_words, passage_of, read_passage
+from rag.figures.passages import common_words, passage_of, read_passage, words_beside
 from rag.figures.period_checks import between_periods, check_periods, clause_bounds, year_phrase
 from rag.figures.periods import (
     LATEST,
@@ -65,7 +65,8 @@ def check_figures(
     first = about_words(sentence_of(answer, 0, 0))
     asked = about_words(question) - common if question else set()
     abouts = {sentence: (about_words(answer[slice(*sentence)]) | first) - common for sentence in set(sentences)}
-    if not any(abouts.values()):  # an answer that is its figure alone ("2007年") measures what the question asks
+    alone = not any(abouts.values())
+    if alone:  # an answer that is its figure alone ("2007年") measures what the question asks
         abouts = dict.fromkeys(abouts, asked)
     # A sentence may leave what its figure measures to the one before ("they were $631 million") or to the question
     # ("the spending was $6,984 million", asked about R&D). Those words are tried only where its own find no line:
@@ -107,8 +108,17 @@ def check_figures(
         if about and figure.kind in ("amount", "number", "percent"):
             contexts += [about | words for words in (before[sentence], asked) if words]
         own = own_files.get(sentence, set())
+        beside: set[str] = set()
+        if figure.kind in ("date", "year") and not periods and about:
+            # A sentence of prose names many years, each the year of its own clause ("2013年与一班大埔兄弟 ...，2014年，
+            # 吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside. (Where the
+            # sources have periods, a year that names none is held by year_phrase.)
+            dated = [f for f in found if f.kind in ("date", "year") and f is not figure]
+            beside = asked if alone else words_beside(answer, figure, dated, *sentence) - common
         for words in contexts:
-            if look_up(check, figure, words, passages, own, named, days.get(sentence, set()), cited, seen[sentence]):
+            if look_up(
+                check, figure, words, passages, own, named, days.get(sentence, set()), cited, seen[sentence], beside
+            ):
                 break
         held = seen[sentence].columns
         if (

@@ -233,6 +233,43 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
             yield there, count
 
 
+# Where a clause ends within a line: a comma before a digit separates thousands; a stop ends a sentence.
+_CLAUSE_MARK = re.compile(r"[，；：、]|[,;:](?!\d)|[.!?](?=\s)")
+
+
+def words_beside(text: str, at: Figure, others: Sequence[Figure], low: int, high: int) -> set[str]:
+    """The words of the clause of ``text[low:high]`` that ``at`` stands in, and of the clause after it where a comma
+    ends its own at once ("2014年，吕志兴随和富大埔升上 ..."); not past another date or year of ``others``, whose
+    words those are."""
+    left = max([low, *(f.end for f in others if f.end <= at.start)])
+    right = min([high, *(f.start for f in others if f.start >= at.end)])
+    marks = [m.start() for m in _CLAUSE_MARK.finditer(text, left, right)]
+    left = max([left, *(m + 1 for m in marks if m < at.start)])
+    after = [m for m in marks if m >= at.end]
+    if after and not WORD.search(text, at.end, after[0]):
+        after = after[1:]
+    return words_of(text[left : at.start]) | words_of(text[at.end : after[0] if after else right])
+
+
+def beside_count(passage: Passage, there: Figure, near: set[str]) -> int | None:
+    """How many words of ``near`` (those beside a date or year in the answer) stand beside ``there`` on its line, or
+    None where another date or year of the line stands beside more: the line "2013年与一班大埔兄弟 ... 2014年，
+    吕志兴随和富大埔升上" holds the answer's "2013年，吕志兴随和富大埔升上" on its 2014, not its 2013."""
+    text = passage.chunk.text
+    ends = line_ends(text)
+    at = bisect_left(ends, there.start)
+    low, high = (ends[at - 1] + 1 if at else 0), (ends[at] if at < len(ends) else len(text))
+    dated = [f for f in passage.figures if f.kind in ("date", "year") and low <= f.start < high]
+    others = [f for f in dated if f is not there]
+    count = len(near & words_beside(text, there, others, low, high))
+    rivals = (
+        len(near & words_beside(text, f, [o for o in dated if o is not f], low, high))
+        for f in others
+        if year_of(f) != year_of(there)
+    )
+    return None if max(rivals, default=0) > count else count
+
+
 def shared_enough(passages: Sequence[Passage], figure: Figure, about: set[str]) -> int:
     """How many words of ``about`` the line holding a value must share: no more than _WORDS_SHORT_OF_BEST fewer than
     the line of the sources that shares most with it, or half as many where that line shares more (a Chinese
