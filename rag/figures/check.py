@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from rag.figures.lookup import Seen, change_between, look_up
-from rag.figures.passages import common_words, passage_of, read_passage, words_beside
+from rag.figures.passages import common_words, dated_words, passage_of, read_passage, words_beside
 from rag.figures.period_checks import between_periods, check_periods, clause_bounds, year_phrase
 from rag.figures.periods import (
     LATEST,
@@ -114,7 +114,9 @@ def check_figures(
             # 吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside. (Where the
             # sources have periods, a year that names none is held by year_phrase.)
             dated = [f for f in found if f.kind in ("date", "year") and f is not figure]
-            beside = asked if alone else words_beside(answer, figure, dated, *sentence) - common
+            low = max([sentence[0], *(f.end for f in dated if f.end <= figure.start)])
+            high = min([sentence[1], *(f.start for f in dated if f.start >= figure.end)])
+            beside = asked if alone else words_beside(answer, figure, low, high) - common
         for words in contexts:
             if look_up(
                 check, figure, words, passages, own, named, days.get(sentence, set()), cited, seen[sentence], beside
@@ -168,5 +170,5 @@ def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], see
 def clear_caches() -> None:
     """Forget every passage and document read so far: the check keeps them (lru caches), since the same passages come
     back for question after question; a cost benchmark empties them to time an answer that meets its passages first."""
-    for cache in (read_passage, passage_words, read_period, line_ends, file_names):
+    for cache in (read_passage, dated_words, passage_words, read_period, line_ends, file_names):
         cache.cache_clear()

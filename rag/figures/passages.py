@@ -237,18 +237,26 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
 _CLAUSE_MARK = re.compile(r"[，；：、]|[,;:](?!\d)|[.!?](?=\s)")
 
 
-def words_beside(text: str, at: Figure, others: Sequence[Figure], low: int, high: int) -> set[str]:
-    """The words of the clause of ``text[low:high]`` that ``at`` stands in, and of the clause after it where a comma
-    ends its own at once ("2014年，吕志兴随和富大埔升上 ..."); not past another date or year of ``others``, whose
-    words those are."""
-    left = max([low, *(f.end for f in others if f.end <= at.start)])
-    right = min([high, *(f.start for f in others if f.start >= at.end)])
-    marks = [m.start() for m in _CLAUSE_MARK.finditer(text, left, right)]
-    left = max([left, *(m + 1 for m in marks if m < at.start)])
-    after = [m for m in marks if m >= at.end]
-    if after and not WORD.search(text, at.end, after[0]):
-        after = after[1:]
-    return words_of(text[left : at.start]) | words_of(text[at.end : after[0] if after else right])
+def words_beside(text: str, at: Figure, before: int, after: int) -> set[str]:
+    """The words of the clause of ``text[before:after]`` that ``at`` stands in, and of the clause after it where a
+    comma ends its own at once ("2014年，吕志兴随和富大埔升上 ..."); ``before`` and ``after`` are the dates or years
+    either side (or the line's ends), whose words those past them are."""
+    marks = [m.start() for m in _CLAUSE_MARK.finditer(text, before, after)]
+    left = max([before, *(m + 1 for m in marks if m < at.start)])
+    ends = [m for m in marks if m >= at.end]
+    if ends and not WORD.search(text, at.end, ends[0]):
+        ends = ends[1:]
+    return words_of(text[left : at.start]) | words_of(text[at.end : ends[0] if ends else after])
+
+
+@lru_cache(maxsize=1024)
+def dated_words(text: str, low: int, high: int) -> tuple[tuple[Figure, frozenset[str]], ...]:
+    """Each date or year of the line ``text[low:high]`` of a passage, with the words beside it; kept, as every date or
+    year looked up on the line compares them all."""
+    dated = [f for f in read_passage(text)[0] if f.kind in ("date", "year") and low <= f.start < high]
+    before = [low, *(f.end for f in dated)]
+    after = [*(f.start for f in dated[1:]), high]
+    return tuple((f, frozenset(words_beside(text, f, b, a))) for f, b, a in zip(dated, before, after, strict=False))
 
 
 def beside_count(passage: Passage, there: Figure, near: set[str]) -> int | None:
@@ -258,15 +266,9 @@ def beside_count(passage: Passage, there: Figure, near: set[str]) -> int | None:
     text = passage.chunk.text
     ends = line_ends(text)
     at = bisect_left(ends, there.start)
-    low, high = (ends[at - 1] + 1 if at else 0), (ends[at] if at < len(ends) else len(text))
-    dated = [f for f in passage.figures if f.kind in ("date", "year") and low <= f.start < high]
-    others = [f for f in dated if f is not there]
-    count = len(near & words_beside(text, there, others, low, high))
-    rivals = (
-        len(near & words_beside(text, f, [o for o in dated if o is not f], low, high))
-        for f in others
-        if year_of(f) != year_of(there)
-    )
+    line = dated_words(text, ends[at - 1] + 1 if at else 0, ends[at] if at < len(ends) else len(text))
+    count = max((len(near & words) for f, words in line if f.start == there.start), default=0)
+    rivals = (len(near & words) for f, words in line if year_of(f) != year_of(there))
     return None if max(rivals, default=0) > count else count
 
 
