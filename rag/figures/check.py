@@ -20,7 +20,7 @@ from rag.figures.periods import (
     period_of,
     read_period,
 )
-from rag.figures.reading import day_of, figures, file_names, without_file_names, year_of
+from rag.figures.reading import Figure, day_of, figures, file_names, without_file_names, year_of
 from rag.figures.report import FigureCheck, FigureReport, supported_values
 from rag.figures.words import about_words, line_ends, passage_words, sentence_before, sentence_bounds, sentence_of
 from rag.questions.periods import quarter_mentions
@@ -113,10 +113,7 @@ def check_figures(
             # A sentence of prose names many years, each the year of its own clause ("2013年与一班大埔兄弟 ...，2014年，
             # 吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside. (Where the
             # sources have periods, a year that names none is held by year_phrase.)
-            dated = [f for f in found if f.kind in ("date", "year") and f is not figure]
-            low = max([sentence[0], *(f.end for f in dated if f.end <= figure.start)])
-            high = min([sentence[1], *(f.start for f in dated if f.start >= figure.end)])
-            beside = asked if alone else words_beside(answer, figure, low, high) - common
+            beside = asked if alone else _words_beside(answer, figure, found, sentence) - common
         for words in contexts:
             if look_up(
                 check, figure, words, passages, own, named, days.get(sentence, set()), cited, seen[sentence], beside
@@ -165,6 +162,14 @@ def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], see
     stand in do not judge it ("revenue was $11.7 billion in Q1 2023, compared to $18.4 billion in Q1 2022": only the
     year-ago value was found in a table)."""
     return any(c.start in seen.column_of and seen.column_of[c.start] is None for c in supported_values(checks, clause))
+
+
+def _words_beside(answer: str, figure: Figure, found: Sequence[Figure], sentence: tuple[int, int]) -> set[str]:
+    """The words beside a date or year in the answer: of its clause, not past the dates and years either side."""
+    dated = [f for f in found if f.kind in ("date", "year") and f is not figure]
+    low = max([sentence[0], *(f.end for f in dated if f.end <= figure.start)])
+    high = min([sentence[1], *(f.start for f in dated if f.start >= figure.end)])
+    return words_beside(answer, figure, low, high)
 
 
 def clear_caches() -> None:

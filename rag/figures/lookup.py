@@ -49,26 +49,26 @@ def look_up(
     days: set[date],
     cited: Sequence[int],
     seen: Seen,
-    near: set[str],
+    beside: set[str],
 ) -> bool:
     """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any) and,
     where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``, and
     ``seen`` (its sentence's) gains what it was found in. Sought in the files ``first`` (the documents of the
     periods its sentence names), then in the rest, the sources the answer cites first in each; a value on the line
     most about its sentence first, so that the line shown is that one, not one that only happens to hold it too.
-    ``near``: the words beside a date or year in the answer (if any): it stands only on an occurrence that no other
-    date or year of its line stands beside more of them, the one beside most first."""
+    ``beside``: the words beside a date or year in the answer (if any): it stands only on an occurrence that no
+    other date or year of its line stands beside more of them, the one beside most first."""
     shared = shared_enough(passages, figure, about)
     value = figure.kind in ("amount", "number", "percent")
     found = [(p, there, count) for p in passages for there, count in matches(p, figure, about, shared)]
-    if near and not value:
-        besides = [(p, there, beside_count(p, there, near)) for p, there, _ in found]
-        found = [(p, there, count) for p, there, count in besides if count is not None]
+    if beside and not value:
+        counted = [(p, there, beside_count(p, there, beside)) for p, there, _ in found]
+        found = [(p, there, count) for p, there, count in counted if count is not None]
     found.sort(
         key=lambda match: (
             match[0].chunk.file not in first,
             match[0].number not in cited,
-            -match[2] if value or near else 0,
+            -match[2] if value or beside else 0,
         ),
     )
     for passage, there, _ in found:

@@ -254,21 +254,21 @@ def dated_words(text: str, low: int, high: int) -> tuple[tuple[Figure, frozenset
     """Each date or year of the line ``text[low:high]`` of a passage, with the words beside it; kept, as every date or
     year looked up on the line compares them all."""
     dated = [f for f in read_passage(text)[0] if f.kind in ("date", "year") and low <= f.start < high]
-    before = [low, *(f.end for f in dated)]
+    before = [low, *(f.end for f in dated[:-1])]
     after = [*(f.start for f in dated[1:]), high]
-    return tuple((f, frozenset(words_beside(text, f, b, a))) for f, b, a in zip(dated, before, after, strict=False))
+    return tuple((f, frozenset(words_beside(text, f, b, a))) for f, b, a in zip(dated, before, after, strict=True))
 
 
-def beside_count(passage: Passage, there: Figure, near: set[str]) -> int | None:
-    """How many words of ``near`` (those beside a date or year in the answer) stand beside ``there`` on its line, or
+def beside_count(passage: Passage, there: Figure, beside: set[str]) -> int | None:
+    """How many words of ``beside`` (those beside a date or year in the answer) stand beside ``there`` on its line, or
     None where another date or year of the line stands beside more: the line "2013年与一班大埔兄弟 ... 2014年，
     吕志兴随和富大埔升上" holds the answer's "2013年，吕志兴随和富大埔升上" on its 2014, not its 2013."""
     text = passage.chunk.text
     ends = line_ends(text)
     at = bisect_left(ends, there.start)
     line = dated_words(text, ends[at - 1] + 1 if at else 0, ends[at] if at < len(ends) else len(text))
-    count = max((len(near & words) for f, words in line if f.start == there.start), default=0)
-    rivals = (len(near & words) for f, words in line if year_of(f) != year_of(there))
+    count = max((len(beside & words) for f, words in line if f.start == there.start), default=0)
+    rivals = (len(beside & words) for f, words in line if year_of(f) != year_of(there))
     return None if max(rivals, default=0) > count else count
 
 
