@@ -701,10 +701,16 @@ def test_a_year_stands_on_the_occurrence_its_words_stand_beside():
     # nothing beside it, and stands.
     broadcast = "于1984年10月7日至1985年9月29日由日本日本电视台播出"
     assert set(_statuses(broadcast, _zh_pages("百科-trial-008.pdf")).values()) == {"supported"}
-    # English prose the same: a sentence's stop ends a clause.
-    plants = [RetrievedChunk("c1", "r.pdf", 1, 0.0, "The plant opened in 2019 in Ohio. In 2021, a second site opened.")]
-    assert _statuses("The Ohio plant opened in 2019.", plants) == {"2019": "supported"}
-    assert _statuses("The Ohio plant opened in 2021.", plants) == {"2021": "unsupported"}
+    # English prose the same; there the words between two years of a clause are the later's, and a range's words are
+    # both its ends'.
+    text = "The company was founded in Texas in 1998 and moved to Ohio in 2005. From 2010 to 2014 a plant was rebuilt."
+    history = [RetrievedChunk("c1", "r.pdf", 1, 0.0, text)]
+    assert _statuses("The company moved to Ohio in 2005.", history) == {"2005": "supported"}
+    assert _statuses("The company moved to Ohio in 1998.", history) == {"1998": "unsupported"}
+    assert _statuses("The company was founded in Texas in 2005.", history) == {"2005": "unsupported"}
+    rebuilt = "The plant was rebuilt from 2010 to 2014."
+    assert _statuses(rebuilt, history) == {"2010": "supported", "2014": "supported"}
+    assert _statuses(rebuilt.replace("2010", "2005"), history) == {"2005": "unsupported", "2014": "supported"}
 
 
 class _Written:

@@ -165,11 +165,9 @@ def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], see
 
 
 def _words_beside(answer: str, figure: Figure, found: Sequence[Figure], sentence: tuple[int, int]) -> set[str]:
-    """The words beside a date or year in the answer: of its clause, not past the dates and years either side."""
-    dated = [f for f in found if f.kind in ("date", "year") and f is not figure]
-    low = max([sentence[0], *(f.end for f in dated if f.end <= figure.start)])
-    high = min([sentence[1], *(f.start for f in dated if f.start >= figure.end)])
-    return words_beside(answer, figure, low, high)
+    """The words beside a date or year in the answer's sentence (words_beside)."""
+    dated = [f for f in found if f.kind in ("date", "year") and sentence[0] <= f.start < sentence[1]]
+    return words_beside(answer, dated, dated.index(figure), *sentence)
 
 
 def clear_caches() -> None:

@@ -235,18 +235,39 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
 
 # Where a clause ends within a line: a comma before a digit separates thousands; a stop ends a sentence.
 _CLAUSE_MARK = re.compile(r"[，；：、]|[,;:](?!\d)|[.!?](?=\s)")
+_CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 
-def words_beside(text: str, at: Figure, before: int, after: int) -> set[str]:
-    """The words of the clause of ``text[before:after]`` that ``at`` stands in, and of the clause after it where a
-    comma ends its own at once ("2014年，吕志兴随和富大埔升上 ..."); ``before`` and ``after`` are the dates or years
-    either side (or the line's ends), whose words those past them are."""
-    marks = [m.start() for m in _CLAUSE_MARK.finditer(text, before, after)]
-    left = max([before, *(m + 1 for m in marks if m < at.start)])
+# What joins the two ends of a range: "from 2010 to 2014", "2022 and 2023", "1992年至1998年".
+_RANGE_JOIN = re.compile(r"[年月日]?\s*(?:to|through|until|and|-|–|—|~|～|至|到)\s*", re.I)
+
+
+def words_beside(text: str, dated: Sequence[Figure], i: int, low: int, high: int) -> set[str]:
+    """The words beside ``dated[i]``, one of the dates and years of ``text[low:high]`` (a line, or an answer's
+    sentence, in order): those of the clause it stands in, and of the clause after it where a comma ends its own at
+    once ("2014年，吕志兴随和富大埔升上 ..."). A clause's words between two dates or years are one's, not both's: the
+    earlier's in Chinese ("1988年初在香港播出"), the later's in English ("in 1998 and moved to Ohio in 2005"); those
+    of a range are both its ends' ("From 2010 to 2014 the bridge was rebuilt")."""
+    at = dated[i]
+    first, last = i, i
+    while first and _RANGE_JOIN.fullmatch(text, dated[first - 1].end, dated[first].start):
+        first -= 1
+    while last + 1 < len(dated) and _RANGE_JOIN.fullmatch(text, dated[last].end, dated[last + 1].start):
+        last += 1
+    prev, after = (dated[first - 1] if first else None), (dated[last + 1] if last + 1 < len(dated) else None)
+    start, end = prev.end if prev else low, after.start if after else high
+    marks = [m.start() for m in _CLAUSE_MARK.finditer(text, start, end)]
+    before = [m for m in marks if m < at.start]
+    left = before[-1] + 1 if before else start
+    if prev and not before and _CHINESE.search(text, left, at.start):
+        left = at.start
     ends = [m for m in marks if m >= at.end]
     if ends and not WORD.search(text, at.end, ends[0]):
         ends = ends[1:]
-    return words_of(text[left : at.start]) | words_of(text[at.end : ends[0] if ends else after])
+    right = ends[0] if ends else end
+    if after and not ends and not _CHINESE.search(text, at.end, right):
+        right = at.end
+    return words_of(text[left : at.start]) | words_of(text[at.end : right])
 
 
 @lru_cache(maxsize=1024)
@@ -254,9 +275,7 @@ def dated_words(text: str, low: int, high: int) -> tuple[tuple[Figure, frozenset
     """Each date or year of the line ``text[low:high]`` of a passage, with the words beside it; kept, as every date or
     year looked up on the line compares them all."""
     dated = [f for f in read_passage(text)[0] if f.kind in ("date", "year") and low <= f.start < high]
-    before = [low, *(f.end for f in dated[:-1])]
-    after = [*(f.start for f in dated[1:]), high]
-    return tuple((f, frozenset(words_beside(text, f, b, a))) for f, b, a in zip(dated, before, after, strict=True))
+    return tuple((f, frozenset(words_beside(text, dated, i, low, high))) for i, f in enumerate(dated))
 
 
 def beside_count(passage: Passage, there: Figure, beside: set[str]) -> int | None:
