@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, UNITS, Figure, day_of, figures, year_of
 from rag.figures.words import LINE_END, NOT_AN_END, WORD, line_ends, line_of, passage_words, words_of
+from rag.languages import has_han
 from rag.types import RetrievedChunk
 
 _MEASURE = re.compile(rf"\s*{UNITS}", re.I)
@@ -235,7 +236,6 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
 
 # Where a clause ends within a line: a comma before a digit separates thousands; a stop ends a sentence.
 _CLAUSE_MARK = re.compile(r"[，；：、]|[,;:](?!\d)|[.!?](?=\s)")
-_CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 
 # What joins the two ends of a range: "from 2010 to 2014", "2022 and 2023", "1992年至1998年".
@@ -259,13 +259,13 @@ def words_beside(text: str, dated: Sequence[Figure], i: int, low: int, high: int
     marks = [m.start() for m in _CLAUSE_MARK.finditer(text, start, end)]
     before = [m for m in marks if m < at.start]
     left = before[-1] + 1 if before else start
-    if prev and not before and _CHINESE.search(text, left, at.start):
+    if prev and not before and has_han(text[left : at.start]):
         left = at.start
     ends = [m for m in marks if m >= at.end]
     if ends and not WORD.search(text, at.end, ends[0]):
         ends = ends[1:]
     right = ends[0] if ends else end
-    if after and not ends and not _CHINESE.search(text, at.end, right):
+    if after and not ends and not has_han(text[at.end : right]):
         right = at.end
     return words_of(text[left : at.start]) | words_of(text[at.end : right])
 
