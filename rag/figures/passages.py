@@ -12,7 +12,7 @@ from datetime import date
 from functools import lru_cache
 
 from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, UNITS, Figure, day_of, figures, year_of
-from rag.figures.words import LINE_END, NOT_AN_END, WORD, line_ends, line_of, passage_words, words_of
+from rag.figures.words import LINE_END, NOT_AN_END, WORD, line_bounds, line_ends, line_of, passage_words, words_of
 from rag.languages import has_han
 from rag.types import RetrievedChunk
 
@@ -282,10 +282,7 @@ def beside_count(passage: Passage, there: Figure, beside: set[str]) -> int | Non
     """How many words of ``beside`` (those beside a date or year in the answer) stand beside ``there`` on its line, or
     None where another date or year of the line stands beside more: the line "2013年与一班大埔兄弟 ... 2014年，
     吕志兴随和富大埔升上" holds the answer's "2013年，吕志兴随和富大埔升上" on its 2014, not its 2013."""
-    text = passage.chunk.text
-    ends = line_ends(text)
-    at = bisect_left(ends, there.start)
-    line = dated_words(text, ends[at - 1] + 1 if at else 0, ends[at] if at < len(ends) else len(text))
+    line = dated_words(passage.chunk.text, *line_bounds(passage.chunk.text, there.start, there.start))
     count = max((len(beside & words) for f, words in line if f.start == there.start), default=0)
     rivals = (len(beside & words) for f, words in line if year_of(f) != year_of(there))
     return None if max(rivals, default=0) > count else count

@@ -91,13 +91,16 @@ def line_ends(text: str) -> tuple[int, ...]:
     return tuple(m.start() for m in LINE_END.finditer(text))
 
 
-def line_of(text: str, start: int, end: int) -> str:
-    """The line of a passage that holds ``text[start:end]``, its spaces made single."""
+def line_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """Where the line of a passage that holds ``text[start:end]`` starts and ends."""
     ends = line_ends(text)
     before, after = bisect_left(ends, start), bisect_left(ends, end)
-    first = ends[before - 1] + 1 if before else 0
-    last = ends[after] if after < len(ends) else len(text)
-    return " ".join(text[first:last].split())
+    return (ends[before - 1] + 1 if before else 0), (ends[after] if after < len(ends) else len(text))
+
+
+def line_of(text: str, start: int, end: int) -> str:
+    """The line of a passage that holds ``text[start:end]``, its spaces made single."""
+    return " ".join(text[slice(*line_bounds(text, start, end))].split())
 
 
 @lru_cache(maxsize=1024)
