@@ -462,6 +462,21 @@ def test_a_value_on_a_line_about_something_else_is_a_coincidence(sec_docs):
     assert _statuses(answer.replace("$2.9", "$2.0"), pages)["$2.0 billion"] == "unsupported"
 
 
+def test_a_value_that_only_rounds_to_a_source_s_needs_a_line_more_about_its_sentence():
+    """A line sharing one word of four with the sentence holds the same figure written the same, but not one it only
+    rounds to: some line of a filing rounds to almost any figure of two digits."""
+    closest = "Cash flows from operations fell 13% in the quarter, on lower revenue."
+    stake = "We agreed to sell an additional {} stake in the operations of our foundry business."
+    answer = "Cash flows from operations fell 12% in the quarter."
+
+    def sources(*texts: str) -> list[RetrievedChunk]:
+        return [RetrievedChunk(f"p{i}", "notes.pdf", i, 0.0, t) for i, t in enumerate(texts, 1)]
+
+    assert _statuses(answer.replace("12%", "13%"), sources(closest, stake.format("12.4%"))) == {"13%": "supported"}
+    assert _statuses(answer, sources(closest, stake.format("12.4%"))) == {"12%": "unsupported"}
+    assert _statuses(answer, sources(closest, stake.format("12%"))) == {"12%": "supported"}
+
+
 def test_a_year_in_prose_is_no_amount_in_a_table_s_scale(sec_docs):
     """A page "in millions" whose prose says "the first three months of 2023": 2023 is a year, not $2.0 billion."""
     texts = read_pdf_pages(sec_docs / "2023 Q1 INTC.pdf", PdfConfig()).texts

@@ -19,6 +19,9 @@ from rag.types import RetrievedChunk
 _MEASURE = re.compile(rf"\s*{UNITS}", re.I)
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
 _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures, 3 one figure, 4 more than 3
+# How many fewer words short of the best a value that only rounds to a source's may be; chosen on SEC dev: 1 caught 2
+# more alterations with no gold figure lost, 2 caught 3 and lost 2 gold figures
+_ROUNDED_WORDS = 1
 _HEADER_WORDS = 8  # more words than this besides its dates make a line prose; a statement's header holds up to six
 _Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds values: its words, their kinds
 _Column = tuple[int, date | None]  # the year heading a table's column, and the day where a date heads it
@@ -217,11 +220,13 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
         return  # "$0.0 billion": within its rounding of every small number
     kind = "amount" if figure.kind == "number" else figure.kind
     for value, there in passage.values(kind, scaled_only=figure.kind == "amount" and not figure.scale_written):
-        same = abs(abs(value) - abs(figure.value)) <= figure.tolerance + 1e-9 * abs(figure.value)
+        off = abs(abs(value) - abs(figure.value))
+        same = off <= figure.tolerance + 1e-9 * abs(figure.value)
         if same and figure.kind == "date" and there.tolerance > figure.tolerance:
             continue  # "March 2023" is no source for "March 16, 2023"
         if not same and figure.kind == "number" and there.kind != "date":
-            same = abs(there.raw - abs(figure.raw)) <= figure.tolerance  # "81,797" without its table's scale
+            off = abs(there.raw - abs(figure.raw))
+            same = off <= figure.tolerance  # "81,797" without its table's scale
         if not same or (figure.currency and there.currency and figure.currency != there.currency):
             continue  # "€1.2 billion" is not the "$1.2 billion" of a source: no rate converts one to the other here
         if not about:
@@ -230,7 +235,12 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
         # A year is held to the words beside it in the answer, which a PDF may wrap onto the next line ("with our 2022
         # U.S." / "federal R&D credit"): its prose sentence is read, not its layout line.
         around = span_of if figure.kind == "year" else line_of
-        if (count := len(about & words_of(around(passage.chunk.text, there.start, there.end)))) >= max(1, shared):
+        # A value that only rounds to the source's ("$1.3 billion" of "1,340") is weaker evidence than one written the
+        # same: some line of a filing rounds to almost any figure of two digits, so its line must be more about the
+        # sentence.
+        rounded = figure.kind in ("amount", "number", "percent") and off > 1e-9 * max(1.0, abs(figure.value))
+        need = max(1, shared + _ROUNDED_WORDS if rounded else shared)
+        if (count := len(about & words_of(around(passage.chunk.text, there.start, there.end)))) >= need:
             yield there, count
 
 
