@@ -70,6 +70,11 @@ def test_what_counts_as_a_figure():
         'Microsoft invested $6,844 million in R&D. Its aims are not in "2023 Q1 MSFT.pdf" (SOURCE: 2023 Q2 MSFT.pdf).'
     )
     assert [f.text for f in figures(named)] == ["$6,844 million"]
+    # A fiscal year written short is a year; basis points are hundredths of a percentage point.
+    assert [(f.text, f.kind, f.value) for f in figures("FY2023 gross margin fell 50 bps.")] == [
+        ("2023", "year", 2023),
+        ("50 bps", "percent", 0.5),
+    ]
 
 
 def test_a_figure_rounded_and_scaled_is_found_on_its_page_and_row(apple_pages):
@@ -131,6 +136,12 @@ def test_a_quarter_named_must_be_one_the_filing_reports_on(apple_pages, apple_fi
     own = check_figures(shifted.replace("2022", "2023"), apple_filing).checks[0]
     assert own.status == "supported" and own.span is not None
     assert own.span.startswith("Apple Inc.") and "Q3 2023 | period ended 2023-07-01" in own.span
+    # as analysts write a quarter, and a half year: the six months to the second quarter's end
+    for written in ("3Q 2022", "Q3-2022", "FY2022 Q3", "the first half of fiscal 2022", "H1 FY2022"):
+        assert _whys(shifted.replace("the third quarter of 2022", written), apple_filing) == ["not_a_source_period"]
+        assert _whys(shifted.replace("the third quarter of 2022", written.replace("2022", "2023")), apple_filing) == [
+            None
+        ]
     compared = "Net sales fell in the third quarter of 2023 compared to the same quarter in 2022, and from Q3 2021."
     assert _statuses(compared, apple_filing) == {"2023": "supported", "2022": "supported", "2021": "unsupported"}
     year_ago = check_figures(compared, apple_filing).checks[1]
@@ -414,6 +425,12 @@ def test_an_amount_in_one_currency_is_not_the_same_number_in_another(sec_docs):
     }
     assert _statuses("The EC imposed a fine of $1.1 billion.", page) == {"$1.1 billion": "unsupported"}
     assert _statuses("The EC imposed a fine of €1.4 billion.", page) == {"€1.4 billion": "unsupported"}
+    # written with its code, or a dollar of another country; "¥" is the yen's sign and the yuan's
+    assert _statuses("The EC imposed a fine of EUR 1.1 billion.", page) == {"EUR 1.1 billion": "supported"}
+    assert _statuses("The EC imposed a fine of HK$1.4 billion.", page) == {"HK$1.4 billion": "unsupported"}
+    japan = [RetrievedChunk("p1", "notes.pdf", 1, 0.0, "Net sales in Japan were ¥120 billion in the quarter.")]
+    assert _statuses("Net sales in Japan were JPY 120 billion.", japan) == {"JPY 120 billion": "supported"}
+    assert _statuses("Net sales in Japan were $120 billion.", japan) == {"$120 billion": "unsupported"}
 
 
 def _pages_of(sec_docs, name: str, *pages: int) -> list[RetrievedChunk]:

@@ -15,6 +15,7 @@ from rag.config import PdfConfig
 from rag.doc_metadata import FIELDS, DocMetadata, chunk_header
 from rag.filters import MAX_VALUES, FilterError, Filters, company_key, matching_files, parse_filters
 from rag.questions.mentions import MentionMatcher
+from rag.questions.periods import quarters_in
 from tests.pdf_factory import cover_pdf, text_pdf
 
 
@@ -189,6 +190,20 @@ def test_a_quarter_named_in_a_collection_of_many_quarterly_reports_filters_them_
         parse_filters({"file": many["file"].tolist()})
 
 
+@pytest.mark.parametrize(
+    "text, quarters",
+    [
+        ("revenue in 3Q23 and 4Q 2023", [(2023, 3), (2023, 4)]),
+        ("guidance for 3QFY24", [(2024, 3)]),
+        ("Q3-2023 results", [(2023, 3)]),
+        ("FY23 Q3, FY2023 Q4 and 2024 Q1", [(2023, 3), (2023, 4), (2024, 1)]),
+        ("the Q1 10-Q, a 2Q fine", []),
+    ],
+)
+def test_the_ways_analysts_write_a_quarter(text, quarters):
+    assert quarters_in(text) == quarters
+
+
 def test_questions_name_what_they_mean():
     match = MentionMatcher(FILES)
     found = match.detect("What were Apple's total net sales for the quarter ended July 1, 2023?")
@@ -199,6 +214,7 @@ def test_questions_name_what_they_mean():
         "fiscal_year": [2023],
         "fiscal_quarter": [3],
     }
+    assert match.detect("MSFT risks in 3Q23").filters.given() == match.detect("MSFT risks in Q3 2023").filters.given()
     # "Latest" is the newest period of the named company, whatever its date.
     assert match.detect("Apple's most recent 10-Q").filters.file == ["a2.pdf"]
     # A year the named company has documents for filters; with no company it only boosts.

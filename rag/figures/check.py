@@ -10,6 +10,7 @@ from rag.figures.lookup import Seen, change_between, look_up
 from rag.figures.passages import common_words, dated_words, passage_of, read_passage, words_beside
 from rag.figures.period_checks import between_periods, check_periods, clause_bounds, year_phrase
 from rag.figures.periods import (
+    FISCAL,
     LATEST,
     ends_of_quarter,
     files_reporting,
@@ -101,7 +102,7 @@ def check_figures(
         if figure.kind == "date" and named_periods[i] is not None:
             about = set()  # a period's end or a balance's date: the periods' rules decide, or it may stand anywhere
         named = years.get(sentence, set())
-        if re.search(r"\bfiscal\b|财年|财政年度", answer[slice(*sentence)], re.I):
+        if FISCAL.search(answer[slice(*sentence)]):
             # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.
             named = named | {year - 1 for year in named}
         contexts = [about]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, UNITS, Figure, day_of, figures, year_of
+from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, UNITS, Figure, day_of, figures, other_currency, year_of
 from rag.figures.words import LINE_END, NOT_AN_END, WORD, line_bounds, line_ends, line_of, passage_words, words_of
 from rag.languages import has_han
 from rag.types import RetrievedChunk
@@ -227,8 +227,8 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
         if not same and figure.kind == "number" and there.kind != "date":
             off = abs(there.raw - abs(figure.raw))
             same = off <= figure.tolerance  # "81,797" without its table's scale
-        if not same or (figure.currency and there.currency and figure.currency != there.currency):
-            continue  # "€1.2 billion" is not the "$1.2 billion" of a source: no rate converts one to the other here
+        if not same or other_currency(figure, there):
+            continue
         if not about:
             yield there, 0
             continue

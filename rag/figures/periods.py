@@ -41,10 +41,13 @@ _SAME_QUARTER = re.compile(
     r"\bsame\s+(?:fiscal\s+)?quarter\s+(?:of\s+|in\s+)(?:the\s+)?(?:fiscal\s+)?(?:year\s+)?$", re.I
 )
 _MONTHS_OF = re.compile(
-    r"\b(three|six|nine)\s+months\s+(?:of\s+|in\s+)(?:the\s+)?(fiscal\s+)?(?:years?\s+)?(?:\d{4}\s+and\s+)?$", re.I
+    r"(?:\b(three|six|nine)\s+months\s+(?:of|in)|\bfirst\s+(half)(?:\s+of)?|\b(H1|1H))\s*(?:the\s+)?"
+    r"(fiscal\s+|FY\s?)?(?:years?\s+)?(?:\d{4}\s+and\s+)?$",  # "the first half of 2023", "H1 FY2024"
+    re.I,
 )
-_FISCAL = re.compile(r"\bfiscal\b|\bFY", re.I)
-_MONTHS_COUNTED = {"three": 3, "six": 6, "nine": 9}
+# "fiscal 2023", "FY23", "3QFY24", "2023财年"
+FISCAL = re.compile(r"\bfiscal\b|(?:\b|(?<=\dQ))FY(?=\s?'?\d)|财年|财政年度", re.I)
+_MONTHS_COUNTED = {"three": 3, "six": 6, "nine": 9, "half": 6, "h1": 6, "1h": 6}
 _AS_OF = re.compile(r"\b(?:as\s+of|as\s+at)\s+$", re.I)
 DAYS_OFF = 7  # a 52-53 week year ends its quarters on other days than the year before
 _LATER_EVENTS = 60  # days after its period's end that a filing reports events up to (it is filed within 40-45)
@@ -130,13 +133,14 @@ def named_period(
         before = answer[sentence_start : figure.start]
         earlier = [m[2][1] for m in mentions if sentence_start <= m[0] and m[1] <= figure.start]
         if around:
-            fiscal = _FISCAL.search(answer[around[0] : around[1]])
+            fiscal = FISCAL.search(answer[around[0] : around[1]])
             start, named = around[0], _FiscalQuarter(around[2]) if fiscal else around[2]
         elif _SAME_QUARTER.search(before) and earlier:  # "Q3 2023, compared to the same quarter in 2022"
             return (int(figure.value), earlier[-1]), True
         elif months := _MONTHS_OF.search(before):
-            quarter = (int(figure.value), _MONTHS_COUNTED[months[1].lower()] // 3)
-            start, named = sentence_start + months.start(), _FiscalQuarter(quarter) if months[2] else quarter
+            counted = next(word for word in months.groups()[:3] if word)
+            quarter = (int(figure.value), _MONTHS_COUNTED[counted.lower()] // 3)
+            start, named = sentence_start + months.start(), _FiscalQuarter(quarter) if months[4] else quarter
         else:
             return None
     elif (day := day_of(figure)) is not None:  # a month ("in March 2023") ends no period

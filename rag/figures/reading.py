@@ -45,7 +45,7 @@ _FILE_NAME = re.compile(r"\"[^\"\n]{1,200}?\.pdf\"|“[^”\n]{1,200}?\.pdf”|(
 _NOT_FIGURES = re.compile(
     r"\[\d+\]"
     r"|\b(?:Item|Items|Note|Notes|Part|Rule|Section|Article|Exhibit|Form|Schedule|Level|Tier|Phase|Stage)\s+\d+[A-Z]?\b"
-    r"|\b\d+-[A-Z]\b|\b[A-Z]+\d+\b|\bQ[1-4]\b"
+    r"|\b\d+-[A-Z]\b|\b(?!FY)[A-Z]+\d+\b|\bQ[1-4]\b"
     r"|^[ \t]*\d+\.(?=[ \t])",  # a numbered list's marker ("107. Reliance on ...")
     re.I | re.M,
 )
@@ -70,19 +70,33 @@ SCALES = {
 # Lengths in lower case only: "$5MM" is five million.
 UNITS = r"(?:(?-i:mm|nm|cm|km|kg)|gb|tb|mw|gw|kwh|years?|months?|weeks?|days?|hours?)\b"
 _FIGURE = re.compile(
-    r"(?<![A-Za-z0-9_.,/-])(?P<open>\()?(?P<sign>[-−])?\s?(?:(?P<cur>US\$|\$|€|£|¥|RMB|USD|EUR)\s?)?"
+    r"(?:(?<![A-Za-z0-9_.,/-])|(?<=\bFY))(?P<open>\()?(?P<sign>[-−])?\s?"  # "FY2023" is a year
+    r"(?:(?P<cur>US\$|(?-i:HK\$|NT\$|[CAS]\$|GBP|JPY|CNY|HKD|CAD|AUD|CHF)|\$|€|£|¥|RMB|USD|EUR)\s?)?"
     # A number cut inside a group at the very end ("$21,2") is one too: an answer that ran out of tokens ends so.
     r"(?P<num>\d{1,3}(?:,\d{3})*,\d{0,2}(?=\s*$)|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
     # A negative amount's scale after its parenthesis: "($46) million".
     r"(?P<close>(?<=\d)\)(?=\s?(?:thousand|million|billion|trillion)\b))?"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|mn|bn|[kmb])\b|\s?(?P<han>万亿|亿|万))?"
-    r"(?P<pct>\s?%|％|\s?percent\b|\s?per\s?cent\b|\s?percentage\s+points?\b)?"
+    r"(?P<pct>\s?%|％|\s?percent\b|\s?per\s?cent\b|\s?percentage\s+points?\b|(?P<bps>\s?(?:basis\s+points?|bps)\b))?"
     # Letters, not \w: a Chinese character may touch a figure. A unit of measure may ("300mm", "7nm").
     rf"(?:(?={UNITS})|(?![A-Za-z0-9_-]|[.,]\d))",
     re.I,
 )
-# One name for each currency's ways of being written; "¥" is the yen's and the yuan's sign, so it stays itself.
-_CURRENCIES = {"us$": "USD", "$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR", "£": "GBP", "rmb": "CNY", "¥": "¥"}
+# One name for each currency's ways of being written (a code is its own); "¥" is the yen's and the yuan's sign, so it
+# stays itself.
+_CURRENCIES = {
+    "us$": "USD",
+    "$": "USD",
+    "€": "EUR",
+    "£": "GBP",
+    "rmb": "CNY",
+    "¥": "¥",
+    "hk$": "HKD",
+    "nt$": "TWD",
+    "c$": "CAD",
+    "a$": "AUD",
+    "s$": "SGD",
+}
 SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
 
 
@@ -158,7 +172,7 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
         scale_word = (m["scale"] or m["han"] or "").lower()
         if scale_word in ("k", "m", "b") and not m["cur"]:
             scale_word = ""  # "5 m" of distance, "3 b" of a list: only a currency makes the letter a scale
-        scale = SCALES.get(scale_word, 1.0)
+        scale = SCALES.get(scale_word, 1.0) * (0.01 if m["bps"] else 1.0)  # 50 basis points are 0.5 percentage points
         if m["pct"]:
             kind = "percent"
         elif m["cur"] or scale_word:
@@ -182,10 +196,18 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
                 0.5 * 10**-decimals * scale,
                 raw,
                 bool(scale_word),
-                _CURRENCIES[m["cur"].lower()] if m["cur"] else "",
+                _CURRENCIES.get(m["cur"].lower(), m["cur"].upper()) if m["cur"] else "",
             )
         )
     return sorted(found, key=lambda f: f.start)
+
+
+def other_currency(a: Figure, b: Figure) -> bool:
+    """Whether two amounts are written in different currencies: "€1.2 billion" is not a source's "$1.2 billion" (no
+    rate converts one to the other here); "¥" is the yen's sign and the yuan's."""
+    if not (a.currency and b.currency) or a.currency == b.currency:
+        return False
+    return {a.currency, b.currency} not in ({"¥", "JPY"}, {"¥", "CNY"})
 
 
 def year_of(figure: Figure) -> int:

@@ -33,10 +33,14 @@ QUARTER_OF_YEAR = [
     ),
     # a two-digit year only behind FY or an apostrophe: "Q1 10-Q" names no year
     re.compile(
-        r"\bQ([1-4])\s*(?:of\s+)?(?:(?:FY\s?|fiscal\s+(?:year\s+)?)?(" + YEAR + r")|(?:FY\s?'?|')(\d{2}))\b", re.I
+        r"\bQ([1-4])[\s-]*(?:of\s+)?(?:(?:FY\s?|fiscal\s+(?:year\s+)?)?(" + YEAR + r")|(?:FY\s?'?|')(\d{2}))\b",
+        re.I,
     ),
+    # the analysts' "3Q23", "3Q 2023", "3QFY24"
+    re.compile(r"\b([1-4])Q(?:\s?(?:FY\s?)?(" + YEAR + r")|(?:\s?FY\s?'?|')?(\d{2}))\b", re.I),
 ]
-YEAR_QUARTER = re.compile(r"\b(" + YEAR + r")\s*Q([1-4])\b", re.I)
+# "2023 Q3", "FY2023 Q3", "FY23 Q3"
+YEAR_QUARTER = re.compile(r"(?:\bFY\s?'?(" + YEAR + r"|\d{2})|\b(" + YEAR + r"))\s*Q([1-4])\b", re.I)
 
 # Chinese: "2023年第三季度", "2023财年第3财季", "2023年Q3", "2023财年", "2023会计年度", "2023年度", "2023年7月1日"
 _ZH_YEAR = r"(" + YEAR + r")\s*(?:年|财年|财政年度|会计年度)?"
@@ -86,11 +90,12 @@ def quarter_mentions(text: str) -> list[tuple[int, int, tuple[int, int]]]:
             quarter, y = m.group(1), m.group(2) or m.group(3)
             q = int(quarter) if quarter.isdigit() else ORDINALS[quarter.lower()]
             found.append((m.start(), m.end(), (year(y), q)))
-    found += [(m.start(), m.end(), (int(m.group(1)), int(m.group(2)))) for m in YEAR_QUARTER.finditer(text)]
+    found += [(m.start(), m.end(), (year(m[1] or m[2]), int(m[3]))) for m in YEAR_QUARTER.finditer(text)]
     for m in ZH_QUARTER.finditer(text):
         quarter = next(g for g in m.groups()[1:] if g)
         found.append((m.start(), m.end(), (int(m.group(1)), _ZH_NUMERALS.get(quarter) or int(quarter))))
-    return sorted(found)
+    # One mention once: "2023 Q3" is written the same in Chinese, and "FY2023 Q3" holds it.
+    return sorted(m for m in set(found) if not any(o != m and o[0] <= m[0] and m[1] <= o[1] for o in found))
 
 
 def quarters_in(text: str) -> list[tuple[int, int]]:
