@@ -311,6 +311,13 @@ def test_what_filings_call_by_other_names(apple_pages):
     assert _statuses("R&D spending was $7,442 million.", statement) == {"$7,442 million": "supported"}
     assert _statuses("Its revenue was $81,797 million.", statement) == {"$81,797 million": "supported"}
     assert _statuses("Its spending was $7,442 million.", statement) == {"$7,442 million": "unsupported"}
+    # as analysts write them
+    assert _statuses("Opex were $13,415 million and COGS $45,384 million.", statement) == {
+        "$13,415 million": "supported",
+        "$45,384 million": "supported",
+    }
+    assert _statuses("Operating profit was $22,998 million.", statement) == {"$22,998 million": "supported"}
+    assert _statuses("Its costs were $13,415 million.", statement) == {"$13,415 million": "unsupported"}
 
 
 def test_what_a_figure_measures_may_be_said_before_it_or_asked(apple_pages):

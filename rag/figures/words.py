@@ -36,12 +36,19 @@ _PLAIN_WORDS = {
 _SAME_THING = {
     "r&d": {"research", "development"},
     "sg&a": {"selling", "general", "administrative"},
+    "d&a": {"depreciation", "amortization"},
     "revenue": {"sale"},
     "sale": {"revenue"},
     "eps": {"earning", "share"},
     "capex": {"capital", "expenditure"},
+    "opex": {"operating", "expense"},
+    "cogs": {"cost", "good", "sold"},
+    "fcf": {"free", "cash", "flow"},
+    "profit": {"income", "earning"},
+    "headcount": {"employee"},
+    "buyback": {"repurchase", "repurchased"},
 }
-_ABBREVIATED = re.compile(r"\b(?:R&D|SG&A|EPS|capex)\b", re.I)
+_ABBREVIATED = re.compile(r"\b(?:R&D|SG&A|D&A|EPS|COGS|capex)\b", re.I)  # read whole: "COGS" is no plural
 
 
 def words_of(text: str) -> set[str]:
