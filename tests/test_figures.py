@@ -669,6 +669,29 @@ def test_a_year_in_prose_stands_on_a_line_about_the_same_thing():
     assert _statuses(answer.replace("2008", "2007"), pages) == {"2007": "unsupported"}
 
 
+def test_a_year_heading_the_column_of_its_sentence_s_values_is_theirs():
+    """A table sent with no metadata: its header's years share no word with the sentence, yet the column its values
+    stand in is headed by the year."""
+    table = RetrievedChunk(
+        "p1",
+        "annual.pdf",
+        1,
+        0.0,
+        "(in millions) 2023 2022 2021\nRevenue $ 4,210 $ 3,760 $ 3,310\nNet income 512 455 401",
+    )
+    right = check_figures("In 2023, revenue was $4.2 billion and net income $512 million.", [table]).checks
+    assert [(c.text, c.status) for c in right] == [
+        ("2023", "supported"),
+        ("$4.2 billion", "supported"),
+        ("$512 million", "supported"),
+    ]
+    assert right[0].span == "(in millions) 2023 2022 2021"
+    assert _statuses("In 2022, revenue was $4.2 billion.", [table]) == {
+        "2022": "unsupported",
+        "$4.2 billion": "unsupported",
+    }
+
+
 def test_a_chinese_paragraph_s_sentences_are_its_lines():
     """A Chinese paragraph extracts as one line of hundreds of characters: the sentence a value stands in is what
     must be about the answer's, not the paragraph."""

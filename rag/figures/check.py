@@ -110,14 +110,19 @@ def check_figures(
             contexts += [about | words for words in (before[sentence], asked) if words]
         own = own_files.get(sentence, set())
         beside: set[str] = set()
+        searched = passages
         if figure.kind in ("date", "year") and not periods and about:
-            # A sentence of prose names many years, each the year of its own clause ("2013年与一班大埔兄弟 ...，2014年，
-            # 吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside. (Where the
-            # sources have periods, a year that names none is held by year_phrase.)
-            beside = asked if alone else _words_beside(answer, figure, found, sentence) - common
+            if headed := _headed_by(figure, checks, sentence, seen[sentence]):
+                # The year heading the column its sentence's values stand in is theirs, whatever its header's words.
+                searched, contexts = [p for p in passages if p.number in headed], [set()]
+            else:
+                # A sentence of prose names many years, each the year of its own clause ("2013年与一班大埔兄弟 ...，
+                # 2014年，吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside.
+                # (Where the sources have periods, a year that names none is held by year_phrase.)
+                beside = asked if alone else _words_beside(answer, figure, found, sentence) - common
         for words in contexts:
             if look_up(
-                check, figure, words, passages, own, named, days.get(sentence, set()), cited, seen[sentence], beside
+                check, figure, words, searched, own, named, days.get(sentence, set()), cited, seen[sentence], beside
             ):
                 break
         held = seen[sentence].columns
@@ -163,6 +168,16 @@ def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], see
     stand in do not judge it ("revenue was $11.7 billion in Q1 2023, compared to $18.4 billion in Q1 2022": only the
     year-ago value was found in a table)."""
     return any(c.start in seen.column_of and seen.column_of[c.start] is None for c in supported_values(checks, clause))
+
+
+def _headed_by(figure: Figure, checks: Sequence[FigureCheck], sentence: tuple[int, int], seen: Seen) -> set[int]:
+    """The sources whose table columns headed by ``figure``'s year hold a value of its sentence."""
+    year = year_of(figure)
+    return {
+        c.source
+        for c in checks
+        if c.source is not None and sentence[0] <= c.start < sentence[1] and seen.column_of.get(c.start) == year
+    }
 
 
 def _words_beside(answer: str, figure: Figure, found: Sequence[Figure], sentence: tuple[int, int]) -> set[str]:
