@@ -459,6 +459,38 @@ def test_durations_and_fair_value_levels_are_no_amounts(sec_docs):
     assert _statuses(paper, levels) == {"$1.0 million": "unsupported"}
 
 
+def test_a_table_s_cell_counts_at_its_header_s_scale_only():
+    """Salesforce's "(in millions, except remaining performance" / "obligation, which is presented in billions)" wraps
+    its exception over a line: its revenue is no $31,352 billion. Boston Properties' "$ 2,490,821" of a table "in
+    thousands" is $2.49 billion, not $2.49 million."""
+    mixed = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed" / "docs"
+    salesforce = _pages_of(mixed, "doc-044.pdf", 46)
+    assert _statuses("Total revenues were $31,352 million.", salesforce) == {"$31,352 million": "supported"}
+    assert _statuses("Total revenues were $31,352 billion.", salesforce) == {"$31,352 billion": "unsupported"}
+    boston = _pages_of(mixed, "doc-061.pdf", 44)
+    assert _statuses("Total revenue was $2.49 billion.", boston) == {"$2.49 billion": "supported"}
+    assert _statuses("Total revenue was $2.49 million.", boston) == {"$2.49 million": "unsupported"}
+
+
+def test_per_share_amounts_are_at_face_value(apple_pages):
+    """The statement is "(In millions, except ... per share amounts)": the cents under "Earnings per share:" are
+    dollars."""
+    statement = apple_pages[3:4]
+    assert _statuses("Diluted earnings per share were $1.26.", statement) == {"$1.26": "supported"}
+    assert _statuses("Diluted earnings per share were $1.62.", statement) == {"$1.62": "unsupported"}
+
+
+def test_a_year_of_a_later_clause_binds_no_value_before_it():
+    """FedEx's "Other retirement plans income (expense) 1,054 (726) 1,983" under "2023 2022 2021": the 2022 of the
+    bracket is the expense's, not the income's."""
+    mixed = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed" / "docs"
+    page = _pages_of(mixed, "doc-058.pdf", 81)
+    answer = "Other retirement plans income was $1,054 million (against a $726 million expense in 2022)."
+    assert _statuses(answer, page) == {"$1,054 million": "supported", "$726 million": "supported", "2022": "supported"}
+    swapped = "Other retirement plans income was $726 million in 2023."
+    assert _statuses(swapped, page) == {"$726 million": "unsupported", "2023": "unsupported"}
+
+
 def test_dates_in_prose_head_no_table_column(sec_docs):
     """A line of prose ("... may be terminated at any time. As of September") above "30, 2023, $18.7 billion remained
     of this $60.0 billion ..." is no table header giving the two amounts the years 2021 and 2023."""

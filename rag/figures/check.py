@@ -102,6 +102,9 @@ def check_figures(
         if figure.kind == "date" and named_periods[i] is not None:
             about = set()  # a period's end or a balance's date: the periods' rules decide, or it may stand anywhere
         named = years.get(sentence, set())
+        if figure.kind in ("amount", "number", "percent") and _years_only_after(found, clauses[i], sentence):
+            # "$1,054 million of income (against a $726 million expense in 2022)": the year is the later clause's.
+            named = set()
         if FISCAL.search(answer[slice(*sentence)]):
             # A fiscal year is named by the calendar year it ends in, its quarters' columns by their own.
             named = named | {year - 1 for year in named}
@@ -168,6 +171,12 @@ def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], see
     stand in do not judge it ("revenue was $11.7 billion in Q1 2023, compared to $18.4 billion in Q1 2022": only the
     year-ago value was found in a table)."""
     return any(c.start in seen.column_of and seen.column_of[c.start] is None for c in supported_values(checks, clause))
+
+
+def _years_only_after(found: Sequence[Figure], clause: tuple[int, int], sentence: tuple[int, int]) -> bool:
+    """Whether every date and year of a value's sentence stands after the value's clause, which names none."""
+    dated = [f for f in found if f.kind in ("date", "year") and sentence[0] <= f.start < sentence[1]]
+    return bool(dated) and all(f.start >= clause[1] for f in dated)
 
 
 def _headed_by(figure: Figure, checks: Sequence[FigureCheck], sentence: tuple[int, int], seen: Seen) -> set[int]:

@@ -22,6 +22,8 @@ _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures,
 # How many fewer words short of the best a value that only rounds to a source's may be; chosen on SEC dev: 1 caught 2
 # more alterations with no gold figure lost, 2 caught 3 and lost 2 gold figures
 _ROUNDED_WORDS = 1
+_PER_SHARE = re.compile(r"\bper\s+(?:common\s+|diluted\s+|basic\s+)?share\b", re.I)
+_HEADING_LINES = 3  # rows a statement's heading ("Earnings per share:") stands above at most
 _HEADER_WORDS = 8  # more words than this besides its dates make a line prose; a statement's header holds up to six
 _Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds values: its words, their kinds
 _Column = tuple[int, date | None]  # the year heading a table's column, and the day where a date heads it
@@ -43,7 +45,7 @@ class Passage:
 
     def values(self, kind: str, scaled_only: bool = False) -> Iterator[tuple[float, Figure]]:
         """``scaled_only``: a bare number of a passage whose headers give a scale counts at that scale only (an
-        amount written "$81,797" is not the "81,797" of a table in millions)."""
+        amount written "$81,797" is not the "81,797" of a table in millions); a table's cell always does."""
         for f in self.figures:
             if kind in ("date", "year"):
                 if f.kind == "date" and kind == "date":
@@ -54,7 +56,8 @@ class Passage:
                 if f.kind == "percent":
                     yield f.value, f
             elif f.kind in ("amount", "number", "year"):
-                if f.scale_written or not (scaled_only and self.context_scales):
+                face = not (scaled_only or f.start in self.columns) or f.start in self.unscaled
+                if f.scale_written or not self.context_scales or face:
                     yield f.value, f
                 if not (f.scale_written or f.kind == "year" or f.start in self.unscaled):
                     for scale in self.context_scales:
@@ -167,9 +170,14 @@ def _prose_around(text: str, line: Sequence[Figure]) -> bool:
 
 def _excepted(text: str, scale: re.Match) -> bool:
     """A scale a header gives as an exception: "(In millions, except number of shares which are reflected in
-    thousands)" counts no amount in thousands."""
-    opened = max(text.rfind("(", 0, scale.start()), text.rfind("\n", 0, scale.start()))
-    return "except" in text[opened + 1 : scale.start()].lower()
+    thousands)" counts no amount in thousands; its parenthesis may wrap onto the next line ("(in millions, except
+    remaining performance" / "obligation, which is presented in billions)")."""
+    start = scale.start()
+    line = text.rfind("\n", 0, start) + 1
+    opened = text.rfind("(", 0, start)
+    if opened >= line or (opened >= 0 and ")" not in text[opened:start] and text.count("\n", opened, start) == 1):
+        line = opened + 1
+    return "except" in text[line:start].lower()
 
 
 @lru_cache(maxsize=1024)
@@ -196,7 +204,23 @@ def read_passage(
     # A duration or a measure ("11.4 years", a lease's term; "300mm") is counted in its own unit, whatever the
     # table's amounts are in.
     unscaled |= {f.start for f in found if f.kind == "number" and _MEASURE.match(text, f.end)}
+    unscaled |= _per_share(lines, on_line)
     return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
+
+
+def _per_share(lines: Sequence[str], on_line: dict[int, list[Figure]]) -> set[int]:
+    """The starts of per-share amounts, which a statement's "(In millions, except per share amounts)" leaves at face
+    value: those written in cents on a line, or under a heading ("Earnings per share:"), that says per share."""
+    out: set[int] = set()
+    for i, line in on_line.items():
+        heading = next((lines[j] for j in range(i - 1, max(i - _HEADING_LINES, 0) - 1, -1) if j not in on_line), "")
+        if _PER_SHARE.search(lines[i]) or (_PER_SHARE.search(heading) and heading.rstrip().endswith(":")):
+            out.update(f.start for f in line if f.kind in ("amount", "number") and _in_cents(f))
+    return out
+
+
+def _in_cents(figure: Figure) -> bool:
+    return not figure.scale_written and re.search(r"\.\d\d$", figure.text.rstrip(")")) is not None
 
 
 def _small_whole(figure: Figure) -> bool:
