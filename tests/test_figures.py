@@ -472,6 +472,16 @@ def test_a_table_s_cell_counts_at_its_header_s_scale_only():
     assert _statuses("Total revenue was $2.49 million.", boston) == {"$2.49 million": "unsupported"}
 
 
+def test_a_row_s_label_wrapped_onto_the_line_above_is_read_with_it():
+    """Boston Properties: "Funds from Operations attributable to Boston Properties," / "Inc. (1) $ 823,715 ..."."""
+    mixed = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed" / "docs"
+    page = _pages_of(mixed, "doc-061.pdf", 45)
+    assert "Funds from Operations attributable to Boston Properties,\nInc. (1) $ 823,715" in page[0].text
+    said = "Funds from Operations attributable to the company were ${} thousand."
+    assert _statuses(said.format("823,715"), page) == {"$823,715 thousand": "supported"}
+    assert _statuses(said.format("823,716"), page) == {"$823,716 thousand": "unsupported"}
+
+
 def test_per_share_amounts_are_at_face_value(apple_pages):
     """The statement is "(In millions, except ... per share amounts)": the cents under "Earnings per share:" are
     dollars."""

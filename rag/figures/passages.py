@@ -194,10 +194,8 @@ def read_passage(
         if f.kind != "date":
             on_line.setdefault(bisect_left(ends, f.start), []).append(f)
     lines = LINE_END.split(text)
-    held = tuple(
-        (frozenset(words_of(lines[i])), frozenset(_matched_as(f.kind) for f in line))
-        for i, line in sorted(on_line.items())
-    )
+    words = line_words(text)
+    held = tuple((words[i], frozenset(_matched_as(f.kind) for f in line)) for i, line in sorted(on_line.items()))
     # A small whole number alone on its line is a page's number ("Notes to Financial Statements 11") or a count in
     # prose, not a table's cell: the table's scale does not make it "$11.0 million".
     unscaled = frozenset(line[0].start for line in on_line.values() if len(line) == 1 and _small_whole(line[0]))
@@ -256,16 +254,40 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
         if not about:
             yield there, 0
             continue
-        # A year is held to the words beside it in the answer, which a PDF may wrap onto the next line ("with our 2022
-        # U.S." / "federal R&D credit"): its prose sentence is read, not its layout line.
-        around = span_of if figure.kind == "year" else line_of
         # A value that only rounds to the source's ("$1.3 billion" of "1,340") is weaker evidence than one written the
         # same: some line of a filing rounds to almost any figure of two digits, so its line must be more about the
         # sentence.
         rounded = figure.kind in ("amount", "number", "percent") and off > 1e-9 * max(1.0, abs(figure.value))
         need = max(1, shared + _ROUNDED_WORDS if rounded else shared)
-        if (count := len(about & words_of(around(passage.chunk.text, there.start, there.end)))) >= need:
+        if (count := len(about & _words_around(passage.chunk.text, there, figure.kind == "year"))) >= need:
             yield there, count
+
+
+def _words_around(text: str, there: Figure, year: bool) -> frozenset[str]:
+    """What the line of a source's figure is about. A year is held to the words beside it in the answer, which a PDF
+    may wrap onto the next line ("with our 2022 U.S." / "federal R&D credit"): its prose sentence is read, not its
+    layout line. A table's row is read with a label the PDF wraps onto the line above ("Funds from Operations
+    attributable to Boston Properties," / "Inc. (1) $ 823,715")."""
+    if year:
+        return frozenset(words_of(span_of(text, there.start, there.end)))
+    return line_words(text)[bisect_left(line_ends(text), there.start)]
+
+
+@lru_cache(maxsize=1024)
+def line_words(text: str) -> tuple[frozenset[str], ...]:
+    """The words of each line of a passage, with the label above it where it is a table's row (_row_label); kept, as
+    every value looked up on it reads its line's."""
+    lines = LINE_END.split(text)
+    return tuple(frozenset(words_of(line) | words_of(_row_label(lines, i))) for i, line in enumerate(lines))
+
+
+def _row_label(lines: Sequence[str], i: int) -> str:
+    """The line above a table's row where it holds the rest of its label: words and no digits, no prose. (A line of
+    Chinese is a sentence, whatever its words: the one before is another.)"""
+    if i == 0 or _prose(lines[i]) or has_han(lines[i]):
+        return ""
+    above = lines[i - 1]
+    return above if above.strip() and not re.search(r"\d", above) and not (_prose(above) or has_han(above)) else ""
 
 
 # Where a clause ends within a line: a comma before a digit separates thousands; a stop ends a sentence.
