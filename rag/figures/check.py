@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from datetime import date
 
 from rag.figures.lookup import Seen, change_between, look_up
-from rag.figures.passages import common_words, dated_words, line_words, passage_of, read_passage, words_beside
+from rag.figures.passages import (
+    common_words,
+    dated_words,
+    layout_lines,
+    passage_of,
+    read_passage,
+    row_words,
+    words_beside,
+)
 from rag.figures.period_checks import between_periods, check_periods, clause_bounds, year_phrase
 from rag.figures.periods import (
     FISCAL,
@@ -198,5 +206,6 @@ def _words_beside(answer: str, figure: Figure, found: Sequence[Figure], sentence
 def clear_caches() -> None:
     """Forget every passage and document read so far: the check keeps them (lru caches), since the same passages come
     back for question after question; a cost benchmark empties them to time an answer that meets its passages first."""
-    for cache in (read_passage, dated_words, passage_words, read_period, line_ends, line_words, file_names):
+    caches = (read_passage, dated_words, passage_words, read_period, line_ends, layout_lines, row_words, file_names)
+    for cache in caches:
         cache.cache_clear()

@@ -193,16 +193,16 @@ def read_passage(
     for f in found:
         if f.kind != "date":
             on_line.setdefault(bisect_left(ends, f.start), []).append(f)
-    lines = LINE_END.split(text)
-    words = line_words(text)
-    held = tuple((words[i], frozenset(_matched_as(f.kind) for f in line)) for i, line in sorted(on_line.items()))
+    held = tuple(
+        (row_words(text, i), frozenset(_matched_as(f.kind) for f in line)) for i, line in sorted(on_line.items())
+    )
     # A small whole number alone on its line is a page's number ("Notes to Financial Statements 11") or a count in
     # prose, not a table's cell: the table's scale does not make it "$11.0 million".
     unscaled = frozenset(line[0].start for line in on_line.values() if len(line) == 1 and _small_whole(line[0]))
     # A duration or a measure ("11.4 years", a lease's term; "300mm") is counted in its own unit, whatever the
     # table's amounts are in.
     unscaled |= {f.start for f in found if f.kind == "number" and _MEASURE.match(text, f.end)}
-    unscaled |= _per_share(lines, on_line)
+    unscaled |= _per_share(layout_lines(text), on_line)
     return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
 
 
@@ -270,15 +270,20 @@ def _words_around(text: str, there: Figure, year: bool) -> frozenset[str]:
     attributable to Boston Properties," / "Inc. (1) $ 823,715")."""
     if year:
         return frozenset(words_of(span_of(text, there.start, there.end)))
-    return line_words(text)[bisect_left(line_ends(text), there.start)]
+    return row_words(text, bisect_left(line_ends(text), there.start))
 
 
 @lru_cache(maxsize=1024)
-def line_words(text: str) -> tuple[frozenset[str], ...]:
-    """The words of each line of a passage, with the label above it where it is a table's row (_row_label); kept, as
+def layout_lines(text: str) -> tuple[str, ...]:
+    return tuple(LINE_END.split(text))
+
+
+@lru_cache(maxsize=65536)
+def row_words(text: str, i: int) -> frozenset[str]:
+    """The words of a passage's ``i``-th line, with the label above it where it is a table's row (_row_label); kept, as
     every value looked up on it reads its line's."""
-    lines = LINE_END.split(text)
-    return tuple(frozenset(words_of(line) | words_of(_row_label(lines, i))) for i, line in enumerate(lines))
+    lines = layout_lines(text)
+    return frozenset(words_of(lines[i]) | words_of(_row_label(lines, i)))
 
 
 def _row_label(lines: Sequence[str], i: int) -> str:
