@@ -169,7 +169,7 @@ def test_verify_checks_an_answer_written_elsewhere(url, sec_docs):
     by_text = httpx.post(f"{url}/v1/verify", json=texts, headers=AUTH, timeout=60).json()
     assert [c["status"] for c in by_text["checks"]] == ["supported"]
     # An answer that does not say what its figure is: the question says it for it.
-    vague = {"answer": "Its profit was $19.9 billion.", "sources": texts["sources"]}
+    vague = {"answer": "Its result was $19.9 billion.", "sources": texts["sources"]}
     asked = {**vague, "question": "What was Apple's net income?"}
     for request, status in ((vague, "unsupported"), (asked, "supported")):
         checked = httpx.post(f"{url}/v1/verify", json=request, headers=AUTH, timeout=60).json()
