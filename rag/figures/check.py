@@ -10,7 +10,6 @@ from rag.figures.lookup import Seen, change_between, look_up
 from rag.figures.passages import (
     common_words,
     dated_words,
-    layout_lines,
     passage_of,
     read_passage,
     row_words,
@@ -206,6 +205,5 @@ def _words_beside(answer: str, figure: Figure, found: Sequence[Figure], sentence
 def clear_caches() -> None:
     """Forget every passage and document read so far: the check keeps them (lru caches), since the same passages come
     back for question after question; a cost benchmark empties them to time an answer that meets its passages first."""
-    caches = (read_passage, dated_words, passage_words, read_period, line_ends, layout_lines, row_words, file_names)
-    for cache in caches:
+    for cache in (read_passage, dated_words, passage_words, read_period, line_ends, row_words, file_names):
         cache.cache_clear()

@@ -12,7 +12,7 @@ from datetime import date
 from functools import lru_cache
 
 from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, UNITS, Figure, day_of, figures, other_currency, year_of
-from rag.figures.words import LINE_END, NOT_AN_END, WORD, line_bounds, line_ends, line_of, passage_words, words_of
+from rag.figures.words import NOT_AN_END, WORD, line_bounds, line_ends, line_of, nth_line, passage_words, words_of
 from rag.languages import has_han
 from rag.types import RetrievedChunk
 
@@ -202,17 +202,18 @@ def read_passage(
     # A duration or a measure ("11.4 years", a lease's term; "300mm") is counted in its own unit, whatever the
     # table's amounts are in.
     unscaled |= {f.start for f in found if f.kind == "number" and _MEASURE.match(text, f.end)}
-    unscaled |= _per_share(layout_lines(text), on_line)
+    unscaled |= _per_share(text, on_line)
     return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
 
 
-def _per_share(lines: Sequence[str], on_line: dict[int, list[Figure]]) -> set[int]:
+def _per_share(text: str, on_line: dict[int, list[Figure]]) -> set[int]:
     """The starts of per-share amounts, which a statement's "(In millions, except per share amounts)" leaves at face
     value: those written in cents on a line, or under a heading ("Earnings per share:"), that says per share."""
     out: set[int] = set()
     for i, line in on_line.items():
-        heading = next((lines[j] for j in range(i - 1, max(i - _HEADING_LINES, 0) - 1, -1) if j not in on_line), "")
-        if _PER_SHARE.search(lines[i]) or (_PER_SHARE.search(heading) and heading.rstrip().endswith(":")):
+        above = range(i - 1, max(i - _HEADING_LINES, 0) - 1, -1)
+        heading = next((nth_line(text, j) for j in above if j not in on_line), "")
+        if _PER_SHARE.search(nth_line(text, i)) or (_PER_SHARE.search(heading) and heading.rstrip().endswith(":")):
             out.update(f.start for f in line if f.kind in ("amount", "number") and _in_cents(f))
     return out
 
@@ -273,25 +274,20 @@ def _words_around(text: str, there: Figure, year: bool) -> frozenset[str]:
     return row_words(text, bisect_left(line_ends(text), there.start))
 
 
-@lru_cache(maxsize=1024)
-def layout_lines(text: str) -> tuple[str, ...]:
-    return tuple(LINE_END.split(text))
-
-
 @lru_cache(maxsize=65536)
 def row_words(text: str, i: int) -> frozenset[str]:
     """The words of a passage's ``i``-th line, with the label above it where it is a table's row (_row_label); kept, as
     every value looked up on it reads its line's."""
-    lines = layout_lines(text)
-    return frozenset(words_of(lines[i]) | words_of(_row_label(lines, i)))
+    return frozenset(words_of(nth_line(text, i)) | words_of(_row_label(text, i)))
 
 
-def _row_label(lines: Sequence[str], i: int) -> str:
+def _row_label(text: str, i: int) -> str:
     """The line above a table's row where it holds the rest of its label: words and no digits, no prose. (A line of
     Chinese is a sentence, whatever its words: the one before is another.)"""
-    if i == 0 or _prose(lines[i]) or has_han(lines[i]):
+    line = nth_line(text, i)
+    if i == 0 or _prose(line) or has_han(line):
         return ""
-    above = lines[i - 1]
+    above = nth_line(text, i - 1)
     return above if above.strip() and not re.search(r"\d", above) and not (_prose(above) or has_han(above)) else ""
 
 

@@ -101,8 +101,21 @@ def line_ends(text: str) -> tuple[int, ...]:
 def line_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     """Where the line of a passage that holds ``text[start:end]`` starts and ends."""
     ends = line_ends(text)
-    before, after = bisect_left(ends, start), bisect_left(ends, end)
-    return (ends[before - 1] + 1 if before else 0), (ends[after] if after < len(ends) else len(text))
+    return _start_of(ends, bisect_left(ends, start)), _end_of(text, ends, bisect_left(ends, end))
+
+
+def nth_line(text: str, i: int) -> str:
+    """A passage's ``i``-th line (0-based), as line_ends divides it."""
+    ends = line_ends(text)
+    return text[_start_of(ends, i) : _end_of(text, ends, i)]
+
+
+def _start_of(ends: tuple[int, ...], i: int) -> int:
+    return ends[i - 1] + 1 if i else 0
+
+
+def _end_of(text: str, ends: tuple[int, ...], i: int) -> int:
+    return ends[i] if i < len(ends) else len(text)
 
 
 def line_of(text: str, start: int, end: int) -> str:
