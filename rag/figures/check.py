@@ -54,10 +54,12 @@ def check_figures(
     tail = answer.rstrip(" \t\n,.;:-")
     sentences = [sentence_bounds(answer, f.start, f.end) for f in found]
     years: dict[tuple[int, int], set[int]] = {}
+    dated: dict[tuple[int, int], list[Figure]] = {}  # each sentence's dates and years, in order
     days: dict[tuple[int, int], set[date]] = {}  # the days each sentence names: they bind values to dated columns
     for figure, sentence in zip(found, sentences, strict=True):
         if figure.kind in ("date", "year"):
             years.setdefault(sentence, set()).add(year_of(figure))
+            dated.setdefault(sentence, []).append(figure)
         if (day := day_of(figure)) is not None:
             days.setdefault(sentence, set()).add(day)
     periods = [(p, period) for p in order if (period := period_of(p.chunk))]
@@ -109,7 +111,7 @@ def check_figures(
         if figure.kind == "date" and named_periods[i] is not None:
             about = set()  # a period's end or a balance's date: the periods' rules decide, or it may stand anywhere
         named = years.get(sentence, set())
-        if figure.kind in ("amount", "number", "percent") and _years_only_after(found, clauses[i], sentence):
+        if figure.kind in ("amount", "number", "percent") and _years_only_after(dated.get(sentence, []), clauses[i]):
             # "$1,054 million of income (against a $726 million expense in 2022)": the year is the later clause's.
             named = set()
         if FISCAL.search(answer[slice(*sentence)]):
@@ -129,7 +131,7 @@ def check_figures(
                 # A sentence of prose names many years, each the year of its own clause ("2013年与一班大埔兄弟 ...，
                 # 2014年，吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside.
                 # (Where the sources have periods, a year that names none is held by year_phrase.)
-                beside = asked if alone else _words_beside(answer, figure, found, sentence) - common
+                beside = asked if alone else _words_beside(answer, figure, dated[sentence], sentence) - common
         for words in contexts:
             if look_up(
                 check, figure, words, searched, own, named, days.get(sentence, set()), cited, seen[sentence], beside
@@ -180,9 +182,9 @@ def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], see
     return any(c.start in seen.column_of and seen.column_of[c.start] is None for c in supported_values(checks, clause))
 
 
-def _years_only_after(found: Sequence[Figure], clause: tuple[int, int], sentence: tuple[int, int]) -> bool:
-    """Whether every date and year of a value's sentence stands after the value's clause, which names none."""
-    dated = [f for f in found if f.kind in ("date", "year") and sentence[0] <= f.start < sentence[1]]
+def _years_only_after(dated: Sequence[Figure], clause: tuple[int, int]) -> bool:
+    """Whether every date and year of a value's sentence (``dated``) stands after the value's clause, which names
+    none."""
     return bool(dated) and all(f.start >= clause[1] for f in dated)
 
 
@@ -196,9 +198,8 @@ def _headed_by(figure: Figure, checks: Sequence[FigureCheck], sentence: tuple[in
     }
 
 
-def _words_beside(answer: str, figure: Figure, found: Sequence[Figure], sentence: tuple[int, int]) -> set[str]:
-    """The words beside a date or year in the answer's sentence (words_beside)."""
-    dated = [f for f in found if f.kind in ("date", "year") and sentence[0] <= f.start < sentence[1]]
+def _words_beside(answer: str, figure: Figure, dated: Sequence[Figure], sentence: tuple[int, int]) -> set[str]:
+    """The words beside a date or year in the answer's sentence, whose dates and years are ``dated`` (words_beside)."""
     return words_beside(answer, dated, dated.index(figure), *sentence)
 
 
