@@ -20,6 +20,8 @@ from rag.figures import WHY, check_figures, figures
 from rag.types import AnswerRequest, Finished, RetrievedChunk, SearchResult, Usage
 from tests.test_languages import ZH_DOCS
 
+MIXED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "filings-mixed" / "docs"
+
 
 @pytest.fixture(scope="module")
 def apple_pages(sec_docs) -> list[RetrievedChunk]:
@@ -463,19 +465,17 @@ def test_a_table_s_cell_counts_at_its_header_s_scale_only():
     """Salesforce's "(in millions, except remaining performance" / "obligation, which is presented in billions)" wraps
     its exception over a line: its revenue is no $31,352 billion. Boston Properties' "$ 2,490,821" of a table "in
     thousands" is $2.49 billion, not $2.49 million."""
-    mixed = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed" / "docs"
-    salesforce = _pages_of(mixed, "doc-044.pdf", 46)
+    salesforce = _pages_of(MIXED, "doc-044.pdf", 46)
     assert _statuses("Total revenues were $31,352 million.", salesforce) == {"$31,352 million": "supported"}
     assert _statuses("Total revenues were $31,352 billion.", salesforce) == {"$31,352 billion": "unsupported"}
-    boston = _pages_of(mixed, "doc-061.pdf", 44)
+    boston = _pages_of(MIXED, "doc-061.pdf", 44)
     assert _statuses("Total revenue was $2.49 billion.", boston) == {"$2.49 billion": "supported"}
     assert _statuses("Total revenue was $2.49 million.", boston) == {"$2.49 million": "unsupported"}
 
 
 def test_a_row_s_label_wrapped_onto_the_line_above_is_read_with_it():
     """Boston Properties: "Funds from Operations attributable to Boston Properties," / "Inc. (1) $ 823,715 ..."."""
-    mixed = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed" / "docs"
-    page = _pages_of(mixed, "doc-061.pdf", 45)
+    page = _pages_of(MIXED, "doc-061.pdf", 45)
     assert "Funds from Operations attributable to Boston Properties,\nInc. (1) $ 823,715" in page[0].text
     said = "Funds from Operations attributable to the company were ${} thousand."
     assert _statuses(said.format("823,715"), page) == {"$823,715 thousand": "supported"}
@@ -493,8 +493,7 @@ def test_per_share_amounts_are_at_face_value(apple_pages):
 def test_a_year_of_a_later_clause_binds_no_value_before_it():
     """FedEx's "Other retirement plans income (expense) 1,054 (726) 1,983" under "2023 2022 2021": the 2022 of the
     bracket is the expense's, not the income's."""
-    mixed = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "filings-mixed" / "docs"
-    page = _pages_of(mixed, "doc-058.pdf", 81)
+    page = _pages_of(MIXED, "doc-058.pdf", 81)
     answer = "Other retirement plans income was $1,054 million (against a $726 million expense in 2022)."
     assert _statuses(answer, page) == {"$1,054 million": "supported", "$726 million": "supported", "2022": "supported"}
     swapped = "Other retirement plans income was $726 million in 2023."
@@ -662,6 +661,30 @@ def test_a_change_computed_from_two_cited_figures(apple_pages):
         ("$496 million", "supported", []),
         ("190", "supported", []),
     ]
+
+
+def test_a_share_computed_from_two_figures_where_the_answer_says_so():
+    """Apple's five-year table holds net income $55,256 million and total assets $338,516 million for 2019: the
+    answer's 16.3% is the one over the other, written after a colon or as "% of"; without a word that says it is a
+    share, some two figures' ratio rounds to almost any percentage."""
+    table = _pages_of(MIXED, "doc-036.pdf", 20)
+    over = "About 16.3%: net income $55,256 million over total assets $338,516 million."
+    checks = check_figures(over, table).checks
+    assert checks[0].status == "supported" and checks[0].derived_from == ["$55,256 million", "$338,516 million"]
+    assert _statuses(over.replace("16.3%", "16.4%"), table)["16.4%"] == "unsupported"
+    assert _statuses(over.replace(" over ", " and "), table)["16.3%"] == "unsupported"
+    of = "Net income of $55,256 million was 16.3% of total assets of $338,516 million."
+    assert _statuses(of, table)["16.3%"] == "supported"
+
+
+def test_a_count_in_prose_and_an_enumeration_are_no_amounts():
+    """PG&E's pages are "in millions", but "at least 2,720 plaintiffs" is no $2.72 billion (nor, rounded, "$3 billion")
+    and the "(2)" of "... and (2) if revolving loans are outstanding" is no $2 million."""
+    pages = _pages_of(MIXED, "doc-038.pdf", 137, 162)
+    assert all("in millions" in p.text.lower() for p in pages)
+    assert _statuses("At least 2,720 plaintiffs have complained.", pages) == {"2,720": "supported"}
+    assert _statuses("Its debt goal is at least $3 billion.", pages) == {"$3 billion": "unsupported"}
+    assert _statuses("Its ratio of debt must be at least $2 million.", pages) == {"$2 million": "unsupported"}
 
 
 def test_a_figure_cut_off_by_the_token_limit_and_a_citation_to_nothing(apple_pages):

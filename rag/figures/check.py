@@ -160,19 +160,31 @@ def check_figures(
     for figure, check, sentence in zip(found, checks, sentences, strict=True):
         if check.status == "unsupported" and figure.kind in ("amount", "number", "percent"):
             # A change the answer computes is written beside its operands: in its sentence or the one before
-            # ("= ($143,083 million - $75,022 million) ... = $68,061 million"), not anywhere in a long answer, where
-            # some two figures' change rounds to almost any percentage.
+            # ("= ($143,083 million - $75,022 million) ... = $68,061 million"), or after the colon that ends its own
+            # ("About 16.3%: net income ... over ..."), not anywhere in a long answer, where some two figures' change
+            # rounds to almost any percentage.
             near = {sentence, previous[sentence]}
+            if answer[: sentence[1]].rstrip().endswith(":"):
+                near.add(sentence_bounds(answer, sentence[1], sentence[1] + 1))
             supported = [
                 f for f, c, s in zip(found, checks, sentences, strict=True) if c.status == "supported" and s in near
             ]
-            check.derived_from = change_between(figure, supported)
+            share = any(_SHARE.search(answer[slice(*s)]) for s in near)
+            check.derived_from = change_between(figure, supported, share)
             if check.derived_from:
                 check.status = "supported"
     for check in checks:
         check.why = (check.why or "not_found") if check.status == "unsupported" else None
     unknown = sorted({int(n) for n in re.findall(r"\[(\d+)\]", answer) if not 1 <= int(n) <= len(chunks)})
     return FigureReport(checks, unknown)
+
+
+# Words by which an answer says a percentage is one figure's share of another: some two figures' ratio rounds to
+# almost any percentage, so a share is computed only where the answer says it computed one.
+_SHARE = re.compile(
+    r"\b(?:over|divided\s+by|as\s+a\s+(?:share|percentage|percent|proportion|fraction)\s+of|share\s+of|ratio|"
+    r"margin|accounts?\s+for|accounted\s+for|represent(?:s|ed|ing)?)\b|%\s+of\b|[/÷]|占"
+)
 
 
 def _stated_in_prose(checks: Sequence[FigureCheck], clause: tuple[int, int], seen: Seen) -> bool:

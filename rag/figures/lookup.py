@@ -13,14 +13,18 @@ from rag.figures.reading import Figure
 from rag.figures.report import FigureCheck
 
 
-def change_between(figure: Figure, others: Sequence[Figure]) -> list[str]:
-    """Two other figures of the answer that ``figure`` is the change between, if any."""
+def change_between(figure: Figure, others: Sequence[Figure], share: bool = False) -> list[str]:
+    """Two other figures of the answer that ``figure`` is the change between, if any; or, where its sentence says
+    it computes a share (``share``: "net income $55,256 million over total assets $338,516 million"), the first's
+    share of the second."""
     amounts = [o for o in others if o.kind in ("amount", "number") and o is not figure]
     for a, b in permutations(amounts, 2):
         if min(abs(a.value), abs(b.value)) <= figure.tolerance:
             continue  # "$496 million" is not the change from 190 to $496 million
         if figure.kind == "percent":
             if a.value and abs(abs((b.value - a.value) / a.value * 100) - figure.value) <= figure.tolerance:
+                return [a.text, b.text]
+            if share and abs(abs(a.value / b.value * 100) - figure.value) <= figure.tolerance:
                 return [a.text, b.text]
         elif abs(abs(b.value - a.value) - abs(figure.value)) <= figure.tolerance and figure.value:
             return [a.text, b.text]

@@ -17,6 +17,14 @@ from rag.languages import has_han
 from rag.types import RetrievedChunk
 
 _MEASURE = re.compile(rf"\s*{UNITS}", re.I)
+# A number followed by a noun counts things ("2,720 plaintiffs", "204 structures"), and one in parentheses before a
+# word enumerates ("(2) if revolving loans ..."): neither is an amount in the page's "in millions". The words that
+# join a value to its period or to another value do not make it one.
+_COUNTED = re.compile(
+    r"\)?\s+(?!(?:and|or|nor|to|in|of|for|from|at|as|by|on|with|than|versus|vs|compared|respectively|during|"
+    r"through|until|per|each|while|which|that|was|were|is|are|had|has|have|million|billion|thousand|percent)\b)"
+    r"[a-z]{2,}\b"
+)
 _CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
 _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures, 3 one figure, 4 more than 3
 # How many fewer words short of the best a value that only rounds to a source's may be; chosen on SEC dev: 1 caught 2
@@ -202,6 +210,7 @@ def read_passage(
     # A duration or a measure ("11.4 years", a lease's term; "300mm") is counted in its own unit, whatever the
     # table's amounts are in.
     unscaled |= {f.start for f in found if f.kind == "number" and _MEASURE.match(text, f.end)}
+    unscaled |= {f.start for f in found if f.kind == "number" and _COUNTED.match(text, f.end)}
     unscaled |= _per_share(text, on_line)
     return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
 
