@@ -55,7 +55,7 @@ def test_the_page_says_why_in_the_check_s_words():
 def test_what_counts_as_a_figure():
     text = (
         "101. Item 7 of the 10-Q [2] says revenue was $81.8 billion, up 3.5% from 81,797 in 2022; "
-        "3 segments; a loss of (1,234); costs of ($46) million; 营业收入12亿元; July 1, 2023."
+        "3 segments; a loss of (1,234); costs of ($46) million, down (8)%; 营业收入12亿元; July 1, 2023."
     )
     assert [(f.text, f.kind) for f in figures(text)] == [
         ("$81.8 billion", "amount"),
@@ -64,6 +64,7 @@ def test_what_counts_as_a_figure():
         ("2022", "year"),
         ("1,234", "number"),
         ("($46) million", "amount"),
+        ("(8)%", "percent"),
         ("12亿", "amount"),
         ("July 1, 2023", "date"),
     ]
@@ -675,6 +676,20 @@ def test_a_share_computed_from_two_figures_where_the_answer_says_so():
     assert _statuses(over.replace(" over ", " and "), table)["16.3%"] == "unsupported"
     of = "Net income of $55,256 million was 16.3% of total assets of $338,516 million."
     assert _statuses(of, table)["16.3%"] == "supported"
+
+
+def test_a_percentage_beside_an_amount_is_the_one_its_row_gives():
+    """Apple's 10-K: "iPhone 211,884 (8)% 231,218 37 % ..." (units in thousands): the change beside the iPhone's units
+    is its row's (8)%, not the 9% the Mac's row gives a page later; a percentage whose amount's row holds none is
+    sought anywhere."""
+    pages = _pages_of(MIXED, "doc-059.pdf", 26, 27)
+    said = "iPhone unit sales were 211,884 thousand, down {}."
+    checks = check_figures(said.format("8%"), pages).checks
+    assert [c.status for c in checks] == ["supported", "supported"]
+    assert checks[1].span == checks[0].span == "iPhone 211,884 (8)% 231,218 37 % 169,219"
+    assert _whys(said.format("9%"), pages) == [None, "other_row"]
+    assert _whys("iPhone unit sales fell 9% to 211,884 thousand.", pages) == ["other_row", None]
+    assert _whys("Mac unit sales rose 9% in 2015.", pages) == [None, None]
 
 
 def test_a_count_in_prose_and_an_enumeration_are_no_amounts():

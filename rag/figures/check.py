@@ -6,8 +6,9 @@ import re
 from collections.abc import Sequence
 from datetime import date
 
-from rag.figures.lookup import Seen, change_between, look_up
+from rag.figures.lookup import Seen, change_between, look_up, on_the_row
 from rag.figures.passages import (
+    Passage,
     common_words,
     dated_words,
     passage_of,
@@ -147,6 +148,14 @@ def check_figures(
         ):
             check.withdraw("other_period")
             against_columns.add(i)
+    for i, figure in enumerate(found):
+        # A percentage written beside an amount ("$4,520 million, up 5%") is the change its table's row states
+        # beside it, where the row states one: another row's percentage that happens to be the same is not it.
+        if figure.kind != "percent" or checks[i].status != "supported":
+            continue
+        row = _row_beside(found, i, sentences[i], seen[sentences[i]])
+        if row and on_the_row(checks[i], figure, row, cited) is False:
+            checks[i].withdraw("other_row")
     if periods:
         names = latest_named(periods)
         latest = {s: names for s in set(sentences) if LATEST.search(answer[slice(*s)])}
@@ -198,6 +207,18 @@ def _years_only_after(dated: Sequence[Figure], clause: tuple[int, int]) -> bool:
     """Whether every date and year of a value's sentence (``dated``) stands after the value's clause, which names
     none."""
     return bool(dated) and all(f.start >= clause[1] for f in dated)
+
+
+def _row_beside(found: Sequence[Figure], i: int, sentence: tuple[int, int], seen: Seen) -> tuple[Passage, int] | None:
+    """The row the amount nearest ``found[i]`` (a percentage) in its sentence was found on, if it was."""
+    near = [
+        f
+        for f in found
+        if f.kind in ("amount", "number") and sentence[0] <= f.start < sentence[1] and f.start in seen.row_of
+    ]
+    if not near:
+        return None
+    return seen.row_of[min(near, key=lambda f: abs(f.start - found[i].start)).start]
 
 
 def _headed_by(figure: Figure, checks: Sequence[FigureCheck], sentence: tuple[int, int], seen: Seen) -> set[int]:

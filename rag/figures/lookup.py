@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import permutations
 
-from rag.figures.passages import Passage, beside_count, matches, shared_enough, span_of
+from rag.figures.passages import Passage, beside_count, is_prose, matches, shared_enough, span_of
 from rag.figures.periods import DAYS_OFF
 from rag.figures.reading import Figure
 from rag.figures.report import FigureCheck
+from rag.figures.words import line_ends, nth_line
 
 
 def change_between(figure: Figure, others: Sequence[Figure], share: bool = False) -> list[str]:
@@ -41,6 +43,8 @@ class Seen:
     taken: set[tuple[int, int]] = field(default_factory=set)
     # The year heading the column each of its values was found in (None: not in a column), by the value's offset.
     column_of: dict[int, int | None] = field(default_factory=dict)
+    # The source and line each of its values was found on, by the value's offset.
+    row_of: dict[int, tuple[Passage, int]] = field(default_factory=dict)
 
 
 def look_up(
@@ -90,8 +94,26 @@ def look_up(
                 continue  # the column of December 31, 2022 is not the quarter ended June 25, 2022
         _support(check, passage, there, cited)
         seen.column_of[check.start] = column[0] if column else None
+        seen.row_of[check.start] = (passage, bisect_left(line_ends(passage.chunk.text), there.start))
         return True
     return False
+
+
+def on_the_row(check: FigureCheck, figure: Figure, row: tuple[Passage, int], cited: Sequence[int]) -> bool | None:
+    """Whether the row an amount was found on holds ``figure``, a percentage the answer writes beside it ("$4,520
+    million, up 5%"), and if so ``check`` stands on it; None where the row holds no percentage or is prose, as a
+    table's row states its amount's change beside it where it states one."""
+    passage, line = row
+    if is_prose(nth_line(passage.chunk.text, line)):
+        return None  # a line of prose runs on into other sentences' percentages
+    ends = line_ends(passage.chunk.text)
+    there = [f for f in passage.figures if f.kind == "percent" and bisect_left(ends, f.start) == line]
+    if not there:
+        return None
+    held = next((f for f in there if abs(abs(f.value) - figure.value) <= figure.tolerance), None)
+    if held is not None:
+        _support(check, passage, held, cited)
+    return held is not None
 
 
 def _support(check: FigureCheck, passage: Passage, there: Figure, cited: Sequence[int]) -> None:

@@ -114,13 +114,13 @@ def span_of(text: str, start: int, end: int) -> str:
     and may share one with another ("... convertible to equity. We have an agreement that"). A prose sentence reaches
     back over lines of prose only (not a heading) and _SPAN_LINES lines at most each way."""
     line = line_of(text, start, end)
-    if not _prose(line):
+    if not is_prose(line):
         return line
     starts = [0, *(m.end() for m in re.finditer("\n", text))]
     at = bisect_right(starts, start) - 1
     low = starts[at]
     for i in range(at - 1, max(at - 1 - _SPAN_LINES, -1), -1):
-        if not _prose(text[starts[i] : starts[i + 1]]):
+        if not is_prose(text[starts[i] : starts[i + 1]]):
             break
         low = starts[i]
     line_end = starts[at + 1] - 1 if at + 1 < len(starts) else len(text)
@@ -130,7 +130,7 @@ def span_of(text: str, start: int, end: int) -> str:
     return " ".join(text[before[-1] if before else low : after.start() if after else max(line_end, end)].split())
 
 
-def _prose(line: str) -> bool:
+def is_prose(line: str) -> bool:
     """Whether a layout line is running prose, by its words: a table's row or a heading has few."""
     return len(_LATIN_WORD.findall(line)) > _HEADER_WORDS
 
@@ -294,10 +294,10 @@ def _row_label(text: str, i: int) -> str:
     """The line above a table's row where it holds the rest of its label: words and no digits, no prose. (A line of
     Chinese is a sentence, whatever its words: the one before is another.)"""
     line = nth_line(text, i)
-    if i == 0 or _prose(line) or has_han(line):
+    if i == 0 or is_prose(line) or has_han(line):
         return ""
     above = nth_line(text, i - 1)
-    return above if above.strip() and not re.search(r"\d", above) and not (_prose(above) or has_han(above)) else ""
+    return above if above.strip() and not re.search(r"\d", above) and not (is_prose(above) or has_han(above)) else ""
 
 
 # Where a clause ends within a line: a comma before a digit separates thousands; a stop ends a sentence.

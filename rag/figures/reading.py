@@ -74,8 +74,8 @@ _FIGURE = re.compile(
     r"(?:(?P<cur>US\$|(?-i:HK\$|NT\$|[CAS]\$|GBP|JPY|CNY|HKD|CAD|AUD|CHF)|\$|€|£|¥|RMB|USD|EUR)\s?)?"
     # A number cut inside a group at the very end ("$21,2") is one too: an answer that ran out of tokens ends so.
     r"(?P<num>\d{1,3}(?:,\d{3})*,\d{0,2}(?=\s*$)|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
-    # A negative amount's scale after its parenthesis: "($46) million".
-    r"(?P<close>(?<=\d)\)(?=\s?(?:thousand|million|billion|trillion)\b))?"
+    # A negative amount's scale or percent sign after its parenthesis: "($46) million", a table's "(8)%".
+    r"(?P<close>(?<=\d)\)(?=\s?(?:thousand|million|billion|trillion)\b|\s?%))?"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|mn|bn|[kmb])\b|\s?(?P<han>万亿|亿|万))?"
     r"(?P<pct>\s?%|％|\s?percent\b|\s?per\s?cent\b|\s?percentage\s+points?\b|(?P<bps>\s?(?:basis\s+points?|bps)\b))?"
     # Letters, not \w: a Chinese character may touch a figure. A unit of measure may ("300mm", "7nm").

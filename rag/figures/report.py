@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-Why = Literal["not_found", "other_period", "not_a_source_period", "compared_with_itself", "out_of_order"]
+Why = Literal["not_found", "other_period", "not_a_source_period", "compared_with_itself", "out_of_order", "other_row"]
 # Why a figure is unsupported, in words for a reader who asks which rule said so (the page, app.js, says the same).
 WHY: dict[Why, str] = {
     "not_found": "no source's line about what its sentence says holds it",
@@ -14,6 +14,7 @@ WHY: dict[Why, str] = {
     "not_a_source_period": "no source reports on this period, or compares with it",
     "compared_with_itself": "its sentence compares this period with itself",
     "out_of_order": "told as later than the quarter named before it, but earlier",
+    "other_row": "the table's row of the amount beside it gives another percentage",
 }
 
 

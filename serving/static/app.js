@@ -126,6 +126,7 @@ const WHY = {
   not_a_source_period: "no source reports on this period, or compares with it",
   compared_with_itself: "its sentence compares this period with itself",
   out_of_order: "told as later than the quarter named before it, but earlier",
+  other_row: "the table's row of the amount beside it gives another percentage",
 };
 
 // Each figure of the answer marked as the service checked it: a supported one opens the source that holds it, with
