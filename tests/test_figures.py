@@ -676,6 +676,12 @@ def test_a_share_computed_from_two_figures_where_the_answer_says_so():
     assert _statuses(over.replace(" over ", " and "), table)["16.3%"] == "unsupported"
     of = "Net income of $55,256 million was 16.3% of total assets of $338,516 million."
     assert _statuses(of, table)["16.3%"] == "supported"
+    # What a figure alone before a colon measures is said after it: FedEx's page 14 holds "a 6.9% average list price
+    # increase", which is not capital expenditures against revenue.
+    fedex = _pages_of(MIXED, "doc-058.pdf", 14, 51, 65)
+    against = "About 6.8%: $6,174 million of capital expenditures against $90,155 million of revenue."
+    assert check_figures(against, fedex).checks[0].derived_from == ["$6,174 million", "$90,155 million"]
+    assert _whys(against.replace("6.8%", "6.9%"), fedex) == ["not_found", None, None]
 
 
 def test_a_percentage_beside_an_amount_is_the_one_its_row_gives():

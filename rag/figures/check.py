@@ -72,10 +72,16 @@ def check_figures(
     for figure_ends, sentence in zip(ends, sentences, strict=True):
         years.setdefault(sentence, set()).update(figure_ends)
     # What each sentence's figures measure: its words, or the answer's first sentence's, where a list of figures is
-    # introduced; less the sources' company names, which say nothing about which line is meant.
+    # introduced, or, for a figure alone before a colon ("About 6.8%: ..."), the words after it; less the sources'
+    # company names, which say nothing about which line is meant.
     first = about_words(sentence_of(answer, 0, 0))
     asked = about_words(question) - common if question else set()
-    abouts = {sentence: (about_words(answer[slice(*sentence)]) | first) - common for sentence in set(sentences)}
+    introduced = {s: _colon_after(answer, s) for s in set(sentences)}
+    own = {s: about_words(answer[slice(*s)]) for s in set(sentences)}
+    abouts = {
+        s: ((words or about_words(answer[slice(*introduced[s])] if introduced[s] else "")) | first) - common
+        for s, words in own.items()
+    }
     alone = not any(abouts.values())
     if alone:  # an answer that is its figure alone ("2007年") measures what the question asks
         abouts = dict.fromkeys(abouts, asked)
@@ -172,9 +178,7 @@ def check_figures(
             # ("= ($143,083 million - $75,022 million) ... = $68,061 million"), or after the colon that ends its own
             # ("About 16.3%: net income ... over ..."), not anywhere in a long answer, where some two figures' change
             # rounds to almost any percentage.
-            near = {sentence, previous[sentence]}
-            if answer[: sentence[1]].rstrip().endswith(":"):
-                near.add(sentence_bounds(answer, sentence[1], sentence[1] + 1))
+            near = {sentence, previous[sentence]} | ({introduced[sentence]} if introduced[sentence] else set())
             supported = [
                 f for f, c, s in zip(found, checks, sentences, strict=True) if c.status == "supported" and s in near
             ]
@@ -192,7 +196,7 @@ def check_figures(
 # almost any percentage, so a share is computed only where the answer says it computed one.
 _SHARE = re.compile(
     r"\b(?:over|divided\s+by|as\s+a\s+(?:share|percentage|percent|proportion|fraction)\s+of|share\s+of|ratio|"
-    r"margin|accounts?\s+for|accounted\s+for|represent(?:s|ed|ing)?)\b|%\s+of\b|[/÷]|占"
+    r"margin|against|accounts?\s+for|accounted\s+for|represent(?:s|ed|ing)?)\b|%\s+of\b|[/÷]|占"
 )
 
 
@@ -207,6 +211,13 @@ def _years_only_after(dated: Sequence[Figure], clause: tuple[int, int]) -> bool:
     """Whether every date and year of a value's sentence (``dated``) stands after the value's clause, which names
     none."""
     return bool(dated) and all(f.start >= clause[1] for f in dated)
+
+
+def _colon_after(answer: str, sentence: tuple[int, int]) -> tuple[int, int] | None:
+    """The sentence that a colon ending ``sentence`` introduces ("About 16.3%: net income ... over ..."), if any."""
+    if not answer[: sentence[1]].rstrip().endswith(":") or sentence[1] >= len(answer):
+        return None
+    return sentence_bounds(answer, sentence[1], sentence[1] + 1)
 
 
 def _row_beside(found: Sequence[Figure], i: int, sentence: tuple[int, int], seen: Seen) -> tuple[Passage, int] | None:
