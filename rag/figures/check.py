@@ -77,11 +77,7 @@ def check_figures(
     first = about_words(sentence_of(answer, 0, 0))
     asked = about_words(question) - common if question else set()
     introduced = {s: _colon_after(answer, s) for s in set(sentences)}
-    own = {s: about_words(answer[slice(*s)]) for s in set(sentences)}
-    abouts = {
-        s: ((words or about_words(answer[slice(*introduced[s])] if introduced[s] else "")) | first) - common
-        for s, words in own.items()
-    }
+    abouts = {s: (_measured(answer, s, introduced[s]) | first) - common for s in set(sentences)}
     alone = not any(abouts.values())
     if alone:  # an answer that is its figure alone ("2007年") measures what the question asks
         abouts = dict.fromkeys(abouts, asked)
@@ -178,7 +174,9 @@ def check_figures(
             # ("= ($143,083 million - $75,022 million) ... = $68,061 million"), or after the colon that ends its own
             # ("About 16.3%: net income ... over ..."), not anywhere in a long answer, where some two figures' change
             # rounds to almost any percentage.
-            near = {sentence, previous[sentence]} | ({introduced[sentence]} if introduced[sentence] else set())
+            near = {sentence, previous[sentence]}
+            if (after := introduced[sentence]) is not None:
+                near.add(after)
             supported = [
                 f for f, c, s in zip(found, checks, sentences, strict=True) if c.status == "supported" and s in near
             ]
@@ -218,6 +216,13 @@ def _colon_after(answer: str, sentence: tuple[int, int]) -> tuple[int, int] | No
     if not answer[: sentence[1]].rstrip().endswith(":") or sentence[1] >= len(answer):
         return None
     return sentence_bounds(answer, sentence[1], sentence[1] + 1)
+
+
+def _measured(answer: str, sentence: tuple[int, int], introduced: tuple[int, int] | None) -> set[str]:
+    """What a sentence says its figures measure: its words or, for a figure alone before a colon, those of the
+    sentence the colon introduces."""
+    words = about_words(answer[slice(*sentence)])
+    return words if words or introduced is None else about_words(answer[slice(*introduced)])
 
 
 def _row_beside(found: Sequence[Figure], i: int, sentence: tuple[int, int], seen: Seen) -> tuple[Passage, int] | None:
