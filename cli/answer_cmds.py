@@ -37,7 +37,7 @@ def _print_figures(checks: list[dict]) -> None:
         elif c["status"] == "unsupported":
             where = f"NOT FOUND in the sources: {WHY[c['why']]}"
         elif c["derived_from"]:
-            where = "the change from " + " to ".join(c["derived_from"])
+            where = "computed from " + " and ".join(c["derived_from"])
         else:
             where = f"{c['file']} p.{c['page']}: {c['span']}"
         print(f"  {c['text']}  {where}")

@@ -732,6 +732,9 @@ def test_rag_ask_prints_where_each_figure_stands_or_why_not(apple_pages, capsys)
     assert f"  $81,797 million  2023 Q3 AAPL.pdf p.{statement.page}: Total net sales 81,797" in out
     assert f"  $91,797 million  NOT FOUND in the sources: {WHY['not_found']}" in out
     assert "  $21,2  cut off by the length limit" in out
+    change = "Research and development rose from $6,797 million to $7,442 million, an increase of $645 million."
+    _print_figures([asdict(c) for c in check_figures(change, apple_pages).checks])
+    assert "  $645 million  computed from $6,797 million and $7,442 million" in capsys.readouterr().out
 
 
 def test_chinese_figures_with_wan_and_yi():

@@ -144,9 +144,7 @@ function markFigures(item, text, checks, summary, citations) {
       figure.type = "button";
       figure.className = "figure supported";
       figure.textContent = check.text;
-      const where = check.derived_from.length ? `the change from ${check.derived_from.join(" to ")}` :
-        `${check.file}, p. ${check.page}`;
-      figure.title = `Found in ${where}`;
+      figure.title = `Found in ${check.file}, p. ${check.page}`;
       const citation = citations.find((c) => c.index === check.source);
       figure.onclick = () => openSource(citation, check);
       pieces.push(figure);
@@ -154,7 +152,9 @@ function markFigures(item, text, checks, summary, citations) {
       const figure = document.createElement("mark");
       figure.className = `figure ${check.status}`;
       figure.textContent = check.text;
-      figure.title = check.status === "cut_off" ? "Cut off by the length limit" :
+      // A figure the answer computes (a change, a share) stands on its two operands, not on a source's line.
+      figure.title = check.status === "supported" ? `Computed from ${check.derived_from.join(" and ")}` :
+        check.status === "cut_off" ? "Cut off by the length limit" :
         `Not found in the sources: ${WHY[check.why] || WHY.not_found}`;
       pieces.push(figure);
     }
