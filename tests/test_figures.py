@@ -698,6 +698,16 @@ def test_a_percentage_beside_an_amount_is_the_one_its_row_gives():
     assert _whys("Mac unit sales rose 9% in 2015.", pages) == [None, None]
 
 
+def test_a_year_stands_where_a_word_beside_it_in_the_answer_stands_beside_it():
+    """PG&E's 10-K, page 15 (no quarter among its periods: the rules of texts without periods): "reducing PG&E
+    Corporation's debt by at least $2 billion by the end of 2026" holds the answer's 2026; its "relative to 2025
+    levels", in a sentence that begins "Towards the end of the decade", is no "end of 2025"."""
+    page = [p for p in _filing(MIXED, "doc-038.pdf") if p.page == 15]
+    answer = "PG&E Corporation aims to reduce its debt by at least $2 billion by the end of 2026."
+    assert set(_statuses(answer, page).values()) == {"supported"}
+    assert _statuses(answer.replace("2026", "2025"), page)["2025"] == "unsupported"
+
+
 def test_a_count_in_prose_and_an_enumeration_are_no_amounts():
     """PG&E's pages are "in millions", but "at least 2,720 plaintiffs" is no $2.72 billion (nor, rounded, "$3 billion")
     and the "(2)" of "... and (2) if revolving loans are outstanding" is no $2 million."""

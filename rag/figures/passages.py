@@ -346,8 +346,9 @@ def dated_words(text: str, low: int, high: int) -> tuple[tuple[Figure, frozenset
 
 def beside_count(passage: Passage, there: Figure, beside: set[str]) -> int | None:
     """How many words of ``beside`` (those beside a date or year in the answer) stand beside ``there`` on its line, or
-    None where another date or year of the line stands beside more: the line "2013年与一班大埔兄弟 ... 2014年，
-    吕志兴随和富大埔升上" holds the answer's "2013年，吕志兴随和富大埔升上" on its 2014, not its 2013."""
+    None where another date or year of the line stands beside more (the caller takes none beside no word either):
+    the line "2013年与一班大埔兄弟 ... 2014年，吕志兴随和富大埔升上" holds the answer's "2013年，吕志兴随和富大埔升上"
+    on its 2014, not its 2013."""
     line = dated_words(passage.chunk.text, *line_bounds(passage.chunk.text, there.start, there.start))
     count = max((len(beside & words) for f, words in line if f.start == there.start), default=0)
     rivals = (len(beside & words) for f, words in line if year_of(f) != year_of(there))
