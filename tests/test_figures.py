@@ -708,6 +708,18 @@ def test_a_year_stands_where_a_word_beside_it_in_the_answer_stands_beside_it():
     assert _statuses(answer.replace("2026", "2025"), page)["2025"] == "unsupported"
 
 
+def test_a_day_stands_where_its_clause_s_values_stand_in_prose():
+    """Boston Properties' page 50: "our overall occupancy improved slightly from 91.3% at September 30, 2015 to 91.4% at
+    December 31, 2015." holds both days (the second's words end at its sentence's stop, not in the next sentence's
+    "In addition"); page 77's "the years ended December 31, 2014 and 2013" of a hotel's occupancy is no day of those
+    values."""
+    pages = [p for p in _filing(MIXED, "doc-061.pdf") if p.page in (50, 77)]
+    answer = "Overall occupancy was 91.4% at December 31, 2015 (from 91.3% at September 30, 2015)."
+    checks = check_figures(answer, pages).checks
+    assert [(c.status, c.page) for c in checks] == [("supported", 50)] * 4
+    assert _whys(answer.replace("December 31, 2015", "December 31, 2014"), pages) == [None, "other_period", None, None]
+
+
 def test_a_count_in_prose_and_an_enumeration_are_no_amounts():
     """PG&E's pages are "in millions", but "at least 2,720 plaintiffs" is no $2.72 billion (nor, rounded, "$3 billion")
     and the "(2)" of "... and (2) if revolving loans are outstanding" is no $2 million."""

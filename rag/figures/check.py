@@ -151,6 +151,13 @@ def check_figures(
             check.withdraw("other_period")
             against_columns.add(i)
     for i, figure in enumerate(found):
+        if (
+            day_of(figure)
+            and checks[i].status == "supported"
+            and _told_other_days(figure, supported_values(checks, clauses[i]), seen[sentences[i]])
+        ):
+            checks[i].withdraw("other_period")
+    for i, figure in enumerate(found):
         # A percentage written beside an amount ("$4,520 million, up 5%") is the change its table's row states
         # beside it, where the row states one: another row's percentage that happens to be the same is not it.
         if figure.kind != "percent" or checks[i].status != "supported":
@@ -209,6 +216,21 @@ def _years_only_after(dated: Sequence[Figure], clause: tuple[int, int]) -> bool:
     """Whether every date and year of a value's sentence (``dated``) stands after the value's clause, which names
     none."""
     return bool(dated) and all(f.start >= clause[1] for f in dated)
+
+
+def _told_other_days(date: Figure, values: Sequence[FigureCheck], seen: Seen) -> bool:
+    """Whether the values of a day's clause were all found in sentences of prose that name days, none of them
+    ``date``'s: "from 91.3% at September 30, 2015 to 91.4% at December 31, 2015" holds no 91.4% of December 31, 2014.
+    (A year alone is looser: a clause's values and its year may be two sentences' of a source.)"""
+    told: list[set[float]] = []
+    for value in values:
+        if value.derived_from or seen.column_of.get(value.start) is not None or value.span is None:
+            return False
+        days = {f.value for f in figures(value.span) if day_of(f)}
+        if not days:
+            return False
+        told.append(days)
+    return bool(told) and all(date.value not in days for days in told)
 
 
 def _colon_after(answer: str, sentence: tuple[int, int]) -> tuple[int, int] | None:

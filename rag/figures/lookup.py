@@ -64,14 +64,14 @@ def look_up(
     ``seen`` (its sentence's) gains what it was found in. Sought in the files ``first`` (the documents of the
     periods its sentence names), then in the rest, the sources the answer cites first in each; a value on the line
     most about its sentence first, so that the line shown is that one, not one that only happens to hold it too.
-    ``beside``: the words beside a date or year in the answer (if any): it stands only on an occurrence beside one of
-    them at least, that no other date or year of its line stands beside more of, the one beside most first."""
+    ``beside``: the words beside a date or year in the answer (if any): it stands only on an occurrence they may
+    stand beside (beside_count), the one beside most first."""
     shared = shared_enough(passages, figure, about)
     value = figure.kind in ("amount", "number", "percent")
     found = [(p, there, count) for p in passages for there, count in matches(p, figure, about, shared)]
     if beside and not value:
         counted = [(p, there, beside_count(p, there, beside)) for p, there, _ in found]
-        found = [(p, there, count) for p, there, count in counted if count]
+        found = [(p, there, count) for p, there, count in counted if count is not None]
     found.sort(
         key=lambda match: (
             match[0].chunk.file not in first,

@@ -328,8 +328,8 @@ def words_beside(text: str, dated: Sequence[Figure], i: int, low: int, high: int
     if prev and not before and has_han(text[left : at.start]):
         left = at.start
     ends = [m for m in marks if m >= at.end]
-    if ends and not WORD.search(text, at.end, ends[0]):
-        ends = ends[1:]
+    if ends and not WORD.search(text, at.end, ends[0]) and text[ends[0]] not in ".!?":
+        ends = ends[1:]  # a clause of the year alone ("2014年，") takes the next one's words, not the next sentence's
     right = ends[0] if ends else end
     if after and not ends and not has_han(text[at.end : right]):
         right = at.end
@@ -346,11 +346,16 @@ def dated_words(text: str, low: int, high: int) -> tuple[tuple[Figure, frozenset
 
 def beside_count(passage: Passage, there: Figure, beside: set[str]) -> int | None:
     """How many words of ``beside`` (those beside a date or year in the answer) stand beside ``there`` on its line, or
-    None where another date or year of the line stands beside more (the caller takes none beside no word either):
-    the line "2013年与一班大埔兄弟 ... 2014年，吕志兴随和富大埔升上" holds the answer's "2013年，吕志兴随和富大埔升上"
-    on its 2014, not its 2013."""
+    None where another date or year of the line stands beside more, or where words stand beside it and none of them
+    is one of those: the line "2013年与一班大埔兄弟 ... 2014年，吕志兴随和富大埔升上" holds the answer's
+    "2013年，吕志兴随和富大埔升上" on its 2014, not its 2013; "Towards the end of the decade ... relative to 2025
+    levels" holds no "by the end of 2025". A year with no word of its own beside it ("from 91.3% at September 30,
+    2015 to 91.4% at December 31, 2015") is judged by its rivals alone."""
     line = dated_words(passage.chunk.text, *line_bounds(passage.chunk.text, there.start, there.start))
-    count = max((len(beside & words) for f, words in line if f.start == there.start), default=0)
+    own = [words for f, words in line if f.start == there.start]
+    count = max((len(beside & words) for words in own), default=0)
+    if not count and any(own):
+        return None
     rivals = (len(beside & words) for f, words in line if year_of(f) != year_of(there))
     return None if max(rivals, default=0) > count else count
 
