@@ -720,6 +720,19 @@ def test_a_day_stands_where_its_clause_s_values_stand_in_prose():
     assert _whys(answer.replace("December 31, 2015", "December 31, 2014"), pages) == [None, "other_period", None, None]
 
 
+def test_a_change_column_is_the_quarter_s_or_the_months_to_date_s(sec_docs):
+    """Apple's Q2 2023 "Three Months Ended Six Months Ended" table: "Total net sales $ 94,836 $ 97,278 (3)% $ 211,990
+    $ 221,223 (4)%". A sentence of the quarter stands on the first change, one of the six months on the second, one
+    that names neither on either."""
+    page = _pages_of(sec_docs, "2023 Q2 AAPL.pdf", 18)
+    said = "Total net sales declined by {} in the {} of 2023."
+    assert _statuses(said.format("3%", "second quarter"), page)["3%"] == "supported"
+    assert _statuses(said.format("4%", "second quarter"), page)["4%"] == "unsupported"
+    assert _statuses(said.format("4%", "first six months"), page)["4%"] == "supported"
+    assert _statuses(said.format("3%", "first six months"), page)["3%"] == "unsupported"
+    assert _statuses("Total net sales declined by 4% in 2023.", page)["4%"] == "supported"
+
+
 def test_a_count_in_prose_and_an_enumeration_are_no_amounts():
     """PG&E's pages are "in millions", but "at least 2,720 plaintiffs" is no $2.72 billion (nor, rounded, "$3 billion")
     and the "(2)" of "... and (2) if revolving loans are outstanding" is no $2 million."""

@@ -135,9 +135,20 @@ def check_figures(
                 # 2014年，吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside.
                 # (Where the sources have periods, a year that names none is held by year_phrase.)
                 beside = asked if alone else _words_beside(answer, figure, dated[sentence], sentence) - common
+        length = _length_named(answer[slice(*sentence)])
         for words in contexts:
             if look_up(
-                check, figure, words, searched, own, named, days.get(sentence, set()), cited, seen[sentence], beside
+                check,
+                figure,
+                words,
+                searched,
+                own,
+                named,
+                days.get(sentence, set()),
+                cited,
+                seen[sentence],
+                beside,
+                length,
             ):
                 break
         held = seen[sentence].columns
@@ -231,6 +242,22 @@ def _told_other_days(date: Figure, values: Sequence[FigureCheck], seen: Seen) ->
             return False
         told.append(days)
     return bool(told) and all(date.value not in days for days in told)
+
+
+_TO_DATE = re.compile(
+    r"\b(?:six|nine)[-\s]months?\b|\bfirst\s+(?:half|six|nine)\b|\byear[-\s]to[-\s]date\b|\bYTD\b|\b[12]H\b|\bH[12]\b",
+    re.I,
+)
+_QUARTER = re.compile(r"\bquarter\b|\bthree[-\s]months?\b|\bQ[1-4]\b", re.I)
+
+
+def _length_named(sentence: str) -> str | None:
+    """ "quarter" or "to_date" where a sentence names a quarter and no months to date ("the first six months"), or the
+    months to date and no quarter; else None."""
+    to_date, quarter = _TO_DATE.search(sentence) is not None, _QUARTER.search(sentence) is not None
+    if to_date == quarter:
+        return None
+    return "to_date" if to_date else "quarter"
 
 
 def _colon_after(answer: str, sentence: tuple[int, int]) -> tuple[int, int] | None:

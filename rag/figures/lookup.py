@@ -58,6 +58,7 @@ def look_up(
     cited: Sequence[int],
     seen: Seen,
     beside: set[str],
+    length: str | None = None,
 ) -> bool:
     """Whether a source holds ``figure`` on a line about ``about``, in a column of a year ``named`` (if any) and,
     where a date heads the column, of a day in ``days`` (if any); the first that does supports ``check``, and
@@ -65,7 +66,8 @@ def look_up(
     periods its sentence names), then in the rest, the sources the answer cites first in each; a value on the line
     most about its sentence first, so that the line shown is that one, not one that only happens to hold it too.
     ``beside``: the words beside a date or year in the answer (if any): it stands only on an occurrence they may
-    stand beside (beside_count), the one beside most first."""
+    stand beside (beside_count), the one beside most first. ``length``: "quarter" or "to_date" where
+    its sentence names the one and not the other: a percentage stands only in a change column of that period, if any."""
     shared = shared_enough(passages, figure, about)
     value = figure.kind in ("amount", "number", "percent")
     found = [(p, there, count) for p in passages for there, count in matches(p, figure, about, shared)]
@@ -81,6 +83,8 @@ def look_up(
     )
     for passage, there, _ in found:
         column = passage.columns.get(there.start)
+        if figure.kind == "percent" and length and passage.changes.get(there.start, length) != length:
+            continue  # the second quarter's "(3)%", not the six months' "(4)%" on its row
         if figure.kind in ("date", "year"):
             if (passage.number, there.start) in seen.taken:
                 continue

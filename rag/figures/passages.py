@@ -46,6 +46,7 @@ class Passage:
     unscaled: frozenset[int]  # the starts of bare numbers counted in no scale
     columns: dict[int, _Column]  # a table cell's start -> the year (and day) its column is headed by
     lines: _Lines
+    changes: dict[int, str]  # a change column's percentage's start -> "quarter" or "to_date" (_change_lengths)
 
     def closest(self, about: set[str], kind: str) -> int:
         """The most words of ``about`` a line of it holding a value of ``kind`` shares."""
@@ -191,9 +192,10 @@ def _excepted(text: str, scale: re.Match) -> bool:
 @lru_cache(maxsize=1024)
 def read_passage(
     text: str,
-) -> tuple[tuple[Figure, ...], tuple[float, ...], frozenset[int], dict[int, _Column], _Lines]:
+) -> tuple[tuple[Figure, ...], tuple[float, ...], frozenset[int], dict[int, _Column], _Lines, dict[int, str]]:
     """A passage's figures, the scales its bare numbers may be counted in and those that are in none, its cells'
-    column years and its lines that hold values; kept, since the same passages come back for question after question."""
+    column years, its lines that hold values and its change columns' periods; kept, since the same passages come back
+    for question after question."""
     scales = tuple({SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
     found = tuple(figures(text, everything=True))
     ends = line_ends(text)
@@ -212,7 +214,29 @@ def read_passage(
     unscaled |= {f.start for f in found if f.kind == "number" and _MEASURE.match(text, f.end)}
     unscaled |= {f.start for f in found if f.kind == "number" and _COUNTED.match(text, f.end)}
     unscaled |= _per_share(text, on_line)
-    return found, scales, unscaled, _prose_pairs(text, found) | _column_years(text, found), held
+    columns = _prose_pairs(text, found) | _column_years(text, found)
+    return found, scales, unscaled, columns, held, _change_lengths(text, on_line)
+
+
+# A quarterly filing's table gives each row's change over the quarter, then over the months to date: "Three Months
+# Ended Six Months Ended" above "Total net sales $ 94,836 $ 97,278 (3)% $ 211,990 $ 221,223 (4)%".
+_QUARTER_THEN_TO_DATE = re.compile(r"three\s+months\s+ended.*?\b(?:six|nine)\s+months\s+ended", re.I)
+
+
+def _change_lengths(text: str, on_line: dict[int, list[Figure]]) -> dict[int, str]:
+    """The period of each change column of a table that gives a quarter's change and then the months to date's: of
+    a row's two percentages below such a header, the first is the quarter's ("quarter"), the second the months to
+    date's ("to_date")."""
+    header = _QUARTER_THEN_TO_DATE.search(text)
+    if header is None:
+        return {}
+    below = bisect_left(line_ends(text), header.start())
+    out: dict[int, str] = {}
+    for i, line in on_line.items():
+        changes = [f for f in line if f.kind == "percent"]
+        if i > below and len(changes) == 2:
+            out |= {changes[0].start: "quarter", changes[1].start: "to_date"}
+    return out
 
 
 def _per_share(text: str, on_line: dict[int, list[Figure]]) -> set[int]:
