@@ -88,6 +88,7 @@ def check_figures(
     previous = {s: sentence_before(answer, s) for s in set(sentences)}
     before = {s: about_words(answer[slice(*previous[s])]) - common for s in previous}
     seen = {sentence: Seen() for sentence in set(sentences)}
+    lengths = {s: _length_named(answer[slice(*s)]) for s in set(sentences)}  # its changes' period, where it names one
     # A sentence's values are sought first in the documents of the periods it names, so that a figure of one
     # quarter is found in that quarter's filing rather than beside it in a later one (period_checks).
     reporting = [files_reporting(p[0], periods) if p is not None and not p[1] else {} for p in named_periods]
@@ -135,7 +136,6 @@ def check_figures(
                 # 2014年，吕志兴随 ..."): the one an answer's stands on is the one its own clause's words stand beside.
                 # (Where the sources have periods, a year that names none is held by year_phrase.)
                 beside = asked if alone else _words_beside(answer, figure, dated[sentence], sentence) - common
-        length = _length_named(answer[slice(*sentence)])
         for words in contexts:
             if look_up(
                 check,
@@ -148,7 +148,7 @@ def check_figures(
                 cited,
                 seen[sentence],
                 beside,
-                length,
+                lengths[sentence],
             ):
                 break
         held = seen[sentence].columns
