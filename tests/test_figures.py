@@ -336,6 +336,21 @@ def test_what_a_figure_measures_may_be_said_before_it_or_asked(apple_pages):
     assert _statuses("Its spending was $5,973 million.", statement, question=asked) == {"$5,973 million": "unsupported"}
 
 
+def test_what_a_list_s_figures_measure_may_be_said_in_the_answer_s_opening_sentence(sec_docs):
+    """Amazon files research and development as "Technology and infrastructure": an answer that says so in its
+    opening sentence has its list below it read with those words, where the list's own find no line."""
+    statement = _pages_of(sec_docs, "2023 Q2 AMZN.pdf", 4)
+    answer = (
+        'Amazon\'s R&D expenditure, categorized under "Technology and infrastructure" within operating expenses, was '
+        "$21,931 million in the quarter ended June 30, 2023. Comparing this to other periods:\n\n"
+        "- For the six months ended June 30, 2023, the R&D expenditure was {}."
+    )
+    assert _statuses(answer.format("$42,381 million"), statement)["$42,381 million"] == "supported"
+    assert _statuses(answer.format("$42,382 million"), statement)["$42,382 million"] == "unsupported"
+    unsaid = answer.replace(', categorized under "Technology and infrastructure" within operating expenses,', "")
+    assert _statuses(unsaid.format("$42,381 million"), statement)["$42,381 million"] == "unsupported"
+
+
 def test_words_that_say_nothing_hold_no_figure(sec_docs):
     """Amazon's page: "We repurchased ... for $2.7 billion ... under these programs." A question's "these" says
     nothing of what the answer's figure measures."""
@@ -682,6 +697,46 @@ def test_a_share_computed_from_two_figures_where_the_answer_says_so():
     against = "About 6.8%: $6,174 million of capital expenditures against $90,155 million of revenue."
     assert check_figures(against, fedex).checks[0].derived_from == ["$6,174 million", "$90,155 million"]
     assert _whys(against.replace("6.8%", "6.9%"), fedex) == ["not_found", None, None]
+
+
+def test_a_total_of_the_amounts_listed_before_it(sec_docs):
+    """Intel's segments' revenue of Q3 2023, listed, then summed: the total is supported as the sum of the list's
+    amounts, written as precisely as they are; a total the list does not sum to, or that only rounds to its sum, is
+    not."""
+    segments = _pages_of(sec_docs, "2023 Q3 INTC.pdf", 12)
+    listed = (
+        "Intel's data-centric revenue:\n\n- DCAI: $3.814 billion\n- NEX: $1.450 billion\n"
+        "- Mobileye: $0.530 billion\n- IFS: $0.311 billion\n\nThe total of these was {}."
+    )
+    checks = check_figures(listed.format("$6.105 billion"), segments).checks
+    assert [c.status for c in checks] == ["supported"] * 5
+    assert checks[-1].derived_from == ["$3.814 billion", "$1.450 billion", "$0.530 billion", "$0.311 billion"]
+    assert _statuses(listed.format("$6.106 billion"), segments)["$6.106 billion"] == "unsupported"
+    assert _statuses(listed.format("$6.1 billion"), segments)["$6.1 billion"] == "unsupported"
+    # Without a word that says it sums them, it is sought as any other figure.
+    assert (
+        _statuses(listed.format("$6.105 billion").replace("total of these", "result"), segments)["$6.105 billion"]
+        == "unsupported"
+    )
+
+
+def test_a_sentence_that_runs_from_a_period_to_the_same_period(sec_docs):
+    """Amazon's filings of Q3 2022 and Q3 2023: cash "from $30,177 million as of September 30, 2022, to $49,605
+    million as of September 30, 2023"; run to September 30, 2022 again, the sentence compares a period with itself."""
+    filing = _filing(sec_docs, "2022 Q3 AMZN.pdf") + _filing(sec_docs, "2023 Q3 AMZN.pdf")
+    ran = (
+        "Amazon's cash and cash equivalents increased from $30,177 million as of September 30, 2022, to $49,605 "
+        "million as of September 30, {}."
+    )
+    assert _whys(ran.format(2023), filing) == [None, None, None, None]
+    # (its $49,605 million, which the filing prints under 2023, is not found under 2022 either)
+    assert _whys(ran.format(2022), filing) == [None, "compared_with_itself", "not_found", "compared_with_itself"]
+    # Each range of a list names its periods once each.
+    two = (
+        "Raw materials went from $30,177 million as of September 30, 2022, to $49,605 million as of September 30, "
+        "2023, and cash from $30,177 million as of September 30, 2022, to $49,605 million as of September 30, 2023."
+    )
+    assert "compared_with_itself" not in _whys(two, filing)
 
 
 def test_a_percentage_beside_an_amount_is_the_one_its_row_gives():

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from datetime import date
 
-from rag.figures.lookup import Seen, change_between, look_up, on_the_row
+from rag.figures.lookup import Seen, change_between, look_up, on_the_row, total_of
 from rag.figures.passages import (
     Passage,
     common_words,
@@ -16,7 +16,7 @@ from rag.figures.passages import (
     row_words,
     words_beside,
 )
-from rag.figures.period_checks import between_periods, check_periods, clause_bounds, year_phrase
+from rag.figures.period_checks import between_periods, check_periods, clause_bounds, run_to_itself, year_phrase
 from rag.figures.periods import (
     FISCAL,
     LATEST,
@@ -71,20 +71,21 @@ def check_figures(
     ends = [ends_of_quarter(f, mentions, periods) for f in found]
     for figure_ends, sentence in zip(ends, sentences, strict=True):
         years.setdefault(sentence, set()).update(figure_ends)
-    # What each sentence's figures measure: its words, or the answer's first sentence's, where a list of figures is
-    # introduced, or, for a figure alone before a colon ("About 6.8%: ..."), the words after it; less the sources'
-    # company names, which say nothing about which line is meant.
-    first = about_words(sentence_of(answer, 0, 0))
+    # What each sentence's figures measure: its words, or, for a figure alone before a colon ("About 6.8%: ..."), the
+    # words after it; less the sources' company names, which say nothing about which line is meant.
     asked = about_words(question) - common if question else set()
+    opening = about_words(sentence_of(answer, 0, 1)) - common
     introduced = {s: _colon_after(answer, s) for s in set(sentences)}
-    abouts = {s: (_measured(answer, s, introduced[s]) | first) - common for s in set(sentences)}
+    abouts = {s: _measured(answer, s, introduced[s]) - common for s in set(sentences)}
     alone = not any(abouts.values())
     if alone:  # an answer that is its figure alone ("2007年") measures what the question asks
         abouts = dict.fromkeys(abouts, asked)
-    # A sentence may leave what its figure measures to the one before ("they were $631 million") or to the question
-    # ("the spending was $6,984 million", asked about R&D). Those words are tried only where its own find no line:
-    # added always, they raise the bar of the closest line (shared_enough) and lost more gold figures than they
-    # found on SEC dev.
+    # A sentence may leave what its figure measures to the one before ("they were $631 million"), to the question
+    # ("the spending was $6,984 million", asked about R&D) or to the answer's opening sentence, which names what a
+    # list of figures below it measures ("R&D expenditure, categorized under "Technology and infrastructure" ...",
+    # then "- For the quarter ended June 30, 2023, the R&D expenditure was $21,931 million."). Those words are tried
+    # only where its own find no line: added always, they raise the bar of the closest line (shared_enough) and lost
+    # more gold figures than they found on SEC dev.
     previous = {s: sentence_before(answer, s) for s in set(sentences)}
     before = {s: about_words(answer[slice(*previous[s])]) - common for s in previous}
     seen = {sentence: Seen() for sentence in set(sentences)}
@@ -123,7 +124,7 @@ def check_figures(
             named = named | {year - 1 for year in named}
         contexts = [about]
         if about and figure.kind in ("amount", "number", "percent"):
-            contexts += [about | words for words in (before[sentence], asked) if words]
+            contexts += [about | words for words in (before[sentence], asked, opening) if words - about]
         own = own_files.get(sentence, set())
         beside: set[str] = set()
         searched = passages
@@ -182,6 +183,9 @@ def check_figures(
         check_periods(
             checks, sentences, named_periods, periods, cited, against_columns, seen, reporting, clauses, latest
         )
+    for i in run_to_itself(answer, found, named_periods, sentences):
+        if checks[i].status != "cut_off":
+            checks[i].withdraw("compared_with_itself")
     told_later = out_of_order(answer, mentions)
     for figure, check in zip(found, checks, strict=True):
         if check.status != "cut_off" and (around := mention_around(figure, mentions)) and around[0] in told_later:
@@ -200,6 +204,10 @@ def check_figures(
             ]
             share = any(_SHARE.search(answer[slice(*s)]) for s in near)
             check.derived_from = change_between(figure, supported, share)
+            if not check.derived_from and _TOTAL.search(answer[slice(*sentence)]):
+                listed = zip(found, checks, strict=True)
+                ahead = [f for f, c in listed if c.status == "supported" and f.end <= sentence[0]]
+                check.derived_from = total_of(figure, ahead)
             if check.derived_from:
                 check.status = "supported"
     for check in checks:
@@ -207,6 +215,11 @@ def check_figures(
     unknown = sorted({int(n) for n in re.findall(r"\[(\d+)\]", answer) if not 1 <= int(n) <= len(chunks)})
     return FigureReport(checks, unknown)
 
+
+# Words by which an answer says an amount is the sum of those it listed before it.
+_TOTAL = re.compile(
+    r"\b(?:total(?:s|ed|led|ing)?|combined|sum|together|altogether|in\s+all|aggregate)\b|合计|总计|共计"
+)
 
 # Words by which an answer says a percentage is one figure's share of another: some two figures' ratio rounds to
 # almost any percentage, so a share is computed only where the answer says it computed one.

@@ -33,6 +33,30 @@ def change_between(figure: Figure, others: Sequence[Figure], share: bool = False
     return []
 
 
+def total_of(figure: Figure, before: Sequence[Figure]) -> list[str]:
+    """The last two or more amounts of ``before`` (the answer's supported figures ahead of ``figure``, in order) that
+    ``figure`` is the sum of, if any: "- DCAI: $3.814 billion ... - IFS: $0.311 billion" then "The total ... was
+    $6.105 billion", each written as precisely as the total. Only the figures just before it are summed, nearest
+    first, and the sum grows with each, so one run at most can match: any run of a long answer's figures would sum to
+    almost anything."""
+    if figure.kind not in ("amount", "number") or not figure.value:
+        return []
+    run: list[Figure] = []
+    total = 0.0
+    for other in reversed(before):
+        if other.kind not in ("amount", "number"):
+            continue  # the periods and percentages written beside the amounts listed
+        if other.currency != figure.currency or other.tolerance < figure.tolerance:
+            break  # a total written coarser than its parts ("$1.6 billion" of "$353 million" ...) rounds too easily
+        run.insert(0, other)
+        total += abs(other.value)
+        if len(run) > 1 and abs(total - abs(figure.value)) <= figure.tolerance:
+            return [o.text for o in run]
+        if total > abs(figure.value) + figure.tolerance:
+            break
+    return []
+
+
 @dataclass
 class Seen:
     """What a sentence's figures were found in so far."""

@@ -90,6 +90,33 @@ def check_periods(
             check.withdraw("not_a_source_period")
 
 
+_FROM_OR_TO = re.compile(r"\b(?:from|to)\b", re.I)
+
+
+def run_to_itself(
+    answer: str,
+    found: Sequence[Figure],
+    named: Sequence[tuple[Named, bool] | None],
+    sentences: Sequence[tuple[int, int]],
+) -> set[int]:
+    """The figures that name a period a sentence runs from and the same period it runs to: "changed from $6,532
+    million for the twelve months ended September 30, 2022, to $(9,133) million for the twelve months ended
+    September 30, 2022" compares a period with itself, as "compared to the same quarter" does where it names the
+    sentence's own (check_periods)."""
+    out: set[int] = set()
+    for j, (figure, sentence) in enumerate(zip(found, sentences, strict=True)):
+        for i in range(j):
+            if sentences[i] != sentence or named[i] is None or named[i] != named[j] or any(named[i + 1 : j]):
+                continue
+            # The one runs from the first ("from" is the last of the two words before it) to the second ("to",
+            # with no "from" and no other period, between them): a list of ranges names each period once in each.
+            before = [m[0].lower() for m in _FROM_OR_TO.finditer(answer, sentence[0], found[i].start)]
+            between = [m[0].lower() for m in _FROM_OR_TO.finditer(answer, found[i].end, figure.start)]
+            if before[-1:] == ["from"] and "to" in between and "from" not in between:
+                out |= {i, j}
+    return out
+
+
 def _values_elsewhere(
     checks: Sequence[FigureCheck],
     clause: tuple[int, int],
