@@ -636,6 +636,20 @@ def test_a_year_ago_period_named_as_its_figures_own_is_held_by_their_line(sec_do
     assert set(_statuses(compared, filing).values()) == {"supported"}
 
 
+def test_a_month_without_its_day_stands_on_a_line_nearly_as_about_its_sentence_as_any(sec_docs):
+    """Intel's Q2 2023 filing expects the NAND sale's second closing "no earlier than March 2025", and a trial is
+    scheduled "for March 2024" on another page: a month is coarse, and a line about something else that shares a word
+    with the sentence holds some other event's month. A day is precise: it stands on any line about its sentence,
+    though a sentence of two days is closer to the other's line."""
+    filing = _filing(sec_docs, "2023 Q2 INTC.pdf")
+    closing = (
+        "The transaction will be completed in two closings, with the first closing occurring on December 29, 2021, "
+        "and the second closing expected to be no earlier than {}."
+    )
+    assert _whys(closing.format("March 2025"), filing) == [None, None]
+    assert _whys(closing.format("March 2024"), filing) == [None, "not_found"]
+
+
 def test_a_month_written_without_its_day(sec_docs):
     doc = read_pdf_pages(sec_docs / "2023 Q2 AMZN.pdf", PdfConfig())
     meta = extract_metadata("2023 Q2 AMZN.pdf", doc.texts, doc.info).model_dump(exclude_none=True)

@@ -33,7 +33,7 @@ _ROUNDED_WORDS = 1
 _PER_SHARE = re.compile(r"\bper\s+(?:common\s+|diluted\s+|basic\s+)?share\b", re.I)
 _HEADING_LINES = 3  # rows a statement's heading ("Earnings per share:") stands above at most
 _HEADER_WORDS = 8  # more words than this besides its dates make a line prose; a statement's header holds up to six
-_Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds values: its words, their kinds
+_Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds figures: its words, their kinds
 _Column = tuple[int, date | None]  # the year heading a table's column, and the day where a date heads it
 
 
@@ -199,13 +199,14 @@ def read_passage(
     scales = tuple({SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
     found = tuple(figures(text, everything=True))
     ends = line_ends(text)
-    on_line: dict[int, list[Figure]] = {}
+    on_line: dict[int, list[Figure]] = {}  # each line's values
+    kinds_on: dict[int, set[str]] = {}  # each line's kinds of figure, dates too (shared_enough)
     for f in found:
+        at = bisect_left(ends, f.start)
+        kinds_on.setdefault(at, set()).add(_matched_as(f.kind))
         if f.kind != "date":
-            on_line.setdefault(bisect_left(ends, f.start), []).append(f)
-    held = tuple(
-        (row_words(text, i), frozenset(_matched_as(f.kind) for f in line)) for i, line in sorted(on_line.items())
-    )
+            on_line.setdefault(at, []).append(f)
+    held = tuple((row_words(text, i), frozenset(kinds)) for i, kinds in sorted(kinds_on.items()))
     # A small whole number alone on its line is a page's number ("Notes to Financial Statements 11") or a count in
     # prose, not a table's cell: the table's scale does not make it "$11.0 million".
     unscaled = frozenset(line[0].start for line in on_line.values() if len(line) == 1 and _small_whole(line[0]))
@@ -389,8 +390,13 @@ def shared_enough(passages: Sequence[Passage], figure: Figure, about: set[str]) 
     the line of the sources that shares most with it, or half as many where that line shares more (a Chinese
     sentence's pairs of characters count many more than an English line's words). A value on a line much less about
     the sentence than another is most often some other line's figure that happens to round the same; a year on a line
-    of another article that shares a word or two with its sentence ("始建于") is most often that article's year."""
-    if figure.kind not in ("amount", "number", "percent", "year") or not about:
+    of another article that shares a word or two with its sentence ("始建于") is most often that article's year, and
+    a month written without its day ("no earlier than March 2025") on a line about something else is most often some
+    other event's month ("scheduled trial for March 2024"). A day is left to any line about its sentence: a sentence
+    of two days ("the first closing on December 29, 2021, and the second no earlier than March 2025") is about both,
+    and one day's line may share a word with it where the other's shares five."""
+    month = figure.kind == "date" and day_of(figure) is None
+    if not (figure.kind in ("amount", "number", "percent", "year") or month) or not about:
         return 1
     kind = _matched_as(figure.kind)
     best = max((p.closest(about, kind) for p in passages), default=0)
