@@ -37,7 +37,8 @@ def _print_figures(checks: list[dict]) -> None:
         elif c["status"] == "unsupported":
             where = f"NOT FOUND in the sources: {WHY[c['why']]}"
         elif c["derived_from"]:
-            where = "computed from " + " and ".join(c["derived_from"])
+            *parts, last = c["derived_from"]
+            where = f"computed from {', '.join(parts)} and {last}"
         else:
             where = f"{c['file']} p.{c['page']}: {c['span']}"
         print(f"  {c['text']}  {where}")

@@ -77,8 +77,8 @@ class FigureCheckInfo(BaseModel):
     cited: bool = Field(False, description="The answer cites the source that holds it")
     derived_from: list[str] = Field(
         default_factory=list,
-        description="Two figures of the answer it is computed from (the change between them, or the one's share of "
-        "the other), when no source's line holds it",
+        description="The figures of the answer it is computed from (the change between two, the one's share of the "
+        "other, or the parts of a total), when no source's line holds it",
     )
     why: Why | None = Field(
         None,

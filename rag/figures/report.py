@@ -31,7 +31,8 @@ class FigureCheck:
     span: str | None = None  # the line of the source that holds it, or (held_by "period") its document's period
     held_by: str = "line"  # or "period": a period the answer names, found in its source's document's metadata
     cited: bool = False  # found in a source the answer cites
-    derived_from: list[str] = field(default_factory=list)  # the two figures it is computed from (a change, a share)
+    # What it is computed from: the two of a change or a share, or a total's parts.
+    derived_from: list[str] = field(default_factory=list)
     why: Why | None = None  # for an unsupported figure
 
     def withdraw(self, why: Why) -> None:

@@ -87,7 +87,7 @@ def sentence_of(text: str, start: int, end: int) -> str:
 
 
 def sentence_before(text: str, sentence: tuple[int, int]) -> tuple[int, int]:
-    """The bounds of the sentence before ``sentence`` (the first sentence's own, for the first)."""
+    """The bounds of the sentence before ``sentence`` (empty bounds at 0, for the first)."""
     at = max(0, sentence[0] - 1)
     return sentence_bounds(text, at, at)
 

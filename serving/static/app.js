@@ -152,8 +152,10 @@ function markFigures(item, text, checks, summary, citations) {
       const figure = document.createElement("mark");
       figure.className = `figure ${check.status}`;
       figure.textContent = check.text;
-      // A figure the answer computes (a change, a share) stands on its two operands, not on a source's line.
-      figure.title = check.status === "supported" ? `Computed from ${check.derived_from.join(" and ")}` :
+      // A figure the answer computes (a change, a share, a total) stands on its operands, not on a source's line.
+      const parts = check.derived_from;
+      figure.title = check.status === "supported" ?
+        `Computed from ${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}` :
         check.status === "cut_off" ? "Cut off by the length limit" :
         `Not found in the sources: ${WHY[check.why] || WHY.not_found}`;
       pieces.push(figure);
