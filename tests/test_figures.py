@@ -489,6 +489,32 @@ def test_a_table_s_cell_counts_at_its_header_s_scale_only():
     assert _statuses("Total revenue was $2.49 million.", boston) == {"$2.49 million": "unsupported"}
 
 
+def test_a_header_s_scale_of_things_counted_counts_those_things_only():
+    """Apple's 10-K: "(dollars in millions and units in thousands)". The iPhone's "211,884" units are 211,884
+    thousand units, not million; its "$ 136,700" of net sales are $136,700 million, not thousand; a figure that says
+    neither what it counts nor its currency may be either."""
+    page = _pages_of(MIXED, "doc-059.pdf", 26)
+    assert "(dollars in millions and units in\nthousands)" in page[0].text
+    units = "Apple sold {} units of iPhone."
+    assert _statuses(units.format("211,884 thousand"), page) == {"211,884 thousand": "supported"}
+    assert _statuses(units.format("211,884 million"), page) == {"211,884 million": "unsupported"}
+    sales = "iPhone net sales were {}."
+    assert _statuses(sales.format("$136,700 million"), page) == {"$136,700 million": "supported"}
+    assert _statuses(sales.format("$136,700 thousand"), page) == {"$136,700 thousand": "unsupported"}
+    assert _statuses("iPhone sales were 211,884 million.", page) == {"211,884 million": "supported"}
+
+
+def test_a_scale_given_as_an_exception_for_shares_counts_shares(sec_docs):
+    """Apple's repurchases, "(in millions, except number of shares, which are reflected in thousands, and per share
+    amounts)": "Open market and privately negotiated purchases 42,676 $ 184.34 42,676" are 42,676 thousand shares,
+    not million."""
+    page = _pages_of(sec_docs, "2023 Q3 AAPL.pdf", 24)
+    said = "Open market and privately negotiated purchases were {} shares."
+    for right in ("42,676 thousand", "42,676,000", "42.7 million"):
+        assert _statuses(said.format(right), page) == {right: "supported"}
+    assert _statuses(said.format("42,676 million"), page) == {"42,676 million": "unsupported"}
+
+
 def test_a_row_s_label_wrapped_onto_the_line_above_is_read_with_it():
     """Boston Properties: "Funds from Operations attributable to Boston Properties," / "Inc. (1) $ 823,715 ..."."""
     page = _pages_of(MIXED, "doc-061.pdf", 45)

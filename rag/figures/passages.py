@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from rag.figures.reading import MONTHS, SCALES, SMALLEST_COUNT, UNITS, Figure, day_of, figures, other_currency, year_of
+from rag.figures.reading import (
+    COUNT_NOUNS,
+    MONTHS,
+    SCALES,
+    SMALLEST_COUNT,
+    UNITS,
+    Figure,
+    day_of,
+    figures,
+    other_currency,
+    year_of,
+)
 from rag.figures.words import NOT_AN_END, WORD, line_bounds, line_ends, line_of, nth_line, passage_words, words_of
 from rag.languages import has_han
 from rag.types import RetrievedChunk
@@ -25,7 +36,11 @@ _COUNTED = re.compile(
     r"through|until|per|each|while|which|that|was|were|is|are|had|has|have|million|billion|thousand|percent)\b)"
     r"[a-z]{2,}\b"
 )
-_CONTEXT_SCALE = re.compile(r"\bin\s+(thousands|millions|billions)\b|单位\s*[:：]\s*(万|亿)", re.I)
+_NAMES_COUNTED = re.compile(rf"\b{COUNT_NOUNS}", re.I)
+_CONTEXT_SCALE = re.compile(
+    rf"(?:\b(?P<counts>{COUNT_NOUNS})\s+)?\bin\s+(?P<scale>thousands|millions|billions)\b|单位\s*[:：]\s*(?P<han>万|亿)",
+    re.I,
+)
 _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures, 3 one figure, 4 more than 3
 # How many fewer words short of the best a value that only rounds to a source's may be; chosen on SEC dev: 1 caught 2
 # more alterations with no gold figure lost, 2 caught 3 and lost 2 gold figures
@@ -42,7 +57,7 @@ class Passage:
     number: int  # 1-based
     chunk: RetrievedChunk
     figures: tuple[Figure, ...]
-    context_scales: tuple[float, ...]  # what its bare numbers may be counted in
+    context_scales: tuple[tuple[float, bool], ...]  # what its bare numbers may be counted in; whether of things counted
     unscaled: frozenset[int]  # the starts of bare numbers counted in no scale
     columns: dict[int, _Column]  # a table cell's start -> the year (and day) its column is headed by
     lines: _Lines
@@ -52,9 +67,19 @@ class Passage:
         """The most words of ``about`` a line of it holding a value of ``kind`` shares."""
         return max((len(about & words) for words, kinds in self.lines if kind in kinds), default=0)
 
-    def values(self, kind: str, scaled_only: bool = False) -> Iterator[tuple[float, Figure]]:
+    def scales(self, of: Figure) -> list[float]:
+        """The scales a bare number may be counted in to be ``of``: where the headers give things counted a scale of
+        their own ("dollars in millions and units in thousands"), an amount in a currency is counted in the others
+        and a count of those things in theirs."""
+        if not any(counted for _, counted in self.context_scales) or not (of.currency or of.counts):
+            return [scale for scale, _ in self.context_scales]
+        return [scale for scale, counted in self.context_scales if counted == of.counts]
+
+    def values(self, kind: str, scaled_only: bool = False, of: Figure | None = None) -> Iterator[tuple[float, Figure]]:
         """``scaled_only``: a bare number of a passage whose headers give a scale counts at that scale only (an
-        amount written "$81,797" is not the "81,797" of a table in millions); a table's cell always does."""
+        amount written "$81,797" is not the "81,797" of a table in millions); a table's cell always does. ``of``:
+        the figure looked for, whose kind of measure picks the scales (``scales``)."""
+        scales = self.scales(of) if of else [scale for scale, _ in self.context_scales]
         for f in self.figures:
             if kind in ("date", "year"):
                 if f.kind == "date" and kind == "date":
@@ -69,7 +94,7 @@ class Passage:
                 if f.scale_written or not self.context_scales or face:
                     yield f.value, f
                 if not (f.scale_written or f.kind == "year" or f.start in self.unscaled):
-                    for scale in self.context_scales:
+                    for scale in scales:
                         yield f.raw * scale, f
 
 
@@ -177,26 +202,33 @@ def _prose_around(text: str, line: Sequence[Figure]) -> bool:
     return sum(1 for word in words if word.lower() not in MONTHS) > _HEADER_WORDS
 
 
-def _excepted(text: str, scale: re.Match) -> bool:
-    """A scale a header gives as an exception: "(In millions, except number of shares which are reflected in
-    thousands)" counts no amount in thousands; its parenthesis may wrap onto the next line ("(in millions, except
-    remaining performance" / "obligation, which is presented in billions)")."""
+def _scale_of(text: str, scale: re.Match) -> tuple[float, bool] | None:
+    """A header's scale and whether it counts things apart from the amounts (``Passage.scales``); None for one given as
+    an exception for anything else: "(In millions, except number of shares which are reflected in thousands)" counts
+    shares in thousands and no amount; "(in millions, except remaining performance" / "obligation, which is presented
+    in billions)", its parenthesis wrapped onto the next line, counts nothing in billions."""
+    value = SCALES[(scale["scale"] or scale["han"]).lower()]
     start = scale.start()
     line = text.rfind("\n", 0, start) + 1
     opened = text.rfind("(", 0, start)
     if opened >= line or (opened >= 0 and ")" not in text[opened:start] and text.count("\n", opened, start) == 1):
         line = opened + 1
-    return "except" in text[line:start].lower()
+    _, excepted, exception = text[line:start].lower().partition("except")
+    if not excepted:
+        return value, bool(scale["counts"])
+    return (value, True) if scale["counts"] or _NAMES_COUNTED.search(exception) else None
 
 
 @lru_cache(maxsize=1024)
 def read_passage(
     text: str,
-) -> tuple[tuple[Figure, ...], tuple[float, ...], frozenset[int], dict[int, _Column], _Lines, dict[int, str]]:
+) -> tuple[
+    tuple[Figure, ...], tuple[tuple[float, bool], ...], frozenset[int], dict[int, _Column], _Lines, dict[int, str]
+]:
     """A passage's figures, the scales its bare numbers may be counted in and those that are in none, its cells'
     column years, its lines that hold values and its change columns' periods; kept, since the same passages come back
     for question after question."""
-    scales = tuple({SCALES[(m[1] or m[2]).lower()] for m in _CONTEXT_SCALE.finditer(text) if not _excepted(text, m)})
+    scales = tuple({scale for m in _CONTEXT_SCALE.finditer(text) if (scale := _scale_of(text, m))})
     found = tuple(figures(text, everything=True))
     ends = line_ends(text)
     on_line: dict[int, list[Figure]] = {}  # each line's values
@@ -276,7 +308,7 @@ def matches(passage: Passage, figure: Figure, about: set[str], shared: int = 1) 
     if figure.kind not in ("date", "year") and abs(figure.value) <= figure.tolerance:
         return  # "$0.0 billion": within its rounding of every small number
     kind = "amount" if figure.kind == "number" else figure.kind
-    for value, there in passage.values(kind, scaled_only=figure.kind == "amount" and not figure.scale_written):
+    for value, there in passage.values(kind, figure.kind == "amount" and not figure.scale_written, figure):
         off = abs(abs(value) - abs(figure.value))
         same = off <= figure.tolerance + 1e-9 * abs(figure.value)
         if same and figure.kind == "date" and there.tolerance > figure.tolerance:

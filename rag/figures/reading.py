@@ -97,6 +97,10 @@ _CURRENCIES = {
     "a$": "AUD",
     "s$": "SGD",
 }
+# Things a table's header may give a scale of their own, apart from its amounts: "(dollars in millions and units in
+# thousands)", "(in millions, shares in thousands)", "(square feet in millions)".
+COUNT_NOUNS = r"(?:shares|units|rsus|psus|options|square\s+feet|feet|employees|customers|subscribers|members)\b"
+_COUNTS = re.compile(rf"\s+(?:of\s+)?{COUNT_NOUNS}", re.I)
 SMALLEST_COUNT = 100  # bare integers below it are list numbers and counts of things, not figures to check
 
 
@@ -111,6 +115,7 @@ class Figure:
     raw: float = 0.0  # the digits as written, before any scale word
     scale_written: bool = False  # a scale word follows it ("million", "亿")
     currency: str = ""  # the currency written with it, if any ("USD", "EUR")
+    counts: bool = False  # things of a kind a table may count in its own scale follow it ("211,884 thousand units")
 
 
 def _date(year: str, month: int, day: str) -> float | None:
@@ -197,6 +202,7 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
                 raw,
                 bool(scale_word),
                 _CURRENCIES.get(m["cur"].lower(), m["cur"].upper()) if m["cur"] else "",
+                not m["cur"] and _COUNTS.match(text, text_end) is not None,
             )
         )
     return sorted(found, key=lambda f: f.start)
