@@ -67,11 +67,11 @@ class Passage:
         """The most words of ``about`` a line of it holding a value of ``kind`` shares."""
         return max((len(about & words) for words, kinds in self.lines if kind in kinds), default=0)
 
-    def scales(self, of: Figure) -> list[float]:
-        """The scales a bare number may be counted in to be ``of``: where the headers give things counted a scale of
-        their own ("dollars in millions and units in thousands"), an amount in a currency is counted in the others
-        and a count of those things in theirs."""
-        if not any(counted for _, counted in self.context_scales) or not (of.currency or of.counts):
+    def scales(self, of: Figure | None) -> list[float]:
+        """The scales a bare number may be counted in to be ``of`` (any figure, where None): where the headers give
+        things counted a scale of their own ("dollars in millions and units in thousands"), an amount in a currency
+        is counted in the others and a count of those things in theirs."""
+        if of is None or not (of.currency or of.counts) or not any(counted for _, counted in self.context_scales):
             return [scale for scale, _ in self.context_scales]
         return [scale for scale, counted in self.context_scales if counted == of.counts]
 
@@ -79,7 +79,7 @@ class Passage:
         """``scaled_only``: a bare number of a passage whose headers give a scale counts at that scale only (an
         amount written "$81,797" is not the "81,797" of a table in millions); a table's cell always does. ``of``:
         the figure looked for, whose kind of measure picks the scales (``scales``)."""
-        scales = self.scales(of) if of else [scale for scale, _ in self.context_scales]
+        scales = self.scales(of)
         for f in self.figures:
             if kind in ("date", "year"):
                 if f.kind == "date" and kind == "date":
