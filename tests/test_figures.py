@@ -526,10 +526,16 @@ def test_a_row_s_label_wrapped_onto_the_line_above_is_read_with_it():
 
 def test_per_share_amounts_are_at_face_value(apple_pages):
     """The statement is "(In millions, except ... per share amounts)": the cents under "Earnings per share:" are
-    dollars."""
+    dollars, and so are those of the repurchases' column "Average Price" / "Paid Per" / "Share", whose header says
+    the same far above its rows."""
     statement = apple_pages[3:4]
     assert _statuses("Diluted earnings per share were $1.26.", statement) == {"$1.26": "supported"}
     assert _statuses("Diluted earnings per share were $1.62.", statement) == {"$1.62": "unsupported"}
+    repurchases = apple_pages[23:24]
+    assert "Open market and privately negotiated purchases 42,676 $ 184.34 42,676" in repurchases[0].text
+    paid = "Open market and privately negotiated purchases were made at an average price of {}."
+    assert _statuses(paid.format("$184.34"), repurchases) == {"$184.34": "supported"}
+    assert _statuses(paid.format("$184.34 million"), repurchases) == {"$184.34 million": "unsupported"}
 
 
 def test_a_year_of_a_later_clause_binds_no_value_before_it():

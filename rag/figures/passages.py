@@ -46,6 +46,10 @@ _WORDS_SHORT_OF_BEST = 3  # chosen on SEC dev: 2 lost 0.019 of the gold figures,
 # more alterations with no gold figure lost, 2 caught 3 and lost 2 gold figures
 _ROUNDED_WORDS = 1
 _PER_SHARE = re.compile(r"\bper\s+(?:common\s+|diluted\s+|basic\s+)?share\b", re.I)
+# A header that leaves per-share amounts out of its scale: "(In millions, except per share data)".
+_EXCEPT_PER_SHARE = re.compile(
+    r"\bin\s+(?:thousands|millions|billions)\b[^()]*?\bexcept\b[^()]*?\bper[-\s]share\b", re.I
+)
 _HEADING_LINES = 3  # rows a statement's heading ("Earnings per share:") stands above at most
 _HEADER_WORDS = 8  # more words than this besides its dates make a line prose; a statement's header holds up to six
 _Lines = tuple[tuple[frozenset[str], frozenset[str]], ...]  # each line that holds figures: its words, their kinds
@@ -274,7 +278,10 @@ def _change_lengths(text: str, on_line: dict[int, list[Figure]]) -> dict[int, st
 
 def _per_share(text: str, on_line: dict[int, list[Figure]]) -> set[int]:
     """The starts of per-share amounts, which a statement's "(In millions, except per share amounts)" leaves at face
-    value: those written in cents on a line, or under a heading ("Earnings per share:"), that says per share."""
+    value: those written in cents on a line, or under a heading ("Earnings per share:"), that says per share, or
+    anywhere under a header that says so (a column's "Average Price" / "Paid Per" / "Share", rows below)."""
+    if _EXCEPT_PER_SHARE.search(text):
+        return {f.start for line in on_line.values() for f in line if f.kind in ("amount", "number") and _in_cents(f)}
     out: set[int] = set()
     for i, line in on_line.items():
         above = range(i - 1, max(i - _HEADING_LINES, 0) - 1, -1)
