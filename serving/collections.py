@@ -5,7 +5,8 @@ One replica (it holds the job queue, serving.jobs). Documents go into the collec
 same ``ingest.job.run_ingest`` as ``rag ingest`` (the Ray Data pipeline, on the cluster), pruning what left the
 folder. While a job runs, further changes wait for one more job, so a burst of uploads costs two runs at
 most, never a queue of full ones. The folder is the truth: documents changed while no service ran, or whose job
-failed, are picked up when this replica starts, and by ``reindex``.
+failed, are picked up when this replica starts, and by ``reindex``; the jobs themselves are kept beside each index
+(serving.journal), so the replica that starts in this one's place answers for them and runs again the unfinished.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rag.store.files import FileEntry
 from rag.store.versions import IndexDir, NoIndex, current_manifest
 from rag.tuning import read_tuned
 from serving.jobs import JobQueue
+from serving.journal import Journal
 from serving.refusals import ChangeRefused, NotFound, refusals_returned
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,8 @@ class CollectionsDeployment:
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> content hash
         # Imported now, not by the first job: it would add seconds (Ray Data, pypdf, the splitter) to that job's start.
         importlib.import_module("ingest.pipeline")
-        self.queue = JobQueue(self.settings, self._ingest, self._count_pending, _service_placed)
+        journal = Journal({name: c.index for name, c in self.collections.items() if c.docs})
+        self.queue = JobQueue(self.settings, self._ingest, self._count_pending, _service_placed, journal)
         for name, collection in self.collections.items():
             if collection.docs:
                 Path(collection.docs).mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,9 @@ both (parse tasks on every free CPU, no embedding actor placed). So no job start
 oldest waiting job only when the CPUs (and GPUs) its pool needs are free beside the service's replicas and the jobs
 already running, fits its pool to them, and caps the pipeline to what it was given (``ingest.max_cpus``, which Ray
 Data keeps to); the rest wait as ``queued`` with the reason. A job that fails for a cause that can pass (a stall, a
-lost node or actor) runs again after a backoff, up to ``serve.job_attempts`` runs, each run's reason kept.
+lost node or actor, the replica running it) runs again after a backoff, up to ``serve.job_attempts`` runs, each
+run's reason kept. Every job's record is kept on disk (serving.journal), so that a replica started in place of this
+one answers for its jobs and runs again those it finds queued or running.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ingest.job import IngestError, IngestResult
 from ingest.progress import Progress
 from rag.clock import utc_now
 from rag.config import Settings
+from serving.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,21 @@ class Job:
         record = asdict(self)
         del record["not_before"]
         return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> Job | None:
+        """The job a record describes; None for one this code cannot read (written by another version of it)."""
+        try:
+            return cls(**record)
+        except TypeError:
+            log.warning("job record not understood, left out: %s", record.get("id"))
+            return None
+
+
+def replica_lost() -> IngestError:
+    """A run whose replica stopped under it (a crash, a lost node, the service killed): the run is gone, the
+    documents are not, and another run can take them up."""
+    return IngestError("the service's Collections replica stopped during this run", retryable=True)
 
 
 def retryable(err: Exception) -> bool:
@@ -104,11 +122,14 @@ class JobQueue:
         run: Callable[[str, Settings, Callable[[Progress], None]], IngestResult],
         files: Callable[[str], int],
         placed: Callable[[], bool],
+        journal: Journal,
     ):
         """``run(collection, settings, progress)`` runs one ingestion; ``files(collection)`` counts the documents it
         has to take up (a job's pool and parsing tasks are sized for them); ``placed()`` is true once the service's
-        own replicas are placed (jobs wait for that)."""
+        own replicas are placed (jobs wait for that); ``journal`` keeps the jobs' records, and gives back those an
+        earlier replica kept."""
         self.settings, self._run, self._files, self._placed = settings, run, files, placed
+        self._journal = journal
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.waiting: list[Job] = []
         self.running: dict[str, Job] = {}
@@ -118,19 +139,40 @@ class JobQueue:
         self._settled_at = 0.0
         self._service_placed = False
         self._tasks: set[asyncio.Task] = set()
+        self._resume()
         self._spawn(self._admit_forever())
+
+    def _resume(self) -> None:
+        """The jobs an earlier replica kept: the queued wait again, in order; a run that was going is an attempt
+        lost with its replica, and its job is retried like any run that failed for a cause that can pass (so a job
+        that takes its replica down each time ends after ``serve.job_attempts`` runs)."""
+        lost = []
+        for job in filter(None, map(Job.from_record, self._journal.load())):
+            self.jobs[job.id] = job
+            if job.state == "queued":
+                self.waiting.append(job)
+            elif job.state == "running":
+                lost.append(job)
+            elif job.state == "failed":
+                self.last_failed[job.collection] = job
+            else:
+                self.last_failed.pop(job.collection, None)
+        for job in reversed(lost):  # _failed puts each at the front: they were admitted before the queued ones
+            self._failed(job, replica_lost())
 
     def submit(self, collection: str, *changes: str) -> Job:
         """The job that will take up ``changes``: the collection's waiting one, else a new one at the back."""
         job = next((j for j in self.waiting if j.collection == collection), None)
         if job is not None:
             job.changes.extend(changes)
+            self._save(collection)
             return job
         job = Job(collection, list(changes))
         self.jobs[job.id] = job
         while len(self.jobs) > _JOBS_KEPT:
             self.jobs.popitem(last=False)
         self.waiting.append(job)
+        self._save(collection)
         self._wake.set()
         return job
 
@@ -217,6 +259,7 @@ class JobQueue:
             granted.ingest.max_cpus,
             pool.actors,
         )
+        self._save(job.collection)
         self._spawn(self._execute(job, granted))
 
     async def _execute(self, job: Job, granted: Settings) -> None:
@@ -264,6 +307,7 @@ class JobQueue:
             job.waiting = f"attempt {runs} failed ({reason}); attempt {runs + 1} of {limit} starts in {delay:g} s"
             job.progress = {}
             self.waiting.insert(0, job)  # it was admitted before everything still waiting
+            self._save(job.collection)
 
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
         job.state, job.error, job.waiting, job.finished_at = state, error, None, _stamp()
@@ -271,3 +315,7 @@ class JobQueue:
             self.last_failed[job.collection] = job
         else:
             self.last_failed.pop(job.collection, None)
+        self._save(job.collection)
+
+    def _save(self, collection: str) -> None:
+        self._journal.save(collection, [j.record() for j in self.jobs.values() if j.collection == collection])

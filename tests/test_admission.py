@@ -1,6 +1,6 @@
 """Ingestion jobs of several collections admitted by one queue, over real Serve and HTTP with real SEC filings: jobs
 that start together never starve each other, progress moves from a job's first seconds, and a job whose first run
-fails for a cause that can pass is run again (slow)."""
+fails for a cause that can pass, or whose replica is lost mid-run, is run again under its id (slow)."""
 
 from __future__ import annotations
 
@@ -63,12 +63,11 @@ def jobs_of(url: str) -> dict[str, list[str]]:
 
 
 def job(url: str, job_id: str) -> dict:
-    """The job's record. A 503 (a replica busy or being replaced, with Retry-After) is asked again, as a client
-    would; any other failure names its status and body."""
-    for _ in range(10):
-        response = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=30)
-        if response.status_code != 503:
-            break
+    """The job's record. A 503 (a replica busy or being replaced, with Retry-After) is asked again for up to a
+    minute, as a client would; any other failure names its status and body."""
+    deadline = time.monotonic() + 60
+    while (response := httpx.get(f"{url}/v1/jobs/{job_id}", timeout=30)).status_code == 503:
+        assert time.monotonic() < deadline, (job_id, response.text)
         time.sleep(float(response.headers.get("retry-after", 1)))
     assert response.status_code == 200, (job_id, response.status_code, response.text)
     return response.json()
@@ -113,6 +112,17 @@ def admitted_within_what_is_free(watched: Watched) -> None:
     assert any(w.startswith("waiting for resources") for w in watched.waiting), watched.waiting
 
 
+def upload(url: str, collection: str, filings: Path, file: str) -> dict:
+    """The job that takes up ``file``, uploaded to ``collection``."""
+    response = httpx.post(
+        f"{url}/v1/collections/{collection}/documents",
+        timeout=60,
+        files=[("files", (file, (filings / file).read_bytes(), "application/pdf"))],
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["job"]
+
+
 def documents(url: str, collection: str) -> list[dict]:
     return httpx.get(f"{url}/v1/collections/{collection}/documents", timeout=30).json()["data"]
 
@@ -138,18 +148,11 @@ def test_pending_documents_of_three_collections_at_start_are_all_indexed(service
 
 
 def test_uploads_to_three_collections_in_one_second_are_all_indexed(service, filings):
-    def upload(name: str) -> None:
-        file = UPLOADS[name]
-        response = httpx.post(
-            f"{service}/v1/collections/{name}/documents",
-            timeout=60,
-            files=[("files", (file, (filings / file).read_bytes(), "application/pdf"))],
-        )
-        assert response.status_code == 202, response.text
-        accepted[name] = response.json()["job"]
+    def accept(name: str) -> None:
+        accepted[name] = upload(service, name, filings, UPLOADS[name])
 
     accepted: dict[str, dict] = {}
-    threads = [threading.Thread(target=upload, args=(name,)) for name in UPLOADS]
+    threads = [threading.Thread(target=accept, args=(name,)) for name in UPLOADS]
     began = time.monotonic()
     for thread in threads:
         thread.start()
@@ -173,29 +176,26 @@ def test_uploads_to_three_collections_in_one_second_are_all_indexed(service, fil
         assert UPLOADS[name] in {c["file"] for c in answer.json()["citations"]}, answer.json()["citations"]
 
 
-def embedding_actor_pids() -> list[int]:
-    """The processes of the running pool's actors, by the title Ray gives them (this cluster's nodes are local)."""
+def pids_titled(title: bytes) -> list[int]:
+    """The processes whose title Ray begins with ``title`` (this cluster's nodes are local)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(
-                b"ray::MapWorker(MapBatches(EmbedChunks))"
-            ):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(title):
                 pids.append(int(proc.name))
         except OSError:  # gone meanwhile
             pass
     return pids
 
 
+def embedding_actor_pids() -> list[int]:
+    """The processes of the running pool's actors."""
+    return pids_titled(b"ray::MapWorker(MapBatches(EmbedChunks))")
+
+
 def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, filings):
     file = "2023 Q3 AAPL.pdf"
-    response = httpx.post(
-        f"{service}/v1/collections/a/documents",
-        timeout=60,
-        files=[("files", (file, (filings / file).read_bytes(), "application/pdf"))],
-    )
-    assert response.status_code == 202, response.text
-    job_id = response.json()["job"]["id"]
+    job_id = upload(service, "a", filings, file)["id"]
     # The first run's embedding actors stop (as on a hung device): no stage moves, Ray Data's guard ends the run.
     deadline = time.monotonic() + 120
     while (record := job(service, job_id))["state"] != "running" or len(pids := embedding_actor_pids()) < record[
@@ -222,3 +222,20 @@ def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, filing
     assert record["state"] == "succeeded" and len(record["attempts"]) == 2, record
     assert "stalled" in record["attempts"][0]["error"] and record["attempts"][1]["error"] is None
     assert {d["file"]: d["status"] for d in documents(service, "a")}[file] == "indexed"
+
+
+def test_a_job_whose_replica_is_lost_mid_run_keeps_its_id_and_runs_again(service, filings):
+    file = "2023 Q2 AAPL.pdf"  # new to collection b
+    job_id = upload(service, "b", filings, file)["id"]
+    deadline = time.monotonic() + 120
+    while not (record := job(service, job_id))["progress"].get("pages_parsed"):
+        assert time.monotonic() < deadline, record
+        time.sleep(0.2)
+    # The replica that holds the job queue dies mid-run (as in a crash: no chance to write anything down).
+    (replica,) = pids_titled(b"ray::ServeReplica:rag:Collections")
+    os.kill(replica, signal.SIGKILL)
+    record = follow(service, [job_id]).records[job_id]
+    assert record["state"] == "succeeded" and len(record["attempts"]) == 2, record
+    assert "Collections replica stopped" in record["attempts"][0]["error"] and record["attempts"][1]["error"] is None
+    assert {d["file"]: d["status"] for d in documents(service, "b")}[file] == "indexed"
+    assert pids_titled(b"ray::ServeReplica:rag:Collections") != [replica]

@@ -1,5 +1,6 @@
 """`rag serve` killed (SIGKILL) while an ingestion job runs and another collection's upload waits, then started again:
-every accepted document is indexed and the upload is cited. A local Ray of the service's own, as on a laptop (slow)."""
+every accepted document is indexed, the upload is cited, and its job's id, given before the kill, still answers. A
+local Ray of the service's own, as on a laptop (slow)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
             files=[("files", (UPLOAD, (filings / UPLOAD).read_bytes(), "application/pdf"))],
         )
         assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["job"]["id"]
         time.sleep(8)
         assert statuses(url, "sec") == {UPLOAD: "pending"} and statuses(url, "hr") == {WAITING: "pending"}
     finally:
@@ -101,5 +103,9 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
         assert answer.json()["citations"][0]["file"] == UPLOAD
         jobs = [c["jobs"] for c in httpx.get(f"{url}/v1/collections", timeout=30).json()["data"]]
         assert jobs == [[], []], jobs
+        # The job that took the upload is the one whose id the client was given, a run lost with the service kept.
+        record = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=30).json()
+        assert record["state"] == "succeeded" and f"+{UPLOAD}" in record["changes"], record
+        assert all("Collections replica stopped" in a["error"] for a in record["attempts"][:-1]), record
     finally:
         stop_service(server)

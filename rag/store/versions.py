@@ -6,6 +6,7 @@
       segments/s000012-*/  one immutable segment (rag.store.segments), shared by the versions that list it
       .lock                held by the one writer (an ingestion, a merge, a rollback) for as long as it writes
       .staging-*/          a segment or version being written; a writer that died left it, the next one removes it
+      .jobs.json           the service's ingestion jobs of this collection (serving.journal), where it serves one
 
 A reader resolves CURRENT once and opens that version as a whole, so it never sees a mix of two runs;
 a writer adds segments, then a version listing them beside the others, and then flips CURRENT. A segment no kept
