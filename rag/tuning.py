@@ -8,7 +8,6 @@ config's until the collection's own questions say otherwise."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from rag.config import RetrievalConfig
 from rag.store.errors import VERSIONS
+from rag.store.files import replace_whole
 
 TUNED = "retrieval.json"
 
@@ -57,9 +57,9 @@ def with_tuning(cfg: RetrievalConfig, index_dir: str | Path) -> RetrievalConfig:
 def write_tuned(index_dir: str | Path, retrieval: dict[str, Any], chosen_by: dict[str, Any]) -> Path:
     """Replaces the collection's tuning whole (a reader sees the old file or the new one, never half of one)."""
     path = Path(index_dir) / TUNED
-    tmp = path.with_name(f".{TUNED}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"retrieval": retrieval, "chosen_by": chosen_by}, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    replace_whole(
+        path, json.dumps({"retrieval": retrieval, "chosen_by": chosen_by}, indent=2, ensure_ascii=False) + "\n"
+    )
     return path
 
 

@@ -9,11 +9,11 @@ every job its predecessor was given, and runs again under the same id those that
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from pathlib import Path
+
+from rag.store.files import replace_whole
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,8 @@ class Journal:
         fails (a full disk) is logged, not raised: the job itself goes on, only its record would not outlive the
         replica."""
         path = self._paths[collection]
-        tmp = path.with_name(f"{JOURNAL_FILE}.tmp-{os.getpid()}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(records))
-            os.replace(tmp, path)
+            replace_whole(path, json.dumps(records))
         except OSError as err:
             log.warning("%s: the collection's job records were not written (%s)", path, err)
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -296,6 +297,18 @@ def write_strings(path: Path, column: str, values: pd.Series) -> None:
     encoded = [str(v).encode() for v in values]
     (path / data).write_bytes(b"".join(encoded))
     np.save(path / offsets, np.cumsum([0, *map(len, encoded)], dtype=np.int64))
+
+
+def replace_whole(path: Path, text: str) -> None:
+    """``text`` as the whole of ``path``: written under a hidden name beside it and renamed over it, so that a reader
+    sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name.lstrip('.')}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, model: BaseModel) -> None:

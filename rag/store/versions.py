@@ -38,6 +38,7 @@ from rag.store.files import (
     SegmentRef,
     has_manifest,
     read_manifest,
+    replace_whole,
     write_json,
 )
 from rag.store.segments import (
@@ -195,9 +196,7 @@ class Writer:
     def point_to(self, name: str) -> None:
         if not has_manifest(self.root / VERSIONS / name):
             raise FileNotFoundError(f"{self.root} has no version {name}: `rag index versions` lists them")
-        tmp = self.root / f".{POINTER}.tmp-{os.getpid()}"
-        tmp.write_text(name + "\n")
-        tmp.replace(self.root / POINTER)  # atomic: a reader sees the old name or the new one
+        replace_whole(self.root / POINTER, name + "\n")
 
     def prune(self, keep: int) -> None:
         """Versions past the newest ``keep`` (never the current one), then the segments no version left lists."""
