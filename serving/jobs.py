@@ -153,10 +153,8 @@ class JobQueue:
                 self.waiting.append(job)
             elif job.state == "running":
                 lost.append(job)
-            elif job.state == "failed":
-                self.last_failed[job.collection] = job
             else:
-                self.last_failed.pop(job.collection, None)
+                self._remember_end(job)
         for job in reversed(lost):  # _failed puts each at the front: they were admitted before the queued ones
             self._failed(job, replica_lost())
 
@@ -311,11 +309,15 @@ class JobQueue:
 
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
         job.state, job.error, job.waiting, job.finished_at = state, error, None, _stamp()
-        if state == "failed":
+        self._remember_end(job)
+        self._save(job.collection)
+
+    def _remember_end(self, job: Job) -> None:
+        """A job that ended is its collection's last failure, or clears it."""
+        if job.state == "failed":
             self.last_failed[job.collection] = job
         else:
             self.last_failed.pop(job.collection, None)
-        self._save(job.collection)
 
     def _save(self, collection: str) -> None:
         self._journal.save(collection, [j.record() for j in self.jobs.values() if j.collection == collection])
