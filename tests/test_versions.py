@@ -127,7 +127,7 @@ def test_readers_see_one_version_whole_while_another_process_publishes(tmp_path)
         t.join()
     stop.set()
     writer.join(30)
-    assert errors == []
+    assert not errors, "\n".join(errors)  # whole: a rare failure must say what the reader met
     assert len(seen) > 3, seen  # the readers really raced the publisher
 
 
