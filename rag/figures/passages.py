@@ -281,18 +281,23 @@ def _per_share(text: str, on_line: dict[int, list[Figure]]) -> set[int]:
     value: those written in cents on a line, or under a heading ("Earnings per share:"), that says per share, or
     anywhere under a header that says so (a column's "Average Price" / "Paid Per" / "Share", rows below)."""
     if _EXCEPT_PER_SHARE.search(text):
-        return {f.start for line in on_line.values() for f in line if f.kind in ("amount", "number") and _in_cents(f)}
+        return {f.start for line in on_line.values() for f in line if _in_cents(f)}
     out: set[int] = set()
     for i, line in on_line.items():
         above = range(i - 1, max(i - _HEADING_LINES, 0) - 1, -1)
         heading = next((nth_line(text, j) for j in above if j not in on_line), "")
         if _PER_SHARE.search(nth_line(text, i)) or (_PER_SHARE.search(heading) and heading.rstrip().endswith(":")):
-            out.update(f.start for f in line if f.kind in ("amount", "number") and _in_cents(f))
+            out.update(f.start for f in line if _in_cents(f))
     return out
 
 
 def _in_cents(figure: Figure) -> bool:
-    return not figure.scale_written and re.search(r"\.\d\d$", figure.text.rstrip(")")) is not None
+    """An amount or number written to the cent with no scale word ("1.26", "$ 184.34")."""
+    return (
+        figure.kind in ("amount", "number")
+        and not figure.scale_written
+        and re.search(r"\.\d\d$", figure.text.rstrip(")")) is not None
+    )
 
 
 def _small_whole(figure: Figure) -> bool:
