@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import io
 import json
 import multiprocessing
 import shutil
@@ -129,6 +131,51 @@ def test_readers_see_one_version_whole_while_another_process_publishes(tmp_path)
     writer.join(30)
     assert not errors, "\n".join(errors)  # whole: a rare failure must say what the reader met
     assert len(seen) > 3, seen  # the readers really raced the publisher
+
+
+class _Finalised:
+    """Garbage in a cycle whose finalizer runs Python code: a collection in the middle of one thread's work lets the
+    interpreter switch to another there."""
+
+    def __init__(self):
+        self.cycle = self
+
+    def __del__(self):
+        sum(range(50))
+
+
+def test_threads_opening_arrays_at_once_never_fail(tmp_path):
+    # Threads switched as often as the interpreter can, in the middle of numpy's .npy header parse: without the lock
+    # in rag.store.files, CPython 3.11's AST constructor race failed hundreds of these reads a second here (and so
+    # called a sound segment damaged). The segment's file is read from memory: a loop without system calls is tight
+    # enough for the race to show within the test.
+    root = tmp_path / "index"
+    publish(root, "one", 5)
+    stored = (segment_of(root, "v000001") / files.EMBEDDINGS_FILE).read_bytes()
+    errors = []
+
+    def read() -> None:
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            [_Finalised() for _ in range(5)]
+            try:
+                files.load_npy(io.BytesIO(stored), mapped=False)
+            except Exception as err:
+                errors.append(repr(err))
+
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(5, 1, 1)
+    sys.setswitchinterval(1e-6)
+    try:
+        readers = [threading.Thread(target=read) for _ in range(4)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+    finally:
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
+    assert not errors, f"{len(errors)} reads failed, the first: {errors[0]}"
 
 
 HOLD = """

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -217,7 +218,20 @@ def _first_line(err: Exception) -> str:
 def read_vectors(path: Path, mapped: bool = False) -> np.ndarray:
     """The stored embeddings; ``mapped``: memory-mapped, so a filtered search reads only its rows and a version pruned
     from disk while it is served stays readable."""
-    return reading(path, EMBEDDINGS_FILE, lambda f: np.load(f, mmap_mode="r" if mapped else None))
+    return reading(path, EMBEDDINGS_FILE, lambda f: load_npy(f, mapped))
+
+
+# numpy parses a .npy file's header with ast.literal_eval, and CPython 3.11 counts the AST constructor's depth per
+# interpreter, not per thread: two threads opening .npy files at once can fail with a spurious SystemError ("AST
+# constructor recursion depth mismatch", python/cpython#106905), which would call a sound segment damaged. Every .npy
+# the store opens, its own and bm25s's, is opened under this lock; memory-mapped, only its header is read under it.
+_NPY_OPENING = threading.Lock()
+
+
+def load_npy(file: Path, mapped: bool = True) -> np.ndarray:
+    """The array in ``file``; ``mapped``: memory-mapped, else read into memory."""
+    with _NPY_OPENING:
+        return np.load(file, mmap_mode="r" if mapped else None)
 
 
 def search_texts(chunks: pd.DataFrame) -> list[str]:
@@ -232,7 +246,12 @@ def read_lexical(path: Path, lexical: int, rows: int) -> Bm25 | None:
 
     if lexical != TERMS:
         return None
-    return reading(path, LEXICAL_DIR, lambda d: Bm25.load(d, rows))
+
+    def load(folder: Path) -> Bm25:
+        with _NPY_OPENING:
+            return Bm25.load(folder, rows)
+
+    return reading(path, LEXICAL_DIR, load)
 
 
 def read_faiss(path: Path):

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rag.store.files import CHUNK_COLUMNS, CHUNKS_FILE, STRING_COLUMNS, reading, strings_files
+from rag.store.files import CHUNK_COLUMNS, CHUNKS_FILE, STRING_COLUMNS, load_npy, reading, strings_files
 
 IN_MEMORY = ["file", "page", "chunk_index", "header"]
 _DICTIONARY = ["file", "header"]  # repeated strings, held as categories
@@ -27,7 +27,7 @@ class Strings:
 
     def __init__(self, path: Path, column: str):
         data, offsets = strings_files(column)
-        self.offsets = reading(path, offsets, lambda f: np.load(f, mmap_mode="r"))
+        self.offsets = reading(path, offsets, load_npy)
         self.data = reading(path, data, _mapped)
 
     def take(self, rows: np.ndarray) -> list[str]:
