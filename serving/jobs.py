@@ -157,6 +157,7 @@ class JobQueue:
                 self._remember_end(job)
         for job in reversed(lost):  # _failed puts each at the front: they were admitted before the queued ones
             self._failed(job, replica_lost())
+        self._forget_oldest_ended()
 
     def submit(self, collection: str, *changes: str) -> Job:
         """The job that will take up ``changes``: the collection's waiting one, else a new one at the back."""
@@ -167,12 +168,18 @@ class JobQueue:
             return job
         job = Job(collection, list(changes))
         self.jobs[job.id] = job
-        while len(self.jobs) > _JOBS_KEPT:
-            self.jobs.popitem(last=False)
+        self._forget_oldest_ended()
         self.waiting.append(job)
         self._save(collection)
         self._wake.set()
         return job
+
+    def _forget_oldest_ended(self) -> None:
+        """The oldest jobs that ended, while more than ``_JOBS_KEPT`` are known. A job still queued or running is never
+        forgotten, however old: its client would be told of no such job while it still runs."""
+        ended = [j.id for j in self.jobs.values() if j.state in ("succeeded", "failed")]
+        for job_id in ended[: max(0, len(self.jobs) - _JOBS_KEPT)]:
+            del self.jobs[job_id]
 
     def of(self, collection: str) -> list[Job]:
         """The collection's running and waiting jobs."""

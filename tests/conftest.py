@@ -151,3 +151,15 @@ def wait_served(url: str, collection: str, version: str, headers: dict | None = 
             return
         assert time.monotonic() < deadline, view
         time.sleep(0.5)
+
+
+def upload(url: str, collection: str, files: list[tuple[str, bytes]], headers: dict | None = None):
+    """The service's answer to ``files`` (name, content) posted to ``collection``'s documents."""
+    import httpx
+
+    return httpx.post(
+        f"{url}/v1/collections/{collection}/documents",
+        headers=headers,
+        timeout=120,
+        files=[("files", (name, data, "application/pdf")) for name, data in files],
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SHORT_PROMPTS, start_app, wait_served
+from tests.conftest import SHORT_PROMPTS, start_app, upload, wait_served
 from tests.pdf_factory import copy_docs
 
 pytestmark = pytest.mark.slow
@@ -112,13 +112,9 @@ def admitted_within_what_is_free(watched: Watched) -> None:
     assert any(w.startswith("waiting for resources") for w in watched.waiting), watched.waiting
 
 
-def upload(url: str, collection: str, filings: Path, file: str) -> dict:
+def upload_job(url: str, collection: str, filings: Path, file: str) -> dict:
     """The job that takes up ``file``, uploaded to ``collection``."""
-    response = httpx.post(
-        f"{url}/v1/collections/{collection}/documents",
-        timeout=60,
-        files=[("files", (file, (filings / file).read_bytes(), "application/pdf"))],
-    )
+    response = upload(url, collection, [(file, (filings / file).read_bytes())])
     assert response.status_code == 202, response.text
     return response.json()["job"]
 
@@ -149,7 +145,7 @@ def test_pending_documents_of_three_collections_at_start_are_all_indexed(service
 
 def test_uploads_to_three_collections_in_one_second_are_all_indexed(service, filings):
     def accept(name: str) -> None:
-        accepted[name] = upload(service, name, filings, UPLOADS[name])
+        accepted[name] = upload_job(service, name, filings, UPLOADS[name])
 
     accepted: dict[str, dict] = {}
     threads = [threading.Thread(target=accept, args=(name,)) for name in UPLOADS]
@@ -195,7 +191,7 @@ def embedding_actor_pids() -> list[int]:
 
 def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, filings):
     file = "2023 Q3 AAPL.pdf"
-    job_id = upload(service, "a", filings, file)["id"]
+    job_id = upload_job(service, "a", filings, file)["id"]
     # The first run's embedding actors stop (as on a hung device): no stage moves, Ray Data's guard ends the run.
     deadline = time.monotonic() + 120
     while (record := job(service, job_id))["state"] != "running" or len(pids := embedding_actor_pids()) < record[
@@ -226,7 +222,7 @@ def test_a_job_whose_pool_stops_is_run_again_and_its_reason_kept(service, filing
 
 def test_a_job_whose_replica_is_lost_mid_run_keeps_its_id_and_runs_again(service, filings):
     file = "2023 Q2 AAPL.pdf"  # new to collection b
-    job_id = upload(service, "b", filings, file)["id"]
+    job_id = upload_job(service, "b", filings, file)["id"]
     deadline = time.monotonic() + 120
     while not (record := job(service, job_id))["progress"].get("pages_parsed"):
         assert time.monotonic() < deadline, record

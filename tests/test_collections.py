@@ -14,7 +14,7 @@ import pytest
 
 from cli.main import main as rag_main
 from rag.store.versions import current_manifest
-from tests.conftest import SHORT_PROMPTS, start_app, wait_served
+from tests.conftest import SHORT_PROMPTS, start_app, upload, wait_served
 from tests.pdf_factory import bad_files, copy_docs
 
 pytestmark = pytest.mark.slow
@@ -60,15 +60,6 @@ def service(small_index, tmp_path_factory):
     serve.shutdown()
 
 
-def upload(url: str, key: str, collection: str, files: list[tuple[str, bytes]]) -> httpx.Response:
-    return httpx.post(
-        f"{url}/v1/collections/{collection}/documents",
-        headers=auth(key),
-        timeout=120,
-        files=[("files", (name, data, "application/pdf")) for name, data in files],
-    )
-
-
 def wait_for(url: str, key: str, job: dict, timeout: float = 600) -> dict:
     deadline = time.monotonic() + timeout
     while job["state"] in ("queued", "running"):
@@ -101,7 +92,7 @@ def test_documents_in_and_out_while_queries_run(service, amazon, monkeypatch, ca
     url, _ = service
     monkeypatch.setenv("RAG_API_KEY", SEC_KEY)  # what `rag docs` sends
     assert ask(url, SEC_KEY, "sec").status_code == 409  # nothing indexed yet, and it says so
-    first = upload(url, SEC_KEY, "sec", [(n, (amazon / n).read_bytes()) for n in AMAZON[:2]])
+    first = upload(url, "sec", [(n, (amazon / n).read_bytes()) for n in AMAZON[:2]], auth(SEC_KEY))
     assert first.status_code == 202, first.text
     # Uploads in a row join the job that is queued, or start one: never a queue of full runs.
     assert rag_main(["docs", "add", str(amazon / AMAZON[2]), "--endpoint", url, "--collection", "sec"]) == 0
@@ -174,7 +165,7 @@ def test_a_key_reaches_only_its_collections(service):
         r = httpx.request(method, f"{url}{path}", headers=auth(SEC_KEY), timeout=60, **kwargs)
         assert r.status_code == 404, (path, r.text)
         assert r.json()["detail"] == missing.json()["detail"].replace("nonexistent", "other")
-    assert upload(url, SEC_KEY, "other", [("x.pdf", b"%PDF-1.7\n")]).status_code == 404
+    assert upload(url, "other", [("x.pdf", b"%PDF-1.7\n")], auth(SEC_KEY)).status_code == 404
     # The default collection (other) is beyond this key too: a request that names none is refused the same way.
     assert (
         httpx.post(f"{url}/query", headers=auth(SEC_KEY), json={"question": "net sales"}, timeout=60).status_code == 404
@@ -187,7 +178,7 @@ def test_a_key_reaches_only_its_collections(service):
     assert {c["name"] for c in everything} == {"sec", "other"}
     assert httpx.get(f"{url}/v1/collections", timeout=30).status_code == 401
     # A job in collection other, looked up with the sec key: not found, as if it did not exist.
-    job = upload(url, OTHER_KEY, "other", [("2023 Q3 AAPL.pdf", b"%PDF-1.7 not really a filing\n")])
+    job = upload(url, "other", [("2023 Q3 AAPL.pdf", b"%PDF-1.7 not really a filing\n")], auth(OTHER_KEY))
     assert job.status_code == 202
     documents = httpx.get(f"{url}/v1/collections/other/documents", headers=auth(OTHER_KEY), timeout=30).json()["data"]
     assert {d["file"]: d["status"] for d in documents}["2023 Q3 AAPL.pdf"] == "pending"  # changed, not yet indexed
@@ -216,7 +207,7 @@ def test_hostile_uploads_and_deletions_are_refused_and_nothing_indexed_is_lost(s
         ("big.pdf", (sec_docs / "2023 Q3 INTC.pdf").read_bytes(), 413),
         ("x" * 300 + ".pdf", pdf, 400),
     ]:
-        r = upload(url, SEC_KEY, "sec", [("ok.pdf", pdf), (name, data)])
+        r = upload(url, "sec", [("ok.pdf", pdf), (name, data)], auth(SEC_KEY))
         assert r.status_code == status, (name, r.status_code, r.text)
         assert r.json()["detail"]
     assert httpx.post(f"{url}/v1/collections/sec/documents", headers=auth(SEC_KEY), timeout=30).status_code == 400
@@ -237,7 +228,7 @@ def test_hostile_uploads_and_deletions_are_refused_and_nothing_indexed_is_lost(s
     assert "Request failed" not in logs and "Traceback" not in logs
 
     bad_files(tmp_path / "bad", copy_docs(["2023 Q1 AMZN.pdf"], sec_docs, tmp_path / "good") / "2023 Q1 AMZN.pdf")
-    r = upload(url, SEC_KEY, "sec", [("encrypted.pdf", (tmp_path / "bad" / "encrypted.pdf").read_bytes())])
+    r = upload(url, "sec", [("encrypted.pdf", (tmp_path / "bad" / "encrypted.pdf").read_bytes())], auth(SEC_KEY))
     assert r.status_code == 202, r.text
     job = wait_for(url, SEC_KEY, r.json()["job"])
     assert job["state"] == "succeeded" and "encrypted.pdf" in job["result"]["failed"]

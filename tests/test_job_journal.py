@@ -12,7 +12,7 @@ import time
 
 from ingest.job import IngestError
 from rag.config import load_settings
-from serving.jobs import JobQueue
+from serving.jobs import Job, JobQueue
 from serving.journal import JOURNAL_FILE, Journal
 
 SETTINGS = load_settings(None, ["serve.job_retry_s=0", "serve.job_attempts=3"])
@@ -72,6 +72,34 @@ def test_a_queue_in_a_lost_one_s_place_answers_for_its_jobs_and_runs_the_lost_on
         assert json.loads((indexes["a"] / JOURNAL_FILE).read_text())[0]["attempts"][1]["error"] == "second run of a"
     finally:
         release.set()
+
+
+def test_the_oldest_ended_jobs_are_forgotten_never_one_still_to_run(ray_cluster, tmp_path):
+    indexes = {"a": tmp_path / "a" / "index"}
+    # A journal of more jobs than a queue keeps: the oldest is still waiting (retried, say, while many others ran).
+    stamps = [f"2026-01-01T00:00:{i // 1000:02d}.{i % 1000:03d}Z" for i in range(206)]
+    waiting = Job("a", ["+late.pdf"], created_at=stamps[0])
+    ended = [Job("a", [f"+{i}.pdf"], state="succeeded", created_at=stamps[i]) for i in range(1, 206)]
+    Journal(indexes).save("a", [j.record() for j in (waiting, *ended)])
+    release = threading.Event()
+
+    def run(collection, granted, progress):
+        release.wait(60)
+        raise IngestError("released")
+
+    loop = asyncio.new_event_loop()
+    try:
+        queue = loop.run_until_complete(_queue(run, indexes))
+        assert len(queue.jobs) == 200 and waiting.id in queue.jobs
+        assert [j.id for j in ended[6:]] == [i for i in queue.jobs if i != waiting.id]  # the six oldest went
+        until(loop, lambda: queue.jobs[waiting.id].state == "running", "the oldest job runs")
+        new = queue.submit("a", "+new.pdf")
+        assert len(queue.jobs) == 200 and {waiting.id, new.id} <= set(queue.jobs) and ended[6].id not in queue.jobs
+        release.set()
+        until(loop, lambda: queue.jobs[waiting.id].state == "failed", "the oldest job ends")
+    finally:
+        release.set()
+        loop.close()
 
 
 async def _queue(run, indexes) -> JobQueue:

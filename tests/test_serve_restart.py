@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import REPO, SHORT_PROMPTS, free_port, wait_served
+from tests.conftest import REPO, SHORT_PROMPTS, free_port, upload, wait_served
 from tests.pdf_factory import copy_docs
 from tests.ray_cluster import stop_service, tool, wait_until
 
@@ -69,11 +69,7 @@ def test_an_accepted_upload_is_indexed_after_the_service_is_killed(sec_docs, tmp
     server = start(tmp_path, port)
     try:
         wait_until(lambda: ready(url), "the service", 300, [server])
-        accepted = httpx.post(
-            f"{url}/v1/collections/sec/documents",
-            timeout=60,
-            files=[("files", (UPLOAD, (filings / UPLOAD).read_bytes(), "application/pdf"))],
-        )
+        accepted = upload(url, "sec", [(UPLOAD, (filings / UPLOAD).read_bytes())])
         assert accepted.status_code == 202, accepted.text
         job_id = accepted.json()["job"]["id"]
         time.sleep(8)
